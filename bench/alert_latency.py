@@ -1,0 +1,762 @@
+#!/usr/bin/env python3
+"""restore-bot benchmark: alert latency of the watcher under sustained write load (issue 4, "Latency").
+
+One run:
+
+  1. a source `Sandbox(binlog=True, binlog_format=ROW)`, a local `FakeSlack`; `sysbench oltp_write_only
+     prepare` (4 tables x 10000 rows in `sbtest`) and a separate database `victim`;
+  2. `sysbench oltp_write_only run --threads=4` in the background for the whole run; its rate is taken
+     from the server's `Com_commit` counter: a few seconds *before* the watcher starts (baseline), with
+     the watcher running, and over the measurement window (the load held while alerts were measured).
+     The source runs with innodb_flush_log_at_trx_commit=2 (--no-relaxed-flush to turn off): on the
+     2-CPU machine this was written on, the defaults give ~3,000 tx/s to sysbench alone but only
+     ~2,000 once the watcher shares the CPUs; with it, ~3,000 tx/s are held while measuring;
+  3. the watcher (databases=("victim",): only victim events alert, but it decodes and skips every
+     sysbench event in between) and an `AlertPoster` to the fake Slack, on threads as `serve` runs them;
+  4. N destructive statements of each kind, interleaved (DROP TABLE, TRUNCATE, DROP DATABASE, mass
+     DELETE and mass UPDATE as row events): the victim object is created first (not timed), the
+     statement runs with autocommit, `t_commit = time.time()` right after `execute()` returns, then we
+     wait for the fake Slack to receive the alert that names this iteration's unique object;
+     latency = arrival time at the fake Slack - t_commit.
+  5. after a grace period every alert is counted once more: each statement must have exactly one
+     alert (none missed, none duplicated), and no alert may name `sbtest`.
+
+Prints per-kind and overall p50/p95/p99/max (ms), a breakdown of where the time went (watcher:
+commit -> detected; poster: detected -> arrival), the load held, missed/duplicate counts, and for
+diagnosis: CPU of the watcher thread, mariadbd, sysbench and the whole machine, how long the watcher
+thread waited for a CPU, how much binlog it had not read yet at each commit (its backlog), SQLite
+time on the watcher/poster threads, and each pipeline layer's speed re-reading the run's binlog
+with the load stopped (--profile: cProfile of the watcher and poster threads instead). Writes
+bench/alert_latency.json; exits 1 when an alert was missed or duplicated or sysbench traffic alerted,
+2 when a prerequisite is missing. Goal: p50 <= 20 ms, p99 <= 50 ms; hard requirement p99 <= 1 s.
+
+    . .venv/bin/activate && python bench/alert_latency.py [--events-per-kind 50] [--threads 4] ...
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import logging
+import pstats
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # fake_slack lives beside the tests
+
+from slack_sdk import WebClient  # noqa: E402
+
+from bot.alerts import AlertPoster, AlertStore, Oncall  # noqa: E402
+from fake_slack import FakeSlack  # noqa: E402
+from restore.destructive import DestructiveRules  # noqa: E402
+from restore.sandbox import Sandbox  # noqa: E402
+from restore.watcher import Watcher  # noqa: E402
+
+SB_DB = "sbtest"
+VICTIM = "victim"
+GOAL_P50_MS, GOAL_P99_MS, HARD_P99_MS = 20.0, 50.0, 1000.0
+KINDS = ("DROP TABLE", "TRUNCATE", "DROP DATABASE", "mass DELETE", "mass UPDATE")
+PREFIX = {"DROP TABLE": "dt", "TRUNCATE": "tr", "DROP DATABASE": "dd", "mass DELETE": "del", "mass UPDATE": "upd"}
+ALERT_MARK = "🚨"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class BenchError(Exception):
+    pass
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile (p in 0..100); None for no values."""
+    if not values:
+        return None
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, int(-(-p * len(s) // 100)) - 1))
+    return s[k]
+
+
+def stats_ms(values_s: list[float]) -> dict:
+    ms = [v * 1000.0 for v in values_s]
+    return {"n": len(ms), "p50": percentile(ms, 50), "p95": percentile(ms, 95), "p99": percentile(ms, 99),
+            "max": max(ms) if ms else None, "min": min(ms) if ms else None}
+
+
+def com_commit(cur) -> int:
+    cur.execute("SHOW GLOBAL STATUS LIKE 'Com_commit'")
+    return int(cur.fetchone()[1])
+
+
+def thread_cpu(native_id: int | None) -> float | None:
+    """CPU seconds (user+system) a thread of this process has used, from /proc."""
+    if native_id is None:
+        return None
+    try:
+        fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int | None) -> float | None:
+    """CPU seconds (user+system) a process has used, from /proc."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[int, int, int]:
+    """(busy, steal, total) jiffies of all CPUs, from /proc/stat (steal: the hypervisor ran someone else)."""
+    vals = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+    steal = vals[7] if len(vals) > 7 else 0
+    return sum(vals) - idle - steal, steal, sum(vals)
+
+
+def queued_bytes(watcher: Watcher) -> int | None:
+    """Bytes the server has sent to the watcher's connection that sit unread in the kernel (FIONREAD)."""
+    import fcntl
+    import termios
+    try:
+        sock = watcher._source.connection._sock
+        buf = bytearray(4)
+        fcntl.ioctl(sock.fileno(), termios.FIONREAD, buf)
+        return int.from_bytes(buf, sys.byteorder)
+    except Exception:
+        return None
+
+
+def sched_wait(native_id: int | None) -> float | None:
+    """Seconds a thread of this process has spent runnable but waiting for a CPU (/proc schedstat)."""
+    if native_id is None:
+        return None
+    try:
+        return int(Path(f"/proc/self/task/{native_id}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def is_alert(call) -> bool:
+    return call.method == "chat.postMessage" and call.status == 200 and ALERT_MARK in call.text
+
+
+def token_re(token: str) -> re.Pattern:
+    # tokens are fixed width (dt_0007), but guard against a longer neighbour (dt_00071) anyway
+    return re.compile(re.escape(token) + r"(?![0-9])")
+
+
+class Profiled(threading.Thread):
+    """A thread whose target runs under cProfile (only with --profile: it slows the thread down)."""
+
+    def __init__(self, target, name: str, enabled: bool) -> None:
+        super().__init__(target=self._run, name=name, daemon=True)
+        self._target_fn, self.enabled, self.profile = target, enabled, cProfile.Profile() if enabled else None
+
+    def _run(self) -> None:
+        if self.profile is None:
+            self._target_fn()
+            return
+        self.profile.enable()
+        try:
+            self._target_fn()
+        finally:
+            self.profile.disable()
+
+
+class Tap:
+    """Installs a ServerBinlogs subclass in the watcher that remembers where its reader is.
+
+    One attribute store per event (~0.1 us): lets the bench see, at each destructive commit, how many
+    binlog bytes the watcher had not read yet (its backlog).
+    """
+
+    def __init__(self) -> None:
+        import restore.watcher as watcher_mod
+        from restore.binlog_server import ServerBinlogs
+        self.mod, self.real = watcher_mod, watcher_mod.ServerBinlogs
+        self.where: tuple[str, int] | None = None
+        tap = self
+
+        class Tapped(ServerBinlogs):
+            def events(self, *a, **kw):
+                for ev in super().events(*a, **kw):
+                    tap.where = (ev.file, ev.pos + len(ev.data))
+                    yield ev
+        watcher_mod.ServerBinlogs = Tapped
+
+    def close(self) -> None:
+        self.mod.ServerBinlogs = self.real
+
+
+class TimedPoster(AlertPoster):
+    """The real AlertPoster, plus timestamps of when each alert left the queue and its HTTP call."""
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.marks: dict[str, dict] = {}
+        real = self.client.chat_postMessage
+
+        def timed_post(**kw2):
+            key = self._current
+            self.marks.setdefault(key, {})["http_start"] = time.time()
+            try:
+                return real(**kw2)
+            finally:
+                self.marks[key]["http_end"] = time.time()
+
+        self.client = SimpleNamespace(chat_postMessage=timed_post)
+
+    def _post(self, alert) -> None:
+        self._current = alert.key
+        self.marks.setdefault(alert.key, {})["dequeued"] = time.time()
+        super()._post(alert)
+
+
+def oncall_settings() -> SimpleNamespace:
+    return SimpleNamespace(oncall=SimpleNamespace(rotation=("UKIM", "ULEE"), rotation_start=None, fallback=None,
+                                                  escalate_after_minutes=5, usergroup=None))
+
+
+# -- the victims -----------------------------------------------------------------------------
+def prepare_victim(cur, kind: str, token: str, rows: int, fmt: str) -> str:
+    """Create what `kind` destroys (not timed); return the destructive statement."""
+    cur.execute(f"CREATE DATABASE IF NOT EXISTS {VICTIM}")
+    table = f"{VICTIM}.{token}"
+    cur.execute(f"CREATE TABLE {table} (id INT PRIMARY KEY, v INT NOT NULL, pad CHAR(20) NOT NULL DEFAULT 'x')")
+    n = rows if kind in ("mass DELETE", "mass UPDATE") else 10
+    cur.execute(f"INSERT INTO {table} (id, v) SELECT seq, seq FROM {VICTIM}.seq_1_to_{n}")
+    if kind == "DROP TABLE":
+        return f"DROP TABLE {table}"
+    if kind == "TRUNCATE":
+        return f"TRUNCATE TABLE {table}"
+    if kind == "DROP DATABASE":
+        return f"DROP DATABASE {VICTIM} /* {token} */"
+    if kind == "mass DELETE":
+        # ROW: a WHERE does not hide it, the row events show every row went. MIXED/STATEMENT: only a
+        # statement without WHERE is recognisable (the binlog has no row count).
+        return f"DELETE FROM {table} WHERE id > 0" if fmt == "ROW" else f"DELETE FROM {table}"
+    if kind == "mass UPDATE":
+        return f"UPDATE {table} SET v = v + 1"
+    raise ValueError(kind)
+
+
+# -- the run ---------------------------------------------------------------------------------
+def run(args) -> dict:
+    res: dict = {"params": {"events_per_kind": args.events_per_kind, "threads": args.threads, "format": args.format,
+                            "tables": args.tables, "table_size": args.table_size, "victim_rows": args.victim_rows,
+                            "relaxed_flush": args.relaxed_flush, "profile": args.profile, "pause": args.pause,
+                            "seconds_cap": args.seconds_cap, "watcher_nice": args.watcher_nice, "pin": args.pin},
+                 "machine": {"cpus": os.cpu_count(), "load_before": os.getloadavg()[0]}}
+    extra = ["--innodb-flush-log-at-trx-commit=2"] if args.relaxed_flush else []
+    workdir = Path(tempfile.mkdtemp(prefix="alert-latency-"))
+    sb_proc: subprocess.Popen | None = None
+    sb_out = None
+    watcher = poster = wthread = None
+    try:
+        with Sandbox(binlog=True, binlog_format=args.format, extra_args=extra) as src, FakeSlack() as slack:
+            log(f"source up ({args.format}{', innodb_flush_log_at_trx_commit=2' if extra else ''}) at {src.socket}; "
+                f"fake Slack at {slack.api_url}")
+            conn = src.connect()
+            cur = conn.cursor()
+            cur.execute("SELECT VERSION(), @@sync_binlog, @@innodb_flush_log_at_trx_commit, @@binlog_annotate_row_events")
+            version, sync_binlog, flush, annotate = cur.fetchone()
+            res["server"] = {"version": version, "sync_binlog": int(sync_binlog),
+                             "innodb_flush_log_at_trx_commit": int(flush), "binlog_annotate_row_events": int(annotate)}
+            cur.execute(f"CREATE DATABASE {SB_DB}")
+            if args.pin:
+                # experiment: the source and the load on the first CPU, the bench (watcher) on the rest --
+                # as if the watcher ran on a host of its own; threads made later inherit the mask
+                for tid in os.listdir(f"/proc/{src.proc.pid}/task"):
+                    os.sched_setaffinity(int(tid), {0})
+                for tid in os.listdir("/proc/self/task"):
+                    os.sched_setaffinity(int(tid), set(range(1, os.cpu_count() or 2)))
+            sb_common = (["taskset", "-c", "0"] if args.pin else []) + ["sysbench", "oltp_write_only", "--db-driver=mysql", "--mysql-user=root",
+                         f"--mysql-socket={src.socket}", f"--mysql-db={SB_DB}", f"--tables={args.tables}",
+                         f"--table-size={args.table_size}"]
+            log(f"sysbench prepare: {args.tables} tables x {args.table_size} rows")
+            out = subprocess.run(sb_common + ["prepare"], capture_output=True, text=True)
+            if out.returncode != 0:
+                raise BenchError(f"sysbench prepare failed: {out.stderr.strip()[-1500:]}")
+            cur.execute(f"CREATE DATABASE {VICTIM}")
+
+            # -- load, and its rate before the watcher exists --------------------------------------
+            if args.threads > 0:
+                sb_out = open(workdir / "sysbench.out", "w+")
+                sb_proc = subprocess.Popen(sb_common + [f"--threads={args.threads}",
+                                                        f"--time={int(args.seconds_cap) + 60}",
+                                                        "--report-interval=0", "run"],
+                                           stdout=sb_out, stderr=subprocess.STDOUT, start_new_session=True)
+                time.sleep(1.0)
+            c0, t0 = com_commit(cur), time.monotonic()
+            time.sleep(args.baseline_seconds)
+            c1, t1 = com_commit(cur), time.monotonic()
+            res["load_baseline_tps"] = (c1 - c0) / (t1 - t0)
+            log(f"sysbench {args.threads} threads: {res['load_baseline_tps']:.0f} tx/s before the watcher starts")
+            if sb_proc is not None and sb_proc.poll() is not None:
+                sb_out.seek(0)
+                raise BenchError(f"sysbench run exited early: {sb_out.read()[-1500:]}")
+
+            # -- watcher + poster, as `serve` runs them -------------------------------------------
+            store = AlertStore(str(workdir / "alerts.sqlite3"), src.url)
+            store.set_oncall("UKIM")
+            sqlite_times: dict[str, list[float]] = {"save": [], "claim": []}
+            for name in sqlite_times:  # how long the watcher/poster threads block in SQLite
+                def timed(*a, _real=getattr(store, name), _into=sqlite_times[name]):
+                    t = time.perf_counter()
+                    try:
+                        return _real(*a)
+                    finally:
+                        _into.append(time.perf_counter() - t)
+                setattr(store, name, timed)
+            client = WebClient(token="xoxb-bench", base_url=slack.api_url)
+            handed: dict[str, float] = {}
+            alerts_seen: list = []
+            poster = TimedPoster(client, "CINC", store, Oncall(oncall_settings(), store), src.url, escalate_after=0)
+            pthread = Profiled(poster._loop, "alerts", args.profile)
+            poster._thread = pthread  # same loop, optionally under cProfile
+            poster.start()
+
+            def on_alert(alert) -> None:
+                handed[alert.key] = time.time()
+                alerts_seen.append(alert)
+                poster(alert)
+
+            tap = Tap() if args.tap else None
+            watcher = Watcher(src.dsn, store, on_alert, databases=(VICTIM,), rules=DestructiveRules())
+            wthread = Profiled(watcher.run_forever, "watcher", args.profile)
+            wthread.start()
+            if args.watcher_nice:
+                # an experiment, not what `serve` does: does the tail come from waiting for a CPU?
+                while wthread.native_id is None:
+                    time.sleep(0.01)
+                os.setpriority(os.PRIO_PROCESS, wthread.native_id, args.watcher_nice)
+                os.setpriority(os.PRIO_PROCESS, pthread.native_id, args.watcher_nice)
+            deadline = time.monotonic() + 15
+            while store.load() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if store.load() is None:
+                raise BenchError("the watcher never recorded a start position")
+            watch_start = store.load()
+            w_c0, w_t0 = com_commit(cur), time.monotonic()
+            time.sleep(args.warmup_seconds)
+            res["load_watching_tps"] = (com_commit(cur) - w_c0) / (time.monotonic() - w_t0)
+            log(f"{res['load_watching_tps']:.0f} tx/s with the watcher following the stream (no victim statements yet)")
+
+            # -- the measurement --------------------------------------------------------------------
+            n = args.events_per_kind
+            plan = [(kind, i) for i in range(n) for kind in KINDS]  # interleaved: drift hits all kinds alike
+            events: list[dict] = []
+            cpu0 = {"watcher": thread_cpu(wthread.native_id), "poster": thread_cpu(pthread.native_id),
+                    "process": time.process_time(), "watcher_runqueue": sched_wait(wthread.native_id),
+                    "mariadbd": proc_cpu(src.proc.pid if src.proc else None), "sysbench": proc_cpu(sb_proc.pid if sb_proc else None)}
+            busy0 = machine_busy()
+            m_c0, m_t0 = com_commit(cur), time.monotonic()
+            start = time.monotonic()
+            stopped_early = None
+            for done, (kind, i) in enumerate(plan):
+                if time.monotonic() - start > args.seconds_cap:
+                    stopped_early = f"--seconds-cap {args.seconds_cap} reached after {done} of {len(plan)} statements"
+                    log(stopped_early)
+                    break
+                if args.pause > 0:  # land the statements at random moments of the stream, not in lockstep
+                    time.sleep(random.uniform(0, 2 * args.pause))
+                token = f"{PREFIX[kind]}_{i:04d}"
+                stmt = prepare_victim(cur, kind, token, args.victim_rows, args.format)
+                pat = token_re(token)
+                since = slack.mark()
+                t_before = time.time()
+                cur.execute(stmt)
+                t_commit = time.time()
+                ev = {"kind": kind, "token": token, "statement": stmt, "t_before": t_before, "t_commit": t_commit}
+                if tap is not None:
+                    ev["reader_at_commit"] = tap.where
+                    ev["socket_queued_bytes"] = queued_bytes(watcher)
+                events.append(ev)
+                try:
+                    slack.wait_for(lambda calls: [c for c in calls[since:] if is_alert(c) and pat.search(c.text)],
+                                   timeout=max(0.1, min(args.wait_seconds, args.seconds_cap - (time.monotonic() - start) + 5)),
+                                   what=f"the alert for {token}")
+                except AssertionError:
+                    log(f"no alert for {token} within {args.wait_seconds} s (counted again at the end)")
+                if (done + 1) % 25 == 0:
+                    log(f"{done + 1}/{len(plan)} statements")
+            m_c1, m_t1 = com_commit(cur), time.monotonic()
+            cpu1 = {"watcher": thread_cpu(wthread.native_id), "poster": thread_cpu(pthread.native_id),
+                    "process": time.process_time(), "watcher_runqueue": sched_wait(wthread.native_id),
+                    "mariadbd": proc_cpu(src.proc.pid if src.proc else None), "sysbench": proc_cpu(sb_proc.pid if sb_proc else None)}
+            busy1 = machine_busy()
+            total = max(1, busy1[2] - busy0[2])
+            res["machine_busy"] = (busy1[0] - busy0[0]) / total  # share of all CPUs
+            res["machine_steal"] = (busy1[1] - busy0[1]) / total
+            res["load_average_during"] = os.getloadavg()[0]
+            res["sqlite_ms"] = {f"{name} ({'watcher' if name == 'save' else 'poster'} thread)": stats_ms(v)
+                                for name, v in sqlite_times.items()}
+            window = m_t1 - m_t0
+            res["measurement_seconds"] = window
+            res["load_tps"] = (m_c1 - m_c0) / window
+            res["cpu_share"] = {k: (cpu1[k] - cpu0[k]) / window if cpu0[k] is not None and cpu1[k] is not None else None
+                                for k in cpu0}
+            res["stopped_early"] = stopped_early
+            log(f"measured {len(events)} statements in {window:.1f} s under {res['load_tps']:.0f} tx/s; "
+                f"grace {args.grace_seconds} s for late or duplicate alerts")
+            pats = [token_re(ev["token"]) for ev in events]
+            try:  # a late alert is late, not missed: give the stragglers --wait-seconds more
+                slack.wait_for(lambda calls: all(any(is_alert(c) and p.search(c.text) for c in calls) for p in pats),
+                               timeout=args.wait_seconds, what="every alert")
+            except AssertionError:
+                log(f"some alerts still missing {args.wait_seconds} s after the last statement")
+            time.sleep(args.grace_seconds)
+
+            # -- count every alert once more -------------------------------------------------------
+            calls = [c for c in slack.snapshot() if is_alert(c)]
+            missed, dups = [], []
+            for ev in events:
+                pat = token_re(ev["token"])
+                got = [c for c in calls if pat.search(c.text)]
+                ev["alerts"] = len(got)
+                if got:
+                    ev["latency"] = got[0].at - ev["t_commit"]
+                    ev["latency_from_start"] = got[0].at - ev["t_before"]
+                    ev["arrived"] = got[0].at
+                if not got:
+                    missed.append(ev["token"])
+                elif len(got) > 1:
+                    dups.append(ev["token"])
+            by_token = {ev["token"]: ev for ev in events}
+            for alert in alerts_seen:
+                tok = next((t for t in by_token if token_re(t).search(f"{alert.table or ''} {alert.statement}")), None)
+                if tok and "detected" not in by_token[tok]:
+                    ev = by_token[tok]
+                    ev["key"], ev["detected"], ev["handed"] = alert.key, alert.detected_at, handed.get(alert.key)
+                    at = ev.get("reader_at_commit")
+                    if at and at[0] == alert.file:  # bytes the watcher still had to read when it committed
+                        ev["backlog_bytes"] = max(0, alert.pos - at[1])
+                    ev["reason"] = alert.reason
+                    ev.update(poster.marks.get(alert.key, {}))
+            sbtest_alerts = [c.text[:300] for c in calls if SB_DB in c.text]
+            unmatched = [c.text[:300] for c in calls if not any(token_re(t).search(c.text) for t in by_token)]
+            res.update(total_statements=len(events), total_alerts=len(calls), missed=missed, duplicated=dups,
+                       sbtest_alerts=sbtest_alerts, unmatched_alerts=unmatched, events=events)
+            res["watcher_alive"] = wthread.is_alive()
+
+            # -- stop --------------------------------------------------------------------------------
+            if tap is not None:
+                tap.close()
+            for name in ("restore-bot.watch", "restore-bot.follow"):  # "stream broke" is our own stop()
+                logging.getLogger(name).setLevel(logging.ERROR)
+            if sb_proc is not None:
+                os.killpg(sb_proc.pid, signal.SIGTERM)
+                sb_proc.wait(timeout=20)
+            watcher.stop()
+            poster.stop()
+            watcher = poster = None  # (AlertPoster.stop() raises when called twice)
+            wthread.join(timeout=5)
+            pthread.join(timeout=5)
+            if args.profile:
+                res["profile"] = {name: profile_text(th.profile, args.profile_top)
+                                  for name, th in (("watcher", wthread), ("poster", pthread))}
+            if args.capacity_seconds > 0:
+                log(f"decode capacity: re-reading the run's binlog from {watch_start[0]}:{watch_start[1]}, "
+                    f"load stopped, {args.capacity_seconds} s per layer")
+                res["capacity"] = capacity(src, watch_start, args.capacity_seconds)
+            cur.close()
+            conn.close()
+    finally:
+        if sb_proc is not None and sb_proc.poll() is None:
+            try:
+                os.killpg(sb_proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            sb_proc.wait()
+        if sb_out is not None:
+            sb_out.close()
+        for stop in (watcher.stop if watcher else None, poster.stop if poster else None):
+            try:  # a failing stop must not keep the rest from being cleaned up
+                if stop is not None:
+                    stop()
+            except Exception as exc:
+                log(f"cleanup: {exc!r}")
+        shutil.rmtree(workdir, ignore_errors=True)
+    return res
+
+
+def capacity(src: Sandbox, start: tuple[str, int], seconds: float) -> list[dict]:
+    """How fast each layer of the watcher's pipeline gets through the binlog written under load.
+
+    Re-reads the same stream (COM_BINLOG_DUMP, non-blocking, from where the watcher started) with the
+    load stopped, each pass for at most `seconds` on this one thread: the raw events only; + Walker
+    without row counting; + Walker counting the rows of every table; the watcher's whole loop.
+    Transactions are counted by their GTID events.
+    """
+    import restore.watcher as watcher_mod
+    from restore import binlog_events as be
+    from restore.binlog_server import ServerBinlogs
+    from restore.walker import Walker
+
+    class Counting(ServerBinlogs):
+        def __init__(self, *a, **kw) -> None:
+            super().__init__(*a, **kw)
+            self.n = self.tx = 0
+
+        def events(self, *a, **kw):
+            for ev in super().events(*a, **kw):
+                self.n += 1
+                if ev.type == be.MARIADB_GTID or ev.type == be.MYSQL_GTID:
+                    self.tx += 1
+                yield ev
+
+    def walk(count: bool | None, deadline: float) -> Counting:
+        reader = Counting(src.dsn, blocking=False)
+        stream = reader.events(*start)
+        items = stream if count is None else Walker(stream, count=count).steps()
+        try:
+            for i, _ in enumerate(items):
+                if (i & 1023) == 0 and time.perf_counter() > deadline:
+                    break
+        finally:
+            items.close()
+            stream.close()
+        return reader
+
+    def watch(deadline: float) -> Counting:
+        class Positions:
+            p = start
+
+            def load(self):
+                return self.p
+
+            def save(self, file, pos):
+                self.p = (file, pos)
+
+        made: list[Counting] = []
+        real = watcher_mod.ServerBinlogs
+        watcher_mod.ServerBinlogs = lambda dsn, blocking=True: made.append(Counting(dsn, blocking=False)) or made[-1]
+        w = Watcher(src.dsn, Positions(), lambda alert: None, databases=(VICTIM,))
+        timer = threading.Timer(max(0.0, deadline - time.perf_counter()), w.stopping.set)
+        timer.start()
+        try:
+            once = getattr(w, "follow_once", None) or w.stream  # (the engine renamed stream() to follow_once())
+            once()  # non-blocking: returns at the end of the binlog, or at the deadline
+        finally:
+            timer.cancel()
+            watcher_mod.ServerBinlogs = real
+        return made[0]
+
+    layers = [("raw events: pymysql packets + CRC", lambda d: walk(None, d)),
+              ("+ Walker, rows not counted", lambda d: walk(False, d)),
+              ("+ Walker counting every table's rows", lambda d: walk(True, d)),
+              ("whole watcher loop (Watcher.follow_once)", watch)]
+    out = []
+    for name, fn in layers:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        reader = fn(t0 + seconds)
+        wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        out.append({"layer": name, "events": reader.n, "transactions": reader.tx, "seconds": wall,
+                    "cpu_seconds": cpu, "events_per_s": reader.n / wall, "tx_per_s": reader.tx / wall,
+                    "us_per_event": 1e6 * cpu / reader.n if reader.n else None})
+    return out
+
+
+def profile_text(profile: cProfile.Profile | None, top: int) -> str:
+    if profile is None:
+        return ""
+    buf = io.StringIO()
+    pstats.Stats(profile, stream=buf).sort_stats("tottime").print_stats(top)
+    return buf.getvalue()
+
+
+# -- the report ------------------------------------------------------------------------------
+def summarize(res: dict) -> dict:
+    ev = res["events"]
+    summary = {}
+    for kind in (*KINDS, "overall"):
+        sel = [e for e in ev if kind == "overall" or e["kind"] == kind]
+        s = stats_ms([e["latency"] for e in sel if "latency" in e])
+        s["statements"] = len(sel)
+        s["missed"] = sum(1 for e in sel if e["alerts"] == 0)
+        s["duplicated"] = sum(1 for e in sel if e["alerts"] > 1)
+        summary[kind] = s
+    have = [e for e in ev if "detected" in e and "arrived" in e]
+    parts = {
+        "commit -> watcher detected": [e["detected"] - e["t_commit"] for e in have],
+        "detected -> poster dequeued": [e["dequeued"] - e["detected"] for e in have if "dequeued" in e],
+        "dequeued -> HTTP request": [e["http_start"] - e["dequeued"] for e in have if "http_start" in e],
+        "HTTP request -> arrival": [e["arrived"] - e["http_start"] for e in have if "http_start" in e],
+        "statement start -> arrival": [e["latency_from_start"] for e in ev if "latency_from_start" in e],
+    }
+    backlog = [e["backlog_bytes"] for e in ev if "backlog_bytes" in e]
+    if backlog:
+        res["backlog_at_commit_kb"] = {"p50": percentile(backlog, 50) / 1024, "p99": percentile(backlog, 99) / 1024,
+                                       "max": max(backlog) / 1024, "n": len(backlog)}
+        res["backlog_vs_detect"] = [(e["backlog_bytes"], e.get("socket_queued_bytes"), e["detected"] - e["t_commit"])
+                                    for e in ev if "backlog_bytes" in e and "detected" in e]
+        queued = [e["socket_queued_bytes"] for e in ev if e.get("socket_queued_bytes") is not None]
+        if queued:
+            res["socket_queued_kb"] = {"p50": percentile(queued, 50) / 1024, "p99": percentile(queued, 99) / 1024,
+                                       "max": max(queued) / 1024, "n": len(queued)}
+    res["summary"] = summary
+    res["breakdown"] = {k: stats_ms(v) for k, v in parts.items()}
+    o = summary["overall"]
+    res["verdict"] = {
+        "goal_p50": o["p50"] is not None and o["p50"] <= GOAL_P50_MS,
+        "goal_p99": o["p99"] is not None and o["p99"] <= GOAL_P99_MS,
+        "hard_p99": o["p99"] is not None and o["p99"] <= HARD_P99_MS,
+        "complete": not res["missed"] and not res["duplicated"] and not res["sbtest_alerts"]
+        and not res.get("stopped_early"),
+    }
+    return res
+
+
+def fmt(v: float | None) -> str:
+    return f"{'-':>8}" if v is None else f"{v:8.1f}"
+
+
+def print_report(res: dict) -> None:
+    p = res["params"]
+    print()
+    print(f"alert latency: destructive statement commit -> chat.postMessage at the fake Slack "
+          f"({p['format']}, mass-change detection on)")
+    print(f"load: sysbench oltp_write_only {p['tables']}x{p['table_size']}, {p['threads']} threads: "
+          f"{res['load_tps']:.0f} tx/s held during the {res['measurement_seconds']:.1f} s measurement "
+          f"({res['load_baseline_tps']:.0f} tx/s before the watcher started, "
+          f"{res['load_watching_tps']:.0f} tx/s with it running but no victim statements)")
+    srv = res["server"]
+    print(f"server: {srv['version']}, sync_binlog={srv['sync_binlog']}, "
+          f"innodb_flush_log_at_trx_commit={srv['innodb_flush_log_at_trx_commit']}; "
+          f"{res['machine']['cpus']} CPUs, load average {res['machine']['load_before']:.2f} before the run"
+          + ("; cProfile ON (latencies inflated)" if p["profile"] else "")
+          + (f"; watcher/poster threads at nice {p['watcher_nice']} (experiment)" if p.get("watcher_nice") else "")
+          + ("; mariadbd+sysbench pinned to CPU 0, the bench to the rest (experiment)" if p.get("pin") else ""))
+    print()
+    print(f"{'kind':<15} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'missed':>7} {'dup':>4}")
+    for kind, s in res["summary"].items():
+        if kind == "overall":
+            print("-" * 67)
+        print(f"{kind:<15} {s['statements']:>4} {fmt(s['p50'])} {fmt(s['p95'])} {fmt(s['p99'])} {fmt(s['max'])} "
+              f"{s['missed']:>7} {s['duplicated']:>4}")
+    print()
+    print("where the time went (ms)         p50      p99      max")
+    for k, s in res["breakdown"].items():
+        print(f"  {k:<28} {fmt(s['p50'])} {fmt(s['p99'])} {fmt(s['max'])}")
+    cpu = res["cpu_share"]
+    share = lambda v: "-" if v is None else f"{100 * v:.0f} %"  # noqa: E731
+    print(f"CPU during the measurement (100 % = one core): watcher thread {share(cpu['watcher'])}, poster thread "
+          f"{share(cpu['poster'])}, whole bench process {share(cpu['process'])}, mariadbd {share(cpu.get('mariadbd'))}, "
+          f"sysbench {share(cpu.get('sysbench'))}; all {res['machine']['cpus']} CPUs "
+          f"{share(res.get('machine_busy'))} busy (the rest of it: other processes on the machine), "
+          f"{share(res.get('machine_steal'))} stolen by the hypervisor; "
+          f"load average {res.get('load_average_during', 0):.2f} at the end")
+    print(f"the watcher thread waited for a CPU (runnable, not running) {share(cpu.get('watcher_runqueue'))} of the time")
+    if res.get("backlog_at_commit_kb"):
+        b = res["backlog_at_commit_kb"]
+        print(f"binlog the watcher had not read yet when the statement committed: p50 {b['p50']:.0f} KiB, "
+              f"p99 {b['p99']:.0f} KiB, max {b['max']:.0f} KiB")
+        if res.get("socket_queued_kb"):
+            q = res["socket_queued_kb"]
+            print(f"  of which already sent and queued unread in the watcher's socket: p50 {q['p50']:.0f} KiB, "
+                  f"p99 {q['p99']:.0f} KiB, max {q['max']:.0f} KiB")
+    for name, st in res.get("sqlite_ms", {}).items():
+        print(f"SQLite {name}: {st['n']} calls, p50 {fmt(st['p50']).strip()} ms, p99 {fmt(st['p99']).strip()} ms, "
+              f"max {fmt(st['max']).strip()} ms")
+    if res.get("capacity"):
+        print()
+        print(f"watcher pipeline capacity, load stopped, one thread re-reading this run's binlog "
+              f"(the load wrote {res['load_tps']:.0f} tx/s):")
+        print(f"  {'layer':<42} {'events/s':>9} {'tx/s':>7} {'CPU us/event':>13}")
+        for c in res["capacity"]:
+            print(f"  {c['layer']:<42} {c['events_per_s']:>9,.0f} {c['tx_per_s']:>7,.0f} "
+                  f"{(c['us_per_event'] or 0):>13.1f}")
+    print()
+    o = res["summary"]["overall"]
+    v = res["verdict"]
+    print(f"alerts: {res['total_alerts']} for {res['total_statements']} destructive statements; "
+          f"missed {len(res['missed'])}, duplicated {len(res['duplicated'])}, "
+          f"about sbtest {len(res['sbtest_alerts'])}, unmatched {len(res['unmatched_alerts'])}")
+    print(f"goal p50 <= {GOAL_P50_MS:.0f} ms: {'met' if v['goal_p50'] else 'MISSED'} ({fmt(o['p50']).strip()} ms); "
+          f"goal p99 <= {GOAL_P99_MS:.0f} ms: {'met' if v['goal_p99'] else 'MISSED'} ({fmt(o['p99']).strip()} ms); "
+          f"hard p99 <= 1 s: {'met' if v['hard_p99'] else 'MISSED'}")
+    if res.get("stopped_early"):
+        print(f"stopped early: {res['stopped_early']}")
+    if res.get("profile"):
+        for name, text in res["profile"].items():
+            print(f"\n== cProfile, {name} thread (tottime) ==\n{text}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events-per-kind", type=int, default=50, help="destructive statements of each kind (default 50)")
+    ap.add_argument("--threads", type=int, default=4, help="sysbench threads (default 4; 0: no load, the floor)")
+    ap.add_argument("--format", default="ROW", choices=["ROW", "MIXED", "STATEMENT"], help="binlog_format (default ROW)")
+    ap.add_argument("--seconds-cap", type=float, default=600.0,
+                    help="stop issuing statements after this many seconds of measurement (default 600); "
+                         "a capped run exits 1")
+    ap.add_argument("--tables", type=int, default=4, help="sysbench tables (default 4)")
+    ap.add_argument("--table-size", type=int, default=10000, help="sysbench rows per table (default 10000)")
+    ap.add_argument("--victim-rows", type=int, default=200, help="rows of each mass DELETE/UPDATE victim (default 200)")
+    ap.add_argument("--relaxed-flush", action=argparse.BooleanOptionalAction, default=True,
+                    help="start the source with --innodb-flush-log-at-trx-commit=2 (default: on). Needed here: "
+                         "sysbench alone makes ~3,000 tx/s with the defaults, but only ~2,000 once the watcher "
+                         "shares the 2 CPUs; with it, ~3,000 tx/s are held during the measurement")
+    ap.add_argument("--baseline-seconds", type=float, default=4.0, help="load measured before the watcher starts")
+    ap.add_argument("--warmup-seconds", type=float, default=4.0, help="watcher running under load before the first event")
+    ap.add_argument("--pause", type=float, default=0.05,
+                    help="mean pause between statements, uniform in [0, 2*pause] s (default 0.05)")
+    ap.add_argument("--wait-seconds", type=float, default=10.0, help="wait for each alert at most this long")
+    ap.add_argument("--grace-seconds", type=float, default=3.0, help="after the last event, wait for late/duplicate alerts")
+    ap.add_argument("--profile", action="store_true",
+                    help="run the watcher and poster threads under cProfile and print their top functions "
+                         "(slows them down: use for where-the-time-goes, not for the figures)")
+    ap.add_argument("--profile-top", type=int, default=25)
+    ap.add_argument("--pin", action="store_true",
+                    help="experiment: pin mariadbd and sysbench to CPU 0 and this process (watcher, poster, fake "
+                         "Slack) to the other CPUs, as if the watcher had a host of its own")
+    ap.add_argument("--tap", action=argparse.BooleanOptionalAction, default=True,
+                    help="note the watcher reader's position at each commit, to report its backlog (default on; "
+                         "one attribute store per event)")
+    ap.add_argument("--watcher-nice", type=int, default=0,
+                    help="experiment: give the watcher and poster threads this nice value (e.g. -10; needs root) "
+                         "to see how much of the tail is waiting for a CPU")
+    ap.add_argument("--capacity-seconds", type=float, default=3.0,
+                    help="afterwards, with the load stopped, time each layer of the watcher's pipeline on the "
+                         "run's binlog for this long (0: skip)")
+    ap.add_argument("--json", default=str(HERE / "alert_latency.json"), help="where to write the results")
+    args = ap.parse_args()
+
+    if not shutil.which("sysbench"):
+        print("alert_latency: sysbench is not on PATH. apt-get install -y sysbench", file=sys.stderr)
+        return 2
+    try:
+        res = run(args)
+    except BenchError as exc:
+        print(f"alert_latency: {exc}", file=sys.stderr)
+        return 2
+    summarize(res)
+    res["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    Path(args.json).write_text(json.dumps(res, indent=1, default=str))
+    print_report(res)
+    print(f"\nwrote {args.json}")
+    return 0 if res["verdict"]["complete"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

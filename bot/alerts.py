@@ -1,0 +1,201 @@
+"""Destructive-event alerts: who is on call, posting within a second, escalation, and memory.
+
+The alert path owns its own Slack client and thread: it never waits behind job cards, a
+running replay, or retries of other messages. Alerts are remembered by their binlog position
+in the job store's database, so a watcher that restarts and re-reads an event never pings twice.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from datetime import date, timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from restore.watcher import Alert
+
+log = logging.getLogger("restore-bot.alerts")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS watch_position (source TEXT PRIMARY KEY, file TEXT NOT NULL, pos INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (
+    key TEXT PRIMARY KEY, source TEXT NOT NULL, reason TEXT NOT NULL, oncall TEXT, ts TEXT,
+    channel TEXT, created REAL NOT NULL, acked_by TEXT, escalations INTEGER NOT NULL DEFAULT 0, body TEXT);
+CREATE TABLE IF NOT EXISTS oncall_override (id INTEGER PRIMARY KEY CHECK (id = 1), user TEXT NOT NULL, since REAL);
+"""
+
+
+class AlertStore:
+    """Watch positions, sent alerts and the on-call override, beside the jobs (SQLite)."""
+
+    def __init__(self, path: str, source: str) -> None:
+        self.path, self.source = str(path), source
+        self._local = threading.local()
+        self._db().executescript(_SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; no fsync on the alert path
+            self._local.db = db
+        return db
+
+    # PositionStore for restore.watcher.Watcher
+    def load(self) -> tuple[str, int] | None:
+        row = self._db().execute("SELECT file, pos FROM watch_position WHERE source = ?", (self.source,)).fetchone()
+        return (row[0], int(row[1])) if row else None
+
+    def save(self, file: str, pos: int) -> None:
+        self._db().execute("INSERT INTO watch_position (source, file, pos) VALUES (?,?,?) ON CONFLICT(source) "
+                           "DO UPDATE SET file = excluded.file, pos = excluded.pos", (self.source, file, pos))
+
+    def claim(self, alert: Alert, oncall: str | None) -> bool:
+        """Record an alert once; False if this event was alerted before (a re-read after a restart)."""
+        cur = self._db().execute("INSERT OR IGNORE INTO alerts (key, source, reason, oncall, created, body) "
+                                 "VALUES (?,?,?,?,?,?)", (alert.key, self.source, alert.reason, oncall,
+                                                          time.time(), alert.statement))
+        return cur.rowcount == 1
+
+    def posted(self, key: str, channel: str, ts: str) -> None:
+        self._db().execute("UPDATE alerts SET channel = ?, ts = ? WHERE key = ?", (channel, ts, key))
+
+    def ack(self, key: str, user: str) -> bool:
+        cur = self._db().execute("UPDATE alerts SET acked_by = ? WHERE key = ? AND acked_by IS NULL", (user, key))
+        return cur.rowcount == 1
+
+    def get(self, key: str) -> dict | None:
+        row = self._db().execute("SELECT key, reason, oncall, ts, channel, acked_by, escalations FROM alerts "
+                                 "WHERE key = ?", (key,)).fetchone()
+        return dict(zip(("key", "reason", "oncall", "ts", "channel", "acked_by", "escalations"), row)) if row else None
+
+    def escalated(self, key: str) -> int:
+        self._db().execute("UPDATE alerts SET escalations = escalations + 1 WHERE key = ?", (key,))
+        return self.get(key)["escalations"]
+
+    def set_oncall(self, user: str) -> None:
+        self._db().execute("INSERT INTO oncall_override (id, user, since) VALUES (1, ?, ?) ON CONFLICT(id) "
+                           "DO UPDATE SET user = excluded.user, since = excluded.since", (user, time.time()))
+
+    def oncall_override(self) -> str | None:
+        row = self._db().execute("SELECT user FROM oncall_override WHERE id = 1").fetchone()
+        return row[0] if row else None
+
+
+class Oncall:
+    """Who is on call: `/oncall set` override, else the weekly rotation, else RESTORE_BOT_ONCALL."""
+
+    def __init__(self, settings, store: AlertStore) -> None:
+        self.cfg = settings.oncall
+        self.store = store
+
+    def current(self, today: date | None = None) -> str | None:
+        return self.store.oncall_override() or self._rotation(today or date.today(), 0) or self.cfg.fallback
+
+    def next_after(self, user: str | None, today: date | None = None) -> str | None:
+        rotation = list(self.cfg.rotation)
+        if user in rotation:
+            return rotation[(rotation.index(user) + 1) % len(rotation)]
+        return self._rotation(today or date.today(), 1)
+
+    def _rotation(self, today: date, offset: int) -> str | None:
+        rotation = list(self.cfg.rotation)
+        if not rotation:
+            return None
+        start = self.cfg.rotation_start or date(2024, 1, 1)
+        monday = start - timedelta(days=start.weekday())
+        weeks = (today - monday).days // 7
+        return rotation[(weeks + offset) % len(rotation)]
+
+
+def mention(user: str | None) -> str:
+    if not user:
+        return "(nobody is on call: set one with `/oncall set @user`)"
+    return f"<!subteam^{user}>" if user.startswith("S") else f"<@{user}>"
+
+
+def alert_text(alert: Alert, oncall: str | None, source: str) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(alert.server_time))
+    where = f"{alert.database}.{alert.table}" if alert.table else (alert.database or "?")
+    rows = f" · {alert.rows} rows" if alert.rows else ""
+    thread = f" · thread {alert.thread_id}" if alert.thread_id else ""
+    return (f"🚨 {mention(oncall)} *{alert.reason}* on `{source}`\n"
+            f"{where}{rows}{thread} · binlog {alert.file}:{alert.pos}"
+            f"{' · GTID ' + alert.gtid if alert.gtid else ''} · server time {when}\n"
+            f"```{alert.statement[:500] or '(row events)'}```")
+
+
+class AlertPoster:
+    """Posts alerts from a queue on its own thread with its own client; escalates unacknowledged ones."""
+
+    def __init__(self, client, channel: str, store: AlertStore, oncall: Oncall, source: str, *,
+                 escalate_after: float = 300.0, usergroup: str | None = None, on_posted=None) -> None:
+        self.client, self.channel, self.store, self.oncall, self.source = client, channel, store, oncall, source
+        self.escalate_after = escalate_after
+        self.usergroup = usergroup
+        self.on_posted = on_posted or (lambda alert, seconds: None)
+        self.queue: queue.Queue[Alert | None] = queue.Queue()
+        self.scheduler = BackgroundScheduler(daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="alerts", daemon=True)
+
+    def start(self) -> "AlertPoster":
+        self.scheduler.start()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Safe to call more than once."""
+        self.queue.put(None)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def __call__(self, alert: Alert) -> None:  # the watcher's on_alert
+        self.queue.put(alert)
+
+    def _loop(self) -> None:
+        while (alert := self.queue.get()) is not None:
+            try:
+                self._post(alert)
+            except Exception:
+                log.exception("posting alert %s failed", alert.key)
+
+    def _post(self, alert: Alert) -> None:
+        person = self.oncall.current()
+        if not self.store.claim(alert, person):
+            return
+        blocks = [
+            {"type": "section", "text": {"type": "mrkdwn", "text": alert_text(alert, person, self.source)}},
+            {"type": "actions", "elements": [
+                {"type": "button", "action_id": "alert_ack", "value": alert.key, "style": "primary",
+                 "text": {"type": "plain_text", "text": "Acknowledge"}},
+                {"type": "button", "action_id": "alert_plan", "value": alert.plan_spec,
+                 "text": {"type": "plain_text", "text": "Plan restore"}},
+            ]},
+        ]
+        resp = self.client.chat_postMessage(channel=self.channel, text=alert_text(alert, person, self.source),
+                                            blocks=blocks)
+        self.store.posted(alert.key, self.channel, resp["ts"])
+        self.on_posted(alert, time.time() - alert.detected_at)
+        if self.escalate_after > 0:
+            self.scheduler.add_job(self._escalate, "interval", seconds=self.escalate_after, args=[alert.key],
+                                   id=f"escalate-{alert.key}", replace_existing=True)
+
+    def _escalate(self, key: str) -> None:
+        info = self.store.get(key)
+        if info is None or info["acked_by"]:
+            self.scheduler.remove_job(f"escalate-{key}")
+            return
+        round_ = self.store.escalated(key)
+        if round_ == 1:
+            who = info["oncall"]
+            text = f"⏰ {mention(who)} the alert about *{info['reason']}* is not acknowledged yet."
+        else:
+            who = self.oncall.next_after(info["oncall"]) if round_ == 2 else (self.usergroup or self.oncall.next_after(info["oncall"]))
+            text = f"⏰ Escalating to {mention(who)}: *{info['reason']}* is still not acknowledged."
+        self.client.chat_postMessage(channel=info["channel"] or self.channel, thread_ts=info["ts"], text=text)
+        if round_ >= 3:
+            self.scheduler.remove_job(f"escalate-{key}")

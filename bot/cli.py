@@ -1,0 +1,202 @@
+"""`restore-bot` command line: plan and restore (the chat transports come in other modules)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from restore import engine
+from restore.destructive import DestructiveRules
+from restore.dsn import Dsn
+from restore.errors import RestoreError
+from restore.runner import EXISTING_CHOICES
+from restore.sandbox import Sandbox
+from restore.spec import SPEC_HELP
+
+from . import render
+from .progress import ConsoleHooks
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--snapshot", action="append", required=True, metavar="FILE",
+                   help="a base dump (mariadb-dump/mysqldump); DB=FILE for a dump taken without --databases. Repeat per dump.")
+    p.add_argument("--binlogs", required=True, metavar="DIR|DSN",
+                   help="a directory of binlog files (read offline) or mysql://user:pass@host:port (read live)")
+    p.add_argument("--stop-before", default="auto", metavar="SPEC",
+                   help="where replay stops (default auto: right before the first destructive event). " + SPEC_HELP)
+    p.add_argument("--skip", action="append", default=[], metavar="SPEC",
+                   help="leave out the whole transaction at this GTID or FILE:POS and go on after it (repeatable)")
+    p.add_argument("--start", metavar="SPEC",
+                   help="replay start (GTID or FILE:POS) for dumps that record no coordinates")
+    p.add_argument("--mass-fraction", type=float, default=0.9,
+                   help="a DELETE/UPDATE touching at least this share of a table is destructive (default 0.9)")
+    p.add_argument("--mass-min-rows", type=int, default=10,
+                   help="... and at least this many rows (default 10)")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="restore-bot",
+                                     description="Point-in-time restore of MySQL/MariaDB from dumps plus binlogs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    plan = sub.add_parser("plan", help="show what a restore would do; writes nothing")
+    _common(plan)
+    rest = sub.add_parser("restore", help="load the snapshots, replay the binlog, verify")
+    _common(rest)
+    rest.add_argument("--target", required=True, metavar="DSN|sandbox",
+                      help="mysql://user[:password]@host[:port][?unix_socket=PATH], or sandbox for a throwaway local server")
+    rest.add_argument("--existing", choices=EXISTING_CHOICES, default="refuse",
+                      help="when the target already holds a restored database: refuse (default), "
+                           "keep-aside (move it to <db>_before_restore_<time>), or drop it")
+    rest.add_argument("--yes", action="store_true", help="do not ask before writing into a non-sandbox target")
+    rest.add_argument("--batch", type=int, default=1000, help="source transactions per target commit (default 1000)")
+    for name, text in (("serve", "run the Slack bot (HTTP on --port, or Socket Mode when SLACK_APP_TOKEN is set) and its worker"),
+                       ("worker", "run only the worker process that executes queued jobs"),
+                       ("console", "the chat commands in this terminal: no Slack account needed"),
+                       ("watch", "follow a live binlog and alert the on-call person on destructive events")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--config", help="TOML settings file (default: $RESTORE_BOT_CONFIG)")
+        if name == "serve":
+            p.add_argument("--port", type=int, help="HTTP port (default 3000 or [server] port)")
+        if name == "console":
+            p.add_argument("--user", help="who you are in the console (default: your login name)")
+        if name == "watch":
+            p.add_argument("--source", help="mysql://user:pass@host:port of the server to watch (default: [watch] source)")
+    arch = sub.add_parser("archive", help="keep a continuous raw copy of a server's binlog files")
+    arch.add_argument("--source", required=True, help="mysql://user:pass@host:port (REPLICATION SLAVE, REPLICATION CLIENT)")
+    arch.add_argument("--dir", required=True, help="the archive directory (what --binlogs reads)")
+    arch.add_argument("--keep-days", type=float, help="delete finished files older than this")
+    arch.add_argument("--keep-size", type=int, help="delete the oldest finished files above this many bytes")
+    drill = sub.add_parser("drill", help="the whole incident on local throwaway servers: dumps, disaster, plan, restore, verify")
+    drill.add_argument("--rounds", type=int, default=600, help="traffic rounds before the disaster (default 600)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command in ("serve", "worker", "console", "watch"):
+        return _service(args)
+    if args.command == "archive":
+        return _archive(args)
+    if args.command == "drill":
+        from . import drill
+        try:
+            return drill.run(rounds=args.rounds)
+        except RestoreError as exc:
+            render.error(exc)
+            return exc.exit_code
+    hooks = ConsoleHooks(enabled=not args.json and sys.stderr.isatty())
+    plan = None
+    try:
+        snapshots = engine.read_snapshots(args.snapshot)
+        source = engine.open_binlogs(args.binlogs)
+        rules = DestructiveRules(fraction=args.mass_fraction, min_rows=args.mass_min_rows)
+        started = time.monotonic()
+        with hooks:
+            plan = engine.make_plan(snapshots, source, stop=args.stop_before, skips=args.skip,
+                                    start=args.start, rules=rules, hooks=hooks)
+        args.plan_seconds = round(time.monotonic() - started, 3)
+        if args.command == "plan":
+            _out(args, {"ok": True, "plan": plan.to_dict()}, lambda: render.plan(plan))
+            return 0
+        return _restore(args, plan, snapshots, source, hooks)
+    except RestoreError as exc:
+        doc = {"ok": False, "error": exc.to_dict(), "plan": plan.to_dict() if plan else None}
+        result = getattr(exc, "result", None)  # a restore that ran but did not verify
+        if result is not None:
+            doc["restore"] = result.to_dict()
+        _out(args, doc, lambda err=exc: render.error(err))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+def _archive(args) -> int:
+    import signal
+
+    from restore.archiver import Archiver
+    try:
+        archiver = Archiver(Dsn.parse(args.source, what="--source"), args.dir, keep_days=args.keep_days,
+                            keep_bytes=args.keep_size,
+                            on_trouble=lambda text: print(f"archive: {text}", file=sys.stderr, flush=True))
+    except RestoreError as exc:
+        render.error(exc)
+        return exc.exit_code
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    print(f"archiving {archiver.dsn.redacted()} into {args.dir}", file=sys.stderr, flush=True)
+    try:
+        archiver.run_forever()
+    except KeyboardInterrupt:
+        archiver.stop()
+    return 0
+
+
+def _service(args) -> int:
+    import logging
+
+    from .config import ConfigError, load_settings
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"restore-bot: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "worker":
+        from .serve import run_worker
+        return run_worker(settings)
+    if args.command == "watch":
+        from .watch import run_watch
+        try:
+            return run_watch(settings, args.source)
+        except RestoreError as exc:
+            render.error(exc)
+            return exc.exit_code
+    if args.command == "serve":
+        from .serve import run_serve
+        return run_serve(settings, port=args.port)
+    from .console import ConsoleSession, OpenAccess
+    from .jobstore import JobStore
+    access = settings.access if (settings.access.operators or settings.access.approvers) else OpenAccess()
+    with ConsoleSession(settings, JobStore(settings.store_path), access, user=args.user) as session:
+        return session.repl()
+
+
+def _restore(args, plan, snapshots, source, hooks) -> int:
+    if args.target == "sandbox":
+        with Sandbox() as box:
+            hooks.message(f"sandbox server started on port {box.port}; it is removed when this command ends")
+            return _run(args, plan, snapshots, source, box.dsn, hooks, sandbox=True)
+    target = Dsn.parse(args.target, what="--target")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise RestoreError(f"refusing to write into {target.redacted()} without confirmation",
+                               hint="pass --yes to confirm (or use --target sandbox)")
+        answer = input(f"Restore {', '.join(sorted(plan.databases))} into {target.redacted()}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing written", file=sys.stderr)
+            return 1
+    return _run(args, plan, snapshots, source, target, hooks, sandbox=False)
+
+
+def _run(args, plan, snapshots, source, target, hooks, *, sandbox: bool) -> int:
+    with hooks:
+        result = engine.restore(plan, snapshots, source, target, existing=args.existing, hooks=hooks,
+                                batch_transactions=args.batch)
+    result.phases.insert(0, {"phase": "plan", "seconds": args.plan_seconds})  # the pass that found the stop
+    doc = {"ok": result.ok, "plan": plan.to_dict(), "restore": result.to_dict()}
+    _out(args, doc, lambda: render.restore(result, sandbox=sandbox))
+    return 0 if result.ok else 3
+
+
+def _out(args, doc: dict, human) -> None:
+    if args.json:
+        json.dump(doc, sys.stdout, indent=2, ensure_ascii=False, default=str)
+        sys.stdout.write("\n")
+    else:
+        human()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""Bot settings from an optional TOML file plus the environment; secrets live in `Secret` or `Dsn`, never in repr()."""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import quote
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: needs the tomli package
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from restore.dsn import Dsn
+from restore.errors import RestoreError
+
+_VAR = re.compile(r"\$\$\{|\$\{([A-Z_][A-Z0-9_]*)\}")
+_SCHEMA: dict[str, dict[str, str]] = {  # section -> key -> kind of value (see _Reader.value)
+    "source": {"snapshots": "snapshots", "binlogs": "binlogs"}, "targets": {}, "slack": {"channel": "str"},
+    "access": {"operators": "set", "approvers": "set"}, "store": {"path": "path"}, "server": {"port": "port"},
+    "kakao": {"token": "secret", "webhook_url": "str", "webhook_secret": "secret"},
+    "watch": {"source": "!dsn", "databases": "strs", "mass_fraction": "fraction", "mass_min_rows": "count"},
+    "oncall": {"rotation": "strs", "rotation_start": "date", "escalate_after_minutes": "minutes", "usergroup": "str"},
+    "keep": {"archive_dir": "path", "keep_days": "count", "keep_bytes": "count", "backup_dir": "path",
+             "backup_databases": "strs", "backup_every_hours": "minutes", "drill_every_hours": "minutes"}}
+_NUMBERS = {"fraction": (lambda v: 0 < v <= 1, "a number in (0, 1]"), "minutes": (lambda v: v >= 1, "an integer >= 1"),
+            "count": (lambda v: v >= 0, "an integer >= 0"), "port": (lambda v: 1 <= v <= 65535, "an integer in 1..65535")}
+_LISTS = {"strs": "str", "set": "str", "snapshots": "snapshot"}  # list kind -> kind of its items
+
+
+class ConfigError(Exception):
+    """A settings problem; str() is one line: `FILE: [section] key: what is wrong`."""
+
+
+@dataclass(frozen=True, repr=False)
+class Secret:
+    """A secret string (never empty: an empty one is None): repr()/str() are '***', `.reveal()` gives the value."""
+    _value: str
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    snapshots: tuple[str, ...] = ()          # absolute paths (or DB=/absolute/path)
+    binlog_source: Path | Dsn | None = None  # a directory, or a live server
+
+    @property
+    def binlogs(self) -> str:
+        """The text `engine.open_binlogs` takes (for a live server it holds the password)."""
+        if (s := self.binlog_source) is None:
+            raise RestoreError("no binlog source is configured", hint="set [source] binlogs in the config")
+        if isinstance(s, Path):
+            return str(s)
+        auth = quote(s.user, safe="") + (":" + quote(s.password, safe="")) * bool(s.password)
+        return f"mysql://{auth}@{s.host}:{s.port}" + f"?unix_socket={s.unix_socket}" * bool(s.unix_socket)
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    dsn: Dsn | str                           # a Dsn, or the string "sandbox"
+    fence: str = "refuse"                    # "refuse" or "lock"
+    fence_users: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    bot_token: Secret | None = None
+    signing_secret: Secret | None = None
+    app_token: Secret | None = None
+    api_url: str = "https://slack.com/api/"
+    channel: str | None = None
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    operators: frozenset[str] = frozenset()
+    approvers: frozenset[str] = frozenset()
+
+    def can_operate(self, user: str) -> bool:
+        return user in self.operators
+
+    def can_approve(self, user: str) -> bool:
+        return user in self.approvers
+
+
+@dataclass(frozen=True)
+class KakaoSettings:
+    token: Secret | None = None
+    webhook_url: str | None = None
+    webhook_secret: Secret | None = None
+
+
+@dataclass(frozen=True)
+class KeepSettings:
+    """[keep]: the binlog archive and base snapshots of the [watch] source, and restore drills."""
+    archive_dir: Path | None = None
+    keep_days: int | None = None
+    keep_bytes: int | None = None
+    backup_dir: Path | None = None
+    backup_databases: tuple[str, ...] = ()
+    backup_every_hours: int | None = None
+    drill_every_hours: int | None = None
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    source: Dsn
+    databases: tuple[str, ...] = ()          # empty = all
+    mass_fraction: float = 0.9
+    mass_min_rows: int = 10
+
+
+@dataclass(frozen=True)
+class OncallSettings:
+    rotation: tuple[str, ...] = ()           # weekly turns from the Monday of rotation_start's week
+    rotation_start: date | None = None
+    escalate_after_minutes: int = 5
+    usergroup: str | None = None
+    fallback: str | None = None              # $RESTORE_BOT_ONCALL
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: SourceSettings = field(default_factory=SourceSettings)
+    targets: dict[str, TargetSettings] = field(default_factory=dict)
+    slack: SlackSettings = field(default_factory=SlackSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
+    kakao: KakaoSettings = field(default_factory=KakaoSettings)
+    watch: WatchSettings | None = None
+    oncall: OncallSettings = field(default_factory=OncallSettings)
+    keep: KeepSettings = field(default_factory=KeepSettings)
+    store_path: Path = Path("restore-bot.sqlite3")
+    port: int = 3000
+    config_path: Path | None = None
+
+    def describe(self) -> str:
+        """A multi-line summary that is safe to print: each secret shows only as "set" or "not set"."""
+        def show(v: Any) -> str:
+            if isinstance(v, (tuple, frozenset)):
+                return ", ".join(sorted(v) if isinstance(v, frozenset) else v) or "none"
+            return "set" if isinstance(v, Secret) else "not set" if v is None else getattr(v, "redacted", v.__str__)()
+
+        def line(title: str, o: Any) -> str:
+            return f"{title}: " + ("; ".join(f"{f.name} {show(getattr(o, f.name))}" for f in fields(o)) if o else "off")
+        return "\n".join([f"config file: {self.config_path or 'none (defaults and environment)'}",
+                          line("source", self.source), *(line(f"target {n}", t) for n, t in self.targets.items()),
+                          *(line(n, getattr(self, n)) for n in ("slack", "access", "kakao", "watch", "oncall")),
+                          f"job store: {self.store_path}", f"server port: {self.port}"])
+
+
+class _Reader:
+    """Reads one parsed TOML document: substitutes ${VAR}, checks and converts values, fails naming file and key."""
+    def __init__(self, label: str, base: Path, env: Mapping[str, str]) -> None:
+        self.label, self.base, self.env, self.hidden = label, base, env, set[str]()
+
+    def fail(self, where: str, message: str) -> NoReturn:
+        for value in sorted(self.hidden, key=len, reverse=True):  # never echo a secret
+            message = re.sub(re.escape(value), "***", message, flags=re.I)
+        raise ConfigError(" ".join(f"{self.label}: {where}: {message}".split()))  # one line, always
+
+    def section(self, doc: dict, name: str, schema: dict[str, str], where: str) -> dict[str, Any]:
+        tab = doc.get(name, {})
+        if not isinstance(tab, dict):
+            self.fail(where, "must be a table")
+        for key in (k for k in tab if k not in schema):
+            self.fail(where, f"unknown key {key!r} (allowed: {', '.join(schema)})")
+        for key in (k for k, kind in schema.items() if kind[0] == "!" and k not in tab and name in doc):
+            self.fail(where, f"{key} is required")
+        return {k: self.value(kind.lstrip("!"), tab[k], f"{where} {k}") for k, kind in schema.items() if k in tab}
+
+    def value(self, kind: str, v: Any, where: str) -> Any:
+        if kind in _NUMBERS:
+            ok, what = _NUMBERS[kind]
+            if isinstance(v, bool) or not isinstance(v, (int, float) if kind == "fraction" else int) or not ok(v):
+                self.fail(where, f"must be {what}")
+            return float(v) if kind == "fraction" else v
+        if kind in _LISTS:
+            if not isinstance(v, list):
+                self.fail(where, "must be a list of strings")
+            items = tuple(self.value(_LISTS[kind], x, f"{where}[{i}]") for i, x in enumerate(v))
+            return frozenset(items) if kind == "set" else items
+        if kind == "date" and isinstance(v, date) and not isinstance(v, datetime):
+            return v
+        if not isinstance(v, str) or not v.strip():
+            self.fail(where, "must be a date like 2026-01-05" if kind == "date" else "must be a non-empty string")
+        enc = kind in ("dsn", "target", "binlogs") and "://" in v  # in a DSN, ${VAR} values are percent-encoded
+        v = _VAR.sub(lambda m: self.var(m.group(1), where, enc), v)
+        if kind == "dsn" or (kind == "binlogs" and "://" in v) or (kind == "target" and v != "sandbox"):
+            self.hidden.update(re.findall(r"://[^@/?#]*?:([^@]+)@", v))  # an inline password: out of messages too
+            try:
+                return Dsn.parse(v, what="DSN")
+            except RestoreError as exc:
+                self.fail(where, exc.message + (f" ({exc.hint})" if exc.hint else ""))
+        if kind == "snapshot":  # FILE, or DB=FILE for a dump taken without --databases
+            db, sep, f = v.partition("=") if re.match(r"[\w$]+=", v) and not (self.base / v).exists() else ("", "", v)
+            return db + sep + str(self.base / f)  # base / an absolute path = that path
+        if kind == "date":
+            try:
+                return date.fromisoformat(v)
+            except ValueError:
+                self.fail(where, f"must be a date like 2026-01-05, got {v!r}")
+        if kind == "fence" and v not in ("refuse", "lock"):
+            self.fail(where, f'must be "refuse" or "lock", got {v!r}')
+        return (Secret(v) if v else None) if kind == "secret" else self.base / v if kind in ("path", "binlogs") else v
+
+    def var(self, name: str | None, where: str, encode: bool) -> str:
+        if name is None:  # $${ escapes a literal ${
+            return "${"
+        if name not in self.env:
+            self.fail(where, f"${{{name}}} is not set in the environment")
+        value = quote(self.env[name], safe="") if encode else self.env[name]
+        self.hidden.update(x for x in {self.env[name], value} if x)
+        return value
+
+
+def load_settings(path: str | None, env: Mapping[str, str] = os.environ) -> Settings:
+    """Settings from the TOML file at `path` (else $RESTORE_BOT_CONFIG, else none) and from `env`."""
+    path = path or env.get("RESTORE_BOT_CONFIG") or None
+    config_path = Path(path).expanduser().absolute() if path else None
+    try:
+        doc: dict = tomllib.loads(Path(path).expanduser().read_text(encoding="utf-8")) if path else {}
+    except (OSError, ValueError) as exc:  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
+        m = re.match(r"(.*?)\s*\(at (line \d+, column \d+|end of document)\)$", str(exc))
+        why = ("config file not found" if isinstance(exc, FileNotFoundError) else f"{m[2]}: invalid TOML: {m[1]}" if m
+               else f"cannot read it: {getattr(exc, 'strerror', None) or exc}")
+        raise ConfigError(f"{path}: {why}") from None
+    r = _Reader(path or "environment", config_path.parent if config_path else Path.cwd(), env)
+    for name in (n for n in doc if n not in _SCHEMA):
+        r.fail(f"[{name}]", f"unknown section (allowed: {', '.join(_SCHEMA)})")
+    s = {name: r.section(doc, name, keys, f"[{name}]") for name, keys in _SCHEMA.items() if name != "targets"}
+    if not isinstance(doc.get("targets", {}), dict):
+        r.fail("[targets]", "must be a table of targets, e.g. [targets.prod]")
+    targets: dict[str, TargetSettings] = {"stage": TargetSettings("sandbox")}
+    for name in doc.get("targets", {}):
+        w = "[targets." + (name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else f'"{name}"') + "]"
+        if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
+            r.fail(w, "target names must match [a-z][a-z0-9_-]*")
+        t = r.section(doc["targets"], name, {"dsn": "!target", "fence": "fence", "fence_users": "strs"}, w)
+        if name == "prod" and t["dsn"] == "sandbox":
+            r.fail(f"{w} dsn", 'prod cannot be "sandbox": give the production server\'s mysql:// DSN')
+        if t.get("fence") == "lock" and not t.get("fence_users"):
+            r.fail(f"{w} fence_users", 'fence = "lock" needs the accounts to lock out, e.g. ["app"]')
+        targets[name] = TargetSettings(**t)
+    if s["oncall"].get("rotation") and "rotation_start" not in s["oncall"]:
+        r.fail("[oncall] rotation_start", "is required with a rotation (a date in the rotation's first week)")
+    tok = [Secret(env[n]) if env.get(n) else None for n in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN")]
+    return Settings(
+        source=SourceSettings(s["source"].get("snapshots", ()), s["source"].get("binlogs")), targets=targets,
+        slack=SlackSettings(*tok, (env.get("SLACK_API_URL") or SlackSettings.api_url).rstrip("/") + "/",
+                            env.get("RESTORE_BOT_CHANNEL") or s["slack"].get("channel")),
+        access=AccessSettings(**s["access"]), kakao=KakaoSettings(**s["kakao"]),
+        watch=WatchSettings(**s["watch"]) if "watch" in doc else None,
+        oncall=OncallSettings(**s["oncall"], fallback=env.get("RESTORE_BOT_ONCALL") or None), keep=KeepSettings(**s["keep"]),
+        store_path=s["store"].get("path") or r.base / "restore-bot.sqlite3",
+        port=s["server"].get("port", 3000), config_path=config_path)

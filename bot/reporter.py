@@ -1,0 +1,101 @@
+"""Posts each job's progress card and thread, from the job store, through a Poster.
+
+One card per job, created on first sight and updated in place at most every `interval`
+seconds; each phase's start/end and the outcome go into the card's thread. Runs in the bot
+process, so a restarted bot simply carries on from what the store says was posted.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from handlers.restore import describe
+
+from . import messages
+from .jobstore import ACTIVE, Job, JobStore
+
+log = logging.getLogger("restore-bot.reporter")
+
+
+class Poster(Protocol):
+    def post_card(self, job: Job, text: str) -> str | None: ...
+    def update_card(self, job: Job, ref: str, text: str) -> None: ...
+    def post_thread(self, job: Job, ref: str | None, text: str) -> None: ...
+
+
+def card_text(job: Job) -> str:
+    kind = messages.CARD_TITLE.get(job.kind, job.kind)
+    head = f"*{kind}* `{job.id}` requested by <@{job.requester}>"
+    if job.state == "succeeded":
+        return f"{head}\n✅ *{messages.SUCCEEDED}* in {(job.result or {}).get('seconds', '?')} s\n{describe(job)}"
+    if job.state == "failed":
+        return f"{head}\n❌ *{messages.FAILED}*\n{describe(job)}"
+    if job.state in ("aborted", "rejected", "expired"):
+        return f"{head}\n⏹ *{job.state}*"
+    p = job.progress or {}
+    bar = ""
+    if p.get("total"):
+        frac = min(1.0, p.get("done", 0) / max(1, p["total"]))
+        bar = f"\n`{'█' * int(frac * 20):<20}` {frac * 100:.0f}% · {p.get('rate', 0):,.0f} rows/s · ETA {p.get('eta', '?')} s"
+    return f"{head}\n⏳ {job.state}{', phase *' + job.phase + '*' if job.phase else ''}{bar}"
+
+
+class Reporter:
+    def __init__(self, store: JobStore, poster: Poster, *, interval: float = 2.5, poll: float = 0.3,
+                 accept: Callable[[Job], bool] = lambda job: True) -> None:
+        self.store = store
+        self.poster = poster
+        self.accept = accept  # which jobs this reporter owns (e.g. Slack's, not Kakao's)
+        self.interval = interval
+        self.poll = poll
+        self._last_update: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "Reporter":
+        self._thread = threading.Thread(target=self._loop, name="reporter", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # a Slack outage must not kill reporting for good
+                log.exception("reporting failed; retrying")
+            self._stop.wait(self.poll)
+
+    def tick(self) -> None:
+        seen = {j.id: j for j in self.store.jobs(states=ACTIVE, limit=50)}
+        for j in self.store.jobs(limit=20):
+            if j.card_version > j.posted_version or self.store.unposted_events(j.id):
+                seen.setdefault(j.id, j)
+        for job in seen.values():
+            if not self.accept(job):
+                continue
+            if job.state == "awaiting_approval" and not job.card_ts:
+                continue  # the approval request stands in for the card until someone approves
+            self._report(job)
+
+    def _report(self, job: Job) -> None:
+        now = time.monotonic()
+        if not job.card_ts:
+            ref = self.poster.post_card(job, card_text(job))
+            self.store.update(job.id, bump_card=False, card_ts=ref or "-", posted_version=job.card_version)
+            self._last_update[job.id] = now
+            job = self.store.get(job.id)
+        for event_id, text in self.store.unposted_events(job.id):  # the thread first: then the card
+            self.poster.post_thread(job, job.card_ts, text)
+            self.store.mark_posted(event_id)
+        if job.card_version > job.posted_version and now - self._last_update.get(job.id, 0) >= self.interval:
+            self.poster.update_card(job, job.card_ts, card_text(job))
+            self.store.update(job.id, bump_card=False, posted_version=job.card_version)
+            self._last_update[job.id] = now

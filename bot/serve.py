@@ -1,0 +1,272 @@
+"""Process wiring for `restore-bot serve` and `restore-bot worker`.
+
+serve = the Slack app (HTTP or Socket Mode) + the reporter thread + a worker child process
+that it restarts if it dies. The worker can also run on its own (`restore-bot worker`).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from handlers.backup import BackupHandler
+from handlers.oncall import OncallHandler
+from handlers.restore import RestoreHandler
+from restore.archiver import Archiver
+from restore.procs import die_with_parent
+
+from .alerts import AlertStore, Oncall
+from .jobstore import JobStore
+from .watch import build_watcher
+from .reporter import Reporter
+from .worker import RESUMED, Worker
+
+log = logging.getLogger("restore-bot")
+
+
+class WorkerProcess:
+    """Keeps one `restore-bot worker` child alive."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.args = [sys.executable, "-m", "bot.cli", "worker"] + (["--config", config_path] if config_path else [])
+        self.proc: subprocess.Popen | None = None
+        self._stop = threading.Event()
+
+    def start(self) -> "WorkerProcess":
+        threading.Thread(target=self._watch, name="worker-watch", daemon=True).start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            if self.proc is None or self.proc.poll() is not None:
+                if self.proc is not None:
+                    log.warning("worker exited with %s; starting a new one", self.proc.returncode)
+                self.proc = subprocess.Popen(self.args, preexec_fn=die_with_parent(signal.SIGTERM))
+            self._stop.wait(1.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:  # the worker hands its jobs back and removes its sandboxes first
+                self.proc.wait(timeout=STOP_GRACE + 10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+STOP_GRACE = 20.0  # seconds a stopping worker gives its jobs to reach a safe point
+
+
+class WorkerStopping(BaseException):
+    """Raised at a job's next safe point when the worker process is told to stop.
+
+    A BaseException, so the engine's and the worker's error handling let it through (the job is
+    neither failed nor aborted), while every `with Sandbox()` and `finally` on the way unwinds.
+    """
+
+
+class ServiceWorker(Worker):
+    """The worker as a service: on SIGTERM its jobs stop at a safe point and go back to the queue.
+
+    Without this, a worker told to stop (its serve process died: PR_SET_PDEATHSIG) exited with
+    its job threads cut off mid-replay: their sandbox servers (own sessions) were left running
+    with their datadirs, and the job stayed `running` under a dead pid until the next worker's
+    start-up — or for good when that worker started before this one had exited.
+    """
+
+    def _interrupt(self, job_id: str):
+        check = super()._interrupt(job_id)
+
+        def interrupt() -> None:
+            if self.stopping.is_set():
+                raise WorkerStopping()
+            check()
+        return interrupt
+
+    def run_job(self, job_id: str) -> None:
+        try:
+            super().run_job(job_id)
+        except WorkerStopping:
+            self.hand_back(job_id)
+
+    def hand_back(self, job_id: str) -> None:
+        job = self.store.get(job_id)
+        if job is None or job.state != "running" or job.worker_pid != os.getpid():
+            return
+        if self.store.transition(job_id, ("running",), "queued"):
+            log.info("job %s goes back to the queue: the worker is stopping", job_id)
+            self.store.add_event(job_id, RESUMED)
+            self.store.audit("restore-bot", "resumed after worker restart", job_id)
+
+    def shutdown(self, grace: float = STOP_GRACE) -> None:
+        """Wait for the job threads to reach a safe point; hand back what is still running."""
+        deadline = time.monotonic() + grace
+        for thread in list(self._threads.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        stuck = [name for name, t in self._threads.items() if t.is_alive()]
+        for job in self.store.jobs(states=("running",), limit=100):
+            if job.worker_pid == os.getpid():
+                self.hand_back(job.id)
+        if stuck:
+            log.warning("jobs %s did not reach a safe point within %.0f s; stopping their servers",
+                        ", ".join(stuck), grace)
+            _kill_children()
+
+
+def _kill_children() -> None:
+    """Last resort: kill this process's children (sandbox servers run in their own sessions)."""
+    me = os.getpid()
+    for task in Path(f"/proc/{me}/task").glob("*"):
+        try:
+            pids = [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for pid in pids:
+            datadir = None
+            try:
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                datadir = next((a[len(b"--datadir="):].decode() for a in args if a.startswith(b"--datadir=")), None)
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (OSError, ChildProcessError):
+                pass
+            box = Path(datadir).parent if datadir else None
+            if box is not None and box.name.startswith("restore-bot-sandbox-"):
+                shutil.rmtree(box, ignore_errors=True)
+
+
+def run_worker(settings) -> int:
+    store = JobStore(settings.store_path)
+    worker = ServiceWorker(settings, store)
+
+    def stop(*_) -> None:
+        # SIGTERM usually comes twice (serve's terminate() and PR_SET_PDEATHSIG when serve's watcher
+        # thread ends). A second handler run inside the first one's Event.set() waited for the lock
+        # the first one held: the worker hung until it was killed. Block SIGTERM before set().
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        worker.stopping.set()
+    signal.signal(signal.SIGTERM, stop)
+    log.info("worker %s polling %s", "up", settings.store_path)
+    try:
+        worker.run_forever()
+    finally:  # SIGTERM, or Ctrl-C when run by hand
+        worker.stopping.set()
+        worker.shutdown()
+    log.info("worker stopped")
+    return 0
+
+
+def run_serve(settings, *, port: int | None = None, with_worker: bool = True) -> int:
+    from .slack_app import ALERT_SECONDS, SlackPoster, build_bolt_app, build_http, web_client
+
+    slack_ready = bool(settings.slack.bot_token and settings.slack.signing_secret)
+    if not slack_ready and not settings.kakao.token:
+        print("restore-bot serve: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (Slack) and/or [kakao] token "
+              "(KakaoTalk); or use `restore-bot console`, which needs no account", file=sys.stderr)
+        return 2
+    if slack_ready and not settings.slack.channel:
+        print("restore-bot serve: no incident channel: set [slack] channel or RESTORE_BOT_CHANNEL", file=sys.stderr)
+        return 2
+    store = JobStore(settings.store_path)
+    handler = RestoreHandler(store, settings.access, channel=settings.slack.channel, has_prod="prod" in settings.targets)
+    backups = BackupHandler(store, settings.access, settings.keep, channel=settings.slack.channel)
+    client = web_client(settings.slack.bot_token.reveal(), settings.slack.api_url) if slack_ready else None
+    background = Background(settings, store, client)
+    bolt = None
+    alert_store = background.alert_store
+    oncall = OncallHandler(Oncall(settings, alert_store), alert_store, settings.access,
+                           audit=lambda actor, action, detail: store.audit(actor, action, None, detail))
+    if slack_ready:
+        bolt = build_bolt_app(settings, store, handler, client, oncall=oncall, backups=backups, alerts=alert_store)
+        background.reporters.append(Reporter(store, SlackPoster(client, settings.slack.channel),
+                                             accept=lambda job: job.origin != "kakao").start())
+    web = build_http(bolt, store)
+    if settings.kakao.token:
+        from .kakao import kakao_reporter, register_kakao
+        register_kakao(web, settings, store, handler, oncall=oncall)
+        if (kr := kakao_reporter(settings, store)) is not None:
+            background.reporters.append(kr.start())
+    background.start(on_alert_posted=lambda alert, seconds: ALERT_SECONDS.observe(seconds))
+    worker = WorkerProcess(str(settings.config_path) if settings.config_path else None).start() if with_worker else None
+
+    def terminate(*_) -> None:
+        # Without a handler SIGTERM killed serve outright, skipping the clean-up below; and as a
+        # container's PID 1 (the Dockerfile's ENTRYPOINT) it was ignored until `docker stop`'s SIGKILL.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up short
+        raise SystemExit(0)
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        if slack_ready and settings.slack.app_token:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+            SocketModeHandler(bolt, settings.slack.app_token.reveal()).connect()  # Slack over a websocket
+        from waitress import serve  # /healthz, /metrics, /kakao/skill (and /slack/events in HTTP mode)
+        serve(web, host="0.0.0.0", port=port or settings.port, threads=8, _quiet=True)
+    finally:
+        log.info("serve stopping")
+        if worker:
+            worker.stop()  # its jobs go back to the queue at their next safe point
+        background.stop()
+    return 0
+
+
+class Background:
+    """What serve runs beside the chat: reporters, the watcher, the archiver, scheduled backups and drills."""
+
+    def __init__(self, settings, store: JobStore, client) -> None:
+        self.settings, self.store, self.client = settings, store, client
+        self.reporters: list[Reporter] = []
+        self.threads: list[tuple[object, threading.Thread]] = []
+        source = settings.watch.source.redacted() if settings.watch else "-"
+        self.alert_store = AlertStore(str(settings.store_path), source)
+        self.scheduler = BackgroundScheduler(daemon=True)
+        self._poster = None
+
+    def start(self, on_alert_posted=None) -> None:
+        s = self.settings
+        if s.watch is not None:
+            watcher, self._poster = build_watcher(s, s.watch.source, client=self.client, on_posted=on_alert_posted,
+                                                  on_trouble=lambda text: self._trouble(f"watch: {text}"))
+            self._spawn(watcher, "watcher")
+            if s.keep.archive_dir:
+                archiver = Archiver(s.watch.source, s.keep.archive_dir, keep_days=s.keep.keep_days,
+                                    keep_bytes=s.keep.keep_bytes,
+                                    on_trouble=lambda text: self._trouble(f"archive: {text}"))
+                self._spawn(archiver, "archiver")
+        for kind, hours in (("backup", s.keep.backup_every_hours), ("drill", s.keep.drill_every_hours)):
+            if hours:
+                self.scheduler.add_job(self._scheduled, "interval", hours=hours, args=[kind], id=kind)
+        self.scheduler.start()
+
+    def _spawn(self, worker, name: str) -> None:
+        thread = threading.Thread(target=worker.run_forever, name=name, daemon=True)
+        thread.start()
+        self.threads.append((worker, thread))
+
+    def _scheduled(self, kind: str) -> None:
+        job = self.store.create(kind, kind, "restore-bot", origin="slack", channel=self.settings.slack.channel)
+        self.store.audit("restore-bot", f"scheduled {kind}", job.id)
+
+    def _trouble(self, text: str) -> None:
+        log.warning(text)
+        if self.client is not None and self.settings.slack.channel:
+            try:
+                self.client.chat_postMessage(channel=self.settings.slack.channel, text=f"⚠️ {text}")
+            except Exception:  # Slack down too: the log line above stays
+                log.exception("could not post a trouble report")
+
+    def stop(self) -> None:
+        for worker, _thread in self.threads:
+            worker.stop()
+        if self._poster is not None:
+            self._poster.stop()
+        self.scheduler.shutdown(wait=False)
+        for reporter in self.reporters:
+            reporter.stop()

@@ -1,0 +1,236 @@
+"""The worker process: takes queued jobs from the job store and runs the engine for them.
+
+It runs apart from the bot so that a replay never delays an acknowledgement or an alert.
+Progress and thread events go back through the store; an abort is a flag the engine reads
+at its next commit. A restarted worker picks up the jobs its predecessor left running; the
+engine resumes them from the checkpoint on the target.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+from restore import engine
+from restore.backup import list_backups, take_backup
+from restore.errors import RestoreError
+from restore.prod import ProdRestore
+from restore.sandbox import Sandbox
+
+from . import messages
+from .jobstore import Job, JobStore
+
+log = logging.getLogger("restore-bot.worker")
+RESUMED = ("↻ the worker restarted; the job runs again: on a kept target it resumes from the last "
+           "checkpoint, a throwaway sandbox starts over")
+
+
+class JobAborted(RestoreError):
+    exit_code = 4
+
+
+class JobHooks:
+    """Engine hooks that write progress into the job store (throttled) and phases into the thread."""
+
+    def __init__(self, store: JobStore, job_id: str, total_rows: int = 0) -> None:
+        self.store, self.job_id = store, job_id
+        self.total_rows = total_rows
+        self._last = 0.0
+        self._started: dict[str, float] = {}
+
+    def phase_started(self, phase: str, total: int | None) -> None:
+        if phase.startswith("load "):  # per-dump detail of the load phase: the thread has enough
+            return
+        self._started[phase] = time.monotonic()
+        self.store.update(self.job_id, phase=phase, progress={"phase": phase, "done": 0, "total": total})
+        self.store.add_event(self.job_id, f"▶ {phase} started")
+
+    def progress(self, phase: str, done: int, total: int | None, detail: str = "") -> None:
+        now = time.monotonic()
+        if now - self._last < 1.0:
+            return
+        self._last = now
+        elapsed = max(1e-6, now - self._started.get(phase, now))
+        rate = done / elapsed
+        eta = int((total - done) / rate) if total and rate > 0 else None
+        rows_rate = rate * self.total_rows / total if phase == "replay" and total else rate
+        self.store.update(self.job_id, phase=phase,
+                          progress={"phase": phase, "done": done, "total": total, "rate": rows_rate, "eta": eta,
+                                    "detail": detail})
+
+    def phase_finished(self, phase: str, result: dict) -> None:
+        took = f" in {result['seconds']:.1f}s" if "seconds" in result else ""
+        self.store.add_event(self.job_id, f"✓ {phase} finished{took}")
+
+    def message(self, text: str) -> None:
+        self.store.add_event(self.job_id, text)
+
+
+class Worker:
+    def __init__(self, settings, store: JobStore, *, max_parallel: int = 2) -> None:
+        self.settings = settings
+        self.store = store
+        self.max_parallel = max_parallel
+        self._threads: dict[str, threading.Thread] = {}
+        self.stopping = threading.Event()
+
+    def recover(self) -> None:
+        """Jobs a dead worker left running go back to the queue; the engine resumes them."""
+        for job in self.store.jobs(states=("running",), limit=100):
+            if job.worker_pid == os.getpid() and job.id in self._threads:
+                continue  # ours and running
+            if job.worker_pid and job.worker_pid != os.getpid() and _alive(job.worker_pid):
+                continue
+            if self.store.transition(job.id, ("running",), "queued"):
+                self.store.add_event(job.id, RESUMED)
+                self.store.audit("restore-bot", "resumed after worker restart", job.id)
+
+    def run_forever(self, poll: float = 0.2) -> None:
+        last_recover = 0.0
+        while not self.stopping.is_set():
+            if time.monotonic() - last_recover > 10:  # also catches a predecessor that died later
+                self.recover()
+                last_recover = time.monotonic()
+            self.tick()
+            time.sleep(poll)
+
+    def tick(self) -> None:
+        self._threads = {k: t for k, t in self._threads.items() if t.is_alive()}
+        if len(self._threads) >= self.max_parallel:
+            return
+        for job in reversed(self.store.jobs(states=("queued",), limit=20)):
+            if job.kind != "plan" and self.store.running_on(job.target):
+                continue
+            if not self.store.transition(job.id, ("queued",), "running", worker_pid=os.getpid()):
+                continue
+            thread = threading.Thread(target=self.run_job, args=(job.id,), name=f"job-{job.id}", daemon=True)
+            self._threads[job.id] = thread
+            thread.start()
+            if len(self._threads) >= self.max_parallel:
+                return
+
+    # -- one job -------------------------------------------------------------------------------
+    def run_job(self, job_id: str) -> None:
+        job = self.store.get(job_id)
+        hooks = JobHooks(self.store, job_id)
+        t0 = time.monotonic()
+        try:
+            result = self._execute(job, hooks)
+        except JobAborted:
+            self.store.transition(job_id, ("running",), "aborted", phase="")
+            self.store.add_event(job_id, f"■ {messages.ABORTED}: stopped at a safe point on request")
+            return
+        except RestoreError as exc:
+            log.warning("job %s failed: %s", job_id, exc)
+            self.store.transition(job_id, ("running",), "failed", error=exc.to_dict())
+            self.store.add_event(job_id, f"✗ {messages.FAILED}: {exc}\n{messages.NEXT_STEP_AFTER_FAILURE.format(hint=exc.hint)}")
+            return
+        except Exception as exc:  # a bug: report it rather than leave the job hanging
+            log.exception("job %s crashed", job_id)
+            self.store.transition(job_id, ("running",), "failed",
+                                  error={"message": f"internal error: {type(exc).__name__}: {exc}",
+                                         "hint": "see the worker's log; run the job again"})
+            return
+        result["seconds"] = round(time.monotonic() - t0, 1)
+        self.store.transition(job_id, ("running",), "succeeded", result=result, phase="done")
+        self.store.add_event(job_id, f"✔ {messages.SUCCEEDED}: {result.get('summary', '')}")
+
+    def _interrupt(self, job_id: str):
+        def check() -> None:
+            job = self.store.get(job_id)
+            if job is not None and job.abort_requested:
+                raise JobAborted(f"job {job_id} aborted", hint="run it again when ready")
+        return check
+
+    def _execute(self, job: Job, hooks: JobHooks) -> dict:
+        if job.kind == "backup":
+            return self._backup()
+        interrupt = self._interrupt(job.id)
+        if job.kind == "drill":
+            return self._drill(hooks, interrupt)
+        src = self.settings.source
+        snapshots = engine.read_snapshots(src.snapshots)
+        binlogs = engine.open_binlogs(src.binlogs)
+        plan = engine.make_plan(snapshots, binlogs, stop=job.args.get("stop_before", "auto"),
+                                skips=job.args.get("skips", []), hooks=hooks, interrupt=interrupt)
+        hooks.total_rows = sum(t.inserted + t.updated + t.deleted for t in plan.tables.values())
+        self.store.update(job.id, plan_id=plan.plan_id if job.kind != "prod" else job.plan_id)
+        summary = plan_summary(plan)
+        if job.kind == "plan":
+            return {"summary": summary, "plan": plan.to_dict(), "next": messages.NEXT_STEP_AFTER_PLAN}
+        if job.kind == "stage":
+            dsn = self.settings.targets["stage"].dsn
+            if dsn == "sandbox":
+                with Sandbox() as box:
+                    hooks.message(f"stage: a throwaway sandbox server on port {box.port}")
+                    result = engine.restore(plan, snapshots, binlogs, box.dsn, existing="drop", hooks=hooks,
+                                            interrupt=interrupt)
+            else:
+                result = engine.restore(plan, snapshots, binlogs, dsn, existing="keep-aside", hooks=hooks,
+                                        interrupt=interrupt)
+            return {"summary": summary + " " + verification_summary(result.to_dict()),
+                    "restore": result.to_dict(), "plan_id": plan.plan_id, "next": messages.NEXT_STEP_AFTER_STAGE}
+        if plan.plan_id != job.plan_id:
+            raise RestoreError(f"the plan changed since stage verified it ({job.plan_id} → {plan.plan_id})",
+                               hint="run /restore stage again, then /restore prod")
+        target = self.settings.targets["prod"]
+        stage = self.store.get(job.stage_job) if job.stage_job else None
+        expected = {name: t["checksum"] for name, t in
+                    ((stage.result or {}).get("restore", {}).get("verification", {}).get("tables", {}).items()
+                     if stage else [])}
+        prod = ProdRestore(plan, snapshots, binlogs, target.dsn, job_tag=job.id.lower(), expected=expected,
+                           fence=target.fence, fence_users=list(target.fence_users), hooks=hooks, interrupt=interrupt)
+        outcome = prod.run()
+        return {"summary": summary + " " + outcome.summary(), "prod": outcome.to_dict(), "plan_id": plan.plan_id}
+
+
+    def _keep(self):
+        keep, watch = self.settings.keep, self.settings.watch
+        if watch is None or not keep.backup_dir:
+            raise RestoreError("backups are not configured", hint=messages.NO_KEEP)
+        return keep, watch
+
+    def _backup(self) -> dict:
+        keep, watch = self._keep()
+        taken = take_backup(watch.source, list(keep.backup_databases or watch.databases), keep.backup_dir)
+        return {"summary": f"Backup {taken.describe()}", "path": str(taken.path)}
+
+    def _drill(self, hooks: JobHooks, interrupt) -> dict:
+        keep, _ = self._keep()
+        backups = list_backups(keep.backup_dir)
+        if not backups or not keep.archive_dir:
+            raise RestoreError("nothing to drill: no backup yet, or no [keep] archive_dir",
+                               hint="take one with /backup now and run the archiver ([keep] archive_dir)")
+        newest = backups[0]
+        snapshots = engine.read_snapshots([str(newest.path)])
+        binlogs = engine.open_binlogs(str(keep.archive_dir))
+        plan = engine.make_plan(snapshots, binlogs, stop="end", hooks=hooks, interrupt=interrupt)
+        with Sandbox() as box:
+            result = engine.restore(plan, snapshots, binlogs, box.dsn, existing="drop", hooks=hooks, interrupt=interrupt)
+        return {"summary": f"Drill from {newest.path.name} + archive: {plan_summary(plan)} "
+                           + verification_summary(result.to_dict()), "restore": result.to_dict()}
+
+
+def plan_summary(plan) -> str:
+    stop = plan.stop
+    where = (f"stops before {stop.tx_file}:{stop.tx_pos}{' (GTID ' + stop.gtid + ')' if stop.gtid else ''}: "
+             f"{stop.reason}." if stop else f"replays to the end of the binlog ({plan.end[0]}:{plan.end[1]}).")
+    return f"Plan {plan.plan_id}: {plan.transactions} transactions into {', '.join(sorted(plan.databases))}; {where}"
+
+
+def verification_summary(doc: dict) -> str:
+    ver = doc.get("verification") or {}
+    tables = ver.get("tables", {})
+    return (f"Verified {len(tables)} tables: " +
+            ", ".join(f"{name} {t['rows']} rows (checksum {t['checksum']})" for name, t in sorted(tables.items())))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True

@@ -1,0 +1,81 @@
+"""Base snapshots: consistent dumps that record their binlog coordinates.
+
+`mariadb-dump`/`mysqldump --single-transaction --master-data=2 --gtid` gives a dump whose
+`CHANGE MASTER TO` line is exactly where replay starts. Dumps are written under a temporary
+name and renamed when complete, so a snapshot in the directory is always whole.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from .dsn import Dsn
+from .errors import RestoreError
+from .loader import defaults_file
+from .snapshot import read_snapshot
+
+
+@dataclass(frozen=True)
+class Backup:
+    path: Path
+    databases: tuple[str, ...]
+    size: int
+    taken: datetime
+    binlog_file: str | None
+    binlog_pos: int | None
+
+    def describe(self) -> str:
+        where = f"{self.binlog_file}:{self.binlog_pos}" if self.binlog_file else "no coordinates"
+        return (f"{self.path.name}  {', '.join(self.databases)}  {self.size / 1e6:.1f} MB  "
+                f"{self.taken:%Y-%m-%d %H:%M}  starts at {where}")
+
+
+def dump_binary() -> str:
+    found = shutil.which("mariadb-dump") or shutil.which("mysqldump")
+    if not found:
+        raise RestoreError("mariadb-dump/mysqldump is not installed", hint="apt-get install mariadb-client")
+    return found
+
+
+def take_backup(dsn: Dsn, databases: list[str], directory: str | os.PathLike) -> Backup:
+    out_dir = Path(directory)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    final = out_dir / f"{stamp}-{'+'.join(databases)}.sql"
+    partial = final.with_suffix(".sql.partial")
+    cnf = defaults_file(dsn)
+    try:
+        with open(partial, "wb") as fh:
+            proc = subprocess.run([dump_binary(), f"--defaults-file={cnf}", "--single-transaction", "--master-data=2",
+                                   "--gtid", "--routines", "--triggers", "--events", "--hex-blob",
+                                   "--databases", *databases], stdout=fh, stderr=subprocess.PIPE)
+            fh.flush()
+            os.fsync(fh.fileno())
+    finally:
+        os.unlink(cnf)
+    if proc.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise RestoreError(f"backup of {', '.join(databases)} from {dsn.redacted()} failed: "
+                           f"{proc.stderr.decode('utf-8', 'replace').strip()[-500:]}",
+                           hint="the dump user needs SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES and RELOAD "
+                                "(for --master-data) on the source")
+    partial.rename(final)
+    return describe_backup(final)
+
+
+def describe_backup(path: Path) -> Backup:
+    snap = read_snapshot(str(path))
+    st = path.stat()
+    return Backup(path, tuple(snap.databases), st.st_size, datetime.fromtimestamp(st.st_mtime),
+                  snap.binlog_file, snap.binlog_pos)
+
+
+def list_backups(directory: str | os.PathLike) -> list[Backup]:
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    return sorted((describe_backup(p) for p in d.glob("*.sql")), key=lambda b: b.taken, reverse=True)

@@ -1,0 +1,279 @@
+"""Binlog event framing and the small event bodies (MySQL 5.6+/8.x and MariaDB 10.x).
+
+An event is a 19-byte header (timestamp, type, server_id, size, next position, flags) and a
+body, plus a 4-byte CRC32 when the format description announces checksums. The engine keeps
+every event's raw bytes: row events are replayed through the server's own `BINLOG` statement,
+which is exact for every column type, and the archiver copies bytes unchanged.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+HEADER_LEN = 19
+MAGIC = b"\xfebin"
+
+# Event types (shared numbering; MariaDB's own types start at 160).
+UNKNOWN = 0
+START_V3 = 1
+QUERY = 2
+STOP = 3
+ROTATE = 4
+INTVAR = 5
+LOAD = 6
+SLAVE = 7
+CREATE_FILE = 8
+APPEND_BLOCK = 9
+EXEC_LOAD = 10
+DELETE_FILE = 11
+NEW_LOAD = 12
+RAND = 13
+USER_VAR = 14
+FORMAT_DESCRIPTION = 15
+XID = 16
+BEGIN_LOAD_QUERY = 17
+EXECUTE_LOAD_QUERY = 18
+TABLE_MAP = 19
+PRE_GA_WRITE_ROWS = 20
+PRE_GA_UPDATE_ROWS = 21
+PRE_GA_DELETE_ROWS = 22
+WRITE_ROWS_V1 = 23
+UPDATE_ROWS_V1 = 24
+DELETE_ROWS_V1 = 25
+INCIDENT = 26
+HEARTBEAT = 27
+IGNORABLE = 28
+ROWS_QUERY = 29
+WRITE_ROWS_V2 = 30
+UPDATE_ROWS_V2 = 31
+DELETE_ROWS_V2 = 32
+MYSQL_GTID = 33
+ANONYMOUS_GTID = 34
+PREVIOUS_GTIDS = 35
+TRANSACTION_CONTEXT = 36
+VIEW_CHANGE = 37
+XA_PREPARE = 38
+PARTIAL_UPDATE_ROWS = 39
+TRANSACTION_PAYLOAD = 40
+HEARTBEAT_V2 = 41
+GTID_TAGGED = 42
+ANNOTATE_ROWS = 160
+BINLOG_CHECKPOINT = 161
+MARIADB_GTID = 162
+GTID_LIST = 163
+START_ENCRYPTION = 164
+QUERY_COMPRESSED = 165
+WRITE_ROWS_COMPRESSED_V1 = 166
+UPDATE_ROWS_COMPRESSED_V1 = 167
+DELETE_ROWS_COMPRESSED_V1 = 168
+WRITE_ROWS_COMPRESSED = 169
+UPDATE_ROWS_COMPRESSED = 170
+DELETE_ROWS_COMPRESSED = 171
+
+WRITE_ROWS = frozenset({WRITE_ROWS_V1, WRITE_ROWS_V2})
+UPDATE_ROWS = frozenset({UPDATE_ROWS_V1, UPDATE_ROWS_V2})
+DELETE_ROWS = frozenset({DELETE_ROWS_V1, DELETE_ROWS_V2})
+ROWS_EVENTS = WRITE_ROWS | UPDATE_ROWS | DELETE_ROWS
+
+# Events that carry no data change and no replay context: safe to pass over.
+PASSIVE = frozenset({
+    START_V3, STOP, ROTATE, FORMAT_DESCRIPTION, HEARTBEAT, HEARTBEAT_V2, IGNORABLE, ROWS_QUERY,
+    PREVIOUS_GTIDS, TRANSACTION_CONTEXT, VIEW_CHANGE, ANNOTATE_ROWS, BINLOG_CHECKPOINT,
+    GTID_LIST,
+})
+
+# What we cannot apply exactly, with the reason the operator sees.
+UNSUPPORTED = {
+    TRANSACTION_PAYLOAD: "a compressed transaction (MySQL binlog_transaction_compression=ON)",
+    QUERY_COMPRESSED: "a compressed statement (MariaDB log_bin_compress=ON)",
+    WRITE_ROWS_COMPRESSED_V1: "compressed row events (MariaDB log_bin_compress=ON)",
+    UPDATE_ROWS_COMPRESSED_V1: "compressed row events (MariaDB log_bin_compress=ON)",
+    DELETE_ROWS_COMPRESSED_V1: "compressed row events (MariaDB log_bin_compress=ON)",
+    WRITE_ROWS_COMPRESSED: "compressed row events (MariaDB log_bin_compress=ON)",
+    UPDATE_ROWS_COMPRESSED: "compressed row events (MariaDB log_bin_compress=ON)",
+    DELETE_ROWS_COMPRESSED: "compressed row events (MariaDB log_bin_compress=ON)",
+    START_ENCRYPTION: "an encrypted binlog (encrypt_binlog=ON); it can only be read through the server",
+    PARTIAL_UPDATE_ROWS: "a partial JSON update (MySQL binlog_row_value_options=PARTIAL_JSON)",
+    XA_PREPARE: "an XA transaction",
+    INCIDENT: "an INCIDENT event: the source server itself marked its binlog as incomplete here",
+    BEGIN_LOAD_QUERY: "LOAD DATA in statement format",
+    EXECUTE_LOAD_QUERY: "LOAD DATA in statement format",
+    APPEND_BLOCK: "LOAD DATA in statement format",
+    CREATE_FILE: "LOAD DATA in statement format",
+    EXEC_LOAD: "LOAD DATA in statement format",
+    DELETE_FILE: "LOAD DATA in statement format",
+    LOAD: "LOAD DATA in statement format",
+    NEW_LOAD: "LOAD DATA in statement format",
+    PRE_GA_WRITE_ROWS: "a pre-GA row event (MySQL 5.1.0-5.1.15)",
+    PRE_GA_UPDATE_ROWS: "a pre-GA row event (MySQL 5.1.0-5.1.15)",
+    PRE_GA_DELETE_ROWS: "a pre-GA row event (MySQL 5.1.0-5.1.15)",
+    GTID_TAGGED: "a tagged GTID (MySQL 8.3+)",
+}
+
+STMT_END_F = 0x0001  # rows-event flag: last event of its statement
+LOG_EVENT_ARTIFICIAL_F = 0x0020
+
+_HEADER = struct.Struct("<IBIIIH")
+
+
+@dataclass(slots=True)
+class RawEvent:
+    """One event as it lies in the file: `pos` is where it starts, `end` where the next starts."""
+
+    file: str
+    pos: int
+    timestamp: int
+    type: int
+    server_id: int
+    flags: int
+    data: bytes          # the whole event, header and checksum included
+    checksum: bool       # data ends with a 4-byte CRC32
+
+    @property
+    def end(self) -> int:
+        return self.pos + len(self.data)
+
+    @property
+    def body(self) -> memoryview:
+        mv = memoryview(self.data)
+        return mv[HEADER_LEN:len(mv) - 4] if self.checksum else mv[HEADER_LEN:]
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.pos}"
+
+
+def parse_header(buf: bytes | memoryview, offset: int = 0) -> tuple[int, int, int, int, int, int]:
+    """(timestamp, type, server_id, size, next_pos, flags)."""
+    return _HEADER.unpack_from(buf, offset)
+
+
+LOG_EVENT_BINLOG_IN_USE_F = 0x0001
+
+
+def crc_ok(data: bytes) -> bool:
+    expected = struct.unpack_from("<I", data, len(data) - 4)[0]
+    if data[4] == FORMAT_DESCRIPTION and data[17] & LOG_EVENT_BINLOG_IN_USE_F:
+        # The server sets "in use" on an open file's format description after computing
+        # its checksum (and clears it on close): check it as written.
+        clean = bytearray(data[:-4])
+        clean[17] &= ~LOG_EVENT_BINLOG_IN_USE_F & 0xFF
+        return zlib.crc32(clean) == expected
+    return zlib.crc32(memoryview(data)[:-4]) == expected
+
+
+@dataclass(frozen=True, slots=True)
+class FormatDescription:
+    binlog_version: int
+    server_version: str
+    header_len: int
+    post_header_len: bytes
+    checksum: bool
+
+    @property
+    def is_mariadb(self) -> bool:
+        return "mariadb" in self.server_version.lower()
+
+    def post_header(self, event_type: int) -> int:
+        if 0 < event_type <= len(self.post_header_len):
+            return self.post_header_len[event_type - 1]
+        return 0
+
+
+def parse_format_description(data: bytes) -> FormatDescription:
+    body = data[HEADER_LEN:]
+    version = struct.unpack_from("<H", body, 0)[0]
+    server_version = body[2:52].split(b"\0", 1)[0].decode("ascii", "replace")
+    header_len = body[56]
+    # The checksum algorithm byte sits just before the (always present) 4-byte checksum
+    # field on servers that know checksums (MySQL 5.6.1+, MariaDB 5.3+).
+    rest = body[57:]
+    checksum_alg = rest[-5] if _knows_checksums(server_version) else 0
+    post = bytes(rest[:-5]) if _knows_checksums(server_version) else bytes(rest)
+    return FormatDescription(version, server_version, header_len, post, checksum_alg == 1)
+
+
+def _knows_checksums(server_version: str) -> bool:
+    digits = server_version.split("-", 1)[0].split(".")
+    try:
+        major, minor, patch = (int("".join(c for c in d if c.isdigit()) or 0) for d in digits[:3])
+    except ValueError:
+        return True
+    if "mariadb" in server_version.lower():
+        return (major, minor) >= (5, 3)
+    return (major, minor, patch) >= (5, 6, 1)
+
+
+def parse_rotate(ev: RawEvent) -> tuple[str, int]:
+    body = ev.body
+    pos = struct.unpack_from("<Q", body, 0)[0]
+    return bytes(body[8:]).decode("utf-8", "replace"), pos
+
+
+@dataclass(frozen=True, slots=True)
+class Gtid:
+    """A transaction id: MariaDB `domain-server-seq` or MySQL `uuid:n`."""
+
+    text: str
+    domain: int = 0
+    server: int = 0
+    seq: int = 0
+    uuid: str = ""
+    standalone: bool = False   # MariaDB: a DDL or non-transactional group with no XID
+    xa: bool = False
+
+    def __str__(self) -> str:
+        return self.text
+
+
+MARIADB_FL_STANDALONE = 0x01
+MARIADB_FL_GROUP_COMMIT_ID = 0x02
+MARIADB_FL_PREPARED_XA = 0x40
+MARIADB_FL_COMPLETED_XA = 0x80
+
+
+def parse_mariadb_gtid(ev: RawEvent) -> Gtid:
+    body = ev.body
+    seq, domain, flags = struct.unpack_from("<QIB", body, 0)
+    text = f"{domain}-{ev.server_id}-{seq}"
+    return Gtid(text, domain, ev.server_id, seq, standalone=bool(flags & MARIADB_FL_STANDALONE),
+                xa=bool(flags & (MARIADB_FL_PREPARED_XA | MARIADB_FL_COMPLETED_XA)))
+
+
+def parse_mysql_gtid(ev: RawEvent) -> Gtid | None:
+    body = ev.body
+    if ev.type == ANONYMOUS_GTID:
+        return None
+    sid = bytes(body[1:17]).hex()
+    gno = struct.unpack_from("<q", body, 17)[0]
+    uuid = f"{sid[:8]}-{sid[8:12]}-{sid[12:16]}-{sid[16:20]}-{sid[20:]}"
+    return Gtid(f"{uuid}:{gno}", seq=gno, uuid=uuid)
+
+
+def parse_intvar(ev: RawEvent) -> tuple[int, int]:
+    """(kind, value): kind 1 is LAST_INSERT_ID, 2 is INSERT_ID."""
+    kind, value = struct.unpack_from("<BQ", ev.body, 0)
+    return kind, value
+
+
+def parse_rand(ev: RawEvent) -> tuple[int, int]:
+    return struct.unpack_from("<QQ", ev.body, 0)
+
+
+def parse_xid(ev: RawEvent) -> int:
+    return struct.unpack_from("<Q", ev.body, 0)[0]
+
+
+def read_lenenc(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+    """A length-encoded integer at `pos`: (value, position after it)."""
+    first = buf[pos]
+    if first < 0xFB:
+        return first, pos + 1
+    if first == 0xFC:
+        return buf[pos + 1] | buf[pos + 2] << 8, pos + 3
+    if first == 0xFD:
+        return buf[pos + 1] | buf[pos + 2] << 8 | buf[pos + 3] << 16, pos + 4
+    if first == 0xFE:
+        return struct.unpack_from("<Q", buf, pos + 1)[0], pos + 9
+    raise ValueError(f"bad length-encoded integer 0x{first:02x}")

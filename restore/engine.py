@@ -1,0 +1,57 @@
+"""The engine's front door: what the CLI and the chat handlers call."""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+from .binlog_files import BinlogDirectory
+from .destructive import DestructiveRules
+from .dsn import Dsn
+from .errors import PlanError
+from .hooks import Hooks
+from .plan import Plan
+from .planner import Planner, PlanRequest
+from .runner import RestoreResult, RestoreRunner
+from .snapshot import Snapshot, read_snapshot
+from .spec import parse_spec
+
+
+def open_binlogs(text: str):
+    """A directory of binlog files (offline) or a live server `mysql://...` (replication protocol)."""
+    if "://" in text:
+        from .binlog_server import ServerBinlogs
+        return ServerBinlogs(Dsn.parse(text, what="--binlogs"))
+    return BinlogDirectory(text)
+
+
+def read_snapshots(args: Sequence[str]) -> list[Snapshot]:
+    """`FILE` or `DB=FILE` (the latter for dumps taken without --databases)."""
+    out = []
+    for arg in args:
+        db, sep, path = arg.partition("=")
+        if not sep or os.path.exists(arg):
+            db, path = None, arg
+        out.append(read_snapshot(path, db))
+    return out
+
+
+def make_plan(snapshots: list[Snapshot], source, *, stop: str = "auto", skips: Sequence[str] = (),
+              start: str | None = None, rules: DestructiveRules | None = None,
+              hooks: Hooks | None = None, interrupt: Callable[[], None] | None = None) -> Plan:
+    if not snapshots:
+        raise PlanError("no snapshot given", hint="pass each base dump with --snapshot FILE")
+    req = PlanRequest(
+        snapshots=snapshots,
+        stop=parse_spec(stop, option="--stop-before"),
+        skips=[parse_spec(s, option="--skip", allow=("gtid", "filepos")) for s in skips],
+        start=parse_spec(start, option="--start", allow=("gtid", "filepos")) if start else None,
+        rules=rules or DestructiveRules(),
+    )
+    return Planner(source, req, hooks, interrupt).build()
+
+
+def restore(plan: Plan, snapshots: list[Snapshot], source, target: Dsn, *, existing: str = "refuse",
+            hooks: Hooks | None = None, interrupt: Callable[[], None] | None = None,
+            batch_transactions: int = 1000) -> RestoreResult:
+    return RestoreRunner(plan, snapshots, source, target, existing=existing, hooks=hooks,
+                         interrupt=interrupt, batch_transactions=batch_transactions).run()

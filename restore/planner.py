@@ -1,0 +1,270 @@
+"""Builds a Plan: one pass over the binlog, counting rows and finding where to stop."""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .binlog_events import WRITE_ROWS, UPDATE_ROWS
+from .destructive import DestructiveRules, Finding
+from .errors import PlanError
+from .hooks import Hooks, NullHooks
+from .plan import DatabaseStart, EventRef, Plan, TableStats
+from .scope import Scope
+from .snapshot import Snapshot
+from .spec import Spec, coord_key
+from .walker import FormatStep, QueryStep, RowsStep, TxBegin, TxEnd, Walker
+
+
+_IF_NOT_EXISTS = re.compile(r"\bIF\s+NOT\s+EXISTS\b", re.I)
+
+
+@dataclass
+class PlanRequest:
+    snapshots: Sequence[Snapshot]
+    stop: Spec
+    skips: Sequence[Spec] = ()
+    start: Spec | None = None
+    rules: DestructiveRules = DestructiveRules()
+
+
+def database_starts(req: PlanRequest) -> dict[str, DatabaseStart]:
+    starts: dict[str, DatabaseStart] = {}
+    for snap in req.snapshots:
+        name = os.path.basename(snap.path)
+        if snap.binlog_file:
+            file, pos, gtid = snap.binlog_file, snap.binlog_pos, snap.gtid
+            source = f"CHANGE MASTER TO in {name} line {snap.coordinates_line}"
+        elif snap.gtid:
+            file, pos, gtid = None, None, snap.gtid
+            source = f"GTID position in {name} line {snap.coordinates_line}"
+        elif req.start is not None and req.start.kind in ("filepos", "gtid"):
+            file, pos, gtid = req.start.file, req.start.pos, req.start.gtid
+            source = f"--start {req.start.text} (the dump records no coordinates)"
+        else:
+            raise PlanError(
+                f"{snap.path} records no binlog coordinates (it was dumped without --master-data/--source-data/--gtid), "
+                "so the replay start for it is unknown",
+                where=snap.path,
+                hint="pass --start FILE:POS or --start GTID: the binlog position at the moment the dump was taken")
+        for db in snap.databases:
+            if db in starts:
+                raise PlanError(f"database {db} is in two snapshots: {starts[db].snapshot} and {snap.path}",
+                                hint="pass one snapshot per database")
+            starts[db] = DatabaseStart(db, snap.path, file, pos, gtid, source)
+    if not starts:
+        raise PlanError("the snapshots contain no database", hint="pass the dump files with --snapshot")
+    return starts
+
+
+def _fingerprint(req: PlanRequest) -> dict:
+    out = []
+    for snap in req.snapshots:
+        st = os.stat(snap.path)
+        out.append([os.path.abspath(snap.path), st.st_size, int(st.st_mtime)])
+    return {"snapshots": out}
+
+
+class Planner:
+    def __init__(self, source, req: PlanRequest, hooks: Hooks | None = None,
+                 interrupt: Callable[[], None] | None = None) -> None:
+        self.source = source
+        self.req = req
+        self.hooks = hooks or NullHooks()
+        self.interrupt = interrupt or (lambda: None)
+        self._temp: set[str] = set()   # temporary tables open in the replayed session
+
+    def build(self) -> Plan:
+        req = self.req
+        starts = database_starts(req)
+        scope = Scope(starts)
+        coords = [(s.file, s.pos) for s in starts.values() if s.file]
+        if len(coords) < len(starts):
+            replay_from = (self.source.first_file(), 4)
+        else:
+            replay_from = min(coords, key=lambda c: coord_key(*c))
+        plan = Plan(binlogs=self.source.describe(), snapshots=[s.path for s in req.snapshots],
+                    databases=starts, replay_from=replay_from, end=replay_from,
+                    stop_spec=req.stop.text, stop=None, fingerprint=_fingerprint(req))
+        for snap in req.snapshots:
+            for (db, table), info in snap.tables.items():
+                plan.tables[f"{db}.{table}"] = TableStats(snapshot_rows=info.rows)
+        self._scan(plan, scope)
+        return plan
+
+    def _scan(self, plan: Plan, scope: Scope) -> None:
+        req = self.req
+        stop, rules = req.stop, req.rules
+        skip_todo = {s.text: s for s in req.skips}
+        tx: TxBegin | None = None
+        tx_changes: dict[str, list[int]] = {}
+        tx_statements: list[QueryStep] = []
+        tx_skip: Spec | None = None
+        tx_first_step = None
+        tx_applies = False
+        finding: Finding | None = None
+        stmt_rows: dict[str, list[int]] = {}
+        walker = Walker(self.source.events(*plan.replay_from), count=True)
+        self.hooks.phase_started("plan", None)
+        seen = 0
+        for step in walker.steps():
+            if isinstance(step, FormatStep):
+                continue
+            if isinstance(step, TxBegin):
+                tx, tx_changes, tx_statements, tx_skip, finding, tx_applies = step, {}, [], None, None, False
+                tx_first_step = None
+                stmt_rows = {}
+                if self._stop_here(stop, step):
+                    plan.stop = EventRef(step.file, step.pos, step.file, step.pos,
+                                         str(step.gtid) if step.gtid else None, step.timestamp, "",
+                                         f"--stop-before {stop.text}")
+                    break
+                for text, spec in list(skip_todo.items()):
+                    if (spec.kind == "gtid" and step.gtid and str(step.gtid) == spec.gtid) or \
+                            (spec.kind == "filepos" and (step.file, step.pos) == (spec.file, spec.pos)):
+                        tx_skip = skip_todo.pop(text)
+                continue
+            assert tx is not None
+            if not isinstance(step, TxEnd):
+                ev = step.event
+                seen += 1
+                if seen % 20000 == 0:
+                    self.hooks.progress("plan", seen, None, f"{ev.file}:{ev.pos}")
+                    self.interrupt()
+                if stop.kind == "filepos" and (ev.file, ev.pos) == (stop.file, stop.pos):
+                    plan.stop = self._ref(tx, step, "", f"--stop-before {stop.text}")
+                    break
+                for text, spec in list(skip_todo.items()):
+                    if spec.kind == "filepos" and (ev.file, ev.pos) == (spec.file, spec.pos):
+                        tx_skip = skip_todo.pop(text)
+                if tx_first_step is None:
+                    tx_first_step = step
+            if isinstance(step, RowsStep):
+                db = step.tmap.db
+                if not scope.rows(db, tx):
+                    plan.left_out += 1
+                    continue
+                tx_applies = True
+                name = f"{db}.{step.tmap.table}"
+                kind = 0 if step.event.type in WRITE_ROWS else 1 if step.event.type in UPDATE_ROWS else 2
+                tx_changes.setdefault(name, [0, 0, 0])[kind] += step.rows
+                stmt_rows.setdefault(name, [0, 0, 0])[kind] += step.rows
+                if step.statement_end:
+                    if finding is None and stop.kind == "auto" and tx_skip is None:
+                        finding = rules.rows_finding(stmt_rows, plan.tables, tx_changes)
+                        if finding:
+                            plan.stop = self._ref(tx, step, step.annotation or "", finding.reason, finding)
+                    stmt_rows = {}
+            elif isinstance(step, QueryStep):
+                if not scope.query(step, tx):
+                    plan.left_out += 1
+                    continue
+                tx_applies = True
+                if finding is None and stop.kind == "auto" and tx_skip is None:
+                    finding = rules.query_finding(step.info)
+                    if finding:
+                        plan.stop = self._ref(tx, step, step.query.query, finding.reason, finding)
+                tx_statements.append(step)
+            elif isinstance(step, TxEnd):
+                if plan.stop is not None:
+                    break
+                if tx_skip is not None:
+                    stmt = ""
+                    if isinstance(tx_first_step, QueryStep):
+                        stmt = tx_first_step.query.query
+                    elif isinstance(tx_first_step, RowsStep):
+                        stmt = tx_first_step.annotation or ""
+                    plan.skips.append(EventRef(tx.file, tx.pos, tx.file, tx.pos,
+                                               str(tx.gtid) if tx.gtid else None, tx.timestamp,
+                                               stmt[:1000], f"--skip {tx_skip.text}"))
+                elif tx_applies:
+                    for stmt_step in tx_statements:
+                        self._statement_effects(plan, stmt_step)
+                    self._merge(plan, tx_changes)
+                    plan.transactions += 1
+                    if plan.first_timestamp is None:
+                        plan.first_timestamp = tx.timestamp
+                    plan.last_timestamp = step.timestamp
+                    plan.end_gtid = str(tx.gtid) if tx.gtid else plan.end_gtid
+                plan.end = (step.file, step.pos)
+                tx = None
+        self.hooks.phase_finished("plan", {"transactions": plan.transactions})
+        if plan.stop is not None:
+            plan.end = (plan.stop.tx_file, plan.stop.tx_pos)
+        elif stop.kind not in ("auto", "end"):
+            raise PlanError(f"--stop-before {stop.text}: no such event in {plan.binlogs} after {plan.replay_from[0]}:{plan.replay_from[1]}",
+                            hint="check the SPEC against `restore-bot plan --json` output; FILE:POS must be the start of an event")
+        if skip_todo:
+            raise PlanError(f"--skip {', '.join(skip_todo)}: no such transaction before the stop",
+                            hint="name a GTID or the FILE:POS of an event inside the transaction to skip")
+        if tx is not None and plan.stop is None:
+            plan.warnings.append(f"the last transaction, starting at {tx.file}:{tx.pos}, never committed in the "
+                                 "binlog (the server stopped mid-transaction); it is left out")
+        trunc = getattr(self.source, "truncation", None)
+        if trunc is not None and plan.stop is None:
+            plan.warnings.append(f"{trunc.file} is truncated at position {trunc.pos} ({trunc.reason}), as a crashed "
+                                 "server leaves it; everything complete before it is replayed")
+        if stop.kind == "auto" and plan.stop is None:
+            plan.warnings.append("no destructive event found: the replay runs to the end of the binlog")
+
+    @staticmethod
+    def _stop_here(stop: Spec, tx: TxBegin) -> bool:
+        if stop.kind == "filepos":
+            return (tx.file, tx.pos) == (stop.file, stop.pos)
+        if stop.kind == "gtid":
+            return tx.gtid is not None and str(tx.gtid) == stop.gtid
+        if stop.kind == "time":
+            return tx.timestamp >= (stop.epoch or 0)
+        return False
+
+    @staticmethod
+    def _ref(tx: TxBegin, step, statement: str, reason: str, finding: Finding | None = None) -> EventRef:
+        ev = step.event
+        return EventRef(ev.file, ev.pos, tx.file, tx.pos, str(tx.gtid) if tx.gtid else None,
+                        ev.timestamp, statement[:1000], reason,
+                        database=finding.database if finding else None,
+                        table=finding.table if finding else None,
+                        rows=finding.rows if finding else None)
+
+    def _statement_effects(self, plan: Plan, step: QueryStep) -> None:
+        """What a replayed statement does to the per-table counts we can predict."""
+        info = step.info
+        tables = [f"{t.db}.{t.name}" for t in info.written if t.db and t.name]
+        if info.temporary:
+            (self._temp.update if info.verb.startswith("CREATE") else self._temp.difference_update)(tables)
+            return
+        tables = [t for t in tables if t not in self._temp]
+        if info.verb == "CREATE TABLE":
+            keep = _IF_NOT_EXISTS.search(step.query.query[:300]) is not None
+            for name in tables:
+                if not (keep and name in plan.tables):
+                    plan.tables[name] = TableStats(exact="SELECT" not in step.query.query.upper())
+        elif info.verb == "DROP TABLE":
+            for name in tables:
+                plan.tables.pop(name, None)
+        elif info.verb == "DROP DATABASE":
+            for db in info.databases:
+                for name in [n for n in plan.tables if n.split(".", 1)[0] == db]:
+                    plan.tables.pop(name)
+        elif info.verb == "TRUNCATE":
+            for name in tables:
+                plan.tables[name] = TableStats()
+        elif info.renames:
+            for old, new in info.renames:
+                stats = plan.tables.pop(f"{old.db}.{old.name}", None)
+                if stats is not None:
+                    plan.tables[f"{new.db}.{new.name}"] = stats
+        elif info.kind == "dml":
+            for name in tables:
+                stats = plan.tables.setdefault(name, TableStats())
+                stats.exact = False
+                stats.note = "changed by statement-format DML: the binlog does not say how many rows"
+
+    @staticmethod
+    def _merge(plan: Plan, changes: dict[str, list[int]]) -> None:
+        for name, (ins, upd, dele) in changes.items():
+            stats = plan.tables.setdefault(name, TableStats())
+            stats.inserted += ins
+            stats.updated += upd
+            stats.deleted += dele

@@ -1,0 +1,170 @@
+"""Table-map and row events: which table an event changes and how many rows.
+
+Values are never decoded here. Without full row metadata Python decoding loses signedness,
+ENUM/SET strings and charsets (see BINLOG-NOTES); the applier replays the raw events through
+the server instead. The planner only needs to walk each row image to count rows, which needs
+column sizes, and those the table map always carries.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from . import binlog_events as be
+
+# MySQL column type codes as they appear in table-map events.
+T_DECIMAL, T_TINY, T_SHORT, T_LONG, T_FLOAT, T_DOUBLE, T_NULL, T_TIMESTAMP = range(8)
+T_LONGLONG, T_INT24, T_DATE, T_TIME, T_DATETIME, T_YEAR, T_NEWDATE, T_VARCHAR = range(8, 16)
+T_BIT, T_TIMESTAMP2, T_DATETIME2, T_TIME2, T_TYPED_ARRAY = 16, 17, 18, 19, 20
+T_VECTOR, T_JSON, T_NEWDECIMAL, T_ENUM, T_SET = 242, 245, 246, 247, 248
+T_TINY_BLOB, T_MEDIUM_BLOB, T_LONG_BLOB, T_BLOB = 249, 250, 251, 252
+T_VAR_STRING, T_STRING, T_GEOMETRY = 253, 254, 255
+
+_FIXED = {T_TINY: 1, T_SHORT: 2, T_INT24: 3, T_LONG: 4, T_LONGLONG: 8, T_FLOAT: 4,
+          T_DOUBLE: 8, T_NULL: 0, T_TIMESTAMP: 4, T_DATE: 3, T_NEWDATE: 3, T_TIME: 3,
+          T_DATETIME: 8, T_YEAR: 1}
+_META_LEN = {T_FLOAT: 1, T_DOUBLE: 1, T_VARCHAR: 2, T_VAR_STRING: 2, T_BIT: 2,
+             T_NEWDECIMAL: 2, T_BLOB: 1, T_TINY_BLOB: 1, T_MEDIUM_BLOB: 1, T_LONG_BLOB: 1,
+             T_GEOMETRY: 1, T_JSON: 1, T_STRING: 2, T_ENUM: 2, T_SET: 2, T_TIMESTAMP2: 1,
+             T_DATETIME2: 1, T_TIME2: 1, T_VECTOR: 1, T_DECIMAL: 2}
+_DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
+
+
+class RowFormatError(ValueError):
+    """A row image does not fit its table map: corrupt data or a type we do not know."""
+
+
+def _decimal_size(precision: int, scale: int) -> int:
+    intg = precision - scale
+    return (intg // 9) * 4 + _DIG2BYTES[intg % 9] + (scale // 9) * 4 + _DIG2BYTES[scale % 9]
+
+
+def _column_size(ctype: int, meta: bytes) -> int:
+    """Bytes a non-NULL value takes: >= 0 fixed, -k for a k-byte length prefix."""
+    if ctype in _FIXED:
+        return _FIXED[ctype]
+    if ctype in (T_VARCHAR, T_VAR_STRING):
+        return -1 if struct.unpack("<H", meta)[0] < 256 else -2
+    if ctype in (T_BLOB, T_TINY_BLOB, T_MEDIUM_BLOB, T_LONG_BLOB, T_GEOMETRY, T_JSON, T_VECTOR):
+        return -meta[0]
+    if ctype == T_NEWDECIMAL:
+        return _decimal_size(meta[0], meta[1])
+    if ctype in (T_TIMESTAMP2, T_DATETIME2, T_TIME2):
+        base = {T_TIMESTAMP2: 4, T_DATETIME2: 5, T_TIME2: 3}[ctype]
+        return base + (meta[0] + 1) // 2
+    if ctype == T_BIT:
+        bits, nbytes = meta[0], meta[1]
+        return nbytes + (1 if bits else 0)
+    if ctype in (T_STRING, T_ENUM, T_SET):
+        real_type, length = meta[0], meta[1]
+        if real_type in (T_ENUM, T_SET):
+            return length
+        if (real_type & 0x30) != 0x30:
+            length |= ((real_type & 0x30) ^ 0x30) << 4
+        return -1 if length < 256 else -2
+    raise RowFormatError(f"unknown column type {ctype}")
+
+
+@dataclass(slots=True)
+class TableMap:
+    table_id: int
+    db: str
+    table: str
+    column_types: bytes
+    sizes: tuple[int, ...]
+
+    _present: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> tuple[str, str]:
+        return (self.db, self.table)
+
+    def present_sizes(self, bitmap: bytes) -> list[int]:
+        """Sizes of the columns a row image carries (binlog_row_image may leave some out)."""
+        sizes = self._present.get(bitmap)
+        if sizes is None:
+            present = int.from_bytes(bitmap, "little")
+            sizes = self._present[bitmap] = [s for i, s in enumerate(self.sizes) if present >> i & 1]
+        return sizes
+
+
+def _table_id(body: memoryview, post_header_len: int) -> tuple[int, int]:
+    if post_header_len == 6:
+        return struct.unpack_from("<I", body, 0)[0], 6
+    return int.from_bytes(body[0:6], "little"), post_header_len
+
+
+def parse_table_map(ev: be.RawEvent, post_header_len: int) -> TableMap:
+    body = ev.body
+    table_id, pos = _table_id(body, post_header_len)
+    db_len = body[pos]
+    db = bytes(body[pos + 1:pos + 1 + db_len]).decode("utf-8", "replace")
+    pos += 2 + db_len
+    tbl_len = body[pos]
+    table = bytes(body[pos + 1:pos + 1 + tbl_len]).decode("utf-8", "replace")
+    pos += 2 + tbl_len
+    ncols, pos = be.read_lenenc(body, pos)
+    types = bytes(body[pos:pos + ncols])
+    pos += ncols
+    _meta_len, pos = be.read_lenenc(body, pos)
+    sizes = []
+    for ctype in types:
+        mlen = _META_LEN.get(ctype, 0)
+        sizes.append(_column_size(ctype, bytes(body[pos:pos + mlen])))
+        pos += mlen
+    return TableMap(table_id, db, table, types, tuple(sizes))
+
+
+def rows_header(ev: be.RawEvent, post_header_len: int) -> tuple[int, int]:
+    """(table id, rows-event flags) from the post-header."""
+    data = ev.data
+    h = be.HEADER_LEN
+    if post_header_len == 6:
+        return int.from_bytes(data[h:h + 4], "little"), int.from_bytes(data[h + 4:h + 6], "little")
+    return int.from_bytes(data[h:h + 6], "little"), int.from_bytes(data[h + 6:h + 8], "little")
+
+
+def _skip_image(body: bytes, pos: int, sizes: list[int]) -> int:
+    nulls = int.from_bytes(body[pos:pos + ((len(sizes) + 7) >> 3)], "little")
+    pos += (len(sizes) + 7) >> 3
+    for i, size in enumerate(sizes):
+        if nulls >> i & 1:
+            continue
+        if size >= 0:
+            pos += size
+        elif size == -1:
+            pos += 1 + body[pos]
+        elif size == -2:
+            pos += 2 + (body[pos] | body[pos + 1] << 8)
+        else:
+            pos += -size + int.from_bytes(body[pos:pos - size], "little")
+    return pos
+
+
+def count_rows(ev: be.RawEvent, post_header_len: int, tmap: TableMap) -> int:
+    """Rows in a WRITE/UPDATE/DELETE rows event (an UPDATE row is one before+after pair)."""
+    data = ev.data
+    pos = be.HEADER_LEN + post_header_len
+    if post_header_len == 10:  # v2 rows event: a variable-length extra-data block follows
+        pos += struct.unpack_from("<H", data, pos - 2)[0] - 2
+    ncols, pos = be.read_lenenc(data, pos)
+    if ncols != len(tmap.sizes):
+        raise RowFormatError(f"row event has {ncols} columns, its table map {len(tmap.sizes)}")
+    nbm = (ncols + 7) >> 3
+    images = [tmap.present_sizes(data[pos:pos + nbm])]
+    pos += nbm
+    if ev.type in be.UPDATE_ROWS:
+        images.append(tmap.present_sizes(data[pos:pos + nbm]))
+        pos += nbm
+    end = len(data) - 4 if ev.checksum else len(data)
+    rows = 0
+    try:
+        while pos < end:
+            for sizes in images:
+                pos = _skip_image(data, pos, sizes)
+            rows += 1
+    except IndexError:
+        pos = end + 1
+    if pos != end:
+        raise RowFormatError(f"row data of {tmap.db}.{tmap.table} does not fit its table map")
+    return rows

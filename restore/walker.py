@@ -1,0 +1,192 @@
+"""Turns a stream of raw events into transactions: begin, statements / row changes, end.
+
+Planner and applier both walk the binlog through this, so they agree on where every
+transaction starts and ends. Nothing is held per transaction but the current table maps:
+a transaction of a million rows streams through in constant memory.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from . import binlog_events as be
+from .errors import BinlogError
+from .query_event import QueryEvent, UnknownStatusVar, UserVar, parse_query, parse_user_var
+from .row_events import RowFormatError, TableMap, count_rows, parse_table_map, rows_header
+from .sql_scope import StatementInfo, analyze
+
+
+@dataclass(slots=True)
+class TxBegin:
+    file: str
+    pos: int
+    gtid: be.Gtid | None
+    timestamp: int
+
+
+@dataclass(slots=True)
+class TxEnd:
+    file: str
+    pos: int          # where the next transaction starts: the resume point
+    timestamp: int
+
+
+@dataclass(slots=True)
+class FormatStep:
+    event: be.RawEvent
+    fde: be.FormatDescription
+
+
+@dataclass(slots=True)
+class RowsStep:
+    event: be.RawEvent
+    table_map: be.RawEvent
+    tmap: TableMap
+    rows: int                      # -1 when not counted
+    statement_end: bool
+    annotation: str | None         # the statement text, when the source logged it
+
+
+@dataclass(slots=True)
+class QueryStep:
+    event: be.RawEvent
+    query: QueryEvent
+    info: StatementInfo
+    intvars: list[tuple[int, int]] = field(default_factory=list)
+    rand: tuple[int, int] | None = None
+    user_vars: list[UserVar] = field(default_factory=list)
+
+
+Step = TxBegin | TxEnd | FormatStep | RowsStep | QueryStep
+
+_CONTROL = {"BEGIN", "COMMIT", "ROLLBACK", "XA"}
+
+
+class Walker:
+    def __init__(self, events: Iterable[be.RawEvent], *,
+                 count: bool | Callable[[TableMap], bool] = False) -> None:
+        """`count`: count rows of row events — all (True), none, or those of tables it accepts."""
+        self._events = events
+        self._count = count
+        self.fde: be.FormatDescription | None = None
+
+    def steps(self) -> Iterator[Step]:
+        fde: be.FormatDescription | None = None
+        tmaps: dict[int, tuple[be.RawEvent, TableMap]] = {}
+        tm_cache: dict[bytes, TableMap] = {}
+        in_tx = False
+        ends_after_statement = False
+        intvars: list[tuple[int, int]] = []
+        rand: tuple[int, int] | None = None
+        user_vars: list[UserVar] = []
+        annotation: str | None = None
+        for ev in self._events:
+            t = ev.type
+            if t == be.FORMAT_DESCRIPTION:
+                fde = self.fde = be.parse_format_description(ev.data)
+                tmaps.clear()
+                yield FormatStep(ev, fde)
+                continue
+            if fde is None:
+                raise BinlogError(f"no format description event before {ev.where}", where=ev.where,
+                                  hint="start reading at the beginning of a binlog file")
+            if t in be.ROWS_EVENTS:
+                tid, rflags = rows_header(ev, fde.post_header(t))
+                mapped = tmaps.get(tid)
+                if mapped is None:
+                    raise BinlogError(f"row event at {ev.where} refers to table id {tid} with no table map before it",
+                                      where=ev.where, hint="the binlog was cut mid-statement; start at a transaction boundary")
+                tm_ev, tmap = mapped
+                rows = -1
+                if self._count is True or (self._count and self._count(tmap)):
+                    try:
+                        rows = count_rows(ev, fde.post_header(t), tmap)
+                    except RowFormatError as exc:
+                        raise BinlogError(f"{ev.where}: {exc}", where=ev.where,
+                                          hint="the file is damaged or uses a column type this tool does not know; stop before it with --stop-before") from None
+                stmt_end = bool(rflags & be.STMT_END_F)
+                if not in_tx:
+                    in_tx, ends_after_statement = True, False
+                    yield TxBegin(ev.file, ev.pos, None, ev.timestamp)
+                yield RowsStep(ev, tm_ev, tmap, rows, stmt_end, annotation)
+                if stmt_end:
+                    annotation = None
+                continue
+            if t == be.TABLE_MAP:
+                # Each statement repeats its table maps: parse each distinct one once.
+                key = ev.data[be.HEADER_LEN:len(ev.data) - 4 if ev.checksum else None]
+                tmap = tm_cache.get(key)
+                if tmap is None:
+                    if len(tm_cache) > 4096:
+                        tm_cache.clear()
+                    tmap = tm_cache[key] = parse_table_map(ev, fde.post_header(t))
+                tmaps[tmap.table_id] = (ev, tmap)
+                continue
+            if t == be.MARIADB_GTID or t in (be.MYSQL_GTID, be.ANONYMOUS_GTID):
+                gtid = be.parse_mariadb_gtid(ev) if t == be.MARIADB_GTID else be.parse_mysql_gtid(ev)
+                if gtid is not None and gtid.xa:
+                    raise BinlogError(f"XA transaction {gtid} at {ev.where} cannot be replayed exactly",
+                                      where=ev.where, hint="stop the plan before it with --stop-before " + ev.where)
+                if in_tx:
+                    raise BinlogError(f"transaction before {ev.where} never ended", where=ev.where,
+                                      hint="the binlog is damaged; stop the plan before this position")
+                in_tx = True
+                ends_after_statement = bool(gtid and gtid.standalone) or t != be.MARIADB_GTID
+                intvars, rand, user_vars, annotation = [], None, [], None
+                yield TxBegin(ev.file, ev.pos, gtid, ev.timestamp)
+                continue
+            if t == be.QUERY:
+                try:
+                    q = parse_query(ev, fde.post_header(t))
+                except UnknownStatusVar as exc:
+                    raise BinlogError(f"statement at {ev.where} has {exc}; replaying it without it would be inexact",
+                                      where=ev.where, hint="upgrade restore-bot, or stop before it with --stop-before") from None
+                info = analyze(q.query, q.db or None)
+                if info.kind in ("begin",):
+                    if not in_tx:
+                        in_tx, ends_after_statement = True, False
+                        yield TxBegin(ev.file, ev.pos, None, ev.timestamp)
+                    ends_after_statement = False
+                    continue
+                if info.kind in ("commit", "rollback"):
+                    if in_tx:
+                        in_tx = False
+                        yield TxEnd(ev.file, ev.end, ev.timestamp)
+                    continue
+                if info.kind == "xa":
+                    raise BinlogError(f"XA statement at {ev.where} cannot be replayed exactly", where=ev.where,
+                                      hint="stop the plan before it with --stop-before " + ev.where)
+                standalone = not in_tx
+                if standalone:
+                    in_tx = True
+                    yield TxBegin(ev.file, ev.pos, None, ev.timestamp)
+                yield QueryStep(ev, q, info, intvars, rand, user_vars)
+                intvars, rand, user_vars = [], None, []
+                if standalone or ends_after_statement:
+                    in_tx = False
+                    yield TxEnd(ev.file, ev.end, ev.timestamp)
+                continue
+            if t == be.XID:
+                if in_tx:
+                    in_tx = False
+                    tmaps.clear()
+                    yield TxEnd(ev.file, ev.end, ev.timestamp)
+                continue
+            if t == be.INTVAR:
+                intvars.append(be.parse_intvar(ev))
+                continue
+            if t == be.RAND:
+                rand = be.parse_rand(ev)
+                continue
+            if t == be.USER_VAR:
+                user_vars.append(parse_user_var(ev))
+                continue
+            if t == be.ANNOTATE_ROWS:
+                annotation = bytes(ev.body).decode("utf-8", "replace")
+                continue
+            if t in be.PASSIVE:
+                continue
+            reason = be.UNSUPPORTED.get(t, f"an event of unknown type {t}")
+            raise BinlogError(f"{ev.where} holds {reason}, which restore-bot cannot replay exactly",
+                              where=ev.where,
+                              hint=f"stop the restore before it with --stop-before {ev.where}, or turn the feature off on the source for future binlogs")

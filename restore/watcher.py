@@ -1,0 +1,178 @@
+"""Follows a live binlog and reports destructive events the moment they are committed.
+
+Same rules as the planner's `--stop-before auto` (DestructiveRules): DROP DATABASE/TABLE,
+TRUNCATE, DELETE/UPDATE without WHERE, and row events that delete or rewrite (nearly) all of
+a table. Table sizes for the mass rule come from the source's own row estimates, read only
+when a statement already hit `min_rows` rows, so ordinary traffic costs no query.
+
+The position is saved through the caller's `PositionStore` (after each alert and about once a
+second); after a restart or a dropped connection the stream resumes there. Alerts carry the
+event's file:pos, so the caller can refuse to send one twice.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from .binlog_events import UPDATE_ROWS, WRITE_ROWS
+from .binlog_server import ServerBinlogs
+from .destructive import DestructiveRules, Finding
+from .dsn import Dsn
+from .errors import RestoreError
+from .flavor import Flavor
+from .follow import Follower
+from .plan import TableStats
+from .walker import QueryStep, RowsStep, TxBegin, TxEnd, Walker
+
+@dataclass(frozen=True)
+class Alert:
+    key: str                 # file:pos of the destructive event: unique per alert
+    reason: str
+    statement: str
+    database: str | None
+    table: str | None
+    rows: int | None
+    file: str
+    pos: int
+    tx_file: str
+    tx_pos: int
+    gtid: str | None
+    server_time: int         # the event's timestamp (the statement's start on the source)
+    thread_id: int | None
+    detected_at: float       # time.time() when we saw it
+
+    @property
+    def plan_spec(self) -> str:
+        """What `/restore plan --stop-before` needs to stop right before this event."""
+        return self.gtid or f"{self.tx_file}:{self.tx_pos}"
+
+
+class PositionStore(Protocol):
+    def load(self) -> tuple[str, int] | None: ...
+    def save(self, file: str, pos: int) -> None: ...
+
+
+class Watcher(Follower):
+    name = "watch"
+
+    def __init__(self, dsn: Dsn, positions: PositionStore, on_alert: Callable[[Alert], None], *,
+                 databases: tuple[str, ...] = (), rules: DestructiveRules | None = None,
+                 on_trouble: Callable[[str], None] | None = None, save_every: float = 1.0) -> None:
+        super().__init__(on_trouble)
+        self.dsn = dsn
+        self.positions = positions
+        self.on_alert = on_alert
+        self.databases = set(databases)
+        self.rules = rules or DestructiveRules()
+        self.save_every = save_every
+
+    def watched(self, db: str | None) -> bool:
+        return bool(db) and (not self.databases or db in self.databases)
+
+    def start_position(self) -> tuple[str, int]:
+        saved = self.positions.load()
+        if saved:
+            return saved
+        conn = self.dsn.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(Flavor.detect(conn).master_status_sql())
+                row = cur.fetchone()
+        finally:
+            conn.close()
+        if not row:
+            raise RestoreError(f"{self.dsn.redacted()} has no binary log", hint="enable log_bin on the source")
+        self.positions.save(row[0], int(row[1]))
+        return row[0], int(row[1])
+
+    def follow_once(self) -> None:
+        file, pos = self.start_position()
+        self._source = ServerBinlogs(self.dsn, blocking=True)
+        sizes = _TableSizes(self.dsn)
+        tx: TxBegin | None = None
+        stmt_rows: dict[str, list[int]] = {}
+        tx_rows: dict[str, list[int]] = {}
+        alerted_tx = False
+        last_save = time.monotonic()
+        try:
+            counted = Walker(self._source.events(file, pos), count=lambda tmap: self.watched(tmap.db))
+            for step in counted.steps():
+                if self.stopping.is_set():
+                    return
+                if isinstance(step, TxBegin):
+                    tx, stmt_rows, tx_rows, alerted_tx = step, {}, {}, False
+                elif isinstance(step, QueryStep):
+                    if alerted_tx or not any(self.watched(d) for d in step.info.databases):
+                        continue
+                    finding = self.rules.query_finding(step.info)
+                    if finding:
+                        alerted_tx = True
+                        self._alert(step, tx, finding, step.query.query, step.query.thread_id)
+                elif isinstance(step, RowsStep):
+                    if not self.watched(step.tmap.db):
+                        continue
+                    name = f"{step.tmap.db}.{step.tmap.table}"
+                    kind = 0 if step.event.type in WRITE_ROWS else 1 if step.event.type in UPDATE_ROWS else 2
+                    stmt_rows.setdefault(name, [0, 0, 0])[kind] += step.rows
+                    tx_rows.setdefault(name, [0, 0, 0])[kind] += step.rows
+                    if step.statement_end:
+                        if not alerted_tx:
+                            finding = self._mass(stmt_rows, tx_rows, sizes)
+                            if finding:
+                                alerted_tx = True
+                                self._alert(step, tx, finding, step.annotation or "", None)
+                        stmt_rows = {}
+                elif isinstance(step, TxEnd):
+                    if time.monotonic() - last_save >= self.save_every:
+                        self.positions.save(step.file, step.pos)
+                        last_save = time.monotonic()
+        finally:
+            sizes.close()
+
+    def _mass(self, stmt_rows, tx_rows, sizes: "_TableSizes") -> Finding | None:
+        big = {n: r for n, r in stmt_rows.items() if max(r[1], r[2]) >= self.rules.min_rows}
+        if not big:
+            return None
+        # The source has already applied the statement: size before = what is left + what it hit.
+        tables = {}
+        for name, (ins, upd, dele) in big.items():
+            left = sizes.rows(name)
+            tables[name] = TableStats(snapshot_rows=left + dele - ins)
+        return self.rules.rows_finding(big, tables, big)
+
+    def _alert(self, step, tx: TxBegin | None, finding: Finding, statement: str, thread_id: int | None) -> None:
+        ev = step.event
+        alert = Alert(key=f"{ev.file}:{ev.pos}", reason=finding.reason, statement=statement[:1000],
+                      database=finding.database, table=finding.table, rows=finding.rows, file=ev.file, pos=ev.pos,
+                      tx_file=tx.file if tx else ev.file, tx_pos=tx.pos if tx else ev.pos,
+                      gtid=str(tx.gtid) if tx and tx.gtid else None, server_time=ev.timestamp,
+                      thread_id=thread_id, detected_at=time.time())
+        self.on_alert(alert)
+        self.positions.save(alert.tx_file, alert.tx_pos)
+
+
+class _TableSizes:
+    """Row estimates from the source (information_schema), on a side connection opened lazily."""
+
+    def __init__(self, dsn: Dsn) -> None:
+        self.dsn = dsn
+        self.conn = None
+
+    def rows(self, name: str) -> int:
+        db, _, table = name.partition(".")
+        try:
+            if self.conn is None:
+                self.conn = self.dsn.connect()
+            with self.conn.cursor() as cur:
+                cur.execute("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s",
+                            (db, table))
+                row = cur.fetchone()
+            return int(row[0] or 0) if row else 0
+        except Exception:  # a missing estimate must not stop the watch: treat the table as emptied
+            return 0
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()

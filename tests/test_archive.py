@@ -1,0 +1,129 @@
+"""The archiver: a raw copy of the server's binlogs, byte-identical, resumable after kill -9."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import checksums, dump, target_url
+from restore.archiver import ArchiveError, Archiver
+from restore.sandbox import Sandbox
+
+import pytest
+
+
+def _server_files(src: Sandbox) -> dict[str, bytes]:
+    """The server's binlog files, as a finished copy has them: a server marks the file it is
+    writing "in use" in its format description's flags (byte 21) and clears it on close; the
+    copy of that file is not in use, so that one bit is the only one compared as cleared."""
+    out = {}
+    for p in Path(src.binlog_dir).iterdir():
+        if p.name.startswith("binlog.") and p.name[7:].isdigit():
+            data = bytearray(p.read_bytes())
+            data[21] &= ~0x01
+            out[p.name] = bytes(data)
+    return out
+
+
+def _archive(d: Path) -> dict[str, bytes]:
+    # The archiver creates its directory only once it has started: before that, nothing is copied.
+    if not d.is_dir():
+        return {}
+    return {p.name: p.read_bytes() for p in d.iterdir()}
+
+
+def _archived_bytes(d: Path) -> int:
+    return sum(len(b) for b in _archive(d).values())
+
+
+def _wait_for_growth(d: Path, than: int, timeout: float = 30) -> int:
+    """Wait until the archive holds more than `than` bytes, so a kill lands mid-copy rather than
+    before the process has even started (a slow interpreter start would make the test vacuous)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        size = _archived_bytes(d)
+        if size > than:
+            return size
+        time.sleep(0.05)
+    raise AssertionError(f"the archiver copied nothing new into {d} within {timeout} s")
+
+
+def _traffic(src: Sandbox, n: int, flush_every: int = 0) -> None:
+    with src.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE IF NOT EXISTS club")
+        cur.execute("CREATE TABLE IF NOT EXISTS club.t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(50))")
+        for i in range(n):
+            cur.execute("INSERT INTO club.t (v) VALUES (%s)", (f"value {i} " + "x" * (i % 40),))
+            if flush_every and i % flush_every == flush_every - 1:
+                cur.execute("FLUSH BINARY LOGS")
+
+
+def test_copy_is_byte_identical_and_resumable(tmp_path):
+    with Sandbox(binlog=True, binlog_format="ROW") as src:
+        _traffic(src, 300, flush_every=100)
+        arch = Archiver(src.dsn, tmp_path / "archive")
+        assert arch.copy() > 0
+        _traffic(src, 120, flush_every=50)
+        arch.copy()
+        assert _archive(tmp_path / "archive") == _server_files(src)
+
+
+def test_kill_minus_nine_then_restart_is_byte_identical(tmp_path):
+    archive = tmp_path / "archive"
+    with Sandbox(binlog=True, binlog_format="ROW") as src:
+        _traffic(src, 50)
+        cmd = [sys.executable, "-m", "bot.cli", "archive", "--source", src.url, "--dir", str(archive)]
+        copied = 0
+        for round_ in range(3):
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _traffic(src, 400, flush_every=150)
+            copied = _wait_for_growth(archive, copied)
+            _traffic(src, 100)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _archive(archive) != _server_files(src):
+            time.sleep(0.2)
+        proc.terminate()
+        proc.wait(timeout=10)
+        assert _archive(archive) == _server_files(src)
+
+
+def test_restore_from_archive_equals_restore_from_server(cli, tmp_path, target):
+    with Sandbox(binlog=True, binlog_format="MIXED") as src:
+        _traffic(src, 10)
+        snap = dump(src, tmp_path / "club.sql", ["club"])
+        _traffic(src, 200, flush_every=70)
+        with src.connect() as conn, conn.cursor() as cur:
+            before = checksums(conn, ["club"])
+            cur.execute("DROP DATABASE club")
+        Archiver(src.dsn, tmp_path / "archive").copy()
+        live = cli("plan", "--snapshot", snap, "--binlogs", src.url)
+        archived = cli("restore", "--snapshot", snap, "--binlogs", tmp_path / "archive",
+                       "--target", target_url(target), "--yes")
+    assert archived.code == 0, archived
+    for key in ("stop", "transactions", "tables", "end"):
+        assert archived.plan[key] == live.plan[key], key
+    with target.connect() as conn:
+        assert checksums(conn, ["club"]) == before
+
+
+def test_purged_before_archived_is_a_named_gap(tmp_path):
+    with Sandbox(binlog=True, binlog_format="ROW") as src:
+        _traffic(src, 20)
+        arch = Archiver(src.dsn, tmp_path / "archive")
+        arch.copy()
+        _traffic(src, 60, flush_every=20)
+        with src.connect() as conn, conn.cursor() as cur:
+            cur.execute("FLUSH BINARY LOGS")
+            cur.execute("SHOW MASTER STATUS")
+            newest = cur.fetchone()[0]
+            cur.execute(f"PURGE BINARY LOGS TO '{newest}'")
+        with pytest.raises(ArchiveError) as err:
+            arch.copy()
+    assert "gap" in str(err.value) and "binlog.000001" in str(err.value)
+    assert "snapshot" in err.value.hint

@@ -1,0 +1,110 @@
+"""kill -9 at any moment, run the same command again: the result is identical."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import checksums, copy_binlogs, dump, target_url
+from restore.sandbox import Sandbox
+
+TXNS = 6000
+
+
+@pytest.fixture(scope="module")
+def busy(tmp_path_factory):
+    """Thousands of small transactions with DDL in the middle: a replay that takes a while."""
+    work = tmp_path_factory.mktemp("crash")
+    with Sandbox(binlog=True, binlog_format="ROW", extra_args=["--innodb-flush-log-at-trx-commit=2"]) as src:
+        with src.connect() as conn, conn.cursor() as cur:
+            cur.execute("CREATE DATABASE app")
+            cur.execute("CREATE TABLE app.events (id INT AUTO_INCREMENT PRIMARY KEY, n INT, note VARCHAR(40))")
+            cur.execute("CREATE TABLE app.counters (k INT PRIMARY KEY, v BIGINT)")
+            cur.execute("INSERT INTO app.counters VALUES (1, 0), (2, 0)")
+            cur.execute(
+                "CREATE PROCEDURE app.work(n INT) BEGIN DECLARE i INT DEFAULT 0; WHILE i < n DO "
+                "INSERT INTO app.events (n, note) VALUES (i, CONCAT('note ', i)); "
+                "UPDATE app.counters SET v = v + i WHERE k = 1 + (i % 2); "
+                "IF i % 7 = 0 THEN DELETE FROM app.events WHERE id = i DIV 2; END IF; "
+                "SET i = i + 1; END WHILE; END")
+        snap = dump(src, work / "app.sql", ["app"])
+        with src.connect() as conn, conn.cursor() as cur:
+            cur.execute(f"CALL app.work({TXNS // 2})")
+            cur.execute("ALTER TABLE app.events ADD COLUMN extra INT DEFAULT 5")
+            cur.execute("CREATE INDEX by_n ON app.events (n)")
+            cur.execute(f"CALL app.work({TXNS // 2})")
+            before = checksums(conn, ["app"])
+            cur.execute("DROP DATABASE app")
+        binlogs = copy_binlogs(src, work / "binlogs")
+    return {"snap": snap, "binlogs": binlogs, "before": before}
+
+
+def _command(busy, target) -> list[str]:
+    return [sys.executable, "-m", "bot.cli", "restore", "--snapshot", str(busy["snap"]),
+            "--binlogs", str(busy["binlogs"]), "--target", target_url(target), "--yes", "--json",
+            "--batch", "20"]
+
+
+def _state(target) -> tuple[str, int] | None:
+    try:
+        with target.connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT phase, transactions FROM _restore_bot.state")
+            row = cur.fetchone()
+            return (row[0], int(row[1])) if row else None
+    except Exception:
+        return None
+
+
+def _run_and_kill(cmd, target, when) -> bool:
+    """Start the restore and SIGKILL it once `when(state)` holds; False if it finished first."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            state = _state(target)
+            if state and when(state):
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return True
+            time.sleep(0.01)
+        return False
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_kill_minus_nine_then_resume_is_identical(busy, target):
+    cmd = _command(busy, target)
+    kills = [
+        lambda s: s[0] in ("prepared", "loaded"),                    # during or right after the load
+        lambda s: s[0] == "replaying" and s[1] >= TXNS // 6,         # mid-replay, before the DDL
+        lambda s: s[0] == "replaying" and s[1] >= TXNS // 2,         # around the DDL
+        lambda s: s[0] == "replaying" and s[1] >= TXNS * 4 // 5,     # late in the replay
+    ]
+    killed = [_run_and_kill(cmd, target, when) for when in kills]
+    assert sum(killed) >= 3, f"the restore finished before it could be killed: {killed}"
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
+    doc = json.loads(out.stdout)
+    assert doc["restore"]["resumed"] is True
+    with target.connect() as conn:
+        assert checksums(conn, ["app"]) == busy["before"]
+
+
+def test_rerun_after_success_verifies_again(busy, target):
+    cmd = _command(busy, target)
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    doc = json.loads(again.stdout)
+    assert doc["restore"]["resumed"] is True
+    assert [p["phase"] for p in doc["restore"]["phases"]] == ["plan", "prepare", "verify"]
+    with target.connect() as conn:
+        assert checksums(conn, ["app"]) == busy["before"]

@@ -1,0 +1,45 @@
+"""`--binlogs mysql://...`: reading through the replication protocol gives the same restore."""
+from __future__ import annotations
+
+from conftest import checksums, dump, target_url
+from restore.sandbox import Sandbox
+
+
+def test_live_server_equals_offline_files(cli, tmp_path, target):
+    with Sandbox(binlog=True, binlog_format="MIXED") as src:
+        with src.connect() as conn, conn.cursor() as cur:
+            cur.execute("CREATE DATABASE live")
+            cur.execute("CREATE TABLE live.t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20), at DATETIME(6))")
+            cur.execute("INSERT INTO live.t (v, at) VALUES ('a', NOW(6))")
+        snap = dump(src, tmp_path / "live.sql", ["live"])
+        with src.connect() as conn, conn.cursor() as cur:
+            for i in range(50):
+                cur.execute("INSERT INTO live.t (v, at) VALUES (%s, NOW(6))", (f"v{i}",))
+                if i == 20:
+                    cur.execute("FLUSH BINARY LOGS")
+            cur.execute("UPDATE live.t SET v = CONCAT(v, '!') WHERE id % 3 = 0")
+            before = checksums(conn, ["live"])
+            cur.execute("TRUNCATE TABLE live.t")
+            cur.execute("INSERT INTO live.t (v) VALUES ('after')")
+
+        offline = cli("plan", "--snapshot", snap, "--binlogs", src.binlog_dir)
+        live = cli("plan", "--snapshot", snap, "--binlogs", src.url)
+        assert offline.code == 0 and live.code == 0, (offline, live)
+        for key in ("stop", "transactions", "tables", "end"):
+            assert live.plan[key] == offline.plan[key], key
+        assert "TRUNCATE" in live.plan["stop"]["reason"]
+
+        res = cli("restore", "--snapshot", snap, "--binlogs", src.url, "--target", target_url(target), "--yes")
+        assert res.code == 0, res
+    with target.connect() as conn:
+        assert checksums(conn, ["live"]) == before
+
+
+def test_live_server_unreachable(cli, tmp_path):
+    snap = tmp_path / "x.sql"
+    snap.write_text("-- MariaDB dump\n-- CHANGE MASTER TO MASTER_LOG_FILE='binlog.000001', MASTER_LOG_POS=4;\n"
+                    "CREATE DATABASE x;\nUSE `x`;\nCREATE TABLE `t` (\n  `a` int(11) NOT NULL\n);\n-- Dump completed\n")
+    res = cli("plan", "--snapshot", snap, "--binlogs", "mysql://repl:hunter2@127.0.0.1:1")
+    assert res.code == 2, res
+    assert "hunter2" not in res.raw
+    assert "127.0.0.1:1" in res.error["message"]

@@ -1,0 +1,719 @@
+"""The real bot (`restore-bot serve`) over HTTP, against a local fake Slack Web API.
+
+One bot process (HTTP app + reporter + worker child), one fake Slack and one small real incident
+are shared by the whole module: a source server whose `club` database was dumped, written to
+(100 000 small transactions, so a replay lasts a few seconds), checksummed, then dropped — the
+disaster — and written to again; a production server the application kept writing to after the
+disaster. Requests reach the bot signed exactly as Slack signs them; everything the bot says goes
+to the fake, and the scenarios assert on that record and on the real data.
+
+The scenarios run in file order and build on each other where the product does (prod needs a
+verified stage run), but each one makes what it needs itself when run alone (`-k`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from conftest import checksums, copy_binlogs, databases, dump, target_url
+from fake_slack import FakeSlack, SlackSigner, sign
+from restore.sandbox import Sandbox
+
+CHANNEL = "CINC"
+OPS1, OPS2, APP1, NOBODY = "UOPS1", "UOPS2", "UAPP1", "UNOBODY9"
+DB = "club"
+TXNS = 100_000          # small transactions after the dump: a stage replay of about 3 s
+JOB_TIMEOUT = 120.0
+
+pytestmark = pytest.mark.timeout(300)
+
+
+# -- the incident --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def incident(tmp_path_factory):
+    work = tmp_path_factory.mktemp("slack-incident")
+    with Sandbox(binlog=True, binlog_format="ROW",
+                 extra_args=["--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0"]) as src:
+        with src.connect() as conn, conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {DB}")
+            cur.execute(f"CREATE TABLE {DB}.members (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(40), "
+                        "visits INT NOT NULL DEFAULT 0)")
+            cur.execute(f"CREATE TABLE {DB}.attendance (id INT AUTO_INCREMENT PRIMARY KEY, member INT, day DATE, "
+                        "note VARCHAR(40))")
+            cur.execute(f"INSERT INTO {DB}.members (name) VALUES ('김키퍼'), ('이해커'), ('박보안')")
+            cur.execute(
+                f"CREATE PROCEDURE {DB}.work(n INT) BEGIN DECLARE i INT DEFAULT 0; WHILE i < n DO "
+                f"INSERT INTO {DB}.attendance (member, day, note) "
+                "VALUES (1 + i % 3, DATE_ADD('2023-08-01', INTERVAL i % 30 DAY), CONCAT('visit ', i)); "
+                f"IF i % 10 = 0 THEN UPDATE {DB}.members SET visits = visits + 1 WHERE id = 1 + i % 3; END IF; "
+                "SET i = i + 1; END WHILE; END")
+        snapshot = dump(src, work / "club.sql", [DB])
+        with src.connect() as conn, conn.cursor() as cur:
+            cur.execute(f"CALL {DB}.work({TXNS})")
+            cur.execute(f"UPDATE {DB}.members SET name = CONCAT(name, ' 🎉') WHERE id = 2")
+            before = checksums(conn, [DB])
+            cur.execute(f"DROP DATABASE {DB}")                      # the disaster
+            cur.execute(f"CREATE DATABASE {DB}")                    # the application carries on
+            cur.execute(f"CREATE TABLE {DB}.attendance (id INT AUTO_INCREMENT PRIMARY KEY, member INT, day DATE)")
+            cur.execute(f"INSERT INTO {DB}.attendance (member, day) VALUES (1, '2023-08-31'), (2, '2023-08-31')")
+        binlogs = copy_binlogs(src, work / "binlogs")
+    assert before[f"{DB}.attendance"][0] == TXNS
+    return {"snapshot": snapshot, "binlogs": binlogs, "before": before}
+
+
+@pytest.fixture(scope="module")
+def prod():
+    """Production: the application recreated its table after the disaster and kept writing."""
+    with Sandbox() as server:
+        with server.connect() as conn, conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {DB}")
+            cur.execute(f"CREATE TABLE {DB}.attendance (id INT AUTO_INCREMENT PRIMARY KEY, member INT, day DATE)")
+            cur.execute(f"INSERT INTO {DB}.attendance (member, day) VALUES (1, '2023-08-31'), (2, '2023-08-31'), "
+                        "(3, '2023-09-01')")
+        yield server
+
+
+# -- the bot process -----------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace")
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids of processes whose command line mentions `text` (the bot's private temp dir)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            out.append(int(entry.name))
+    return out
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class Bot:
+    """`restore-bot serve` as a subprocess; restartable; every process it spawns is killed at the end."""
+
+    def __init__(self, config: Path, env: dict[str, str], log: Path, tmpdir: str) -> None:
+        self.config, self.env, self.log, self.tmpdir = config, env, log, tmpdir
+        self.port = _free_port()
+        self.proc: subprocess.Popen | None = None
+        exe = Path(sys.executable).with_name("restore-bot")
+        self.argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "bot.cli"]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> "Bot":
+        with open(self.log, "ab") as log:
+            log.write(f"\n=== serve started {time.strftime('%H:%M:%S')} ===\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(self.argv + ["serve", "--config", str(self.config), "--port", str(self.port)],
+                                         env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"restore-bot serve exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                status, body = _http_get(self.url + "/healthz", timeout=1.0)
+                if status == 200 and json.loads(body).get("ok"):
+                    return self
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"restore-bot serve did not answer /healthz within {timeout}s:\n{self.log_tail()}")
+
+    def worker_pids(self) -> list[int]:
+        if not self.proc:
+            return []
+        children: list[int] = []
+        for task in Path(f"/proc/{self.proc.pid}/task").glob("*"):   # the watcher thread spawns it
+            try:
+                children += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+        return children
+
+    def kill9(self) -> None:
+        """SIGKILL the serve process (not its worker: that one must die with it on its own)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 45.0) -> int | None:
+        """SIGTERM (serve then stops its worker, which hands its jobs back); SIGKILL what is left."""
+        code = None
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                code = self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)   # the serve process and its worker child
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.proc.wait(timeout=10)
+        return code
+
+    def sweep(self) -> list[int]:
+        """Kill whatever the bot started that is still running (sandbox servers live in its temp dir)."""
+        pids = _processes_mentioning(self.tmpdir)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return pids
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def log_tail(self, n: int = 6000) -> str:
+        return self.log_text()[-n:]
+
+
+class World:
+    """What the scenarios use: the bot, the fake Slack, signed requests, the job store, the servers."""
+
+    def __init__(self, bot: Bot, fake: FakeSlack, signer: SlackSigner, secret: str, token: str,
+                 store_path: Path, incident: dict, prod: Sandbox) -> None:
+        self.bot, self.fake, self.signer = bot, fake, signer
+        self.secret, self.token = secret, token
+        self.store_path, self.incident, self.prod = store_path, incident, prod
+
+    # -- the job store (read only: to know when a job is in a given phase) --------------------
+    def store(self):
+        from bot.jobstore import JobStore
+        if getattr(self, "_store", None) is None:
+            self._store = JobStore(self.store_path)
+        return self._store
+
+    def job(self, job_id: str):
+        return self.store().get(job_id)
+
+    def wait_phase(self, job_id: str, phase: str, timeout: float = JOB_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.job(job_id)
+            if job and job.state == "running" and job.phase == phase:
+                return job
+            if job and job.finished:
+                raise AssertionError(f"job {job_id} finished ({job.state}) before reaching phase {phase}: "
+                                     f"{job.error or job.result}")
+            time.sleep(0.05)
+        raise AssertionError(f"job {job_id} never reached phase {phase}; it is {self.job(job_id)}\n"
+                             f"{self.bot.log_tail()}")
+
+    # -- talking to the bot --------------------------------------------------------------------
+    def command(self, text: str, user: str = OPS1, channel: str = CHANNEL):
+        answer, key = self.signer.command(text, user, channel)
+        assert answer.status == 200, f"/restore {text}: HTTP {answer.status} {answer.body}\n{self.bot.log_tail()}"
+        return answer, key
+
+    def click(self, action: str, job_id: str, user: str, channel: str = CHANNEL):
+        answer, key = self.signer.click(action, job_id, user, channel, block_id=f"approval-{job_id}")
+        assert answer.status == 200, f"{action} by {user}: HTTP {answer.status} {answer.body}"
+        return answer, key
+
+    def response(self, key: str, timeout: float = 10.0):
+        """The first respond() call bolt made to this request's response_url."""
+        path = f"/response_url/{key}"
+        return self.fake.wait_for(lambda calls: [c for c in calls if c.path == path], timeout,
+                                  f"a reply to {path}")[0]
+
+    def start_job(self, text: str, user: str = OPS1) -> str:
+        """Start a job; Slack gets its answer within 1 s and the job id right after it."""
+        sent = time.time()
+        answer, key = self.command(text, user)
+        assert answer.seconds < 1.0, f"/restore {text} acknowledged after {answer.seconds:.2f}s"
+        reply = self.response(key)
+        assert reply.body.get("response_type") == "ephemeral"
+        assert reply.at - sent < 2.0, f"the job id came {reply.at - sent:.2f}s after /restore {text}"
+        m = re.search(r"job \*(R\d+)\* queued", reply.text)
+        assert m, f"/restore {text} was not acknowledged with a job id: {reply.text!r}"
+        assert f"<#{CHANNEL}>" in reply.text
+        return m.group(1)
+
+    # -- the job's card --------------------------------------------------------------------------
+    def cards(self, job_id: str, calls=None):
+        calls = self.fake.snapshot() if calls is None else calls
+        return [c for c in calls if c.method == "chat.postMessage" and c.status == 200 and not c.thread_ts
+                and f"`{job_id}`" in c.text]
+
+    def card_versions(self, job_id: str, calls=None):
+        """The card as posted, then every successful chat.update of it, in order."""
+        calls = self.fake.snapshot() if calls is None else calls
+        cards = self.cards(job_id, calls)
+        if not cards:
+            return []
+        ts = cards[0].ts
+        return [cards[0]] + [c for c in calls if c.method == "chat.update" and c.status == 200
+                             and c.body.get("ts") == ts]
+
+    def thread(self, job_id: str, calls=None):
+        calls = self.fake.snapshot() if calls is None else calls
+        cards = self.cards(job_id, calls)
+        if not cards:
+            return []
+        return [c for c in calls if c.method == "chat.postMessage" and c.thread_ts == cards[0].ts and c.status == 200]
+
+    def wait_outcome(self, job_id: str, word: str, timeout: float = JOB_TIMEOUT):
+        """Wait until the job's card says `word` and its thread carries the outcome; return the final card."""
+        final_event = {"succeeded": "✔", "failed": "✗", "aborted": "■"}[word]
+
+        def done(calls):
+            versions = self.card_versions(job_id, calls)
+            if not versions or word not in versions[-1].text:
+                return None
+            if not any(c.text.startswith(final_event) for c in self.thread(job_id, calls)):
+                return None
+            return versions[-1]
+        try:
+            return self.fake.wait_for(done, timeout, f"job {job_id}'s card to say {word}")
+        except AssertionError as exc:
+            job = self.job(job_id)
+            raise AssertionError(f"{exc}\njob: {job}\nserve log:\n{self.bot.log_tail()}") from None
+
+    def stage_job_ok(self) -> str:
+        """A stage run that verified OK (the one earlier scenarios made, or a new one)."""
+        for job in self.store().jobs(kind="stage", states=("succeeded",), limit=20):
+            if job.args == {"stop_before": "auto", "skips": []}:
+                return job.id
+        job_id = self.start_job("stage")
+        self.wait_outcome(job_id, "succeeded")
+        return job_id
+
+    def request_prod(self, user: str, channel: str = CHANNEL) -> str:
+        """`/restore prod` as `user`: the approval request with its buttons; returns the job id."""
+        mark = self.fake.mark()
+        self.command("prod", user, channel)
+
+        def approval(calls):
+            return [c for c in calls[mark:] if c.method == "chat.postMessage" and "approve_prod" in c.text]
+        post = self.fake.wait_for(approval, 15, "the prod approval request")[0]
+        blocks = post.body["blocks"]
+        blocks = json.loads(blocks) if isinstance(blocks, str) else blocks
+        buttons = {e["action_id"]: e for b in blocks if b["type"] == "actions" for e in b["elements"]}
+        assert set(buttons) == {"approve_prod", "reject_prod"}, blocks
+        assert buttons["approve_prod"]["value"] == buttons["reject_prod"]["value"]
+        assert post.channel == CHANNEL and f"<@{user}>" in post.text
+        return buttons["approve_prod"]["value"]
+
+    def ephemeral_to(self, user: str, since: int, text: str, timeout: float = 10.0):
+        return self.fake.wait_for(
+            lambda calls: [c for c in calls[since:] if c.method == "chat.postEphemeral" and c.body.get("user") == user
+                           and text in c.text], timeout, f"an ephemeral message to {user} saying {text!r}")[0]
+
+
+def _toml_list(items) -> str:
+    return "[" + ", ".join(json.dumps(str(i)) for i in items) + "]"
+
+
+@pytest.fixture(scope="module")
+def world(incident, prod, tmp_path_factory):
+    work = tmp_path_factory.mktemp("slack-bot")
+    tmpdir = tempfile.mkdtemp(prefix="rbt-")   # short: sandbox sockets live under it
+    store = work / "jobs.sqlite3"
+    config = work / "restore-bot.toml"
+    config.write_text(f"""
+[source]
+snapshots = {_toml_list([incident["snapshot"]])}
+binlogs = {json.dumps(str(incident["binlogs"]))}
+
+[targets.stage]
+dsn = "sandbox"
+
+[targets.prod]
+dsn = {json.dumps(target_url(prod))}
+fence = "refuse"
+
+[slack]
+channel = "{CHANNEL}"
+
+[access]
+operators = {_toml_list([OPS1, OPS2])}
+approvers = {_toml_list([APP1, OPS2])}
+
+[store]
+path = {json.dumps(str(store))}
+""")
+    secret = secrets.token_hex(16)
+    token = "xoxb-test-" + secrets.token_hex(8)
+    fake = FakeSlack().start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "RESTORE_BOT_"))}
+    env.update(SLACK_BOT_TOKEN=token, SLACK_SIGNING_SECRET=secret, SLACK_API_URL=fake.api_url,
+               PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1", TMPDIR=tmpdir)
+    bot = Bot(config, env, work / "serve.log", tmpdir)
+    try:
+        bot.start()
+        yield World(bot, fake, SlackSigner(bot.url, secret, fake), secret, token, store, incident, prod)
+    finally:
+        bot.stop()
+        time.sleep(0.5)
+        bot.sweep()
+        fake.stop()
+        (work / "slack-calls.txt").write_text(FakeSlack.describe(fake.snapshot(), width=None))   # for post-mortems
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+@pytest.fixture
+def w(world):
+    """The shared world, with a serve process that is up (a failed scenario may have left it down)."""
+    if world.bot.proc is None or world.bot.proc.poll() is not None:
+        world.bot.start()
+    return world
+
+
+# -- requests Slack would never have signed --------------------------------------------------------
+
+def test_bad_signature_and_stale_timestamp_get_401(w):
+    mark = w.fake.mark()
+    audit_before = len(w.store().audit_log(1000))
+    jobs_before = [j.id for j in w.store().jobs(limit=100)]
+    body, key = w.signer.command_body("stage", OPS1, CHANNEL)
+    forged = w.signer.post(body, signature="v0=" + "0" * 64)
+    assert forged.status == 401, forged
+    wrong_key = w.signer.post(body, secret="not-the-signing-secret")
+    assert wrong_key.status == 401, wrong_key
+    stale = w.signer.post(body, timestamp=int(time.time()) - 6 * 60)   # correctly signed, 6 minutes old
+    assert stale.status == 401, stale
+    tampered = w.signer.post(body.replace("stage", "history"), signature=sign(w.secret, int(time.time()), body))
+    assert tampered.status == 401, tampered                               # signature of another body
+    time.sleep(1.0)
+    assert w.fake.find(since=mark) == [], FakeSlack.describe(w.fake.find(since=mark))
+    assert len(w.store().audit_log(1000)) == audit_before, "a request with a bad signature reached the handler"
+    assert [j.id for j in w.store().jobs(limit=100)] == jobs_before
+    # the same body, signed properly and on time, is accepted (the 401s were about the signature)
+    body, key = w.signer.command_body("help", OPS1, CHANNEL)
+    assert w.signer.post(body).status == 200
+    assert "/restore plan" in w.response(key).text
+
+
+def test_healthz_and_metrics(w):
+    status, body = _http_get(w.bot.url + "/healthz")
+    assert status == 200 and json.loads(body) == {"ok": True}
+    status, body = _http_get(w.bot.url + "/metrics")
+    assert status == 200
+    assert "restore_bot_ack_seconds" in body and "restore_bot_jobs" in body
+
+
+# -- help, bad input, strangers -------------------------------------------------------------------
+
+def test_help_is_ephemeral_and_fast(w):
+    for text in ("help", ""):
+        answer, key = w.command(text)
+        assert answer.seconds < 1.0, f"acknowledged after {answer.seconds:.2f}s"
+        reply = w.response(key)
+        assert reply.body.get("response_type") == "ephemeral"
+        assert "/restore plan" in reply.text and "/restore prod" in reply.text and "/restore abort" in reply.text
+
+
+def test_malformed_input_gets_usage_and_starts_nothing(w):
+    jobs_before = [j.id for j in w.store().jobs(limit=100)]
+    mark = w.fake.mark()
+    for text, says in (("frobnicate", "frobnicate"), ("stage --stop-before", "--stop-before"),
+                       ('plan --skip "unclosed', "cannot read")):
+        answer, key = w.command(text)
+        assert answer.seconds < 1.0
+        doc = answer.json()
+        assert doc.get("response_type") == "ephemeral", doc
+        assert says in doc["text"] and "/restore plan" in doc["text"], doc["text"]
+    time.sleep(1.5)   # long enough for a queued job to show up as a card
+    assert [j.id for j in w.store().jobs(limit=100)] == jobs_before
+    assert not [c for c in w.fake.find(since=mark) if c.method.startswith("chat.")], \
+        FakeSlack.describe(w.fake.find(since=mark))
+
+
+def test_unauthorized_user_is_refused_politely_and_audited(w):
+    jobs_before = [j.id for j in w.store().jobs(limit=100)]
+    for text in ("stage", "prod", "abort"):
+        _answer, key = w.command(text, user=NOBODY)
+        reply = w.response(key)
+        assert reply.body.get("response_type") == "ephemeral"
+        assert reply.text.startswith("Sorry") and f"<@{NOBODY}>" in reply.text and "logged" in reply.text, reply.text
+    time.sleep(1.0)
+    assert [j.id for j in w.store().jobs(limit=100)] == jobs_before
+    _answer, key = w.command("history", user=OPS1)
+    history = w.response(key).text
+    for what in ("stage", "prod", "abort"):
+        assert re.search(rf"{NOBODY}\s+refused {what}\b.*not an operator", history), history
+
+
+# -- plan --------------------------------------------------------------------------------------------
+
+def test_plan_posts_a_card_updates_it_and_threads_the_steps(w):
+    mark = w.fake.mark()
+    answer, key = w.command("plan")
+    assert answer.seconds < 1.0
+    reply = w.response(key)
+    m = re.search(r"job \*(R\d+)\* queued", reply.text)
+    assert m and reply.body.get("response_type") == "ephemeral", reply.text
+    job = m.group(1)
+    final = w.wait_outcome(job, "succeeded", timeout=60)
+    calls = w.fake.snapshot()[mark:]
+    cards = w.cards(job, calls)
+    assert len(cards) == 1 and cards[0].channel == CHANNEL, FakeSlack.describe(cards)
+    versions = w.card_versions(job, calls)
+    assert len(versions) >= 2 and versions[-1].method == "chat.update"
+    assert all(v.channel == CHANNEL for v in versions)
+    assert final.body.get("ts") == cards[0].ts
+    text = final.text
+    assert "succeeded" in text and job in text
+    assert f"DROP DATABASE {DB}" in text, text                     # the stop, in words
+    assert "stops before" in text and "transactions into club" in text, text
+    thread = w.thread(job, calls)
+    assert len(thread) >= 2 and all(c.channel == CHANNEL for c in thread)
+    assert any("plan started" in c.text for c in thread)
+    assert any(c.text.startswith("✔") and "succeeded" in c.text and f"DROP DATABASE {DB}" in c.text for c in thread)
+    # updates of one card come at most every ~2.5 s
+    updates = [v.at for v in versions[1:]]
+    assert all(b - a >= 1.8 for a, b in zip(updates, updates[1:])), updates   # 2.5 s, less network jitter
+
+
+def test_slack_answering_429_is_retried_after_retry_after(w):
+    w.fake.rate_limit("chat.update", 3)
+    mark = w.fake.mark()
+    job = w.start_job("plan")
+    final = w.wait_outcome(job, "succeeded", timeout=90)
+    assert w.fake.pending_limits("chat.update") == 0
+    calls = w.fake.snapshot()[mark:]
+    card = w.cards(job, calls)[0]
+    updates = [c for c in calls if c.method == "chat.update" and c.body.get("ts") == card.ts]
+    limited = [i for i, c in enumerate(updates) if c.status == 429]
+    assert len(limited) == 3, FakeSlack.describe(updates)
+    for i in limited:   # each retry waited for Retry-After (1 s)
+        assert i + 1 < len(updates), "the bot gave up after a 429"
+        assert updates[i + 1].at - updates[i].at >= 0.9, (updates[i].at, updates[i + 1].at)
+        assert updates[i + 1].body.get("text") is not None
+    assert updates[-1].status == 200 and "succeeded" in final.text
+    assert len(w.cards(job, calls)) == 1
+
+
+# -- stage -------------------------------------------------------------------------------------------
+
+def test_stage_restores_verifies_and_says_succeeded(w):
+    mark = w.fake.mark()
+    job = w.start_job("stage")
+    final = w.wait_outcome(job, "succeeded")
+    calls = w.fake.snapshot()[mark:]
+    assert len(w.cards(job, calls)) == 1
+    text = final.text
+    assert "Verified 2 tables" in text, text
+    for name, (rows, checksum) in w.incident["before"].items():
+        assert f"{name} {rows} rows (checksum {checksum})" in text, (name, text)
+    thread = [c.text for c in w.thread(job, calls)]
+    for phase in ("load", "replay", "verify"):
+        assert any(t.startswith(f"▶ {phase} started") for t in thread), thread
+        assert any(t.startswith(f"✓ {phase} finished") for t in thread), thread
+    assert w.job(job).state == "succeeded"
+    time.sleep(1.0)
+    assert not _processes_mentioning(w.bot.tmpdir + "/restore-bot-sandbox"), "the stage sandbox was left running"
+
+
+# -- prod --------------------------------------------------------------------------------------------
+
+def test_prod_needs_a_second_approver_then_swaps_and_keeps_the_app_writes(w):
+    stage = w.stage_job_ok()
+    with w.prod.connect() as conn:
+        live_before = checksums(conn, [DB])
+    assert live_before[f"{DB}.attendance"][0] == 3
+    job = w.request_prod(OPS1)
+    assert w.job(job).state == "awaiting_approval" and w.job(job).stage_job == stage
+
+    # the requester cannot approve it (UOPS1 is not even an approver)
+    mark = w.fake.mark()
+    w.click("approve_prod", job, OPS1)
+    refusal = w.ephemeral_to(OPS1, mark, "Sorry")
+    assert "only approvers" in refusal.text and refusal.channel == CHANNEL
+    # nor can a stranger
+    w.click("approve_prod", job, NOBODY)
+    w.ephemeral_to(NOBODY, mark, "only approvers")
+    time.sleep(0.5)
+    assert w.job(job).state == "awaiting_approval"
+    assert not w.cards(job), "a card appeared before anyone approved"
+
+    # a different approver approves: it runs
+    mark = w.fake.mark()
+    w.click("approve_prod", job, APP1)
+    approved = w.fake.wait_for(lambda calls: [c for c in calls[mark:] if c.method == "chat.postMessage"
+                                              and f"Approved by <@{APP1}>" in c.text], 10, "the approval notice")[0]
+    assert job in approved.text and approved.channel == CHANNEL
+    final = w.wait_outcome(job, "succeeded", timeout=JOB_TIMEOUT)
+    aside = f"{DB}__before_{job.lower()}"
+    assert "Swapped 2 verified tables into production" in final.text and aside in final.text, final.text
+    j = w.job(job)
+    assert j.approver == APP1 and j.requester == OPS1
+
+    with w.prod.connect() as conn:
+        assert checksums(conn, [DB]) == w.incident["before"]               # the pre-disaster state
+        kept = checksums(conn, [aside])
+        assert {k.replace(aside + ".", DB + ".", 1): v for k, v in kept.items()} == live_before
+        leftovers = {d for d in databases(conn) if "__shadow_" in d}
+        assert not leftovers, leftovers
+
+    # approving again does nothing
+    mark = w.fake.mark()
+    w.click("approve_prod", job, OPS2)
+    w.ephemeral_to(OPS2, mark, "not waiting for approval")
+
+    _answer, key = w.command("history")
+    history = w.response(key).text
+    assert re.search(rf"{OPS1}\s+requested prod {job}", history), history
+    assert re.search(rf"{OPS1}\s+refused approve {job}", history), history
+    assert re.search(rf"{APP1}\s+approved prod {job}", history), history
+
+
+def test_prod_refused_while_a_writer_is_connected(w):
+    w.stage_job_ok()
+    with w.prod.connect() as conn:
+        live_before = checksums(conn, [DB])
+        dbs_before = databases(conn)
+    app = pymysql.connect(unix_socket=str(w.prod.socket), user="root", database=DB)
+    try:
+        with app.cursor() as cur:
+            cur.execute("SELECT CONNECTION_ID()")
+            session = cur.fetchone()[0]
+        job = w.request_prod(OPS2, channel="D0OPS2")   # typed in a DM: the request still goes to the team
+
+        # self-approval by someone who is an approver
+        mark = w.fake.mark()
+        w.click("approve_prod", job, OPS2)
+        self_refusal = w.ephemeral_to(OPS2, mark, "different")
+        assert f"requested {job} yourself" in self_refusal.text
+        time.sleep(0.3)
+        assert w.job(job).state == "awaiting_approval"
+
+        w.click("approve_prod", job, APP1)
+        final = w.wait_outcome(job, "failed", timeout=JOB_TIMEOUT)
+        text = final.text + "\n" + "\n".join(c.text for c in w.thread(job))
+        assert f"connection {session}" in text and f"database {DB}" in text, text
+        assert "stop the application" in text and "Next:" in text, text
+    finally:
+        app.close()
+    with w.prod.connect() as conn:
+        assert checksums(conn, [DB]) == live_before      # the live data is untouched
+        assert databases(conn) == dbs_before             # no shadow, nothing moved aside
+
+
+# -- abort, restart --------------------------------------------------------------------------------
+
+def test_abort_mid_replay(w):
+    mark = w.fake.mark()
+    job = w.start_job("stage")
+    w.wait_phase(job, "replay")
+    _answer, key = w.command(f"abort {job}", channel="D0OPS1")   # from a DM: the notice goes to the incident channel
+    requested = w.fake.wait_for(lambda calls: [c for c in calls[mark:] if c.method == "chat.postMessage"
+                                               and "Abort requested" in c.text], 10, "the abort notice")[0]
+    assert job in requested.text and requested.channel == CHANNEL
+    final = w.wait_outcome(job, "aborted", timeout=60)
+    assert "aborted" in final.text and "succeeded" not in final.text
+    thread = [c.text for c in w.thread(job)]
+    assert any(t.startswith("■ aborted") for t in thread), thread
+    assert not any(t.startswith("✔") for t in thread), thread
+    assert not any(t.startswith("✓ replay finished") for t in thread), "the replay ran to its end"
+    assert w.job(job).state == "aborted"
+    time.sleep(1.0)
+    assert not _processes_mentioning(w.bot.tmpdir + "/restore-bot-sandbox"), "the aborted job's sandbox is left"
+    _answer, key = w.command("history")
+    assert re.search(rf"{OPS1}\s+abort {job}", w.response(key).text)
+
+
+def test_bot_restart_mid_job_resumes_and_updates_the_same_card(w):
+    mark = w.fake.mark()
+    job = w.start_job("stage")
+    w.wait_phase(job, "replay")
+    w.fake.wait_for(lambda calls: w.cards(job, calls), 10, "the card")
+    old_workers = w.bot.worker_pids()
+    assert old_workers, "serve has no worker child"
+    w.bot.kill9()
+    deadline = time.monotonic() + 30
+    while any(_running(p) for p in old_workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = [p for p in old_workers if _running(p)]
+    assert not alive, f"the worker {alive} outlived its serve process"
+    time.sleep(1.0)
+    assert not _processes_mentioning(w.bot.tmpdir + "/restore-bot-sandbox"), \
+        "the killed worker's sandbox server is still running"
+
+    w.bot.start()
+    final = w.wait_outcome(job, "succeeded")
+    calls = w.fake.snapshot()[mark:]
+    assert len(w.cards(job, calls)) == 1, FakeSlack.describe(w.cards(job, calls))
+    assert final.method == "chat.update" and final.body["ts"] == w.cards(job, calls)[0].ts
+    thread = [c.text for c in w.thread(job, calls)]
+    assert any("restarted" in t for t in thread), thread
+    assert sum(t.startswith("✔") for t in thread) == 1
+    for name, (rows, checksum) in w.incident["before"].items():
+        assert f"{name} {rows} rows (checksum {checksum})" in final.text
+
+
+def test_sigterm_stops_serve_and_its_worker(w):
+    workers = w.bot.worker_pids()
+    assert workers
+    t0 = time.monotonic()
+    code = w.bot.stop()
+    assert code == 0, f"serve exited with {code} on SIGTERM:\n{w.bot.log_tail()}"
+    assert time.monotonic() - t0 < 30
+    assert not [p for p in workers if _running(p)]
+    assert "worker stopped" in w.bot.log_tail(2000)
+    w.bot.start()
+    status, _body = _http_get(w.bot.url + "/healthz")
+    assert status == 200
+
+
+# -- secrets -----------------------------------------------------------------------------------------
+
+def test_secrets_never_reach_slack_or_the_log(w):
+    calls = w.fake.snapshot()
+    assert len(calls) > 20
+    for c in calls:
+        seen = json.dumps(c.body, ensure_ascii=False)
+        assert w.secret not in seen and w.token not in seen, (c.method, seen[:500])
+        headers = {k: v for k, v in c.headers.items() if k.lower() != "authorization"}
+        assert w.secret not in json.dumps(headers)
+    api = [c for c in calls if c.path.startswith("/api/")]
+    assert all(c.headers.get("Authorization") == f"Bearer {w.token}" for c in api)   # the token is only used
+    log = w.bot.log_text()
+    assert log.strip(), "serve wrote nothing at all"
+    assert w.secret not in log and w.token not in log
