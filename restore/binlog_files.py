@@ -31,6 +31,8 @@ class Truncation:
 
 
 _KNOWN_TYPES = frozenset(range(be.GTID_TAGGED + 1)) | frozenset(range(be.ANNOTATE_ROWS, be.DELETE_ROWS_COMPRESSED + 1))
+# Types the scan loop passes without a second look (the others go through _check_header).
+_PLAIN_TYPES = _KNOWN_TYPES - {be.START_ENCRYPTION}
 
 
 class BinlogDirectory:
@@ -127,62 +129,74 @@ class BinlogDirectory:
         checksum = False
         seen_fde = False
         # Read in blocks and slice events out of them: one read() per event costs more than
-        # everything else we do with a small event.
+        # everything else we do with a small event. This loop runs once per event of every
+        # plan and replay, so the common path is kept to a few comparisons.
         buf, off = b"", 0
         header = be.parse_header
-        crc32, known, fde_type = zlib.crc32, _KNOWN_TYPES, be.FORMAT_DESCRIPTION
+        crc32, residue, known = zlib.crc32, be.CRC32_RESIDUE, _PLAIN_TYPES
+        hlen, max_event, raw_event, fde_type = be.HEADER_LEN, _MAX_EVENT, be.RawEvent, be.FORMAT_DESCRIPTION
         while pos < size:
-            if len(buf) - off < be.HEADER_LEN:
+            if len(buf) - off < hlen:
                 buf, off = buf[off:] + fh.read(_BLOCK), 0
-                if len(buf) < be.HEADER_LEN:
+                if len(buf) < hlen:
                     self._truncated(name, pos, last, f"{size - pos} stray bytes after the last complete event")
                     return
             ts, etype, server_id, ev_size, next_pos, flags = header(buf, off)
-            if ev_size < be.HEADER_LEN or ev_size > _MAX_EVENT or etype not in known:
-                raise BinlogError(
-                    f"{name} is corrupt at position {pos}: event header makes no sense "
-                    f"(type {etype}, size {ev_size})", where=f"{name}:{pos}",
-                    hint="copy the file again from the server; if the server's copy is damaged too, stop the plan before this position with --stop-before")
-            if pos + ev_size > size:
-                self._truncated(name, pos, last, f"the event at {pos} needs {ev_size} bytes, the file has {size - pos}")
-                return
-            if next_pos and next_pos != (pos + ev_size) & 0xFFFFFFFF:
-                raise BinlogError(f"{name} is corrupt at position {pos}: next position {next_pos} "
-                                  f"does not follow the event size {ev_size}", where=f"{name}:{pos}",
-                                  hint="copy the file again from the server")
-            if etype == be.START_ENCRYPTION:
-                raise BinlogError(f"{name} is encrypted (START_ENCRYPTION event at {pos}); it cannot be read offline",
-                                  where=f"{name}:{pos}",
-                                  hint="pass --binlogs as a mysql:// DSN of the server that holds the key")
-            if etype != be.FORMAT_DESCRIPTION and pos + ev_size <= start_pos:
+            end = pos + ev_size
+            if end > size or next_pos != end or etype not in known or ev_size < hlen or ev_size > max_event:
+                # Rare: a special event, a file over 4 GiB (next_pos wraps), or damage.
+                if end > size and hlen <= ev_size <= max_event and etype in _KNOWN_TYPES:
+                    self._truncated(name, pos, last, f"the event at {pos} needs {ev_size} bytes, the file has {size - pos}")
+                    return
+                self._check_header(name, pos, etype, ev_size, next_pos)
+            if end <= start_pos and etype != fde_type:
                 # Before the start: skip the body unread (checksums are checked where we read).
-                skip = ev_size - (len(buf) - off)
-                if skip > 0:
-                    fh.seek(pos + ev_size)
+                if ev_size > len(buf) - off:
+                    fh.seek(end)
                     buf, off = b"", 0
                 else:
                     off += ev_size
-                pos += ev_size
+                pos = end
                 continue
             if len(buf) - off < ev_size:
                 buf, off = buf[off:] + fh.read(max(_BLOCK, ev_size)), 0
             data = buf[off:off + ev_size]
             off += ev_size
             if etype == fde_type:
-                fde = be.parse_format_description(data)
-                checksum = fde.checksum
+                checksum = be.parse_format_description(data).checksum
                 seen_fde = True
+                if checksum and not be.crc_ok(data):
+                    self._crc_mismatch(name, pos)
             elif not seen_fde:
                 raise BinlogError(f"{name} has no format description event before position {pos}",
                                   where=f"{name}:{pos}", hint="the file is damaged; copy it again")
-            if checksum and crc32(memoryview(data)[:-4]) != int.from_bytes(data[-4:], "little") \
-                    and not be.crc_ok(data):
-                raise BinlogError(f"{name}: CRC32 mismatch in the event at position {pos}",
-                                  where=f"{name}:{pos}",
-                                  hint="the file is damaged; copy it again from the server or the archive")
-            if pos >= start_pos or etype == be.FORMAT_DESCRIPTION:
-                yield be.RawEvent(name, pos, ts, etype, server_id, flags, data, checksum)
-            pos += ev_size
+            elif checksum and crc32(data) != residue:
+                self._crc_mismatch(name, pos)
+            yield raw_event(name, pos, ts, etype, server_id, flags, data, checksum)
+            pos = end
+
+    @staticmethod
+    def _check_header(name: str, pos: int, etype: int, ev_size: int, next_pos: int) -> None:
+        """Raises for a header that makes no sense; returns for the rare legitimate cases."""
+        if ev_size < be.HEADER_LEN or ev_size > _MAX_EVENT or etype not in _KNOWN_TYPES:
+            raise BinlogError(
+                f"{name} is corrupt at position {pos}: event header makes no sense "
+                f"(type {etype}, size {ev_size})", where=f"{name}:{pos}",
+                hint="copy the file again from the server; if the server's copy is damaged too, stop the plan before this position with --stop-before")
+        if next_pos and next_pos != (pos + ev_size) & 0xFFFFFFFF:
+            raise BinlogError(f"{name} is corrupt at position {pos}: next position {next_pos} "
+                              f"does not follow the event size {ev_size}", where=f"{name}:{pos}",
+                              hint="copy the file again from the server")
+        if etype == be.START_ENCRYPTION:
+            raise BinlogError(f"{name} is encrypted (START_ENCRYPTION event at {pos}); it cannot be read offline",
+                              where=f"{name}:{pos}",
+                              hint="pass --binlogs as a mysql:// DSN of the server that holds the key")
+
+    @staticmethod
+    def _crc_mismatch(name: str, pos: int) -> None:
+        raise BinlogError(f"{name}: CRC32 mismatch in the event at position {pos}",
+                          where=f"{name}:{pos}",
+                          hint="the file is damaged; copy it again from the server or the archive")
 
     def _truncated(self, name: str, pos: int, last: bool, detail: str) -> None:
         if not last:

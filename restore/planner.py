@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .binlog_events import WRITE_ROWS, UPDATE_ROWS
+from .binlog_events import DELETE_ROWS, UPDATE_ROWS, WRITE_ROWS
 from .destructive import DestructiveRules, Finding
 from .errors import PlanError
 from .hooks import Hooks, NullHooks
@@ -18,6 +18,8 @@ from .walker import FormatStep, QueryStep, RowsStep, TxBegin, TxEnd, Walker
 
 
 _IF_NOT_EXISTS = re.compile(r"\bIF\s+NOT\s+EXISTS\b", re.I)
+# Index into [inserted, updated, deleted] by row-event type.
+_ROW_KIND = {**{t: 0 for t in WRITE_ROWS}, **{t: 1 for t in UPDATE_ROWS}, **{t: 2 for t in DELETE_ROWS}}
 
 
 @dataclass
@@ -108,13 +110,64 @@ class Planner:
         walker = Walker(self.source.events(*plan.replay_from), count=True)
         self.hooks.phase_started("plan", None)
         seen = 0
+        stop_at = (stop.file, stop.pos) if stop.kind == "filepos" else None
+        watch_rows = stop.kind == "auto"
+        min_rows = rules.min_rows
+        in_scope: dict[str, bool] = {}   # per transaction: is this database's change replayed?
+        stmt_hit = 0                      # the most rows one table lost or had rewritten in this statement
         for step in walker.steps():
-            if isinstance(step, FormatStep):
+            cls = type(step)
+            if cls is RowsStep:
+                # The hot path: most steps are row events of restored tables.
+                ev = step.event
+                seen += 1
+                if seen % 20000 == 0:
+                    self._progress(seen, ev)
+                if stop_at is not None and (ev.file, ev.pos) == stop_at:
+                    plan.stop = self._ref(tx, step, "", f"--stop-before {stop.text}")
+                    break
+                if skip_todo:
+                    tx_skip = self._match_skip_event(skip_todo, ev) or tx_skip
+                if tx_first_step is None:
+                    tx_first_step = step
+                tmap = step.tmap
+                db = tmap.db
+                applies = in_scope.get(db)
+                if applies is None:
+                    applies = in_scope[db] = scope.rows(db, tx)
+                if not applies:
+                    plan.left_out += 1
+                    continue
+                tx_applies = True
+                name = tmap.full_name
+                kind = _ROW_KIND[ev.type]
+                rows = step.rows
+                counts = tx_changes.get(name)
+                if counts is None:
+                    counts = tx_changes[name] = [0, 0, 0]
+                counts[kind] += rows
+                counts = stmt_rows.get(name)
+                if counts is None:
+                    counts = stmt_rows[name] = [0, 0, 0]
+                counts[kind] += rows
+                if kind and counts[kind] > stmt_hit:
+                    stmt_hit = counts[kind]
+                if step.statement_end:
+                    if stmt_hit >= min_rows and finding is None and watch_rows and tx_skip is None:
+                        finding = rules.rows_finding(stmt_rows, plan.tables, tx_changes)
+                        if finding:
+                            plan.stop = self._ref(tx, step, step.annotation or "", finding.reason, finding)
+                    stmt_rows = {}
+                    stmt_hit = 0
                 continue
-            if isinstance(step, TxBegin):
+            if cls is FormatStep:
+                continue
+            if cls is TxBegin:
                 tx, tx_changes, tx_statements, tx_skip, finding, tx_applies = step, {}, [], None, None, False
                 tx_first_step = None
                 stmt_rows = {}
+                stmt_hit = 0
+                in_scope = {}
                 if self._stop_here(stop, step):
                     plan.stop = EventRef(step.file, step.pos, step.file, step.pos,
                                          str(step.gtid) if step.gtid else None, step.timestamp, "",
@@ -126,37 +179,18 @@ class Planner:
                         tx_skip = skip_todo.pop(text)
                 continue
             assert tx is not None
-            if not isinstance(step, TxEnd):
+            if cls is QueryStep:
                 ev = step.event
                 seen += 1
                 if seen % 20000 == 0:
-                    self.hooks.progress("plan", seen, None, f"{ev.file}:{ev.pos}")
-                    self.interrupt()
-                if stop.kind == "filepos" and (ev.file, ev.pos) == (stop.file, stop.pos):
+                    self._progress(seen, ev)
+                if stop_at is not None and (ev.file, ev.pos) == stop_at:
                     plan.stop = self._ref(tx, step, "", f"--stop-before {stop.text}")
                     break
-                for text, spec in list(skip_todo.items()):
-                    if spec.kind == "filepos" and (ev.file, ev.pos) == (spec.file, spec.pos):
-                        tx_skip = skip_todo.pop(text)
+                if skip_todo:
+                    tx_skip = self._match_skip_event(skip_todo, ev) or tx_skip
                 if tx_first_step is None:
                     tx_first_step = step
-            if isinstance(step, RowsStep):
-                db = step.tmap.db
-                if not scope.rows(db, tx):
-                    plan.left_out += 1
-                    continue
-                tx_applies = True
-                name = f"{db}.{step.tmap.table}"
-                kind = 0 if step.event.type in WRITE_ROWS else 1 if step.event.type in UPDATE_ROWS else 2
-                tx_changes.setdefault(name, [0, 0, 0])[kind] += step.rows
-                stmt_rows.setdefault(name, [0, 0, 0])[kind] += step.rows
-                if step.statement_end:
-                    if finding is None and stop.kind == "auto" and tx_skip is None:
-                        finding = rules.rows_finding(stmt_rows, plan.tables, tx_changes)
-                        if finding:
-                            plan.stop = self._ref(tx, step, step.annotation or "", finding.reason, finding)
-                    stmt_rows = {}
-            elif isinstance(step, QueryStep):
                 if not scope.query(step, tx):
                     plan.left_out += 1
                     continue
@@ -207,6 +241,18 @@ class Planner:
                                  "server leaves it; everything complete before it is replayed")
         if stop.kind == "auto" and plan.stop is None:
             plan.warnings.append("no destructive event found: the replay runs to the end of the binlog")
+
+    def _progress(self, seen: int, ev) -> None:
+        self.hooks.progress("plan", seen, None, f"{ev.file}:{ev.pos}")
+        self.interrupt()
+
+    @staticmethod
+    def _match_skip_event(skip_todo: dict[str, Spec], ev) -> Spec | None:
+        """A `--skip FILE:POS` naming this event: the whole transaction is skipped."""
+        for text, spec in list(skip_todo.items()):
+            if spec.kind == "filepos" and (ev.file, ev.pos) == (spec.file, spec.pos):
+                return skip_todo.pop(text)
+        return None
 
     @staticmethod
     def _stop_here(stop: Spec, tx: TxBegin) -> bool:

@@ -72,6 +72,7 @@ class TableMap:
     table: str
     column_types: bytes
     sizes: tuple[int, ...]
+    full_name: str = ""       # "db.table", the key of per-table statistics
 
     _present: dict = field(default_factory=dict)
 
@@ -79,13 +80,33 @@ class TableMap:
     def name(self) -> tuple[str, str]:
         return (self.db, self.table)
 
-    def present_sizes(self, bitmap: bytes) -> list[int]:
-        """Sizes of the columns a row image carries (binlog_row_image may leave some out)."""
-        sizes = self._present.get(bitmap)
-        if sizes is None:
+    def image_layout(self, bitmap: bytes) -> ImageLayout:
+        """How to step over a row image carrying the columns in `bitmap` (binlog_row_image
+        may leave some out)."""
+        layout = self._present.get(bitmap)
+        if layout is None:
             present = int.from_bytes(bitmap, "little")
-            sizes = self._present[bitmap] = [s for i, s in enumerate(self.sizes) if present >> i & 1]
-        return sizes
+            layout = self._present[bitmap] = _layout([s for i, s in enumerate(self.sizes) if present >> i & 1])
+        return layout
+
+
+# (NULL-bitmap bytes, size of each present column, the same as runs for a row without NULLs:
+# (fixed bytes to step over, then the width of one length prefix or 0)). Counting rows walks
+# every image of every row event, so the common no-NULL row takes one step per variable column.
+ImageLayout = tuple[int, tuple[int, ...], tuple[tuple[int, int], ...]]
+
+
+def _layout(sizes: list[int]) -> ImageLayout:
+    runs, fixed = [], 0
+    for size in sizes:
+        if size >= 0:
+            fixed += size
+        else:
+            runs.append((fixed, -size))
+            fixed = 0
+    if fixed or not runs:
+        runs.append((fixed, 0))
+    return (len(sizes) + 7) >> 3, tuple(sizes), tuple(runs)
 
 
 def _table_id(body: memoryview, post_header_len: int) -> tuple[int, int]:
@@ -112,32 +133,22 @@ def parse_table_map(ev: be.RawEvent, post_header_len: int) -> TableMap:
         mlen = _META_LEN.get(ctype, 0)
         sizes.append(_column_size(ctype, bytes(body[pos:pos + mlen])))
         pos += mlen
-    return TableMap(table_id, db, table, types, tuple(sizes))
+    return TableMap(table_id, db, table, types, tuple(sizes), f"{db}.{table}")
 
 
-def rows_header(ev: be.RawEvent, post_header_len: int) -> tuple[int, int]:
-    """(table id, rows-event flags) from the post-header."""
-    data = ev.data
-    h = be.HEADER_LEN
-    if post_header_len == 6:
-        return int.from_bytes(data[h:h + 4], "little"), int.from_bytes(data[h + 4:h + 6], "little")
-    return int.from_bytes(data[h:h + 6], "little"), int.from_bytes(data[h + 6:h + 8], "little")
-
-
-def _skip_image(body: bytes, pos: int, sizes: list[int]) -> int:
-    nulls = int.from_bytes(body[pos:pos + ((len(sizes) + 7) >> 3)], "little")
-    pos += (len(sizes) + 7) >> 3
+def _skip_columns(data: bytes, pos: int, sizes: tuple[int, ...], nulls: int) -> int:
+    """Steps over one row image's values when some are NULL (those take no bytes)."""
     for i, size in enumerate(sizes):
         if nulls >> i & 1:
             continue
         if size >= 0:
             pos += size
         elif size == -1:
-            pos += 1 + body[pos]
+            pos += 1 + data[pos]
         elif size == -2:
-            pos += 2 + (body[pos] | body[pos + 1] << 8)
+            pos += 2 + (data[pos] | data[pos + 1] << 8)
         else:
-            pos += -size + int.from_bytes(body[pos:pos - size], "little")
+            pos += -size + int.from_bytes(data[pos:pos - size], "little")
     return pos
 
 
@@ -151,17 +162,29 @@ def count_rows(ev: be.RawEvent, post_header_len: int, tmap: TableMap) -> int:
     if ncols != len(tmap.sizes):
         raise RowFormatError(f"row event has {ncols} columns, its table map {len(tmap.sizes)}")
     nbm = (ncols + 7) >> 3
-    images = [tmap.present_sizes(data[pos:pos + nbm])]
+    images = [tmap.image_layout(data[pos:pos + nbm])]
     pos += nbm
     if ev.type in be.UPDATE_ROWS:
-        images.append(tmap.present_sizes(data[pos:pos + nbm]))
+        images.append(tmap.image_layout(data[pos:pos + nbm]))
         pos += nbm
     end = len(data) - 4 if ev.checksum else len(data)
     rows = 0
     try:
         while pos < end:
-            for sizes in images:
-                pos = _skip_image(data, pos, sizes)
+            for null_bytes, sizes, runs in images:
+                nulls = data[pos] if null_bytes == 1 else int.from_bytes(data[pos:pos + null_bytes], "little")
+                pos += null_bytes
+                if nulls:
+                    pos = _skip_columns(data, pos, sizes, nulls)
+                    continue
+                for fixed, width in runs:
+                    pos += fixed
+                    if width == 1:
+                        pos += 1 + data[pos]
+                    elif width == 2:
+                        pos += 2 + (data[pos] | data[pos + 1] << 8)
+                    elif width:
+                        pos += width + int.from_bytes(data[pos:pos + width], "little")
             rows += 1
     except IndexError:
         pos = end + 1

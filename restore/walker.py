@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from . import binlog_events as be
 from .errors import BinlogError
 from .query_event import QueryEvent, UnknownStatusVar, UserVar, parse_query, parse_user_var
-from .row_events import RowFormatError, TableMap, count_rows, parse_table_map, rows_header
+from .row_events import RowFormatError, TableMap, count_rows, parse_table_map
 from .sql_scope import StatementInfo, analyze
 
 
@@ -44,7 +44,13 @@ class RowsStep:
     tmap: TableMap
     rows: int                      # -1 when not counted
     statement_end: bool
-    annotation: str | None         # the statement text, when the source logged it
+    annotate_event: be.RawEvent | None   # the statement text, when the source logged it
+
+    @property
+    def annotation(self) -> str | None:
+        # Decoded on demand: only a stop, a skip or an alert ever shows it.
+        ev = self.annotate_event
+        return None if ev is None else bytes(ev.body).decode("utf-8", "replace")
 
 
 @dataclass(slots=True)
@@ -79,32 +85,39 @@ class Walker:
         intvars: list[tuple[int, int]] = []
         rand: tuple[int, int] | None = None
         user_vars: list[UserVar] = []
-        annotation: str | None = None
+        annotation: be.RawEvent | None = None
+        count = self._count
+        rows_events, table_map, annotate_rows = be.ROWS_EVENTS, be.TABLE_MAP, be.ANNOTATE_ROWS
+        hlen, stmt_end_f = be.HEADER_LEN, be.STMT_END_F
+        rows_post: dict[int, int] = {}
+        tm_post = 0
+        # Most events are row events, their table maps and annotations: they come first.
         for ev in self._events:
             t = ev.type
-            if t == be.FORMAT_DESCRIPTION:
-                fde = self.fde = be.parse_format_description(ev.data)
-                tmaps.clear()
-                yield FormatStep(ev, fde)
-                continue
-            if fde is None:
-                raise BinlogError(f"no format description event before {ev.where}", where=ev.where,
-                                  hint="start reading at the beginning of a binlog file")
-            if t in be.ROWS_EVENTS:
-                tid, rflags = rows_header(ev, fde.post_header(t))
+            if t in rows_events:
+                if fde is None:
+                    self._no_fde(ev)
+                data = ev.data
+                post = rows_post[t]
+                if post == 6:
+                    tid = int.from_bytes(data[hlen:hlen + 4], "little")
+                    rflags = data[hlen + 4] | data[hlen + 5] << 8
+                else:
+                    tid = int.from_bytes(data[hlen:hlen + 6], "little")
+                    rflags = data[hlen + 6] | data[hlen + 7] << 8
                 mapped = tmaps.get(tid)
                 if mapped is None:
                     raise BinlogError(f"row event at {ev.where} refers to table id {tid} with no table map before it",
                                       where=ev.where, hint="the binlog was cut mid-statement; start at a transaction boundary")
                 tm_ev, tmap = mapped
                 rows = -1
-                if self._count is True or (self._count and self._count(tmap)):
+                if count is True or (count and count(tmap)):
                     try:
-                        rows = count_rows(ev, fde.post_header(t), tmap)
+                        rows = count_rows(ev, post, tmap)
                     except RowFormatError as exc:
                         raise BinlogError(f"{ev.where}: {exc}", where=ev.where,
                                           hint="the file is damaged or uses a column type this tool does not know; stop before it with --stop-before") from None
-                stmt_end = bool(rflags & be.STMT_END_F)
+                stmt_end = bool(rflags & stmt_end_f)
                 if not in_tx:
                     in_tx, ends_after_statement = True, False
                     yield TxBegin(ev.file, ev.pos, None, ev.timestamp)
@@ -112,16 +125,31 @@ class Walker:
                 if stmt_end:
                     annotation = None
                 continue
-            if t == be.TABLE_MAP:
+            if t == table_map:
+                if fde is None:
+                    self._no_fde(ev)
                 # Each statement repeats its table maps: parse each distinct one once.
-                key = ev.data[be.HEADER_LEN:len(ev.data) - 4 if ev.checksum else None]
+                key = ev.data[hlen:len(ev.data) - 4 if ev.checksum else None]
                 tmap = tm_cache.get(key)
                 if tmap is None:
                     if len(tm_cache) > 4096:
                         tm_cache.clear()
-                    tmap = tm_cache[key] = parse_table_map(ev, fde.post_header(t))
+                    tmap = tm_cache[key] = parse_table_map(ev, tm_post)
                 tmaps[tmap.table_id] = (ev, tmap)
                 continue
+            if t == annotate_rows:
+                annotation = ev
+                continue
+            if t == be.FORMAT_DESCRIPTION:
+                fde = self.fde = be.parse_format_description(ev.data)
+                # Every row event of a file has the same post-header length: look it up once.
+                rows_post = {rt: fde.post_header(rt) for rt in rows_events}
+                tm_post = fde.post_header(table_map)
+                tmaps.clear()
+                yield FormatStep(ev, fde)
+                continue
+            if fde is None:
+                self._no_fde(ev)
             if t == be.MARIADB_GTID or t in (be.MYSQL_GTID, be.ANONYMOUS_GTID):
                 gtid = be.parse_mariadb_gtid(ev) if t == be.MARIADB_GTID else be.parse_mysql_gtid(ev)
                 if gtid is not None and gtid.xa:
@@ -181,12 +209,14 @@ class Walker:
             if t == be.USER_VAR:
                 user_vars.append(parse_user_var(ev))
                 continue
-            if t == be.ANNOTATE_ROWS:
-                annotation = bytes(ev.body).decode("utf-8", "replace")
-                continue
             if t in be.PASSIVE:
                 continue
             reason = be.UNSUPPORTED.get(t, f"an event of unknown type {t}")
             raise BinlogError(f"{ev.where} holds {reason}, which restore-bot cannot replay exactly",
                               where=ev.where,
                               hint=f"stop the restore before it with --stop-before {ev.where}, or turn the feature off on the source for future binlogs")
+
+    @staticmethod
+    def _no_fde(ev: be.RawEvent) -> None:
+        raise BinlogError(f"no format description event before {ev.where}", where=ev.where,
+                          hint="start reading at the beginning of a binlog file")
