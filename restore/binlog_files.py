@@ -8,6 +8,7 @@ everything complete before it stays usable; the planner decides and reports.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import zlib
@@ -99,13 +100,13 @@ class BinlogDirectory:
         """
         self.truncation = None
         files = self._sequence_from(start_file or self.first_file())
-        for index, name in enumerate(files):
-            last = index == len(files) - 1
-            yield from self._file_events(name, start_pos if index == 0 else 4, last)
-            if self.truncation:
-                return
+        last = len(files) - 1
+        # chain() hands each event straight from the file scan to the consumer: one Python
+        # generator level less per event. Only the last file may end truncated (earlier ones raise).
+        return itertools.chain.from_iterable(
+            self._scan(name, start_pos if index == 0 else 4, index == last) for index, name in enumerate(files))
 
-    def _file_events(self, name: str, start_pos: int, last: bool) -> Iterator[be.RawEvent]:
+    def _open(self, name: str):
         path = self.path / name
         # Plain buffered reads, not mmap: touched mmap pages would count as our memory and
         # grow with the file; this keeps the footprint at one event plus the buffer.
@@ -114,66 +115,68 @@ class BinlogDirectory:
         except OSError as exc:
             raise BinlogError(f"cannot read binlog file {path}: {exc.strerror}", where=f"{name}:0",
                               hint="check that the file is still there and readable") from None
-        with fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size < 4:
-                raise BinlogError(f"{name} is empty or cut short ({size} bytes)", where=f"{name}:0",
-                                  hint="copy the file again from the server or the archive")
-            yield from self._scan(fh, name, size, start_pos, last)
+        size = os.fstat(fh.fileno()).st_size
+        if size < 4:
+            fh.close()
+            raise BinlogError(f"{name} is empty or cut short ({size} bytes)", where=f"{name}:0",
+                              hint="copy the file again from the server or the archive")
+        return fh, size
 
-    def _scan(self, fh, name: str, size: int, start_pos: int, last: bool) -> Iterator[be.RawEvent]:
-        if fh.read(4) != be.MAGIC:
-            raise BinlogError(f"{name} is not a binlog file (bad magic number)", where=f"{name}:0",
-                              hint="check the file: an encrypted or compressed copy (gzip?) must be restored to the original first")
-        pos = 4
-        checksum = False
-        seen_fde = False
-        # Read in blocks and slice events out of them: one read() per event costs more than
-        # everything else we do with a small event. This loop runs once per event of every
-        # plan and replay, so the common path is kept to a few comparisons.
-        buf, off = b"", 0
-        header = be.parse_header
-        crc32, residue, known = zlib.crc32, be.CRC32_RESIDUE, _PLAIN_TYPES
-        hlen, max_event, raw_event, fde_type = be.HEADER_LEN, _MAX_EVENT, be.RawEvent, be.FORMAT_DESCRIPTION
-        while pos < size:
-            if len(buf) - off < hlen:
-                buf, off = buf[off:] + fh.read(_BLOCK), 0
-                if len(buf) < hlen:
-                    self._truncated(name, pos, last, f"{size - pos} stray bytes after the last complete event")
-                    return
-            ts, etype, server_id, ev_size, next_pos, flags = header(buf, off)
-            end = pos + ev_size
-            if end > size or next_pos != end or etype not in known or ev_size < hlen or ev_size > max_event:
-                # Rare: a special event, a file over 4 GiB (next_pos wraps), or damage.
-                if end > size and hlen <= ev_size <= max_event and etype in _KNOWN_TYPES:
-                    self._truncated(name, pos, last, f"the event at {pos} needs {ev_size} bytes, the file has {size - pos}")
-                    return
-                self._check_header(name, pos, etype, ev_size, next_pos)
-            if end <= start_pos and etype != fde_type:
-                # Before the start: skip the body unread (checksums are checked where we read).
-                if ev_size > len(buf) - off:
-                    fh.seek(end)
-                    buf, off = b"", 0
-                else:
-                    off += ev_size
-                pos = end
-                continue
-            if len(buf) - off < ev_size:
-                buf, off = buf[off:] + fh.read(max(_BLOCK, ev_size)), 0
-            data = buf[off:off + ev_size]
-            off += ev_size
-            if etype == fde_type:
-                checksum = be.parse_format_description(data).checksum
-                seen_fde = True
-                if checksum and not be.crc_ok(data):
+    def _scan(self, name: str, start_pos: int, last: bool) -> Iterator[be.RawEvent]:
+        fh, size = self._open(name)
+        with fh:
+            if fh.read(4) != be.MAGIC:
+                raise BinlogError(f"{name} is not a binlog file (bad magic number)", where=f"{name}:0",
+                                  hint="check the file: an encrypted or compressed copy (gzip?) must be restored to the original first")
+            pos = 4
+            checksum = False
+            seen_fde = False
+            # Read in blocks and slice events out of them: one read() per event costs more than
+            # everything else we do with a small event. This loop runs once per event of every
+            # plan and replay, so the common path is kept to a few comparisons.
+            buf, off = b"", 0
+            header = be.parse_header
+            crc32, residue, known = zlib.crc32, be.CRC32_RESIDUE, _PLAIN_TYPES
+            hlen, max_event, raw_event, fde_type = be.HEADER_LEN, _MAX_EVENT, be.RawEvent, be.FORMAT_DESCRIPTION
+            while pos < size:
+                if len(buf) - off < hlen:
+                    buf, off = buf[off:] + fh.read(_BLOCK), 0
+                    if len(buf) < hlen:
+                        self._truncated(name, pos, last, f"{size - pos} stray bytes after the last complete event")
+                        return
+                ts, etype, server_id, ev_size, next_pos, flags = header(buf, off)
+                end = pos + ev_size
+                if end > size or next_pos != end or etype not in known or ev_size < hlen or ev_size > max_event:
+                    # Rare: a special event, a file over 4 GiB (next_pos wraps), or damage.
+                    if end > size and hlen <= ev_size <= max_event and etype in _KNOWN_TYPES:
+                        self._truncated(name, pos, last, f"the event at {pos} needs {ev_size} bytes, the file has {size - pos}")
+                        return
+                    self._check_header(name, pos, etype, ev_size, next_pos)
+                if end <= start_pos and etype != fde_type:
+                    # Before the start: skip the body unread (checksums are checked where we read).
+                    if ev_size > len(buf) - off:
+                        fh.seek(end)
+                        buf, off = b"", 0
+                    else:
+                        off += ev_size
+                    pos = end
+                    continue
+                if len(buf) - off < ev_size:
+                    buf, off = buf[off:] + fh.read(max(_BLOCK, ev_size)), 0
+                data = buf[off:off + ev_size]
+                off += ev_size
+                if etype == fde_type:
+                    checksum = be.parse_format_description(data).checksum
+                    seen_fde = True
+                    if checksum and not be.crc_ok(data):
+                        self._crc_mismatch(name, pos)
+                elif not seen_fde:
+                    raise BinlogError(f"{name} has no format description event before position {pos}",
+                                      where=f"{name}:{pos}", hint="the file is damaged; copy it again")
+                elif checksum and crc32(data) != residue:
                     self._crc_mismatch(name, pos)
-            elif not seen_fde:
-                raise BinlogError(f"{name} has no format description event before position {pos}",
-                                  where=f"{name}:{pos}", hint="the file is damaged; copy it again")
-            elif checksum and crc32(data) != residue:
-                self._crc_mismatch(name, pos)
-            yield raw_event(name, pos, ts, etype, server_id, flags, data, checksum)
-            pos = end
+                yield raw_event(name, pos, ts, etype, server_id, flags, data, checksum)
+                pos = end
 
     @staticmethod
     def _check_header(name: str, pos: int, etype: int, ev_size: int, next_pos: int) -> None:

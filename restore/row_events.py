@@ -90,10 +90,11 @@ class TableMap:
         return layout
 
 
-# (NULL-bitmap bytes, size of each present column, the same as runs for a row without NULLs:
-# (fixed bytes to step over, then the width of one length prefix or 0)). Counting rows walks
-# every image of every row event, so the common no-NULL row takes one step per variable column.
-ImageLayout = tuple[int, tuple[int, ...], tuple[tuple[int, int], ...]]
+# (NULL-bitmap bytes, the mask of its meaningful bits (the server sets the padding bits),
+# size of each present column, the same as runs for a row without NULLs: (fixed bytes to step
+# over, then the width of one length prefix or 0)). Counting rows walks every image of every
+# row event, so the common no-NULL row takes one step per variable column.
+ImageLayout = tuple[int, int, tuple[int, ...], tuple[tuple[int, int], ...]]
 
 
 def _layout(sizes: list[int]) -> ImageLayout:
@@ -106,7 +107,7 @@ def _layout(sizes: list[int]) -> ImageLayout:
             fixed = 0
     if fixed or not runs:
         runs.append((fixed, 0))
-    return (len(sizes) + 7) >> 3, tuple(sizes), tuple(runs)
+    return (len(sizes) + 7) >> 3, (1 << len(sizes)) - 1, tuple(sizes), tuple(runs)
 
 
 def _table_id(body: memoryview, post_header_len: int) -> tuple[int, int]:
@@ -171,8 +172,8 @@ def count_rows(ev: be.RawEvent, post_header_len: int, tmap: TableMap) -> int:
     rows = 0
     try:
         while pos < end:
-            for null_bytes, sizes, runs in images:
-                nulls = data[pos] if null_bytes == 1 else int.from_bytes(data[pos:pos + null_bytes], "little")
+            for null_bytes, mask, sizes, runs in images:
+                nulls = (data[pos] if null_bytes == 1 else int.from_bytes(data[pos:pos + null_bytes], "little")) & mask
                 pos += null_bytes
                 if nulls:
                     pos = _skip_columns(data, pos, sizes, nulls)
