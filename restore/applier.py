@@ -23,6 +23,7 @@ from .hooks import Hooks
 from .plan import Plan
 from .query_event import session_settings
 from .scope import Scope
+from .sender import GroupFailed, Sender, SendFailure, run_group
 from .spec import coord_key
 from .walker import FormatStep, QueryStep, RowsStep, TxBegin, TxEnd, Walker
 
@@ -79,6 +80,9 @@ class Applier:
                     "open; they died with its session, so it cannot be resumed exactly",
                     where=f"{state.file}:{state.pos}",
                     hint="restore again from scratch: rerun with --existing drop")
+        # The replay loop must not touch the connection while the sender thread owns it:
+        # load what it may look up (collation names for user variables) now.
+        self.flavor.collation_name(self.conn, 0)
         t0 = time.monotonic()
         try:
             self._replay(start, done, precise=False, ddl_pending=state.ddl_pending if state else None)
@@ -92,13 +96,19 @@ class Applier:
 
     # -- the replay loop -----------------------------------------------------------------------
     def _replay(self, start: tuple[str, int], done: int, *, precise: bool, ddl_pending: str | None) -> None:
+        self._begin()
         out = _Batch(self, start, done, precise)
+        try:
+            self._replay_steps(out, start, ddl_pending)
+        finally:
+            out.close()
+
+    def _replay_steps(self, out: _Batch, start: tuple[str, int], ddl_pending: str | None) -> None:
         tx: TxBegin | None = None
         skipping = False
         session: dict[str, str] = {}
         current_db: str | None = None
         temp_tables: set[str] = set()
-        self._begin()
         for step in Walker(self.source.events(*start)).steps():
             if isinstance(step, FormatStep):
                 out.format_description(step.event)
@@ -209,6 +219,13 @@ class _Batch:
         self.pending_ddl: str | None = None
         self.max_txns = 1 if precise else applier.batch_transactions
         self.max_bytes = applier.batch_bytes
+        # The precise retry names the failing event at once: it sends inline.
+        self.sender = None if precise else Sender(self.conn)
+
+    def close(self) -> None:
+        if self.sender is not None:
+            self.sender.close()
+            self.sender = None
 
     # -- what the replay loop feeds in ------------------------------------------------------------
     def format_description(self, ev) -> None:
@@ -248,7 +265,7 @@ class _Batch:
         self._send()
         self.pieces.append(piece)
         self._send(tolerate_ddl=tolerate)
-        self.a._begin()
+        self.pieces.append(Piece(b"BEGIN", "begin"))
 
     def transaction_end(self, step: TxEnd, tx: TxBegin | None, *, temp_open: bool) -> None:
         self.done += 1
@@ -263,6 +280,7 @@ class _Batch:
 
     def finish(self, end: tuple[str, int]) -> None:
         self._commit(*end)
+        self._drain()
         self.conn.query(b"ROLLBACK")
 
     # -- sending -------------------------------------------------------------------------------
@@ -277,13 +295,13 @@ class _Batch:
         self.pieces.append(Piece(checkpoint.position_sql(self.a.plan_id, file, pos, self.last_gtid, self.done,
                                                          temp_open=self.temp_open), "checkpoint"))
         self.pieces.append(Piece(b"COMMIT", "commit"))
+        self.pieces.append(Piece(b"BEGIN", "begin"))
         self._send()
         self.pending_ddl = None
         self.a.stats.commits += 1
         self.start, self.txns, self.bytes = (file, pos), 0, 0
         self.a.hooks.progress("replay", self.done, self.a.plan.transactions, f"{file}:{pos}")
         self.a.interrupt()
-        self.a._begin()
 
     def _send(self, tolerate_ddl: bool = False) -> None:
         pieces, self.pieces = self.pieces, []
@@ -300,24 +318,43 @@ class _Batch:
             self._send_group(group, tolerate_ddl)
 
     def _send_group(self, pieces: list[Piece], tolerate_ddl: bool) -> None:
-        index = 0
+        # What a failure of this group rolls back to: the start of the open batch.
+        context = (self.start, self.done - self.txns, self.pending_ddl)
+        sqls = [p.sql for p in pieces]
+        if self.sender is not None and not tolerate_ddl:
+            try:
+                self.sender.submit(sqls, pieces, context)
+            except SendFailure as failure:
+                self._failed(failure.failed, failure.group, False, failure.context)
+            return
+        self._drain()
         try:
-            self.conn.query(b";\n".join(p.sql for p in pieces))
-            while self.conn._result is not None and self.conn._result.has_next:
-                index += 1
-                self.conn.next_result()
-        except pymysql.err.MySQLError as exc:
-            code = exc.args[0] if exc.args else 0
-            piece = pieces[-1]
-            for candidate in pieces:  # the index counts statements; a piece may hold several
-                if index < candidate.statements:
-                    piece = candidate
-                    break
-                index -= candidate.statements
-            if tolerate_ddl and code in _DDL_ALREADY_DONE:
-                self.a.hooks.message(f"the DDL at {piece.where} had already taken effect before the interruption")
-                return
-            error = explain_failure(exc, piece.where, piece.table, self.a.plan)
-            if self.precise:
-                raise error from None
-            raise _BatchFailed(error, self.start, self.done - self.txns, self.pending_ddl) from None
+            run_group(self.conn, sqls)
+        except GroupFailed as failed:
+            self._failed(failed, pieces, tolerate_ddl, context)
+
+    def _drain(self) -> None:
+        """Everything sent so far has run: the connection is ours again."""
+        if self.sender is not None:
+            try:
+                self.sender.drain()
+            except SendFailure as failure:
+                self._failed(failure.failed, failure.group, False, failure.context)
+
+    def _failed(self, failed: GroupFailed, pieces: list[Piece], tolerate_ddl: bool, context) -> None:
+        code = failed.error.args[0] if failed.error.args else 0
+        index = failed.index
+        piece = pieces[-1]
+        for candidate in pieces:  # the index counts statements; a piece may hold several
+            if index < candidate.statements:
+                piece = candidate
+                break
+            index -= candidate.statements
+        if tolerate_ddl and code in _DDL_ALREADY_DONE:
+            self.a.hooks.message(f"the DDL at {piece.where} had already taken effect before the interruption")
+            return
+        error = explain_failure(failed.error, piece.where, piece.table, self.a.plan)
+        if self.precise:
+            raise error from None
+        batch_start, done, pending_ddl = context
+        raise _BatchFailed(error, batch_start, done, pending_ddl) from None
