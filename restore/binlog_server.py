@@ -3,11 +3,18 @@
 We ask for raw events rather than decoded ones (as mysql-replication's stream reader gives):
 the applier replays raw row events byte for byte, the archiver stores them unchanged, and a
 decoder that drops unknown event types would lose data silently.
+
+pymysql opens the connection and sends the dump request; the stream that follows is read by
+`_Stream`, a lean MySQL packet framer on the connection's socket (big `recv_into` buffer, one
+copy per event): the watcher reads every event of a busy server, and pymysql's per-packet work
+cost it more than twice the CPU (bench/README.md, alert_latency).
 """
 from __future__ import annotations
 
 import random
+import socket
 import struct
+import zlib
 from collections.abc import Iterator
 
 import pymysql
@@ -21,20 +28,44 @@ COM_BINLOG_DUMP = 0x12
 BINLOG_DUMP_NON_BLOCK = 0x01
 BINLOG_SEND_ANNOTATE_ROWS_EVENT = 0x02  # MariaDB leaves its annotate events out unless asked
 
+MAX_PACKET = 0xFFFFFF          # a payload this long continues in the next packet
+CRC_RESIDUE = 0x2144DF1C       # zlib.crc32(data + its own little-endian CRC32) for every intact event
+BUFFER = 1 << 20               # bytes asked of the socket per recv
+ER_MASTER_FATAL_ERROR_READING_BINLOG = 1236
+
+_HEADER = struct.Struct("<IBIIIH")   # the event header (binlog_events.parse_header)
+_U32 = struct.Struct("<I").unpack_from
+_SPECIAL = frozenset({be.ROTATE, be.FORMAT_DESCRIPTION, be.HEARTBEAT, be.HEARTBEAT_V2})
+
 
 class ServerBinlogs:
     truncation = None  # a live server never has a half-written event visible to us
 
     def __init__(self, dsn: Dsn, *, blocking: bool = False, server_id: int | None = None,
-                 heartbeat: float = 1.0) -> None:
+                 heartbeat: float = 1.0, timeout: float | None = None) -> None:
+        """`timeout`: seconds without a byte from the server before the stream counts as dead
+        (default: 10 heartbeats, at least 10 s, when blocking; 120 s otherwise)."""
         self.dsn = dsn
         self.blocking = blocking
         self.server_id = server_id or random.randint(0x10000000, 0x7FFFFFFF)
         self.heartbeat = heartbeat
+        self.timeout = timeout if timeout is not None else max(10.0, 10 * heartbeat) if blocking else 120.0
         self.connection: pymysql.connections.Connection | None = None
+        self._sock: socket.socket | None = None
+        self._closing = False
 
     def describe(self) -> str:
         return self.dsn.redacted()
+
+    def close(self) -> None:
+        """Ends a running `events()` from another thread: it returns soon, without an error."""
+        self._closing = True
+        sock = self._sock
+        if sock is not None:
+            try:  # wakes a recv blocked on it (close() alone would not)
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def binary_logs(self) -> list[tuple[str, int]]:
         conn = self.dsn.connect()
@@ -64,60 +95,209 @@ class ServerBinlogs:
                               hint="use the archived copy: pass --binlogs the archive directory")
         conn = self.dsn.connect()
         self.connection = conn
+        self._sock = conn._sock
         try:
-            flavor = Flavor.detect(conn)
-            with conn.cursor() as cur:
-                cur.execute("SELECT @@global.binlog_checksum")
-                checksum = str(cur.fetchone()[0]).upper() == "CRC32"
-                cur.execute("SET @master_binlog_checksum = @@global.binlog_checksum")
-                cur.execute("SET @source_binlog_checksum = @@global.binlog_checksum")
+            if self._closing:
+                return
+            try:
+                flavor = Flavor.detect(conn)
+                with conn.cursor() as cur:
+                    cur.execute("SELECT @@global.binlog_checksum")
+                    checksum = str(cur.fetchone()[0]).upper() == "CRC32"
+                    cur.execute("SET @master_binlog_checksum = @@global.binlog_checksum")
+                    cur.execute("SET @source_binlog_checksum = @@global.binlog_checksum")
+                    if flavor.is_mariadb:
+                        cur.execute("SET @mariadb_slave_capability = 4")
+                    if self.blocking:
+                        cur.execute(f"SET @master_heartbeat_period = {int(self.heartbeat * 1e9)}")
+                flags = 0 if self.blocking else BINLOG_DUMP_NON_BLOCK
                 if flavor.is_mariadb:
-                    cur.execute("SET @mariadb_slave_capability = 4")
-                if self.blocking:
-                    cur.execute(f"SET @master_heartbeat_period = {int(self.heartbeat * 1e9)}")
-            flags = 0 if self.blocking else BINLOG_DUMP_NON_BLOCK
-            if flavor.is_mariadb:
-                flags |= BINLOG_SEND_ANNOTATE_ROWS_EVENT
-            payload = struct.pack("<IHI", start_pos, flags, self.server_id) + start_file.encode()
-            conn._execute_command(COM_BINLOG_DUMP, payload)
-            yield from self._read(conn, start_file, checksum)
+                    flags |= BINLOG_SEND_ANNOTATE_ROWS_EVENT
+                payload = struct.pack("<IHI", start_pos, flags, self.server_id) + start_file.encode()
+                conn._execute_command(COM_BINLOG_DUMP, payload)
+            except (pymysql.err.MySQLError, OSError) as exc:
+                if self._closing:
+                    return
+                raise BinlogError(f"{self.describe()}: cannot start the binlog stream at {start_file}:{start_pos}: "
+                                  f"{exc.args[-1] if exc.args else exc}", where=f"{start_file}:{start_pos}",
+                                  hint="check the source server and the user's REPLICATION SLAVE grant") from None
+            stream = _Stream(self, conn._sock, conn._next_seq_id)
+            yield from self._read(stream, start_file, start_pos, checksum)
         finally:
-            self.connection = None
+            self.connection = self._sock = None
             try:
                 conn.close()
-            except pymysql.err.Error:  # stop() closed it from another thread already
+            except Exception:  # the socket is shut down or broken already
                 pass
 
-    def _read(self, conn, current: str, checksum: bool) -> Iterator[be.RawEvent]:
+    def _read(self, stream: "_Stream", current: str, pos: int, checksum: bool) -> Iterator[be.RawEvent]:
+        """Events from the stream's packets: artificial ones and heartbeats left out, CRCs checked."""
+        unpack, crc32 = _HEADER.unpack_from, zlib.crc32
+        special, RawEvent = _SPECIAL, be.RawEvent
+        for data in stream.packets(lambda: f"{current}:{pos}"):
+            ts, etype, server_id, size, next_pos, flags = unpack(data)
+            if size != len(data):
+                raise BinlogError(f"{current}: the event after {pos} says it is {size} bytes long but the server "
+                                  f"sent {len(data)}", where=f"{current}:{pos}", hint="the server's binlog is damaged")
+            if etype in special or next_pos == 0:
+                if etype == be.ROTATE:
+                    ev = RawEvent(current, next_pos - size if next_pos else 0, ts, etype, server_id, flags, data,
+                                  checksum)
+                    if next_pos and not flags & be.LOG_EVENT_ARTIFICIAL_F:
+                        yield ev  # a real rotate closes the file (the archiver copies it)
+                    current, pos = be.parse_rotate(ev)
+                    continue
+                if etype == be.FORMAT_DESCRIPTION:
+                    checksum = be.parse_format_description(data).checksum
+                    if checksum and not be.crc_ok(data):  # (its in-use flag is set after its CRC)
+                        raise _crc_error(current, next_pos, size)
+                    if next_pos == 0:  # the server repeats the file's own for a dump start
+                        yield RawEvent(current, 4, ts, etype, server_id, flags, data, checksum)
+                        continue
+                elif checksum and crc32(data) != CRC_RESIDUE:
+                    raise _crc_error(current, next_pos, size)
+                if next_pos == 0 or etype == be.HEARTBEAT or etype == be.HEARTBEAT_V2:
+                    continue  # artificial events the server makes up for a dump start; keep-alives
+            elif checksum and crc32(data) != CRC_RESIDUE:
+                raise _crc_error(current, next_pos, size)
+            pos = next_pos
+            yield RawEvent(current, next_pos - size, ts, etype, server_id, flags, data, checksum)
+
+
+def _crc_error(current: str, next_pos: int, size: int) -> BinlogError:
+    return BinlogError(f"{current}: CRC32 mismatch in the event ending at {next_pos}",
+                       where=f"{current}:{next_pos - size}", hint="the server's binlog is damaged")
+
+
+class _Stream:
+    """The packets of a COM_BINLOG_DUMP answer: 4-byte headers (length, sequence number), payloads of
+    16 MiB - 1 continued in the next packet; each payload is 0x00 + one event, 0xFE at the end of a
+    non-blocking dump, or 0xFF + an error."""
+
+    def __init__(self, owner: ServerBinlogs, sock: socket.socket, seq: int) -> None:
+        self.owner = owner
+        self.sock = sock
+        self.seq = seq
+        self.buf = bytearray(BUFFER)
+        self.view = memoryview(self.buf)
+        self.start = self.end = 0
+        sock.settimeout(owner.timeout)
+
+    def packets(self, where) -> Iterator[bytes]:
+        """Each event's bytes (without the 0x00 marker); returns at the end of the stream or after
+        `close()`. `where()` names the position for messages."""
+        buf, view, u32 = self.buf, self.view, _U32
+        start = end = 0
+        seq = self.seq
         while True:
+            if end - start >= 4:
+                word = u32(buf, start)[0]
+                length = word & MAX_PACKET
+                if end - start >= 4 + length and length != MAX_PACKET and word >> 24 == seq and length \
+                        and buf[start + 4] == 0:
+                    seq = (seq + 1) & 0xFF
+                    yield bytes(view[start + 5:start + 4 + length])  # the one copy of the event
+                    start += 4 + length
+                    continue
+            # anything else: more bytes to read, a long packet, the end, an error, a wrong sequence
+            self.start, self.end, self.seq = start, end, seq
             try:
-                pkt = conn._read_packet()
-            except (pymysql.err.MySQLError, OSError, ValueError, AttributeError) as exc:
-                # (a socket closed under us by stop() surfaces as OSError/ValueError)
-                raise BinlogError(f"{self.describe()}: binlog stream broke after {current}: {exc.args[-1] if exc.args else exc}",
-                                  where=current, hint="check the source server and the user's REPLICATION SLAVE grant") from None
-            if pkt.is_eof_packet():
+                payload = self._slow_packet(where)
+            except _Closed:
                 return
-            data = pkt.get_all_data()[1:]
-            ts, etype, server_id, size, next_pos, flags = be.parse_header(data)
-            if etype == be.ROTATE:
-                ev = be.RawEvent(current, next_pos - size if next_pos else 0, ts, etype, server_id, flags, data,
-                                 checksum)
-                if next_pos and not flags & be.LOG_EVENT_ARTIFICIAL_F:
-                    yield ev  # a real rotate closes the file (the archiver copies it)
-                current = be.parse_rotate(ev)[0]
-                continue
-            if etype == be.FORMAT_DESCRIPTION:
-                checksum = be.parse_format_description(data).checksum
-            if checksum and not be.crc_ok(data):
-                raise BinlogError(f"{current}: CRC32 mismatch in the event ending at {next_pos}",
-                                  where=f"{current}:{next_pos - size}", hint="the server's binlog is damaged")
-            if next_pos == 0:
-                if etype != be.FORMAT_DESCRIPTION:
-                    continue  # artificial events the server makes up for a dump start
-                pos = 4
+            if payload is None:
+                return
+            yield payload
+            start, end, seq = self.start, self.end, self.seq
+
+    def _slow_packet(self, where) -> bytes | None:
+        parts = []
+        while True:
+            self._fill(4, where)
+            word = _U32(self.buf, self.start)[0]
+            length, seq = word & MAX_PACKET, word >> 24
+            if seq != self.seq and not parts and length:
+                self._fill(5, where)  # an error packet may come out of step (MariaDB shutting down sends 0)
+                if self.buf[self.start + 4] == 0xFF:
+                    seq = self.seq
+            if seq != self.seq:
+                raise BinlogError(f"{self.owner.describe()}: binlog stream out of step after {where()} "
+                                  f"(packet {seq}, expected {self.seq})", where=where(),
+                                  hint="a proxy between us and the server may be mangling the stream; connect directly")
+            self.seq = (seq + 1) & 0xFF
+            self.start += 4
+            parts.append(self._take(length, where))
+            if length < MAX_PACKET:
+                break
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        if not data:
+            raise BinlogError(f"{self.owner.describe()}: empty packet in the binlog stream after {where()}",
+                              where=where(), hint="check the source server")
+        if data[0] == 0:
+            return data[1:]
+        if data[0] == 0xFE:
+            return None  # the end of a non-blocking dump
+        if data[0] == 0xFF:
+            raise self._error(data, where)
+        raise BinlogError(f"{self.owner.describe()}: unexpected packet 0x{data[0]:02x} in the binlog stream after "
+                          f"{where()}", where=where(), hint="check the source server")
+
+    def _take(self, n: int, where) -> bytes:
+        """The next n bytes: from the buffer, then straight from the socket when they do not fit."""
+        have = self.end - self.start
+        if n <= have or n <= len(self.buf) // 2:
+            self._fill(n, where)
+            out = bytes(self.view[self.start:self.start + n])
+            self.start += n
+            return out
+        out = bytearray(n)
+        out[:have] = self.view[self.start:self.end]
+        self.start = self.end = 0
+        view, got = memoryview(out), have
+        while got < n:
+            got += self._recv(view[got:], where)
+        return bytes(out)
+
+    def _fill(self, n: int, where) -> None:
+        """Make sure at least n bytes are buffered from `start` on."""
+        while self.end - self.start < n:
+            if self.start:
+                have = self.end - self.start
+                self.buf[:have] = self.view[self.start:self.end]
+                self.start, self.end = 0, have
+            self.end += self._recv(self.view[self.end:], where)
+
+    def _recv(self, into: memoryview, where) -> int:
+        owner = self.owner
+        try:
+            got = self.sock.recv_into(into) if not owner._closing else 0
+        except TimeoutError:
+            raise BinlogError(f"{owner.describe()}: no data from the server for {owner.timeout:.0f} s after {where()}"
+                              + (f" (it sends a heartbeat every {owner.heartbeat:g} s)" if owner.blocking else ""),
+                              where=where(), hint="the server is down or unreachable; it is retried") from None
+        except OSError as exc:
+            if owner._closing:
+                got = 0
             else:
-                pos = next_pos - size
-            if etype in (be.HEARTBEAT, be.HEARTBEAT_V2):
-                continue
-            yield be.RawEvent(current, pos, ts, etype, server_id, flags, data, checksum)
+                raise BinlogError(f"{owner.describe()}: binlog stream broke after {where()}: {exc.strerror or exc}",
+                                  where=where(), hint="check the source server and the user's REPLICATION SLAVE grant") from None
+        if got:
+            return got
+        if owner._closing:
+            raise _Closed
+        raise BinlogError(f"{owner.describe()}: the server closed the binlog stream after {where()}",
+                          where=where(), hint="check the source server (restarted? the dump thread killed?)")
+
+    def _error(self, data: bytes, where) -> BinlogError:
+        code = int.from_bytes(data[1:3], "little")
+        text = data[9:] if data[3:4] == b"#" else data[3:]
+        message = text.decode("utf-8", "replace")
+        hint = ("the file is gone or damaged on the server (purged?): use the archived copy (--binlogs DIR), or "
+                "start from a later dump" if code == ER_MASTER_FATAL_ERROR_READING_BINLOG
+                else "check the source server and the user's REPLICATION SLAVE grant")
+        return BinlogError(f"{self.owner.describe()}: the server ended the binlog stream at {where()} with error "
+                           f"{code}: {message}", where=where(), hint=hint)
+
+
+class _Closed(Exception):
+    """close() was called: `packets()` ends quietly."""

@@ -39,11 +39,16 @@ class Follower:
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 60.0)
 
+    def open_source(self, dsn, *, blocking: bool) -> ServerBinlogs:
+        """The stream reader for this pass, closed already if `stop()` came first (no race with it)."""
+        self._source = source = ServerBinlogs(dsn, blocking=blocking)
+        if self.stopping.is_set():
+            source.close()
+        return source
+
     def stop(self) -> None:
+        """From another thread: the stream being read ends at once (its reader returns), no error."""
         self.stopping.set()
         src = self._source
-        if src is not None and src.connection is not None:
-            try:
-                src.connection.close()
-            except Exception:  # closing a socket another thread is blocked on: best effort
-                pass
+        if src is not None:
+            src.close()
