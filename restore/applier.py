@@ -50,7 +50,7 @@ class ApplyStats:
 
 class Applier:
     def __init__(self, conn, plan: Plan, scope: Scope, source, flavor: Flavor, hooks: Hooks,
-                 *, batch_transactions: int = 1000, batch_bytes: int = 8 << 20,
+                 *, batch_transactions: int = 1000, batch_bytes: int = 4 << 20,
                  interrupt=None) -> None:
         self.conn = conn
         self.plan = plan

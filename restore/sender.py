@@ -47,7 +47,7 @@ class SendFailure(Exception):
 class Sender:
     """Owns the connection while it runs: the caller may use it only after drain() or close()."""
 
-    def __init__(self, conn, depth: int = 2) -> None:
+    def __init__(self, conn, depth: int = 1) -> None:
         self.conn = conn
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._failure: SendFailure | None = None
