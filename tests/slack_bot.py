@@ -1,0 +1,282 @@
+"""The harness of the Slack scenarios: a real `restore-bot serve` process and what it told Slack.
+
+`Bot` runs and stops the process (and sweeps up what a killed one left); `World` drives it the
+way Slack would (signed slash commands and button clicks) and waits on the fake Slack's record.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from fake_slack import FakeSlack, SlackSigner
+from restore.sandbox import Sandbox
+
+CHANNEL = "CINC"
+OPS1, OPS2, APP1, NOBODY = "UOPS1", "UOPS2", "UAPP1", "UNOBODY9"
+JOB_TIMEOUT = 120.0
+
+
+# -- the bot process -----------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace")
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids of processes whose command line mentions `text` (the bot's private temp dir)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            out.append(int(entry.name))
+    return out
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class Bot:
+    """`restore-bot serve` as a subprocess; restartable; every process it spawns is killed at the end."""
+
+    def __init__(self, config: Path, env: dict[str, str], log: Path, tmpdir: str) -> None:
+        self.config, self.env, self.log, self.tmpdir = config, env, log, tmpdir
+        self.port = _free_port()
+        self.proc: subprocess.Popen | None = None
+        exe = Path(sys.executable).with_name("restore-bot")
+        self.argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "bot.cli"]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> "Bot":
+        with open(self.log, "ab") as log:
+            log.write(f"\n=== serve started {time.strftime('%H:%M:%S')} ===\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(self.argv + ["serve", "--config", str(self.config), "--port", str(self.port)],
+                                         env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"restore-bot serve exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                status, body = http_get(self.url + "/healthz", timeout=1.0)
+                if status == 200 and json.loads(body).get("ok"):
+                    return self
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"restore-bot serve did not answer /healthz within {timeout}s:\n{self.log_tail()}")
+
+    def worker_pids(self) -> list[int]:
+        if not self.proc:
+            return []
+        children: list[int] = []
+        for task in Path(f"/proc/{self.proc.pid}/task").glob("*"):   # the watcher thread spawns it
+            try:
+                children += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+        return children
+
+    def kill9(self) -> None:
+        """SIGKILL the serve process (not its worker: that one must die with it on its own)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 45.0) -> int | None:
+        """SIGTERM (serve then stops its worker, which hands its jobs back); SIGKILL what is left."""
+        code = None
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                code = self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)   # the serve process and its worker child
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.proc.wait(timeout=10)
+        return code
+
+    def sweep(self) -> list[int]:
+        """Kill whatever the bot started that is still running (sandbox servers live in its temp dir)."""
+        pids = processes_mentioning(self.tmpdir)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return pids
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def log_tail(self, n: int = 6000) -> str:
+        return self.log_text()[-n:]
+
+
+class World:
+    """What the scenarios use: the bot, the fake Slack, signed requests, the job store, the servers."""
+
+    def __init__(self, bot: Bot, fake: FakeSlack, signer: SlackSigner, secret: str, token: str,
+                 store_path: Path, incident: dict, prod: Sandbox) -> None:
+        self.bot, self.fake, self.signer = bot, fake, signer
+        self.secret, self.token = secret, token
+        self.store_path, self.incident, self.prod = store_path, incident, prod
+
+    # -- the job store (read only: to know when a job is in a given phase) --------------------
+    def store(self):
+        from bot.jobstore import JobStore
+        if getattr(self, "_store", None) is None:
+            self._store = JobStore(self.store_path)
+        return self._store
+
+    def job(self, job_id: str):
+        return self.store().get(job_id)
+
+    def wait_phase(self, job_id: str, phase: str, timeout: float = JOB_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.job(job_id)
+            if job and job.state == "running" and job.phase == phase:
+                return job
+            if job and job.finished:
+                raise AssertionError(f"job {job_id} finished ({job.state}) before reaching phase {phase}: "
+                                     f"{job.error or job.result}")
+            time.sleep(0.05)
+        raise AssertionError(f"job {job_id} never reached phase {phase}; it is {self.job(job_id)}\n"
+                             f"{self.bot.log_tail()}")
+
+    # -- talking to the bot --------------------------------------------------------------------
+    def command(self, text: str, user: str = OPS1, channel: str = CHANNEL):
+        answer, key = self.signer.command(text, user, channel)
+        assert answer.status == 200, f"/restore {text}: HTTP {answer.status} {answer.body}\n{self.bot.log_tail()}"
+        return answer, key
+
+    def click(self, action: str, job_id: str, user: str, channel: str = CHANNEL):
+        answer, key = self.signer.click(action, job_id, user, channel, block_id=f"approval-{job_id}")
+        assert answer.status == 200, f"{action} by {user}: HTTP {answer.status} {answer.body}"
+        return answer, key
+
+    def response(self, key: str, timeout: float = 10.0):
+        """The first respond() call bolt made to this request's response_url."""
+        path = f"/response_url/{key}"
+        return self.fake.wait_for(lambda calls: [c for c in calls if c.path == path], timeout,
+                                  f"a reply to {path}")[0]
+
+    def start_job(self, text: str, user: str = OPS1) -> str:
+        """Start a job; Slack gets its answer within 1 s and the job id right after it."""
+        sent = time.time()
+        answer, key = self.command(text, user)
+        assert answer.seconds < 1.0, f"/restore {text} acknowledged after {answer.seconds:.2f}s"
+        reply = self.response(key)
+        assert reply.body.get("response_type") == "ephemeral"
+        assert reply.at - sent < 2.0, f"the job id came {reply.at - sent:.2f}s after /restore {text}"
+        m = re.search(r"job \*(R\d+)\* queued", reply.text)
+        assert m, f"/restore {text} was not acknowledged with a job id: {reply.text!r}"
+        assert f"<#{CHANNEL}>" in reply.text
+        return m.group(1)
+
+    # -- the job's card --------------------------------------------------------------------------
+    def cards(self, job_id: str, calls=None):
+        calls = self.fake.snapshot() if calls is None else calls
+        return [c for c in calls if c.method == "chat.postMessage" and c.status == 200 and not c.thread_ts
+                and f"`{job_id}`" in c.text]
+
+    def card_versions(self, job_id: str, calls=None):
+        """The card as posted, then every successful chat.update of it, in order."""
+        calls = self.fake.snapshot() if calls is None else calls
+        cards = self.cards(job_id, calls)
+        if not cards:
+            return []
+        ts = cards[0].ts
+        return [cards[0]] + [c for c in calls if c.method == "chat.update" and c.status == 200
+                             and c.body.get("ts") == ts]
+
+    def thread(self, job_id: str, calls=None):
+        calls = self.fake.snapshot() if calls is None else calls
+        cards = self.cards(job_id, calls)
+        if not cards:
+            return []
+        return [c for c in calls if c.method == "chat.postMessage" and c.thread_ts == cards[0].ts and c.status == 200]
+
+    def wait_outcome(self, job_id: str, word: str, timeout: float = JOB_TIMEOUT):
+        """Wait until the job's card says `word` and its thread carries the outcome; return the final card."""
+        final_event = {"succeeded": "✔", "failed": "✗", "aborted": "■"}[word]
+
+        def done(calls):
+            versions = self.card_versions(job_id, calls)
+            if not versions or word not in versions[-1].text:
+                return None
+            if not any(c.text.startswith(final_event) for c in self.thread(job_id, calls)):
+                return None
+            return versions[-1]
+        try:
+            return self.fake.wait_for(done, timeout, f"job {job_id}'s card to say {word}")
+        except AssertionError as exc:
+            job = self.job(job_id)
+            raise AssertionError(f"{exc}\njob: {job}\nserve log:\n{self.bot.log_tail()}") from None
+
+    def stage_job_ok(self) -> str:
+        """A stage run that verified OK (the one earlier scenarios made, or a new one)."""
+        for job in self.store().jobs(kind="stage", states=("succeeded",), limit=20):
+            if job.args == {"stop_before": "auto", "skips": []}:
+                return job.id
+        job_id = self.start_job("stage")
+        self.wait_outcome(job_id, "succeeded")
+        return job_id
+
+    def request_prod(self, user: str, channel: str = CHANNEL) -> str:
+        """`/restore prod` as `user`: the approval request with its buttons; returns the job id."""
+        mark = self.fake.mark()
+        self.command("prod", user, channel)
+
+        def approval(calls):
+            return [c for c in calls[mark:] if c.method == "chat.postMessage" and "approve_prod" in c.text]
+        post = self.fake.wait_for(approval, 15, "the prod approval request")[0]
+        blocks = post.body["blocks"]
+        blocks = json.loads(blocks) if isinstance(blocks, str) else blocks
+        buttons = {e["action_id"]: e for b in blocks if b["type"] == "actions" for e in b["elements"]}
+        assert set(buttons) == {"approve_prod", "reject_prod"}, blocks
+        assert buttons["approve_prod"]["value"] == buttons["reject_prod"]["value"]
+        assert post.channel == CHANNEL and f"<@{user}>" in post.text
+        return buttons["approve_prod"]["value"]
+
+    def ephemeral_to(self, user: str, since: int, text: str, timeout: float = 10.0):
+        return self.fake.wait_for(
+            lambda calls: [c for c in calls[since:] if c.method == "chat.postEphemeral" and c.body.get("user") == user
+                           and text in c.text], timeout, f"an ephemeral message to {user} saying {text!r}")[0]
