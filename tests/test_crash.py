@@ -47,7 +47,7 @@ def busy(tmp_path_factory):
 def _command(busy, target) -> list[str]:
     return [sys.executable, "-m", "bot.cli", "restore", "--snapshot", str(busy["snap"]),
             "--binlogs", str(busy["binlogs"]), "--target", target_url(target), "--yes", "--json",
-            "--batch", "20"]
+            "--batch", "5"]
 
 
 def _state(target) -> tuple[str, int] | None:
