@@ -48,5 +48,5 @@ class ConsoleHooks:
             self._progress.remove_task(self._tasks.pop(phase))
 
     def message(self, text: str) -> None:
-        if self.enabled:
-            self.console.print(text)
+        # Warnings matter with --json too: stderr is not part of the JSON document.
+        self.console.print(text, soft_wrap=True)

@@ -135,23 +135,25 @@ class Planner:
                 applies = in_scope.get(db)
                 if applies is None:
                     applies = in_scope[db] = scope.rows(db, tx)
-                if not applies:
+                if applies:
+                    tx_applies = True
+                    name = tmap.full_name
+                    kind = _ROW_KIND[ev.type]
+                    rows = step.rows
+                    counts = tx_changes.get(name)
+                    if counts is None:
+                        counts = tx_changes[name] = [0, 0, 0]
+                    counts[kind] += rows
+                    counts = stmt_rows.get(name)
+                    if counts is None:
+                        counts = stmt_rows[name] = [0, 0, 0]
+                    counts[kind] += rows
+                    if kind and counts[kind] > stmt_hit:
+                        stmt_hit = counts[kind]
+                else:
                     plan.left_out += 1
-                    continue
-                tx_applies = True
-                name = tmap.full_name
-                kind = _ROW_KIND[ev.type]
-                rows = step.rows
-                counts = tx_changes.get(name)
-                if counts is None:
-                    counts = tx_changes[name] = [0, 0, 0]
-                counts[kind] += rows
-                counts = stmt_rows.get(name)
-                if counts is None:
-                    counts = stmt_rows[name] = [0, 0, 0]
-                counts[kind] += rows
-                if kind and counts[kind] > stmt_hit:
-                    stmt_hit = counts[kind]
+                # A statement ends with its last row event even when that one is left out
+                # (a trigger writing another schema): judge what it did to our tables now.
                 if step.statement_end:
                     if stmt_hit >= min_rows and finding is None and watch_rows and tx_skip is None:
                         finding = rules.rows_finding(stmt_rows, plan.tables, tx_changes)

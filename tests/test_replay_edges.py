@@ -1,0 +1,171 @@
+"""Replay corner cases where a restore could go wrong quietly: statements that end in another
+schema, a DDL that fails, temporary tables in a failing batch, non-transactional tables."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import checksums, dump, target_url
+
+
+def _restore(cli, snap: Path, src, target, *extra: str):
+    return cli("restore", "--snapshot", snap, "--binlogs", src.binlog_dir, "--stop-before", "end",
+               "--target", target_url(target), "--yes", *extra)
+
+
+def _position(conn) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SHOW MASTER STATUS")
+        return int(cur.fetchone()[1])
+
+
+def _with_start(snap: Path, pos: int, out: Path, drop: str = "") -> Path:
+    """The dump with its recorded position moved earlier (data newer than its coordinates),
+    and without the rows of table `drop`."""
+    body = re.sub(r"MASTER_LOG_POS=\d+", f"MASTER_LOG_POS={pos}", snap.read_text())
+    if drop:
+        body, n = re.subn(rf"INSERT INTO `{drop}` VALUES\s*\([^;]*\);", "", body)
+        assert n == 1, f"no rows of {drop} in {snap}"
+    out.write_text(body)
+    return out
+
+
+@pytest.mark.parametrize("change", ["insert", "update"])
+def test_statement_whose_last_row_event_is_in_another_schema(change, source_factory, target, tmp_path, cli):
+    """A trigger on a restored table writes an audit row into a schema we do not restore: the
+    statement's last row event (the one that ends it) is left out, and the server must still
+    learn that the statement ended, or it ignores the row events after it."""
+    src = source_factory("ROW")
+    with src.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE a")
+        cur.execute("CREATE DATABASE audit")
+        cur.execute("CREATE TABLE a.t (id INT PRIMARY KEY, v INT)")
+        cur.execute("CREATE TABLE a.u (id INT PRIMARY KEY, v INT)")
+        cur.execute("CREATE TABLE audit.log (id INT AUTO_INCREMENT PRIMARY KEY, tid INT)")
+        cur.execute("INSERT INTO a.u SELECT seq, seq FROM a.seq_1_to_29")
+        cur.execute("CREATE TRIGGER a.t_ai AFTER INSERT ON a.t FOR EACH ROW INSERT INTO audit.log (tid) VALUES (NEW.id)")
+    snap = dump(src, tmp_path / "a.sql", ["a"])
+    with src.connect() as conn, conn.cursor() as cur:
+        for i in range(1, 30):
+            cur.execute("INSERT INTO a.t VALUES (%s, %s)", (i, i))
+            if change == "insert":
+                cur.execute("INSERT INTO a.u VALUES (%s, %s)", (100 + i, i))
+            else:
+                cur.execute("UPDATE a.u SET v = v * 3 WHERE id = %s", (i,))
+            cur.execute("UPDATE a.t SET v = v + 1 WHERE id = %s", (i,))
+        before = checksums(conn, ["a"])
+    res = _restore(cli, snap, src, target)
+    assert res.code == 0, res.doc
+    with target.connect() as conn:
+        assert checksums(conn, ["a"]) == before
+
+
+def test_ddl_that_fails_in_the_first_pass_is_reported_not_skipped(source_factory, target, tmp_path, cli):
+    """The dump already holds a (different) table the binlog creates: the CREATE must fail
+    loudly, in the batch pass and in the precise retry, and again on a rerun."""
+    src = source_factory("ROW")
+    with src.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE shop")
+        cur.execute("CREATE TABLE shop.t (id INT PRIMARY KEY)")
+    snap = dump(src, tmp_path / "shop.sql", ["shop"])
+    with src.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE shop.t2 (id INT PRIMARY KEY, v INT)")
+        for i in range(5):
+            cur.execute("INSERT INTO shop.t2 VALUES (%s, %s)", (i, i))
+    bad = tmp_path / "shop-bad.sql"
+    bad.write_text(snap.read_text().replace(
+        "-- Dump completed", "USE `shop`;\nCREATE TABLE t2 (id INT PRIMARY KEY, v INT, extra INT DEFAULT 7);\n-- Dump completed"))
+    for attempt in range(2):
+        res = _restore(cli, bad, src, target)
+        assert res.code != 0, f"attempt {attempt}: {res.doc}"
+        message = res.doc["error"]["message"]
+        assert "1050" in message or "already exists" in message, message
+        assert "shop.t2" in message or "t2" in message, message
+
+
+def test_temporary_table_in_a_failing_batch_does_not_hide_the_conflict(source_factory, target, tmp_path, cli):
+    src = source_factory("MIXED")
+    with src.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE shop")
+        cur.execute("CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(30))")
+        cur.execute("INSERT INTO shop.items VALUES (1, 'first')")
+        early = _position(conn)
+    with src.connect(database="shop") as conn, conn.cursor() as cur:
+        cur.execute("CREATE TEMPORARY TABLE tmp (id INT)")
+        cur.execute("INSERT INTO tmp VALUES (2)")
+        cur.execute("INSERT INTO items SELECT id, 'second' FROM tmp")
+        cur.execute("DROP TEMPORARY TABLE tmp")
+    snap = dump(src, tmp_path / "shop.sql", ["shop"])
+    bad = _with_start(snap, early, tmp_path / "shop-off.sql")
+    res = _restore(cli, bad, src, target)
+    assert res.code != 0
+    message = res.doc["error"]["message"]
+    assert "shop.items" in message and "duplicate key" in message, message
+
+
+def test_non_transactional_table_conflict_names_the_real_table(source_factory, target, tmp_path, cli):
+    """Aria without transactions ignores ROLLBACK: a batch retry would re-insert its rows and
+    blame them. Such restores commit every transaction alone and never retry a batch."""
+    src = source_factory("ROW")
+    with src.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE a")
+        cur.execute("CREATE TABLE a.m (id INT PRIMARY KEY) ENGINE=Aria TRANSACTIONAL=0")
+        cur.execute("CREATE TABLE a.t (id INT PRIMARY KEY) ENGINE=InnoDB")
+        early = _position(conn)
+        cur.execute("INSERT INTO a.m VALUES (1)")
+        cur.execute("INSERT INTO a.t VALUES (2)")
+    snap = dump(src, tmp_path / "a.sql", ["a"])
+    bad = _with_start(snap, early, tmp_path / "a-off.sql", drop="m")
+    res = _restore(cli, bad, src, target)
+    assert res.code != 0
+    message = res.doc["error"]["message"]
+    assert "a.t" in message and "a.m" not in message, message
+    with target.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM a.m")
+        assert cur.fetchone()[0] == 1   # applied once, not twice
+    assert "non-transactional tables: a.m (Aria)" in res.err
+
+
+def test_lost_target_connection_is_a_named_error(source_factory, target, tmp_path, cli):
+    """The target goes away mid-replay: one clear error with the binlog position, no traceback."""
+    src = source_factory("ROW")
+    with src.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE club")
+        cur.execute("CREATE TABLE club.t (id INT PRIMARY KEY, v VARCHAR(20))")
+    snap = dump(src, tmp_path / "club.sql", ["club"])
+    with src.connect() as conn, conn.cursor() as cur:
+        for i in range(3000):
+            cur.execute("INSERT INTO club.t VALUES (%s, 'x')", (i,))
+    # A trigger on the target kills the replay session at its first row: the connection drops.
+    res = None
+    with target.connect() as conn, conn.cursor() as cur:
+        cur.execute("SET GLOBAL max_statement_time = 0")
+    from restore import batch
+
+    class Killer(batch.Batch):
+        sent = 0
+
+        def _send(self, tolerate_ddl: bool = False) -> None:
+            Killer.sent += 1
+            if Killer.sent == 3:
+                with target.connect() as admin, admin.cursor() as cur:
+                    cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE DB IS NULL OR DB <> 'information_schema'")
+                    for (pid,) in cur.fetchall():
+                        if pid != admin.thread_id():
+                            cur.execute(f"KILL {pid}")
+            super()._send(tolerate_ddl)
+
+    original = batch.Batch
+    import restore.applier as applier_module
+    applier_module.Batch = Killer
+    try:
+        res = _restore(cli, snap, src, target, "--batch", "100")
+    finally:
+        applier_module.Batch = original
+    assert res.code != 0
+    message = res.doc["error"]["message"]
+    assert "lost the connection" in message or "server has gone away" in message.lower(), message
+    assert "binlog." in message, message
+    assert "Traceback" not in res.err
