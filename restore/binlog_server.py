@@ -131,10 +131,33 @@ class ServerBinlogs:
                 pass
 
     def _read(self, stream: "_Stream", current: str, pos: int, checksum: bool) -> Iterator[be.RawEvent]:
-        """Events from the stream's packets: artificial ones and heartbeats left out, CRCs checked."""
-        unpack, crc32 = _HEADER.unpack_from, zlib.crc32
+        """Events from the stream: artificial ones and heartbeats left out, CRCs checked.
+
+        A packet holding one whole event is taken straight from the stream's buffer here (one copy,
+        no call): that is nearly every event. Anything else — the buffer running dry, an event
+        longer than a packet, the end, an error — goes through `_Stream.packet()`."""
+        unpack, crc32, u32 = _HEADER.unpack_from, zlib.crc32, _U32
         special, RawEvent = _SPECIAL, be.RawEvent
-        for data in stream.packets(lambda: f"{current}:{pos}"):
+        buf, view = stream.buf, stream.view
+        start = end = 0
+        seq = stream.seq
+        where = lambda: f"{current}:{pos}"  # noqa: E731
+        while True:
+            data = None
+            if end - start >= 4:
+                word = u32(buf, start)[0]
+                length = word & MAX_PACKET
+                if end - start >= 4 + length and length != MAX_PACKET and word >> 24 == seq and length \
+                        and buf[start + 4] == 0:
+                    seq = (seq + 1) & 0xFF
+                    data = bytes(view[start + 5:start + 4 + length])  # the event, without the 0x00 marker
+                    start += 4 + length
+            if data is None:
+                stream.start, stream.end, stream.seq = start, end, seq
+                data = stream.packet(where)
+                if data is None:
+                    return
+                start, end, seq = stream.start, stream.end, stream.seq
             ts, etype, server_id, size, next_pos, flags = unpack(data)
             if size != len(data):
                 raise BinlogError(f"{current}: the event after {pos} says it is {size} bytes long but the server "
@@ -172,7 +195,7 @@ def _crc_error(current: str, next_pos: int, size: int) -> BinlogError:
 class _Stream:
     """The packets of a COM_BINLOG_DUMP answer: 4-byte headers (length, sequence number), payloads of
     16 MiB - 1 continued in the next packet; each payload is 0x00 + one event, 0xFE at the end of a
-    non-blocking dump, or 0xFF + an error."""
+    non-blocking dump, or 0xFF + an error. `buf[start:end]` holds what was received and not used yet."""
 
     def __init__(self, owner: ServerBinlogs, sock: socket.socket, seq: int) -> None:
         self.owner = owner
@@ -183,34 +206,15 @@ class _Stream:
         self.start = self.end = 0
         sock.settimeout(owner.timeout)
 
-    def packets(self, where) -> Iterator[bytes]:
-        """Each event's bytes (without the 0x00 marker); returns at the end of the stream or after
-        `close()`. `where()` names the position for messages."""
-        buf, view, u32 = self.buf, self.view, _U32
-        start = end = 0
-        seq = self.seq
-        while True:
-            if end - start >= 4:
-                word = u32(buf, start)[0]
-                length = word & MAX_PACKET
-                if end - start >= 4 + length and length != MAX_PACKET and word >> 24 == seq and length \
-                        and buf[start + 4] == 0:
-                    seq = (seq + 1) & 0xFF
-                    yield bytes(view[start + 5:start + 4 + length])  # the one copy of the event
-                    start += 4 + length
-                    continue
-            # anything else: more bytes to read, a long packet, the end, an error, a wrong sequence
-            self.start, self.end, self.seq = start, end, seq
-            try:
-                payload = self._slow_packet(where)
-            except _Closed:
-                return
-            if payload is None:
-                return
-            yield payload
-            start, end, seq = self.start, self.end, self.seq
+    def packet(self, where) -> bytes | None:
+        """The next event's bytes (without the 0x00 marker), from `start` on; None at the end of the
+        stream or after `close()`. `where()` names the position for messages."""
+        try:
+            return self._packet(where)
+        except _Closed:
+            return None
 
-    def _slow_packet(self, where) -> bytes | None:
+    def _packet(self, where) -> bytes | None:
         parts = []
         while True:
             self._fill(4, where)

@@ -3,7 +3,9 @@
 Same rules as the planner's `--stop-before auto` (DestructiveRules): DROP DATABASE/TABLE,
 TRUNCATE, DELETE/UPDATE without WHERE, and row events that delete or rewrite (nearly) all of
 a table. Table sizes for the mass rule come from the source's own row estimates, read only
-when a statement already hit `min_rows` rows, so ordinary traffic costs no query.
+when a statement already hit `min_rows` rows, so ordinary traffic costs no query. With a list
+of watched databases, the row events of statements touching none of them are left out before
+the Walker decodes anything (`watched_statements`): on a busy server that is most of the stream.
 
 The position is saved through the caller's `PositionStore` (after each alert and about once a
 second); after a restart or a dropped connection the stream resumes there. Alerts carry the
@@ -12,12 +14,12 @@ event's file:pos, so the caller can refuse to send one twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from . import binlog_events as be
 from .binlog_events import UPDATE_ROWS, WRITE_ROWS
-from .binlog_server import ServerBinlogs
 from .destructive import DestructiveRules, Finding
 from .dsn import Dsn
 from .errors import RestoreError
@@ -89,34 +91,27 @@ class Watcher(Follower):
 
     def follow_once(self) -> None:
         file, pos = self.start_position()
-        self._source = ServerBinlogs(self.dsn, blocking=True)
+        source = self.open_source(self.dsn, blocking=True)
         sizes = _TableSizes(self.dsn)
+        events = source.events(file, pos)
+        if self.databases:
+            events = watched_statements(events, {db.encode() for db in self.databases})
         tx: TxBegin | None = None
         stmt_rows: dict[str, list[int]] = {}
         tx_rows: dict[str, list[int]] = {}
         alerted_tx = False
         last_save = time.monotonic()
+        watched = self.watched
         try:
-            counted = Walker(self._source.events(file, pos), count=lambda tmap: self.watched(tmap.db))
-            for step in counted.steps():
-                if self.stopping.is_set():
-                    return
-                if isinstance(step, TxBegin):
-                    tx, stmt_rows, tx_rows, alerted_tx = step, {}, {}, False
-                elif isinstance(step, QueryStep):
-                    if alerted_tx or not any(self.watched(d) for d in step.info.databases):
-                        continue
-                    finding = self.rules.query_finding(step.info)
-                    if finding:
-                        alerted_tx = True
-                        self._alert(step, tx, finding, step.query.query, step.query.thread_id)
-                elif isinstance(step, RowsStep):
-                    if not self.watched(step.tmap.db):
+            for step in Walker(events, count=lambda tmap: watched(tmap.db)).steps():
+                kind = type(step)
+                if kind is RowsStep:
+                    if not watched(step.tmap.db):
                         continue
                     name = f"{step.tmap.db}.{step.tmap.table}"
-                    kind = 0 if step.event.type in WRITE_ROWS else 1 if step.event.type in UPDATE_ROWS else 2
-                    stmt_rows.setdefault(name, [0, 0, 0])[kind] += step.rows
-                    tx_rows.setdefault(name, [0, 0, 0])[kind] += step.rows
+                    col = 0 if step.event.type in WRITE_ROWS else 1 if step.event.type in UPDATE_ROWS else 2
+                    stmt_rows.setdefault(name, [0, 0, 0])[col] += step.rows
+                    tx_rows.setdefault(name, [0, 0, 0])[col] += step.rows
                     if step.statement_end:
                         if not alerted_tx:
                             finding = self._mass(stmt_rows, tx_rows, sizes)
@@ -124,10 +119,21 @@ class Watcher(Follower):
                                 alerted_tx = True
                                 self._alert(step, tx, finding, step.annotation or "", None)
                         stmt_rows = {}
-                elif isinstance(step, TxEnd):
+                elif kind is TxBegin:
+                    tx, stmt_rows, tx_rows, alerted_tx = step, {}, {}, False
+                elif kind is TxEnd:
+                    if self.stopping.is_set():
+                        return
                     if time.monotonic() - last_save >= self.save_every:
                         self.positions.save(step.file, step.pos)
                         last_save = time.monotonic()
+                elif kind is QueryStep:
+                    if alerted_tx or not any(watched(d) for d in step.info.databases):
+                        continue
+                    finding = self.rules.query_finding(step.info)
+                    if finding:
+                        alerted_tx = True
+                        self._alert(step, tx, finding, step.query.query, step.query.thread_id)
         finally:
             sizes.close()
 
@@ -176,3 +182,51 @@ class _TableSizes:
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
+
+
+def watched_statements(events: Iterable[be.RawEvent], databases: set[bytes]) -> Iterator[be.RawEvent]:
+    """The stream without the row events of statements that touch no watched database.
+
+    On a busy server those are nearly all of it, and the watcher would decode each one only to
+    pass over it. A statement's row events come right after all its table maps (and its
+    annotation, on MariaDB): if no map names a watched database, the annotation, the maps and the
+    row events up to its last one (STMT_END_F) are left out. Everything else goes through as it
+    came, so the Walker still sees whole statements and whole transactions.
+    """
+    id_len = 6                         # table id width (4 before MySQL 5.1.something); then 2 bytes of flags
+    held: list[be.RawEvent] = []       # this statement's annotation and table maps, until its first row event
+    mapped = hit = False               # held has a table map / one naming a watched database
+    keep: bool | None = None           # from the first row event on: the statement's verdict
+    rows_events, table_map, annotate = be.ROWS_EVENTS, be.TABLE_MAP, be.ANNOTATE_ROWS
+    for ev in events:
+        t = ev.type
+        data = ev.data
+        if t in rows_events:
+            if keep is None:
+                keep = hit or not mapped  # (no map before it: not ours to judge, the Walker will)
+                if keep:
+                    yield from held
+                held, mapped, hit = [], False, False
+            if keep:
+                yield ev
+            if data[be.HEADER_LEN + id_len] & be.STMT_END_F:
+                keep = None
+            continue
+        if t == table_map:
+            keep = None  # (after row events without STMT_END_F: a new statement)
+            at = be.HEADER_LEN + id_len + 2
+            mapped = True
+            if data[at + 1:at + 1 + data[at]] in databases:
+                hit = True
+            held.append(ev)
+            continue
+        if held:  # table maps no row event followed: pass them on as they came
+            yield from held
+            held, mapped, hit = [], False, False
+        keep = None
+        if t == annotate:
+            held.append(ev)  # the next statement's text: goes or stays with it
+            continue
+        if t == be.FORMAT_DESCRIPTION:
+            id_len = 4 if be.parse_format_description(data).post_header(table_map) == 6 else 6
+        yield ev
