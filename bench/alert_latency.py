@@ -11,8 +11,10 @@ One run:
      The source runs with innodb_flush_log_at_trx_commit=2 (--no-relaxed-flush to turn off): on the
      2-CPU machine this was written on, the defaults give ~3,000 tx/s to sysbench alone but only
      ~2,000 once the watcher shares the CPUs; with it, ~3,000 tx/s are held while measuring;
-  3. the watcher (databases=("victim",): only victim events alert, but it decodes and skips every
-     sysbench event in between) and an `AlertPoster` to the fake Slack, on threads as `serve` runs them;
+  3. the watcher (databases=("victim",): only victim events alert, but it reads and skips every
+     sysbench event in between) and an `AlertPoster` to the fake Slack, as `serve` runs them: the
+     watcher in a child process (`bot.watch.WatcherProcess`), its alerts posted by the thread reading
+     its pipe (--threaded: the watcher on a thread of this process, the poster on its own thread);
   4. N destructive statements of each kind, interleaved (DROP TABLE, TRUNCATE, DROP DATABASE, mass
      DELETE and mass UPDATE as row events): the victim object is created first (not timed), the
      statement runs with autocommit, `t_commit = time.time()` right after `execute()` returns, then we
@@ -61,6 +63,7 @@ sys.path.insert(0, str(REPO / "tests"))  # fake_slack lives beside the tests
 from slack_sdk import WebClient  # noqa: E402
 
 from bot.alerts import AlertPoster, AlertStore, Oncall  # noqa: E402
+from bot.watch import WatcherProcess  # noqa: E402
 from fake_slack import FakeSlack  # noqa: E402
 from restore.destructive import DestructiveRules  # noqa: E402
 from restore.sandbox import Sandbox  # noqa: E402
@@ -156,6 +159,16 @@ def sched_wait(native_id: int | None) -> float | None:
         return None
 
 
+def proc_sched_wait(pid: int | None) -> float | None:
+    """Seconds all threads of a process have spent runnable but waiting for a CPU (/proc schedstat)."""
+    if pid is None:
+        return None
+    try:
+        return sum(int((t / "schedstat").read_text().split()[1]) for t in Path(f"/proc/{pid}/task").iterdir()) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def is_alert(call) -> bool:
     return call.method == "chat.postMessage" and call.status == 200 and ALERT_MARK in call.text
 
@@ -191,9 +204,9 @@ class Tap:
     """
 
     def __init__(self) -> None:
-        import restore.watcher as watcher_mod
+        import restore.follow as follow_mod
         from restore.binlog_server import ServerBinlogs
-        self.mod, self.real = watcher_mod, watcher_mod.ServerBinlogs
+        self.mod, self.real = follow_mod, follow_mod.ServerBinlogs
         self.where: tuple[str, int] | None = None
         tap = self
 
@@ -202,7 +215,7 @@ class Tap:
                 for ev in super().events(*a, **kw):
                     tap.where = (ev.file, ev.pos + len(ev.data))
                     yield ev
-        watcher_mod.ServerBinlogs = Tapped
+        follow_mod.ServerBinlogs = Tapped
 
     def close(self) -> None:
         self.mod.ServerBinlogs = self.real
@@ -265,7 +278,8 @@ def run(args) -> dict:
     res: dict = {"params": {"events_per_kind": args.events_per_kind, "threads": args.threads, "format": args.format,
                             "tables": args.tables, "table_size": args.table_size, "victim_rows": args.victim_rows,
                             "relaxed_flush": args.relaxed_flush, "profile": args.profile, "pause": args.pause,
-                            "seconds_cap": args.seconds_cap, "watcher_nice": args.watcher_nice, "pin": args.pin},
+                            "seconds_cap": args.seconds_cap, "watcher_nice": args.watcher_nice, "pin": args.pin,
+                            "threaded": args.threaded},
                  "machine": {"cpus": os.cpu_count(), "load_before": os.getloadavg()[0]}}
     extra = ["--innodb-flush-log-at-trx-commit=2"] if args.relaxed_flush else []
     workdir = Path(tempfile.mkdtemp(prefix="alert-latency-"))
@@ -320,7 +334,7 @@ def run(args) -> dict:
             store = AlertStore(str(workdir / "alerts.sqlite3"), src.url)
             store.set_oncall("UKIM")
             sqlite_times: dict[str, list[float]] = {"save": [], "claim": []}
-            for name in sqlite_times:  # how long the watcher/poster threads block in SQLite
+            for name in sqlite_times:  # how long the alert path's threads block in SQLite
                 def timed(*a, _real=getattr(store, name), _into=sqlite_times[name]):
                     t = time.perf_counter()
                     try:
@@ -339,18 +353,36 @@ def run(args) -> dict:
             def on_alert(alert) -> None:
                 handed[alert.key] = time.time()
                 alerts_seen.append(alert)
-                poster(alert)
+                if args.threaded:
+                    poster(alert)  # to the poster's own thread
+                else:
+                    poster.post(alert)  # as `serve` does: the thread reading the watcher's pipe posts
 
-            tap = Tap() if args.tap else None
-            watcher = Watcher(src.dsn, store, on_alert, databases=(VICTIM,), rules=DestructiveRules())
-            wthread = Profiled(watcher.run_forever, "watcher", args.profile)
+            if args.threaded:  # the watcher on a thread of this process (diagnosis: backlog, profile)
+                tap = Tap() if args.tap else None
+                watcher = Watcher(src.dsn, store, on_alert, databases=(VICTIM,), rules=DestructiveRules())
+                wthread = Profiled(watcher.run_forever, "watcher", args.profile)
+            else:  # as `serve` runs it: a child process, alerts over a pipe to a thread here
+                tap = None
+                watcher = WatcherProcess(src.dsn, store, on_alert, databases=(VICTIM,),
+                                         rules=DestructiveRules())
+                wthread = threading.Thread(target=watcher.run_forever, name="watcher-pipe", daemon=True)
             wthread.start()
+            while (wthread.native_id if args.threaded else getattr(watcher.proc, "pid", None)) is None:
+                time.sleep(0.01)
+            post_thread = pthread if args.threaded else wthread  # the thread that makes the HTTP call
+
+            def watcher_cpu() -> float | None:
+                return thread_cpu(wthread.native_id) if args.threaded else proc_cpu(watcher.proc.pid)
+
+            def watcher_wait() -> float | None:
+                return sched_wait(wthread.native_id) if args.threaded else proc_sched_wait(watcher.proc.pid)
             if args.watcher_nice:
                 # an experiment, not what `serve` does: does the tail come from waiting for a CPU?
-                while wthread.native_id is None:
-                    time.sleep(0.01)
-                os.setpriority(os.PRIO_PROCESS, wthread.native_id, args.watcher_nice)
-                os.setpriority(os.PRIO_PROCESS, pthread.native_id, args.watcher_nice)
+                tids = ([wthread.native_id] if args.threaded
+                        else [int(t) for t in os.listdir(f"/proc/{watcher.proc.pid}/task")])
+                for tid in tids + [post_thread.native_id]:
+                    os.setpriority(os.PRIO_PROCESS, tid, args.watcher_nice)
             deadline = time.monotonic() + 15
             while store.load() is None and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -366,8 +398,8 @@ def run(args) -> dict:
             n = args.events_per_kind
             plan = [(kind, i) for i in range(n) for kind in KINDS]  # interleaved: drift hits all kinds alike
             events: list[dict] = []
-            cpu0 = {"watcher": thread_cpu(wthread.native_id), "poster": thread_cpu(pthread.native_id),
-                    "process": time.process_time(), "watcher_runqueue": sched_wait(wthread.native_id),
+            cpu0 = {"watcher": watcher_cpu(), "poster": thread_cpu(post_thread.native_id),
+                    "process": time.process_time(), "watcher_runqueue": watcher_wait(),
                     "mariadbd": proc_cpu(src.proc.pid if src.proc else None), "sysbench": proc_cpu(sb_proc.pid if sb_proc else None)}
             busy0 = machine_busy()
             m_c0, m_t0 = com_commit(cur), time.monotonic()
@@ -401,16 +433,17 @@ def run(args) -> dict:
                 if (done + 1) % 25 == 0:
                     log(f"{done + 1}/{len(plan)} statements")
             m_c1, m_t1 = com_commit(cur), time.monotonic()
-            cpu1 = {"watcher": thread_cpu(wthread.native_id), "poster": thread_cpu(pthread.native_id),
-                    "process": time.process_time(), "watcher_runqueue": sched_wait(wthread.native_id),
+            cpu1 = {"watcher": watcher_cpu(), "poster": thread_cpu(post_thread.native_id),
+                    "process": time.process_time(), "watcher_runqueue": watcher_wait(),
                     "mariadbd": proc_cpu(src.proc.pid if src.proc else None), "sysbench": proc_cpu(sb_proc.pid if sb_proc else None)}
             busy1 = machine_busy()
             total = max(1, busy1[2] - busy0[2])
             res["machine_busy"] = (busy1[0] - busy0[0]) / total  # share of all CPUs
             res["machine_steal"] = (busy1[1] - busy0[1]) / total
             res["load_average_during"] = os.getloadavg()[0]
-            res["sqlite_ms"] = {f"{name} ({'watcher' if name == 'save' else 'poster'} thread)": stats_ms(v)
-                                for name, v in sqlite_times.items()}
+            on = {"save": "watcher thread", "claim": "poster thread"} if args.threaded else \
+                {"save": "pipe thread, for the watcher process", "claim": "pipe thread"}
+            res["sqlite_ms"] = {f"{name} ({on[name]})": stats_ms(v) for name, v in sqlite_times.items()}
             window = m_t1 - m_t0
             res["measurement_seconds"] = window
             res["load_tps"] = (m_c1 - m_c0) / window
@@ -508,7 +541,7 @@ def capacity(src: Sandbox, start: tuple[str, int], seconds: float) -> list[dict]
     without row counting; + Walker counting the rows of every table; the watcher's whole loop.
     Transactions are counted by their GTID events.
     """
-    import restore.watcher as watcher_mod
+    import restore.follow as follow_mod
     from restore import binlog_events as be
     from restore.binlog_server import ServerBinlogs
     from restore.walker import Walker
@@ -549,8 +582,8 @@ def capacity(src: Sandbox, start: tuple[str, int], seconds: float) -> list[dict]
                 self.p = (file, pos)
 
         made: list[Counting] = []
-        real = watcher_mod.ServerBinlogs
-        watcher_mod.ServerBinlogs = lambda dsn, blocking=True: made.append(Counting(dsn, blocking=False)) or made[-1]
+        real = follow_mod.ServerBinlogs
+        follow_mod.ServerBinlogs = lambda dsn, blocking=True: made.append(Counting(dsn, blocking=False)) or made[-1]
         w = Watcher(src.dsn, Positions(), lambda alert: None, databases=(VICTIM,))
         timer = threading.Timer(max(0.0, deadline - time.perf_counter()), w.stopping.set)
         timer.start()
@@ -559,10 +592,10 @@ def capacity(src: Sandbox, start: tuple[str, int], seconds: float) -> list[dict]
             once()  # non-blocking: returns at the end of the binlog, or at the deadline
         finally:
             timer.cancel()
-            watcher_mod.ServerBinlogs = real
+            follow_mod.ServerBinlogs = real
         return made[0]
 
-    layers = [("raw events: pymysql packets + CRC", lambda d: walk(None, d)),
+    layers = [("raw events: packet framer + CRC", lambda d: walk(None, d)),
               ("+ Walker, rows not counted", lambda d: walk(False, d)),
               ("+ Walker counting every table's rows", lambda d: walk(True, d)),
               ("whole watcher loop (Watcher.follow_once)", watch)]
@@ -660,13 +693,14 @@ def print_report(res: dict) -> None:
         print(f"  {k:<28} {fmt(s['p50'])} {fmt(s['p99'])} {fmt(s['max'])}")
     cpu = res["cpu_share"]
     share = lambda v: "-" if v is None else f"{100 * v:.0f} %"  # noqa: E731
-    print(f"CPU during the measurement (100 % = one core): watcher thread {share(cpu['watcher'])}, poster thread "
+    where = "thread" if p.get("threaded") else "process"
+    print(f"CPU during the measurement (100 % = one core): watcher {where} {share(cpu['watcher'])}, poster thread "
           f"{share(cpu['poster'])}, whole bench process {share(cpu['process'])}, mariadbd {share(cpu.get('mariadbd'))}, "
           f"sysbench {share(cpu.get('sysbench'))}; all {res['machine']['cpus']} CPUs "
           f"{share(res.get('machine_busy'))} busy (the rest of it: other processes on the machine), "
           f"{share(res.get('machine_steal'))} stolen by the hypervisor; "
           f"load average {res.get('load_average_during', 0):.2f} at the end")
-    print(f"the watcher thread waited for a CPU (runnable, not running) {share(cpu.get('watcher_runqueue'))} of the time")
+    print(f"the watcher {where} waited for a CPU (runnable, not running) {share(cpu.get('watcher_runqueue'))} of the time")
     if res.get("backlog_at_commit_kb"):
         b = res["backlog_at_commit_kb"]
         print(f"binlog the watcher had not read yet when the statement committed: p50 {b['p50']:.0f} KiB, "
@@ -725,13 +759,16 @@ def main() -> int:
     ap.add_argument("--grace-seconds", type=float, default=3.0, help="after the last event, wait for late/duplicate alerts")
     ap.add_argument("--profile", action="store_true",
                     help="run the watcher and poster threads under cProfile and print their top functions "
-                         "(slows them down: use for where-the-time-goes, not for the figures)")
+                         "(slows them down: use for where-the-time-goes, not for the figures; implies --threaded)")
     ap.add_argument("--profile-top", type=int, default=25)
     ap.add_argument("--pin", action="store_true",
                     help="experiment: pin mariadbd and sysbench to CPU 0 and this process (watcher, poster, fake "
                          "Slack) to the other CPUs, as if the watcher had a host of its own")
+    ap.add_argument("--threaded", action="store_true",
+                    help="run the watcher on a thread of the bench process (as before 2026-11-24) instead of in its "
+                         "own process as `serve` runs it; needed for --tap and --profile of the watcher")
     ap.add_argument("--tap", action=argparse.BooleanOptionalAction, default=True,
-                    help="note the watcher reader's position at each commit, to report its backlog (default on; "
+                    help="note the watcher reader's position at each commit, to report its backlog (with --threaded; default on; "
                          "one attribute store per event)")
     ap.add_argument("--watcher-nice", type=int, default=0,
                     help="experiment: give the watcher and poster threads this nice value (e.g. -10; needs root) "
@@ -741,6 +778,7 @@ def main() -> int:
                          "run's binlog for this long (0: skip)")
     ap.add_argument("--json", default=str(HERE / "alert_latency.json"), help="where to write the results")
     args = ap.parse_args()
+    args.threaded = args.threaded or args.profile
 
     if not shutil.which("sysbench"):
         print("alert_latency: sysbench is not on PATH. apt-get install -y sysbench", file=sys.stderr)

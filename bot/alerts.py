@@ -153,15 +153,20 @@ class AlertPoster:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 
-    def __call__(self, alert: Alert) -> None:  # the watcher's on_alert
+    def __call__(self, alert: Alert) -> None:  # an in-process watcher's on_alert: posted on our thread
         self.queue.put(alert)
+
+    def post(self, alert: Alert) -> None:
+        """Post on the calling thread: for a caller that is itself only the alert path's thread (the
+        thread reading a watcher process's pipe), one hand-over less between statement and Slack."""
+        try:
+            self._post(alert)
+        except Exception:
+            log.exception("posting alert %s failed", alert.key)
 
     def _loop(self) -> None:
         while (alert := self.queue.get()) is not None:
-            try:
-                self._post(alert)
-            except Exception:
-                log.exception("posting alert %s failed", alert.key)
+            self.post(alert)
 
     def _post(self, alert: Alert) -> None:
         person = self.oncall.current()

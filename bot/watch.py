@@ -1,12 +1,16 @@
 """`restore-bot watch`: the watcher and its alert path, alone or inside `serve`."""
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 
 from restore.destructive import DestructiveRules
 from restore.dsn import Dsn
+from restore.errors import RestoreError
 from restore.watcher import Alert, Watcher
 
 from .alerts import AlertPoster, AlertStore, Oncall, alert_text
@@ -26,8 +30,108 @@ class ConsoleAlerts:
                   file=sys.stderr, flush=True)
 
 
+class WatcherProcess:
+    """The Watcher in a child process of its own; alerts and positions come back over a pipe.
+
+    Decoding a busy server's binlog keeps the watcher on a CPU much of the time; as a thread it held
+    this process's GIL meanwhile, and the alert's HTTP call (and Flask's threads) waited for it
+    (bench/README.md, alert_latency). In a child it has an interpreter of its own, and it never
+    touches SQLite after reading where to start, so a slow write cannot hold up the next detection.
+    The thread running `run_forever()` here takes the child's messages in order: each alert goes to
+    `on_alert`, each position it reached to `positions.save()` (after the alert that came before
+    it), each trouble report to `on_trouble`. The child ends when `stop()` is called or when this
+    process goes away (its control pipe closes); if it dies, it is started again where the last
+    saved position says.
+    """
+
+    def __init__(self, source: Dsn, positions: AlertStore, on_alert: Callable[[Alert], None], *,
+                 databases: tuple[str, ...] = (), rules: DestructiveRules | None = None,
+                 on_trouble: Callable[[str], None] | None = None) -> None:
+        self.positions = positions
+        self.args = (source, positions.path, positions.source, tuple(databases), rules or DestructiveRules())
+        self.on_alert = on_alert
+        self.on_trouble = on_trouble or (lambda text: None)
+        self.stopping = threading.Event()
+        self.proc: multiprocessing.process.BaseProcess | None = None
+        self._control = None
+        self._lock = threading.Lock()  # closing the control pipe: here or in stop(), never twice
+
+    def run_forever(self) -> None:
+        ctx = multiprocessing.get_context("spawn")  # (fork would copy serve's threads' locks)
+        handle = {"alert": self.on_alert, "trouble": self.on_trouble,
+                  "position": lambda where: self.positions.save(*where)}
+        try:  # where to start, at once, as a watcher thread would (the child takes a moment to start)
+            Watcher(self.args[0], self.positions, self.on_alert).start_position()
+        except RestoreError:
+            pass  # the child reports it, and retries
+        while not self.stopping.is_set():
+            messages, messages_child = ctx.Pipe(duplex=False)
+            control_child, control = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_watch_child, args=(messages_child, control_child, *self.args),
+                               name="restore-bot-watch", daemon=True)
+            proc.start()
+            messages_child.close()
+            control_child.close()
+            self.proc, self._control = proc, control
+            if self.stopping.is_set():
+                self._let_go()
+            try:
+                while True:
+                    kind, value = messages.recv()
+                    handle[kind](value)
+            except (EOFError, OSError):  # the child ended
+                pass
+            finally:
+                messages.close()
+                self._let_go()
+            proc.join()
+            if not self.stopping.is_set():
+                self.on_trouble(f"the watcher process ended (exit code {proc.exitcode}); starting it again")
+                self.stopping.wait(1.0)
+
+    def stop(self) -> None:
+        """From another thread: the child stops following and exits; `run_forever()` returns."""
+        self.stopping.set()
+        self._let_go()
+
+    def _let_go(self) -> None:
+        with self._lock:
+            if self._control is not None:
+                self._control.close()
+                self._control = None
+
+
+class _ParentPositions:
+    """The child's PositionStore: reads where to start from the store, sends what to save to the parent."""
+
+    def __init__(self, store: AlertStore, messages) -> None:
+        self.store, self.messages = store, messages
+
+    def load(self) -> tuple[str, int] | None:
+        return self.store.load()
+
+    def save(self, file: str, pos: int) -> None:
+        self.messages.send(("position", (file, pos)))
+
+
+def _watch_child(messages, control, source: Dsn, store_path: str, store_source: str, databases, rules) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops us
+    watcher = Watcher(source, _ParentPositions(AlertStore(store_path, store_source), messages),
+                      lambda alert: messages.send(("alert", alert)), databases=databases, rules=rules,
+                      on_trouble=lambda text: messages.send(("trouble", text)))
+
+    def until_parent_lets_go() -> None:
+        try:
+            control.recv()  # nothing is ever sent: EOF when the parent stops us or goes away
+        except (EOFError, OSError):
+            pass
+        watcher.stop()
+    threading.Thread(target=until_parent_lets_go, name="control", daemon=True).start()
+    watcher.run_forever()
+
+
 def build_watcher(settings, source: Dsn, *, client=None, on_posted=None,
-                  on_trouble=None) -> tuple[Watcher, AlertPoster | None]:
+                  on_trouble=None) -> tuple[WatcherProcess, AlertPoster | None]:
     store = AlertStore(str(settings.store_path), source.redacted())
     oncall = Oncall(settings, store)
     watch = settings.watch
@@ -37,11 +141,12 @@ def build_watcher(settings, source: Dsn, *, client=None, on_posted=None,
         poster = AlertPoster(client, settings.slack.channel, store, oncall, source.redacted(),
                              escalate_after=settings.oncall.escalate_after_minutes * 60,
                              usergroup=settings.oncall.usergroup, on_posted=on_posted).start()
-        on_alert = poster
+        on_alert = poster.post  # on the thread reading the watcher process's pipe: it does nothing else
     else:
         on_alert = ConsoleAlerts(store, oncall, source.redacted())
-    watcher = Watcher(source, store, on_alert, databases=watch.databases if watch else (), rules=rules,
-                      on_trouble=on_trouble or (lambda text: print(f"watch: {text}", file=sys.stderr, flush=True)))
+    watcher = WatcherProcess(source, store, on_alert,
+                             databases=watch.databases if watch else (), rules=rules,
+                             on_trouble=on_trouble or (lambda text: print(f"watch: {text}", file=sys.stderr, flush=True)))
     return watcher, poster
 
 

@@ -1,17 +1,25 @@
 """The watcher: a real source's live binlog, alerts to a fake Slack that mention the on-call person."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from slack_sdk import WebClient
 
 from bot.alerts import AlertPoster, AlertStore, Oncall
+from bot.watch import WatcherProcess, build_watcher
 from fake_slack import FakeSlack
+from restore.binlog_server import ServerBinlogs
 from restore.sandbox import Sandbox
-from restore.watcher import Watcher
+from restore.walker import QueryStep, RowsStep, TxBegin, TxEnd, Walker
+from restore.watcher import Watcher, watched_statements
 
 
 @pytest.fixture
@@ -135,3 +143,146 @@ def test_unacknowledged_alert_escalates(slack, tmp_path):
     assert pings[0].thread_ts == first.ts and "<@UKIM>" in pings[0].text and "not acknowledged" in pings[0].text
     assert "<@ULEE>" in pings[1].text and "Escalating" in pings[1].text
     assert escalations and escalations[0][0] >= 2
+
+
+def _watch_settings(store_path):
+    return SimpleNamespace(store_path=store_path, slack=SimpleNamespace(channel="CINC"),
+                           watch=SimpleNamespace(databases=("club",), mass_fraction=0.9, mass_min_rows=10),
+                           oncall=_settings().oncall)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_watcher_process_as_serve_runs_it_restarts_and_stops(slack, tmp_path):
+    """build_watcher: the watcher in a child process; killed, it is started again and resumes without
+    repeating an alert; stop() ends it at once."""
+    with Sandbox(binlog=True, binlog_format="ROW") as src:
+        with src.connect() as conn, conn.cursor() as cur:
+            _setup(cur)
+        troubles: list[str] = []
+        watcher, poster = build_watcher(_watch_settings(tmp_path / "s.sqlite3"), src.dsn,
+                                        client=WebClient(token="xoxb-test", base_url=slack.api_url),
+                                        on_trouble=troubles.append)
+        assert isinstance(watcher, WatcherProcess)
+        store = AlertStore(str(tmp_path / "s.sqlite3"), src.dsn.redacted())
+        store.set_oncall("UKIM")
+        thread = threading.Thread(target=watcher.run_forever, daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 20
+            while store.load() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert store.load() is not None, "the watcher process never took a starting position"
+            first_child = watcher.proc
+            with src.connect() as conn, conn.cursor() as cur:
+                cur.execute("DROP TABLE club.log")
+                slack.wait_for(_alert_calls, timeout=20, what="the first alert")
+                os.kill(first_child.pid, signal.SIGKILL)
+                deadline = time.monotonic() + 20
+                while (watcher.proc is first_child or not troubles) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert watcher.proc is not first_child and "ended" in troubles[0], troubles
+                cur.execute("DROP TABLE club.posts")
+                slack.wait_for(lambda calls: len(_alert_calls(calls)) >= 2, timeout=20, what="the second alert")
+            time.sleep(2.0)  # the new child re-read the first DROP: it must not alert again
+            got = _alerts(slack)
+            child = watcher.proc
+            t0 = time.monotonic()
+            watcher.stop()
+            thread.join(timeout=10)
+            stopped_in = time.monotonic() - t0
+        finally:
+            watcher.stop()
+            poster.stop()
+    assert len(got) == 2, FakeSlack.describe(got)
+    assert "club.log" in got[0].text and "club.posts" in got[1].text
+    assert not thread.is_alive() and child.exitcode == 0 and stopped_in < 5, (child.exitcode, stopped_in)
+    assert len(troubles) == 1, troubles
+
+
+CHILD_OF = """
+import sys, threading, time
+from bot.alerts import AlertStore
+from bot.watch import WatcherProcess
+from restore.dsn import Dsn
+watcher = WatcherProcess(Dsn.parse(sys.argv[1]), AlertStore(sys.argv[2], sys.argv[1]), print)
+threading.Thread(target=watcher.run_forever, daemon=True).start()
+while watcher.proc is None:
+    time.sleep(0.01)
+print(watcher.proc.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_watcher_process_ends_when_its_parent_is_killed(tmp_path):
+    with Sandbox(binlog=True, binlog_format="ROW") as src:
+        parent = subprocess.Popen([sys.executable, "-c", CHILD_OF, src.url, str(tmp_path / "s.sqlite3")],
+                                  stdout=subprocess.PIPE, text=True, cwd=str(Path(__file__).resolve().parents[1]))
+        try:
+            child = int(parent.stdout.readline())
+            store = AlertStore(str(tmp_path / "s.sqlite3"), src.url)
+            deadline = time.monotonic() + 20
+            while store.load() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert store.load() is not None and _alive(child)  # following the binlog
+            parent.kill()
+            parent.wait(timeout=10)
+            deadline = time.monotonic() + 10
+            while _alive(child) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not _alive(child), "the watcher process outlived its parent"
+        finally:
+            parent.kill()
+            parent.wait(timeout=10)
+
+
+def _project(steps, watched: set[str]) -> list[tuple]:
+    """What the watcher acts on, step by step (row events of other databases left out)."""
+    out = []
+    for step in steps:
+        if isinstance(step, TxBegin):
+            out.append(("begin", step.file, step.pos, str(step.gtid)))
+        elif isinstance(step, TxEnd):
+            out.append(("end", step.file, step.pos))
+        elif isinstance(step, QueryStep):
+            out.append(("query", step.event.where, step.query.query))
+        elif isinstance(step, RowsStep) and step.tmap.db in watched:
+            out.append(("rows", step.event.where, step.tmap.table, step.rows, step.statement_end, step.annotation))
+    return out
+
+
+def test_leaving_out_other_databases_statements_changes_nothing_the_watcher_sees():
+    """`watched_statements` drops row events before the Walker decodes them: on a stream mixing watched
+    and other databases — also in one transaction, one multi-table statement, statements split over
+    several row events — the Walker must yield exactly what it yields without it."""
+    with Sandbox(binlog=True, binlog_format="ROW") as src:
+        with src.connect() as conn, conn.cursor() as cur:
+            _setup(cur)
+            cur.execute("CREATE TABLE other.big (id INT PRIMARY KEY, pad CHAR(200))")
+            cur.execute("INSERT INTO other.big SELECT seq, REPEAT('o', 200) FROM other.seq_1_to_300")  # split events
+            cur.execute("INSERT INTO club.log SELECT seq, 'x' FROM club.seq_1_to_300")
+            cur.execute("BEGIN")
+            cur.execute("UPDATE other.junk SET id = id + 1000")
+            cur.execute("DELETE FROM club.members WHERE id <= 10")
+            cur.execute("UPDATE other.big SET pad = 'p'")
+            cur.execute("COMMIT")
+            # one statement over both: row events of both tables, the last one (STMT_END_F) of either
+            cur.execute("DELETE club.posts, other.big FROM club.posts JOIN other.big ON other.big.id = club.posts.id")
+            cur.execute("UPDATE other.junk o JOIN club.members m ON m.id = o.id - 1000 SET o.id = o.id + 5000, m.name = 'j'")
+            cur.execute("SET binlog_format = 'STATEMENT'")
+            cur.execute("DELETE FROM other.junk WHERE id > 6040")
+            cur.execute("SET binlog_format = 'ROW'")
+            cur.execute("DROP TABLE other.junk")
+            cur.execute("DELETE FROM club.log")
+        start = ("binlog.000001", 4)
+        plain = Walker(ServerBinlogs(src.dsn).events(*start), count=True).steps()
+        filtered = Walker(watched_statements(ServerBinlogs(src.dsn).events(*start), {b"club"}), count=True).steps()
+        expected, got = _project(plain, {"club"}), _project(filtered, {"club"})
+    assert got == expected
+    rows = [s for s in expected if s[0] == "rows"]
+    assert {s[2] for s in rows} == {"members", "posts", "log"} and sum(s[3] for s in rows) > 600
