@@ -44,7 +44,10 @@ class FailureContext:
 
 
 class BatchFailed(Exception):
-    def __init__(self, error: ApplyError, context: FailureContext) -> None:
+    """The open batch must be replayed again precisely from its start: after `error`, to name
+    the failing event, or (error None) because it holds something only a precise replay can do."""
+
+    def __init__(self, error: ApplyError | None, context: FailureContext) -> None:
         super().__init__(error)
         self.error, self.context = error, context
 
@@ -150,6 +153,16 @@ class Batch:
         self.pieces.append(Piece(b"BEGIN", mark))
 
     def transaction_end(self, step: TxEnd, tx: TxBegin | None, *, temp_open: bool) -> None:
+        if step.rolled_back:
+            if not self.precise:
+                # Undoing one source transaction inside a shared target transaction is not
+                # possible: let everything sent so far finish, then redo this batch precisely.
+                self._drain()
+                raise BatchFailed(None, FailureContext(self.start, self.done - self.txns, self.pending_ddl,
+                                                       self.temp_at_start))
+            # As on the source: its non-transactional changes stay, the rest is undone.
+            self._flush_rows()
+            self.pieces.append(Piece(b"ROLLBACK", f"{step.file}:{step.pos}"))
         self.done += 1
         self.txns += 1
         self.temp_open = temp_open

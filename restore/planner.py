@@ -217,7 +217,12 @@ class Planner:
                 elif tx_applies:
                     for stmt_step in tx_statements:
                         self._statement_effects(plan, stmt_step)
-                    self._merge(plan, tx_changes)
+                    if step.rolled_back:
+                        # Its transactional tables' changes are undone, the others' stay: the
+                        # binlog does not say which is which.
+                        self._inexact(plan, tx_changes, "changed by a transaction the source rolled back")
+                    else:
+                        self._merge(plan, tx_changes)
                     plan.transactions += 1
                     if plan.first_timestamp is None:
                         plan.first_timestamp = tx.timestamp
@@ -308,6 +313,13 @@ class Planner:
                 stats = plan.tables.setdefault(name, TableStats())
                 stats.exact = False
                 stats.note = "changed by statement-format DML: the binlog does not say how many rows"
+
+    @staticmethod
+    def _inexact(plan: Plan, changes: dict[str, list[int]], note: str) -> None:
+        for name in changes:
+            stats = plan.tables.setdefault(name, TableStats())
+            stats.exact = False
+            stats.note = note
 
     @staticmethod
     def _merge(plan: Plan, changes: dict[str, list[int]]) -> None:

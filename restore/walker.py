@@ -29,6 +29,7 @@ class TxEnd:
     file: str
     pos: int          # where the next transaction starts: the resume point
     timestamp: int
+    rolled_back: bool = False   # ended by ROLLBACK (logged when non-transactional tables changed)
 
 
 @dataclass(slots=True)
@@ -179,7 +180,7 @@ class Walker:
                 if info.kind in ("commit", "rollback"):
                     if in_tx:
                         in_tx = False
-                        yield TxEnd(ev.file, ev.end, ev.timestamp)
+                        yield TxEnd(ev.file, ev.end, ev.timestamp, info.kind == "rollback")
                     continue
                 if info.kind == "xa":
                     raise BinlogError(f"XA statement at {ev.where} cannot be replayed exactly", where=ev.where,

@@ -169,3 +169,33 @@ def test_lost_target_connection_is_a_named_error(source_factory, target, tmp_pat
     assert "lost the connection" in message or "server has gone away" in message.lower(), message
     assert "binlog." in message, message
     assert "Traceback" not in res.err
+
+
+@pytest.mark.parametrize("fmt", ["STATEMENT", "MIXED"])
+def test_transaction_the_source_rolled_back_is_rolled_back(fmt, source_factory, target, tmp_path, cli):
+    """A transaction that also changed a non-transactional table is logged, ending in ROLLBACK:
+    its InnoDB changes must be undone on the target too, its Aria changes kept, as on the source.
+    The Aria table is created after the dump, so the replay starts batched and must switch."""
+    src = source_factory(fmt)
+    with src.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE a")
+        cur.execute("CREATE TABLE a.t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB")
+    snap = dump(src, tmp_path / "a.sql", ["a"])
+    with src.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE a.m (id INT PRIMARY KEY) ENGINE=Aria TRANSACTIONAL=0")
+        for i in range(1, 50):
+            cur.execute("INSERT INTO a.t VALUES (%s, %s)", (i, i))
+        conn.begin()
+        cur.execute("INSERT INTO a.t VALUES (100, 100)")
+        cur.execute("INSERT INTO a.m VALUES (100)")
+        conn.rollback()
+        for i in range(50, 60):
+            cur.execute("INSERT INTO a.t VALUES (%s, %s)", (i, i))
+        before = checksums(conn, ["a"])
+    res = _restore(cli, snap, src, target)
+    assert res.code == 0, res.doc
+    with target.connect() as conn:
+        assert checksums(conn, ["a"]) == before
+        with conn.cursor() as cur:
+            cur.execute("SELECT (SELECT COUNT(*) FROM a.t WHERE id = 100), (SELECT COUNT(*) FROM a.m)")
+            assert cur.fetchone() == (0, 1)
