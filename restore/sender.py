@@ -70,8 +70,21 @@ class Sender:
         """Stop after what is running now; groups still queued are dropped (nothing was
         committed by them, and the checkpoint covers only what was)."""
         self._cancelled = True
-        self._queue.put(None)
-        self._thread.join()
+        interrupted = False
+        while True:
+            # A second Ctrl-C must not let the caller close the connection under a running query.
+            try:
+                self._queue.put(None)
+                break
+            except KeyboardInterrupt:
+                interrupted = True
+        while self._thread.is_alive():
+            try:
+                self._thread.join()
+            except KeyboardInterrupt:
+                interrupted = True
+        if interrupted:
+            raise KeyboardInterrupt
 
     def _raise_failure(self) -> None:
         if self._crash is not None:
