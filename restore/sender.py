@@ -71,13 +71,7 @@ class Sender:
         committed by them, and the checkpoint covers only what was)."""
         self._cancelled = True
         interrupted = False
-        while True:
-            # A second Ctrl-C must not let the caller close the connection under a running query.
-            try:
-                self._queue.put(None)
-                break
-            except KeyboardInterrupt:
-                interrupted = True
+        # A second Ctrl-C must not let the caller close the connection under a running query.
         while self._thread.is_alive():
             try:
                 self._thread.join()
@@ -94,10 +88,13 @@ class Sender:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
             try:
-                if item is None:
+                item = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                if self._cancelled:
                     return
+                continue
+            try:
                 if self._failure is None and self._crash is None and not self._cancelled:
                     sqls, group, context = item
                     try:
