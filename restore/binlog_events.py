@@ -254,6 +254,38 @@ def parse_mysql_gtid(ev: RawEvent) -> Gtid | None:
     return Gtid(f"{uuid}:{gno}", seq=gno, uuid=uuid)
 
 
+def parse_gtid_list(ev: RawEvent) -> list[Gtid]:
+    """MariaDB GTID_LIST, written at the start of every binlog file: the binlog state when the file
+    began, i.e. the last GTID logged before it for each (domain, server_id) pair."""
+    body = ev.body
+    count = struct.unpack_from("<I", body, 0)[0] & 0x0FFFFFFF  # the top 4 bits are flags
+    out = []
+    for i in range(count):
+        domain, server, seq = struct.unpack_from("<IIQ", body, 4 + 16 * i)
+        out.append(Gtid(f"{domain}-{server}-{seq}", domain, server, seq))
+    return out
+
+
+def parse_previous_gtids(ev: RawEvent) -> dict[str, list[tuple[int, int]]]:
+    """MySQL PREVIOUS_GTIDS, written at the start of every binlog file: every GTID logged before the
+    file, as uuid -> inclusive (first, last) ranges. ValueError for a tagged set (MySQL 8.3+)."""
+    body = ev.body
+    n_sids = struct.unpack_from("<Q", body, 0)[0]
+    if n_sids >> 56:
+        raise ValueError("a tagged GTID set (MySQL 8.3+), which this tool does not read")
+    pos, out = 8, {}
+    for _ in range(n_sids):
+        sid = bytes(body[pos:pos + 16]).hex()
+        uuid = f"{sid[:8]}-{sid[8:12]}-{sid[12:16]}-{sid[16:20]}-{sid[20:]}"
+        n_intervals = struct.unpack_from("<Q", body, pos + 16)[0]
+        pos += 24
+        for _ in range(n_intervals):
+            start, end = struct.unpack_from("<qq", body, pos)   # end is exclusive
+            out.setdefault(uuid, []).append((start, end - 1))
+            pos += 16
+    return out
+
+
 def parse_intvar(ev: RawEvent) -> tuple[int, int]:
     """(kind, value): kind 1 is LAST_INSERT_ID, 2 is INSERT_ID."""
     kind, value = struct.unpack_from("<BQ", ev.body, 0)

@@ -36,6 +36,7 @@ class GtidSet:
     text: str
     mariadb: dict[int, int] = field(default_factory=dict)              # domain -> last seq
     mysql: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # uuid -> ranges
+    last: dict[int, str] = field(default_factory=dict)                 # domain -> its last GTID, as text
 
     @classmethod
     def parse(cls, text: str) -> "GtidSet":
@@ -43,7 +44,8 @@ class GtidSet:
         for part in (p.strip() for p in re.split(r",\s*", text.strip()) if p.strip()):
             if _MARIADB.match(part):
                 d, _s, n = (int(x) for x in part.split("-"))
-                out.mariadb[d] = max(n, out.mariadb.get(d, 0))
+                if n >= out.mariadb.get(d, 0):
+                    out.mariadb[d], out.last[d] = n, part
                 continue
             pieces = part.split(":")
             uuid = pieces[0].lower()
@@ -57,6 +59,43 @@ class GtidSet:
                 out.mysql.setdefault(uuid, []).append((int(lo), int(hi or lo)))
         return out
 
+    @classmethod
+    def from_gtid_list(cls, gtids: list[Gtid]) -> "GtidSet":
+        """A MariaDB GTID_LIST (one entry per domain and server_id). Within a domain the highest seq_no
+        is where the domain stood: a server that logged earlier (an old primary) has a lower one."""
+        out = cls("")
+        for g in gtids:
+            if g.seq >= out.mariadb.get(g.domain, -1):
+                out.mariadb[g.domain], out.last[g.domain] = g.seq, g.text
+        out.text = ",".join(out.last[d] for d in sorted(out.last))
+        return out
+
+    @classmethod
+    def from_ranges(cls, ranges: dict[str, list[tuple[int, int]]]) -> "GtidSet":
+        """A MySQL GTID set given as uuid -> inclusive ranges (a PREVIOUS_GTIDS event)."""
+        out = cls("", mysql={u: sorted(r) for u, r in ranges.items() if r})
+        out.text = ",".join(f"{u}:" + ":".join(f"{lo}-{hi}" if hi > lo else str(lo) for lo, hi in r)
+                            for u, r in sorted(out.mysql.items()))
+        return out
+
+    def missing(self, earlier: "GtidSet") -> list[str]:
+        """What `earlier` holds that this set does not, in words: one entry per MariaDB domain or
+        MySQL uuid. `self` is what a dump contains, `earlier` what was logged before a binlog file:
+        anything listed was logged after the dump and before the file, so it is in neither."""
+        out = []
+        for d in sorted(earlier.mariadb):
+            seq, mine = earlier.mariadb[d], self.mariadb.get(d)
+            if mine is None:
+                out.append(f"domain {d} up to {earlier.last[d]} (the dump's position has nothing of domain {d})")
+            elif seq > mine:
+                span = f"seq_no {mine + 1}" if seq == mine + 1 else f"seq_no {mine + 1} to {seq}"
+                out.append(f"domain {d} {span} (up to {earlier.last[d]})")
+        for uuid in sorted(earlier.mysql):
+            gaps = _subtract(earlier.mysql[uuid], self.mysql.get(uuid, []))
+            if gaps:
+                out.append(f"{uuid}:" + ":".join(f"{lo}-{hi}" if hi > lo else str(lo) for lo, hi in gaps))
+        return out
+
     def contains(self, gtid: Gtid) -> bool:
         if gtid.uuid:
             return any(lo <= gtid.seq <= hi for lo, hi in self.mysql.get(gtid.uuid, ()))
@@ -65,3 +104,21 @@ class GtidSet:
 
     def __str__(self) -> str:
         return self.text
+
+
+def _subtract(ranges: list[tuple[int, int]], minus: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Inclusive ranges: the parts of `ranges` not covered by `minus`."""
+    out = []
+    cut = sorted(minus)
+    for lo, hi in sorted(ranges):
+        for clo, chi in cut:
+            if chi < lo or clo > hi:
+                continue
+            if clo > lo:
+                out.append((lo, clo - 1))
+            lo = max(lo, chi + 1)
+            if lo > hi:
+                break
+        if lo <= hi:
+            out.append((lo, hi))
+    return out

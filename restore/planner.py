@@ -1,14 +1,17 @@
 """Builds a Plan: one pass over the binlog, counting rows and finding where to stop."""
 from __future__ import annotations
 
+import itertools
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from . import binlog_events as be
 from .binlog_events import DELETE_ROWS, UPDATE_ROWS, WRITE_ROWS
 from .destructive import DestructiveRules, Finding
-from .errors import PlanError
+from .errors import BinlogError, PlanError
+from .gtid import GtidSet
 from .hooks import Hooks, NullHooks
 from .plan import DatabaseStart, EventRef, Plan, TableStats
 from .scope import Scope
@@ -107,7 +110,10 @@ class Planner:
         tx_applies = False
         finding: Finding | None = None
         stmt_rows: dict[str, list[int]] = {}
-        walker = Walker(self.source.events(*plan.replay_from), count=True)
+        events = self.source.events(*plan.replay_from)
+        if any(s.file is None for s in plan.databases.values()):
+            events = self._reaches_back(events, plan)
+        walker = Walker(events, count=True)
         self.hooks.phase_started("plan", None)
         seen = 0
         stop_at = (stop.file, stop.pos) if stop.kind == "filepos" else None
@@ -248,6 +254,53 @@ class Planner:
                                  "server leaves it; everything complete before it is replayed")
         if stop.kind == "auto" and plan.stop is None:
             plan.warnings.append("no destructive event found: the replay runs to the end of the binlog")
+
+    def _reaches_back(self, events: Iterable[be.RawEvent], plan: Plan) -> Iterator[be.RawEvent]:
+        """A start known only by its GTID replays from the first binlog file present: check, with the
+        GTID list that file begins with (MariaDB GTID_LIST, MySQL PREVIOUS_GTIDS), that nothing was
+        logged between the dump's position and the file. Returns the events, none consumed."""
+        it = iter(events)
+        head: list[be.RawEvent] = []
+        before = listed = None
+        for ev in it:
+            head.append(ev)
+            if ev.type in (be.GTID_LIST, be.PREVIOUS_GTIDS):
+                listed = ev
+                try:
+                    before = (GtidSet.from_gtid_list(be.parse_gtid_list(ev)) if ev.type == be.GTID_LIST
+                              else GtidSet.from_ranges(be.parse_previous_gtids(ev)))
+                except (ValueError, IndexError) as exc:  # struct.error is a ValueError
+                    raise BinlogError(f"{ev.where}: cannot read the GTID list at the start of {ev.file}: {exc}",
+                                      where=ev.where, hint="the file is damaged; copy it again") from None
+                break
+            if ev.type not in (be.FORMAT_DESCRIPTION, be.START_ENCRYPTION, be.BINLOG_CHECKPOINT, be.ROTATE):
+                break   # the file's first transaction: it has no GTID list
+        first = plan.replay_from[0]
+        starts = [s for s in plan.databases.values() if s.file is None]
+        if before is None:
+            plan.warnings.append(
+                f"{first}, the first binlog file, has no GTID list, so nothing shows that it reaches back to the "
+                f"GTID position of {', '.join(sorted({os.path.basename(s.snapshot) for s in starts}))}: a transaction "
+                "logged between the dump and this file would be missing without an error")
+        else:
+            for start in starts:
+                missing = GtidSet.parse(start.gtid).missing(before)
+                if not missing:
+                    continue
+                dbs = sorted(s.db for s in starts if s.snapshot == start.snapshot)
+                live = "://" in plan.binlogs
+                raise PlanError(
+                    f"{first}, the first binlog file {'on' if live else 'in'} {plan.binlogs}, begins after the GTID "
+                    f"position {start.gtid} ({start.source}): its GTID list at {listed.where} shows transactions "
+                    f"logged before it that the dump does not hold: {'; '.join(missing)}. They are in no binlog "
+                    f"given here, so replaying would silently leave them out of {', '.join(dbs)}",
+                    where=listed.where,
+                    hint=("the server has purged the older binlog files: pass --binlogs the archive directory "
+                          "that still holds them" if live else
+                          f"copy the older binlog files (the ones before {first}) into {plan.binlogs}, or pass "
+                          "--binlogs the archive that holds them")
+                         + f"; the first file must begin at or before {start.gtid}. Or use a dump taken after {first} began")
+        return itertools.chain(head, it)
 
     def _progress(self, seen: int, ev) -> None:
         self.hooks.progress("plan", seen, None, f"{ev.file}:{ev.pos}")

@@ -14,7 +14,7 @@ import pytest
 from restore import binlog_events as be
 from restore.binlog_files import BinlogDirectory
 from restore.engine import make_plan, read_snapshots
-from restore.errors import BinlogError
+from restore.errors import BinlogError, PlanError
 from restore.gtid import GtidSet
 from restore.walker import QueryStep, RowsStep, TxBegin, TxEnd, Walker
 
@@ -141,3 +141,39 @@ def test_transaction_payload_is_refused(tmp_path):
         list(Walker(binlogs.events()).steps())
     assert "compressed transaction" in str(err.value)
     assert err.value.where == f"binlog.000001:{marks['payload']}"
+
+
+def _previous_gtids(ranges: dict[str, list[tuple[int, int]]]) -> bytes:
+    """A PREVIOUS_GTIDS body: n_sids, then per uuid its 16 bytes and [start, end) intervals."""
+    body = struct.pack("<Q", len(ranges))
+    for uuid, rs in ranges.items():
+        body += bytes.fromhex(uuid.replace("-", "")) + struct.pack("<Q", len(rs))
+        body += b"".join(struct.pack("<qq", lo, hi + 1) for lo, hi in rs)
+    return body
+
+
+@pytest.mark.parametrize("purged, missing", [(f"{UUID}:1-3", None), (f"{UUID}:1", f"{UUID}:2-3")])
+def test_mysql_gtid_purged_start_needs_a_file_reaching_back_to_it(tmp_path, purged, missing):
+    """binlog.000002 (the first file given) says :1-3 were logged before it; a dump holding only :1
+    would miss :2-3 and is refused, naming them."""
+    w = BinlogWriter()
+    w.fde()
+    prev = w.event(be.PREVIOUS_GTIDS, _previous_gtids({UUID: [(1, 3)]}))
+    _transactions(w, first_gno=4)
+    (tmp_path / "binlog.000002").write_bytes(bytes(w.data))
+    dump = tmp_path / "shop.sql"
+    dump.write_text(
+        "-- MySQL dump 10.13  Distrib 8.0.36\n"
+        f"SET @@GLOBAL.GTID_PURGED=/*!80000 '+'*/ '{purged}';\n"
+        "CREATE DATABASE `shop`;\nUSE `shop`;\n"
+        "CREATE TABLE `items` (\n  `id` int NOT NULL,\n  `name` varchar(20) DEFAULT NULL,\n  PRIMARY KEY (`id`)\n);\n"
+        "-- Dump completed on 2023-08-19\n")
+    snapshots, binlogs = read_snapshots([str(dump)]), BinlogDirectory(tmp_path)
+    if missing is None:
+        assert make_plan(snapshots, binlogs).transactions == 2
+        return
+    with pytest.raises(PlanError) as err:
+        make_plan(snapshots, binlogs)
+    assert err.value.where == f"binlog.000002:{prev}"
+    assert missing in str(err.value) and "binlog.000002" in str(err.value), str(err.value)
+    assert "copy the older binlog files" in err.value.hint
