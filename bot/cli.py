@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     rest.add_argument("--existing", choices=EXISTING_CHOICES, default="refuse",
                       help="when the target already holds a restored database: refuse (default), "
                            "keep-aside (move it to <db>_before_restore_<time>), or drop it")
+    rest.add_argument("--restart", action="store_true",
+                      help="start over: forget the checkpoint of an earlier unfinished run of this plan on the target "
+                           "and drop what it restored (default: resume it)")
     rest.add_argument("--yes", action="store_true", help="do not ask before writing into a non-sandbox target")
     rest.add_argument("--batch", type=int, default=1000, help="source transactions per target commit (default 1000)")
     for name, text in (("serve", "run the Slack bot (HTTP on --port, or Socket Mode when SLACK_APP_TOKEN is set) and its worker"),
@@ -89,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     hooks = ConsoleHooks(enabled=not args.json and sys.stderr.isatty())
     plan = None
     try:
+        if args.command == "restore" and args.target != "sandbox":
+            Dsn.parse(args.target, what="--target")  # a typo in it is reported before the plan pass, not after
         snapshots = engine.read_snapshots(args.snapshot)
         source = engine.open_binlogs(args.binlogs)
         rules = DestructiveRules(fraction=args.mass_fraction, min_rows=args.mass_min_rows)
@@ -183,7 +188,7 @@ def _restore(args, plan, snapshots, source, hooks) -> int:
 def _run(args, plan, snapshots, source, target, hooks, *, sandbox: bool) -> int:
     with hooks:
         result = engine.restore(plan, snapshots, source, target, existing=args.existing, hooks=hooks,
-                                batch_transactions=args.batch)
+                                batch_transactions=args.batch, restart=args.restart)
     result.phases.insert(0, {"phase": "plan", "seconds": args.plan_seconds})  # the pass that found the stop
     doc = {"ok": result.ok, "plan": plan.to_dict(), "restore": result.to_dict()}
     _out(args, doc, lambda: render.restore(result, sandbox=sandbox))

@@ -29,6 +29,7 @@ class Command:
     job: str | None = None
     origin: str = "console"        # slack | kakao | console
     extra: dict = field(default_factory=dict, compare=False)
+    restart: bool = False          # stage: forget an earlier run of the plan on the stage target
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,6 +42,8 @@ def _parser(name: str) -> _Parser:
     if name in ("plan", "stage", "prod"):
         p.add_argument("--stop-before", default="auto")
         p.add_argument("--skip", action="append", default=[])
+    if name == "stage":
+        p.add_argument("--restart", action="store_true")
     if name in ("status", "abort", "approve", "reject"):
         p.add_argument("job", nargs="?" if name in ("status", "abort") else None)
     return p
@@ -68,4 +71,5 @@ def parse(text: str, user: str, origin: str = "console") -> Command:
             parse_spec(s, option="--skip", allow=("gtid", "filepos"))
     except RestoreError as exc:
         raise CommandError(f"{exc} — {exc.hint}") from None
-    return Command(name, user, stop_before=stop, skips=skips, job=getattr(args, "job", None), origin=origin)
+    return Command(name, user, stop_before=stop, skips=skips, job=getattr(args, "job", None), origin=origin,
+                   restart=bool(getattr(args, "restart", False)))

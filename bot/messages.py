@@ -3,7 +3,7 @@ from __future__ import annotations
 
 USAGE = """*restore-bot* — point-in-time restore from dumps + binlog
 `/restore plan [--stop-before SPEC] [--skip SPEC]` — what would be restored, and where it stops
-`/restore stage [--stop-before SPEC] [--skip SPEC]` — run the plan into the stage server and verify
+`/restore stage [--stop-before SPEC] [--skip SPEC] [--restart]` — run the plan into the stage server and verify (`--restart`: start over instead of resuming an earlier run there)
 `/restore prod` — restore production from the plan that passed stage (a second person approves)
 `/restore status [JOB]` · `/restore abort [JOB]` · `/restore history`
 `/restore approve JOB` · `/restore reject JOB` — answer a prod approval request

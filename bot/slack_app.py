@@ -108,7 +108,7 @@ def build_bolt_app(settings, store: JobStore, handler: RestoreHandler, client: W
         ACK_SECONDS.observe(time.monotonic() - arrived)
         REQUESTS.labels(cmd.name).inc()
         cmd = Command(cmd.name, user, cmd.stop_before, cmd.skips, cmd.job, "slack",
-                      {"reply": {"response_url": command.get("response_url")}})
+                      {"reply": {"response_url": command.get("response_url")}}, restart=cmd.restart)
         handler.handle(cmd, SlackReplier(client, command.get("channel_id") or channel, user, respond,
                                          announce=channel))
 

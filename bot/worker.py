@@ -168,7 +168,7 @@ class Worker:
                                             interrupt=interrupt)
             else:
                 result = engine.restore(plan, snapshots, binlogs, dsn, existing="keep-aside", hooks=hooks,
-                                        interrupt=interrupt)
+                                        interrupt=interrupt, restart=bool(job.args.get("restart")))
             return {"summary": summary + " " + verification_summary(result.to_dict()),
                     "restore": result.to_dict(), "plan_id": plan.plan_id, "next": messages.NEXT_STEP_AFTER_STAGE}
         if plan.plan_id != job.plan_id:

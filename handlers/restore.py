@@ -74,7 +74,7 @@ class RestoreHandler:
             return None
         args = _job_args(cmd)
         stage = next((j for j in self.store.jobs(kind="stage", states=("succeeded",), limit=20)
-                      if j.args == args and j.plan_id), None)
+                      if _plan_args(j.args) == args and j.plan_id), None)
         if stage is None:
             self.store.audit(cmd.user, "refused prod", None, "no verified stage run of this plan")
             reply.ephemeral(messages.NO_STAGE)
@@ -204,7 +204,15 @@ class RestoreHandler:
 
 
 def _job_args(cmd: Command) -> dict:
-    return {"stop_before": cmd.stop_before, "skips": list(cmd.skips)}
+    args = {"stop_before": cmd.stop_before, "skips": list(cmd.skips)}
+    if cmd.restart:
+        args["restart"] = True
+    return args
+
+
+def _plan_args(args: dict) -> dict:
+    """What decides the plan: a stage run with --restart verifies the same plan as one without."""
+    return {k: v for k, v in args.items() if k != "restart"}
 
 
 def _args_text(cmd: Command) -> str:
@@ -212,6 +220,8 @@ def _args_text(cmd: Command) -> str:
     if cmd.stop_before != "auto":
         parts.append(f"--stop-before {cmd.stop_before}")
     parts += [f"--skip {s}" for s in cmd.skips]
+    if cmd.restart:
+        parts.append("--restart")
     return " ".join(parts)
 
 

@@ -68,7 +68,7 @@ class Applier:
                     f"the previous run stopped at {state.file}:{state.pos} while replayed temporary tables were "
                     "open; they died with its session, so it cannot be resumed exactly",
                     where=f"{state.file}:{state.pos}",
-                    hint="restore again from scratch: rerun with --existing drop")
+                    hint="start over from the dumps: run the same command with --restart (drops what this run restored)")
         # The replay loop must not touch the connection while the sender thread owns it:
         # load what it may look up (collation names for user variables) now.
         self.flavor.collation_name(self.conn, 0)

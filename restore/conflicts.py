@@ -22,13 +22,13 @@ def explain_failure(exc: Exception, where: str, table: str | None, plan: Plan) -
             where=where,
             hint=("likely cause: something else is writing to the target (is the application still connected? "
                   "stop it or fence it), or a dump's coordinates are older than its data. "
-                  f"Remove the conflicting row or restore into an empty target (--existing drop), then {resume}"))
+                  f"Stop the writers and start over from the dumps with --restart (drops what this run restored), or remove the conflicting row and {resume}; if the coordinates are at fault, use a dump whose recorded position matches its data"))
     if code in (1032, 1020):
         return ApplyError(
             f"conflict at binlog {where}{on}: the row the binlog changes is not on the target ({text})",
             where=where,
             hint=("likely cause: the target diverged from the binlog (a writer changed it, or the dump was taken "
-                  f"at a different position than it records). Stop writers, restore into an empty target, then {resume}"))
+                  "at a different position than it records). Stop the writers, then start over from the dumps with --restart (drops what this run restored); if the coordinates are at fault, use a dump whose recorded position matches its data"))
     if code in (1146, 1049):
         return ApplyError(
             f"binlog {where}{on}: {text}",

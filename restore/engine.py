@@ -52,6 +52,8 @@ def make_plan(snapshots: list[Snapshot], source, *, stop: str = "auto", skips: S
 
 def restore(plan: Plan, snapshots: list[Snapshot], source, target: Dsn, *, existing: str = "refuse",
             hooks: Hooks | None = None, interrupt: Callable[[], None] | None = None,
-            batch_transactions: int = 1000) -> RestoreResult:
+            batch_transactions: int = 1000, restart: bool = False) -> RestoreResult:
+    """`restart`: forget an earlier run of this plan on the target and start over from the dumps
+    (otherwise an earlier run is resumed from its checkpoint)."""
     return RestoreRunner(plan, snapshots, source, target, existing=existing, hooks=hooks,
-                         interrupt=interrupt, batch_transactions=batch_transactions).run()
+                         interrupt=interrupt, batch_transactions=batch_transactions, restart=restart).run()

@@ -5,7 +5,8 @@
     replay   -> apply the binlog range, checkpoint per batch (state: replaying -> replayed)
     verify   -> row counts and CHECKSUM TABLE                (state: verified)
 
-Running the same command again after a crash resumes at the first unfinished phase.
+Running the same command again after a crash resumes at the first unfinished phase; `restart`
+(`--restart`) forgets an earlier run of the plan instead and starts over from the dumps.
 """
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ class RestoreResult:
 class RestoreRunner:
     def __init__(self, plan: Plan, snapshots: list[Snapshot], source, target: Dsn, *,
                  existing: str = "refuse", hooks: Hooks | None = None,
-                 interrupt: Callable[[], None] | None = None, batch_transactions: int = 1000) -> None:
+                 interrupt: Callable[[], None] | None = None, batch_transactions: int = 1000,
+                 restart: bool = False) -> None:
         self.plan = plan
         self.snapshots = snapshots
         self.source = source
@@ -63,6 +65,7 @@ class RestoreRunner:
         self.hooks = hooks or NullHooks()
         self.interrupt = interrupt
         self.batch_transactions = batch_transactions
+        self.restart = restart
         self.result = RestoreResult(plan, target.redacted())
 
     def run(self) -> RestoreResult:
@@ -108,17 +111,21 @@ class RestoreRunner:
     def _prepare(self, conn) -> checkpoint.State | None:
         dbs = sorted(self.plan.databases)
         states = checkpoint.load_all(conn)
+        if self.restart:
+            states = self._start_over(conn, states, dbs)
         mine = next((s for s in states if s.plan_id == self.plan.plan_id), None)
         if mine is not None:
             self.result.resumed = True
-            self.hooks.message(f"resuming an earlier run of this plan on {self.result.target} (phase {mine.phase})")
+            self.hooks.message(f"resuming an earlier run of this plan on {self.result.target} (phase {mine.phase}); "
+                               "to start over from the dumps instead, run the command with --restart")
             return mine
         unfinished = [s for s in states if not s.reached("verified") and set(s.databases) & set(dbs)]
         if unfinished and self.existing != "drop":
             raise TargetError(
                 f"{self.result.target} holds an unfinished restore of another plan ({unfinished[0].plan_id}) "
                 f"into {', '.join(unfinished[0].databases)}",
-                hint="finish it by running its command again, or start over with --existing drop")
+                hint="finish it by running its own command again, or abandon it with --restart (drops what it "
+                     "restored so far, then restores this plan)")
         for s in unfinished:
             checkpoint.forget(conn, s.plan_id)
         present = _existing_databases(conn, dbs)
@@ -136,6 +143,30 @@ class RestoreRunner:
                 self.result.kept_aside = _keep_aside(conn, present)
         checkpoint.create(conn, self.plan.plan_id, dbs, json.dumps(self.plan.to_dict()))
         return None
+
+    def _start_over(self, conn, states: list[checkpoint.State], dbs: list[str]) -> list[checkpoint.State]:
+        """`--restart`: forget this plan's checkpoint and any other unfinished restore into these
+        databases. What an unfinished run restored is ours and half done: dropped. A finished run's
+        databases may have been in use since: they are left to `--existing` like any others."""
+        left = []
+        for s in states:
+            if s.plan_id != self.plan.plan_id and (s.reached("verified") or not set(s.databases) & set(dbs)):
+                left.append(s)
+                continue
+            if s.reached("verified"):
+                self.hooks.message(f"--restart: forgetting the finished run of plan {s.plan_id}; "
+                                   f"--existing {self.existing} decides what happens to its databases")
+            else:
+                half = _existing_databases(conn, sorted(s.databases))
+                with conn.cursor() as cur:
+                    for db in half:
+                        cur.execute(f"DROP DATABASE {_ident(db)}")
+                self.hooks.message(f"--restart: dropped {', '.join(half) or 'nothing'} (restored up to phase "
+                                   f"{s.phase} by an earlier run of plan {s.plan_id}); starting over from the dumps")
+            checkpoint.forget(conn, s.plan_id)
+        if len(left) == len(states):
+            self.hooks.message(f"--restart: {self.result.target} holds no earlier run of this plan; starting normally")
+        return left
 
     def _load(self, conn) -> dict:
         with conn.cursor() as cur:  # a half-finished earlier load of ours: start it over

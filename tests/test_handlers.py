@@ -103,6 +103,19 @@ def test_prod_needs_a_verified_stage_of_the_same_plan(env):
     assert rec.approvals and rec.approvals[0][0] == job.id
 
 
+def test_stage_restart_is_passed_on_and_prod_still_finds_that_stage(env):
+    """`/restore stage --restart` (what a failed resume's hint names) verifies the same plan."""
+    store, run, _ = env
+    with pytest.raises(CommandError):
+        parse("prod --restart", "U")   # prod always rebuilds from scratch in a sandbox
+    stage, _ = run("stage --restart")
+    assert stage.args == {"stop_before": "auto", "skips": [], "restart": True}
+    assert any("--restart" in e["detail"] for e in store.audit_log() if e.get("detail")), store.audit_log()
+    _stage_succeeded(store, stage.id)
+    job, _ = run("prod")
+    assert job is not None and job.stage_job == stage.id
+
+
 def test_self_approval_refused_and_second_approver_accepted(env):
     store, run, _ = env
     stage, _ = run("stage")

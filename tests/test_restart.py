@@ -1,0 +1,112 @@
+"""`restore --restart`: start a plan over from the dumps instead of resuming its checkpoint.
+
+Running the same command again resumes (the crash contract, tests/test_crash.py); a run that failed
+because the target diverged would fail the same way on every resume, so the hints name --restart.
+"""
+from __future__ import annotations
+
+import pytest
+
+from conftest import checksums, copy_binlogs, databases, dump, master_status, target_url
+from restore import engine
+from restore.errors import ApplyError
+from restore.hooks import NullHooks
+from restore.sandbox import Sandbox
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    """shop.items: row 1 in the dump, rows 2..6 in the binlog, then DROP DATABASE."""
+    work = tmp_path_factory.mktemp("restart")
+    with Sandbox(binlog=True, binlog_format="ROW") as src:
+        with src.connect() as conn, conn.cursor() as cur:
+            cur.execute("CREATE DATABASE shop")
+            cur.execute("CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(30))")
+            cur.execute("INSERT INTO shop.items VALUES (1, 'first')")
+            early = master_status(conn)[1]
+            cur.execute("INSERT INTO shop.items VALUES (2, 'second')")
+        snap = dump(src, work / "shop.sql", ["shop"])
+        with src.connect() as conn, conn.cursor() as cur:
+            for i in range(3, 7):
+                cur.execute("INSERT INTO shop.items VALUES (%s, %s)", (i, f"row {i}"))
+            before = checksums(conn, ["shop"])
+            cur.execute("DROP DATABASE shop")
+        binlogs = copy_binlogs(src, work / "binlogs")
+    # The same dump with a position one transaction too early: its replay collides with row 2.
+    body = snap.read_text()
+    real = int(body.split("MASTER_LOG_POS=")[1].split(";")[0])
+    off = work / "shop-off.sql"
+    off.write_text(body.replace(f"MASTER_LOG_POS={real}", f"MASTER_LOG_POS={early}"))
+    return {"snap": snap, "off": off, "binlogs": binlogs, "before": before}
+
+
+def _args(shop, target, *extra, snap=None):
+    return ["restore", "--snapshot", snap or shop["snap"], "--binlogs", shop["binlogs"],
+            "--target", target_url(target), "--yes", *extra]
+
+
+class _AppWritesDuringReplay(NullHooks):
+    """The application, still connected to the target, writes a row the binlog is about to insert."""
+
+    def __init__(self, target: Sandbox) -> None:
+        self.target = target
+
+    def phase_started(self, phase: str, total) -> None:
+        if phase == "replay":
+            with self.target.connect() as conn, conn.cursor() as cur:
+                cur.execute("INSERT INTO shop.items VALUES (4, 'the app')")
+
+
+def test_restart_starts_over_where_resuming_repeats_the_failure(shop, target, cli):
+    snapshots = engine.read_snapshots([str(shop["snap"])])
+    source = engine.open_binlogs(str(shop["binlogs"]))
+    plan = engine.make_plan(snapshots, source)
+    with pytest.raises(ApplyError) as err:
+        engine.restore(plan, snapshots, source, target.dsn, hooks=_AppWritesDuringReplay(target))
+    assert "shop.items" in str(err.value) and "'4'" in str(err.value)
+    assert "--restart" in err.value.hint and "--existing drop" not in err.value.hint, err.value.hint
+
+    # What the old hint said: --existing drop. It resumes the same plan and fails the same way.
+    again = cli(*_args(shop, target, "--existing", "drop"))
+    assert again.code == 2 and again.plan["plan_id"] == plan.plan_id, again
+    assert "'4'" in again.error["message"] and "--restart" in again.error["hint"], again
+
+    restarted = cli(*_args(shop, target, "--restart"))
+    assert restarted.code == 0 and restarted.doc["restore"]["resumed"] is False, restarted
+    with target.connect() as conn:
+        assert checksums(conn, ["shop"]) == shop["before"]
+        assert "_restore_bot" in databases(conn)     # the new run's own checkpoint
+
+    resumed = cli(*_args(shop, target))   # the crash contract is unchanged: same command, same result
+    assert resumed.code == 0 and resumed.doc["restore"]["resumed"] is True, resumed
+    with target.connect() as conn:
+        assert checksums(conn, ["shop"]) == shop["before"]
+
+
+def test_restart_abandons_another_plans_unfinished_restore(shop, target, cli):
+    failed = cli(*_args(shop, target, snap=shop["off"]))
+    assert failed.code == 2 and "duplicate" in failed.error["message"].lower(), failed
+
+    fixed = cli(*_args(shop, target))      # the right dump: another plan
+    assert fixed.code == 2 and "unfinished restore of another plan" in fixed.error["message"], fixed
+    assert "--restart" in fixed.error["hint"], fixed
+
+    done = cli(*_args(shop, target, "--restart"))
+    assert done.code == 0 and done.doc["ok"], done
+    with target.connect() as conn:
+        assert checksums(conn, ["shop"]) == shop["before"]
+
+
+def test_restart_never_drops_a_finished_restore_behind_existing(shop, target, cli):
+    assert cli(*_args(shop, target)).code == 0
+    with target.connect() as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO shop.items VALUES (100, 'written after the restore')")
+        after = checksums(conn, ["shop"])
+    res = cli(*_args(shop, target, "--restart"))     # --existing refuse (the default) still decides
+    assert res.code == 2 and "already holds shop" in res.error["message"], res
+    with target.connect() as conn:
+        assert checksums(conn, ["shop"]) == after
+    res = cli(*_args(shop, target, "--existing", "drop"))   # its checkpoint was forgotten: a fresh run
+    assert res.code == 0 and res.doc["restore"]["resumed"] is False, res
+    with target.connect() as conn:
+        assert checksums(conn, ["shop"]) == shop["before"]
