@@ -57,7 +57,10 @@ def refuse_writers(conn, databases: list[str], when: str) -> None:
 
 
 class AccountLock:
-    """ACCOUNT LOCK the application's users and kill their sessions; undone on exit."""
+    """ACCOUNT LOCK the application's users and kill their sessions; undone on exit.
+
+    If locking fails half way, what was locked is unlocked again before the error goes up:
+    `__exit__` never runs for a failed `__enter__`, and the application must not stay locked out."""
 
     def __init__(self, conn, users: list[str]) -> None:
         self.conn = conn
@@ -65,24 +68,88 @@ class AccountLock:
         self.locked: list[tuple[str, str]] = []
 
     def __enter__(self) -> "AccountLock":
-        with self.conn.cursor() as cur:
-            for user in self.users:
-                cur.execute("SELECT User, Host FROM mysql.user WHERE User = %s", (user,))
-                for u, h in cur.fetchall():
-                    cur.execute("ALTER USER %s@%s ACCOUNT LOCK", (u, h))
-                    self.locked.append((u, h))
-            cur.execute("SELECT CONNECTION_ID()")
-            me = cur.fetchone()[0]
-            cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER IN %s AND ID != %s",
-                        (tuple(self.users) or ("",), me))
-            for (sid,) in cur.fetchall():
-                try:
-                    cur.execute(f"KILL {int(sid)}")
-                except Exception:  # it may have ended on its own meanwhile
-                    pass
+        accounts = self._accounts()
+        current = None
+        try:
+            with self.conn.cursor() as cur:
+                for account in accounts:
+                    current = account
+                    cur.execute("ALTER USER %s@%s ACCOUNT LOCK", account)
+                    self.locked.append(account)
+                current = None
+                cur.execute("SELECT CONNECTION_ID()")
+                me = cur.fetchone()[0]
+                cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER IN %s AND ID != %s",
+                            (tuple(self.users) or ("",), me))
+                for (sid,) in cur.fetchall():
+                    try:
+                        cur.execute(f"KILL {int(sid)}")
+                    except Exception:  # it may have ended on its own meanwhile
+                        pass
+        except BaseException as exc:
+            still = self._unlock()
+            if not isinstance(exc, Exception):  # Ctrl-C, an abort: unlocked, and it goes on up as it is
+                self.locked = still
+                raise
+            doing = f"locking {_account(current)}" if current else "killing the application's sessions"
+            undone = (f"; the accounts locked before it ({', '.join(map(_account, self.locked))}) were unlocked again"
+                      if self.locked and not still else "")
+            if still:
+                undone = (f"; these accounts are STILL LOCKED: {', '.join(map(_account, still))} "
+                          "(unlock each with ALTER USER 'user'@'host' ACCOUNT UNLOCK)")
+            self.locked = still
+            raise TargetError(f"fence: {doing} failed: {_server_text(exc)}{undone}; nothing was swapped",
+                              hint="check fence_users for the target (each an existing account, not a role) and that "
+                                   "the restore user may ALTER USER (CREATE USER privilege), then run the job again") from None
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        with self.conn.cursor() as cur:
-            for u, h in self.locked:
-                cur.execute("ALTER USER %s@%s ACCOUNT UNLOCK", (u, h))
+    def _accounts(self) -> list[tuple[str, str]]:
+        return accounts(self.conn, self.users)
+
+    def _unlock(self) -> list[tuple[str, str]]:
+        """Unlock every account we locked; returns those that could not be unlocked."""
+        failed = []
+        for account in self.locked:
+            try:
+                with self.conn.cursor() as cur:
+                    cur.execute("ALTER USER %s@%s ACCOUNT UNLOCK", account)
+            except Exception:
+                failed.append(account)
+        return failed
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        still = self._unlock()
+        self.locked = still
+        if still:
+            failed = f" (the swap itself failed: {_server_text(exc)})" if isinstance(exc, Exception) else ""
+            raise TargetError(f"fence: could not unlock {', '.join(map(_account, still))} after the swap{failed}; "
+                              "the application cannot log in with them",
+                              hint="unlock each with ALTER USER 'user'@'host' ACCOUNT UNLOCK on the target")
+
+
+def accounts(conn, users: list[str]) -> list[tuple[str, str]]:
+    """Every user@host of the listed users; a listed user without an account is an error (a typo
+    in fence_users would otherwise leave the application unfenced)."""
+    out: list[tuple[str, str]] = []
+    with conn.cursor() as cur:
+        for user in users:
+            cur.execute("SELECT User, Host FROM mysql.user WHERE User = %s", (user,))
+            found = [(u, h) for u, h in cur.fetchall()]
+            if not found:
+                raise TargetError(f"fence: fence_users names {user!r}, which has no account on the target; "
+                                  "nothing was locked",
+                                  hint="fix fence_users for the target (the application's MySQL user names, "
+                                       "as in SELECT User FROM mysql.user), then run the job again")
+            out += found
+    return out
+
+
+def _account(account: tuple[str, str] | None) -> str:
+    return f"'{account[0]}'@'{account[1]}'" if account else "?"
+
+
+def _server_text(exc: Exception) -> str:
+    args = getattr(exc, "args", ())
+    if len(args) == 2 and isinstance(args[0], int):
+        return f"error {args[0]}: {args[1]}"
+    return str(exc) or type(exc).__name__

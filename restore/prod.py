@@ -17,6 +17,8 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pymysql
+
 from . import fence as fencing
 from .dsn import Dsn
 from .errors import TargetError, VerifyError
@@ -97,6 +99,8 @@ class ProdRestore:
     def _fence_check(self, conn, when: str) -> None:
         if self.fence == "refuse":
             fencing.refuse_writers(conn, self.dbs, f"prod restore refused {when}")
+        else:  # a typo in fence_users is reported now, not after the rebuild
+            fencing.accounts(conn, self.fence_users)
 
     def _rebuild(self) -> dict[str, tuple[int, int | None]]:
         with Sandbox() as box:
@@ -145,11 +149,31 @@ class ProdRestore:
                 cur.execute(f"CREATE DATABASE IF NOT EXISTS {_q(db)} CHARACTER SET utf8mb4")
                 live = _tables(cur, db)
                 if live:
-                    cur.execute(f"CREATE DATABASE {_q(self.aside(db))} CHARACTER SET utf8mb4")
-                    pairs += [f"{_q(db)}.{_q(t)} TO {_q(self.aside(db))}.{_q(t)}" for t in live]
+                    aside = self.aside(db)
+                    # An earlier run of this job whose RENAME failed left the aside schema behind,
+                    # empty: reuse it. Anything in it is not ours to mix the live tables with.
+                    there = _objects(cur, aside)
+                    if there:
+                        raise TargetError(
+                            f"{aside} already holds {', '.join(there[:10])}{' ...' if len(there) > 10 else ''}, "
+                            f"so {db}'s live tables cannot be moved there; nothing was swapped or dropped",
+                            where=aside,
+                            hint=f"look at what {aside} holds and move it elsewhere (or rename the schema), "
+                                 "then run the job again. (If an earlier run of this job already swapped and the "
+                                 "application has written to the restored tables since, the restore is done.)")
+                    cur.execute(f"CREATE DATABASE IF NOT EXISTS {_q(aside)} CHARACTER SET utf8mb4")
+                    pairs += [f"{_q(db)}.{_q(t)} TO {_q(aside)}.{_q(t)}" for t in live]
                 pairs += [f"{_q(self.shadow(db))}.{_q(t)} TO {_q(db)}.{_q(t)}" for t in _tables(cur, self.shadow(db))]
             # One statement: MariaDB and MySQL apply all renames or none.
-            cur.execute("RENAME TABLE " + ", ".join(pairs))
+            try:
+                cur.execute("RENAME TABLE " + ", ".join(pairs))
+            except pymysql.err.MySQLError as exc:
+                code, text = (exc.args + ("", ""))[:2]
+                raise TargetError(
+                    f"the swap (one RENAME TABLE of {len(pairs)} tables) failed on {self.target.redacted()}: "
+                    f"error {code}: {text}; RENAME TABLE is all or nothing, so the live tables are untouched",
+                    hint="if another session held a lock on a restored table (error 1205), stop it; then run the "
+                         "job again: it rebuilds the shadow copy and swaps again") from None
             for db in self.dbs:
                 cur.execute(f"DROP DATABASE {_q(self.shadow(db))}")  # empty now: its tables went live
         outcome.swapped = True
@@ -171,10 +195,20 @@ class ProdRestore:
                               hint="do not use this result; run /restore stage and /restore prod again")
 
     def _already_swapped(self, conn) -> bool:
+        """An earlier run's RENAME went through: an aside schema holds tables, no shadow schema does,
+        and the live tables are the stage run's (when its checksums are known). A run can fail after
+        the RENAME, while dropping the emptied shadow schemas: they go now. One whose RENAME failed
+        leaves an empty aside schema and full shadows: that is not a swap."""
         with conn.cursor() as cur:
-            cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
-            have = {r[0] for r in cur.fetchall()}
-        return any(self.aside(db) in have for db in self.dbs) and not any(self.shadow(db) in have for db in self.dbs)
+            if not any(_tables(cur, self.aside(db)) for db in self.dbs):
+                return False
+            if any(_tables(cur, self.shadow(db)) for db in self.dbs):
+                return False
+            if self.expected and {n: c for n, (_r, c) in table_checksums(conn, self.dbs).items()} != self.expected:
+                return False  # something else is in the aside schema: the swap step says what
+            for db in self.dbs:
+                cur.execute(f"DROP DATABASE IF EXISTS {_q(self.shadow(db))}")  # no tables left in it
+        return True
 
     def _aside_rows(self, conn) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -185,6 +219,14 @@ class ProdRestore:
                     cur.execute(f"SELECT COUNT(*) FROM {_q(aside)}.{_q(t)}")
                     out.setdefault(aside, {})[t] = cur.fetchone()[0]
         return out
+
+
+def _objects(cur, db: str) -> list[str]:
+    """Tables, views and routines in `db`."""
+    cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s "
+                "UNION ALL SELECT CONCAT(ROUTINE_NAME, '()') FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA=%s "
+                "ORDER BY 1", (db, db))
+    return [r[0] for r in cur.fetchall()]
 
 
 def _tables(cur, db: str) -> list[str]:

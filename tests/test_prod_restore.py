@@ -82,12 +82,17 @@ def test_prod_refuses_while_a_writer_is_connected(story):
                 assert cur.fetchall() == ()
 
 
+def _app_account(prod: Sandbox, *statements: str) -> None:
+    with prod.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE USER app@'%' IDENTIFIED BY 'apppw'")
+        for sql in statements:
+            cur.execute(sql)
+
+
 def test_prod_lock_mode_locks_the_app_out_and_back_in(story):
     with Sandbox() as prod:
         _prod_with_app_writes(prod)
-        with prod.connect() as conn, conn.cursor() as cur:
-            cur.execute("CREATE USER app@'%' IDENTIFIED BY 'apppw'")
-            cur.execute("GRANT ALL ON club.* TO app@'%'")
+        _app_account(prod, "GRANT ALL ON club.* TO app@'%'")
         app = pymysql.connect(host="127.0.0.1", port=prod.port, user="app", password="apppw", database="club")
         ProdRestore(story["plan"], story["snapshots"], story["source"], prod.dsn, job_tag="r9",
                     fence="lock", fence_users=["app"], expected=_expected(story)).run()
@@ -110,3 +115,84 @@ def test_prod_refuses_a_result_that_differs_from_stage(story):
         with prod.connect() as conn, conn.cursor() as cur:
             cur.execute("SHOW DATABASES LIKE 'club%'")
             assert cur.fetchall() == ()
+
+
+def _app_can_log_in(prod: Sandbox) -> bool:
+    try:
+        pymysql.connect(host="127.0.0.1", port=prod.port, user="app", password="apppw").close()
+        return True
+    except pymysql.err.OperationalError:
+        return False
+
+
+def test_account_lock_failing_half_way_unlocks_what_it_locked():
+    """ACCOUNT LOCK of a role fails after app@'%' is locked: app must be unlocked again."""
+    from restore.fence import AccountLock
+    with Sandbox() as prod:
+        _app_account(prod, "CREATE ROLE approle")   # a role is listed in mysql.user, but ALTER USER refuses it
+        with prod.connect() as conn:
+            with pytest.raises(TargetError) as err:
+                with AccountLock(conn, ["app", "approle"]):
+                    pytest.fail("the swap must not run when the fence could not lock every account")
+        message = str(err.value)
+        assert "'approle'@''" in message and "'app'@'%'" in message and "unlocked again" in message, message
+        assert "fence_users" in err.value.hint
+        assert _app_can_log_in(prod), "the application stayed locked out after the fence failed"
+        with prod.connect() as conn:  # a name without an account is refused before anything is locked
+            with pytest.raises(TargetError) as err:
+                with AccountLock(conn, ["app", "nosuch"]):
+                    pytest.fail("not reached")
+        assert "'nosuch'" in str(err.value) and "nothing was locked" in str(err.value)
+        assert _app_can_log_in(prod)
+
+
+def test_prod_swap_that_failed_half_way_can_be_run_again(story):
+    """The RENAME times out on a lock after the aside schema was created; the same job then runs again."""
+    with Sandbox() as prod:
+        _prod_with_app_writes(prod)
+        _app_account(prod, "SET GLOBAL lock_wait_timeout = 2")
+        blocker = prod.connect()   # e.g. a backup holding a table lock (not an application account)
+        with blocker.cursor() as cur:
+            cur.execute("LOCK TABLES club.attendance READ")
+        try:
+            with pytest.raises(TargetError) as err:
+                ProdRestore(story["plan"], story["snapshots"], story["source"], prod.dsn, job_tag="r11",
+                            fence="lock", fence_users=["app"], expected=_expected(story)).run()
+            assert "RENAME TABLE" in str(err.value) and "1205" in str(err.value), str(err.value)
+            assert "run the job again" in err.value.hint
+        finally:
+            blocker.close()
+        assert _app_can_log_in(prod)
+        with prod.connect() as conn:
+            assert checksums(conn, ["club"])["club.attendance"][0] == 2   # live tables untouched
+            with conn.cursor() as cur:
+                cur.execute("SHOW DATABASES LIKE 'club\\_\\_before\\_r11'")
+                assert cur.fetchall() == (("club__before_r11",),)   # what the failed run left
+        outcome = ProdRestore(story["plan"], story["snapshots"], story["source"], prod.dsn, job_tag="r11",
+                              fence="lock", fence_users=["app"], expected=_expected(story)).run()
+        assert outcome.swapped and outcome.kept_aside == {"club__before_r11": {"attendance": 2}}
+        with prod.connect() as conn:
+            assert checksums(conn, ["club"]) == story["before"]
+            with conn.cursor() as cur:
+                cur.execute("SHOW DATABASES LIKE 'club\\_\\_shadow%'")
+                assert cur.fetchall() == ()
+        again = ProdRestore(story["plan"], story["snapshots"], story["source"], prod.dsn, job_tag="r11",
+                            fence="lock", fence_users=["app"], expected=_expected(story)).run()
+        assert again.swapped and again.kept_aside == outcome.kept_aside   # recognised: verified only
+
+
+def test_prod_refuses_an_aside_schema_that_holds_something_else(story):
+    with Sandbox() as prod:
+        _prod_with_app_writes(prod)
+        with prod.connect() as conn, conn.cursor() as cur:
+            cur.execute("CREATE DATABASE club__before_r12")
+            cur.execute("CREATE TABLE club__before_r12.notes (id INT PRIMARY KEY)")
+            cur.execute("INSERT INTO club__before_r12.notes VALUES (1)")
+        with pytest.raises(TargetError) as err:
+            ProdRestore(story["plan"], story["snapshots"], story["source"], prod.dsn, job_tag="r12",
+                        expected=_expected(story)).run()
+        assert "club__before_r12 already holds notes" in str(err.value), str(err.value)
+        assert "nothing was swapped or dropped" in str(err.value)
+        with prod.connect() as conn:
+            assert checksums(conn, ["club"])["club.attendance"][0] == 2
+            assert checksums(conn, ["club__before_r12"])["club__before_r12.notes"][0] == 1
