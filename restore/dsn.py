@@ -20,11 +20,19 @@ class Dsn:
     @classmethod
     def parse(cls, text: str, *, what: str = "DSN") -> "Dsn":
         hint = f"write the {what} as mysql://user[:password]@host[:port][?unix_socket=PATH]"
+        # urlsplit's own messages quote the text they choke on, which can be part of the
+        # password (an unescaped / ? # ends the host part early): never pass them on.
+        special = "percent-encode special characters such as / ? # @ in the password (/ is %2F, ? is %3F, # is %23, @ is %40)"
         try:
             parts = urlsplit(text)
+        except ValueError:
+            raise RestoreError(f"{what} is malformed: the host part cannot be read ({special}; "
+                               "write an IPv6 host in [brackets])", hint=hint) from None
+        try:
             port = parts.port or 3306
-        except ValueError as exc:
-            raise RestoreError(f"{what} is malformed: {exc}", hint=hint) from None
+        except ValueError:
+            raise RestoreError(f"{what} is malformed: the port is not a number from 1 to 65535 ({special})",
+                               hint=hint) from None
         if parts.scheme not in ("mysql", "mariadb"):
             raise RestoreError(f"{what} must start with mysql://, got {parts.scheme or 'no scheme'}",
                                hint=hint)

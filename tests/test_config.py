@@ -226,10 +226,32 @@ def test_error_is_one_line_even_for_odd_names(tmp_path):
     "mysql://u:${PW}@h:notaport",
     "mysql://u:" + SECRET + "@h:notaport",
     "mysql://u:" + SECRET + "@",
+    # an unescaped / ? # in an inline password: urlsplit reads the part before it as the port
+    "mysql://u:" + SECRET + "/secretpart@h:3306",
+    "mysql://u:" + SECRET + "?secretpart@h",
+    "mysql://u:" + SECRET + "#secretpart@h",
 ])
 def test_secrets_not_in_errors(tmp_path, dsn):
     message = error(tmp_path, f'[targets.prod]\ndsn = "{dsn}"\n', env={"PW": SECRET})
     assert "[targets.prod] dsn" in message
+    assert "secretpart" not in message, message
+
+
+@pytest.mark.parametrize("password", ["Xy7/secretpart", "Xy7?secretpart", "Xy7#secretpart"])
+def test_unescaped_password_is_not_echoed_by_the_cli(cli, tmp_path, password):
+    """`--target`/`--binlogs` DSNs typed on the command line: the error names the port, never the password."""
+    snap = tmp_path / "shop.sql"
+    snap.write_text("-- MySQL dump 10.13  Distrib 8.0.36\nSET @@GLOBAL.GTID_PURGED='3e11fa47-71ca-11e1-9e33-c80aa9429562:1';\n"
+                    "CREATE DATABASE `shop`;\nUSE `shop`;\nCREATE TABLE `t` (`id` int NOT NULL, PRIMARY KEY (`id`));\n"
+                    "-- Dump completed on 2023-08-19\n")
+    for option in ("--target", "--binlogs"):
+        args = ["restore", "--snapshot", str(snap), "--binlogs", str(tmp_path),
+                "--target", "mysql://repl:pw@db:3306", "--yes"]
+        args[args.index(option) + 1] = f"mysql://restore:{password}@db:3306"
+        res = cli(*args)
+        shown = res.raw + res.err
+        assert res.code == 2 and "Xy7" not in shown and "secretpart" not in shown, shown
+        assert "port is not a number" in res.error["message"] and "percent-encode" in res.error["message"], res
 
 
 def test_environment_overrides(tmp_path):
