@@ -11,13 +11,15 @@ import queue
 import sqlite3
 import threading
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from slack_sdk.errors import SlackApiError
 
 from restore.watcher import Alert
 
 log = logging.getLogger("restore-bot.alerts")
+_RETRY_DELAYS = (1, 2, 5, 10, 30, 60)   # seconds before each repeated attempt to post an alert
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS watch_position (source TEXT PRIMARY KEY, file TEXT NOT NULL, pos INTEGER NOT NULL);
@@ -55,11 +57,16 @@ class AlertStore:
                            "DO UPDATE SET file = excluded.file, pos = excluded.pos", (self.source, file, pos))
 
     def claim(self, alert: Alert, oncall: str | None) -> bool:
-        """Record an alert once; False if this event was alerted before (a re-read after a restart)."""
-        cur = self._db().execute("INSERT OR IGNORE INTO alerts (key, source, reason, oncall, created, body) "
-                                 "VALUES (?,?,?,?,?,?)", (alert.key, self.source, alert.reason, oncall,
-                                                          time.time(), alert.statement))
-        return cur.rowcount == 1
+        """Record an alert; False if this event was alerted before (a re-read after a restart).
+        One recorded but never posted (Slack failed, or we died in between) is claimed again."""
+        db = self._db()
+        cur = db.execute("INSERT OR IGNORE INTO alerts (key, source, reason, oncall, created, body) "
+                         "VALUES (?,?,?,?,?,?)", (alert.key, self.source, alert.reason, oncall,
+                                                  time.time(), alert.statement))
+        if cur.rowcount == 1:
+            return True
+        row = db.execute("SELECT ts FROM alerts WHERE key = ?", (alert.key,)).fetchone()
+        return row is not None and row[0] is None
 
     def posted(self, key: str, channel: str, ts: str) -> None:
         self._db().execute("UPDATE alerts SET channel = ?, ts = ? WHERE key = ?", (channel, ts, key))
@@ -140,6 +147,8 @@ class AlertPoster:
         self.on_posted = on_posted or (lambda alert, seconds: None)
         self.queue: queue.Queue[Alert | None] = queue.Queue()
         self.scheduler = BackgroundScheduler(daemon=True)
+        self._lock = threading.Lock()
+        self._posting: set[str] = set()   # keys being posted now (the loop and a retry must not both)
         self._thread = threading.Thread(target=self._loop, name="alerts", daemon=True)
 
     def start(self) -> "AlertPoster":
@@ -156,13 +165,27 @@ class AlertPoster:
     def __call__(self, alert: Alert) -> None:  # an in-process watcher's on_alert: posted on our thread
         self.queue.put(alert)
 
-    def post(self, alert: Alert) -> None:
+    def post(self, alert: Alert, attempt: int = 0) -> None:
         """Post on the calling thread: for a caller that is itself only the alert path's thread (the
-        thread reading a watcher process's pipe), one hand-over less between statement and Slack."""
+        thread reading a watcher process's pipe), one hand-over less between statement and Slack.
+        A failed post is retried with backoff (on the scheduler's thread) until Slack takes it."""
+        with self._lock:
+            if alert.key in self._posting:
+                return
+            self._posting.add(alert.key)
         try:
             self._post(alert)
-        except Exception:
-            log.exception("posting alert %s failed", alert.key)
+        except Exception as exc:
+            delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
+            # The class and Slack's error code only: an exception's text may quote the request.
+            code = exc.response.get("error", "") if isinstance(exc, SlackApiError) else ""
+            log.warning("posting alert %s failed (%s %s); retrying in %s s", alert.key, type(exc).__name__, code, delay)
+            if self.scheduler.running:
+                self.scheduler.add_job(self.post, "date", run_date=datetime.now() + timedelta(seconds=delay),
+                                       args=[alert, attempt + 1], id=f"repost-{alert.key}", replace_existing=True)
+        finally:
+            with self._lock:
+                self._posting.discard(alert.key)
 
     def _loop(self) -> None:
         while (alert := self.queue.get()) is not None:

@@ -78,6 +78,7 @@ class FakeSlack:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._limits: dict[str, int] = {}
+        self._failures: dict[str, int] = {}
         self._ts = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -137,6 +138,11 @@ class FakeSlack:
         """Answer the next `times` calls of `method` with HTTP 429 and Retry-After: 1."""
         with self._lock:
             self._limits[method] = self._limits.get(method, 0) + times
+
+    def fail(self, method: str, times: int) -> None:
+        """Answer the next `times` calls of `method` with HTTP 200 and {"ok": false, "error": "fatal_error"}."""
+        with self._lock:
+            self._failures[method] = self._failures.get(method, 0) + times
 
     def pending_limits(self, method: str) -> int:
         with self._lock:
@@ -236,6 +242,9 @@ class FakeSlack:
             if self._limits.get(call.method, 0) > 0:
                 self._limits[call.method] -= 1
                 return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}
+            if self._failures.get(call.method, 0) > 0:
+                self._failures[call.method] -= 1
+                return 200, {"ok": False, "error": "fatal_error"}, {}
         m = call.method
         if m == "response_url":
             return 200, {"ok": True}, {}

@@ -129,6 +129,26 @@ def test_connection_killed_between_two_drops_alerts_each_once(slack, tmp_path):
     assert "club.log" in got[0].text and "club.posts" in got[1].text
 
 
+def test_alert_slack_refused_is_posted_later_exactly_once(slack, tmp_path):
+    """Slack answers the first two attempts with an error: the alert is retried with backoff and
+    arrives once; the store records it as posted."""
+    with Sandbox(binlog=True, binlog_format="ROW") as src:
+        with src.connect() as conn, conn.cursor() as cur:
+            _setup(cur)
+        with Running(src, slack, tmp_path / "s.sqlite3") as running, src.connect() as conn, conn.cursor() as cur:
+            slack.fail("chat.postMessage", 2)
+            cur.execute("DROP TABLE club.log")
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and len(_alerts(slack)) < 3:
+                time.sleep(0.1)
+            time.sleep(3.5)  # longer than the next backoff: a (wrong) fourth attempt would land
+            key = running.store._db().execute("SELECT key FROM alerts").fetchone()[0]
+            posted = running.store.get(key)
+    attempts = _alerts(slack)   # refused ones included: the fake answers them {"ok": false}
+    assert len(attempts) == 3 and all("club.log" in c.text for c in attempts), FakeSlack.describe(attempts)
+    assert posted["ts"] is not None
+
+
 def test_unacknowledged_alert_escalates(slack, tmp_path):
     with Sandbox(binlog=True, binlog_format="ROW") as src:
         with src.connect() as conn, conn.cursor() as cur:
@@ -175,10 +195,12 @@ def test_watcher_process_as_serve_runs_it_restarts_and_stops(slack, tmp_path):
         thread.start()
         try:
             deadline = time.monotonic() + 20
-            while store.load() is None and time.monotonic() < deadline:
+            # The position is taken before the child starts (it resumes from there): wait for both.
+            while (store.load() is None or watcher.proc is None) and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert store.load() is not None, "the watcher process never took a starting position"
             first_child = watcher.proc
+            assert first_child is not None, "the watcher process never started"
             with src.connect() as conn, conn.cursor() as cur:
                 cur.execute("DROP TABLE club.log")
                 slack.wait_for(_alert_calls, timeout=20, what="the first alert")
