@@ -100,24 +100,27 @@ class Watcher(Follower):
         stmt_rows: dict[str, list[int]] = {}
         tx_rows: dict[str, list[int]] = {}
         alerted_tx = False
+        last_watched: RowsStep | None = None
         last_save = time.monotonic()
         watched = self.watched
         try:
             for step in Walker(events, count=lambda tmap: watched(tmap.db)).steps():
                 kind = type(step)
                 if kind is RowsStep:
-                    if not watched(step.tmap.db):
-                        continue
-                    name = f"{step.tmap.db}.{step.tmap.table}"
-                    col = 0 if step.event.type in WRITE_ROWS else 1 if step.event.type in UPDATE_ROWS else 2
-                    stmt_rows.setdefault(name, [0, 0, 0])[col] += step.rows
-                    tx_rows.setdefault(name, [0, 0, 0])[col] += step.rows
+                    if watched(step.tmap.db):
+                        name = step.tmap.full_name
+                        col = 0 if step.event.type in WRITE_ROWS else 1 if step.event.type in UPDATE_ROWS else 2
+                        stmt_rows.setdefault(name, [0, 0, 0])[col] += step.rows
+                        tx_rows.setdefault(name, [0, 0, 0])[col] += step.rows
+                        last_watched = step
+                    # The statement may end in an unwatched database (a trigger writing an audit
+                    # row elsewhere): judge what it did to the watched tables all the same.
                     if step.statement_end:
-                        if not alerted_tx:
+                        if stmt_rows and not alerted_tx:
                             finding = self._mass(stmt_rows, tx_rows, sizes)
                             if finding:
                                 alerted_tx = True
-                                self._alert(step, tx, finding, step.annotation or "", None)
+                                self._alert(last_watched, tx, finding, step.annotation or "", None)
                         stmt_rows = {}
                 elif kind is TxBegin:
                     tx, stmt_rows, tx_rows, alerted_tx = step, {}, {}, False

@@ -129,6 +129,22 @@ def test_connection_killed_between_two_drops_alerts_each_once(slack, tmp_path):
     assert "club.log" in got[0].text and "club.posts" in got[1].text
 
 
+def test_mass_delete_whose_statement_ends_in_an_unwatched_database_alerts(slack, tmp_path):
+    """A trigger copies each deleted member into another schema: the statement's last row event is
+    that copy, and the mass DELETE on the watched table must still be judged when it ends."""
+    with Sandbox(binlog=True, binlog_format="ROW") as src:
+        with src.connect() as conn, conn.cursor() as cur:
+            _setup(cur)
+            cur.execute("CREATE TABLE other.gone (id INT PRIMARY KEY)")
+            cur.execute("CREATE TRIGGER club.members_gone AFTER DELETE ON club.members FOR EACH ROW "
+                        "INSERT INTO other.gone VALUES (OLD.id)")
+        with Running(src, slack, tmp_path / "s.sqlite3"), src.connect() as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM club.members WHERE id > 0")
+            slack.wait_for(_alert_calls, timeout=20, what="the mass DELETE alert")
+            got = _alerts(slack)
+    assert len(got) == 1 and "mass DELETE on club.members" in got[0].text, FakeSlack.describe(got)
+
+
 def test_alert_slack_refused_is_posted_later_exactly_once(slack, tmp_path):
     """Slack answers the first two attempts with an error: the alert is retried with backoff and
     arrives once; the store records it as posted."""
