@@ -17,7 +17,6 @@ from pathlib import Path
 
 from . import binlog_events as be
 from .binlog_files import BinlogDirectory
-from .binlog_server import ServerBinlogs
 from .dsn import Dsn
 from .errors import BinlogError, RestoreError
 from .follow import Follower
@@ -92,7 +91,7 @@ class Archiver(Follower):
     def copy(self, *, blocking: bool = False) -> int:
         """Append everything new; returns the number of events written."""
         newest, pos = self.resume_point()
-        self._source = source = ServerBinlogs(self.dsn, blocking=blocking)
+        source = self.open_source(self.dsn, blocking=blocking)
         server_files = [name for name, _ in source.binary_logs()]
         gap = self.check_gap(server_files, newest)
         if gap:
