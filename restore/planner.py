@@ -209,6 +209,14 @@ class Planner:
                         plan.stop = self._ref(tx, step, step.query.query, finding.reason, finding)
                 tx_statements.append(step)
             elif isinstance(step, TxEnd):
+                # FILE:POS may name any event of the transaction (`mariadb-binlog` prints "# at"
+                # for table maps, annotations and the XID too), not only those we look at.
+                if plan.stop is None and stop_at is not None and self._holds_event(tx, step, stop_at):
+                    plan.stop = EventRef(stop_at[0], stop_at[1], tx.file, tx.pos, str(tx.gtid) if tx.gtid else None,
+                                         tx.timestamp, "", f"--stop-before {stop.text}")
+                for text, spec in list(skip_todo.items()):
+                    if spec.kind == "filepos" and self._holds_event(tx, step, (spec.file, spec.pos)):
+                        tx_skip = skip_todo.pop(text)
                 if plan.stop is not None:
                     break
                 if tx_skip is not None:
@@ -305,6 +313,18 @@ class Planner:
     def _progress(self, seen: int, ev) -> None:
         self.hooks.progress("plan", seen, None, f"{ev.file}:{ev.pos}")
         self.interrupt()
+
+    def _holds_event(self, tx: TxBegin, end: TxEnd, at: tuple[str, int]) -> bool:
+        """Does an event of the transaction [tx, end) start at `at`? Rare: it reads that range again."""
+        file, pos = at
+        if not (file == tx.file == end.file and tx.pos < pos < end.pos):
+            return False
+        for ev in self.source.events(file, tx.pos):
+            if ev.file != file or ev.pos >= end.pos:
+                break
+            if ev.pos == pos:
+                return True
+        return False
 
     @staticmethod
     def _match_skip_event(skip_todo: dict[str, Spec], ev) -> Spec | None:

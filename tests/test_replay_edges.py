@@ -199,3 +199,40 @@ def test_transaction_the_source_rolled_back_is_rolled_back(fmt, source_factory, 
         with conn.cursor() as cur:
             cur.execute("SELECT (SELECT COUNT(*) FROM a.t WHERE id = 100), (SELECT COUNT(*) FROM a.m)")
             assert cur.fetchone() == (0, 1)
+
+
+def test_file_pos_of_any_event_names_its_transaction(source_factory, tmp_path, cli):
+    """`mariadb-binlog` prints "# at N" for table maps, annotations and XIDs too: --stop-before and
+    --skip take any of them, and a position inside an event is refused."""
+    from restore import binlog_events as be
+    from restore.binlog_files import BinlogDirectory
+
+    src = source_factory("ROW")
+    with src.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE a")
+        cur.execute("CREATE TABLE a.t (id INT PRIMARY KEY)")
+    snap = dump(src, tmp_path / "a.sql", ["a"])
+    with src.connect() as conn, conn.cursor() as cur:
+        for i in range(5):
+            cur.execute("INSERT INTO a.t VALUES (%s)", (i,))
+    events = list(BinlogDirectory(src.binlog_dir).events())
+    gtids = [e for e in events if e.type == be.MARIADB_GTID]
+    third = gtids[-3]          # the transaction inserting id 2
+    inside = [e for e in events if third.pos < e.pos < gtids[-2].pos]
+    table_map = next(e for e in inside if e.type == be.TABLE_MAP)
+    xid = next(e for e in inside if e.type == be.XID)
+    common = ("plan", "--snapshot", snap, "--binlogs", src.binlog_dir)
+
+    res = cli(*common, "--stop-before", f"{table_map.file}:{table_map.pos}")
+    assert res.code == 0, res.doc
+    assert (res.plan["stop"]["tx_file"], res.plan["stop"]["tx_pos"]) == (third.file, third.pos)
+    assert res.plan["tables"]["a.t"]["inserted"] == 2
+
+    res = cli(*common, "--skip", f"{xid.file}:{xid.pos}", "--stop-before", "end")
+    assert res.code == 0, res.doc
+    assert [(s["tx_file"], s["tx_pos"]) for s in res.plan["skips"]] == [(third.file, third.pos)]
+    assert res.plan["tables"]["a.t"]["inserted"] == 4
+
+    res = cli(*common, "--stop-before", f"{table_map.file}:{table_map.pos + 1}")
+    assert res.code != 0
+    assert "no such event" in res.doc["error"]["message"], res.doc
