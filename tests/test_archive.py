@@ -76,11 +76,14 @@ def test_kill_minus_nine_then_restart_is_byte_identical(tmp_path):
     with Sandbox(binlog=True, binlog_format="ROW") as src:
         _traffic(src, 50)
         cmd = [sys.executable, "-m", "bot.cli", "archive", "--source", src.url, "--dir", str(archive)]
-        copied = 0
         for round_ in range(3):
+            # measured right before this round's archiver starts: the previous one kept copying
+            # after its growth was seen, so an older figure is exceeded already and the wait would
+            # return (and the kill land) before this archiver has copied anything
+            copied = _archived_bytes(archive)
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             _traffic(src, 400, flush_every=150)
-            copied = _wait_for_growth(archive, copied)
+            _wait_for_growth(archive, copied)
             _traffic(src, 100)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()

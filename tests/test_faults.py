@@ -27,6 +27,21 @@ class Positions:
         self.pos = (file, pos)
 
 
+def _status(src: Sandbox, name: str) -> int:
+    """A counter of the source server (SHOW GLOBAL STATUS): how often it saw something happen."""
+    with src.connect() as conn, conn.cursor() as cur:
+        cur.execute("SHOW GLOBAL STATUS LIKE %s", (name,))
+        return int(cur.fetchone()[1])
+
+
+def _wait_until(condition, what: str, said: list[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; it said:\n{''.join(said)}")
+        time.sleep(0.1)
+
+
 def test_wrong_credentials_alert_once_and_keep_retrying():
     with Sandbox(binlog=True) as src:
         bad = Dsn("root", "not-the-password", "127.0.0.1", src.port)
@@ -34,9 +49,15 @@ def test_wrong_credentials_alert_once_and_keep_retrying():
         watcher = Watcher(bad, Positions(), lambda alert: None, on_trouble=troubles.append)
         thread = threading.Thread(target=watcher.run_forever, daemon=True)
         thread.start()
-        time.sleep(3.5)  # retries after 1 s and 2 s: still one report
-        watcher.stop()
-        thread.join(timeout=5)
+        try:
+            _wait_until(lambda: troubles, "the watcher to report the refusal", troubles)
+            # every attempt is refused anew: two more refusals mean it retried after the report
+            refused = _status(src, "Access_denied_errors")
+            _wait_until(lambda: _status(src, "Access_denied_errors") >= refused + 2, "the watcher to retry twice",
+                        troubles)
+        finally:
+            watcher.stop()
+            thread.join(timeout=5)
     assert len(troubles) == 1, troubles
     assert f"127.0.0.1:{src.port}" in troubles[0] and "not-the-password" not in troubles[0]
     assert "password" in troubles[0].lower() or "denied" in troubles[0].lower()
@@ -55,9 +76,26 @@ def test_full_disk_reports_and_corrupts_nothing(tmp_path):
         _traffic(src, 300)
         cmd = [sys.executable, "-m", "bot.cli", "archive", "--source", src.url, "--dir", str(archive)]
         full = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, preexec_fn=_limit_file_size(20_000))
-        time.sleep(4)
-        full.terminate()
-        err = full.communicate(timeout=15)[1]
+        lines: list[str] = []
+
+        def read() -> None:
+            for line in full.stderr:
+                lines.append(line)
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            _wait_until(lambda: any("cannot write" in line for line in lines), "the archiver to report the full disk",
+                        lines)
+            # Each attempt lists the binary logs (twice: for the gap check, then to start the stream),
+            # and the next one starts only after it failed: three more listings mean that a whole
+            # retry after the report failed (quietly, or it would be in `lines`) and another began.
+            listed = _status(src, "Com_show_binlogs")
+            _wait_until(lambda: _status(src, "Com_show_binlogs") >= listed + 3, "the archiver to retry", lines)
+        finally:
+            full.terminate()
+            full.wait(timeout=15)
+            reader.join(timeout=15)
+        err = "".join(lines)
         assert err.count("cannot write") == 1, err  # reported once, then retried quietly
         assert "File too large" in err and "free space" in err
         assert (archive / "binlog.000001").stat().st_size <= 20_000
