@@ -97,9 +97,7 @@ def test_existing_keep_aside_keeps_the_old_data(incidents, target, cli):
         assert len(aside) == 1, databases(conn)
         moved = checksums(conn, aside)
     assert moved == {f"{aside[0]}.attendance": old["homepage.attendance"]}
-    kept = res.doc["restore"].get("kept_aside")
-    if kept is not None:
-        assert kept == {"homepage": aside[0]}, kept
+    assert res.doc["restore"]["kept_aside"] == {"homepage": aside[0]}, res.doc["restore"]
 
 
 def test_target_sandbox(incidents, cli):
