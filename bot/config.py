@@ -28,7 +28,8 @@ _SCHEMA: dict[str, dict[str, str]] = {  # section -> key -> kind of value (see _
     "keep": {"archive_dir": "path", "keep_days": "count", "keep_bytes": "count", "backup_dir": "path",
              "backup_databases": "strs", "backup_every_hours": "minutes", "drill_every_hours": "minutes"}}
 _NUMBERS = {"fraction": (lambda v: 0 < v <= 1, "a number in (0, 1]"), "minutes": (lambda v: v >= 1, "an integer >= 1"),
-            "count": (lambda v: v >= 0, "an integer >= 0"), "port": (lambda v: 1 <= v <= 65535, "an integer in 1..65535")}
+            "count": (lambda v: v >= 0, "an integer >= 0"), "port": (lambda v: 1 <= v <= 65535, "an integer in 1..65535"),
+            "batch": (lambda v: v >= 1, "an integer >= 1")}
 _LISTS = {"strs": "str", "set": "str", "snapshots": "snapshot"}  # list kind -> kind of its items
 
 
@@ -69,6 +70,7 @@ class TargetSettings:
     dsn: Dsn | str                           # a Dsn, or the string "sandbox"
     fence: str = "refuse"                    # "refuse" or "lock"
     fence_users: tuple[str, ...] = ()
+    batch: int = 1000                        # stage only: source transactions per target commit (restore --batch)
 
 
 @dataclass(frozen=True)
@@ -244,9 +246,12 @@ def load_settings(path: str | None, env: Mapping[str, str] = os.environ) -> Sett
         w = "[targets." + (name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else f'"{name}"') + "]"
         if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
             r.fail(w, "target names must match [a-z][a-z0-9_-]*")
-        t = r.section(doc["targets"], name, {"dsn": "!target", "fence": "fence", "fence_users": "strs"}, w)
+        t = r.section(doc["targets"], name,
+                      {"dsn": "!target", "fence": "fence", "fence_users": "strs", "batch": "batch"}, w)
         if name == "prod" and t["dsn"] == "sandbox":
             r.fail(f"{w} dsn", 'prod cannot be "sandbox": give the production server\'s mysql:// DSN')
+        if name != "stage" and "batch" in t:
+            r.fail(f"{w} batch", "only [targets.stage] takes a batch size (the stage replay's)")
         if t.get("fence") == "lock" and not t.get("fence_users"):
             r.fail(f"{w} fence_users", 'fence = "lock" needs the accounts to lock out, e.g. ["app"]')
         targets[name] = TargetSettings(**t)

@@ -160,15 +160,16 @@ class Worker:
         if job.kind == "plan":
             return {"summary": summary, "plan": plan.to_dict(), "next": messages.NEXT_STEP_AFTER_PLAN}
         if job.kind == "stage":
-            dsn = self.settings.targets["stage"].dsn
+            dsn, batch = self.settings.targets["stage"].dsn, self.settings.targets["stage"].batch
             if dsn == "sandbox":
                 with Sandbox() as box:
                     hooks.message(f"stage: a throwaway sandbox server on port {box.port}")
                     result = engine.restore(plan, snapshots, binlogs, box.dsn, existing="drop", hooks=hooks,
-                                            interrupt=interrupt)
+                                            interrupt=interrupt, batch_transactions=batch)
             else:
                 result = engine.restore(plan, snapshots, binlogs, dsn, existing="keep-aside", hooks=hooks,
-                                        interrupt=interrupt, restart=bool(job.args.get("restart")))
+                                        interrupt=interrupt, restart=bool(job.args.get("restart")),
+                                        batch_transactions=batch)
             return {"summary": summary + " " + verification_summary(result.to_dict()),
                     "restore": result.to_dict(), "plan_id": plan.plan_id, "next": messages.NEXT_STEP_AFTER_STAGE}
         if plan.plan_id != job.plan_id:

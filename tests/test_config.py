@@ -154,6 +154,9 @@ def test_variables_and_escapes(tmp_path):
     ("[targets.prod]\ndsn = 'mysql://u@h'\nfence = 'block'\n", "[targets.prod] fence", '"refuse" or "lock"'),
     ("[targets.prod]\ndsn = 'mysql://u@h'\nfence = 'lock'\n", "[targets.prod] fence_users", "needs the accounts"),
     ("[targets.prod]\ndsn = 'mysql://u@h'\nfence_users = 'app'\n", "[targets.prod] fence_users", "list of strings"),
+    ("[targets.stage]\ndsn = 'sandbox'\nbatch = 0\n", "[targets.stage] batch", "an integer >= 1"),
+    ("[targets.stage]\ndsn = 'sandbox'\nbatch = 2.5\n", "[targets.stage] batch", "an integer >= 1"),
+    ("[targets.prod]\ndsn = 'mysql://u@h'\nbatch = 10\n", "[targets.prod] batch", "only [targets.stage]"),
     ("[source]\nsnapshots = 'init.sql'\n", "[source] snapshots", "must be a list of strings"),
     ("[source]\nsnapshots = ['a.sql', '']\n", "[source] snapshots[1]", "non-empty string"),
     ("[source]\nsnapshots = ['a.sql', 3]\n", "[source] snapshots[1]", "non-empty string"),
@@ -179,6 +182,14 @@ def test_errors_name_file_and_key(tmp_path, text, where, what):
     message = error(tmp_path, text)
     assert message.startswith(f"{tmp_path / 'restore-bot.toml'}: {where}: "), message
     assert what in message
+
+
+def test_stage_batch(tmp_path):
+    """[targets.stage] batch: source transactions per target commit of a stage replay (restore --batch)."""
+    assert load_settings(str(write(tmp_path, EXAMPLE)), env=ENV).targets["stage"].batch == 1000
+    assert load_settings(None, env={}).targets["stage"].batch == 1000
+    s = load_settings(str(write(tmp_path, "[targets.stage]\ndsn = 'sandbox'\nbatch = 1\n")), env={})
+    assert s.targets["stage"].batch == 1 and "batch 1" in s.describe()
 
 
 def test_valid_edge_values(tmp_path):
