@@ -86,16 +86,19 @@ class Reporter:
             self._report(job)
 
     def _report(self, job: Job) -> None:
-        now = time.monotonic()
+        # The interval counts from when a card post or update has gone out (stamped after the call,
+        # not before the thread posts that precede it), so updates reach Slack at most every
+        # `interval` seconds however long posting takes.
         if not job.card_ts:
             ref = self.poster.post_card(job, card_text(job))
             self.store.update(job.id, bump_card=False, card_ts=ref or "-", posted_version=job.card_version)
-            self._last_update[job.id] = now
+            self._last_update[job.id] = time.monotonic()
             job = self.store.get(job.id)
         for event_id, text in self.store.unposted_events(job.id):  # the thread first: then the card
             self.poster.post_thread(job, job.card_ts, text)
             self.store.mark_posted(event_id)
-        if job.card_version > job.posted_version and now - self._last_update.get(job.id, 0) >= self.interval:
+        since = time.monotonic() - self._last_update.get(job.id, float("-inf"))
+        if job.card_version > job.posted_version and since >= self.interval:
             self.poster.update_card(job, job.card_ts, card_text(job))
             self.store.update(job.id, bump_card=False, posted_version=job.card_version)
-            self._last_update[job.id] = now
+            self._last_update[job.id] = time.monotonic()
