@@ -123,7 +123,7 @@ class Planner:
         stmt_hit = 0                      # the most rows one table lost or had rewritten in this statement
         for step in walker.steps():
             cls = type(step)
-            if cls is RowsStep:
+            if cls is RowsStep or cls is QueryStep:
                 # The hot path: most steps are row events of restored tables.
                 ev = step.event
                 seen += 1
@@ -136,6 +136,17 @@ class Planner:
                     tx_skip = self._match_skip_event(skip_todo, ev) or tx_skip
                 if tx_first_step is None:
                     tx_first_step = step
+                if cls is QueryStep:
+                    if not scope.query(step, tx):
+                        plan.left_out += 1
+                        continue
+                    tx_applies = True
+                    if finding is None and stop.kind == "auto" and tx_skip is None:
+                        finding = rules.query_finding(step.info)
+                        if finding:
+                            plan.stop = self._ref(tx, step, step.query.query, finding.reason, finding)
+                    tx_statements.append(step)
+                    continue
                 tmap = step.tmap
                 db = tmap.db
                 applies = in_scope.get(db)
@@ -187,28 +198,7 @@ class Planner:
                         tx_skip = skip_todo.pop(text)
                 continue
             assert tx is not None
-            if cls is QueryStep:
-                ev = step.event
-                seen += 1
-                if seen % 20000 == 0:
-                    self._progress(seen, ev)
-                if stop_at is not None and (ev.file, ev.pos) == stop_at:
-                    plan.stop = self._ref(tx, step, "", f"--stop-before {stop.text}")
-                    break
-                if skip_todo:
-                    tx_skip = self._match_skip_event(skip_todo, ev) or tx_skip
-                if tx_first_step is None:
-                    tx_first_step = step
-                if not scope.query(step, tx):
-                    plan.left_out += 1
-                    continue
-                tx_applies = True
-                if finding is None and stop.kind == "auto" and tx_skip is None:
-                    finding = rules.query_finding(step.info)
-                    if finding:
-                        plan.stop = self._ref(tx, step, step.query.query, finding.reason, finding)
-                tx_statements.append(step)
-            elif isinstance(step, TxEnd):
+            if isinstance(step, TxEnd):
                 # FILE:POS may name any event of the transaction (`mariadb-binlog` prints "# at"
                 # for table maps, annotations and the XID too), not only those we look at.
                 if plan.stop is None and stop_at is not None and self._holds_event(tx, step, stop_at):
