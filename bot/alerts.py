@@ -20,6 +20,7 @@ from restore.watcher import Alert
 
 log = logging.getLogger("restore-bot.alerts")
 _RETRY_DELAYS = (1, 2, 5, 10, 30, 60)   # seconds before each repeated attempt to post an alert
+KEEP_WARM_SECONDS = 30.0  # how often an idle alert client touches Slack, so its connection stays open
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS watch_position (source TEXT PRIMARY KEY, file TEXT NOT NULL, pos INTEGER NOT NULL);
@@ -140,9 +141,11 @@ class AlertPoster:
     """Posts alerts from a queue on its own thread with its own client; escalates unacknowledged ones."""
 
     def __init__(self, client, channel: str, store: AlertStore, oncall: Oncall, source: str, *,
-                 escalate_after: float = 300.0, usergroup: str | None = None, on_posted=None) -> None:
+                 escalate_after: float = 300.0, usergroup: str | None = None, on_posted=None,
+                 keep_warm: float = KEEP_WARM_SECONDS) -> None:
         self.client, self.channel, self.store, self.oncall, self.source = client, channel, store, oncall, source
         self.escalate_after = escalate_after
+        self.keep_warm = keep_warm
         self.usergroup = usergroup
         self.on_posted = on_posted or (lambda alert, seconds: None)
         self.queue: queue.Queue[Alert | None] = queue.Queue()
@@ -152,6 +155,9 @@ class AlertPoster:
         self._thread = threading.Thread(target=self._loop, name="alerts", daemon=True)
 
     def start(self) -> "AlertPoster":
+        if self.keep_warm > 0 and hasattr(self.client, "keep_warm"):  # AlertSlackClient: open it now, keep it open
+            self.scheduler.add_job(self.client.keep_warm, "interval", seconds=self.keep_warm, id="keep-warm",
+                                   next_run_time=datetime.now())
         self.scheduler.start()
         self._thread.start()
         return self
@@ -176,7 +182,7 @@ class AlertPoster:
         try:
             self._post(alert)
         except Exception as exc:
-            delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
+            delay = max(_RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)], getattr(exc, "retry_after", 0))
             # The class and Slack's error code only: an exception's text may quote the request.
             code = exc.response.get("error", "") if isinstance(exc, SlackApiError) else ""
             log.warning("posting alert %s failed (%s %s); retrying in %s s", alert.key, type(exc).__name__, code, delay)

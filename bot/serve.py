@@ -25,7 +25,7 @@ from restore.procs import die_with_parent
 
 from .alerts import AlertStore, Oncall
 from .jobstore import JobStore
-from .watch import build_watcher
+from .watch import alert_client, build_watcher
 from .reporter import Reporter
 from .worker import RESUMED, Worker
 
@@ -232,7 +232,8 @@ class Background:
     def start(self, on_alert_posted=None) -> None:
         s = self.settings
         if s.watch is not None:
-            watcher, self._poster = build_watcher(s, s.watch.source, client=self.client, on_posted=on_alert_posted,
+            client = alert_client(s) if self.client is not None else None
+            watcher, self._poster = build_watcher(s, s.watch.source, client=client, on_posted=on_alert_posted,
                                                   on_trouble=lambda text: self._trouble(f"watch: {text}"))
             self._spawn(watcher, "watcher")
             if s.keep.archive_dir:

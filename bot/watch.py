@@ -13,6 +13,7 @@ from restore.dsn import Dsn
 from restore.errors import RestoreError
 from restore.watcher import Alert, Watcher
 
+from .alert_client import AlertSlackClient
 from .alerts import AlertPoster, AlertStore, Oncall, alert_text
 
 
@@ -130,6 +131,13 @@ def _watch_child(messages, control, source: Dsn, store_path: str, store_source: 
     watcher.run_forever()
 
 
+def alert_client(settings) -> AlertSlackClient | None:
+    """The alert path's own Slack client, when a token and an incident channel are configured."""
+    if settings.slack.bot_token and settings.slack.channel:
+        return AlertSlackClient(settings.slack.bot_token.reveal(), settings.slack.api_url)
+    return None
+
+
 def build_watcher(settings, source: Dsn, *, client=None, on_posted=None,
                   on_trouble=None) -> tuple[WatcherProcess, AlertPoster | None]:
     store = AlertStore(str(settings.store_path), source.redacted())
@@ -158,11 +166,7 @@ def run_watch(settings, source_text: str | None) -> int:
     else:
         print("restore-bot watch: pass --source mysql://user:pass@host:port or set [watch] source", file=sys.stderr)
         return 2
-    client = None
-    if settings.slack.bot_token and settings.slack.channel:
-        from .slack_app import web_client
-        client = web_client(settings.slack.bot_token.reveal(), settings.slack.api_url)
-    watcher, poster = build_watcher(settings, source, client=client)
+    watcher, poster = build_watcher(settings, source, client=alert_client(settings))
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C
     print(f"watching {source.redacted()} for destructive events", file=sys.stderr, flush=True)
     try:

@@ -12,7 +12,8 @@
 
 and records every call (method, parsed JSON or form body, headers, time) thread-safely.
 `fake.rate_limit("chat.update", 3)` answers the next 3 calls of that method with HTTP 429 and
-`Retry-After: 1`, the way Slack does when a method's rate limit is exceeded.
+`Retry-After: 1`, the way Slack does when a method's rate limit is exceeded. Connections are
+kept alive (HTTP/1.1); `FakeSlack(idle_timeout=s)` closes one idle that long, as servers do.
 
 `SlackSigner` builds slash-command and button requests exactly as Slack sends them:
 `X-Slack-Request-Timestamp` and `X-Slack-Signature: v0=HMAC-SHA256(secret, "v0:{ts}:{body}")`.
@@ -42,6 +43,7 @@ class Call:
     at: float                   # time.time() when it arrived
     path: str = ""
     status: int = 200           # what the fake answered
+    peer: tuple = ()            # the client's (host, port): one port for calls over one kept-alive connection
     answer: dict = field(default_factory=dict)
 
     @property
@@ -73,11 +75,13 @@ class Call:
 
 
 class FakeSlack:
-    def __init__(self) -> None:
+    def __init__(self, *, idle_timeout: float | None = None) -> None:
+        self.idle_timeout = idle_timeout  # close a kept-alive connection idle this long, as servers do
         self.calls: list[Call] = []
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._limits: dict[str, int] = {}
+        self._retry_after = "1"
         self._failures: dict[str, int] = {}
         self._ts = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
@@ -89,6 +93,8 @@ class FakeSlack:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms wait for an ACK
+            timeout = fake.idle_timeout
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 fake._handle(self)
@@ -134,10 +140,11 @@ class FakeSlack:
         return f"{self.base_url}/response_url/{key}"
 
     # -- control ---------------------------------------------------------------------------
-    def rate_limit(self, method: str, times: int) -> None:
-        """Answer the next `times` calls of `method` with HTTP 429 and Retry-After: 1."""
+    def rate_limit(self, method: str, times: int, retry_after: int = 1) -> None:
+        """Answer the next `times` calls of `method` with HTTP 429 and Retry-After: `retry_after`."""
         with self._lock:
             self._limits[method] = self._limits.get(method, 0) + times
+            self._retry_after = str(retry_after)
 
     def fail(self, method: str, times: int) -> None:
         """Answer the next `times` calls of `method` with HTTP 200 and {"ok": false, "error": "fatal_error"}."""
@@ -222,7 +229,8 @@ class FakeSlack:
             method = "response_url"
         else:
             method = path
-        call = Call(method, body, {k: v for k, v in req.headers.items()}, time.time(), path)
+        call = Call(method, body, {k: v for k, v in req.headers.items()}, time.time(), path,
+                    peer=tuple(req.client_address))
         status, answer, headers = self._answer(call)
         call.status, call.answer = status, answer
         with self._changed:
@@ -241,7 +249,7 @@ class FakeSlack:
         with self._lock:
             if self._limits.get(call.method, 0) > 0:
                 self._limits[call.method] -= 1
-                return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}
+                return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": self._retry_after}
             if self._failures.get(call.method, 0) > 0:
                 self._failures[call.method] -= 1
                 return 200, {"ok": False, "error": "fatal_error"}, {}

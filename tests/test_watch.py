@@ -11,8 +11,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from slack_sdk import WebClient
 
+from bot.alert_client import AlertSlackClient
 from bot.alerts import AlertPoster, AlertStore, Oncall
 from bot.watch import WatcherProcess, build_watcher
 from fake_slack import FakeSlack
@@ -40,7 +40,7 @@ class Running:
         self.store = AlertStore(str(store_path), src.url)
         self.store.set_oncall("UKIM")  # `/oncall set`: overrides this week's turn in the rotation
         oncall = Oncall(_settings(rotation), self.store)
-        client = WebClient(token="xoxb-test", base_url=slack.api_url)
+        client = AlertSlackClient("xoxb-test", slack.api_url)
         self.poster = AlertPoster(client, "CINC", self.store, oncall, src.url, escalate_after=escalate_after).start()
         self.watcher = Watcher(src.dsn, self.store, self.poster, databases=("club",))
         self.thread = threading.Thread(target=self.watcher.run_forever, daemon=True)
@@ -202,7 +202,7 @@ def test_watcher_process_as_serve_runs_it_restarts_and_stops(slack, tmp_path):
             _setup(cur)
         troubles: list[str] = []
         watcher, poster = build_watcher(_watch_settings(tmp_path / "s.sqlite3"), src.dsn,
-                                        client=WebClient(token="xoxb-test", base_url=slack.api_url),
+                                        client=AlertSlackClient("xoxb-test", slack.api_url),
                                         on_trouble=troubles.append)
         assert isinstance(watcher, WatcherProcess)
         store = AlertStore(str(tmp_path / "s.sqlite3"), src.dsn.redacted())
@@ -245,6 +245,7 @@ def test_watcher_process_as_serve_runs_it_restarts_and_stops(slack, tmp_path):
 
 CHILD_OF = """
 import sys, threading, time
+from bot.alert_client import AlertSlackClient
 from bot.alerts import AlertStore
 from bot.watch import WatcherProcess
 from restore.dsn import Dsn

@@ -1,0 +1,101 @@
+"""The alert path's Slack client: one kept-alive connection, kept warm, reopened when Slack closes it."""
+from __future__ import annotations
+
+import logging
+import time
+from types import SimpleNamespace
+
+import pytest
+from slack_sdk.errors import SlackApiError
+
+from bot.alert_client import AlertSlackClient, RateLimited
+from bot.alerts import AlertPoster, AlertStore, Oncall
+from fake_slack import FakeSlack
+from restore.watcher import Alert
+
+
+def _alert(pos: int) -> Alert:
+    return Alert(key=f"binlog.000001:{pos}", reason="DROP TABLE", statement="DROP TABLE club.log",
+                 database="club", table="log", rows=None, file="binlog.000001", pos=pos,
+                 tx_file="binlog.000001", tx_pos=pos - 40, gtid=None, server_time=int(time.time()),
+                 thread_id=7, detected_at=time.time())
+
+
+def _poster(fake: FakeSlack, tmp_path, **kw) -> AlertPoster:
+    store = AlertStore(str(tmp_path / "s.sqlite3"), "mysql://src")
+    settings = SimpleNamespace(oncall=SimpleNamespace(rotation=("UKIM",), rotation_start=None, fallback=None))
+    client = AlertSlackClient("xoxb-test", fake.api_url)
+    return AlertPoster(client, "CINC", store, Oncall(settings, store), "mysql://src", escalate_after=0, **kw).start()
+
+
+def test_alerts_go_out_on_one_connection_kept_warm(tmp_path):
+    with FakeSlack() as fake:
+        poster = _poster(fake, tmp_path, keep_warm=0.2)
+        try:
+            fake.wait_for(lambda calls: len([c for c in calls if c.method == "auth.test"]) >= 2, timeout=10,
+                          what="two keep-warm calls")
+            poster.scheduler.pause_job("keep-warm")  # an alert beside a keep-warm call takes a second connection
+            time.sleep(0.1)  # (the last keep-warm call reads its answer)
+            for pos in (100, 200, 300):
+                poster.post(_alert(pos))  # on this thread: done when it returns
+        finally:
+            poster.stop()
+        calls = fake.snapshot()
+    posts = [c for c in calls if c.method == "chat.postMessage"]
+    assert [c.body["text"].count("binlog.000001:") for c in posts] == [1, 1, 1], FakeSlack.describe(posts)
+    assert all("<@UKIM>" in c.text and "alert_ack" in c.text and "alert_plan" in c.text for c in posts)
+    assert all(c.headers["Authorization"] == "Bearer xoxb-test" for c in calls)
+    assert len({c.peer for c in calls}) == 1, "every call should reuse the first connection: " + str(
+        [(c.method, c.peer) for c in calls])
+
+
+def test_connection_closed_by_slack_while_idle_is_reopened_at_once(tmp_path):
+    with FakeSlack(idle_timeout=0.3) as fake:
+        poster = _poster(fake, tmp_path, keep_warm=0)
+        try:
+            poster.post(_alert(100))
+            time.sleep(1.0)  # the fake closes the idle connection
+            poster.post(_alert(200))
+            posts = fake.find("chat.postMessage")  # right after post() returned: no backoff retry was needed
+        finally:
+            poster.stop()
+    assert len(posts) == 2 and "binlog.000001:200" in posts[1].text, FakeSlack.describe(posts)
+    assert posts[0].peer != posts[1].peer
+
+
+def test_rate_limited_alert_waits_as_long_as_slack_asks(tmp_path):
+    with FakeSlack() as fake:
+        fake.rate_limit("chat.postMessage", 1, retry_after=3)
+        poster = _poster(fake, tmp_path, keep_warm=0)
+        try:
+            poster.post(_alert(100))
+            fake.wait_for(lambda calls: [c for c in calls if c.method == "chat.postMessage" and c.status == 200],
+                          timeout=15, what="the alert, after the 429")
+            time.sleep(1.5)  # no second copy arrives later
+        finally:
+            poster.stop()
+        refused = fake.find("chat.postMessage", status=429)
+        posted = fake.find("chat.postMessage")
+    assert len(refused) == 1 and len(posted) == 1, FakeSlack.describe(refused + posted)
+    assert posted[0].at - refused[0].at >= 2.9  # Retry-After: 3, longer than the poster's own first backoff (1 s)
+
+
+def test_client_raises_slack_refusals_and_keep_warm_reports_trouble_once(caplog):
+    with FakeSlack() as fake:
+        client = AlertSlackClient("xoxb-test", fake.api_url)
+        fake.fail("chat.postMessage", 1)
+        with pytest.raises(SlackApiError) as refused:
+            client.chat_postMessage(channel="CINC", text="hello")
+        fake.rate_limit("chat.postMessage", 1, retry_after=7)
+        with pytest.raises(RateLimited) as limited:
+            client.chat_postMessage(channel="CINC", text="hello")
+        assert client.chat_postMessage(channel="CINC", text="hello")["ok"]
+        fake.fail("auth.test", 2)
+        with caplog.at_level(logging.INFO, logger="restore-bot.alerts"):
+            for _ in range(3):
+                client.keep_warm()
+    assert refused.value.response["error"] == "fatal_error"
+    assert limited.value.retry_after == 7
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["Slack refused auth.test (fatal_error): alerts may not get through", "Slack answers again"], said
+    assert not any("xoxb-test" in text for text in said)
