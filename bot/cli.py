@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     arch.add_argument("--dir", required=True, help="the archive directory (what --binlogs reads)")
     arch.add_argument("--keep-days", type=float, help="delete finished files older than this")
     arch.add_argument("--keep-size", type=int, help="delete the oldest finished files above this many bytes")
+    arch.add_argument("--backup-dir", help="where the base backups are: retention keeps every file the newest "
+                                           "one needs (without it, retention deletes nothing)")
     drill = sub.add_parser("drill", help="the whole incident on local throwaway servers: dumps, disaster, plan, restore, verify")
     drill.add_argument("--rounds", type=int, default=600, help="traffic rounds before the disaster (default 600)")
     return parser
@@ -124,7 +126,7 @@ def _archive(args) -> int:
     from restore.archiver import Archiver
     try:
         archiver = Archiver(Dsn.parse(args.source, what="--source"), args.dir, keep_days=args.keep_days,
-                            keep_bytes=args.keep_size,
+                            keep_bytes=args.keep_size, backup_dir=args.backup_dir,
                             on_trouble=lambda text: print(f"archive: {text}", file=sys.stderr, flush=True))
     except RestoreError as exc:
         render.error(exc)

@@ -238,7 +238,7 @@ class Background:
             self._spawn(watcher, "watcher")
             if s.keep.archive_dir:
                 archiver = Archiver(s.watch.source, s.keep.archive_dir, keep_days=s.keep.keep_days,
-                                    keep_bytes=s.keep.keep_bytes,
+                                    keep_bytes=s.keep.keep_bytes, backup_dir=s.keep.backup_dir,
                                     on_trouble=lambda text: self._trouble(f"archive: {text}"))
                 self._spawn(archiver, "archiver")
         for kind, hours in (("backup", s.keep.backup_every_hours), ("drill", s.keep.drill_every_hours)):

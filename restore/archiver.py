@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import binlog_events as be
 from .backup import Backup, describe_backup
-from .binlog_files import BinlogDirectory
+from .binlog_files import GAP_SUFFIX, BinlogDirectory
 from .dsn import Dsn
 from .errors import BinlogError, RestoreError
 from .follow import Follower
@@ -133,6 +133,11 @@ class Archiver(Follower):
         if newest is None or newest not in server_files:
             start, pos = self._continue_with(server_files, newest, end), 4
         gap = self.check_gap(server_files, newest, end, complete)
+        if gap and not complete:
+            # Beside the file: a restore reading the archive must not run across the gap unawares.
+            marker = self.dir / (newest + GAP_SUFFIX)
+            if not marker.exists():
+                marker.write_text(gap + "\n")
         if gap and gap != self._reported_gap:
             # An alert, not an exception: raising would stop the archive at the gap for good,
             # while what the server still has must go on being archived. The partial file stays

@@ -36,6 +36,9 @@ _KNOWN_TYPES = frozenset(range(be.GTID_TAGGED + 1)) | frozenset(range(be.ANNOTAT
 _PLAIN_TYPES = _KNOWN_TYPES - {be.START_ENCRYPTION}
 
 
+GAP_SUFFIX = ".gap"  # the archiver's marker beside a file it could not finish (the server purged it)
+
+
 class BinlogDirectory:
     """A directory of binlog files `base.000001`, `base.000002`, ... (an archive or a datadir)."""
 
@@ -54,6 +57,9 @@ class BinlogDirectory:
                               hint="copy the server's binlog files there, or pass a mysql:// DSN")
         self._groups = groups
         self.truncation: Truncation | None = None
+        # Files that end without ROTATE or STOP although later ones follow: a server crash leaves
+        # that, and so does a copy cut short; the plan warns (file, end position).
+        self.unended: list[tuple[str, int]] = []
 
     def files(self, base: str | None = None) -> list[str]:
         if base is None:
@@ -83,6 +89,14 @@ class BinlogDirectory:
             raise BinlogError(f"binlog file {start_file} is not in {self.path}",
                               hint="copy it (and every later file) there; the dump's coordinates need it")
         wanted = [n for n in sorted(numbers) if n >= first]
+        for n in wanted[:-1]:
+            marker = self.path / (numbers[n] + GAP_SUFFIX)
+            if marker.exists():
+                raise BinlogError(
+                    f"{self.path} lost binlog after {numbers[n]}: {marker.read_text().strip()}",
+                    where=f"{numbers[n]}:{(self.path / numbers[n]).stat().st_size}",
+                    hint="restore from a base backup taken after the gap, or stop before it "
+                         "(--stop-before a GTID or FILE:POS inside the archived part)")
         for prev, nxt in zip(wanted, wanted[1:]):
             if nxt != prev + 1:
                 width = len(m["num"])
@@ -99,6 +113,7 @@ class BinlogDirectory:
         even when `start_pos` is past it.
         """
         self.truncation = None
+        self.unended = []
         files = self._sequence_from(start_file or self.first_file())
         last = len(files) - 1
         # chain() hands each event straight from the file scan to the consumer: one Python
@@ -138,6 +153,7 @@ class BinlogDirectory:
             header = be.parse_header
             crc32, residue, known = zlib.crc32, be.CRC32_RESIDUE, _PLAIN_TYPES
             hlen, max_event, raw_event, fde_type = be.HEADER_LEN, _MAX_EVENT, be.RawEvent, be.FORMAT_DESCRIPTION
+            etype = None
             while pos < size:
                 if len(buf) - off < hlen:
                     buf, off = buf[off:] + fh.read(_BLOCK), 0
@@ -177,6 +193,8 @@ class BinlogDirectory:
                     self._crc_mismatch(name, pos)
                 yield raw_event(name, pos, ts, etype, server_id, flags, data, checksum)
                 pos = end
+            if not last and etype not in (be.ROTATE, be.STOP):
+                self.unended.append((name, pos))
 
     @staticmethod
     def _check_header(name: str, pos: int, etype: int, ev_size: int, next_pos: int) -> None:

@@ -250,6 +250,10 @@ class Planner:
         if trunc is not None and plan.stop is None:
             plan.warnings.append(f"{trunc.file} is truncated at position {trunc.pos} ({trunc.reason}), as a crashed "
                                  "server leaves it; everything complete before it is replayed")
+        for name, end in getattr(self.source, "unended", ()):
+            plan.warnings.append(f"{name} ends at position {end} without a ROTATE or STOP event although later "
+                                 "files follow: a server crash leaves that, but so does a copy cut short; if the "
+                                 f"server did not crash, copy {name} again before restoring")
         if stop.kind == "auto" and plan.stop is None:
             plan.warnings.append("no destructive event found: the replay runs to the end of the binlog")
 

@@ -90,6 +90,20 @@ def test_truncated_middle_file_is_an_error(cli, small, tmp_path):
     assert res.error["where"].startswith("binlog.000002:")
 
 
+def test_middle_file_cut_at_an_event_boundary_is_warned(cli, small, tmp_path):
+    """binlog.000002 copied short but at an event boundary: nothing to call corrupt, yet it lacks the
+    ROTATE a server ends a file with. The plan goes on (a crashed server leaves that too) and says so."""
+    binlogs = _copy(small, tmp_path)
+    xid = [ev for ev in BinlogDirectory(binlogs).events() if ev.type == be.XID and ev.file == "binlog.000002"][-2]
+    path = binlogs / "binlog.000002"
+    path.write_bytes(path.read_bytes()[:xid.end])
+    res = _plan(cli, small, binlogs)
+    assert res.code == 0, res
+    assert [w for w in res.plan["warnings"] if f"binlog.000002 ends at position {xid.end} without a ROTATE" in w], \
+        res.plan["warnings"]
+    assert res.plan["transactions"] == 29  # the one cut off is gone: hence the warning
+
+
 def test_not_a_binlog(cli, small, tmp_path):
     binlogs = _copy(small, tmp_path)
     (binlogs / "binlog.000002").write_bytes(b"\x1f\x8b" + b"gzip data" * 10)
