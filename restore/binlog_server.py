@@ -15,7 +15,7 @@ import random
 import socket
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pymysql
 
@@ -36,15 +36,29 @@ ER_MASTER_FATAL_ERROR_READING_BINLOG = 1236
 _HEADER = struct.Struct("<IBIIIH")   # the event header (binlog_events.parse_header)
 _U32 = struct.Struct("<I").unpack_from
 _SPECIAL = frozenset({be.ROTATE, be.FORMAT_DESCRIPTION, be.HEARTBEAT, be.HEARTBEAT_V2})
+_GONE = "could not find first log file name"  # the server's 1236 text when the file asked for is not in its index
+
+
+class BinlogGone(BinlogError):
+    """The file asked for is no longer on the server (purged, or the binlog was reset): retrying
+    the same position can never work, so a follower has to decide where to go on."""
+
+    def __init__(self, message: str, *, file: str, pos: int, hint: str | None = None) -> None:
+        super().__init__(message, where=f"{file}:{pos}", hint=hint)
+        self.file, self.pos = file, pos
 
 
 class ServerBinlogs:
     truncation = None  # a live server never has a half-written event visible to us
 
     def __init__(self, dsn: Dsn, *, blocking: bool = False, server_id: int | None = None,
-                 heartbeat: float = 1.0, timeout: float | None = None) -> None:
+                 heartbeat: float = 1.0, timeout: float | None = None,
+                 on_flowing: Callable[[], None] | None = None, flowing_after: tuple[str, int] | None = None) -> None:
         """`timeout`: seconds without a byte from the server before the stream counts as dead
-        (default: 10 heartbeats, at least 10 s, when blocking; 120 s otherwise)."""
+        (default: 10 heartbeats, at least 10 s, when blocking; 120 s otherwise). `on_flowing`: called
+        once per `events()` stream, at its first event ending past `flowing_after` (file, pos) or its
+        first heartbeat (the server has sent all there is): the stream is really up, not just accepted,
+        and a reader that failed on an event at `flowing_after` got past it."""
         self.dsn = dsn
         self.blocking = blocking
         self.server_id = server_id or random.randint(0x10000000, 0x7FFFFFFF)
@@ -53,6 +67,10 @@ class ServerBinlogs:
         self.connection: pymysql.connections.Connection | None = None
         self._sock: socket.socket | None = None
         self._closing = False
+        self.on_flowing = on_flowing
+        self.flowing_after = flowing_after
+        self._start = ("", 0)
+        self._reached = lambda: None
 
     def describe(self) -> str:
         return self.dsn.redacted()
@@ -80,6 +98,10 @@ class ServerBinlogs:
         finally:
             conn.close()
 
+    def reached(self) -> tuple[str, int] | None:
+        """(file, end) of the last event `events()` gave out (its start, before the first); None before it ran."""
+        return self._reached()
+
     def first_file(self) -> str:
         logs = self.binary_logs()
         if not logs:
@@ -90,9 +112,10 @@ class ServerBinlogs:
         names = [name for name, _ in self.binary_logs()]
         start_file = start_file or names[0]
         if start_file not in names:
-            raise BinlogError(f"binlog {start_file} is no longer on {self.describe()} (purged?); "
-                              f"the server has {names[0]} .. {names[-1]}", where=f"{start_file}:{start_pos}",
-                              hint="use the archived copy: pass --binlogs the archive directory")
+            raise BinlogGone(f"binlog {start_file} is no longer on {self.describe()} (purged?); "
+                             f"the server has {names[0]} .. {names[-1]}", file=start_file, pos=start_pos,
+                             hint="use the archived copy: pass --binlogs the archive directory")
+        self._start = (start_file, start_pos)
         conn = self.dsn.connect()
         self.connection = conn
         self._sock = conn._sock
@@ -138,10 +161,13 @@ class ServerBinlogs:
         longer than a packet, the end, an error — goes through `_Stream.packet()`."""
         unpack, crc32, u32 = _HEADER.unpack_from, zlib.crc32, _U32
         special, RawEvent = _SPECIAL, be.RawEvent
+        flowing = self.on_flowing  # called once, then None: one test per event until then
+        after = self.flowing_after or ("", 0)
         buf, view = stream.buf, stream.view
         start = end = 0
         seq = stream.seq
         where = lambda: f"{current}:{pos}"  # noqa: E731
+        self._reached = lambda: (current, pos)
         while True:
             data = None
             if end - start >= 4:
@@ -179,11 +205,22 @@ class ServerBinlogs:
                         continue
                 elif checksum and crc32(data) != CRC_RESIDUE:
                     raise _crc_error(current, next_pos, size)
-                if next_pos == 0 or etype == be.HEARTBEAT or etype == be.HEARTBEAT_V2:
-                    continue  # artificial events the server makes up for a dump start; keep-alives
+                if etype == be.HEARTBEAT or etype == be.HEARTBEAT_V2:
+                    if flowing is not None:  # a keep-alive: up, with nothing new to send
+                        flowing()
+                        flowing = None
+                    continue
+                if next_pos == 0:
+                    continue  # artificial events the server makes up for a dump start
             elif checksum and crc32(data) != CRC_RESIDUE:
                 raise _crc_error(current, next_pos, size)
             pos = next_pos
+            # Not on a format description (a server failing on a damaged file sends the file's one
+            # first), nor on events up to `after` (a reader failing on one gets them again each
+            # retry): either would look like a recovery on every retry.
+            if flowing is not None and etype != be.FORMAT_DESCRIPTION and (current, next_pos) > after:
+                flowing()
+                flowing = None
             yield RawEvent(current, next_pos - size, ts, etype, server_id, flags, data, checksum)
 
 
@@ -296,6 +333,11 @@ class _Stream:
         code = int.from_bytes(data[1:3], "little")
         text = data[9:] if data[3:4] == b"#" else data[3:]
         message = text.decode("utf-8", "replace")
+        if code == ER_MASTER_FATAL_ERROR_READING_BINLOG and _GONE in message.lower():
+            file, pos = self.owner._start  # (only ever said at the dump's start)
+            return BinlogGone(f"{self.owner.describe()}: the server no longer has binlog {file} (purged?): "
+                              f"error {code}: {message}", file=file, pos=pos,
+                              hint="use the archived copy (--binlogs DIR), or start from a later dump")
         hint = ("the file is gone or damaged on the server (purged?): use the archived copy (--binlogs DIR), or "
                 "start from a later dump" if code == ER_MASTER_FATAL_ERROR_READING_BINLOG
                 else "check the source server and the user's REPLICATION SLAVE grant")

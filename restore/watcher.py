@@ -8,8 +8,10 @@ of watched databases, the row events of statements touching none of them are lef
 the Walker decodes anything (`watched_statements`): on a busy server that is most of the stream.
 
 The position is saved through the caller's `PositionStore` (after each alert and about once a
-second); after a restart or a dropped connection the stream resumes there. Alerts carry the
-event's file:pos, so the caller can refuse to send one twice.
+second); after a restart or a dropped connection the stream resumes there. Alerts carry a key made
+of the event's file:pos, server id and timestamp, so the caller can refuse to send one twice. If
+the saved position's file is gone from the server (purged, or the binlog reset), the watcher says
+what it could not watch and goes on from the oldest file the server still has.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from typing import Protocol
 
 from . import binlog_events as be
 from .binlog_events import UPDATE_ROWS, WRITE_ROWS
+from .binlog_server import BinlogGone, ServerBinlogs
 from .destructive import DestructiveRules, Finding
 from .dsn import Dsn
 from .errors import RestoreError
@@ -30,7 +33,8 @@ from .walker import QueryStep, RowsStep, TxBegin, TxEnd, Walker
 
 @dataclass(frozen=True)
 class Alert:
-    key: str                 # file:pos of the destructive event: unique per alert
+    key: str                 # file:pos:server_id:timestamp of the destructive event: unique per alert, also
+                             # after RESET MASTER or a failover brings the same file:pos back
     reason: str
     statement: str
     database: str | None
@@ -42,7 +46,7 @@ class Alert:
     tx_pos: int
     gtid: str | None
     server_time: int         # the event's timestamp (the statement's start on the source)
-    thread_id: int | None
+    thread_id: int | None    # the source connection, when the transaction logged a statement (row-only: None)
     detected_at: float       # time.time() when we saw it
 
     @property
@@ -69,6 +73,7 @@ class Watcher(Follower):
         self.databases = set(databases)
         self.rules = rules or DestructiveRules()
         self.save_every = save_every
+        self._format_checked = False
 
     def watched(self, db: str | None) -> bool:
         return bool(db) and (not self.databases or db in self.databases)
@@ -89,7 +94,43 @@ class Watcher(Follower):
         self.positions.save(row[0], int(row[1]))
         return row[0], int(row[1])
 
+    def check_format(self) -> None:
+        """Once: say that a source not logging ROW hides the size of mass DELETE/UPDATEs with a WHERE."""
+        conn = self.dsn.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT @@global.binlog_format")
+                fmt = str(cur.fetchone()[0]).upper()
+        finally:
+            conn.close()
+        self._format_checked = True
+        if fmt != "ROW":
+            self.on_trouble(f"{self.dsn.redacted()} logs binlog_format={fmt}, not ROW: a DELETE/UPDATE with a WHERE "
+                            f"clause logged as a statement carries no row count, so a mass one cannot be "
+                            f"recognised; only row-logged changes are counted (DROP, TRUNCATE and DELETE/UPDATE "
+                            f"without WHERE are caught in any format) — set binlog_format=ROW on the source")
+
     def follow_once(self) -> None:
+        if not self._format_checked:
+            self.check_format()
+        try:
+            self._follow()
+        except BinlogGone as exc:
+            self._skip_gone(exc)
+
+    def _skip_gone(self, exc: BinlogGone) -> None:
+        """Go on from the oldest file the server has: retrying a purged file would never work."""
+        logs = ServerBinlogs(self.dsn).binary_logs()
+        if not logs:
+            raise exc
+        oldest = logs[0][0]
+        self.on_trouble(f"the saved position {exc.file}:{exc.pos} is gone from {self.dsn.redacted()} (purged, or the "
+                        f"binlog was reset): events between it and {oldest}, the oldest binlog the server has, "
+                        f"were NOT watched; watching goes on from {oldest}:4 — check them by other means "
+                        f"(the archive, if one was kept)")
+        self.positions.save(oldest, 4)
+
+    def _follow(self) -> None:
         file, pos = self.start_position()
         source = self.open_source(self.dsn, blocking=True)
         sizes = _TableSizes(self.dsn)
@@ -100,6 +141,7 @@ class Watcher(Follower):
         stmt_rows: dict[str, list[int]] = {}
         tx_rows: dict[str, list[int]] = {}
         alerted_tx = False
+        tx_thread: int | None = None  # from the transaction's statements: row events carry no thread id
         last_watched: RowsStep | None = None
         last_save = time.monotonic()
         watched = self.watched
@@ -120,10 +162,10 @@ class Watcher(Follower):
                             finding = self._mass(stmt_rows, tx_rows, sizes)
                             if finding:
                                 alerted_tx = True
-                                self._alert(last_watched, tx, finding, step.annotation or "", None)
+                                self._alert(last_watched, tx, finding, step.annotation or "", tx_thread)
                         stmt_rows = {}
                 elif kind is TxBegin:
-                    tx, stmt_rows, tx_rows, alerted_tx = step, {}, {}, False
+                    tx, stmt_rows, tx_rows, alerted_tx, tx_thread = step, {}, {}, False, None
                 elif kind is TxEnd:
                     if self.stopping.is_set():
                         return
@@ -131,6 +173,7 @@ class Watcher(Follower):
                         self.positions.save(step.file, step.pos)
                         last_save = time.monotonic()
                 elif kind is QueryStep:
+                    tx_thread = step.query.thread_id
                     if alerted_tx or not any(watched(d) for d in step.info.databases):
                         continue
                     finding = self.rules.query_finding(step.info)
@@ -153,7 +196,9 @@ class Watcher(Follower):
 
     def _alert(self, step, tx: TxBegin | None, finding: Finding, statement: str, thread_id: int | None) -> None:
         ev = step.event
-        alert = Alert(key=f"{ev.file}:{ev.pos}", reason=finding.reason, statement=statement[:1000],
+        # file:pos alone repeats after RESET MASTER or a failover: the server id and time tell those apart.
+        alert = Alert(key=f"{ev.file}:{ev.pos}:{ev.server_id}:{ev.timestamp}", reason=finding.reason,
+                      statement=statement[:1000],
                       database=finding.database, table=finding.table, rows=finding.rows, file=ev.file, pos=ev.pos,
                       tx_file=tx.file if tx else ev.file, tx_pos=tx.pos if tx else ev.pos,
                       gtid=str(tx.gtid) if tx and tx.gtid else None, server_time=ev.timestamp,

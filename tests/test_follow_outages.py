@@ -1,0 +1,142 @@
+"""Following a live source through outages: each one reported once, the backoff starting over once
+events flow again, and a saved position whose file was purged skipped with a clear report."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from restore.binlog_server import BinlogGone, ServerBinlogs
+from restore.dsn import Dsn
+from restore.sandbox import Sandbox
+from restore.watcher import Alert, Watcher
+
+
+class Positions:
+    def __init__(self, pos: tuple[str, int] | None = None) -> None:
+        self.pos = pos
+
+    def load(self):
+        return self.pos
+
+    def save(self, file: str, pos: int) -> None:
+        self.pos = (file, pos)
+
+
+def _wait_until(condition, what: str, said: list, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; it said:\n"
+                                 + "\n".join(map(str, said)))
+        time.sleep(0.05)
+
+
+def _status(src: Sandbox, name: str) -> int:
+    with src.connect() as conn, conn.cursor() as cur:
+        cur.execute("SHOW GLOBAL STATUS LIKE %s", (name,))
+        return int(cur.fetchone()[1])
+
+
+def _setup(cur) -> None:
+    cur.execute("CREATE DATABASE club")
+    cur.execute("CREATE TABLE club.members (id INT PRIMARY KEY, name VARCHAR(20))")
+    cur.execute("CREATE TABLE club.posts (id INT PRIMARY KEY, title VARCHAR(20))")
+    cur.execute("CREATE TABLE club.log (id INT PRIMARY KEY, msg VARCHAR(20))")
+    cur.execute("INSERT INTO club.members SELECT seq, CONCAT('m', seq) FROM club.seq_1_to_50")
+
+
+class Watching:
+    """A watcher on a thread; alerts kept with the monotonic time they came."""
+
+    def __init__(self, dsn: Dsn, positions: Positions) -> None:
+        self.alerts: list[tuple[float, Alert]] = []
+        self.troubles: list[str] = []
+        self.positions = positions
+        self.watcher = Watcher(dsn, positions, lambda a: self.alerts.append((time.monotonic(), a)),
+                               databases=("club",), on_trouble=self.troubles.append)
+        self.thread = threading.Thread(target=self.watcher.run_forever, daemon=True)
+
+    def __enter__(self) -> "Watching":
+        self.thread.start()
+        _wait_until(lambda: self.positions.pos is not None, "a starting position", self.troubles, timeout=10)
+        time.sleep(0.3)  # connected and streaming
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.watcher.stop()
+        self.thread.join(timeout=5)
+
+
+def _kill_user(cur, user: str) -> None:
+    cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s", (user,))
+    for (conn_id,) in cur.fetchall():
+        cur.execute(f"KILL {conn_id}")
+
+
+def test_each_outage_reported_once_with_its_recovery_and_the_backoff_starts_over():
+    with Sandbox(binlog=True, binlog_format="ROW") as src:
+        with src.connect() as conn, conn.cursor() as cur:
+            _setup(cur)
+            cur.execute("CREATE USER w@'%' IDENTIFIED BY 'pw'")
+            cur.execute("GRANT ALL ON *.* TO w@'%'")
+        dsn = Dsn("w", "pw", "127.0.0.1", src.port)
+        with Watching(dsn, Positions()) as w, src.connect() as conn, conn.cursor() as cur:
+            said = w.troubles
+            # Outage 1: the account locked and its stream cut; refused twice more, the wait grows to 8 s.
+            cur.execute("ALTER USER w@'%' ACCOUNT LOCK")
+            refused = _status(src, "Aborted_connects")  # (a locked account is not an access denied)
+            _kill_user(cur, "w")
+            _wait_until(lambda: len(said) == 1, "the first outage's report", said, timeout=10)
+            _wait_until(lambda: _status(src, "Aborted_connects") >= refused + 2, "two refused retries", said,
+                        timeout=10)
+            cur.execute("ALTER USER w@'%' ACCOUNT UNLOCK")
+            _wait_until(lambda: len(said) == 2, "the recovery report", said, timeout=12)
+            # Outage 2: a killed dump thread alone, then a DROP: reported again, and the reconnect
+            # waits a second again, not the 8+ s the first outage had reached.
+            _kill_user(cur, "w")
+            killed = time.monotonic()
+            cur.execute("DROP TABLE club.log")
+            _wait_until(lambda: w.alerts, "the DROP TABLE alert", said, timeout=20)
+            latency = w.alerts[0][0] - killed
+            _wait_until(lambda: len(said) == 4, "the second outage's report and recovery", said, timeout=10)
+            time.sleep(0.5)
+    assert latency < 4, (latency, said)
+    assert len(said) == 4, said
+    assert all("closed the binlog stream" in said[i] or "ended the binlog stream" in said[i] for i in (0, 2)), said
+    assert said[1].startswith("recovered") and said[3].startswith("recovered"), said
+    assert [a.table for _, a in w.alerts] == ["log"], w.alerts
+
+
+def test_a_purged_saved_position_is_reported_and_watching_goes_on_from_the_oldest_file():
+    with Sandbox(binlog=True, binlog_format="ROW") as src:
+        with src.connect() as conn, conn.cursor() as cur:
+            _setup(cur)
+            cur.execute("SHOW MASTER STATUS")
+            file, pos = cur.fetchone()[:2]
+            saved = (file, int(pos))
+            cur.execute("FLUSH BINARY LOGS")
+            cur.execute("DROP TABLE club.posts")   # in binlog.000002: purged unseen
+            cur.execute("FLUSH BINARY LOGS")
+            cur.execute("DROP TABLE club.log")     # in binlog.000003, the oldest left: still alerted
+            cur.execute("PURGE BINARY LOGS TO 'binlog.000003'")
+        assert saved[0] == "binlog.000001"
+
+        # The server's own refusal (the file vanishing between the listing and the dump request)
+        # is recognised as the same thing: a file that is gone, not a passing outage.
+        racing = ServerBinlogs(src.dsn)
+        racing.binary_logs = lambda: [("binlog.000001", 0), ("binlog.000003", 0)]
+        with pytest.raises(BinlogGone) as gone:
+            list(racing.events(*saved))
+        assert (gone.value.file, gone.value.pos) == saved
+
+        with Watching(src.dsn, Positions(saved)) as w, src.connect() as conn, conn.cursor() as cur:
+            _wait_until(lambda: w.alerts, "the alert for the DROP in the oldest file", w.troubles, timeout=15)
+            cur.execute("DROP TABLE club.members")
+            _wait_until(lambda: len(w.alerts) == 2, "the alert for a new DROP", w.troubles, timeout=15)
+            time.sleep(0.5)
+    said = w.troubles
+    assert len(said) == 1, said
+    assert f"binlog.000001:{saved[1]}" in said[0] and "binlog.000003" in said[0] and "NOT watched" in said[0], said
+    assert [a.table for _, a in w.alerts] == ["log", "members"], w.alerts
