@@ -40,6 +40,7 @@ def summarize(res: dict) -> dict:
         "poster starts -> HTTP request": [e["http_start"] - e["dequeued"] for e in have if "http_start" in e],
         "HTTP request -> arrival": [e["arrived"] - e["http_start"] for e in have if "http_start" in e],
         "statement start -> arrival": [e["latency_from_start"] for e in ev if "latency_from_start" in e],
+        "arrival -> fake reads it": [e["handled"] - e["arrived"] for e in have if "handled" in e],
     }
     backlog = [e["backlog_bytes"] for e in ev if "backlog_bytes" in e]
     if backlog:
@@ -71,7 +72,7 @@ def fmt(v: float | None) -> str:
 def print_report(res: dict) -> None:
     p = res["params"]
     print()
-    print(f"alert latency: destructive statement commit -> chat.postMessage at the fake Slack "
+    print(f"alert latency: destructive statement commit -> chat.postMessage at the fake Slack's socket "
           f"({p['format']}, mass-change detection on)")
     print(f"load: sysbench oltp_write_only {p['tables']}x{p['table_size']}, {p['threads']} threads: "
           f"{res['load_tps']:.0f} tx/s held during the {res['measurement_seconds']:.1f} s measurement "

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import sqlite3
 import threading
 import time
 from datetime import date, datetime, timedelta
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from slack_sdk.errors import SlackApiError
 
@@ -63,7 +65,7 @@ class AlertStore:
         db = self._db()
         cur = db.execute("INSERT OR IGNORE INTO alerts (key, source, reason, oncall, created, body) "
                          "VALUES (?,?,?,?,?,?)", (alert.key, self.source, alert.reason, oncall,
-                                                  time.time(), alert.statement))
+                                                  time.time(), mask_literals(alert.statement)))
         if cur.rowcount == 1:
             return True
         row = db.execute("SELECT ts FROM alerts WHERE key = ?", (alert.key,)).fetchone()
@@ -126,6 +128,17 @@ def mention(user: str | None) -> str:
     return f"<!subteam^{user}>" if user.startswith("S") else f"<@{user}>"
 
 
+# A quoted SQL string: '...' or "...", with backslash escapes and doubled quotes inside (or cut off).
+_LITERAL = re.compile(r"'(?:[^'\\]|\\.|'')*(?:'|\Z)" + r'|"(?:[^"\\]|\\.|"")*(?:"|\Z)', re.S)
+
+
+def mask_literals(statement: str) -> str:
+    """The statement with every quoted value replaced by '…'. An alert goes to a whole channel
+    and into the store; `UPDATE users SET password = 'hunter2'` must not take the value along.
+    Names (backquoted) and numbers stay: they say what was hit."""
+    return _LITERAL.sub(lambda m: m.group(0)[0] + "…" + m.group(0)[0], statement)
+
+
 def alert_text(alert: Alert, oncall: str | None, source: str) -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(alert.server_time))
     where = f"{alert.database}.{alert.table}" if alert.table else (alert.database or "?")
@@ -134,7 +147,7 @@ def alert_text(alert: Alert, oncall: str | None, source: str) -> str:
     return (f"🚨 {mention(oncall)} *{alert.reason}* on `{source}`\n"
             f"{where}{rows}{thread} · binlog {alert.file}:{alert.pos}"
             f"{' · GTID ' + alert.gtid if alert.gtid else ''} · server time {when}\n"
-            f"```{alert.statement[:500] or '(row events)'}```")
+            f"```{mask_literals(alert.statement)[:500] or '(row events)'}```")
 
 
 class AlertPoster:
@@ -221,7 +234,7 @@ class AlertPoster:
     def _escalate(self, key: str) -> None:
         info = self.store.get(key)
         if info is None or info["acked_by"]:
-            self.scheduler.remove_job(f"escalate-{key}")
+            self._stop_escalating(key)
             return
         round_ = self.store.escalated(key)
         if round_ == 1:
@@ -230,6 +243,12 @@ class AlertPoster:
         else:
             who = self.oncall.next_after(info["oncall"]) if round_ == 2 else (self.usergroup or self.oncall.next_after(info["oncall"]))
             text = f"⏰ Escalating to {mention(who)}: *{info['reason']}* is still not acknowledged."
-        self.client.chat_postMessage(channel=info["channel"] or self.channel, thread_ts=info["ts"], text=text)
         if round_ >= 3:
+            self._stop_escalating(key)
+        self.client.chat_postMessage(channel=info["channel"] or self.channel, thread_ts=info["ts"], text=text)
+
+    def _stop_escalating(self, key: str) -> None:
+        try:
             self.scheduler.remove_job(f"escalate-{key}")
+        except JobLookupError:  # a run already under way when it was removed
+            pass

@@ -25,7 +25,7 @@ from restore.procs import die_with_parent
 
 from .alerts import AlertStore, Oncall
 from .jobstore import JobStore
-from .watch import alert_client, build_watcher
+from .watch import alert_client, build_watcher, trouble_reporter
 from .reporter import Reporter
 from .worker import RESUMED, Worker
 
@@ -228,6 +228,7 @@ class Background:
         self.alert_store = AlertStore(str(settings.store_path), source)
         self.scheduler = BackgroundScheduler(daemon=True)
         self._poster = None
+        self._trouble = trouble_reporter(client, settings.slack.channel)
 
     def start(self, on_alert_posted=None) -> None:
         s = self.settings
@@ -254,14 +255,6 @@ class Background:
     def _scheduled(self, kind: str) -> None:
         job = self.store.create(kind, kind, "restore-bot", origin="slack", channel=self.settings.slack.channel)
         self.store.audit("restore-bot", f"scheduled {kind}", job.id)
-
-    def _trouble(self, text: str) -> None:
-        log.warning(text)
-        if self.client is not None and self.settings.slack.channel:
-            try:
-                self.client.chat_postMessage(channel=self.settings.slack.channel, text=f"⚠️ {text}")
-            except Exception:  # Slack down too: the log line above stays
-                log.exception("could not post a trouble report")
 
     def stop(self) -> None:
         for worker, _thread in self.threads:

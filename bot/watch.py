@@ -1,6 +1,7 @@
 """`restore-bot watch`: the watcher and its alert path, alone or inside `serve`."""
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import signal
 import sys
@@ -15,6 +16,8 @@ from restore.watcher import Alert, Watcher
 
 from .alert_client import AlertSlackClient
 from .alerts import AlertPoster, AlertStore, Oncall, alert_text
+
+log = logging.getLogger("restore-bot.watch")
 
 
 class ConsoleAlerts:
@@ -131,6 +134,19 @@ def _watch_child(messages, control, source: Dsn, store_path: str, store_source: 
     watcher.run_forever()
 
 
+def trouble_reporter(client, channel: str | None) -> Callable[[str], None]:
+    """Trouble (source down, credentials refused, a binlog gap) to the log and, when Slack is
+    configured, to the incident channel: the watchers report each trouble once, not per retry."""
+    def report(text: str) -> None:
+        log.warning("%s", text)
+        if client is not None and channel:
+            try:
+                client.chat_postMessage(channel=channel, text=f"⚠️ {text}")
+            except Exception as exc:  # Slack down too: the log line above stays
+                log.warning("could not post that to Slack (%s)", type(exc).__name__)
+    return report
+
+
 def alert_client(settings) -> AlertSlackClient | None:
     """The alert path's own Slack client, when a token and an incident channel are configured."""
     if settings.slack.bot_token and settings.slack.channel:
@@ -166,7 +182,9 @@ def run_watch(settings, source_text: str | None) -> int:
     else:
         print("restore-bot watch: pass --source mysql://user:pass@host:port or set [watch] source", file=sys.stderr)
         return 2
-    watcher, poster = build_watcher(settings, source, client=alert_client(settings))
+    client = alert_client(settings)
+    report = trouble_reporter(client, settings.slack.channel)
+    watcher, poster = build_watcher(settings, source, client=client, on_trouble=lambda text: report(f"watch: {text}"))
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C
     print(f"watching {source.redacted()} for destructive events", file=sys.stderr, flush=True)
     try:

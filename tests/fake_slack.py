@@ -24,6 +24,9 @@ import hashlib
 import hmac
 import itertools
 import json
+import socket
+import struct
+import sys
 import threading
 import time
 import urllib.error
@@ -44,6 +47,7 @@ class Call:
     path: str = ""
     status: int = 200           # what the fake answered
     peer: tuple = ()            # the client's (host, port): one port for calls over one kept-alive connection
+    wire_at: float | None = None  # when its first bytes reached the fake's socket (kernel clock; Linux)
     answer: dict = field(default_factory=dict)
 
     @property
@@ -95,6 +99,19 @@ class FakeSlack:
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms wait for an ACK
             timeout = fake.idle_timeout
+            wire_at: float | None = None
+
+            def setup(self) -> None:
+                super().setup()
+                _stamp_arrivals(self.connection)
+
+            def handle_one_request(self) -> None:
+                try:
+                    self.wire_at = _arrival(self.connection)
+                except TimeoutError:  # idle too long: close, as handle_one_request itself would
+                    self.close_connection = True
+                    return
+                super().handle_one_request()
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 fake._handle(self)
@@ -107,6 +124,7 @@ class FakeSlack:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        _stamp_arrivals(self._server.socket)  # accepted sockets inherit it: a new connection's first request too
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-slack", daemon=True)
         self._thread.start()
         return self
@@ -230,7 +248,7 @@ class FakeSlack:
         else:
             method = path
         call = Call(method, body, {k: v for k, v in req.headers.items()}, time.time(), path,
-                    peer=tuple(req.client_address))
+                    peer=tuple(req.client_address), wire_at=getattr(req, "wire_at", None))
         status, answer, headers = self._answer(call)
         call.status, call.answer = status, answer
         with self._changed:
@@ -270,6 +288,30 @@ class FakeSlack:
         if m == "chat.postEphemeral":
             return 200, {"ok": True, "message_ts": f"{int(time.time())}.{next(self._ts):06d}"}, {}
         return 200, {"ok": True}, {}
+
+
+# Linux's SO_TIMESTAMPNS (socket(7)): the kernel stamps each packet as it reaches the socket. The
+# fake's own thread may run much later on a busy machine; the stamp says when the request had in
+# fact arrived, which is what "arriving at Slack" means for a server on other machines.
+_SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@qq")
+
+
+def _stamp_arrivals(sock: socket.socket) -> None:
+    if sys.platform.startswith("linux"):
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+
+
+def _arrival(sock: socket.socket) -> float | None:
+    """Wait for the next request's first byte (left in the socket) and return the kernel's stamp."""
+    if not sys.platform.startswith("linux"):
+        return None
+    data, ancillary, _flags, _addr = sock.recvmsg(1, socket.CMSG_SPACE(_TIMESPEC.size), socket.MSG_PEEK)
+    for level, kind, value in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+            sec, nsec = _TIMESPEC.unpack_from(value)
+            return sec + nsec / 1e9
+    return None
 
 
 # -- signed requests -------------------------------------------------------------------------

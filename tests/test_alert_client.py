@@ -1,6 +1,7 @@
 """The alert path's Slack client: one kept-alive connection, kept warm, reopened when Slack closes it."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from types import SimpleNamespace
@@ -99,3 +100,20 @@ def test_client_raises_slack_refusals_and_keep_warm_reports_trouble_once(caplog)
     said = [r.getMessage() for r in caplog.records]
     assert said == ["Slack refused auth.test (fatal_error): alerts may not get through", "Slack answers again"], said
     assert not any("xoxb-test" in text for text in said)
+
+
+def test_alert_masks_quoted_values_in_the_statement(tmp_path):
+    """A mass UPDATE that sets a password posts what was hit, not the value (nor keeps it in the store)."""
+    alert = dataclasses.replace(_alert(100), statement="UPDATE users SET password = 'hunter''2\\'x', api_token=\"tok-9f\" WHERE id > 5 -- 'cut")
+    with FakeSlack() as fake:
+        poster = _poster(fake, tmp_path, keep_warm=0)
+        try:
+            poster.post(alert)
+        finally:
+            poster.stop()
+        posted = fake.find("chat.postMessage")
+    stored = poster.store._db().execute("SELECT body FROM alerts").fetchone()[0]
+    assert len(posted) == 1
+    for text in (posted[0].body["text"], posted[0].body["blocks"][0]["text"]["text"], stored):
+        assert "UPDATE users SET password = '…', api_token=\"…\" WHERE id > 5 -- '…" in text, text
+        assert not any(secret in text for secret in ("hunter", "tok-9f", "cut")), text

@@ -10,11 +10,13 @@ import time
 
 import pytest
 
+from bot.jobstore import JobStore
 from fake_slack import FakeSlack, SlackSigner
 from restore.sandbox import Sandbox
 from test_slack_scenarios import Bot
 
 CHANNEL = "CWATCH"
+WATCH_PASSWORD = "Wpw-" + secrets.token_hex(4)
 
 
 @pytest.fixture
@@ -25,6 +27,10 @@ def served(tmp_path):
             cur.execute("CREATE DATABASE club")
             cur.execute("CREATE TABLE club.a (id INT PRIMARY KEY)")
             cur.execute("CREATE TABLE club.b (id INT PRIMARY KEY)")
+            # The bot watches as a user with a password: it must never show up in Slack or the log.
+            cur.execute(f"CREATE USER watcher@'%' IDENTIFIED BY '{WATCH_PASSWORD}'")
+            cur.execute("GRANT SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO watcher@'%'")
+        source = f"mysql://watcher:{WATCH_PASSWORD}@127.0.0.1:{src.port}"
         config = tmp_path / "restore-bot.toml"
         config.write_text(f"""
 [slack]
@@ -33,7 +39,7 @@ channel = "{CHANNEL}"
 operators = ["UOPS"]
 approvers = ["UAPP"]
 [watch]
-source = {json.dumps(src.url)}
+source = {json.dumps(source)}
 databases = ["club"]
 [oncall]
 rotation = ["UKIM"]
@@ -64,6 +70,12 @@ def _alerts(calls):
     return [c for c in calls if c.method == "chat.postMessage" and "🚨" in c.text]
 
 
+def _button(call, action_id: str) -> str:
+    """The value of an alert's button, as Slack sends it back when clicked."""
+    return next(e["value"] for b in call.body["blocks"] if b["type"] == "actions" for e in b["elements"]
+                if e["action_id"] == action_id)
+
+
 def test_alert_acknowledge_oncall_and_archive(served):
     src, fake, signer, work = served
     with src.connect() as conn, conn.cursor() as cur:
@@ -72,8 +84,7 @@ def test_alert_acknowledge_oncall_and_archive(served):
     assert "<@UKIM>" in first.text and "DROP TABLE club.a" in first.text and first.channel == CHANNEL
 
     time.sleep(0.5)  # a person reads before clicking; the bot records the message's ts meanwhile
-    answer, _ = signer.click("alert_ack", f"binlog.000001:{first.text.split('binlog.000001:')[1].split()[0]}",
-                             "UKIM", CHANNEL)
+    answer, _ = signer.click("alert_ack", _button(first, "alert_ack"), "UKIM", CHANNEL)
     assert answer.status == 200
     acked = fake.wait_for(lambda calls: [c for c in calls if "Acknowledged by <@UKIM>" in c.text], timeout=10,
                           what="the acknowledgement")[0]
@@ -84,7 +95,10 @@ def test_alert_acknowledge_oncall_and_archive(served):
     shown = fake.wait_for(lambda calls: [c for c in calls if c.path == f"/response_url/{key}"], timeout=10,
                           what="the /oncall reply")[0]
     assert "<@UKIM>" in shown.text
-    answer, _ = signer.command("set <@ULEE|lee>", "USTRANGER", CHANNEL, command="/oncall")
+    answer, key = signer.command("set <@ULEE|lee>", "USTRANGER", CHANNEL, command="/oncall")
+    refused = fake.wait_for(lambda calls: [c for c in calls if c.path == f"/response_url/{key}"], timeout=10,
+                            what="the refusal")[0]
+    assert "<@ULEE> is on call" not in refused.text and "operator" in refused.text, refused.text
     answer, _ = signer.command("set <@ULEE|lee>", "UOPS", CHANNEL, command="/oncall")
     fake.wait_for(lambda calls: [c for c in calls if "<@ULEE> is on call now" in c.text], timeout=10,
                   what="the hand-over")
@@ -94,7 +108,23 @@ def test_alert_acknowledge_oncall_and_archive(served):
     second = fake.wait_for(lambda calls: len(_alerts(calls)) >= 2 and _alerts(calls), timeout=20,
                            what="the DROP DATABASE alert")[1]
     assert "<@ULEE>" in second.text and "DROP DATABASE club" in second.text
-    assert not any("s3cret" in c.text for c in fake.snapshot())
+
+    # "Plan restore" asks for a plan that stops right before the DROP DATABASE
+    spec = _button(second, "alert_plan")
+    answer, _ = signer.click("alert_plan", spec, "UOPS", CHANNEL)
+    assert answer.status == 200
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (plans := JobStore(work / "jobs.sqlite3").jobs(kind="plan")):
+        time.sleep(0.1)
+    assert [(j.requester, j.args.get("stop_before")) for j in plans] == [("UOPS", spec)], plans
+    with src.connect() as conn, conn.cursor() as cur:
+        cur.execute("SHOW BINLOG EVENTS IN 'binlog.000001'")
+        events = cur.fetchall()
+    drop = next(i for i, e in enumerate(events) if "DROP DATABASE" in e[5])
+    # the spec is the GTID or FILE:POS of the transaction holding the DROP (its GTID event, just before it)
+    assert spec in (f"binlog.000001:{events[drop - 1][1]}", events[drop - 1][5].split()[-1]), (spec, events[drop - 1])
+    assert not any(WATCH_PASSWORD in c.text for c in fake.snapshot())
+    assert WATCH_PASSWORD not in (work / "serve.log").read_text()
 
     deadline = time.monotonic() + 15
     archived = work / "archive" / "binlog.000001"

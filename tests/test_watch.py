@@ -325,3 +325,38 @@ def test_leaving_out_other_databases_statements_changes_nothing_the_watcher_sees
     assert got == expected
     rows = [s for s in expected if s[0] == "rows"]
     assert {s[2] for s in rows} == {"members", "posts", "log"} and sum(s[3] for s in rows) > 600
+
+
+def test_standalone_watch_reports_refused_credentials_to_slack_once(slack, tmp_path):
+    """`restore-bot watch` on its own, Slack configured: a source that refuses the password is one
+    ⚠️ message in the incident channel (password not in it), however often the watcher retries."""
+    with Sandbox(binlog=True) as src:
+        config = tmp_path / "restore-bot.toml"
+        config.write_text(f'[store]\npath = "{tmp_path / "s.sqlite3"}"\n')
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "RESTORE_BOT_"))}
+        env.update(SLACK_BOT_TOKEN="xoxb-test", SLACK_API_URL=slack.api_url, RESTORE_BOT_CHANNEL="CINC",
+                   RESTORE_BOT_CONFIG=str(config))
+        bad = f"mysql://root:Not-The-Pw-42@127.0.0.1:{src.port}"
+        proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "watch", "--source", bad], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            warned = slack.wait_for(lambda calls: [c for c in calls if "⚠️" in c.text], timeout=30,
+                                    what="the trouble report")
+            with src.connect() as conn, conn.cursor() as cur:  # it goes on retrying: wait for two more refusals
+                cur.execute("SHOW GLOBAL STATUS LIKE 'Access_denied_errors'")
+                refused = int(cur.fetchone()[1])
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    cur.execute("SHOW GLOBAL STATUS LIKE 'Access_denied_errors'")
+                    if int(cur.fetchone()[1]) >= refused + 2:
+                        break
+                    time.sleep(0.2)
+                else:
+                    raise AssertionError("the watcher did not retry")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=15)
+    warnings = [c for c in slack.snapshot() if "⚠️" in c.text]
+    assert len(warnings) == 1 and warnings[0].channel == "CINC", FakeSlack.describe(warnings)
+    assert f"127.0.0.1:{src.port}" in warned[0].text and "denied" in warned[0].text.lower(), warned[0].text
+    assert "Not-The-Pw-42" not in warned[0].text and "Not-The-Pw-42" not in err

@@ -1,0 +1,83 @@
+"""Who is on call (weekly rotation, `/oncall set`, RESTORE_BOT_ONCALL) and how an unacknowledged alert escalates."""
+from __future__ import annotations
+
+import time
+from datetime import date
+
+from bot.alert_client import AlertSlackClient
+from bot.alerts import AlertPoster, AlertStore, Oncall
+from bot.config import load_settings
+from fake_slack import FakeSlack
+from test_alert_client import _alert
+
+
+def _oncall(tmp_path, toml: str = "", env: dict | None = None) -> tuple[Oncall, AlertStore]:
+    config = tmp_path / "restore-bot.toml"
+    config.write_text(toml)
+    settings = load_settings(str(config), env=env or {})
+    store = AlertStore(str(tmp_path / "s.sqlite3"), "mysql://src")
+    return Oncall(settings, store), store
+
+
+ROTATION = '[oncall]\nrotation = ["UA", "UB", "UC"]\nrotation_start = "2026-01-07"\n'  # a Wednesday
+
+
+def test_weekly_rotation_turns_on_mondays_and_wraps(tmp_path):
+    oncall, _ = _oncall(tmp_path, ROTATION)
+    # the week of the start date (Monday 5 January) is UA's; each Monday hands over to the next
+    assert [oncall.current(date(2026, 1, d)) for d in (5, 7, 11, 12, 18, 19, 26)] == \
+        ["UA", "UA", "UA", "UB", "UB", "UC", "UA"]
+    assert oncall.next_after("UB") == "UC" and oncall.next_after("UC") == "UA"
+
+
+def test_override_beats_rotation_and_fallback_is_last(tmp_path):
+    oncall, store = _oncall(tmp_path, ROTATION, env={"RESTORE_BOT_ONCALL": "UFALL"})
+    assert oncall.current(date(2026, 1, 12)) == "UB"
+    store.set_oncall("UZED")
+    assert oncall.current(date(2026, 1, 12)) == "UZED"
+    (tmp_path / "other").mkdir()
+    nobody_set, _ = _oncall(tmp_path / "other", "", env={"RESTORE_BOT_ONCALL": "UFALL"})
+    assert nobody_set.current(date(2026, 1, 12)) == "UFALL"
+
+
+def _pings(calls) -> list[str]:
+    return [c.text for c in calls if c.method == "chat.postMessage" and c.thread_ts]
+
+
+def test_unacknowledged_alert_pings_again_then_the_next_person_then_the_group(tmp_path):
+    oncall, store = _oncall(tmp_path, ROTATION)
+    store.set_oncall("UA")
+    with FakeSlack() as fake:
+        poster = AlertPoster(AlertSlackClient("xoxb-test", fake.api_url), "CINC", store, oncall, "mysql://src",
+                             escalate_after=0.3, usergroup="S0ONCALL", keep_warm=0).start()
+        try:
+            poster.post(_alert(100))
+            fake.wait_for(lambda calls: len(_pings(calls)) >= 3, timeout=15, what="three escalation rounds")
+            time.sleep(1.2)  # three rounds is all: no fourth
+        finally:
+            poster.stop()
+        pings = _pings(fake.snapshot())
+        alert_ts = fake.find("chat.postMessage")[0].ts
+        threads = {c.thread_ts for c in fake.snapshot() if c.thread_ts}
+    assert len(pings) == 3, pings
+    assert "<@UA>" in pings[0] and "not acknowledged" in pings[0]
+    assert "<@UB>" in pings[1] and "<!subteam^S0ONCALL>" in pings[2]
+    assert threads == {alert_ts}  # in the alert's thread
+
+
+def test_acknowledged_alert_stops_escalating(tmp_path):
+    oncall, store = _oncall(tmp_path, ROTATION)
+    store.set_oncall("UA")
+    with FakeSlack() as fake:
+        poster = AlertPoster(AlertSlackClient("xoxb-test", fake.api_url), "CINC", store, oncall, "mysql://src",
+                             escalate_after=0.4, keep_warm=0).start()
+        try:
+            alert = _alert(100)
+            poster.post(alert)
+            fake.wait_for(_pings, timeout=15, what="the first re-ping")
+            assert store.ack(alert.key, "UA")
+            time.sleep(1.5)  # more than three intervals
+        finally:
+            poster.stop()
+        pings = _pings(fake.snapshot())
+    assert len(pings) == 1, pings
