@@ -17,6 +17,7 @@ from bot.alerts import AlertPoster, AlertStore, Oncall
 from bot.watch import WatcherProcess, build_watcher
 from fake_slack import FakeSlack
 from restore.binlog_server import ServerBinlogs
+from restore.destructive import DestructiveRules
 from restore.sandbox import Sandbox
 from restore.walker import QueryStep, RowsStep, TxBegin, TxEnd, Walker
 from restore.watcher import Watcher, watched_statements
@@ -36,13 +37,14 @@ def _settings(rotation=("UKIM", "ULEE"), fallback=None):
 class Running:
     """A watcher + alert poster on threads, like `serve` runs them."""
 
-    def __init__(self, src: Sandbox, slack: FakeSlack, store_path, *, escalate_after=0.0, rotation=("UKIM", "ULEE")):
+    def __init__(self, src: Sandbox, slack: FakeSlack, store_path, *, escalate_after=0.0, rotation=("UKIM", "ULEE"),
+                 rules: DestructiveRules | None = None):
         self.store = AlertStore(str(store_path), src.url)
         self.store.set_oncall("UKIM")  # `/oncall set`: overrides this week's turn in the rotation
         oncall = Oncall(_settings(rotation), self.store)
         client = AlertSlackClient("xoxb-test", slack.api_url)
         self.poster = AlertPoster(client, "CINC", self.store, oncall, src.url, escalate_after=escalate_after).start()
-        self.watcher = Watcher(src.dsn, self.store, self.poster, databases=("club",))
+        self.watcher = Watcher(src.dsn, self.store, self.poster, databases=("club",), rules=rules)
         self.thread = threading.Thread(target=self.watcher.run_forever, daemon=True)
 
     def __enter__(self):
@@ -109,6 +111,25 @@ def test_destructive_events_alert_ordinary_traffic_does_not(fmt, slack, tmp_path
     for needle, text in zip(["DELETE", "UPDATE", "TRUNCATE", "DROP TABLE", "DROP DATABASE"], texts):
         assert needle in text and "<@UKIM>" in text and "binlog binlog.000001:" in text, text
     assert all("alert_ack" in t and "alert_plan" in t for t in texts)
+
+
+@pytest.mark.parametrize("rules, alerted", [(None, []), (DestructiveRules(fraction=0.5, min_rows=20), ["members"])])
+def test_mass_change_thresholds_decide_what_alerts(rules, alerted, slack, tmp_path):
+    """[watch] mass_fraction / mass_min_rows: 30 of 50 members deleted and 15 posts rewritten are
+    ordinary by default (90 %); at 50 % and 20 rows the DELETE alerts, the 15-row UPDATE does not."""
+    with Sandbox(binlog=True, binlog_format="ROW") as src:
+        with src.connect() as conn, conn.cursor() as cur:
+            _setup(cur)
+        with Running(src, slack, tmp_path / "s.sqlite3", rules=rules), src.connect() as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM club.members WHERE id <= 30")
+            cur.execute("UPDATE club.posts SET title = 'x' WHERE id <= 15")
+            cur.execute("DROP TABLE club.log")  # always alerts: when it arrives, the two before were judged
+            slack.wait_for(lambda calls: any("club.log" in c.text for c in _alert_calls(calls)), what="the DROP")
+            time.sleep(0.3)
+            got = [c.text for c in _alerts(slack) if "club.log" not in c.text]
+    assert [t for t in alerted if any(f"club.{t}" in g for g in got)] == alerted and len(got) == len(alerted), got
+    if alerted:
+        assert "mass DELETE on club.members: 30 of about 50 rows" in got[0], got[0]
 
 
 def test_connection_killed_between_two_drops_alerts_each_once(slack, tmp_path):
