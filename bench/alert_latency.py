@@ -581,13 +581,12 @@ def capacity(src: Sandbox, start: tuple[str, int], seconds: float) -> list[dict]
 
         made: list[Counting] = []
         real = follow_mod.ServerBinlogs
-        follow_mod.ServerBinlogs = lambda dsn, blocking=True: made.append(Counting(dsn, blocking=False)) or made[-1]
+        follow_mod.ServerBinlogs = lambda dsn, blocking=True, **kw: made.append(Counting(dsn, blocking=False, **kw)) or made[-1]
         w = Watcher(src.dsn, Positions(), lambda alert: None, databases=(VICTIM,))
         timer = threading.Timer(max(0.0, deadline - time.perf_counter()), w.stopping.set)
         timer.start()
         try:
-            once = getattr(w, "follow_once", None) or w.stream  # (the engine renamed stream() to follow_once())
-            once()  # non-blocking: returns at the end of the binlog, or at the deadline
+            w.follow_once()  # non-blocking: returns at the end of the binlog, or at the deadline
         finally:
             timer.cancel()
             follow_mod.ServerBinlogs = real
