@@ -13,12 +13,13 @@ import threading
 import time
 
 from restore import engine
-from restore.backup import list_backups, take_backup
+from restore.backup import take_backup
 from restore.errors import RestoreError
 from restore.prod import ProdRestore
 from restore.sandbox import Sandbox
 
 from . import messages
+from .drill import BackupDrill, newest_snapshot
 from .jobstore import Job, JobStore
 
 log = logging.getLogger("restore-bot.worker")
@@ -198,19 +199,14 @@ class Worker:
         return {"summary": f"Backup {taken.describe()}", "path": str(taken.path)}
 
     def _drill(self, hooks: JobHooks, interrupt) -> dict:
-        keep, _ = self._keep()
-        backups = list_backups(keep.backup_dir)
-        if not backups or not keep.archive_dir:
+        """Raises DrillFailed (the job fails, the channel reads "FAILED" with the file and position)
+        when the backups would not restore; see BackupDrill for what is checked."""
+        keep, watch = self._keep()
+        newest = newest_snapshot(keep.backup_dir)
+        if newest is None or not keep.archive_dir:
             raise RestoreError("nothing to drill: no backup yet, or no [keep] archive_dir",
                                hint="take one with /backup now and run the archiver ([keep] archive_dir)")
-        newest = backups[0]
-        snapshots = engine.read_snapshots([str(newest.path)])
-        binlogs = engine.open_binlogs(str(keep.archive_dir))
-        plan = engine.make_plan(snapshots, binlogs, stop="end", hooks=hooks, interrupt=interrupt)
-        with Sandbox() as box:
-            result = engine.restore(plan, snapshots, binlogs, box.dsn, existing="drop", hooks=hooks, interrupt=interrupt)
-        return {"summary": f"Drill from {newest.path.name} + archive: {plan_summary(plan)} "
-                           + verification_summary(result.to_dict()), "restore": result.to_dict()}
+        return BackupDrill(newest, keep.archive_dir, watch.source, hooks=hooks, interrupt=interrupt).run()
 
 
 def plan_summary(plan) -> str:
