@@ -201,18 +201,22 @@ class FakeSlack:
         return out
 
     def wait_for(self, predicate, timeout: float = 30.0, what: str = "a Slack call"):
-        """Wait until predicate(list of calls) returns something truthy; return it."""
+        """Wait until predicate(list of calls) returns something truthy; return it. The predicate
+        runs without the fake's lock held, so it may call `find()` or `snapshot()` itself."""
         deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                got = predicate(list(self.calls))
-                if got:
-                    return got
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"timed out after {timeout}s waiting for {what}; calls so far:\n"
-                                         + self.describe(self.calls[-30:]))
-                self._changed.wait(min(left, 0.5))
+        while True:
+            with self._lock:
+                calls = list(self.calls)
+            got = predicate(calls)
+            if got:
+                return got
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}; calls so far:\n"
+                                     + self.describe(calls[-30:]))
+            with self._changed:
+                if len(self.calls) == len(calls):  # nothing new since the look: sleep until there is
+                    self._changed.wait(min(left, 0.5))
 
     @staticmethod
     def describe(calls: list[Call], width: int | None = 300) -> str:
