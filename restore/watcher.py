@@ -134,6 +134,7 @@ class Watcher(Follower):
         file, pos = self.start_position()
         source = self.open_source(self.dsn, blocking=True)
         sizes = _TableSizes(self.dsn)
+        sizes.open()
         events = source.events(file, pos)
         if self.databases:
             events = watched_statements(events, {db.encode() for db in self.databases})
@@ -208,28 +209,42 @@ class Watcher(Follower):
 
 
 class _TableSizes:
-    """Row estimates from the source (information_schema), on a side connection opened lazily."""
+    """Row estimates from the source (information_schema), on a side connection of their own."""
 
     def __init__(self, dsn: Dsn) -> None:
         self.dsn = dsn
         self.conn = None
 
+    def open(self) -> None:
+        """Connect now: on a busy server a new connection costs tens of ms, and the first mass
+        change should not wait for it. A failure here is retried at the first lookup."""
+        try:
+            self.conn = self.dsn.connect()
+        except Exception:
+            self.conn = None
+
     def rows(self, name: str) -> int:
         db, _, table = name.partition(".")
-        try:
-            if self.conn is None:
-                self.conn = self.dsn.connect()
-            with self.conn.cursor() as cur:
-                cur.execute("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s",
-                            (db, table))
-                row = cur.fetchone()
-            return int(row[0] or 0) if row else 0
-        except Exception:  # a missing estimate must not stop the watch: treat the table as emptied
-            return 0
+        for _attempt in range(2):  # a connection the server dropped while idle: once more on a new one
+            try:
+                if self.conn is None:
+                    self.conn = self.dsn.connect()
+                with self.conn.cursor() as cur:
+                    cur.execute("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s "
+                                "AND TABLE_NAME=%s", (db, table))
+                    row = cur.fetchone()
+                return int(row[0] or 0) if row else 0
+            except Exception:
+                self.close()
+        return 0  # no estimate must not stop the watch: treat the table as emptied (alert rather than miss)
 
     def close(self) -> None:
         if self.conn is not None:
-            self.conn.close()
+            try:
+                self.conn.close()
+            except Exception:
+                pass
+            self.conn = None
 
 
 def watched_statements(events: Iterable[be.RawEvent], databases: set[bytes]) -> Iterator[be.RawEvent]:

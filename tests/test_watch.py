@@ -132,6 +132,27 @@ def test_mass_change_thresholds_decide_what_alerts(rules, alerted, slack, tmp_pa
         assert "mass DELETE on club.members: 30 of about 50 rows" in got[0], got[0]
 
 
+def test_size_lookup_connection_dropped_by_the_server_is_reopened(slack, tmp_path):
+    """The watcher's side connection for table sizes dies while idle (wait_timeout, a restart, a
+    KILL): the next lookup reconnects, so 15 of 50 rows deleted is no mass DELETE (a failed lookup
+    counts as an emptied table, which would alert)."""
+    with Sandbox(binlog=True, binlog_format="ROW") as src:
+        with src.connect() as conn, conn.cursor() as cur:
+            _setup(cur)
+        with Running(src, slack, tmp_path / "s.sqlite3"), src.connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'Sleep' AND ID <> CONNECTION_ID()")
+            idle = [row[0] for row in cur.fetchall()]
+            assert idle, "the watcher should hold its size connection open from the start"
+            for conn_id in idle:
+                cur.execute(f"KILL {conn_id}")
+            cur.execute("DELETE FROM club.members WHERE id <= 15")
+            cur.execute("DROP TABLE club.log")
+            slack.wait_for(lambda calls: any("club.log" in c.text for c in _alert_calls(calls)), what="the DROP")
+            time.sleep(0.3)
+            got = _alerts(slack)
+    assert len(got) == 1 and "club.log" in got[0].text, FakeSlack.describe(got)
+
+
 def test_connection_killed_between_two_drops_alerts_each_once(slack, tmp_path):
     with Sandbox(binlog=True, binlog_format="ROW") as src:
         with src.connect() as conn, conn.cursor() as cur:
