@@ -352,7 +352,7 @@ def run(args) -> dict:
             else:  # as `serve` runs it: a child process, alerts over a pipe to a thread here
                 tap = None
                 watcher = WatcherProcess(src.dsn, store, on_alert, databases=(VICTIM,),
-                                         rules=DestructiveRules())
+                                         rules=DestructiveRules(), nice=args.watcher_nice)  # [watch] nice
                 wthread = threading.Thread(target=watcher.run_forever, name="watcher-pipe", daemon=True)
             wthread.start()
             while (wthread.native_id if args.threaded else getattr(watcher.proc, "pid", None)) is None:
@@ -364,11 +364,8 @@ def run(args) -> dict:
 
             def watcher_wait() -> float | None:
                 return sched_wait(wthread.native_id) if args.threaded else proc_sched_wait(watcher.proc.pid)
-            if args.watcher_nice:
-                # an experiment, not what `serve` does: does the tail come from waiting for a CPU?
-                tids = ([wthread.native_id] if args.threaded
-                        else [int(t) for t in os.listdir(f"/proc/{watcher.proc.pid}/task")])
-                for tid in tids + [post_thread.native_id]:
+            if args.watcher_nice and args.threaded:  # (the watcher process sets its own, as `serve` does)
+                for tid in (wthread.native_id, post_thread.native_id):
                     os.setpriority(os.PRIO_PROCESS, tid, args.watcher_nice)
             deadline = time.monotonic() + 15
             while store.load() is None and time.monotonic() < deadline:
@@ -652,8 +649,8 @@ def main() -> int:
                     help="note the watcher reader's position at each commit, to report its backlog (with --threaded; default on; "
                          "one attribute store per event)")
     ap.add_argument("--watcher-nice", type=int, default=0,
-                    help="experiment: give the watcher and poster threads this nice value (e.g. -10; needs root) "
-                         "to see how much of the tail is waiting for a CPU")
+                    help="[watch] nice for the watcher process and the alert-posting thread (e.g. -10; needs root "
+                         "or CAP_SYS_NICE): how much of the tail is waiting for a CPU")
     ap.add_argument("--capacity-seconds", type=float, default=3.0,
                     help="afterwards, with the load stopped, time each layer of the watcher's pipeline on the "
                          "run's binlog for this long (0: skip)")

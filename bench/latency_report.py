@@ -83,7 +83,7 @@ def print_report(res: dict) -> None:
           f"innodb_flush_log_at_trx_commit={srv['innodb_flush_log_at_trx_commit']}; "
           f"{res['machine']['cpus']} CPUs, load average {res['machine']['load_before']:.2f} before the run"
           + ("; cProfile ON (latencies inflated)" if p["profile"] else "")
-          + (f"; watcher/poster threads at nice {p['watcher_nice']} (experiment)" if p.get("watcher_nice") else "")
+          + (f"; [watch] nice = {p['watcher_nice']}" if p.get("watcher_nice") else "")
           + ("; mariadbd+sysbench pinned to CPU 0, the bench to the rest (experiment)" if p.get("pin") else ""))
     print()
     print(f"{'kind':<15} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'missed':>7} {'dup':>4}")

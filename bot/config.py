@@ -23,13 +23,14 @@ _SCHEMA: dict[str, dict[str, str]] = {  # section -> key -> kind of value (see _
     "source": {"snapshots": "snapshots", "binlogs": "binlogs"}, "targets": {}, "slack": {"channel": "str"},
     "access": {"operators": "set", "approvers": "set"}, "store": {"path": "path"}, "server": {"port": "port"},
     "kakao": {"token": "secret", "webhook_url": "str", "webhook_secret": "secret"},
-    "watch": {"source": "!dsn", "databases": "strs", "mass_fraction": "fraction", "mass_min_rows": "count"},
+    "watch": {"source": "!dsn", "databases": "strs", "mass_fraction": "fraction", "mass_min_rows": "count",
+              "nice": "nice"},
     "oncall": {"rotation": "strs", "rotation_start": "date", "escalate_after_minutes": "minutes", "usergroup": "str"},
     "keep": {"archive_dir": "path", "keep_days": "count", "keep_bytes": "count", "backup_dir": "path",
              "backup_databases": "strs", "backup_every_hours": "minutes", "drill_every_hours": "minutes"}}
 _NUMBERS = {"fraction": (lambda v: 0 < v <= 1, "a number in (0, 1]"), "minutes": (lambda v: v >= 1, "an integer >= 1"),
             "count": (lambda v: v >= 0, "an integer >= 0"), "port": (lambda v: 1 <= v <= 65535, "an integer in 1..65535"),
-            "batch": (lambda v: v >= 1, "an integer >= 1")}
+            "batch": (lambda v: v >= 1, "an integer >= 1"), "nice": (lambda v: -20 <= v <= 19, "an integer in -20..19")}
 _LISTS = {"strs": "str", "set": "str", "snapshots": "snapshot"}  # list kind -> kind of its items
 
 
@@ -119,6 +120,7 @@ class WatchSettings:
     databases: tuple[str, ...] = ()          # empty = all
     mass_fraction: float = 0.9
     mass_min_rows: int = 10
+    nice: int = 0                            # the watcher's and the alert path's CPU priority (< 0: CAP_SYS_NICE)
 
 
 @dataclass(frozen=True)

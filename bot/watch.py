@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 import threading
@@ -50,9 +51,10 @@ class WatcherProcess:
 
     def __init__(self, source: Dsn, positions: AlertStore, on_alert: Callable[[Alert], None], *,
                  databases: tuple[str, ...] = (), rules: DestructiveRules | None = None,
-                 on_trouble: Callable[[str], None] | None = None) -> None:
+                 on_trouble: Callable[[str], None] | None = None, nice: int = 0) -> None:
         self.positions = positions
-        self.args = (source, positions.path, positions.source, tuple(databases), rules or DestructiveRules())
+        self.args = (source, positions.path, positions.source, tuple(databases), rules or DestructiveRules(), nice)
+        self.nice = nice
         self.on_alert = on_alert
         self.on_trouble = on_trouble or (lambda text: None)
         self.stopping = threading.Event()
@@ -64,6 +66,8 @@ class WatcherProcess:
         ctx = multiprocessing.get_context("spawn")  # (fork would copy serve's threads' locks)
         handle = {"alert": self.on_alert, "trouble": self.on_trouble,
                   "position": lambda where: self.positions.save(*where)}
+        if self.nice and (refused := set_priority(self.nice)):  # this thread posts the alerts
+            self.on_trouble(refused)
         try:  # where to start, at once, as a watcher thread would (the child takes a moment to start)
             Watcher(self.args[0], self.positions, self.on_alert).start_position()
         except RestoreError:
@@ -118,8 +122,23 @@ class _ParentPositions:
         self.messages.send(("position", (file, pos)))
 
 
-def _watch_child(messages, control, source: Dsn, store_path: str, store_source: str, databases, rules) -> None:
+def set_priority(nice: int) -> str | None:
+    """The calling thread's CPU priority ([watch] nice): on a host whose CPUs are oversubscribed,
+    the watcher and the alert path then run before batch work when they wake up. None when set;
+    else what to do about it (a negative value needs root or CAP_SYS_NICE)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)  # Linux: this thread only
+        return None
+    except (OSError, AttributeError) as exc:
+        return (f"could not set [watch] nice = {nice} ({type(exc).__name__}: {exc}); alerts still go out, at normal "
+                f"priority — give restore-bot CAP_SYS_NICE (docker run --cap-add SYS_NICE) or remove the setting")
+
+
+def _watch_child(messages, control, source: Dsn, store_path: str, store_source: str, databases, rules,
+                 nice: int = 0) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops us
+    if nice and (refused := set_priority(nice)):  # before any other thread: they inherit it
+        messages.send(("trouble", refused))
     watcher = Watcher(source, _ParentPositions(AlertStore(store_path, store_source), messages),
                       lambda alert: messages.send(("alert", alert)), databases=databases, rules=rules,
                       on_trouble=lambda text: messages.send(("trouble", text)))
@@ -169,7 +188,7 @@ def build_watcher(settings, source: Dsn, *, client=None, on_posted=None,
     else:
         on_alert = ConsoleAlerts(store, oncall, source.redacted())
     watcher = WatcherProcess(source, store, on_alert,
-                             databases=watch.databases if watch else (), rules=rules,
+                             databases=watch.databases if watch else (), rules=rules, nice=watch.nice if watch else 0,
                              on_trouble=on_trouble or (lambda text: print(f"watch: {text}", file=sys.stderr, flush=True)))
     return watcher, poster
 

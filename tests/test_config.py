@@ -37,6 +37,7 @@ source = "mysql://repl:${REPL_PASSWORD}@db:3306"
 databases = ["homepage"]
 mass_fraction = 0.9
 mass_min_rows = 10
+nice = -5
 [oncall]
 rotation = ["U01", "U02", "U03"]
 rotation_start = "2026-01-05"
@@ -84,7 +85,7 @@ def test_example_loads(tmp_path):
     assert s.kakao.token.reveal() == SECRET + "-kt" and s.kakao.webhook_secret == Secret(SECRET + "-ws")
     assert s.kakao.webhook_url == "https://example.invalid/hook"
     assert s.watch.source.password == SECRET + "-repl" and s.watch.databases == ("homepage",)
-    assert (s.watch.mass_fraction, s.watch.mass_min_rows) == (0.9, 10)
+    assert (s.watch.mass_fraction, s.watch.mass_min_rows, s.watch.nice) == (0.9, 10, -5)
     assert s.oncall.rotation == ("U01", "U02", "U03") and s.oncall.rotation_start == date(2026, 1, 5)
     assert (s.oncall.escalate_after_minutes, s.oncall.usergroup, s.oncall.fallback) == (5, "S0ONCALL", None)
     assert s.store_path == tmp_path / "restore-bot.sqlite3" and s.port == 3000
@@ -169,6 +170,7 @@ def test_variables_and_escapes(tmp_path):
     ("[watch]\nsource = 'mysql://u@h'\nmass_fraction = 1.5\n", "[watch] mass_fraction", "(0, 1]"),
     ("[watch]\nsource = 'mysql://u@h'\nmass_fraction = '0.9'\n", "[watch] mass_fraction", "a number"),
     ("[watch]\nsource = 'mysql://u@h'\nmass_min_rows = -1\n", "[watch] mass_min_rows", "an integer >= 0"),
+    ("[watch]\nsource = 'mysql://u@h'\nnice = -21\n", "[watch] nice", "an integer in -20..19"),
     ("[oncall]\nrotation_start = '2026-13-01'\n", "[oncall] rotation_start", "a date like"),
     ("[oncall]\nrotation = ['U01']\n", "[oncall] rotation_start", "is required"),
     ("[oncall]\nescalate_after_minutes = 0\n", "[oncall] escalate_after_minutes", ">= 1"),

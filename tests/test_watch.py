@@ -223,9 +223,9 @@ def test_unacknowledged_alert_escalates(slack, tmp_path):
     assert escalations and escalations[0][0] >= 2
 
 
-def _watch_settings(store_path):
+def _watch_settings(store_path, nice=0):
     return SimpleNamespace(store_path=store_path, slack=SimpleNamespace(channel="CINC"),
-                           watch=SimpleNamespace(databases=("club",), mass_fraction=0.9, mass_min_rows=10),
+                           watch=SimpleNamespace(databases=("club",), mass_fraction=0.9, mass_min_rows=10, nice=nice),
                            oncall=_settings().oncall)
 
 
@@ -402,3 +402,32 @@ def test_standalone_watch_reports_refused_credentials_to_slack_once(slack, tmp_p
     assert len(warnings) == 1 and warnings[0].channel == "CINC", FakeSlack.describe(warnings)
     assert f"127.0.0.1:{src.port}" in warned[0].text and "denied" in warned[0].text.lower(), warned[0].text
     assert "Not-The-Pw-42" not in warned[0].text and "Not-The-Pw-42" not in err
+
+
+def _nice(pid: int, tid: int | None = None) -> int:
+    stat = Path(f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])  # field 19 of stat(5)
+
+
+def test_watch_nice_sets_the_watcher_process_and_the_alert_thread(slack, tmp_path):
+    """[watch] nice: the watcher process and the thread that posts its alerts run at that priority,
+    the rest of the bot does not. (A positive value, which anyone may set; below 0 needs CAP_SYS_NICE.)"""
+    with Sandbox(binlog=True, binlog_format="ROW") as src:
+        watcher, poster = build_watcher(_watch_settings(tmp_path / "s.sqlite3", nice=7), src.dsn,
+                                        client=AlertSlackClient("xoxb-test", slack.api_url))
+        thread = threading.Thread(target=watcher.run_forever, daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 20
+            while watcher.proc is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)
+            child = watcher.proc.pid
+            child_threads = [int(t) for t in os.listdir(f"/proc/{child}/task")]
+            assert [_nice(child, t) for t in child_threads] == [7] * len(child_threads)
+            assert _nice(os.getpid(), thread.native_id) == 7
+            assert _nice(os.getpid(), threading.get_native_id()) == 0
+        finally:
+            watcher.stop()
+            poster.stop()
+            thread.join(timeout=10)
