@@ -37,15 +37,20 @@ _HEADER = struct.Struct("<IBIIIH")   # the event header (binlog_events.parse_hea
 _U32 = struct.Struct("<I").unpack_from
 _SPECIAL = frozenset({be.ROTATE, be.FORMAT_DESCRIPTION, be.HEARTBEAT, be.HEARTBEAT_V2})
 _GONE = "could not find first log file name"  # the server's 1236 text when the file asked for is not in its index
+# ... and when the file is there but shorter than the position asked for (RESET MASTER wrote it anew,
+# or a crash lost its unsynced tail): MariaDB says "impossible position", MySQL "position > file size".
+_PAST_END = ("impossible position", "position > file size")
 
 
 class BinlogGone(BinlogError):
     """The file asked for is no longer on the server (purged, or the binlog was reset): retrying
     the same position can never work, so a follower has to decide where to go on."""
 
-    def __init__(self, message: str, *, file: str, pos: int, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, file: str, pos: int, hint: str | None = None,
+                 past_end: bool = False) -> None:
         super().__init__(message, where=f"{file}:{pos}", hint=hint)
         self.file, self.pos = file, pos
+        self.past_end = past_end  # the file is still there, only shorter than `pos`
 
 
 class ServerBinlogs:
@@ -338,6 +343,12 @@ class _Stream:
             return BinlogGone(f"{self.owner.describe()}: the server no longer has binlog {file} (purged?): "
                               f"error {code}: {message}", file=file, pos=pos,
                               hint="use the archived copy (--binlogs DIR), or start from a later dump")
+        if code == ER_MASTER_FATAL_ERROR_READING_BINLOG and any(t in message.lower() for t in _PAST_END):
+            file, pos = self.owner._start
+            return BinlogGone(f"{self.owner.describe()}: binlog {file} on the server ends before position {pos} "
+                              f"(the binlog was reset, or a crash lost its end): error {code}: {message}",
+                              file=file, pos=pos, past_end=True,
+                              hint="start from the beginning of the file, or from a position the server has")
         hint = ("the file is gone or damaged on the server (purged?): use the archived copy (--binlogs DIR), or "
                 "start from a later dump" if code == ER_MASTER_FATAL_ERROR_READING_BINLOG
                 else "check the source server and the user's REPLICATION SLAVE grant")

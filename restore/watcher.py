@@ -119,11 +119,19 @@ class Watcher(Follower):
             self._skip_gone(exc)
 
     def _skip_gone(self, exc: BinlogGone) -> None:
-        """Go on from the oldest file the server has: retrying a purged file would never work."""
-        logs = ServerBinlogs(self.dsn).binary_logs()
+        """Go on from where the server's binlog still is: retrying the same position never works."""
+        logs = [name for name, _ in ServerBinlogs(self.dsn).binary_logs()]
         if not logs:
             raise exc
-        oldest = logs[0][0]
+        if exc.past_end and exc.file in logs:
+            # Rewritten from the start (RESET MASTER) or cut short by a crash: read it again from its
+            # start. Events seen before keep their alert keys, so none is posted twice.
+            self.on_trouble(f"the saved position {exc.file}:{exc.pos} is past the end of {exc.file} on "
+                            f"{self.dsn.redacted()} (the binlog was reset, or a crash lost its end): watching "
+                            f"goes on from {exc.file}:4; alerts already sent are not repeated")
+            self.positions.save(exc.file, 4)
+            return
+        oldest = logs[0]
         self.on_trouble(f"the saved position {exc.file}:{exc.pos} is gone from {self.dsn.redacted()} (purged, or the "
                         f"binlog was reset): events between it and {oldest}, the oldest binlog the server has, "
                         f"were NOT watched; watching goes on from {oldest}:4 — check them by other means "
