@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 
@@ -19,12 +20,15 @@ from restore.prod import ProdRestore
 from restore.sandbox import Sandbox
 
 from . import messages
-from .drill import BackupDrill, newest_snapshot
+from .alerts import AlertStore, Oncall, mention
+from .backup_drill import BackupDrill, newest_snapshot
 from .jobstore import Job, JobStore
 
 log = logging.getLogger("restore-bot.worker")
 RESUMED = ("↻ the worker restarted; the job runs again: on a kept target it resumes from the last "
            "checkpoint, a throwaway sandbox starts over")
+DRILL_FAILED_ONCALL = ("🔔 {who}: this backup drill failed, so the backups are not known to restore "
+                       "until a drill passes again. Please act on it.")
 
 
 class JobAborted(RestoreError):
@@ -75,6 +79,7 @@ class Worker:
         self.max_parallel = max_parallel
         self._threads: dict[str, threading.Thread] = {}
         self.stopping = threading.Event()
+        self._oncall: Oncall | None = None  # made on the first failed drill: most workers never need it
 
     def recover(self) -> None:
         """Jobs a dead worker left running go back to the queue; the engine resumes them."""
@@ -125,7 +130,12 @@ class Worker:
         except RestoreError as exc:
             log.warning("job %s failed: %s", job_id, exc)
             self.store.transition(job_id, ("running",), "failed", error=exc.to_dict())
-            self.store.add_event(job_id, f"✗ {messages.FAILED}: {exc}\n{messages.NEXT_STEP_AFTER_FAILURE.format(hint=exc.hint)}")
+            text = f"✗ {messages.FAILED}: {exc}\n{messages.NEXT_STEP_AFTER_FAILURE.format(hint=exc.hint)}"
+            if job.kind == "drill":
+                # A drill usually runs on a schedule with nobody watching its card: a mention in the
+                # thread notifies the one person whose job it is to act on it.
+                text += "\n" + DRILL_FAILED_ONCALL.format(who=self._oncall_mention())
+            self.store.add_event(job_id, text)
             return
         except Exception as exc:  # a bug: report it rather than leave the job hanging
             log.exception("job %s crashed", job_id)
@@ -136,6 +146,18 @@ class Worker:
         result["seconds"] = round(time.monotonic() - t0, 1)
         self.store.transition(job_id, ("running",), "succeeded", result=result, phase="done")
         self.store.add_event(job_id, f"✔ {messages.SUCCEEDED}: {result.get('summary', '')}")
+
+    def _oncall_mention(self) -> str:
+        """Who is on call, as alerts name them (`/oncall set`, the rotation, RESTORE_BOT_ONCALL)."""
+        try:
+            if self._oncall is None:
+                # The source only keys watch positions and alerts; the on-call override is global.
+                self._oncall = Oncall(self.settings, AlertStore(str(self.settings.store_path), "-"))
+            person = self._oncall.current()
+            return f"{mention(person)} (on call)" if person else mention(None)  # None: says how to set one
+        except sqlite3.Error as exc:  # the failure must still be reported, with or without a name
+            log.warning("cannot tell who is on call: %s", exc)
+            return "(who is on call could not be read: see the worker's log)"
 
     def _interrupt(self, job_id: str):
         def check() -> None:

@@ -23,8 +23,16 @@ class BackupHandler:
             reply.ephemeral(messages.NO_KEEP)
             return None
         if what == "list":
-            backups = list_backups(self.keep.backup_dir)
-            reply.ephemeral("\n".join(b.describe() for b in backups[:20]) or "No backups yet: `/backup now` takes one.")
+            backups = list_backups(self.keep.backup_dir)[:20]
+            lines = [b.describe() for b in backups]
+            if backups and not backups[0].readable:
+                # The drill restores the newest dump, and the archiver keeps every binlog
+                # while it cannot read it: this one needs acting on, not just listing.
+                lines.append(f"⚠ the newest backup {backups[0].path.name} cannot be restored: take a new one "
+                             "with `/backup now`, then move the damaged file out of the backup directory")
+            elif any(not b.readable for b in backups):
+                lines.append("⚠ the dumps marked UNREADABLE cannot be restored: move them out of the backup directory")
+            reply.ephemeral("\n".join(lines) or "No backups yet: `/backup now` takes one.")
             return None
         if not self.access.can_operate(user):
             self.store.audit(user, "refused backup now", None, "not an operator")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,8 +28,17 @@ class Backup:
     taken: datetime
     binlog_file: str | None
     binlog_pos: int | None
+    # Why the dump cannot be read (it names the file, and the line where it can): then it holds
+    # no databases and no coordinates, and nothing can be restored from it.
+    problem: str = ""
+
+    @property
+    def readable(self) -> bool:
+        return not self.problem
 
     def describe(self) -> str:
+        if self.problem:
+            return f"{self.path.name}  UNREADABLE: {self.problem}  {self.size / 1e6:.1f} MB  {self.taken:%Y-%m-%d %H:%M}"
         where = f"{self.binlog_file}:{self.binlog_pos}" if self.binlog_file else "no coordinates"
         return (f"{self.path.name}  {', '.join(self.databases)}  {self.size / 1e6:.1f} MB  "
                 f"{self.taken:%Y-%m-%d %H:%M}  starts at {where}")
@@ -74,8 +84,45 @@ def describe_backup(path: Path) -> Backup:
                   snap.binlog_file, snap.binlog_pos)
 
 
-def list_backups(directory: str | os.PathLike) -> list[Backup]:
+def dump_files(directory: str | os.PathLike) -> list[Path]:
+    """The dumps in `directory`, newest first by the time each was written; none is opened."""
     d = Path(directory)
     if not d.is_dir():
         return []
-    return sorted((describe_backup(p) for p in d.glob("*.sql")), key=lambda b: b.taken, reverse=True)
+    found = []
+    for path in d.glob("*.sql"):
+        try:
+            st = path.stat()
+        except FileNotFoundError:  # deleted since the directory was read
+            continue
+        if stat.S_ISREG(st.st_mode):
+            found.append((st.st_mtime, path.name, path))
+    return [path for *_, path in sorted(found, reverse=True)]
+
+
+def list_backups(directory: str | os.PathLike) -> list[Backup]:
+    """Every dump, newest first. A damaged or unreadable one is listed with `problem` set instead
+    of raising: one bad old dump must not hide the good ones (nor the fact that it is bad)."""
+    out = []
+    for path in dump_files(directory):
+        try:
+            out.append(describe_backup(path))
+        except (RestoreError, OSError) as exc:
+            if (bad := _unreadable(path, exc)) is not None:
+                out.append(bad)
+    return out
+
+
+def _unreadable(path: Path, exc: RestoreError | OSError) -> Backup | None:
+    """`path` as a Backup whose `problem` says why it cannot be read; None if it is gone."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        size, taken = 0, datetime.fromtimestamp(0)
+    else:
+        size, taken = st.st_size, datetime.fromtimestamp(st.st_mtime)
+    why = exc.message if isinstance(exc, RestoreError) else f"{path}: {exc.strerror or exc}"
+    # The file by its name, as the listing shows it: a full path makes a chat line hard to read.
+    return Backup(path, (), size, taken, None, None, problem=why.replace(str(path), path.name))

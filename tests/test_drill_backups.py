@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import load_settings
-from bot.drill import SourceState, compare_with_source
+from bot.backup_drill import SourceState, compare_with_source
 from bot.jobstore import FINISHED, Job, JobStore
 from bot.reporter import Reporter
 from bot.serve import Background
@@ -60,7 +60,7 @@ def source(tmp_path_factory):
         yield src, base / "backups", base / "archive", snapshot
 
 
-def _copy(source, tmp_path: Path, *, channel: str | None = None):
+def _copy(source, tmp_path: Path, *, channel: str | None = None, env: dict | None = None):
     src, backups, archive, snapshot = source
     shutil.copytree(backups, tmp_path / "backups")
     shutil.copytree(archive, tmp_path / "archive")
@@ -75,7 +75,7 @@ archive_dir = "archive"
 [store]
 path = "jobs.sqlite3"
 {slack}""")
-    settings = load_settings(str(tmp_path / "restore-bot.toml"), env={})
+    settings = load_settings(str(tmp_path / "restore-bot.toml"), env=env or {})
     return settings, tmp_path / "backups" / snapshot.name, tmp_path / "archive"
 
 
@@ -187,8 +187,9 @@ def _posted(text: str, since: int = 0):
 
 
 def test_scheduled_drill_posts_its_verdict_to_the_channel(source, tmp_path):
-    """Jobs made by serve's scheduler (Background._scheduled), run by the worker, reported to Slack."""
-    settings, _, archive = _copy(source, tmp_path, channel=CHANNEL)
+    """Jobs made by serve's scheduler (Background._scheduled), run by the worker, reported to Slack;
+    a FAILED verdict mentions the person on call (here RESTORE_BOT_ONCALL: no rotation, no override)."""
+    settings, _, archive = _copy(source, tmp_path, channel=CHANNEL, env={"RESTORE_BOT_ONCALL": "UONCALL"})
     store = JobStore(settings.store_path)
     background = Background(settings, store, client=None)
     with FakeSlack() as fake:
@@ -207,6 +208,10 @@ def test_scheduled_drill_posts_its_verdict_to_the_channel(source, tmp_path):
             posted = fake.wait_for(_posted("+ archive: FAILED — the archive", since=mark),
                                    what="the FAILED verdict in the channel")
             assert "binlog.000003: CRC32 mismatch in the event at position" in posted[0].text
+            called = fake.wait_for(_posted("<@UONCALL> (on call): this backup drill failed", since=mark),
+                                   what="the on-call mention in the channel")
+            assert "+ archive: FAILED — the archive" in called[0].text and called[0].thread_ts
+            assert not _posted("UONCALL")(fake.snapshot()[:mark]), "an OK drill mentioned the on-call person"
         finally:
             reporter.stop()
     assert bad.requester == "restore-bot" and bad.channel == CHANNEL

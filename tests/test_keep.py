@@ -1,8 +1,10 @@
 """Keep: `/backup now` takes a consistent snapshot; `/restore drill` proves snapshot + archive restore."""
 from __future__ import annotations
 
+import os
 import threading
 import time
+from types import SimpleNamespace
 
 from bot.config import load_settings
 from bot.jobstore import FINISHED, JobStore
@@ -77,3 +79,44 @@ path = "jobs.sqlite3"
     tables = drill.result["restore"]["verification"]["tables"]
     assert {n: (t["rows"], t["checksum"]) for n, t in tables.items()} == before
     assert "Drill from" in drill.result["summary"]
+
+
+def _dump_text(db: str, pos: int) -> str:
+    """What read_snapshot needs of a mariadb-dump file: header, coordinates, a table, the end line."""
+    return (f"-- MariaDB dump 10.19  Distrib 11.4.2-MariaDB\n"
+            f"-- CHANGE MASTER TO MASTER_LOG_FILE='binlog.000001', MASTER_LOG_POS={pos};\n"
+            f"CREATE DATABASE /*!32312 IF NOT EXISTS*/ `{db}`;\nUSE `{db}`;\n"
+            "CREATE TABLE `posts` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB;\n"
+            "INSERT INTO `posts` VALUES (1),(2);\n-- Dump completed on 2026-01-07 10:00:00\n")
+
+
+def _two_dumps(tmp_path, *, damaged: str):
+    """A backup dir with an older and a newer dump, the one named `damaged` cut off halfway."""
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    for name, age in (("older", 7200), ("newer", 60)):
+        path = backups / f"{name}-club.sql"
+        text = _dump_text("club", 400 + age)
+        path.write_text(text[:len(text) // 2] if name == damaged else text)
+        os.utime(path, (time.time() - age, time.time() - age))
+    return BackupHandler(JobStore(tmp_path / "jobs.sqlite3"), Access(), SimpleNamespace(backup_dir=str(backups)),
+                         channel=None)
+
+
+def test_backup_list_survives_a_damaged_old_dump(tmp_path):
+    listing = Recorder()
+    _two_dumps(tmp_path, damaged="older").handle("list", "USTRANGER", listing)
+    lines = listing.private[0].splitlines()
+    assert lines[0].startswith("newer-club.sql  club  ") and "starts at binlog.000001:460" in lines[0]
+    assert lines[1].startswith("older-club.sql  UNREADABLE: older-club.sql:"), lines
+    assert "truncated" in lines[1] and str(tmp_path) not in lines[1]
+    assert "marked UNREADABLE cannot be restored" in lines[2] and len(lines) == 3
+
+
+def test_backup_list_warns_when_the_newest_dump_is_damaged(tmp_path):
+    listing = Recorder()
+    _two_dumps(tmp_path, damaged="newer").handle("list", "USTRANGER", listing)
+    lines = listing.private[0].splitlines()
+    assert lines[0].startswith("newer-club.sql  UNREADABLE: newer-club.sql:") and "truncated" in lines[0]
+    assert lines[1].startswith("older-club.sql  club  ")
+    assert "the newest backup newer-club.sql cannot be restored" in lines[2] and "/backup now" in lines[2]
