@@ -6,6 +6,8 @@ in the job store's database, so a watcher that restarts and re-reads an event ne
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import queue
 import re
@@ -63,9 +65,10 @@ class AlertStore:
         """Record an alert; False if this event was alerted before (a re-read after a restart).
         One recorded but never posted (Slack failed, or we died in between) is claimed again."""
         db = self._db()
+        # The whole alert (values masked), so that one Slack never took can be posted after a restart.
+        body = json.dumps({**dataclasses.asdict(alert), "statement": mask_literals(alert.statement)}, ensure_ascii=False)
         cur = db.execute("INSERT OR IGNORE INTO alerts (key, source, reason, oncall, created, body) "
-                         "VALUES (?,?,?,?,?,?)", (alert.key, self.source, alert.reason, oncall,
-                                                  time.time(), mask_literals(alert.statement)))
+                         "VALUES (?,?,?,?,?,?)", (alert.key, self.source, alert.reason, oncall, time.time(), body))
         if cur.rowcount == 1:
             return True
         row = db.execute("SELECT ts FROM alerts WHERE key = ?", (alert.key,)).fetchone()
@@ -73,6 +76,24 @@ class AlertStore:
 
     def posted(self, key: str, channel: str, ts: str) -> None:
         self._db().execute("UPDATE alerts SET channel = ?, ts = ? WHERE key = ?", (channel, ts, key))
+
+    def unposted(self, since: float) -> list[Alert]:
+        """Alerts recorded after `since` that never reached Slack (it refused, and we stopped before a retry)."""
+        rows = self._db().execute("SELECT body FROM alerts WHERE source = ? AND ts IS NULL AND created > ? "
+                                  "ORDER BY created", (self.source, since)).fetchall()
+        out = []
+        for (body,) in rows:
+            try:
+                out.append(Alert(**json.loads(body)))
+            except (TypeError, ValueError):  # recorded by an older version: the statement alone
+                log.warning("an alert recorded before this version was never posted and cannot be rebuilt: %.80s", body)
+        return out
+
+    def unacknowledged(self, since: float) -> list[str]:
+        """Keys of alerts posted after `since` that nobody acknowledged and that still escalate."""
+        rows = self._db().execute("SELECT key FROM alerts WHERE source = ? AND ts IS NOT NULL AND acked_by IS NULL "
+                                  "AND escalations < 3 AND created > ? ORDER BY created", (self.source, since))
+        return [r[0] for r in rows.fetchall()]
 
     def ack(self, key: str, user: str) -> bool:
         cur = self._db().execute("UPDATE alerts SET acked_by = ? WHERE key = ? AND acked_by IS NULL", (user, key))
@@ -171,6 +192,15 @@ class AlertPoster:
         if self.keep_warm > 0 and hasattr(self.client, "keep_warm"):  # AlertSlackClient: open it now, keep it open
             self.scheduler.add_job(self.client.keep_warm, "interval", seconds=self.keep_warm, id="keep-warm",
                                    next_run_time=datetime.now())
+        # Timers live in memory. After a restart, alerts of the last day that Slack never took are
+        # posted (the watcher will not read them again: its position is past them), and those nobody
+        # acknowledged go on escalating (the next round one interval from now).
+        day_ago = time.time() - 86400
+        for alert in self.store.unposted(day_ago):
+            self.scheduler.add_job(self.post, "date", run_date=datetime.now(), args=[alert],
+                                   id=f"repost-{alert.key}", replace_existing=True)
+        for key in self.store.unacknowledged(day_ago) if self.escalate_after > 0 else ():
+            self._schedule_escalation(key)
         self.scheduler.start()
         self._thread.start()
         return self
@@ -228,8 +258,11 @@ class AlertPoster:
         self.store.posted(alert.key, self.channel, resp["ts"])
         self.on_posted(alert, time.time() - alert.detected_at)
         if self.escalate_after > 0:
-            self.scheduler.add_job(self._escalate, "interval", seconds=self.escalate_after, args=[alert.key],
-                                   id=f"escalate-{alert.key}", replace_existing=True)
+            self._schedule_escalation(alert.key)
+
+    def _schedule_escalation(self, key: str) -> None:
+        self.scheduler.add_job(self._escalate, "interval", seconds=self.escalate_after, args=[key],
+                               id=f"escalate-{key}", replace_existing=True)
 
     def _escalate(self, key: str) -> None:
         info = self.store.get(key)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from types import SimpleNamespace
@@ -112,7 +113,7 @@ def test_alert_masks_quoted_values_in_the_statement(tmp_path):
         finally:
             poster.stop()
         posted = fake.find("chat.postMessage")
-    stored = poster.store._db().execute("SELECT body FROM alerts").fetchone()[0]
+    stored = json.loads(poster.store._db().execute("SELECT body FROM alerts").fetchone()[0])["statement"]
     assert len(posted) == 1
     for text in (posted[0].body["text"], posted[0].body["blocks"][0]["text"]["text"], stored):
         assert "UPDATE users SET password = '…', api_token=\"…\" WHERE id > 5 -- '…" in text, text

@@ -81,3 +81,55 @@ def test_acknowledged_alert_stops_escalating(tmp_path):
             poster.stop()
         pings = _pings(fake.snapshot())
     assert len(pings) == 1, pings
+
+
+def test_escalation_goes_on_after_a_restart(tmp_path):
+    """The bot restarts with an alert nobody acknowledged: the new poster picks its escalation up
+    from the store; an acknowledged one stays quiet."""
+    oncall, store = _oncall(tmp_path, ROTATION)
+    store.set_oncall("UA")
+    with FakeSlack() as fake:
+        client = AlertSlackClient("xoxb-test", fake.api_url)
+        first = AlertPoster(client, "CINC", store, oncall, "mysql://src", escalate_after=0, keep_warm=0).start()
+        try:
+            first.post(_alert(100))
+            first.post(_alert(200))
+        finally:
+            first.stop()  # the process ends: its timers are gone
+        store.ack(_alert(200).key, "UA")
+        again = AlertPoster(client, "CINC", store, oncall, "mysql://src", escalate_after=0.3, keep_warm=0).start()
+        try:
+            fake.wait_for(_pings, timeout=15, what="the re-ping after the restart")
+            time.sleep(0.2)
+        finally:
+            again.stop()
+        pings = [c for c in fake.snapshot() if c.method == "chat.postMessage" and c.thread_ts]
+        first_alert = fake.find("chat.postMessage", text="binlog.000001:100")[0]
+    assert pings and {c.thread_ts for c in pings} == {first_alert.ts}, FakeSlack.describe(pings)
+    assert "<@UA>" in pings[0].text and "not acknowledged" in pings[0].text
+
+
+def test_alert_slack_refused_before_a_restart_is_posted_after_it(tmp_path):
+    """Slack refuses the alert, and the bot stops before its retry: the watcher will not read that
+    event again (its position is past it), so the next start posts it from the store, once."""
+    oncall, store = _oncall(tmp_path, ROTATION)
+    store.set_oncall("UA")
+    with FakeSlack() as fake:
+        client = AlertSlackClient("xoxb-test", fake.api_url)
+        fake.fail("chat.postMessage", 1)
+        first = AlertPoster(client, "CINC", store, oncall, "mysql://src", escalate_after=0, keep_warm=0).start()
+        try:
+            first.post(_alert(100))
+        finally:
+            first.stop()  # before the retry
+        again = AlertPoster(client, "CINC", store, oncall, "mysql://src", escalate_after=0, keep_warm=0).start()
+        try:
+            fake.wait_for(lambda calls: [c for c in calls if c.method == "chat.postMessage" and c.status == 200
+                                         and "binlog.000001:100" in c.text], timeout=15, what="the alert, reposted")
+            time.sleep(0.5)
+        finally:
+            again.stop()
+        posts = [c for c in fake.snapshot() if c.method == "chat.postMessage"]
+    assert [(c.answer.get("ok"), "DROP TABLE club.log" in c.text) for c in posts] == [(False, True), (True, True)]
+    assert "<@UA>" in posts[1].text and "alert_plan" in posts[1].text
+    assert store.get(_alert(100).key)["ts"] == posts[1].ts
