@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .dsn import Dsn
 from .errors import RestoreError
-from .loader import defaults_file
+from .loader import client_options
 from .snapshot import read_snapshot
 
 
@@ -57,16 +57,12 @@ def take_backup(dsn: Dsn, databases: list[str], directory: str | os.PathLike) ->
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     final = out_dir / f"{stamp}-{'+'.join(databases)}.sql"
     partial = final.with_suffix(".sql.partial")
-    cnf = defaults_file(dsn)
-    try:
-        with open(partial, "wb") as fh:
-            proc = subprocess.run([dump_binary(), f"--defaults-file={cnf}", "--single-transaction", "--master-data=2",
-                                   "--gtid", "--routines", "--triggers", "--events", "--hex-blob",
-                                   "--databases", *databases], stdout=fh, stderr=subprocess.PIPE)
-            fh.flush()
-            os.fsync(fh.fileno())
-    finally:
-        os.unlink(cnf)
+    with open(partial, "wb") as fh, client_options(dsn) as (option, fds):
+        proc = subprocess.run([dump_binary(), option, "--single-transaction", "--master-data=2",
+                               "--gtid", "--routines", "--triggers", "--events", "--hex-blob",
+                               "--databases", *databases], stdout=fh, stderr=subprocess.PIPE, pass_fds=fds)
+        fh.flush()
+        os.fsync(fh.fileno())
     if proc.returncode != 0:
         partial.unlink(missing_ok=True)
         raise RestoreError(f"backup of {', '.join(databases)} from {dsn.redacted()} failed: "

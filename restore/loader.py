@@ -10,8 +10,8 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from .dsn import Dsn
 from .procs import die_with_parent
@@ -30,9 +30,13 @@ def client_binary() -> str:
     return found
 
 
-def defaults_file(dsn: Dsn) -> str:
-    """Credentials go in a private option file: never on a command line others can read."""
-    fd, path = tempfile.mkstemp(prefix="restore-bot-", suffix=".cnf")
+@contextmanager
+def client_options(dsn: Dsn) -> Iterator[tuple[str, list[int]]]:
+    """`--defaults-file=/dev/fd/N` and the fds to pass to one mariadb/mysql client run.
+
+    The credentials reach the client through a pipe it reads as its option file: never on a
+    command line others can read (ps), and never in a file a killed process would leave behind.
+    A pipe is read once: one `with` per client run."""
     lines = ["[client]", f"user={dsn.user}"]
     if dsn.password:
         lines.append('password="' + dsn.password.replace("\\", "\\\\").replace('"', '\\"') + '"')
@@ -40,40 +44,42 @@ def defaults_file(dsn: Dsn) -> str:
         lines.append(f"socket={dsn.unix_socket}")
     else:
         lines += [f"host={dsn.host}", f"port={dsn.port}", "protocol=tcp"]
-    with os.fdopen(fd, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    return path
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, ("\n".join(lines) + "\n").encode())  # a few hundred bytes: fits the pipe's buffer
+    finally:
+        os.close(write_end)
+    try:
+        yield f"--defaults-file=/dev/fd/{read_end}", [read_end]
+    finally:
+        os.close(read_end)
 
 
 def load_snapshot(dsn: Dsn, snap: Snapshot, progress: Callable[[int, int], None] | None = None) -> None:
     size = os.path.getsize(snap.path)
-    cnf = defaults_file(dsn)
-    try:
-        proc = subprocess.Popen([client_binary(), f"--defaults-file={cnf}", "--binary-mode",
-                                 "--max-allowed-packet=1G"],
+    with client_options(dsn) as (option, fds):
+        proc = subprocess.Popen([client_binary(), option, "--binary-mode", "--max-allowed-packet=1G"],
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                preexec_fn=die_with_parent())
-        assert proc.stdin is not None
-        done = 0
-        try:
-            if snap.named_db:
-                name = snap.named_db.replace("`", "``")
-                proc.stdin.write(f"CREATE DATABASE IF NOT EXISTS `{name}`;\nUSE `{name}`;\n".encode())
-            with open(snap.path, "rb") as fh:
-                for line in fh:
-                    done += len(line)
-                    if _REPLICATION.match(line):
-                        line = b"-- (restore-bot left out) " + line
-                    proc.stdin.write(line)
-                    if progress and done % (4 << 20) < len(line):
-                        progress(done, size)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        err = proc.stderr.read().decode("utf-8", "replace").strip() if proc.stderr else ""
-        code = proc.wait()
-    finally:
-        os.unlink(cnf)
+                                pass_fds=fds, preexec_fn=die_with_parent())
+    assert proc.stdin is not None
+    done = 0
+    try:
+        if snap.named_db:
+            name = snap.named_db.replace("`", "``")
+            proc.stdin.write(f"CREATE DATABASE IF NOT EXISTS `{name}`;\nUSE `{name}`;\n".encode())
+        with open(snap.path, "rb") as fh:
+            for line in fh:
+                done += len(line)
+                if _REPLICATION.match(line):
+                    line = b"-- (restore-bot left out) " + line
+                proc.stdin.write(line)
+                if progress and done % (4 << 20) < len(line):
+                    progress(done, size)
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    err = proc.stderr.read().decode("utf-8", "replace").strip() if proc.stderr else ""
+    code = proc.wait()
     if code != 0:
         raise SnapshotError(f"loading {snap.path} into {dsn.redacted()} failed: {err[-800:]}",
                             where=snap.path,

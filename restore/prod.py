@@ -12,7 +12,6 @@ and a swap that already happened is recognised by its databases.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from . import fence as fencing
 from .dsn import Dsn
 from .errors import TargetError, VerifyError
 from .hooks import Hooks, NullHooks
-from .loader import client_binary, defaults_file
+from .loader import client_binary, client_options
 from .plan import Plan
 from .runner import RestoreRunner
 from .sandbox import Sandbox
@@ -125,16 +124,13 @@ class ProdRestore:
             for db in self.dbs:
                 cur.execute(f"DROP DATABASE IF EXISTS {_q(self.shadow(db))}")
                 cur.execute(f"CREATE DATABASE {_q(self.shadow(db))} CHARACTER SET utf8mb4")
-        cnf = defaults_file(self.target)
-        try:
-            for db in self.dbs:
-                out = subprocess.run([client_binary(), f"--defaults-file={cnf}", "--binary-mode",
-                                      f"--database={self.shadow(db)}"], input=self._dumps[db], capture_output=True)
-                if out.returncode != 0:
-                    raise TargetError(f"loading the shadow copy {self.shadow(db)} failed: {out.stderr.decode()[-500:]}",
-                                      hint="check space and rights on the target, then run the job again")
-        finally:
-            os.unlink(cnf)
+        for db in self.dbs:
+            with client_options(self.target) as (option, fds):
+                out = subprocess.run([client_binary(), option, "--binary-mode", f"--database={self.shadow(db)}"],
+                                     input=self._dumps[db], capture_output=True, pass_fds=fds)
+            if out.returncode != 0:
+                raise TargetError(f"loading the shadow copy {self.shadow(db)} failed: {out.stderr.decode()[-500:]}",
+                                  hint="check space and rights on the target, then run the job again")
         shadow = table_checksums(conn, [self.shadow(db) for db in self.dbs])
         renamed = {name.replace("__shadow_" + self.tag + ".", ".", 1): v for name, v in shadow.items()}
         if renamed != built:
