@@ -1,12 +1,22 @@
-"""`mysql://user[:password]@host[:port][?unix_socket=PATH]` connection strings."""
+"""`mysql://user[:password]@host[:port][?unix_socket=PATH]` connection strings.
+
+The password may be written `${NAME}` (quoted against the shell: `--source 'mysql://repl:${REPL_PW}@db'`):
+it is then taken from the environment variable NAME, so it never shows on a command line (`ps`).
+"""
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pymysql
 
 from .errors import RestoreError
+
+
+# mysql://user:${NAME}@...: a password to take from the environment
+_ENV_PASSWORD = re.compile(r"^(?:mysql|mariadb)://[^:@/]*:(?P<ref>\$\{(?P<var>[A-Za-z_][A-Za-z0-9_]*)\})@")
 
 
 @dataclass(frozen=True)
@@ -20,6 +30,12 @@ class Dsn:
     @classmethod
     def parse(cls, text: str, *, what: str = "DSN") -> "Dsn":
         hint = f"write the {what} as mysql://user[:password]@host[:port][?unix_socket=PATH]"
+        if m := _ENV_PASSWORD.match(text):
+            value = os.environ.get(m["var"])
+            if not value:
+                raise RestoreError(f"{what}: the password is ${{{m['var']}}}, but {m['var']} is not set in the "
+                                   "environment", hint=f"export {m['var']}=... before running, or leave the password out")
+            text = text[:m.start("ref")] + quote(value, safe="") + text[m.end("ref"):]
         # urlsplit's own messages quote the text they choke on, which can be part of the
         # password (an unescaped / ? # ends the host part early): never pass them on.
         special = "percent-encode special characters such as / ? # @ in the password (/ is %2F, ? is %3F, # is %23, @ is %40)"
