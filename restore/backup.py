@@ -6,6 +6,7 @@ name and renamed when complete, so a snapshot in the directory is always whole.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -74,8 +75,25 @@ def take_backup(dsn: Dsn, databases: list[str], directory: str | os.PathLike) ->
 
 
 def describe_backup(path: Path) -> Backup:
-    snap = read_snapshot(str(path))
+    """What a dump holds and where its replay starts. Reading a dump means reading all of it (tens
+    of GB): the answer is kept beside it (`NAME.sql.meta.json`) and used while the file's size and
+    mtime are unchanged, so `/backup list` and retention stay quick."""
     st = path.stat()
+    meta = path.with_name(path.name + ".meta.json")
+    stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    try:
+        known = json.loads(meta.read_text())
+        if {k: known.get(k) for k in stamp} == stamp:
+            return Backup(path, tuple(known["databases"]), st.st_size, datetime.fromtimestamp(st.st_mtime),
+                          known["binlog_file"], known["binlog_pos"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none yet, or not ours: read the dump
+    snap = read_snapshot(str(path))
+    try:
+        meta.write_text(json.dumps({**stamp, "databases": list(snap.databases), "binlog_file": snap.binlog_file,
+                                    "binlog_pos": snap.binlog_pos}))
+    except OSError:
+        pass  # a read-only backup directory: read the dump again next time
     return Backup(path, tuple(snap.databases), st.st_size, datetime.fromtimestamp(st.st_mtime),
                   snap.binlog_file, snap.binlog_pos)
 

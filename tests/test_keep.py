@@ -120,3 +120,20 @@ def test_backup_list_warns_when_the_newest_dump_is_damaged(tmp_path):
     assert lines[0].startswith("newer-club.sql  UNREADABLE: newer-club.sql:") and "truncated" in lines[0]
     assert lines[1].startswith("older-club.sql  club  ")
     assert "the newest backup newer-club.sql cannot be restored" in lines[2] and "/backup now" in lines[2]
+
+
+def test_a_dump_is_read_once_while_it_is_unchanged(tmp_path, monkeypatch):
+    """/backup list and retention describe every dump; reading a big one takes minutes, so the
+    description is kept beside it and used until the file's size or mtime changes."""
+    import restore.backup as backup
+    path = tmp_path / "club.sql"
+    path.write_text(_dump_text("club", 460))
+    first = backup.describe_backup(path)
+    reads = []
+    real = backup.read_snapshot
+    monkeypatch.setattr(backup, "read_snapshot", lambda p: reads.append(p) or real(p))
+    assert backup.describe_backup(path) == first and reads == []
+    assert (first.databases, first.binlog_file, first.binlog_pos) == (("club",), "binlog.000001", 460)
+    path.write_text(_dump_text("club", 999))  # another dump under the same name
+    assert backup.describe_backup(path).binlog_pos == 999 and reads == [str(path)]
+    assert [p.name for p in backup.dump_files(tmp_path)] == ["club.sql"]  # the description is no dump
