@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     arch.add_argument("--dir", required=True, help="the archive directory (what --binlogs reads)")
     arch.add_argument("--keep-days", type=float, help="delete finished files older than this")
     arch.add_argument("--keep-size", type=int, help="delete the oldest finished files above this many bytes")
+    arch.add_argument("--config", help="TOML settings file (default: $RESTORE_BOT_CONFIG): [slack] for trouble reports")
     arch.add_argument("--backup-dir", help="where the base backups are: retention keeps every file the newest "
                                            "one needs (without it, retention deletes nothing)")
     drill = sub.add_parser("drill", help="the whole incident on local throwaway servers: dumps, disaster, plan, restore, verify")
@@ -123,11 +124,25 @@ def main(argv: list[str] | None = None) -> int:
 def _archive(args) -> int:
     import signal
 
+    import logging
+
     from restore.archiver import Archiver
+
+    from .config import ConfigError, load_settings
+    from .watch import alert_client, trouble_reporter
+    # Warnings only: each trouble is one warning; the retries after it are logged at INFO.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"restore-bot: {exc}", file=sys.stderr)
+        return 2
+    # With Slack settings, a gap or an unreachable source is said in the incident channel too.
+    report = trouble_reporter(alert_client(settings), settings.slack.channel)
     try:
         archiver = Archiver(Dsn.parse(args.source, what="--source"), args.dir, keep_days=args.keep_days,
                             keep_bytes=args.keep_size, backup_dir=args.backup_dir,
-                            on_trouble=lambda text: print(f"archive: {text}", file=sys.stderr, flush=True))
+                            on_trouble=lambda text: report(f"archive: {text}"))
     except RestoreError as exc:
         render.error(exc)
         return exc.exit_code

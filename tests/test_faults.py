@@ -1,6 +1,7 @@
 """Faults: a source that refuses us is reported once (with retries), a full disk corrupts nothing."""
 from __future__ import annotations
 
+import os
 import resource
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+from fake_slack import FakeSlack
 from restore.archiver import Archiver
 from restore.dsn import Dsn
 from restore.sandbox import Sandbox
@@ -75,7 +77,11 @@ def test_full_disk_reports_and_corrupts_nothing(tmp_path):
     with Sandbox(binlog=True, binlog_format="ROW") as src:
         _traffic(src, 300)
         cmd = [sys.executable, "-m", "bot.cli", "archive", "--source", src.url, "--dir", str(archive)]
-        full = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, preexec_fn=_limit_file_size(20_000))
+        slack = FakeSlack().start()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "RESTORE_BOT_"))}
+        env.update(SLACK_BOT_TOKEN="xoxb-test", SLACK_API_URL=slack.api_url, RESTORE_BOT_CHANNEL="CINC")
+        full = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env,
+                                preexec_fn=_limit_file_size(20_000))
         lines: list[str] = []
 
         def read() -> None:
@@ -95,8 +101,11 @@ def test_full_disk_reports_and_corrupts_nothing(tmp_path):
             full.terminate()
             full.wait(timeout=15)
             reader.join(timeout=15)
+            slack.stop()
         err = "".join(lines)
         assert err.count("cannot write") == 1, err  # reported once, then retried quietly
+        posted = [c.text for c in slack.snapshot() if c.method == "chat.postMessage"]
+        assert len(posted) == 1 and "⚠️ archive:" in posted[0] and "cannot write" in posted[0], posted
         assert "File too large" in err and "free space" in err
         assert (archive / "binlog.000001").stat().st_size <= 20_000
         Archiver(src.dsn, archive).copy()   # room again: resumes at the last whole event
