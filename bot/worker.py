@@ -130,22 +130,26 @@ class Worker:
         except RestoreError as exc:
             log.warning("job %s failed: %s", job_id, exc)
             self.store.transition(job_id, ("running",), "failed", error=exc.to_dict())
-            text = f"✗ {messages.FAILED}: {exc}\n{messages.NEXT_STEP_AFTER_FAILURE.format(hint=exc.hint)}"
-            if job.kind == "drill":
-                # A drill usually runs on a schedule with nobody watching its card: a mention in the
-                # thread notifies the one person whose job it is to act on it.
-                text += "\n" + DRILL_FAILED_ONCALL.format(who=self._oncall_mention())
-            self.store.add_event(job_id, text)
+            self._tell_failure(job, str(exc), exc.hint)
             return
         except Exception as exc:  # a bug: report it rather than leave the job hanging
             log.exception("job %s crashed", job_id)
-            self.store.transition(job_id, ("running",), "failed",
-                                  error={"message": f"internal error: {type(exc).__name__}: {exc}",
-                                         "hint": "see the worker's log; run the job again"})
+            error = {"message": f"internal error: {type(exc).__name__}: {exc}",
+                     "hint": "see the worker's log; run the job again"}
+            self.store.transition(job_id, ("running",), "failed", error=error)
+            self._tell_failure(job, error["message"], error["hint"])
             return
         result["seconds"] = round(time.monotonic() - t0, 1)
         self.store.transition(job_id, ("running",), "succeeded", result=result, phase="done")
         self.store.add_event(job_id, f"✔ {messages.SUCCEEDED}: {result.get('summary', '')}")
+
+    def _tell_failure(self, job, message: str, hint: str | None) -> None:
+        text = f"✗ {messages.FAILED}: {message}\n{messages.NEXT_STEP_AFTER_FAILURE.format(hint=hint)}"
+        if job.kind == "drill":
+            # A drill usually runs on a schedule with nobody watching its card: a mention in the
+            # thread notifies the one person whose job it is to act on it.
+            text += "\n" + DRILL_FAILED_ONCALL.format(who=self._oncall_mention())
+        self.store.add_event(job.id, text)
 
     def _oncall_mention(self) -> str:
         """Who is on call, as alerts name them (`/oncall set`, the rotation, RESTORE_BOT_ONCALL)."""

@@ -133,3 +133,26 @@ def test_alert_slack_refused_before_a_restart_is_posted_after_it(tmp_path):
     assert [(c.answer.get("ok"), "DROP TABLE club.log" in c.text) for c in posts] == [(False, True), (True, True)]
     assert "<@UA>" in posts[1].text and "alert_plan" in posts[1].text
     assert store.get(_alert(100).key)["ts"] == posts[1].ts
+
+
+def test_a_drill_that_crashes_still_tells_the_channel_and_the_oncall_person(tmp_path, monkeypatch):
+    """Not a RestoreError but a bug: the job fails with "internal error", and its thread says so,
+    mentioning who is on call, as a failed drill does."""
+    from bot.jobstore import JobStore
+    from bot.worker import Worker
+
+    config = tmp_path / "restore-bot.toml"
+    config.write_text(f'[store]\npath = "{tmp_path / "jobs.sqlite3"}"\n')
+    settings = load_settings(str(config), env={"RESTORE_BOT_ONCALL": "UFALL"})
+    store = JobStore(settings.store_path)
+    worker = Worker(settings, store)
+
+    def crash(job, hooks):
+        raise KeyError("something nobody expected")
+    monkeypatch.setattr(worker, "_execute", crash)
+    job = store.create("drill", "drill", "restore-bot", state="running")
+    worker.run_job(job.id)
+    events = store.events(job.id)
+    assert store.get(job.id).state == "failed"
+    assert len(events) == 1 and "internal error: KeyError" in events[0] and "worker's log" in events[0], events
+    assert "<@UFALL> (on call)" in events[0], events
