@@ -3,12 +3,16 @@
     1. fence     no other session may write to the restored databases (or lock them out)
     2. rebuild   run the plan into a throwaway sandbox, verified like a stage run
     3. shadow    copy the result into `<db>__shadow_<job>` on the target, compare checksums
-    4. swap      one atomic RENAME TABLE: live tables -> `<db>__before_<job>`, shadow -> live
-    5. verify    the live tables' checksums equal the stage run's
+    4. swap      one atomic RENAME TABLE: live tables -> `<db>__before_<job>`, shadow -> live; then
+                 the rebuild's triggers, views and routines are created in the live schema
+    5. verify    the live tables' checksums equal the stage run's, its objects the rebuild's
 
 What the live schema held (the application's writes after the disaster) is moved aside, never
-dropped, and reported. Every step is safe to re-run: a rerun rebuilds the shadow from scratch,
-and a swap that already happened is recognised by its databases.
+dropped, and reported: its tables with their triggers, and its views and routines that the
+restored ones replace. Its views and routines the restored copy lacks stay, and are reported.
+Every step is safe to re-run: a rerun rebuilds the shadow from scratch, and a swap that already
+happened is recognised by its databases; one that stopped before the objects were all created
+(the shadow schema then holds only their definitions, see prod_objects) is finished.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 import pymysql
 
 from . import fence as fencing
+from . import prod_objects as objects
 from .dsn import Dsn
 from .errors import TargetError, VerifyError
 from .hooks import Hooks, NullHooks
@@ -34,16 +39,25 @@ class ProdOutcome:
     checksums: dict[str, tuple[int, int | None]] = field(default_factory=dict)
     kept_aside: dict[str, dict[str, int]] = field(default_factory=dict)   # aside db -> {table: rows}
     swapped: bool = False
+    objects: dict[str, list[str]] = field(default_factory=dict)        # db -> restored "trigger t", "view v"...
+    objects_aside: dict[str, list[str]] = field(default_factory=dict)  # aside db -> the live schema's, kept there
+    left_in_live: dict[str, list[str]] = field(default_factory=dict)   # db -> views/routines the restore lacks
 
     def summary(self) -> str:
         aside = "; ".join(f"{db} keeps {sum(t.values())} rows the application wrote after the disaster "
                           f"({', '.join(f'{n}: {r}' for n, r in sorted(t.items()))})"
                           for db, t in self.kept_aside.items()) or "the live schema held nothing"
-        return f"Swapped {len(self.checksums)} verified tables into production. Kept aside: {aside}."
+        count = sum(map(len, self.objects.values()))
+        text = (f"Swapped {len(self.checksums)} verified tables into production"
+                f"{f', with {count} triggers, views and routines' if count else ''}. Kept aside: {aside}.")
+        text += "".join(f" {db} also keeps the live schema's {', '.join(o)}." for db, o in self.objects_aside.items())
+        text += "".join(f" Left in {db}, not in the restored copy: {', '.join(o)}." for db, o in self.left_in_live.items())
+        return text
 
     def to_dict(self) -> dict:
         return {"tables": {n: {"rows": r, "checksum": c} for n, (r, c) in sorted(self.checksums.items())},
-                "kept_aside": self.kept_aside, "swapped": self.swapped}
+                "kept_aside": self.kept_aside, "swapped": self.swapped, "objects": self.objects,
+                "objects_aside": self.objects_aside, "left_in_live": self.left_in_live}
 
 
 def _q(name: str) -> str:
@@ -71,6 +85,11 @@ class ProdRestore:
     def run(self) -> ProdOutcome:
         conn = self.target.connect()
         try:
+            if self._objects_pending(conn):
+                self.hooks.message("the swap happened in an earlier run that stopped before it had created the "
+                                   "triggers, views and routines; creating them now")
+                outcome = self._fenced(conn, "finish", lambda: self._finish(conn, ProdOutcome(swapped=True)))
+                return self._step("verify", lambda: self._verify(conn, outcome))
             if self._already_swapped(conn):
                 self.hooks.message("the swap already happened in an earlier run; verifying only")
                 return self._verify(conn, ProdOutcome(swapped=True, kept_aside=self._aside_rows(conn)))
@@ -79,15 +98,18 @@ class ProdRestore:
             self._step("shadow", lambda: self._ship(conn, built))
             if self.interrupt:
                 self.interrupt()
-            if self.fence == "lock":
-                with fencing.AccountLock(conn, self.fence_users):
-                    outcome = self._step("swap", lambda: self._swap(conn))
-            else:
-                self._fence_check(conn, "right before the swap")
-                outcome = self._step("swap", lambda: self._swap(conn))
+            outcome = self._fenced(conn, "swap", lambda: self._finish(conn, self._swap(conn)))
             return self._step("verify", lambda: self._verify(conn, outcome))
         finally:
             conn.close()
+
+    def _fenced(self, conn, name: str, fn):
+        """Run a step that changes production while the application cannot write."""
+        if self.fence == "lock":
+            with fencing.AccountLock(conn, self.fence_users):
+                return self._step(name, fn)
+        self._fence_check(conn, f"right before the {name}")
+        return self._step(name, fn)
 
     def _step(self, name: str, fn):
         self.hooks.phase_started(name, None)
@@ -107,13 +129,19 @@ class ProdRestore:
                           interrupt=self.interrupt).run()
             with box.connect() as bconn:
                 sums = table_checksums(bconn, self.dbs)
+                # Read here, where the schema has its production name: a trigger written as
+                # `ON club.t` would, loaded into the shadow schema, land on the live table.
+                with bconn.cursor() as bcur:
+                    self._objects = {db: objects.read(bcur, db) for db in self.dbs}
             self._check_expected(sums, "the rebuilt copy")
             self._dumps = {db: self._dump(box, db) for db in self.dbs}
         return sums
 
     def _dump(self, box: Sandbox, db: str) -> bytes:
-        out = subprocess.run(["mariadb-dump", *box.client_args(), "--single-transaction", "--routines",
-                              "--triggers", "--skip-add-locks", db], capture_output=True)
+        """The tables only: their triggers, the views and routines go in after the swap (prod_objects)."""
+        views = [f"--ignore-table={db}.{o.name}" for o in self._objects[db] if o.kind == "VIEW"]
+        out = subprocess.run(["mariadb-dump", *box.client_args(), "--single-transaction", "--skip-triggers",
+                              "--skip-add-locks", *views, db], capture_output=True)
         if out.returncode != 0:
             raise TargetError(f"copying {db} out of the rebuild sandbox failed: {out.stderr.decode()[-500:]}",
                               hint="run the job again")
@@ -122,6 +150,7 @@ class ProdRestore:
     def _ship(self, conn, built: dict[str, tuple[int, int | None]]) -> None:
         with conn.cursor() as cur:
             for db in self.dbs:
+                self._put_back_after_kill(cur, db)
                 cur.execute(f"DROP DATABASE IF EXISTS {_q(self.shadow(db))}")
                 cur.execute(f"CREATE DATABASE {_q(self.shadow(db))} CHARACTER SET utf8mb4")
         for db in self.dbs:
@@ -136,9 +165,25 @@ class ProdRestore:
         if renamed != built:
             raise VerifyError("the shadow copy on the target differs from the verified rebuild",
                               hint="run the job again; if it repeats, check the target's storage")
+        with conn.cursor() as cur:
+            for db in self.dbs:
+                if objects.STASH in _tables(cur, self.shadow(db)):
+                    raise TargetError(f"{db} has a table named {objects.STASH}, the name a prod restore keeps "
+                                      "triggers, views and routines under", where=db,
+                                      hint="restore it with /restore stage and copy it over by hand")
+                objects.save(cur, self.shadow(db), "restored", self._objects[db])
+
+    def _put_back_after_kill(self, cur, db: str) -> None:
+        """An earlier run killed between dropping the live tables' triggers and its RENAME: their
+        definitions are only in the shadow schema, which is about to be rebuilt. Create them again."""
+        if objects.STASH not in _tables(cur, self.shadow(db)):
+            return
+        have = {o.name for o in objects.read(cur, db) if o.kind == "TRIGGER"}
+        tables = set(_tables(cur, db))
+        objects.create_all(cur, [o for o in objects.load(cur, self.shadow(db), "live")
+                                 if o.kind == "TRIGGER" and o.name not in have and o.table in tables], db)
 
     def _swap(self, conn) -> ProdOutcome:
-        outcome = ProdOutcome()
         pairs: list[str] = []
         with conn.cursor() as cur:
             for db in self.dbs:
@@ -159,26 +204,87 @@ class ProdRestore:
                                  "application has written to the restored tables since, the restore is done.)")
                     cur.execute(f"CREATE DATABASE IF NOT EXISTS {_q(aside)} CHARACTER SET utf8mb4")
                     pairs += [f"{_q(db)}.{_q(t)} TO {_q(aside)}.{_q(t)}" for t in live]
-                pairs += [f"{_q(self.shadow(db))}.{_q(t)} TO {_q(db)}.{_q(t)}" for t in _tables(cur, self.shadow(db))]
-            # One statement: MariaDB and MySQL apply all renames or none.
+                pairs += [f"{_q(self.shadow(db))}.{_q(t)} TO {_q(db)}.{_q(t)}" for t in _tables(cur, self.shadow(db))
+                          if t != objects.STASH]
+            triggers = {db: self._keep_live_objects(cur, db) for db in self.dbs}
+            dropped: dict[str, list[objects.DbObject]] = {}
             try:
+                # RENAME TABLE refuses to move a table with triggers to another schema (error 1435)
+                for db, objs in triggers.items():
+                    for obj in objs:
+                        cur.execute(f"DROP TRIGGER IF EXISTS {_q(db)}.{_q(obj.name)}")
+                        dropped.setdefault(db, []).append(obj)
+                # One statement: MariaDB and MySQL apply all renames or none.
                 cur.execute("RENAME TABLE " + ", ".join(pairs))
             except pymysql.err.MySQLError as exc:
                 code, text = (exc.args + ("", ""))[:2]
                 raise TargetError(
                     f"the swap (one RENAME TABLE of {len(pairs)} tables) failed on {self.target.redacted()}: "
-                    f"error {code}: {text}; RENAME TABLE is all or nothing, so the live tables are untouched",
+                    f"error {code}: {text}; RENAME TABLE is all or nothing, so the live tables are untouched"
+                    f"{self._put_back(cur, dropped)}",
                     hint="if another session held a lock on a restored table (error 1205), stop it; then run the "
                          "job again: it rebuilds the shadow copy and swaps again") from None
+        return ProdOutcome(swapped=True)
+
+    def _keep_live_objects(self, cur, db: str) -> list[objects.DbObject]:
+        """Keep, in the shadow schema, the live schema's triggers (they go aside with their tables) and its
+        views and routines the restored ones replace. Returns the triggers, which the swap drops."""
+        restored = {o.label for o in self._objects[db]}
+        keep = [o for o in objects.read(cur, db) if o.kind == "TRIGGER" or o.label in restored]
+        objects.save(cur, self.shadow(db), "live", keep)
+        return [o for o in keep if o.kind == "TRIGGER"]
+
+    def _put_back(self, cur, triggers: dict[str, list[objects.DbObject]]) -> str:
+        """After a failed RENAME: the live tables get their triggers again. Says what could not be."""
+        try:
+            for db, objs in triggers.items():
+                objects.create_all(cur, objs, db)
+        except TargetError as exc:
+            return f"; but their triggers had been dropped for the swap, and {exc}"
+        return " (their triggers, dropped for the swap, are back)" if any(triggers.values()) else ""
+
+    def _finish(self, conn, outcome: ProdOutcome) -> ProdOutcome:
+        """After the RENAME: create the restored objects in production and the live schema's in the aside
+        schema, from the definitions kept in the shadow schema, so that a rerun can do it again."""
+        with conn.cursor() as cur:
             for db in self.dbs:
-                cur.execute(f"DROP DATABASE {_q(self.shadow(db))}")  # empty now: its tables went live
-        outcome.swapped = True
+                shadow, aside = self.shadow(db), self.aside(db)
+                live = objects.load(cur, shadow, "live")
+                if live:   # the live schema's first: its views are dropped from production next
+                    cur.execute(f"CREATE DATABASE IF NOT EXISTS {_q(aside)} CHARACTER SET utf8mb4")
+                    lost: list[tuple[objects.DbObject, Exception]] = []
+                    objects.create_all(cur, live, aside, failed=lost)
+                    for obj, exc in lost:   # an aside copy must not stop production coming back: say it, loudly
+                        self.hooks.message(f"could not keep the live schema's {obj.label} in {aside} ({exc}); "
+                                           f"its definition was: {obj.sql}")
+                    not_kept = {obj.label for obj, _exc in lost}
+                    outcome.objects_aside[aside] = [o.label + (" (NOT kept: see the job log)" if o.label in not_kept
+                                                               else "") for o in live]
+                restored = objects.load(cur, shadow, "restored")
+                objects.create_all(cur, restored, db)
+                outcome.objects[db] = sorted(o.label for o in restored)
+                names = set(outcome.objects[db])
+                left = [o.label for o in objects.read(cur, db) if o.kind != "TRIGGER" and o.label not in names]
+                if left:
+                    outcome.left_in_live[db] = left
         outcome.kept_aside = self._aside_rows(conn)
         return outcome
 
     def _verify(self, conn, outcome: ProdOutcome) -> ProdOutcome:
         outcome.checksums = table_checksums(conn, self.dbs)
         self._check_expected(outcome.checksums, "production after the swap")
+        with conn.cursor() as cur:
+            for db in self.dbs:
+                if objects.STASH not in _tables(cur, self.shadow(db)):
+                    continue   # an earlier run verified them and dropped the definitions
+                wrong = objects.differences(cur, db, objects.load(cur, self.shadow(db), "restored"))
+                if wrong:
+                    raise VerifyError(f"{db}'s triggers, views and routines differ from the verified rebuild: "
+                                      f"{'; '.join(wrong[:6])}", where=db,
+                                      hint="run the job again: it creates them again from the rebuild's "
+                                           f"definitions, kept in {self.shadow(db)} until they match")
+            for db in self.dbs:   # all verified: the definitions are all the shadow schemas hold
+                cur.execute(f"DROP DATABASE IF EXISTS {_q(self.shadow(db))}")
         return outcome
 
     def _check_expected(self, sums: dict[str, tuple[int, int | None]], what: str) -> None:
@@ -189,6 +295,13 @@ class ProdRestore:
             diff = sorted(set(got.items()) ^ set(self.expected.items()))
             raise VerifyError(f"{what} does not match the stage run's checksums: {diff[:6]}",
                               hint="do not use this result; run /restore stage and /restore prod again")
+
+    def _objects_pending(self, conn) -> bool:
+        """An earlier run's RENAME went through but it stopped before verifying the objects: the shadow
+        schemas hold the kept definitions and no other table (before the RENAME they held the tables)."""
+        with conn.cursor() as cur:
+            held = [set(_tables(cur, self.shadow(db))) for db in self.dbs]
+        return any(objects.STASH in t for t in held) and all(t <= {objects.STASH} for t in held)
 
     def _already_swapped(self, conn) -> bool:
         """An earlier run's RENAME went through: an aside schema holds tables, no shadow schema does,
