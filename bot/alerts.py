@@ -149,15 +149,44 @@ def mention(user: str | None) -> str:
     return f"<!subteam^{user}>" if user.startswith("S") else f"<@{user}>"
 
 
-# A quoted SQL string: '...' or "...", with backslash escapes and doubled quotes inside (or cut off).
-_LITERAL = re.compile(r"'(?:[^'\\]|\\.|'')*(?:'|\Z)" + r'|"(?:[^"\\]|\\.|"")*(?:"|\Z)', re.S)
+def _literal_pattern(backslash_escapes: bool) -> re.Pattern:
+    """Names (kept), comments and values (masked), in one pass so a quote inside a name or a
+    comment does not pair up with a real one."""
+    esc = r"|\\." if backslash_escapes else ""
+    single, double = rf"'(?:[^'\\]|''{esc})*(?:'|\Z)", rf'"(?:[^"\\]|""{esc})*(?:"|\Z)'
+    if not backslash_escapes:  # NO_BACKSLASH_ESCAPES: a backslash is an ordinary character
+        single, double = r"'(?:[^']|'')*(?:'|\Z)", r'"(?:[^"]|"")*(?:"|\Z)'
+    return re.compile(rf"(?P<name>`(?:[^`]|``)*(?:`|\Z))"
+                      rf"|(?P<secret>{single}|{double}|/\*.*?(?:\*/|\Z)|(?:--[ \t]|#)[^\n]*|\b0[xX][0-9a-fA-F]+)",
+                      re.S)
+
+
+# With and without backslash escapes: a server's sql_mode decides, and it is not in the binlog.
+_LITERALS = (_literal_pattern(True), _literal_pattern(False))
+_MASKED = {"'": "'…'", '"': '"…"', "/": "/*…*/", "-": "-- …", "#": "# …", "0": "0x…"}
 
 
 def mask_literals(statement: str) -> str:
-    """The statement with every quoted value replaced by '…'. An alert goes to a whole channel
-    and into the store; `UPDATE users SET password = 'hunter2'` must not take the value along.
-    Names (backquoted) and numbers stay: they say what was hit."""
-    return _LITERAL.sub(lambda m: m.group(0)[0] + "…" + m.group(0)[0], statement)
+    """The statement with every value, quoted or hex, and every comment replaced by '…'. An alert
+    goes to a whole channel and into the store; `UPDATE users SET password = 'hunter2'` must not
+    take the value along. Names and plain numbers stay: they say what was hit. What either
+    reading of backslashes takes for a value is masked, so neither sql_mode leaks one."""
+    spans = sorted((m.start(), m.end()) for pattern in _LITERALS for m in pattern.finditer(statement)
+                   if m.lastgroup == "secret")
+    out, done = [], 0
+    for start, end in spans:
+        if start < done:  # overlaps the span before: widen it
+            if end > done:
+                out[-1] = (out[-1][0], end)
+                done = end
+            continue
+        out.append((start, end))
+        done = end
+    pieces, at = [], 0
+    for start, end in out:
+        pieces += [statement[at:start], _MASKED[statement[start]]]
+        at = end
+    return "".join(pieces) + statement[at:]
 
 
 def alert_text(alert: Alert, oncall: str | None, source: str) -> str:
@@ -183,7 +212,9 @@ class AlertPoster:
         self.usergroup = usergroup
         self.on_posted = on_posted or (lambda alert, seconds: None)
         self.queue: queue.Queue[Alert | None] = queue.Queue()
-        self.scheduler = BackgroundScheduler(daemon=True)
+        # A retry or an escalation that starts late (Slack slow, the pool's threads busy) must still
+        # run: APScheduler's default would drop a job more than 1 s late as "missed".
+        self.scheduler = BackgroundScheduler(daemon=True, job_defaults={"misfire_grace_time": None, "coalesce": True})
         self._lock = threading.Lock()
         self._posting: set[str] = set()   # keys being posted now (the loop and a retry must not both)
         self._thread = threading.Thread(target=self._loop, name="alerts", daemon=True)
@@ -266,19 +297,20 @@ class AlertPoster:
 
     def _escalate(self, key: str) -> None:
         info = self.store.get(key)
-        if info is None or info["acked_by"]:
+        if info is None or info["acked_by"] or info["escalations"] >= 3:
             self._stop_escalating(key)
             return
-        round_ = self.store.escalated(key)
+        round_ = info["escalations"] + 1
         if round_ == 1:
             who = info["oncall"]
             text = f"⏰ {mention(who)} the alert about *{info['reason']}* is not acknowledged yet."
         else:
             who = self.oncall.next_after(info["oncall"]) if round_ == 2 else (self.usergroup or self.oncall.next_after(info["oncall"]))
             text = f"⏰ Escalating to {mention(who)}: *{info['reason']}* is still not acknowledged."
-        if round_ >= 3:
-            self._stop_escalating(key)
+        # Counted once posted: a round Slack refused is tried again at the next interval, not skipped.
         self.client.chat_postMessage(channel=info["channel"] or self.channel, thread_ts=info["ts"], text=text)
+        if self.store.escalated(key) >= 3:
+            self._stop_escalating(key)
 
     def _stop_escalating(self, key: str) -> None:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import sys
 import threading
@@ -155,14 +156,26 @@ def _watch_child(messages, control, source: Dsn, store_path: str, store_source: 
 
 def trouble_reporter(client, channel: str | None) -> Callable[[str], None]:
     """Trouble (source down, credentials refused, a binlog gap) to the log and, when Slack is
-    configured, to the incident channel: the watchers report each trouble once, not per retry."""
+    configured, to the incident channel: the watchers report each trouble once, not per retry.
+    Posted from a thread of its own: the caller may be the thread that posts alerts, and the
+    first alert after an outage must not wait behind the "recovered" message."""
+    pending: queue.Queue[str] = queue.Queue()
+
+    def post_all() -> None:
+        while True:
+            text = pending.get()
+            try:
+                client.chat_postMessage(channel=channel, text=f"⚠️ {text}")
+            except Exception as exc:  # Slack down too: the log line stays
+                log.warning("could not post that to Slack (%s)", type(exc).__name__)
+
+    if client is not None and channel:
+        threading.Thread(target=post_all, name="trouble-reports", daemon=True).start()
+
     def report(text: str) -> None:
         log.warning("%s", text)
         if client is not None and channel:
-            try:
-                client.chat_postMessage(channel=channel, text=f"⚠️ {text}")
-            except Exception as exc:  # Slack down too: the log line above stays
-                log.warning("could not post that to Slack (%s)", type(exc).__name__)
+            pending.put(text)
     return report
 
 

@@ -122,7 +122,12 @@ class Archiver(Follower):
 
     # -- copying -------------------------------------------------------------------------------
     def follow_once(self) -> None:
-        self.copy(blocking=True)
+        try:
+            self.copy(blocking=True)
+        except OSError as exc:  # the archive directory itself: reported and retried like an outage
+            raise ArchiveError(f"cannot use the archive directory {self.dir}: {exc.strerror or exc}",
+                               where=str(getattr(exc, "filename", None) or self.dir),
+                               hint="check the disk and the directory's permissions; archiving resumes by itself") from None
 
     def copy(self, *, blocking: bool = False) -> int:
         """Append everything new; returns the number of events written."""

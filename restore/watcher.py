@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+import pymysql
+
 from . import binlog_events as be
 from .binlog_events import UPDATE_ROWS, WRITE_ROWS
 from .binlog_server import BinlogGone, ServerBinlogs
@@ -74,12 +76,15 @@ class Watcher(Follower):
         self.rules = rules or DestructiveRules()
         self.save_every = save_every
         self._format_checked = False
+        # The newest position this watcher saved. The store can lag behind it (a watcher process
+        # sends positions to its parent over a pipe): resuming from the store could repeat a skip.
+        self._position: tuple[str, int] | None = None
 
     def watched(self, db: str | None) -> bool:
         return bool(db) and (not self.databases or db in self.databases)
 
     def start_position(self) -> tuple[str, int]:
-        saved = self.positions.load()
+        saved = self._position or self.positions.load()
         if saved:
             return saved
         conn = self.dsn.connect()
@@ -91,8 +96,12 @@ class Watcher(Follower):
             conn.close()
         if not row:
             raise RestoreError(f"{self.dsn.redacted()} has no binary log", hint="enable log_bin on the source")
-        self.positions.save(row[0], int(row[1]))
+        self._save(row[0], int(row[1]))
         return row[0], int(row[1])
+
+    def _save(self, file: str, pos: int) -> None:
+        self.positions.save(file, pos)
+        self._position = (file, pos)
 
     def check_format(self) -> None:
         """Once: say that a source not logging ROW hides the size of mass DELETE/UPDATEs with a WHERE."""
@@ -101,6 +110,9 @@ class Watcher(Follower):
             with conn.cursor() as cur:
                 cur.execute("SELECT @@global.binlog_format")
                 fmt = str(cur.fetchone()[0]).upper()
+        except pymysql.err.MySQLError as exc:  # a RestoreError is an outage to retry, not a crash
+            raise RestoreError(f"cannot read binlog_format from {self.dsn.redacted()}: {exc}",
+                               hint="check that the source server is up") from None
         finally:
             conn.close()
         self._format_checked = True
@@ -129,14 +141,14 @@ class Watcher(Follower):
             self.on_trouble(f"the saved position {exc.file}:{exc.pos} is past the end of {exc.file} on "
                             f"{self.dsn.redacted()} (the binlog was reset, or a crash lost its end): watching "
                             f"goes on from {exc.file}:4; alerts already sent are not repeated")
-            self.positions.save(exc.file, 4)
+            self._save(exc.file, 4)
             return
         oldest = logs[0]
         self.on_trouble(f"the saved position {exc.file}:{exc.pos} is gone from {self.dsn.redacted()} (purged, or the "
                         f"binlog was reset): events between it and {oldest}, the oldest binlog the server has, "
                         f"were NOT watched; watching goes on from {oldest}:4 — check them by other means "
                         f"(the archive, if one was kept)")
-        self.positions.save(oldest, 4)
+        self._save(oldest, 4)
 
     def _follow(self) -> None:
         file, pos = self.start_position()
@@ -179,7 +191,7 @@ class Watcher(Follower):
                     if self.stopping.is_set():
                         return
                     if time.monotonic() - last_save >= self.save_every:
-                        self.positions.save(step.file, step.pos)
+                        self._save(step.file, step.pos)
                         last_save = time.monotonic()
                 elif kind is QueryStep:
                     tx_thread = step.query.thread_id
@@ -213,7 +225,7 @@ class Watcher(Follower):
                       gtid=str(tx.gtid) if tx and tx.gtid else None, server_time=ev.timestamp,
                       thread_id=thread_id, detected_at=time.time())
         self.on_alert(alert)
-        self.positions.save(alert.tx_file, alert.tx_pos)
+        self._save(alert.tx_file, alert.tx_pos)
 
 
 class _TableSizes:

@@ -11,7 +11,7 @@ import pytest
 from slack_sdk.errors import SlackApiError
 
 from bot.alert_client import AlertSlackClient, RateLimited
-from bot.alerts import AlertPoster, AlertStore, Oncall
+from bot.alerts import AlertPoster, AlertStore, Oncall, mask_literals
 from fake_slack import FakeSlack
 from restore.watcher import Alert
 
@@ -105,7 +105,8 @@ def test_client_raises_slack_refusals_and_keep_warm_reports_trouble_once(caplog)
 
 def test_alert_masks_quoted_values_in_the_statement(tmp_path):
     """A mass UPDATE that sets a password posts what was hit, not the value (nor keeps it in the store)."""
-    alert = dataclasses.replace(_alert(100), statement="UPDATE users SET password = 'hunter''2\\'x', api_token=\"tok-9f\" WHERE id > 5 -- 'cut")
+    alert = dataclasses.replace(_alert(100), statement="UPDATE users SET password = 'hunter''2', api_token=\"tok-9f\", "
+                                                       "k=0xBEEF WHERE id > 5 /* by 'cut' */")
     with FakeSlack() as fake:
         poster = _poster(fake, tmp_path, keep_warm=0)
         try:
@@ -116,5 +117,17 @@ def test_alert_masks_quoted_values_in_the_statement(tmp_path):
     stored = json.loads(poster.store._db().execute("SELECT body FROM alerts").fetchone()[0])["statement"]
     assert len(posted) == 1
     for text in (posted[0].body["text"], posted[0].body["blocks"][0]["text"]["text"], stored):
-        assert "UPDATE users SET password = '…', api_token=\"…\" WHERE id > 5 -- '…" in text, text
-        assert not any(secret in text for secret in ("hunter", "tok-9f", "cut")), text
+        assert "UPDATE users SET password = '…', api_token=\"…\", k=0x… WHERE id > 5 /*…*/" in text, text
+        assert not any(secret in text for secret in ("hunter", "tok-9f", "BEEF", "cut")), text
+
+
+@pytest.mark.parametrize("statement", [
+    "SET p='C:\\', pw='hunter2'",                     # under NO_BACKSLASH_ESCAPES the first value ends at the \\
+    "UPDATE t SET pw='x\\'hunter2' WHERE id > 0",       # ... and with backslash escapes it does not
+    "UPDATE `o'brien` SET pw='hunter2'",                # a quote inside a name
+    "UPDATE t /* don't */ SET pw='hunter2'",            # a quote inside a comment
+    "UPDATE t SET pw='hunter2",                         # cut off
+])
+def test_no_reading_of_the_quotes_leaks_a_value(statement):
+    masked = mask_literals(statement)
+    assert "hunter2" not in masked and masked.split()[0] == statement.split()[0], masked

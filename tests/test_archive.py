@@ -194,3 +194,7 @@ def test_purged_partial_file_is_a_named_gap_and_archiving_goes_on(tmp_path):
     binlogs = BinlogDirectory(archive)
     assert sum(1 for _ in binlogs.events("binlog.000001")) > 10
     assert binlogs.unended == [("binlog.000001", len(partial))]
+    # A replay that stops inside the archived part never crosses the gap: it may read that far.
+    (archive / "binlog.000001.gap").write_text("the archiver's note\n")
+    events = BinlogDirectory(archive).events("binlog.000001")
+    assert next(events).file == "binlog.000001"

@@ -97,6 +97,8 @@ def test_full_disk_reports_and_corrupts_nothing(tmp_path):
             # retry after the report failed (quietly, or it would be in `lines`) and another began.
             listed = _status(src, "Com_show_binlogs")
             _wait_until(lambda: _status(src, "Com_show_binlogs") >= listed + 3, "the archiver to retry", lines)
+            slack.wait_for(lambda calls: [c for c in calls if "⚠️" in c.text], timeout=15,
+                           what="the report in the channel (posted by a thread of its own)")
         finally:
             full.terminate()
             full.wait(timeout=15)

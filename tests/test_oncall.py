@@ -45,6 +45,7 @@ def _pings(calls) -> list[str]:
 
 
 def test_unacknowledged_alert_pings_again_then_the_next_person_then_the_group(tmp_path):
+    """Three rounds in the alert's thread; a round Slack refused is posted at the next interval, not skipped."""
     oncall, store = _oncall(tmp_path, ROTATION)
     store.set_oncall("UA")
     with FakeSlack() as fake:
@@ -52,17 +53,18 @@ def test_unacknowledged_alert_pings_again_then_the_next_person_then_the_group(tm
                              escalate_after=0.3, usergroup="S0ONCALL", keep_warm=0).start()
         try:
             poster.post(_alert(100))
-            fake.wait_for(lambda calls: len(_pings(calls)) >= 3, timeout=15, what="three escalation rounds")
+            fake.fail("chat.postMessage", 1)  # the first re-ping
+            fake.wait_for(lambda calls: len(_pings(calls)) >= 4, timeout=15,
+                          what="a refused round and three posted ones")
             time.sleep(1.2)  # three rounds is all: no fourth
         finally:
             poster.stop()
-        pings = _pings(fake.snapshot())
+        pings = [c for c in fake.snapshot() if c.method == "chat.postMessage" and c.thread_ts]
         alert_ts = fake.find("chat.postMessage")[0].ts
-        threads = {c.thread_ts for c in fake.snapshot() if c.thread_ts}
-    assert len(pings) == 3, pings
-    assert "<@UA>" in pings[0] and "not acknowledged" in pings[0]
-    assert "<@UB>" in pings[1] and "<!subteam^S0ONCALL>" in pings[2]
-    assert threads == {alert_ts}  # in the alert's thread
+    assert [c.answer.get("ok") for c in pings] == [False, True, True, True], FakeSlack.describe(pings)
+    assert "<@UA>" in pings[1].text and "not acknowledged" in pings[1].text
+    assert "<@UB>" in pings[2].text and "<!subteam^S0ONCALL>" in pings[3].text
+    assert {c.thread_ts for c in pings} == {alert_ts}  # in the alert's thread
 
 
 def test_acknowledged_alert_stops_escalating(tmp_path):
@@ -156,3 +158,4 @@ def test_a_drill_that_crashes_still_tells_the_channel_and_the_oncall_person(tmp_
     assert store.get(job.id).state == "failed"
     assert len(events) == 1 and "internal error: KeyError" in events[0] and "worker's log" in events[0], events
     assert "<@UFALL> (on call)" in events[0], events
+

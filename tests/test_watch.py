@@ -431,3 +431,44 @@ def test_watch_nice_sets_the_watcher_process_and_the_alert_thread(slack, tmp_pat
             watcher.stop()
             poster.stop()
             thread.join(timeout=10)
+
+
+def test_watcher_process_skips_a_purged_position_once(slack, tmp_path):
+    """The saved position's file was purged while the bot was down. The watcher process says so once
+    and goes on; it does not resume again and again from the store, which hears of the new position
+    only through the parent."""
+    with Sandbox(binlog=True, binlog_format="ROW") as src:
+        with src.connect() as conn, conn.cursor() as cur:
+            _setup(cur)
+            cur.execute("SHOW MASTER STATUS")
+            saved = cur.fetchone()[:2]
+            cur.execute("FLUSH BINARY LOGS")
+            cur.execute("DROP TABLE club.posts")  # purged unseen
+            cur.execute("FLUSH BINARY LOGS")
+            cur.execute("PURGE BINARY LOGS TO 'binlog.000003'")
+        store = AlertStore(str(tmp_path / "s.sqlite3"), src.dsn.redacted())
+        store.save(saved[0], int(saved[1]))
+        troubles: list[str] = []
+
+        def slow_report(text: str) -> None:  # as slow as a Slack post: the parent saves positions later
+            troubles.append(text)
+            time.sleep(0.5)
+        watcher, poster = build_watcher(_watch_settings(tmp_path / "s.sqlite3"), src.dsn,
+                                        client=AlertSlackClient("xoxb-test", slack.api_url), on_trouble=slow_report)
+        thread = threading.Thread(target=watcher.run_forever, daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 20
+            while not troubles and time.monotonic() < deadline:
+                time.sleep(0.05)
+            with src.connect() as conn, conn.cursor() as cur:
+                cur.execute("DROP TABLE club.log")
+            slack.wait_for(lambda calls: [c for c in _alert_calls(calls) if "club.log" in c.text], timeout=20,
+                           what="the alert after the skip")
+            time.sleep(1.0)
+        finally:
+            watcher.stop()
+            poster.stop()
+            thread.join(timeout=10)
+    gone = [t for t in troubles if "is gone" in t]
+    assert len(gone) == 1 and f"{saved[0]}:{saved[1]}" in gone[0], troubles
