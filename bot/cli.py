@@ -122,9 +122,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _archive(args) -> int:
-    import signal
-
     import logging
+    import signal
 
     from restore.archiver import Archiver
 

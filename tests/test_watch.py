@@ -217,7 +217,10 @@ def test_unacknowledged_alert_escalates(slack, tmp_path):
             first = slack.wait_for(_alert_calls, what="the alert")[0]
             pings = slack.wait_for(lambda calls: (p := [c for c in calls if "⏰" in c.text]) and len(p) >= 2 and p,
                                    timeout=15, what="two escalations")
-            escalations = run.store._db().execute("SELECT escalations FROM alerts").fetchall()
+            deadline = time.monotonic() + 5  # a round is counted once Slack answered its post
+            while (escalations := run.store._db().execute("SELECT escalations FROM alerts").fetchall()) \
+                    and escalations[0][0] < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
     assert pings[0].thread_ts == first.ts and "<@UKIM>" in pings[0].text and "not acknowledged" in pings[0].text
     assert "<@ULEE>" in pings[1].text and "Escalating" in pings[1].text
     assert escalations and escalations[0][0] >= 2
