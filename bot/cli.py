@@ -127,14 +127,10 @@ def _archive(args) -> int:
 
     from restore.archiver import Archiver
 
-    from .config import ConfigError, load_settings
     from .watch import alert_client, trouble_reporter
     # Warnings only: each trouble is one warning; the retries after it are logged at INFO.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"restore-bot: {exc}", file=sys.stderr)
+    settings = _settings(args, logging.WARNING)
+    if settings is None:
         return 2
     # With Slack settings, a gap or an unreachable source is said in the incident channel too.
     report = trouble_reporter(alert_client(settings), settings.slack.channel)
@@ -154,15 +150,24 @@ def _archive(args) -> int:
     return 0
 
 
-def _service(args) -> int:
+def _settings(args, log_level: int):
+    """Logging set up, and the settings of `--config`; None (said on stderr) when they are bad."""
     import logging
 
     from .config import ConfigError, load_settings
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        settings = load_settings(args.config)
+        return load_settings(args.config)
     except ConfigError as exc:
         print(f"restore-bot: {exc}", file=sys.stderr)
+        return None
+
+
+def _service(args) -> int:
+    import logging
+
+    settings = _settings(args, logging.INFO)
+    if settings is None:
         return 2
     if args.command == "worker":
         from .serve import run_worker
