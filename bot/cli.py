@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from restore.leftovers import sweep
+    sweep()  # sandbox datadirs and drill dirs whose restore-bot was killed (their owner's lock is free)
     if args.command in ("serve", "worker", "console", "watch"):
         return _service(args)
     if args.command == "archive":

@@ -14,12 +14,12 @@ import queue
 import random
 import subprocess
 import threading
-import tempfile
 import time
 from pathlib import Path
 
 from rich.console import Console
 
+from restore.leftovers import OwnedDir
 from restore.sandbox import Sandbox
 from restore.verify import table_checksums
 from restore.watcher import Alert, Watcher
@@ -111,9 +111,14 @@ def _second_operator(prompt: str) -> str:
 
 def run(rounds: int = 600, seed: int = 7) -> int:
     """Returns 0 when the restored data equals the state just before the disaster."""
+    # restore-bot-drill-<pid>-<hex>: removed at the end, or by the next start's sweep if we are killed
+    with OwnedDir("restore-bot-drill") as work:
+        return _run(work.path, rounds, seed)
+
+
+def _run(work: Path, rounds: int, seed: int) -> int:
     rng = random.Random(seed)
     t0 = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="restore-bot-drill-"))
     with Sandbox(binlog=True, binlog_format="MIXED") as src, Sandbox() as prod:
         console.print(f"[bold]1. source[/] MariaDB with binlog (MIXED) on port {src.port}")
         with src.connect() as conn, conn.cursor() as cur:

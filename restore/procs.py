@@ -1,7 +1,10 @@
-"""Child processes that must not outlive us (Linux PR_SET_PDEATHSIG; a no-op elsewhere)."""
+"""Child processes that must not outlive us (Linux PR_SET_PDEATHSIG; a no-op elsewhere), and
+finding and killing the ones that did (what a killed restore-bot left running in its temp dir)."""
 from __future__ import annotations
 
+import os
 import signal
+import time
 from collections.abc import Callable
 
 
@@ -14,3 +17,47 @@ def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:
         except (OSError, AttributeError):
             pass
     return arm
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def using_path(path: str) -> list[int]:
+    """Pids of the processes (other than us) with `path` or a file below it among their arguments."""
+    below = path.rstrip("/") + "/"
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in entries:
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                args = os.fsdecode(fh.read()).split("\0")
+        except OSError:
+            continue
+        if any(arg.rstrip("/") == below[:-1] or below in arg for arg in args):
+            found.append(int(name))
+    return found
+
+
+def kill_using(path: str, timeout: float = 10.0) -> list[int]:
+    """SIGKILL every process using `path` (see using_path) and wait until they are gone."""
+    pids = using_path(path)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + timeout
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return pids

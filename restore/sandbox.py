@@ -10,15 +10,15 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pymysql
 
 from .dsn import Dsn
-from .procs import die_with_parent
 from .errors import RestoreError
+from .leftovers import OwnedDir, sweep
+from .procs import die_with_parent
 
 
 def _free_port() -> int:
@@ -56,6 +56,7 @@ class Sandbox:
         self.server_id = server_id
         self.extra_args = list(extra_args or [])
         self._base_dir = base_dir
+        self._owned: OwnedDir | None = None
         self.dir: Path | None = None
         self.port = 0
         self.proc: subprocess.Popen | None = None
@@ -69,7 +70,10 @@ class Sandbox:
                 "cannot start a sandbox server: mariadbd/mysqld not found on PATH",
                 hint="install the server package (apt-get install mariadb-server) or pass --target DSN",
             )
-        self.dir = Path(tempfile.mkdtemp(prefix="restore-bot-sandbox-", dir=self._base_dir))
+        sweep(self._base_dir)  # what killed owners left: their datadirs, and servers still running in them
+        # restore-bot-sandbox-<pid>-<hex>, locked while we live: a later sweep removes it if we are killed
+        self._owned = OwnedDir("restore-bot-sandbox", self._base_dir)
+        self.dir = self._owned.path
         data = self.dir / "data"
         tmp = self.dir / "tmp"
         tmp.mkdir()
@@ -140,8 +144,9 @@ class Sandbox:
         self._cleanup()
 
     def _cleanup(self) -> None:
-        if self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        if self._owned:
+            self._owned.remove()
+            self._owned = None
             self.dir = None
 
     def __enter__(self) -> "Sandbox":

@@ -3,19 +3,32 @@
 Servers are `restore.sandbox.Sandbox` instances (throwaway datadir, random port). Sources are
 built once per (binlog_format, binlog_row_metadata) and the incident built on them is cached for
 the whole session: building one costs a few seconds, restoring it is what the tests measure.
+
+Nothing is left behind: the session gets a temp dir of its own, /tmp/rbtests-<pid>-<hex>, and
+TMPDIR (os.environ and tempfile.tempdir) points there, so every sandbox, temp file and child
+process of the suite makes its temp files in it. pytest's tmp_path lives there too (--basetemp
+DIR/pytest unless --basetemp is given), so no /tmp/pytest-of-<user> either. At the end the suite
+must have removed everything it made there except the basetemp: the last test fails at teardown
+listing what is left and what still runs. Then the whole dir goes; /tmp is as it was. To keep
+tmp_path contents for a post-mortem, pass --basetemp somewhere else. The dir is an OwnedDir: if
+this pytest is killed, the next test run or restore-bot start removes it (restore/leftovers.py).
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from restore.leftovers import OwnedDir, sweep  # noqa: E402
+from restore.procs import kill_using, using_path  # noqa: E402
 from restore.sandbox import Sandbox  # noqa: E402
 
 SYSTEM_DBS = {"mysql", "information_schema", "performance_schema", "sys"}
@@ -34,6 +47,52 @@ FORMATS = [
 def format_id(combo) -> str:
     fmt, meta = combo
     return fmt if meta is None else f"{fmt}-{meta}"
+
+
+# -- nothing left behind (see the module's docstring) ------------------------------------------------
+
+_SESSION_TMP = pytest.StashKey[tuple]()
+
+
+@pytest.hookimpl(tryfirst=True)   # before pytest's tmp_path plugin reads --basetemp
+def pytest_configure(config):
+    sweep()   # what a killed earlier run (or restore-bot) left in /tmp
+    session = OwnedDir("rbtests")
+    config.stash[_SESSION_TMP] = (session, os.environ.get("TMPDIR"))
+    os.environ["TMPDIR"] = tempfile.tempdir = str(session.path)
+    if not config.option.basetemp:
+        config.option.basetemp = str(session.path / "pytest")
+
+
+def pytest_unconfigure(config):
+    session, tmpdir_before = config.stash.get(_SESSION_TMP, (None, None))
+    if session is None:
+        return
+    kill_using(str(session.path))
+    session.remove()
+    tempfile.tempdir = None
+    if tmpdir_before is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = tmpdir_before
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_left_behind(request):
+    """Set up first, torn down last: every other fixture has cleaned up when this checks."""
+    yield
+    tmp = Path(tempfile.gettempdir())
+    basetemp = request.config.option.basetemp
+    sweep()   # what the tests' killed restore-bot processes left, as their next start would
+    left = sorted(e.name for e in tmp.iterdir() if str(e) != str(basetemp))
+    running = []
+    for pid in using_path(str(tmp)):
+        try:
+            running.append(f"{pid}: " + Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:300])
+        except OSError:
+            pass
+    assert not left and not running, (
+        f"the test suite left behind in its temp dir {tmp}: {left}; still running: {running}")
 
 
 # -- helpers ---------------------------------------------------------------------------------------

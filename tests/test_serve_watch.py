@@ -4,14 +4,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
-import tempfile
 import time
 
 import pytest
 
 from bot.jobstore import JobStore
 from fake_slack import FakeSlack, SlackSigner
+from restore.leftovers import OwnedDir
 from restore.sandbox import Sandbox
 from test_slack_scenarios import Bot
 
@@ -21,7 +20,8 @@ WATCH_PASSWORD = "Wpw-" + secrets.token_hex(4)
 
 @pytest.fixture
 def served(tmp_path):
-    tmpdir = tempfile.mkdtemp(prefix="rbw-")
+    owned = OwnedDir("rbw")   # rbw-<pid>-<hex>, short: sandbox sockets live under it
+    tmpdir = str(owned.path)
     with Sandbox(binlog=True, binlog_format="ROW") as src:
         with src.connect() as conn, conn.cursor() as cur:
             cur.execute("CREATE DATABASE club")
@@ -63,7 +63,7 @@ path = "jobs.sqlite3"
             bot.stop()
             bot.sweep()
             fake.stop()
-            shutil.rmtree(tmpdir, ignore_errors=True)
+            owned.remove()
 
 
 def _alerts(calls):

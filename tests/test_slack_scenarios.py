@@ -17,8 +17,6 @@ import json
 import os
 import re
 import secrets
-import shutil
-import tempfile
 import time
 from urllib.parse import quote
 
@@ -27,6 +25,7 @@ import pytest
 
 from conftest import checksums, copy_binlogs, databases, dump
 from fake_slack import FakeSlack, SlackSigner, sign
+from restore.leftovers import OwnedDir
 from restore.sandbox import Sandbox
 from slack_bot import (ACK_SECONDS, APP1, CHANNEL, JOB_TIMEOUT, NOBODY, OPS1, OPS2, Bot, World, http_get,
                        running)
@@ -94,7 +93,8 @@ def _toml_list(items) -> str:
 @pytest.fixture(scope="module")
 def world(incident, prod, tmp_path_factory):
     work = tmp_path_factory.mktemp("slack-bot")
-    tmpdir = tempfile.mkdtemp(prefix="rbt-")   # short: sandbox sockets live under it
+    owned = OwnedDir("rbt")   # rbt-<pid>-<hex>, short: sandbox sockets live under it
+    tmpdir = str(owned.path)
     store = work / "jobs.sqlite3"
     config = work / "restore-bot.toml"
     config.write_text(f"""
@@ -141,7 +141,7 @@ path = {json.dumps(str(store))}
         bot.sweep()
         fake.stop()
         (work / "slack-calls.txt").write_text(FakeSlack.describe(fake.snapshot(), width=None))   # for post-mortems
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        owned.remove()
 
 
 @pytest.fixture
