@@ -10,6 +10,7 @@ from restore import engine
 from restore.destructive import DestructiveRules
 from restore.dsn import Dsn
 from restore.errors import RestoreError
+from restore.fence import FENCE_CHOICES
 from restore.runner import EXISTING_CHOICES
 from restore.sandbox import Sandbox
 from restore.spec import SPEC_HELP
@@ -48,10 +49,21 @@ def build_parser() -> argparse.ArgumentParser:
                       help="mysql://user[:password]@host[:port][?unix_socket=PATH], or sandbox for a throwaway local server")
     rest.add_argument("--existing", choices=EXISTING_CHOICES, default="refuse",
                       help="when the target already holds a restored database: refuse (default), "
-                           "keep-aside (move it to <db>_before_restore_<time>), or drop it")
+                           "keep-aside (move it to <db>_before_restore_<time>), or drop it (only if it holds no rows)")
     rest.add_argument("--restart", action="store_true",
                       help="start over: forget the checkpoint of an earlier unfinished run of this plan on the target "
-                           "and drop what it restored (default: resume it)")
+                           "and move what it restored to <db>__unfinished_<time> (default: resume it)")
+    rest.add_argument("--fence", choices=FENCE_CHOICES, default="refuse",
+                      help="writers on a non-sandbox target: refuse (default: stop if another session uses a restored "
+                           "database or holds a transaction) or lock (the --fence-user accounts are locked and their "
+                           "sessions killed for the whole restore)")
+    rest.add_argument("--fence-user", action="append", default=[], metavar="USER",
+                      help="an application account to lock out with --fence lock (repeatable)")
+    rest.add_argument("--no-target-binlog", action="store_true",
+                      help="keep the restore out of the target's binlog (sql_log_bin=0): only when no replica of the "
+                           "target needs the restored data")
+    rest.add_argument("--skip-space-check", action="store_true",
+                      help="restore even when the target's disk looks too small for it")
     rest.add_argument("--yes", action="store_true", help="do not ask before writing into a non-sandbox target")
     rest.add_argument("--batch", type=int, default=1000, help="source transactions per target commit (default 1000)")
     for name, text in (("serve", "run the Slack bot (HTTP on --port, or Socket Mode when SLACK_APP_TOKEN is set) and its worker"),
@@ -197,6 +209,9 @@ def _restore(args, plan, snapshots, source, hooks) -> int:
             hooks.message(f"sandbox server started on port {box.port}; it is removed when this command ends")
             return _run(args, plan, snapshots, source, box.dsn, hooks, sandbox=True)
     target = Dsn.parse(args.target, what="--target")
+    if args.fence == "lock" and not args.fence_user:
+        raise RestoreError("--fence lock needs the application's accounts to lock out",
+                           hint="add --fence-user APP_USER for each account the application logs in with")
     if not args.yes:
         if not sys.stdin.isatty():
             raise RestoreError(f"refusing to write into {target.redacted()} without confirmation",
@@ -211,7 +226,9 @@ def _restore(args, plan, snapshots, source, hooks) -> int:
 def _run(args, plan, snapshots, source, target, hooks, *, sandbox: bool) -> int:
     with hooks:
         result = engine.restore(plan, snapshots, source, target, existing=args.existing, hooks=hooks,
-                                batch_transactions=args.batch, restart=args.restart)
+                                batch_transactions=args.batch, restart=args.restart,
+                                fence=None if sandbox else args.fence, fence_users=args.fence_user,
+                                log_replay=not args.no_target_binlog, space_check=not args.skip_space_check)
     result.phases.insert(0, {"phase": "plan", "seconds": args.plan_seconds})  # the pass that found the stop
     doc = {"ok": result.ok, "plan": plan.to_dict(), "restore": result.to_dict()}
     _out(args, doc, lambda: render.restore(result, sandbox=sandbox))

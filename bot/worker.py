@@ -194,9 +194,11 @@ class Worker:
                     result = engine.restore(plan, snapshots, binlogs, box.dsn, existing="drop", hooks=hooks,
                                             interrupt=interrupt, batch_transactions=batch)
             else:
+                stage = self.settings.targets["stage"]
                 result = engine.restore(plan, snapshots, binlogs, dsn, existing="keep-aside", hooks=hooks,
                                         interrupt=interrupt, restart=bool(job.args.get("restart")),
-                                        batch_transactions=batch)
+                                        batch_transactions=batch, fence=stage.fence,
+                                        fence_users=list(stage.fence_users))
             return {"summary": summary + " " + verification_summary(result.to_dict()),
                     "restore": result.to_dict(), "plan_id": plan.plan_id, "next": messages.NEXT_STEP_AFTER_STAGE}
         if plan.plan_id != job.plan_id:

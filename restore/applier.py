@@ -38,7 +38,7 @@ class ApplyStats:
 class Applier:
     def __init__(self, conn, plan: Plan, scope: Scope, source, flavor: Flavor, hooks: Hooks,
                  *, batch_transactions: int = 1000, batch_bytes: int = 4 << 20,
-                 interrupt=None) -> None:
+                 interrupt=None, statement_per_binlog: bool = False) -> None:
         self.conn = conn
         self.plan = plan
         self.plan_id = plan.plan_id
@@ -49,6 +49,9 @@ class Applier:
         self.batch_transactions = batch_transactions
         self.batch_bytes = batch_bytes
         self.interrupt = interrupt or (lambda: None)
+        # A binlog-enabled target that annotates row events (see target_binlog): one source
+        # statement per BINLOG statement, so each annotation holds only that statement.
+        self.statement_per_binlog = statement_per_binlog
         self._skips = {(s.tx_file, s.tx_pos) for s in plan.skips}
         self._end = coord_key(*plan.end)
         self.stats = ApplyStats()
@@ -68,7 +71,8 @@ class Applier:
                     f"the previous run stopped at {state.file}:{state.pos} while replayed temporary tables were "
                     "open; they died with its session, so it cannot be resumed exactly",
                     where=f"{state.file}:{state.pos}",
-                    hint="start over from the dumps: run the same command with --restart (drops what this run restored)")
+                    hint="start over from the dumps: run the same command with --restart (what this run restored is moved "
+                         "to <db>__unfinished_<time>, nothing is deleted)")
         # The replay loop must not touch the connection while the sender thread owns it:
         # load what it may look up (collation names for user variables) now.
         self.flavor.collation_name(self.conn, 0)

@@ -115,6 +115,8 @@ class Batch:
         self.statement_open = not step.statement_end
         self.bytes += size
         self.unsent += size
+        if step.statement_end and self.a.statement_per_binlog:
+            self._flush_rows()
 
     def end_statement(self, step: RowsStep) -> None:
         """The statement's last row event is left out (it changes a database we do not restore):
@@ -128,6 +130,8 @@ class Batch:
         last = self.rows_buf[-1]
         self.rows_buf[-1] = with_statement_end(last, self.rows_post[last[4]], step.event.checksum)
         self.statement_open = False
+        if self.a.statement_per_binlog:
+            self._flush_rows()
 
     def statement(self, piece: Piece) -> None:
         self._flush_rows()

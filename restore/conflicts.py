@@ -6,6 +6,11 @@ import re
 from .errors import ApplyError
 from .plan import Plan
 
+# Following it loses nothing: a writer's rows stay, in the set-aside copy.
+RESTART = ("Stop the writers (or fence them: --fence lock --fence-user APP_USER), then start over from the dumps with "
+           "--restart: what this run restored, with any row a writer committed into it, is moved to "
+           "<db>__unfinished_<time>, nothing is deleted. If the coordinates are at fault, use a dump whose recorded "
+           "position matches its data")
 _DUP = re.compile(r"Duplicate entry '(?P<value>.*)' for key '(?P<key>[^']*)'", re.S)
 
 
@@ -21,14 +26,13 @@ def explain_failure(exc: Exception, where: str, table: str | None, plan: Plan) -
             f"conflict at binlog {where}{on}: duplicate {key}",
             where=where,
             hint=("likely cause: something else is writing to the target (is the application still connected? "
-                  "stop it or fence it), or a dump's coordinates are older than its data. "
-                  f"Stop the writers and start over from the dumps with --restart (drops what this run restored), or remove the conflicting row and {resume}; if the coordinates are at fault, use a dump whose recorded position matches its data"))
+                  "stop it or fence it), or a dump's coordinates are older than its data. " + RESTART))
     if code in (1032, 1020):
         return ApplyError(
             f"conflict at binlog {where}{on}: the row the binlog changes is not on the target ({text})",
             where=where,
             hint=("likely cause: the target diverged from the binlog (a writer changed it, or the dump was taken "
-                  "at a different position than it records). Stop the writers, then start over from the dumps with --restart (drops what this run restored); if the coordinates are at fault, use a dump whose recorded position matches its data"))
+                  "at a different position than it records). " + RESTART))
     if code in (1146, 1049):
         return ApplyError(
             f"binlog {where}{on}: {text}",

@@ -9,9 +9,13 @@ collides. Two modes:
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .errors import TargetError
+
+FENCE_CHOICES = ("refuse", "lock")
 
 _IGNORED_USERS = {"system user", "event_scheduler", "repl", "replication"}
 
@@ -54,6 +58,28 @@ def refuse_writers(conn, databases: list[str], when: str) -> None:
         raise TargetError(f"{when}: {len(found)} other session(s) may write to {', '.join(databases)}: {listed}",
                           hint="stop the application (or point it at maintenance mode) and run the job again; "
                                "or set fence = \"lock\" with fence_users for the target")
+
+
+def preflight(conn, databases: list[str], mode: str, users: list[str], when: str) -> None:
+    """Before a long job: with `refuse`, no writer now; with `lock`, every account to lock exists
+    (a typo in fence_users is reported at once, not hours later)."""
+    if mode == "refuse":
+        refuse_writers(conn, databases, when)
+    else:
+        accounts(conn, users)
+
+
+@contextmanager
+def fenced(conn, databases: list[str], mode: str, users: list[str], when: str) -> Iterator[None]:
+    """Writers kept away from `databases` for the duration of the block: with `refuse`, the block
+    runs only if no other session may write to them now; with `lock`, `users` cannot log in and
+    their sessions are killed until the block ends."""
+    if mode == "lock":
+        with AccountLock(conn, users):
+            yield
+        return
+    refuse_writers(conn, databases, when)
+    yield
 
 
 class AccountLock:

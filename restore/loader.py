@@ -10,7 +10,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from .dsn import Dsn
@@ -55,10 +55,13 @@ def client_options(dsn: Dsn) -> Iterator[tuple[str, list[int]]]:
         os.close(read_end)
 
 
-def load_snapshot(dsn: Dsn, snap: Snapshot, progress: Callable[[int, int], None] | None = None) -> None:
+def load_snapshot(dsn: Dsn, snap: Snapshot, progress: Callable[[int, int], None] | None = None, *,
+                  init: Sequence[str] = ()) -> None:
+    """`init`: session statements the client runs first (`SET SESSION sql_log_bin=0`)."""
     size = os.path.getsize(snap.path)
     with client_options(dsn) as (option, fds):
-        proc = subprocess.Popen([client_binary(), option, "--binary-mode", "--max-allowed-packet=1G"],
+        init_command = [f"--init-command={';'.join(init)}"] if init else []
+        proc = subprocess.Popen([client_binary(), option, "--binary-mode", "--max-allowed-packet=1G", *init_command],
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 pass_fds=fds, preexec_fn=die_with_parent())
     assert proc.stdin is not None

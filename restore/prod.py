@@ -105,11 +105,8 @@ class ProdRestore:
 
     def _fenced(self, conn, name: str, fn):
         """Run a step that changes production while the application cannot write."""
-        if self.fence == "lock":
-            with fencing.AccountLock(conn, self.fence_users):
-                return self._step(name, fn)
-        self._fence_check(conn, f"right before the {name}")
-        return self._step(name, fn)
+        with fencing.fenced(conn, self.dbs, self.fence, self.fence_users, f"prod restore refused right before the {name}"):
+            return self._step(name, fn)
 
     def _step(self, name: str, fn):
         self.hooks.phase_started(name, None)
@@ -118,10 +115,7 @@ class ProdRestore:
         return out
 
     def _fence_check(self, conn, when: str) -> None:
-        if self.fence == "refuse":
-            fencing.refuse_writers(conn, self.dbs, f"prod restore refused {when}")
-        else:  # a typo in fence_users is reported now, not after the rebuild
-            fencing.accounts(conn, self.fence_users)
+        fencing.preflight(conn, self.dbs, self.fence, self.fence_users, f"prod restore refused {when}")
 
     def _rebuild(self) -> dict[str, tuple[int, int | None]]:
         with Sandbox() as box:

@@ -6,20 +6,26 @@
     verify   -> row counts and CHECKSUM TABLE                (state: verified)
 
 Running the same command again after a crash resumes at the first unfinished phase; `restart`
-(`--restart`) forgets an earlier run of the plan instead and starts over from the dumps.
+(`--restart`) forgets an earlier run of the plan instead and starts over from the dumps, moving
+what that run left aside (`<db>__unfinished_<time>`): no option deletes a row the replay did not
+write. Writers are fenced for the whole run (`fence`, the same code as the prod path), and a
+full target disk stops the run instead of hanging it.
 """
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from pymysql.constants import CLIENT
 
-from . import checkpoint
+from . import aside, checkpoint
+from . import fence as fencing
 from .applier import Applier
+from .disk_guard import DiskFullWatch, check_free_space, range_bytes
 from .dsn import Dsn
 from .errors import TargetError, VerifyError
 from .flavor import Flavor
@@ -28,6 +34,7 @@ from .loader import load_snapshot
 from .plan import Plan
 from .scope import Scope
 from .snapshot import Snapshot
+from .target_binlog import TargetBinlog, init_commands, prepare_session
 from .verify import Verification, verify
 
 EXISTING_CHOICES = ("refuse", "drop", "keep-aside")
@@ -40,6 +47,7 @@ class RestoreResult:
     phases: list[dict] = field(default_factory=list)
     verification: Verification | None = None
     kept_aside: dict[str, str] = field(default_factory=dict)
+    unfinished_aside: dict[str, str] = field(default_factory=dict)   # --restart: what an unfinished run left
     resumed: bool = False
 
     @property
@@ -49,6 +57,7 @@ class RestoreResult:
     def to_dict(self) -> dict:
         return {"ok": self.ok, "target": self.target, "resumed": self.resumed,
                 "phases": self.phases, "kept_aside": self.kept_aside,
+                "unfinished_aside": self.unfinished_aside,
                 "verification": self.verification.to_dict() if self.verification else None}
 
 
@@ -56,7 +65,10 @@ class RestoreRunner:
     def __init__(self, plan: Plan, snapshots: list[Snapshot], source, target: Dsn, *,
                  existing: str = "refuse", hooks: Hooks | None = None,
                  interrupt: Callable[[], None] | None = None, batch_transactions: int = 1000,
-                 restart: bool = False) -> None:
+                 restart: bool = False, fence: str | None = None, fence_users: list[str] | None = None,
+                 log_replay: bool = True, space_check: bool = True) -> None:
+        """`fence`: None for a target nobody else uses (a sandbox), else "refuse" or "lock" (with
+        `fence_users`), as for a prod restore. `log_replay=False`: sql_log_bin=0 for the restore."""
         self.plan = plan
         self.snapshots = snapshots
         self.source = source
@@ -66,28 +78,42 @@ class RestoreRunner:
         self.interrupt = interrupt
         self.batch_transactions = batch_transactions
         self.restart = restart
+        self.fence = fence
+        self.fence_users = list(fence_users or [])
+        self.log_replay = log_replay
+        self.space_check = space_check
         self.result = RestoreResult(plan, target.redacted())
+        if fence is not None and fence not in fencing.FENCE_CHOICES:
+            raise TargetError(f"unknown fence {fence!r}", hint=f"use one of {', '.join(fencing.FENCE_CHOICES)}")
+        if fence == "lock" and target.user in self.fence_users:
+            raise TargetError(f"fence: the restore's own user {target.user} is among the users to lock out",
+                              hint="restore as a user the application does not use")
 
     def run(self) -> RestoreResult:
         conn = self.target.connect(client_flag=CLIENT.MULTI_STATEMENTS)
+        # The fence has a connection of its own: the disk watch may kill the replay's, and the
+        # fence must still unlock the application's accounts after that.
+        fence_conn = self.target.connect() if self.fence else None
         try:
             flavor = Flavor.detect(conn)
-            state = self._phase("prepare", lambda: self._prepare(conn))
-            if not state or not state.reached("loaded"):
-                self._phase("load", lambda: self._load(conn))
-                state = None if state is None else _with_phase(state, "loaded")
-            if not state or not state.reached("replayed"):
-                def replay() -> dict:
-                    applier = Applier(conn, self.plan, Scope(self.plan.databases), self.source, flavor, self.hooks,
-                                      interrupt=self.interrupt, batch_transactions=self.batch_transactions)
-                    stats = applier.run(state if state and state.phase == "replaying" else None)
-                    checkpoint.set_phase(conn, self.plan.plan_id, "replayed")
-                    return {"transactions": stats.transactions, "events": stats.events,
-                            "commits": stats.commits, "resumed_from": stats.resumed_from}
-                self._phase("replay", replay)
-            self._phase("verify", lambda: self._verify(conn))
+            binlog = prepare_session(conn, flavor, log_replay=self.log_replay)
+            if binlog.enabled:
+                self.hooks.message(binlog.describe())
+            dbs = sorted(self.plan.databases)
+            fenced = (fencing.fenced(fence_conn, dbs, self.fence, self.fence_users,
+                                     f"restore into {self.result.target} refused")
+                      if fence_conn is not None else nullcontext())
+            with fenced, DiskFullWatch(self.target, lambda: [conn.thread_id()]) as watch:
+                try:
+                    self._phases(conn, flavor, binlog)
+                except Exception:
+                    if watch.tripped:
+                        raise watch.error() from None
+                    raise
         finally:
             conn.close()
+            if fence_conn is not None:
+                fence_conn.close()
         if not self.result.ok:
             problems = "; ".join(self.result.verification.problems()) if self.result.verification else ""
             error = VerifyError(f"verification failed on {self.result.target}: {problems}",
@@ -96,6 +122,23 @@ class RestoreRunner:
             error.result = self.result
             raise error
         return self.result
+
+    def _phases(self, conn, flavor: Flavor, binlog: TargetBinlog) -> None:
+        state = self._phase("prepare", lambda: self._prepare(conn, binlog))
+        if not state or not state.reached("loaded"):
+            self._phase("load", lambda: self._load(conn))
+            state = None if state is None else _with_phase(state, "loaded")
+        if not state or not state.reached("replayed"):
+            def replay() -> dict:
+                applier = Applier(conn, self.plan, Scope(self.plan.databases), self.source, flavor, self.hooks,
+                                  interrupt=self.interrupt, batch_transactions=self.batch_transactions,
+                                  statement_per_binlog=binlog.statement_per_binlog)
+                stats = applier.run(state if state and state.phase == "replaying" else None)
+                checkpoint.set_phase(conn, self.plan.plan_id, "replayed")
+                return {"transactions": stats.transactions, "events": stats.events,
+                        "commits": stats.commits, "resumed_from": stats.resumed_from}
+            self._phase("replay", replay)
+        self._phase("verify", lambda: self._verify(conn))
 
     def _phase(self, name: str, fn: Callable[[], object]):
         self.hooks.phase_started(name, None)
@@ -108,7 +151,7 @@ class RestoreRunner:
         return out
 
     # -- phases --------------------------------------------------------------------------------
-    def _prepare(self, conn) -> checkpoint.State | None:
+    def _prepare(self, conn, binlog: TargetBinlog) -> checkpoint.State | None:
         dbs = sorted(self.plan.databases)
         states = checkpoint.load_all(conn)
         if self.restart:
@@ -120,34 +163,35 @@ class RestoreRunner:
                                "to start over from the dumps instead, run the command with --restart")
             return mine
         unfinished = [s for s in states if not s.reached("verified") and set(s.databases) & set(dbs)]
-        if unfinished and self.existing != "drop":
+        if unfinished:
             raise TargetError(
                 f"{self.result.target} holds an unfinished restore of another plan ({unfinished[0].plan_id}) "
                 f"into {', '.join(unfinished[0].databases)}",
-                hint="finish it by running its own command again, or abandon it with --restart (drops what it "
-                     "restored so far, then restores this plan)")
-        for s in unfinished:
-            checkpoint.forget(conn, s.plan_id)
+                hint="finish it by running its own command again, or abandon it with --restart (what it restored "
+                     "so far is moved to <db>__unfinished_<time>, then this plan is restored)")
+        if self.space_check:
+            space = check_free_space(conn, self.target, replay_bytes=range_bytes(self.source, self.plan.replay_from, self.plan.end),
+                                     load_bytes=sum(os.path.getsize(s.path) for s in self.snapshots),
+                                     binlog_logged=binlog.enabled and binlog.logged)
+            self.hooks.message(f"disk space: {space.detail}")
         present = _existing_databases(conn, dbs)
         if present:
             if self.existing == "refuse":
                 raise TargetError(
                     f"{self.result.target} already holds {', '.join(present)}",
                     hint="choose what happens to them: --existing keep-aside (moved to <db>_before_restore_<time>, "
-                         "nothing lost) or --existing drop (deleted); or restore into another target")
+                         "nothing lost), or restore into another target")
             if self.existing == "drop":
-                with conn.cursor() as cur:
-                    for db in present:
-                        cur.execute(f"DROP DATABASE {_ident(db)}")
+                aside.drop_empty(conn, present)
             else:
-                self.result.kept_aside = _keep_aside(conn, present)
+                self.result.kept_aside = aside.keep_aside(conn, present)
         checkpoint.create(conn, self.plan.plan_id, dbs, json.dumps(self.plan.to_dict()))
         return None
 
     def _start_over(self, conn, states: list[checkpoint.State], dbs: list[str]) -> list[checkpoint.State]:
         """`--restart`: forget this plan's checkpoint and any other unfinished restore into these
-        databases. What an unfinished run restored is ours and half done: dropped. A finished run's
-        databases may have been in use since: they are left to `--existing` like any others."""
+        databases. What an unfinished run restored is moved aside (a writer may have added rows to
+        it). A finished run's databases may have been in use since: left to `--existing`."""
         left = []
         for s in states:
             if s.plan_id != self.plan.plan_id and (s.reached("verified") or not set(s.databases) & set(dbs)):
@@ -157,25 +201,29 @@ class RestoreRunner:
                 self.hooks.message(f"--restart: forgetting the finished run of plan {s.plan_id}; "
                                    f"--existing {self.existing} decides what happens to its databases")
             else:
-                half = _existing_databases(conn, sorted(s.databases))
-                with conn.cursor() as cur:
-                    for db in half:
-                        cur.execute(f"DROP DATABASE {_ident(db)}")
-                self.hooks.message(f"--restart: dropped {', '.join(half) or 'nothing'} (restored up to phase "
-                                   f"{s.phase} by an earlier run of plan {s.plan_id}); starting over from the dumps")
+                self._set_aside_unfinished(conn, s.databases, f"restored up to phase {s.phase} by an earlier run "
+                                                              f"of plan {s.plan_id}")
             checkpoint.forget(conn, s.plan_id)
         if len(left) == len(states):
             self.hooks.message(f"--restart: {self.result.target} holds no earlier run of this plan; starting normally")
         return left
 
+    def _set_aside_unfinished(self, conn, dbs, what: str) -> None:
+        moved = aside.set_aside_unfinished(conn, _existing_databases(conn, sorted(dbs)))
+        self.result.unfinished_aside.update(moved)
+        kept = "; ".join(f"{db} moved to {to}" for db, to in moved.items())
+        self.hooks.message(f"{what}: {kept or 'it held no rows and was removed'}; starting over from the dumps"
+                           + (" (check the moved copies for rows a writer committed, then drop them)" if moved else ""))
+
     def _load(self, conn) -> dict:
-        with conn.cursor() as cur:  # a half-finished earlier load of ours: start it over
-            for db in _existing_databases(conn, sorted(self.plan.databases)):
-                cur.execute(f"DROP DATABASE {_ident(db)}")
+        if _existing_databases(conn, sorted(self.plan.databases)):
+            # An earlier load of this plan that did not finish: set aside like an unfinished run.
+            self._set_aside_unfinished(conn, self.plan.databases, "an earlier load of this plan did not finish")
         for snap in self.snapshots:
             self.hooks.phase_started(f"load {snap.path}", None)
             load_snapshot(self.target, snap,
-                          lambda done, total: self.hooks.progress("load", done, total, snap.path))
+                          lambda done, total: self.hooks.progress("load", done, total, snap.path),
+                          init=init_commands(self.log_replay))
         checkpoint.set_phase(conn, self.plan.plan_id, "loaded")
         return {"snapshots": [s.path for s in self.snapshots]}
 
@@ -192,36 +240,8 @@ def _with_phase(state: checkpoint.State, phase: str) -> checkpoint.State:
     return state
 
 
-def _ident(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
 def _existing_databases(conn, dbs: list[str]) -> list[str]:
     with conn.cursor() as cur:
         cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
         have = {r[0] for r in cur.fetchall()}
     return [db for db in dbs if db in have]
-
-
-def _keep_aside(conn, dbs: list[str]) -> dict[str, str]:
-    """Move every table of each database to `<db>_before_restore_<time>`; drop nothing."""
-    stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
-    moved: dict[str, str] = {}
-    with conn.cursor() as cur:
-        for db in dbs:
-            cur.execute("SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s", (db,))
-            objects = cur.fetchall()
-            cur.execute("SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA=%s", (db,))
-            routines = cur.fetchone()[0]
-            views = [t for t, kind in objects if kind != "BASE TABLE"]
-            if views or routines:
-                raise TargetError(f"{db} holds views or routines, which cannot be moved aside safely",
-                                  hint=f"back up {db} with mariadb-dump yourself, then use --existing drop")
-            aside = f"{db}_before_restore_{stamp}"
-            cur.execute(f"CREATE DATABASE {_ident(aside)}")
-            if objects:
-                renames = ", ".join(f"{_ident(db)}.{_ident(t)} TO {_ident(aside)}.{_ident(t)}" for t, _ in objects)
-                cur.execute(f"RENAME TABLE {renames}")
-            cur.execute(f"DROP DATABASE {_ident(db)}")
-            moved[db] = aside
-    return moved

@@ -111,7 +111,7 @@ def test_dump_taken_after_the_first_file_began_needs_no_older_file(tmp_path, tar
         (binlogs / "binlog.000001").unlink()
     for snap in (exact, behind):
         res = cli("restore", "--snapshot", snap, "--binlogs", binlogs, "--target", target_url(target), "--yes",
-                  "--existing", "drop")
+                  "--existing", "keep-aside")
         assert res.code == 0 and res.doc["ok"] and not res.plan["warnings"], (snap, res)
         with target.connect() as conn:
             assert checksums(conn, ["shop"]) == before

@@ -106,7 +106,15 @@ def test_restart_never_drops_a_finished_restore_behind_existing(shop, target, cl
     assert res.code == 2 and "already holds shop" in res.error["message"], res
     with target.connect() as conn:
         assert checksums(conn, ["shop"]) == after
-    res = cli(*_args(shop, target, "--existing", "drop"))   # its checkpoint was forgotten: a fresh run
+    # --existing drop deletes no row restore-bot did not write: refused, nothing touched.
+    res = cli(*_args(shop, target, "--existing", "drop"))
+    assert res.code == 2 and "shop (items) hold rows" in res.error["message"], res
+    assert "keep-aside" in res.error["hint"], res
+    with target.connect() as conn:
+        assert checksums(conn, ["shop"]) == after
+    res = cli(*_args(shop, target, "--existing", "keep-aside"))   # its checkpoint was forgotten: a fresh run
     assert res.code == 0 and res.doc["restore"]["resumed"] is False, res
+    aside = res.doc["restore"]["kept_aside"]["shop"]
     with target.connect() as conn:
         assert checksums(conn, ["shop"]) == shop["before"]
+        assert checksums(conn, [aside]) == {f"{aside}.items": after["shop.items"]}
