@@ -22,6 +22,7 @@ from .binlog_files import GAP_SUFFIX, BinlogDirectory
 from .dsn import Dsn
 from .errors import BinlogError, RestoreError
 from .follow import Follower
+from .gtid_continuity import GtidContinuity, GtidGap
 
 log = logging.getLogger("restore-bot.archive")
 _NAME = re.compile(r"^(?P<base>.+)\.(?P<num>\d{6,})$")
@@ -68,14 +69,15 @@ class Archiver(Follower):
     # -- where to continue ---------------------------------------------------------------------
     def resume_point(self) -> tuple[str | None, int]:
         """The newest archived file and the end of its last complete event (torn tail cut off)."""
-        newest, end, _ = self._scan_newest()
+        newest, end, _, _ = self._scan_newest()
         return newest, end
 
-    def _scan_newest(self) -> tuple[str | None, int, bool]:
-        """`resume_point()`, and whether the newest file is complete (ends in its ROTATE or STOP)."""
+    def _scan_newest(self) -> tuple[str | None, int, bool, GtidContinuity]:
+        """`resume_point()`, whether the newest file is complete (ends in its ROTATE or STOP), and the
+        GTIDs it holds (so that the next file's GTID list can be checked against them)."""
         names = _archived(self.dir)
         if not names:
-            return None, 4, False
+            return None, 4, False, GtidContinuity()
         newest = names[-1].name
         path = self.dir / newest
         end, last_type = 4, None
@@ -95,7 +97,7 @@ class Archiver(Follower):
                 fh.truncate(end)
         # A server ends a file with ROTATE (flush, size limit) or STOP (clean shutdown) and never
         # writes to it again; a file ending in anything else may have had more on the server.
-        return newest, end, last_type in (be.ROTATE, be.STOP)
+        return newest, end, last_type in (be.ROTATE, be.STOP), reader.gtids
 
     def check_gap(self, server_files: list[str], newest: str | None, end: int = 4,
                   complete: bool = False) -> str | None:
@@ -131,12 +133,14 @@ class Archiver(Follower):
 
     def copy(self, *, blocking: bool = False) -> int:
         """Append everything new; returns the number of events written."""
-        newest, end, complete = self._scan_newest()
+        newest, end, complete, gtids = self._scan_newest()
         source = self.open_source(self.dsn, blocking=blocking)
+        source.on_gap = self._gtid_gap
         server_files = [name for name, _ in source.binary_logs()]
         start, pos = newest, end
         if newest is None or newest not in server_files:
             start, pos = self._continue_with(server_files, newest, end), 4
+            gtids = GtidContinuity()  # the server's next file does not follow the archived one's GTIDs
         gap = self.check_gap(server_files, newest, end, complete)
         if gap and not complete:
             # Beside the file: a restore reading the archive must not run across the gap unawares.
@@ -155,7 +159,7 @@ class Archiver(Follower):
         out = None
         current = None
         try:
-            for ev in source.events(start, pos):
+            for ev in source.events(start, pos, gtids=gtids):
                 if self.stopping.is_set():
                     break
                 if ev.file != current:
@@ -183,6 +187,20 @@ class Archiver(Follower):
                 except OSError:  # the write error above is the one to report
                     out.close()
         return written
+
+    def _gtid_gap(self, gap: GtidGap) -> None:
+        """A file the server ended early at a commit (its successor's GTID list names transactions it
+        lacks): the archive is a byte copy, so it lacks them too. Marked beside the file like a purge
+        gap, so that no restore runs across it, and reported once; archiving goes on."""
+        text = f"binlog gap: {gap.describe(self.dsn.redacted())}"
+        marker = self.dir / (gap.file + GAP_SUFFIX)
+        if not marker.exists():
+            marker.write_text(text + "\n")
+        if text != self._reported_gap:
+            log.warning("%s", text)
+            self.on_trouble(f"{text}; archiving goes on — take a new base snapshot now (/backup now): restores "
+                            f"from the archive can only run up to {gap.file}:{gap.end} or start after {gap.next_file} began")
+            self._reported_gap = text
 
     def _continue_with(self, server_files: list[str], newest: str | None, end: int) -> str:
         """The server file to archive next when the server no longer has `newest` (or none is archived)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import binlog_events as be
 from .errors import BinlogError
+from .gtid_continuity import TRACKED, GtidContinuity
 
 _NAME = re.compile(r"^(?P<base>.+)\.(?P<num>\d{6,})$")
 _BLOCK = 4 << 20
@@ -58,8 +59,15 @@ class BinlogDirectory:
         self._groups = groups
         self.truncation: Truncation | None = None
         # Files that end without ROTATE or STOP although later ones follow: a server crash leaves
-        # that, and so does a copy cut short; the plan warns (file, end position).
-        self.unended: list[tuple[str, int]] = []
+        # that, and so does a copy cut short. One whose successor's GTID list announces transactions
+        # it lacks is refused (GtidContinuity); the others are warned about: (file, end position,
+        # whether the next file's GTID list showed nothing missing).
+        self._unended: list[tuple[str, int]] = []
+        self.gtids = GtidContinuity()  # the GTID state of the last `events()` stream, where it got to
+
+    @property
+    def unended(self) -> list[tuple[str, int, bool]]:
+        return [(name, end, name in self.gtids.checked) for name, end in self._unended]
 
     def files(self, base: str | None = None) -> list[str]:
         if base is None:
@@ -105,13 +113,14 @@ class BinlogDirectory:
         even when `start_pos` is past it.
         """
         self.truncation = None
-        self.unended = []
+        self._unended = []
         files = self._sequence_from(start_file or self.first_file())
         last = len(files) - 1
+        self.gtids = gtids = GtidContinuity()   # across the files of this one stream
         # chain() hands each event straight from the file scan to the consumer: one Python
         # generator level less per event. Only the last file may end truncated (earlier ones raise).
         return itertools.chain.from_iterable(
-            self._scan(name, start_pos if index == 0 else 4, index == last) for index, name in enumerate(files))
+            self._scan(name, start_pos if index == 0 else 4, index == last, gtids) for index, name in enumerate(files))
 
     def _open(self, name: str):
         path = self.path / name
@@ -129,7 +138,7 @@ class BinlogDirectory:
                               hint="copy the file again from the server or the archive")
         return fh, size
 
-    def _scan(self, name: str, start_pos: int, last: bool) -> Iterator[be.RawEvent]:
+    def _scan(self, name: str, start_pos: int, last: bool, gtids: GtidContinuity) -> Iterator[be.RawEvent]:
         fh, size = self._open(name)
         with fh:
             if fh.read(4) != be.MAGIC:
@@ -145,6 +154,7 @@ class BinlogDirectory:
             header = be.parse_header
             crc32, residue, known = zlib.crc32, be.CRC32_RESIDUE, _PLAIN_TYPES
             hlen, max_event, raw_event, fde_type = be.HEADER_LEN, _MAX_EVENT, be.RawEvent, be.FORMAT_DESCRIPTION
+            tracked, feed = TRACKED, gtids.feed
             etype = None
             while pos < size:
                 if len(buf) - off < hlen:
@@ -160,8 +170,9 @@ class BinlogDirectory:
                         self._truncated(name, pos, last, f"the event at {pos} needs {ev_size} bytes, the file has {size - pos}")
                         return
                     self._check_header(name, pos, etype, ev_size, next_pos)
-                if end <= start_pos and etype != fde_type:
+                if end <= start_pos and etype != fde_type and etype not in tracked:
                     # Before the start: skip the body unread (checksums are checked where we read).
+                    # GTIDs and the GTID list are read all the same: the check across files counts them.
                     if ev_size > len(buf) - off:
                         fh.seek(end)
                         buf, off = b"", 0
@@ -183,6 +194,13 @@ class BinlogDirectory:
                                       where=f"{name}:{pos}", hint="the file is damaged; copy it again")
                 elif checksum and crc32(data) != residue:
                     self._crc_mismatch(name, pos)
+                if etype in tracked:
+                    gap = feed(etype, data, name, pos, checksum)
+                    if gap is not None:
+                        raise gap.error(str(self.path))
+                    if end <= start_pos:
+                        pos = end
+                        continue
                 yield raw_event(name, pos, ts, etype, server_id, flags, data, checksum)
                 pos = end
             if not last:
@@ -194,8 +212,9 @@ class BinlogDirectory:
                                       where=f"{name}:{pos}",
                                       hint="restore from a base backup taken after the gap, or stop before it "
                                            "(--stop-before a GTID or FILE:POS inside the archived part)")
+                gtids.file_ended(name, pos, etype in (be.ROTATE, be.STOP))
                 if etype not in (be.ROTATE, be.STOP):
-                    self.unended.append((name, pos))
+                    self._unended.append((name, pos))
 
     @staticmethod
     def _check_header(name: str, pos: int, etype: int, ev_size: int, next_pos: int) -> None:

@@ -23,6 +23,7 @@ from . import binlog_events as be
 from .dsn import Dsn
 from .errors import BinlogError
 from .flavor import Flavor
+from .gtid_continuity import TRACKED, GtidContinuity, GtidGap
 
 COM_BINLOG_DUMP = 0x12
 BINLOG_DUMP_NON_BLOCK = 0x01
@@ -58,12 +59,15 @@ class ServerBinlogs:
 
     def __init__(self, dsn: Dsn, *, blocking: bool = False, server_id: int | None = None,
                  heartbeat: float = 1.0, timeout: float | None = None,
-                 on_flowing: Callable[[], None] | None = None, flowing_after: tuple[str, int] | None = None) -> None:
+                 on_flowing: Callable[[], None] | None = None, flowing_after: tuple[str, int] | None = None,
+                 on_gap: Callable[[GtidGap], None] | None = None) -> None:
         """`timeout`: seconds without a byte from the server before the stream counts as dead
         (default: 10 heartbeats, at least 10 s, when blocking; 120 s otherwise). `on_flowing`: called
         once per `events()` stream, at its first event ending past `flowing_after` (file, pos) or its
         first heartbeat (the server has sent all there is): the stream is really up, not just accepted,
-        and a reader that failed on an event at `flowing_after` got past it."""
+        and a reader that failed on an event at `flowing_after` got past it. `on_gap`: called with a gap
+        the GTID lists reveal between two files (gtid_continuity), and the stream goes on; without it
+        the gap is a BinlogError."""
         self.dsn = dsn
         self.blocking = blocking
         self.server_id = server_id or random.randint(0x10000000, 0x7FFFFFFF)
@@ -74,6 +78,7 @@ class ServerBinlogs:
         self._closing = False
         self.on_flowing = on_flowing
         self.flowing_after = flowing_after
+        self.on_gap = on_gap
         self._start = ("", 0)
         self._reached = lambda: None
 
@@ -113,7 +118,10 @@ class ServerBinlogs:
             raise BinlogError(f"{self.describe()} has no binary logs", hint="enable log_bin on the source")
         return logs[0][0]
 
-    def events(self, start_file: str | None = None, start_pos: int = 4) -> Iterator[be.RawEvent]:
+    def events(self, start_file: str | None = None, start_pos: int = 4, *,
+               gtids: GtidContinuity | None = None) -> Iterator[be.RawEvent]:
+        """Every event from `start_file:start_pos` on. `gtids`: the GTID state of the file before the
+        start, when the caller read it elsewhere (the archiver, from its copy)."""
         names = [name for name, _ in self.binary_logs()]
         start_file = start_file or names[0]
         if start_file not in names:
@@ -150,7 +158,7 @@ class ServerBinlogs:
                                   f"{exc.args[-1] if exc.args else exc}", where=f"{start_file}:{start_pos}",
                                   hint="check the source server and the user's REPLICATION SLAVE grant") from None
             stream = _Stream(self, conn._sock, conn._next_seq_id)
-            yield from self._read(stream, start_file, start_pos, checksum)
+            yield from self._read(stream, start_file, start_pos, checksum, gtids or GtidContinuity())
         finally:
             self.connection = self._sock = None
             try:
@@ -158,7 +166,8 @@ class ServerBinlogs:
             except Exception:  # the socket is shut down or broken already
                 pass
 
-    def _read(self, stream: "_Stream", current: str, pos: int, checksum: bool) -> Iterator[be.RawEvent]:
+    def _read(self, stream: "_Stream", current: str, pos: int, checksum: bool,
+              gtids: GtidContinuity) -> Iterator[be.RawEvent]:
         """Events from the stream: artificial ones and heartbeats left out, CRCs checked.
 
         A packet holding one whole event is taken straight from the stream's buffer here (one copy,
@@ -173,6 +182,9 @@ class ServerBinlogs:
         seq = stream.seq
         where = lambda: f"{current}:{pos}"  # noqa: E731
         self._reached = lambda: (current, pos)
+        # A stream started inside a file has not seen that file's GTID list: GtidContinuity then
+        # judges only what the file logged after the start (unless the caller fed it the rest).
+        tracked = TRACKED
         while True:
             data = None
             if end - start >= 4:
@@ -197,9 +209,13 @@ class ServerBinlogs:
                 if etype == be.ROTATE:
                     ev = RawEvent(current, next_pos - size if next_pos else 0, ts, etype, server_id, flags, data,
                                   checksum)
-                    if next_pos and not flags & be.LOG_EVENT_ARTIFICIAL_F:
+                    real = next_pos and not flags & be.LOG_EVENT_ARTIFICIAL_F
+                    if real:
                         yield ev  # a real rotate closes the file (the archiver copies it)
-                    current, pos = be.parse_rotate(ev)
+                    name, new_pos = be.parse_rotate(ev)
+                    if name != current:
+                        gtids.file_ended(current, next_pos if real else pos, bool(real))
+                    current, pos = name, new_pos
                     continue
                 if etype == be.FORMAT_DESCRIPTION:
                     checksum = be.parse_format_description(data).checksum
@@ -219,6 +235,12 @@ class ServerBinlogs:
                     continue  # artificial events the server makes up for a dump start
             elif checksum and crc32(data) != CRC_RESIDUE:
                 raise _crc_error(current, next_pos, size)
+            if etype in tracked:
+                gap = gtids.feed(etype, data, current, next_pos - size, checksum)
+                if gap is not None:
+                    if self.on_gap is None:
+                        raise gap.error(self.describe())
+                    self.on_gap(gap)
             pos = next_pos
             # Not on a format description (a server failing on a damaged file sends the file's one
             # first), nor on events up to `after` (a reader failing on one gets them again each

@@ -30,6 +30,7 @@ from .dsn import Dsn
 from .errors import RestoreError
 from .flavor import Flavor
 from .follow import Follower
+from .gtid_continuity import GtidGap
 from .plan import TableStats
 from .walker import QueryStep, RowsStep, TxBegin, TxEnd, Walker
 
@@ -79,6 +80,7 @@ class Watcher(Follower):
         # The newest position this watcher saved. The store can lag behind it (a watcher process
         # sends positions to its parent over a pipe): resuming from the store could repeat a skip.
         self._position: tuple[str, int] | None = None
+        self._gaps_told: set[tuple[str, int]] = set()  # a stream read again after an outage finds them again
 
     def watched(self, db: str | None) -> bool:
         return bool(db) and (not self.databases or db in self.databases)
@@ -153,6 +155,7 @@ class Watcher(Follower):
     def _follow(self) -> None:
         file, pos = self.start_position()
         source = self.open_source(self.dsn, blocking=True)
+        source.on_gap = self._gtid_gap
         sizes = _TableSizes(self.dsn)
         sizes.open()
         events = source.events(file, pos)
@@ -203,6 +206,16 @@ class Watcher(Follower):
                         self._alert(step, tx, finding, step.query.query, step.query.thread_id)
         finally:
             sizes.close()
+
+    def _gtid_gap(self, gap: GtidGap) -> None:
+        """The server's own binlog lacks transactions (a file it ended early at a commit): they were
+        never in the stream, so never watched, and no restore from these binlogs can replay them."""
+        if (gap.file, gap.end) in self._gaps_told:
+            return
+        self._gaps_told.add((gap.file, gap.end))
+        self.on_trouble(f"binlog gap: {gap.describe(self.dsn.redacted())}; they were NOT watched, and a "
+                        f"restore from these binlogs cannot replay them — take a new base snapshot now "
+                        f"(/backup now); watching goes on")
 
     def _mass(self, stmt_rows, tx_rows, sizes: "_TableSizes") -> Finding | None:
         big = {n: r for n, r in stmt_rows.items() if max(r[1], r[2]) >= self.rules.min_rows}
