@@ -250,10 +250,14 @@ class Planner:
         if trunc is not None and plan.stop is None:
             plan.warnings.append(f"{trunc.file} is truncated at position {trunc.pos} ({trunc.reason}), as a crashed "
                                  "server leaves it; everything complete before it is replayed")
-        for name, end in getattr(self.source, "unended", ()):
+        for name, end, checked in getattr(self.source, "unended", ()):
+            # One whose next file's GTID list shows transactions it lacks was refused while reading.
             plan.warnings.append(f"{name} ends at position {end} without a ROTATE or STOP event although later "
-                                 "files follow: a server crash leaves that, but so does a copy cut short; if the "
-                                 f"server did not crash, copy {name} again before restoring")
+                                 "files follow: a server crash leaves that, but so does a copy cut short; "
+                                 + ("the next file's GTID list shows no transaction missing, but if the server "
+                                    f"did not crash, copy {name} again before restoring" if checked else
+                                    f"the next file has no GTID list to check it; if the server did not crash, "
+                                    f"copy {name} again before restoring"))
         if stop.kind == "auto" and plan.stop is None:
             plan.warnings.append("no destructive event found: the replay runs to the end of the binlog")
 
