@@ -52,7 +52,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -70,6 +69,7 @@ from bot.watch import WatcherProcess  # noqa: E402
 from fake_slack import FakeSlack  # noqa: E402
 from latency_report import KINDS, print_report, stats_ms, summarize  # noqa: E402
 from restore.destructive import DestructiveRules  # noqa: E402
+from restore.leftovers import OwnedDir  # noqa: E402
 from restore.sandbox import Sandbox  # noqa: E402
 from restore.watcher import Watcher  # noqa: E402
 
@@ -269,7 +269,8 @@ def run(args) -> dict:
                             "threaded": args.threaded},
                  "machine": {"cpus": os.cpu_count(), "load_before": os.getloadavg()[0]}}
     extra = ["--innodb-flush-log-at-trx-commit=2"] if args.relaxed_flush else []
-    workdir = Path(tempfile.mkdtemp(prefix="alert-latency-"))
+    owned = OwnedDir("restore-bot-bench")   # the next restore-bot start removes it if this bench is killed
+    workdir = owned.path
     sb_proc: subprocess.Popen | None = None
     sb_out = None
     watcher = poster = wthread = None
@@ -524,7 +525,7 @@ def run(args) -> dict:
                     stop()
             except Exception as exc:
                 log(f"cleanup: {exc!r}")
-        shutil.rmtree(workdir, ignore_errors=True)
+        owned.remove()
     return res
 
 
