@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import pymysql
+
 from .errors import TargetError
 
 FENCE_CHOICES = ("refuse", "lock")
@@ -40,7 +42,14 @@ def writers(conn, databases: list[str]) -> list[Session]:
         me = cur.fetchone()[0]
         cur.execute("SELECT ID, USER, HOST, DB, COMMAND, TIME FROM information_schema.PROCESSLIST")
         rows = cur.fetchall()
-        cur.execute("SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX")
+        try:
+            # Without PROCESS the server shows only our own sessions, and refuses this query.
+            cur.execute("SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX")
+        except pymysql.err.MySQLError as exc:
+            raise TargetError(f"fence: cannot see the target's other sessions: {exc.args[-1]}",
+                              hint="grant the restore user PROCESS, so it can tell whether the application is still "
+                                   "connected, or fence by locking the application's accounts "
+                                   "(fence lock with fence_users; CLI: --fence lock --fence-user APP_USER)") from None
         in_tx = {r[0] for r in cur.fetchall()}
     out = []
     for sid, user, host, db, command, seconds in rows:

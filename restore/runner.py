@@ -49,6 +49,7 @@ class RestoreResult:
     kept_aside: dict[str, str] = field(default_factory=dict)
     unfinished_aside: dict[str, str] = field(default_factory=dict)   # --restart: what an unfinished run left
     resumed: bool = False
+    target_binlog: str = ""      # what the restore did to the target's binlog, in words
 
     @property
     def ok(self) -> bool:
@@ -57,7 +58,7 @@ class RestoreResult:
     def to_dict(self) -> dict:
         return {"ok": self.ok, "target": self.target, "resumed": self.resumed,
                 "phases": self.phases, "kept_aside": self.kept_aside,
-                "unfinished_aside": self.unfinished_aside,
+                "unfinished_aside": self.unfinished_aside, "target_binlog": self.target_binlog,
                 "verification": self.verification.to_dict() if self.verification else None}
 
 
@@ -97,6 +98,7 @@ class RestoreRunner:
         try:
             flavor = Flavor.detect(conn)
             binlog = prepare_session(conn, flavor, log_replay=self.log_replay)
+            self.result.target_binlog = binlog.describe()
             if binlog.enabled:
                 self.hooks.message(binlog.describe())
             dbs = sorted(self.plan.databases)
