@@ -65,8 +65,9 @@ def refuse_writers(conn, databases: list[str], when: str) -> None:
     if found:
         listed = "; ".join(str(s) for s in found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
         raise TargetError(f"{when}: {len(found)} other session(s) may write to {', '.join(databases)}: {listed}",
-                          hint="stop the application (or point it at maintenance mode) and run the job again; "
-                               "or set fence = \"lock\" with fence_users for the target")
+                          hint="stop the application (or point it at maintenance mode) and run the job again; or "
+                               "lock the application's accounts out for the restore: fence = \"lock\" with fence_users "
+                               "for a chat target, --fence lock --fence-user APP_USER on the command line")
 
 
 def preflight(conn, databases: list[str], mode: str, users: list[str], when: str) -> None:
