@@ -134,7 +134,8 @@ class Applier:
         session: dict[str, str] = {}
         current_db: str | None = None
         temp_tables = self.temp_tables
-        for step in Walker(self.source.events(*start)).steps():
+        # stop_at: the walk ends at the plan's end even where the event there does not decode.
+        for step in Walker(self.source.events(*start), stop_at=self.plan.end).steps():
             if isinstance(step, FormatStep):
                 out.format_description(step.event)
             elif isinstance(step, TxBegin):

@@ -173,6 +173,7 @@ class FormatDescription:
     header_len: int
     post_header_len: bytes
     checksum: bool
+    problem: str = ""   # why the event cannot be a usable v4 format description ("" when it is)
 
     @property
     def is_mariadb(self) -> bool:
@@ -185,7 +186,11 @@ class FormatDescription:
 
 
 def parse_format_description(data: bytes) -> FormatDescription:
+    """Never raises: an event too short to be one comes back with `problem` set, for the reader
+    that knows its file and position (the Walker) to refuse."""
     body = data[HEADER_LEN:]
+    if len(body) < 62:   # version, server version, timestamp, header length, 5 post-header lengths
+        return FormatDescription(0, "", 0, b"", False, f"a format description event of {len(data)} bytes is too short")
     version = struct.unpack_from("<H", body, 0)[0]
     server_version = body[2:52].split(b"\0", 1)[0].decode("ascii", "replace")
     header_len = body[56]
@@ -194,7 +199,11 @@ def parse_format_description(data: bytes) -> FormatDescription:
     rest = body[57:]
     checksum_alg = rest[-5] if _knows_checksums(server_version) else 0
     post = bytes(rest[:-5]) if _knows_checksums(server_version) else bytes(rest)
-    return FormatDescription(version, server_version, header_len, post, checksum_alg == 1)
+    problem = ""
+    if version != 4 or header_len != HEADER_LEN:
+        problem = (f"binlog format version {version} with {header_len}-byte event headers (server {server_version!r}); "
+                   f"restore-bot reads version 4 with {HEADER_LEN}-byte headers (MySQL 5.0+, MariaDB)")
+    return FormatDescription(version, server_version, header_len, post, checksum_alg == 1, problem)
 
 
 def _knows_checksums(server_version: str) -> bool:
@@ -206,6 +215,16 @@ def _knows_checksums(server_version: str) -> bool:
     if "mariadb" in server_version.lower():
         return (major, minor) >= (5, 3)
     return (major, minor, patch) >= (5, 6, 1)
+
+
+_TYPE_NAMES = {value: name for name, value in list(globals().items())
+               if name.isupper() and isinstance(value, int) and 0 <= value < 256
+               and name != "HEADER_LEN" and not name.endswith("_F")}
+
+
+def type_name(event_type: int) -> str:
+    """`WRITE_ROWS_V2`, `QUERY`, ... or `type 72` for a number no server uses."""
+    return _TYPE_NAMES.get(event_type, f"type {event_type}")
 
 
 def parse_rotate(ev: RawEvent) -> tuple[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from .plan import DatabaseStart, EventRef, Plan, TableStats
 from .scope import Scope
 from .snapshot import Snapshot
 from .spec import Spec, coord_key
-from .walker import FormatStep, QueryStep, RowsStep, TxBegin, TxEnd, Walker
+from .walker import FormatStep, QueryStep, RowsStep, StopAt, TxBegin, TxEnd, Walker
 
 
 _IF_NOT_EXISTS = re.compile(r"\bIF\s+NOT\s+EXISTS\b", re.I)
@@ -113,10 +114,10 @@ class Planner:
         events = self.source.events(*plan.replay_from)
         if any(s.file is None for s in plan.databases.values()):
             events = self._reaches_back(events, plan)
-        walker = Walker(events, count=True)
+        stop_at = (stop.file, stop.pos) if stop.kind == "filepos" else None
+        walker = Walker(events, count=True, stop_at=stop_at)   # stop_at: may name an event that does not decode
         self.hooks.phase_started("plan", None)
         seen = 0
-        stop_at = (stop.file, stop.pos) if stop.kind == "filepos" else None
         watch_rows = stop.kind == "auto"
         min_rows = rules.min_rows
         in_scope: dict[str, bool] = {}   # per transaction: is this database's change replayed?
@@ -181,6 +182,12 @@ class Planner:
                 continue
             if cls is FormatStep:
                 continue
+            if cls is StopAt:
+                ev = step.event
+                start = tx or TxBegin(ev.file, ev.pos, None, ev.timestamp)
+                plan.stop = EventRef(ev.file, ev.pos, start.file, start.pos, str(start.gtid) if start.gtid else None,
+                                     start.timestamp, "", f"--stop-before {stop.text}")
+                break
             if cls is TxBegin:
                 tx, tx_changes, tx_statements, tx_skip, finding, tx_applies = step, {}, [], None, None, False
                 tx_first_step = None
@@ -275,7 +282,7 @@ class Planner:
                 try:
                     before = (GtidSet.from_gtid_list(be.parse_gtid_list(ev)) if ev.type == be.GTID_LIST
                               else GtidSet.from_ranges(be.parse_previous_gtids(ev)))
-                except (ValueError, IndexError) as exc:  # struct.error is a ValueError
+                except (struct.error, ValueError, IndexError) as exc:
                     raise BinlogError(f"{ev.where}: cannot read the GTID list at the start of {ev.file}: {exc}",
                                       where=ev.where, hint="the file is damaged; copy it again") from None
                 break

@@ -162,6 +162,8 @@ def count_rows(ev: be.RawEvent, post_header_len: int, tmap: TableMap) -> int:
     ncols, pos = be.read_lenenc(data, pos)
     if ncols != len(tmap.sizes):
         raise RowFormatError(f"row event has {ncols} columns, its table map {len(tmap.sizes)}")
+    if not ncols:  # a row image of no column takes no byte: the loop below would never end
+        raise RowFormatError(f"table map of {tmap.db}.{tmap.table} has no column")
     nbm = (ncols + 7) >> 3
     images = [tmap.image_layout(data[pos:pos + nbm])]
     pos += nbm
