@@ -262,9 +262,13 @@ def _damage_hint(ev: be.RawEvent) -> str:
             f"where an event no longer decodes: compare the copy with the server's before trusting a restore from it")
 
 
+def _cause(exc: BaseException) -> str:
+    return f"{'struct.error' if isinstance(exc, struct.error) else type(exc).__name__}: {exc}"
+
+
 def undecodable(ev: be.RawEvent, exc: BaseException) -> BinlogError:
     """The error for an event whose bytes do not decode: file, position, event type, the cause."""
-    cause = f"{type(exc).__name__}: {exc}"
+    cause = _cause(exc)
     name = be.type_name(ev.type)
     if ev.checksum:
         # Its CRC32 matched, so the bytes are what the server wrote: a format we do not read (or a bug).
@@ -279,7 +283,7 @@ def undecodable(ev: be.RawEvent, exc: BaseException) -> BinlogError:
 
 def unreadable(ev: be.RawEvent | None, exc: BaseException) -> BinlogError:
     """The error for an event source that failed past `ev`, the last event it gave (None: the first)."""
-    cause = f"{type(exc).__name__}: {exc}"
+    cause = _cause(exc)
     if ev is None:
         return BinlogError(f"cannot read the first event of the binlog ({cause})",
                            hint="check the first binlog file: copy it again from the server or the archive")
