@@ -155,6 +155,7 @@ class BinlogDirectory:
             crc32, residue, known = zlib.crc32, be.CRC32_RESIDUE, _PLAIN_TYPES
             hlen, max_event, raw_event, fde_type = be.HEADER_LEN, _MAX_EVENT, be.RawEvent, be.FORMAT_DESCRIPTION
             tracked, feed = TRACKED, gtids.feed
+            looked_into = TRACKED | {fde_type}   # one test per event finds the few read for themselves
             etype = None
             while pos < size:
                 if len(buf) - off < hlen:
@@ -184,23 +185,27 @@ class BinlogDirectory:
                     buf, off = buf[off:] + fh.read(max(_BLOCK, ev_size)), 0
                 data = buf[off:off + ev_size]
                 off += ev_size
-                if etype == fde_type:
-                    checksum = be.parse_format_description(data).checksum
-                    seen_fde = True
-                    if checksum and not be.crc_ok(data):
-                        self._crc_mismatch(name, pos)
+                if etype in looked_into:
+                    if etype == fde_type:
+                        checksum = be.parse_format_description(data).checksum
+                        seen_fde = True
+                        if checksum and not be.crc_ok(data):
+                            self._crc_mismatch(name, pos)
+                    else:  # a GTID or a GTID list: counted for the check across files (GtidContinuity)
+                        if not seen_fde:
+                            self._no_format_description(name, pos)
+                        if checksum and crc32(data) != residue:
+                            self._crc_mismatch(name, pos)
+                        gap = feed(etype, data, name, pos, checksum)
+                        if gap is not None:
+                            raise gap.error(str(self.path))
+                        if end <= start_pos:
+                            pos = end
+                            continue
                 elif not seen_fde:
-                    raise BinlogError(f"{name} has no format description event before position {pos}",
-                                      where=f"{name}:{pos}", hint="the file is damaged; copy it again")
+                    self._no_format_description(name, pos)
                 elif checksum and crc32(data) != residue:
                     self._crc_mismatch(name, pos)
-                if etype in tracked:
-                    gap = feed(etype, data, name, pos, checksum)
-                    if gap is not None:
-                        raise gap.error(str(self.path))
-                    if end <= start_pos:
-                        pos = end
-                        continue
                 yield raw_event(name, pos, ts, etype, server_id, flags, data, checksum)
                 pos = end
             if not last:
@@ -232,6 +237,11 @@ class BinlogDirectory:
             raise BinlogError(f"{name} is encrypted (START_ENCRYPTION event at {pos}); it cannot be read offline",
                               where=f"{name}:{pos}",
                               hint="pass --binlogs as a mysql:// DSN of the server that holds the key")
+
+    @staticmethod
+    def _no_format_description(name: str, pos: int) -> None:
+        raise BinlogError(f"{name} has no format description event before position {pos}",
+                          where=f"{name}:{pos}", hint="the file is damaged; copy it again")
 
     @staticmethod
     def _crc_mismatch(name: str, pos: int) -> None:

@@ -24,6 +24,7 @@ TRACKED = frozenset({be.MARIADB_GTID, be.MYSQL_GTID, be.GTID_LIST, be.PREVIOUS_G
 
 _MARIADB_GTID = struct.Struct("<QI").unpack_from   # seq_no, domain at the body's start
 _MYSQL_GNO = struct.Struct("<q").unpack_from
+_MARIA, _MYSQL, _BODY = be.MARIADB_GTID, be.MYSQL_GTID, be.HEADER_LEN
 
 
 @dataclass
@@ -76,14 +77,15 @@ class GtidContinuity:
 
     # -- per event -----------------------------------------------------------------------------
     def feed(self, etype: int, data: bytes, file: str, pos: int, checksum: bool) -> GtidGap | None:
-        if etype == be.MARIADB_GTID:
-            seq, domain = _MARIADB_GTID(data, be.HEADER_LEN)
-            if seq > self._maria.get(domain, -1):
-                self._maria[domain] = seq
+        if etype == _MARIA:   # once per transaction of every plan: kept short
+            seq, domain = _MARIADB_GTID(data, _BODY)
+            maria = self._maria
+            if seq > maria.get(domain, -1):
+                maria[domain] = seq
             return None
-        if etype == be.MYSQL_GTID:
-            sid = data[be.HEADER_LEN + 1:be.HEADER_LEN + 17]
-            gno = _MYSQL_GNO(data, be.HEADER_LEN + 17)[0]
+        if etype == _MYSQL:
+            sid = data[_BODY + 1:_BODY + 17]
+            gno = _MYSQL_GNO(data, _BODY + 17)[0]
             ranges = self._mysql.get(sid)
             if ranges is None:
                 self._mysql[sid] = [[gno, gno]]
