@@ -3,16 +3,17 @@
 A file written with binlog_checksum=NONE has nothing that shows flipped bytes before an event
 stops decoding. Whatever the damage, `restore-bot plan` and `restore-bot restore` must end with
 exit 0 (the damage decoded into something plausible) or 2 (refused, naming file and position),
-never with a Python traceback. The inputs are real checksum-less binlogs: one written here by a
-MariaDB sandbox with --binlog-checksum=NONE, and public MySQL files when they are present in
-tests/data/binlogs (see SOURCES.md there), mutated by hypothesis: byte flips, truncations, splices.
+never with a Python traceback. The inputs are real checksum-less binlogs: one set written here by a
+MariaDB sandbox with --binlog-checksum=NONE, and files written by MySQL 5.0-5.5 and MariaDB 5.5/10.0
+servers taken from the MariaDB test suite (Debian package mariadb-test-data, installed by ./dev setup;
+tests/binlog_corpus.py, tests/corpus/SOURCES.md), mutated by hypothesis: byte flips, truncations,
+splices. Without that package the tests fail, saying to run ./dev setup.
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -23,24 +24,28 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
+import binlog_corpus as corpus
 from conftest import clean, dump, target_url
 from restore import binlog_events as be
 from restore.binlog_files import BinlogDirectory
 from restore.sandbox import Sandbox
 
-DATA = Path(__file__).resolve().parent / "data" / "binlogs"
-# Where the public corpus is looked for: tests/data/binlogs, or a directory of the same layout.
-CORPUS_DIRS = [DATA] + ([Path(os.environ["RESTORE_BOT_BINLOG_CORPUS"])]
-                        if os.environ.get("RESTORE_BOT_BINLOG_CORPUS") else [])
-# Public corpus sets (directories of binlog.00000N) and the databases their statements use.
+# Checksum-less files of the corpus (their format description announces no checksum; servers
+# before MySQL 5.6.1 / MariaDB 5.3 had none): set name -> (file under the corpus root, the
+# databases its events use). Each becomes a set of one file, binlog.000001.
 CORPUS = {
-    "mysql-5.7.20-nochecksum": ["account_db"],
-    "mysql-5.1.34": ["retl", "erosa"],
+    "mysql-5.0.16": ("std_data/bug16266.000001", ["test"]),                    # statements, a trigger
+    "mysql-5.0.86": ("std_data/binlog_transaction.000001", ["test", "mysql"]),  # BEGIN..COMMIT/ROLLBACK
+    "mysql-5.1.37-rows": ("suite/binlog/std_data/write-full-row.binlog", ["test", "mysql"]),  # v1 row events
+    "mysql-5.1.63": ("std_data/mdev-4645-binlog_none.binlog", ["test"]),
+    "mysql-5.1.23-rc": ("suite/binlog/std_data/ver_5_1_23.001", ["test"]),     # rows, then LOAD DATA
+    "mysql-5.5.17-truncated": ("std_data/bug11747416_32228_binlog.000001", ["test"]),
+    "mariadb-5.5.36": ("std_data/mariadb-5.5-binlog.000001", ["test"]),
+    "mariadb-10.0.11-rows": ("std_data/mdev6020-mysql-bin.000001", ["test"]),  # 1381 row transactions
 }
-# What plan says of each unmutated corpus set (SOURCES.md documents the same).
+# What plan says of each unmutated corpus set (tests/corpus/SOURCES.md documents the same).
 CORPUS_PLAN = {
-    "mysql-5.7.20-nochecksum": 0,
-    "mysql-5.1.34": 0,
+    "mysql-5.1.23-rc": 2,   # LOAD DATA in statement format at binlog.000001:1480: refused
 }
 _WHERE = re.compile(r"^binlog\.\d{6}:\d+$")
 _SETTINGS = dict(derandomize=True, deadline=None, database=None,
@@ -52,25 +57,6 @@ class BinlogSet:
     name: str
     files: dict[str, bytes]     # binlog.00000N -> bytes
     snapshot: Path
-
-
-def _corpus_dir(name: str) -> Path | None:
-    for base in CORPUS_DIRS:
-        if (base / name / "binlog.000001").is_file():
-            return base / name
-    return None
-
-
-def _synthetic_dump(path: Path, dbs: list[str]) -> Path:
-    """A dump of empty databases taken at binlog.000001:4: plan replays (and counts) every event."""
-    text = ["-- MariaDB dump 10.19  Distrib 10.11.19-MariaDB (synthetic: empty databases)",
-            "-- CHANGE MASTER TO MASTER_LOG_FILE='binlog.000001', MASTER_LOG_POS=4;"]
-    for db in dbs:
-        text += [f"CREATE DATABASE /*!32312 IF NOT EXISTS*/ `{db}` /*!40100 DEFAULT CHARACTER SET utf8mb4 */;",
-                 f"USE `{db}`;"]
-    text.append("-- Dump completed on 2026-12-02 12:00:00")
-    path.write_text("\n".join(text) + "\n")
-    return path
 
 
 def _mariadb_workload(conn) -> None:
@@ -99,7 +85,8 @@ def _mariadb_workload(conn) -> None:
 
 @pytest.fixture(scope="module")
 def sets(tmp_path_factory) -> dict[str, BinlogSet]:
-    """The checksum-less binlog sets to mutate: a MariaDB one written now, and the public corpus."""
+    """The checksum-less binlog sets to mutate: a MariaDB one written now, and the corpus's."""
+    corpus.require()
     work = tmp_path_factory.mktemp("fuzz")
     out: dict[str, BinlogSet] = {}
     with Sandbox(binlog=True, binlog_format="MIXED", extra_args=["--binlog-checksum=NONE"]) as src:
@@ -112,12 +99,9 @@ def sets(tmp_path_factory) -> dict[str, BinlogSet]:
                  if re.fullmatch(r"binlog\.\d{6}", p.name)}
     assert all(len(data) < 100_000 for data in files.values())
     out["mariadb-nochecksum"] = BinlogSet("mariadb-nochecksum", files, snap)
-    for name, dbs in CORPUS.items():
-        where = _corpus_dir(name)
-        if where is None:
-            continue
-        files = {p.name: p.read_bytes() for p in sorted(where.iterdir()) if re.fullmatch(r"binlog\.\d{6}", p.name)}
-        out[name] = BinlogSet(name, files, _synthetic_dump(work / f"{name}.sql", dbs))
+    for name, (rel, dbs) in CORPUS.items():
+        files = {"binlog.000001": corpus.path(rel).read_bytes()}
+        out[name] = BinlogSet(name, files, corpus.synthetic_dump(work / f"{name}.sql", dbs))
     for s in out.values():
         first = s.files["binlog.000001"]
         size = be.parse_header(first, 4)[3]
@@ -248,7 +232,7 @@ def _bad_column_type(data: bytes, ev: be.RawEvent) -> bytes:
 # -- tests -----------------------------------------------------------------------------------------
 
 def test_unmutated_sets_plan_or_refuse_cleanly(sets):
-    """The files as the servers wrote them: documented outcome per set (SOURCES.md)."""
+    """The files as the servers wrote them: documented outcome per set (tests/corpus/SOURCES.md)."""
     with tempfile.TemporaryDirectory() as tmp:
         for name, s in sets.items():
             code, doc, err = _plan(s, _write(s.files, Path(tmp) / name))
@@ -256,12 +240,6 @@ def test_unmutated_sets_plan_or_refuse_cleanly(sets):
             assert code == CORPUS_PLAN.get(name, 0), (name, doc.get("error"))
             if code == 0:
                 assert doc["plan"]["transactions"] > 0, name
-
-
-def test_corpus_present():
-    missing = [name for name in CORPUS if _corpus_dir(name) is None]
-    if missing:
-        pytest.skip(f"public corpus not present in {DATA} (see SOURCES.md there): {', '.join(missing)}")
 
 
 @settings(max_examples=300, **_SETTINGS)
