@@ -28,7 +28,7 @@ from .procs import kill_using
 log = logging.getLogger(__name__)
 
 MAGIC = b"restore-bot owner pid "
-_LOCK = re.compile(r"[a-z][a-z-]*-(\d+)-[0-9a-f]{8}\.lock")
+_LOCK = re.compile(r"[a-z][a-z-]*-(\d+)-[0-9a-f]{6}\.lock")
 
 
 class OwnedDir:
@@ -71,7 +71,8 @@ def _new_lock(base: Path, prefix: str) -> tuple[int, str]:
     """(fd holding the flock, name) of a new `<name>.lock` in `base`."""
     content = MAGIC + f"{os.getpid()}\n".encode()
     while True:
-        name = f"{prefix}-{os.getpid()}-{secrets.token_hex(4)}"
+        # short: a sandbox's socket lives in it, and a unix socket's path has at most 107 bytes
+        name = f"{prefix}-{os.getpid()}-{secrets.token_hex(3)}"
         lock = base / (name + ".lock")
         try:  # an unnamed file, locked and filled in before it is linked under its name
             fd = os.open(base, os.O_TMPFILE | os.O_RDWR, 0o600)

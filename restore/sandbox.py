@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,6 +75,11 @@ class Sandbox:
         # restore-bot-sandbox-<pid>-<hex>, locked while we live: a later sweep removes it if we are killed
         self._owned = OwnedDir("restore-bot-sandbox", self._base_dir)
         self.dir = self._owned.path
+        if len(os.fsencode(self.socket)) > 107:  # sun_path: the server would start and then abort
+            self._cleanup()
+            raise RestoreError(f"sandbox: the socket path under {self._base_dir or tempfile.gettempdir()} "
+                               "is longer than a unix socket allows (107 bytes)",
+                               hint="set TMPDIR to a shorter directory, e.g. TMPDIR=/tmp")
         data = self.dir / "data"
         tmp = self.dir / "tmp"
         tmp.mkdir()

@@ -7,7 +7,7 @@ the whole session: building one costs a few seconds, restoring it is what the te
 Nothing is left behind: the session gets a temp dir of its own, /tmp/rbtests-<pid>-<hex>, and
 TMPDIR (os.environ and tempfile.tempdir) points there, so every sandbox, temp file and child
 process of the suite makes its temp files in it. pytest's tmp_path lives there too (--basetemp
-DIR/pytest unless --basetemp is given), so no /tmp/pytest-of-<user> either. At the end the suite
+DIR/p unless --basetemp is given), so no /tmp/pytest-of-<user> either. At the end the suite
 must have removed everything it made there except the basetemp: the last test fails at teardown
 listing what is left and what still runs. Then the whole dir goes; /tmp is as it was. To keep
 tmp_path contents for a post-mortem, pass --basetemp somewhere else. The dir is an OwnedDir: if
@@ -61,7 +61,7 @@ def pytest_configure(config):
     config.stash[_SESSION_TMP] = (session, os.environ.get("TMPDIR"))
     os.environ["TMPDIR"] = tempfile.tempdir = str(session.path)
     if not config.option.basetemp:
-        config.option.basetemp = str(session.path / "pytest")
+        config.option.basetemp = str(session.path / "p")   # short: sandbox sockets may live below tmp_path
 
 
 def pytest_unconfigure(config):

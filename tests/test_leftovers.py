@@ -168,11 +168,11 @@ def test_only_our_own_dead_dirs_are_removed(private_tmp):
     victim = tmp / "victim"
     victim.mkdir()
     (victim / "precious").write_text("x")
-    (tmp / "restore-bot-sandbox-1-deadbeef").symlink_to(victim)
+    (tmp / "restore-bot-sandbox-1-deadbe").symlink_to(victim)
     from restore.leftovers import MAGIC
-    (tmp / "restore-bot-sandbox-1-deadbeef.lock").write_bytes(MAGIC + b"1\n")
-    (tmp / "other-tool-2-cafebabe").mkdir()
-    (tmp / "other-tool-2-cafebabe.lock").write_text("someone else's\n")
+    (tmp / "restore-bot-sandbox-1-deadbe.lock").write_bytes(MAGIC + b"1\n")
+    (tmp / "other-tool-2-cafeba").mkdir()
+    (tmp / "other-tool-2-cafeba.lock").write_text("someone else's\n")
     live = OwnedDir("restore-bot-drill", tmp)
     unrelated = [tmp / f"file-{i}" for i in range(2000)]
     for f in unrelated:
@@ -182,12 +182,12 @@ def test_only_our_own_dead_dirs_are_removed(private_tmp):
     assert sweep(tmp) == []
     took = time.perf_counter() - started
 
-    assert (victim / "precious").exists() and (tmp / "other-tool-2-cafebabe").is_dir() and live.path.is_dir()
+    assert (victim / "precious").exists() and (tmp / "other-tool-2-cafeba").is_dir() and live.path.is_dir()
     assert took < 0.5, f"a sweep of {len(unrelated)} entries took {took:.3f}s"
     live.remove()
-    for f in [*unrelated, tmp / "restore-bot-sandbox-1-deadbeef", tmp / "restore-bot-sandbox-1-deadbeef.lock",
-              tmp / "other-tool-2-cafebabe.lock"]:
+    for f in [*unrelated, tmp / "restore-bot-sandbox-1-deadbe", tmp / "restore-bot-sandbox-1-deadbe.lock",
+              tmp / "other-tool-2-cafeba.lock"]:
         f.unlink()
-    (tmp / "other-tool-2-cafebabe").rmdir()
+    (tmp / "other-tool-2-cafeba").rmdir()
     (victim / "precious").unlink()
     victim.rmdir()
