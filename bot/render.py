@@ -27,6 +27,19 @@ def plan(p: Plan) -> None:
             out.print(f"  statement: {st.statement[:300]}")
     else:
         out.print(f"Replays to the end of the binlog: {p.end[0]}:{p.end[1]}")
+    for later in p.later:
+        out.print(f"  if the replay judges it not destructive: "
+                  + (f"stops before {later.stop.tx_file}:{later.stop.tx_pos}: {later.stop.reason}" if later.stop
+                     else f"replays to {later.end[0]}:{later.end[1]}"))
+    if p.candidates:
+        table = Table("", "severity", "at", "GTID", "time", "what")
+        for c in p.candidates:
+            table.add_row("→" if c.chosen else "", c.severity + (" (skipped)" if c.skipped else ""),
+                          f"{c.file}:{c.pos}", c.gtid or "-", iso(c.timestamp) or "-", c.reason[:160])
+        out.print("Disaster candidates in the window:")
+        out.print(table)
+        if p.candidates_left_out:
+            out.print(f"  ... and {p.candidates_left_out} more suspects not listed")
     for sk in p.skips:
         out.print(f"Skips {sk.tx_file}:{sk.tx_pos}{' (GTID ' + sk.gtid + ')' if sk.gtid else ''}: {sk.statement[:200]}")
     out.print(f"{p.transactions} transactions from {iso(p.first_timestamp) or '-'} to {iso(p.last_timestamp) or '-'}; "

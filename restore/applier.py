@@ -20,7 +20,10 @@ from .errors import ApplyError
 from .flavor import Flavor
 from .hooks import Hooks
 from .plan import Plan
+from . import replay_judge
+from .candidates import AT_REPLAY, CERTAIN
 from .query_event import session_settings
+from .replay_judge import Verdict
 from .scope import Scope
 from .spec import coord_key
 from .walker import FormatStep, QueryStep, RowsStep, TxBegin, TxEnd, Walker
@@ -38,7 +41,8 @@ class ApplyStats:
 class Applier:
     def __init__(self, conn, plan: Plan, scope: Scope, source, flavor: Flavor, hooks: Hooks,
                  *, batch_transactions: int = 1000, batch_bytes: int = 4 << 20,
-                 interrupt=None, statement_per_binlog: bool = False) -> None:
+                 interrupt=None, statement_per_binlog: bool = False,
+                 given_verdicts: dict[str, str] | None = None) -> None:
         self.conn = conn
         self.plan = plan
         self.plan_id = plan.plan_id
@@ -53,7 +57,12 @@ class Applier:
         # statement per BINLOG statement, so each annotation holds only that statement.
         self.statement_per_binlog = statement_per_binlog
         self._skips = {(s.tx_file, s.tx_pos) for s in plan.skips}
+        # The plan's stop, or a later one when the replay judges a stop "judged at replay" not to
+        # be the disaster (plan.later); `verdicts` given (a prod rebuild takes stage's) are not judged again.
+        self.outcome = 0
         self._end = coord_key(*plan.end)
+        self.given_verdicts = dict(given_verdicts or {})
+        self.verdicts: list[Verdict] = []
         self.stats = ApplyStats()
         self.temp_tables: set[str] = set()   # temporary tables open in the replay session
         self.temp_created: set[str] = set()  # every one created so far (the loop runs ahead of the sender)
@@ -65,6 +74,9 @@ class Applier:
         if state and state.file:
             start = (state.file, state.pos)
             done = state.transactions
+            # Stops the earlier run went past were judged not destructive then.
+            while self.outcome < len(self.plan.later) and coord_key(*self.plan.end_of(self.outcome)) < coord_key(*start):
+                self._advance()
             self.stats.resumed_from = f"{state.file}:{state.pos}"
             if state.temp_tables_open:
                 raise ApplyError(
@@ -131,6 +143,7 @@ class Applier:
     def _replay_steps(self, out: Batch, start: tuple[str, int], ddl_pending: str | None) -> None:
         tx: TxBegin | None = None
         skipping = False
+        judging = None
         session: dict[str, str] = {}
         current_db: str | None = None
         temp_tables = self.temp_tables
@@ -139,8 +152,22 @@ class Applier:
             if isinstance(step, FormatStep):
                 out.format_description(step.event)
             elif isinstance(step, TxBegin):
+                judging = None
                 if coord_key(step.file, step.pos) >= self._end:
-                    break
+                    pending = self._pending_stop()
+                    if pending is None:
+                        break
+                    given = self.given_verdicts.get(pending.where)
+                    if given == "certain":
+                        self.verdicts.append(Verdict(pending.where, f"{step.file}:{step.pos}", given, "as judged before"))
+                        break
+                    if given == "suspect":
+                        self.verdicts.append(Verdict(pending.where, f"{step.file}:{step.pos}", given, "as judged before"))
+                        self._advance()
+                    else:
+                        # Judged when its statement comes: everything before its transaction commits now.
+                        out.commit_at(step.file, step.pos)
+                        judging = pending
                 tx = step
                 skipping = (step.file, step.pos) in self._skips
             elif skipping:
@@ -164,7 +191,11 @@ class Applier:
                             self.temp_created.add(name)
                         else:
                             temp_tables.discard(name)
-                if info.kind == "ddl" and not info.temporary:
+                if judging is not None and step.event.where == judging.where:
+                    if not self._judge(out, judging, tx, Piece(sql, step.event.where, _table_of(step), count)):
+                        return self._stopped(out, tx)
+                    judging = None
+                elif info.kind == "ddl" and not info.temporary:
                     mark = f"{tx.file}:{tx.pos}"
                     out.ddl(Piece(sql, step.event.where, _table_of(step), count), tx, tolerate=ddl_pending == mark)
                     ddl_pending = None
@@ -174,7 +205,48 @@ class Applier:
             elif isinstance(step, TxEnd):
                 self.stats.transactions += 1
                 out.transaction_end(step, tx, temp_open=bool(temp_tables))
-        out.finish(self.plan.end)
+        out.finish(self.plan.end_of(self.outcome))
+
+    # -- stops judged at replay ------------------------------------------------------------------
+    def _pending_stop(self):
+        """The stop just reached, when the replay is to judge it (a later outcome exists)."""
+        stop = self.plan.outcome(self.outcome).stop
+        if stop is None or self.outcome >= len(self.plan.later) or getattr(stop, "severity", "") != AT_REPLAY:
+            return None
+        return stop
+
+    def _advance(self) -> None:
+        self.outcome += 1
+        self._end = coord_key(*self.plan.end_of(self.outcome))
+
+    def _judge(self, out: Batch, stop, tx: TxBegin, piece: Piece) -> bool:
+        """Run the UPDATE `piece` inside the open transaction and judge it; False: it is the
+        disaster, rolled back, and the replay ends before its transaction."""
+        db, table = stop.database, stop.table
+        tx_where = f"{tx.file}:{tx.pos}"
+        out.sync()
+        if not (db and table and replay_judge.transactional(self.conn, db, table)):
+            self.verdicts.append(Verdict(stop.where, tx_where, CERTAIN,
+                                         f"{db}.{table} cannot roll back (not transactional), so the UPDATE was not "
+                                         "tried: taken as destructive"))
+            return False
+        before = replay_judge.distinct_values(self.conn, db, table)
+        out.statement(piece)
+        out.sync()
+        after = replay_judge.distinct_values(self.conn, db, table)
+        severity, detail = replay_judge.judge(before, after)
+        self.verdicts.append(Verdict(stop.where, tx_where, severity, detail))
+        self.hooks.message(f"judged the UPDATE at {stop.where} on {db}.{table}: {severity}: {detail}")
+        self.stats.events += 1
+        if severity == CERTAIN:
+            return False
+        self._advance()
+        return True
+
+    def _stopped(self, out: Batch, tx: TxBegin) -> None:
+        """The judged UPDATE is the disaster: undo its transaction so far, end right before it."""
+        out.discard()
+        out.finish((tx.file, tx.pos))
 
     # -- statements ----------------------------------------------------------------------------
     def _statement_sql(self, step: QueryStep, session: dict[str, str],

@@ -182,6 +182,24 @@ class Batch:
         self._drain()
         self.conn.query(b"ROLLBACK")
 
+    # -- a stop judged at replay (applier._judge) ---------------------------------------------------
+    def commit_at(self, file: str, pos: int) -> None:
+        """Commit everything so far with the checkpoint at `file:pos` (a transaction's start)."""
+        self._commit(file, pos)
+
+    def sync(self) -> None:
+        """Run everything queued: afterwards the target holds it (uncommitted) and the
+        connection is free for the judge's own queries."""
+        self._flush_rows()
+        self._send()
+        self._drain()
+
+    def discard(self) -> None:
+        """Undo what ran since the last commit and open a new transaction."""
+        self.pieces, self.rows_buf, self.statement_open = [], [], False
+        self.conn.query(b"ROLLBACK")
+        self.conn.query(b"BEGIN")
+
     # -- sending -------------------------------------------------------------------------------
     def _flush_rows(self) -> None:
         if self.rows_buf:

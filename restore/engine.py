@@ -53,12 +53,15 @@ def make_plan(snapshots: list[Snapshot], source, *, stop: str = "auto", skips: S
 def restore(plan: Plan, snapshots: list[Snapshot], source, target: Dsn, *, existing: str = "refuse",
             hooks: Hooks | None = None, interrupt: Callable[[], None] | None = None,
             batch_transactions: int = 1000, restart: bool = False, fence: str | None = None,
-            fence_users: Sequence[str] = (), log_replay: bool = True, space_check: bool = True) -> RestoreResult:
+            fence_users: Sequence[str] = (), log_replay: bool = True, space_check: bool = True,
+            verdicts: dict[str, str] | None = None) -> RestoreResult:
     """`restart`: forget an earlier run of this plan on the target and start over from the dumps
     (otherwise an earlier run is resumed from its checkpoint). `fence`: None only for a target
     nobody else uses (a sandbox); "refuse" or "lock" (`fence_users`) as for a prod restore.
-    `log_replay=False`: keep the restore out of the target's binlog (its replicas do not get it)."""
+    `log_replay=False`: keep the restore out of the target's binlog (its replicas do not get it).
+    `verdicts`: stops judged at replay by an earlier run (stage), applied as they were ("file:pos" ->
+    "certain" or "suspect") instead of being judged again."""
     return RestoreRunner(plan, snapshots, source, target, existing=existing, hooks=hooks,
                          interrupt=interrupt, batch_transactions=batch_transactions, restart=restart,
                          fence=fence, fence_users=list(fence_users), log_replay=log_replay,
-                         space_check=space_check).run()
+                         space_check=space_check, verdicts=verdicts).run()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 
 
@@ -41,10 +41,26 @@ class EventRef:
     table: str | None = None
     rows: int | None = None
 
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.pos}"
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["time"] = iso(self.timestamp)
         return d
+
+
+@dataclass
+class Candidate(EventRef):
+    """An event that could be the disaster (see candidates.py for the severities)."""
+
+    severity: str = "certain"
+    skipped: bool = False    # inside a transaction the operator skips
+    chosen: bool = False     # the one the plan stops before
+
+    def key(self) -> tuple[str, int]:
+        return (self.file, self.pos)
 
 
 @dataclass
@@ -67,6 +83,26 @@ class TableStats:
 
 
 @dataclass
+class Outcome:
+    """Where the replay ends instead when it judges the plan's stop (a statement-form UPDATE
+    without WHERE, "judged at replay") not destructive, and goes on: the next stop and what the
+    restored tables then hold. Each is what the plan computed for that longer range."""
+
+    stop: EventRef | None
+    end: tuple[str, int]
+    transactions: int
+    tables: dict[str, TableStats]
+    last_timestamp: int | None
+    end_gtid: str | None
+    skips: list[EventRef]
+
+    def to_dict(self) -> dict:
+        return {"stop": self.stop.to_dict() if self.stop else None,
+                "end": {"file": self.end[0], "pos": self.end[1]}, "transactions": self.transactions,
+                "tables": {name: t.to_dict() for name, t in sorted(self.tables.items())}}
+
+
+@dataclass
 class Plan:
     binlogs: str
     snapshots: list[str]
@@ -82,6 +118,9 @@ class Plan:
     first_timestamp: int | None = None
     last_timestamp: int | None = None
     end_gtid: str | None = None
+    candidates: list[Candidate] = field(default_factory=list)
+    candidates_left_out: int = 0         # suspects beyond the listing's cap
+    later: list[Outcome] = field(default_factory=list)   # if the stop is judged at replay not to be the disaster
     warnings: list[str] = field(default_factory=list)
     fingerprint: dict = field(default_factory=dict)
 
@@ -97,6 +136,17 @@ class Plan:
         }, sort_keys=True)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
+    def end_of(self, index: int) -> tuple[str, int]:
+        return self.end if index == 0 else self.later[index - 1].end
+
+    def outcome(self, index: int) -> "Plan":
+        """The plan as the replay ended it: 0 at its own stop, k after k stops judged not destructive."""
+        if index == 0:
+            return self
+        o = self.later[index - 1]
+        return replace(self, stop=o.stop, end=o.end, transactions=o.transactions, tables=o.tables,
+                       last_timestamp=o.last_timestamp, end_gtid=o.end_gtid, skips=o.skips, later=[])
+
     def to_dict(self) -> dict:
         return {
             "plan_id": self.plan_id,
@@ -108,6 +158,9 @@ class Plan:
             "stop_spec": self.stop_spec,
             "stop": self.stop.to_dict() if self.stop else None,
             "skips": [s.to_dict() for s in self.skips],
+            "candidates": [c.to_dict() for c in self.candidates],
+            "candidates_left_out": self.candidates_left_out,
+            "if_judged_not_destructive": [o.to_dict() for o in self.later],
             "transactions": self.transactions,
             "left_out_events": self.left_out,
             "time_span": {"first": iso(self.first_timestamp), "last": iso(self.last_timestamp)},

@@ -6,15 +6,16 @@ import os
 import re
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import binlog_events as be
 from .binlog_events import DELETE_ROWS, UPDATE_ROWS, WRITE_ROWS
+from .candidates import AT_REPLAY, CERTAIN, Candidates, StatementUpdates
 from .destructive import DestructiveRules, Finding
-from .errors import BinlogError, PlanError
+from .errors import BinlogError, PlanError, RestoreError
 from .gtid import GtidSet
 from .hooks import Hooks, NullHooks
-from .plan import DatabaseStart, EventRef, Plan, TableStats
+from .plan import Candidate, DatabaseStart, EventRef, Outcome, Plan, TableStats
 from .scope import Scope
 from .snapshot import Snapshot
 from .spec import Spec, coord_key
@@ -33,6 +34,7 @@ class PlanRequest:
     skips: Sequence[Spec] = ()
     start: Spec | None = None
     rules: DestructiveRules = DestructiveRules()
+    expected: frozenset[str] = frozenset()   # candidates an operator marked expected ("file:pos" or GTID)
 
 
 def database_starts(req: PlanRequest) -> dict[str, DatabaseStart]:
@@ -102,15 +104,20 @@ class Planner:
     def _scan(self, plan: Plan, scope: Scope) -> None:
         req = self.req
         stop, rules = req.stop, req.rules
+        auto = stop.kind == "auto"
         skip_todo = {s.text: s for s in req.skips}
+        cands = Candidates(rules, req.expected, self._columns())
         tx: TxBegin | None = None
         tx_changes: dict[str, list[int]] = {}
         tx_statements: list[QueryStep] = []
         tx_skip: Spec | None = None
         tx_first_step = None
         tx_applies = False
-        finding: Finding | None = None
         stmt_rows: dict[str, list[int]] = {}
+        updates = StatementUpdates()
+        fde: be.FormatDescription | None = None
+        tx_pending: Candidate | None = None     # a stop judged at replay, in this transaction
+        outcomes: list[Outcome] = []            # the plan up to each of them
         events = self.source.events(*plan.replay_from)
         if any(s.file is None for s in plan.databases.values()):
             events = self._reaches_back(events, plan)
@@ -118,132 +125,145 @@ class Planner:
         walker = Walker(events, count=True, stop_at=stop_at)   # stop_at: may name an event that does not decode
         self.hooks.phase_started("plan", None)
         seen = 0
-        watch_rows = stop.kind == "auto"
         min_rows = rules.min_rows
         in_scope: dict[str, bool] = {}   # per transaction: is this database's change replayed?
         stmt_hit = 0                      # the most rows one table lost or had rewritten in this statement
-        for step in walker.steps():
-            cls = type(step)
-            if cls is RowsStep or cls is QueryStep:
-                # The hot path: most steps are row events of restored tables.
-                ev = step.event
-                seen += 1
-                if seen % 20000 == 0:
-                    self._progress(seen, ev)
-                if stop_at is not None and (ev.file, ev.pos) == stop_at:
-                    plan.stop = self._ref(tx, step, "", f"--stop-before {stop.text}")
-                    break
-                if skip_todo:
-                    tx_skip = self._match_skip_event(skip_todo, ev) or tx_skip
-                if tx_first_step is None:
-                    tx_first_step = step
-                if cls is QueryStep:
-                    if not scope.query(step, tx):
-                        plan.left_out += 1
+        # Past the stop the walk goes on to the end of the binlog, only to list the candidates
+        # there: nothing after the stop counts in the plan.
+        past = False
+        try:
+            for step in walker.steps():
+                cls = type(step)
+                if cls is RowsStep or cls is QueryStep:
+                    # The hot path: most steps are row events of restored tables.
+                    ev = step.event
+                    seen += 1
+                    if seen % 20000 == 0:
+                        self._progress(seen, ev)
+                    if stop_at is not None and not past and (ev.file, ev.pos) == stop_at:
+                        plan.stop = self._ref(tx, step, "", f"--stop-before {stop.text}")
+                    if skip_todo:
+                        tx_skip = self._match_skip_event(skip_todo, ev) or tx_skip
+                    if tx_first_step is None:
+                        tx_first_step = step
+                    if cls is QueryStep:
+                        if not scope.query(step, tx):
+                            plan.left_out += 1
+                            continue
+                        tx_applies = True
+                        cand = cands.query(tx, step, skipped=tx_skip is not None)
+                        if auto and cand is not None and plan.stop is None and self._stops_auto(cand):
+                            if cand.severity == AT_REPLAY:
+                                tx_pending = tx_pending or cand
+                            else:
+                                plan.stop = cand
+                        tx_statements.append(step)
                         continue
-                    tx_applies = True
-                    if finding is None and stop.kind == "auto" and tx_skip is None:
-                        finding = rules.query_finding(step.info)
-                        if finding:
-                            plan.stop = self._ref(tx, step, step.query.query, finding.reason, finding)
-                    tx_statements.append(step)
+                    tmap = step.tmap
+                    db = tmap.db
+                    applies = in_scope.get(db)
+                    if applies is None:
+                        applies = in_scope[db] = scope.rows(db, tx)
+                    if applies:
+                        tx_applies = True
+                        name = tmap.full_name
+                        kind = _ROW_KIND[ev.type]
+                        rows = step.rows
+                        counts = tx_changes.get(name)
+                        if counts is None:
+                            counts = tx_changes[name] = [0, 0, 0]
+                        counts[kind] += rows
+                        counts = stmt_rows.get(name)
+                        if counts is None:
+                            counts = stmt_rows[name] = [0, 0, 0]
+                        counts[kind] += rows
+                        if kind and counts[kind] > stmt_hit:
+                            stmt_hit = counts[kind]
+                        if kind == 1:
+                            updates.add(ev, tmap)
+                    else:
+                        plan.left_out += 1
+                    # A statement ends with its last row event even when that one is left out
+                    # (a trigger writing another schema): judge what it did to our tables now.
+                    if step.statement_end:
+                        if stmt_hit >= min_rows:
+                            cand = cands.rows(tx, ev, step.annotation or "", stmt_rows, plan.tables, tx_changes,
+                                              updates, fde, skipped=tx_skip is not None)
+                            if auto and cand is not None and plan.stop is None and self._stops_auto(cand):
+                                plan.stop = cand
+                        stmt_rows = {}
+                        stmt_hit = 0
+                        updates.clear()
                     continue
-                tmap = step.tmap
-                db = tmap.db
-                applies = in_scope.get(db)
-                if applies is None:
-                    applies = in_scope[db] = scope.rows(db, tx)
-                if applies:
-                    tx_applies = True
-                    name = tmap.full_name
-                    kind = _ROW_KIND[ev.type]
-                    rows = step.rows
-                    counts = tx_changes.get(name)
-                    if counts is None:
-                        counts = tx_changes[name] = [0, 0, 0]
-                    counts[kind] += rows
-                    counts = stmt_rows.get(name)
-                    if counts is None:
-                        counts = stmt_rows[name] = [0, 0, 0]
-                    counts[kind] += rows
-                    if kind and counts[kind] > stmt_hit:
-                        stmt_hit = counts[kind]
-                else:
-                    plan.left_out += 1
-                # A statement ends with its last row event even when that one is left out
-                # (a trigger writing another schema): judge what it did to our tables now.
-                if step.statement_end:
-                    if stmt_hit >= min_rows and finding is None and watch_rows and tx_skip is None:
-                        finding = rules.rows_finding(stmt_rows, plan.tables, tx_changes)
-                        if finding:
-                            plan.stop = self._ref(tx, step, step.annotation or "", finding.reason, finding)
+                if cls is FormatStep:
+                    fde = step.fde
+                    continue
+                if cls is StopAt:
+                    ev = step.event
+                    start = tx or TxBegin(ev.file, ev.pos, None, ev.timestamp)
+                    plan.stop = EventRef(ev.file, ev.pos, start.file, start.pos, str(start.gtid) if start.gtid else None,
+                                         start.timestamp, "", f"--stop-before {stop.text}")
+                    break
+                if cls is TxBegin:
+                    tx, tx_changes, tx_statements, tx_skip, tx_applies = step, {}, [], None, False
+                    tx_pending = None
+                    tx_first_step = None
                     stmt_rows = {}
                     stmt_hit = 0
-                continue
-            if cls is FormatStep:
-                continue
-            if cls is StopAt:
-                ev = step.event
-                start = tx or TxBegin(ev.file, ev.pos, None, ev.timestamp)
-                plan.stop = EventRef(ev.file, ev.pos, start.file, start.pos, str(start.gtid) if start.gtid else None,
-                                     start.timestamp, "", f"--stop-before {stop.text}")
-                break
-            if cls is TxBegin:
-                tx, tx_changes, tx_statements, tx_skip, finding, tx_applies = step, {}, [], None, None, False
-                tx_first_step = None
-                stmt_rows = {}
-                stmt_hit = 0
-                in_scope = {}
-                if self._stop_here(stop, step):
-                    plan.stop = EventRef(step.file, step.pos, step.file, step.pos,
-                                         str(step.gtid) if step.gtid else None, step.timestamp, "",
-                                         f"--stop-before {stop.text}")
-                    break
-                for text, spec in list(skip_todo.items()):
-                    if (spec.kind == "gtid" and step.gtid and str(step.gtid) == spec.gtid) or \
-                            (spec.kind == "filepos" and (step.file, step.pos) == (spec.file, spec.pos)):
-                        tx_skip = skip_todo.pop(text)
-                continue
-            assert tx is not None
-            if isinstance(step, TxEnd):
-                # FILE:POS may name any event of the transaction (`mariadb-binlog` prints "# at"
-                # for table maps, annotations and the XID too), not only those we look at.
-                if plan.stop is None and stop_at is not None and self._holds_event(tx, step, stop_at):
-                    plan.stop = EventRef(stop_at[0], stop_at[1], tx.file, tx.pos, str(tx.gtid) if tx.gtid else None,
-                                         tx.timestamp, "", f"--stop-before {stop.text}")
-                for text, spec in list(skip_todo.items()):
-                    if spec.kind == "filepos" and self._holds_event(tx, step, (spec.file, spec.pos)):
-                        tx_skip = skip_todo.pop(text)
-                if plan.stop is not None:
-                    break
-                if tx_skip is not None:
-                    stmt = ""
-                    if isinstance(tx_first_step, QueryStep):
-                        stmt = tx_first_step.query.query
-                    elif isinstance(tx_first_step, RowsStep):
-                        stmt = tx_first_step.annotation or ""
-                    plan.skips.append(EventRef(tx.file, tx.pos, tx.file, tx.pos,
-                                               str(tx.gtid) if tx.gtid else None, tx.timestamp,
-                                               stmt[:1000], f"--skip {tx_skip.text}"))
-                elif tx_applies:
-                    for stmt_step in tx_statements:
-                        self._statement_effects(plan, stmt_step)
-                    if step.rolled_back:
-                        # Its transactional tables' changes are undone, the others' stay: the
-                        # binlog does not say which is which.
-                        self._inexact(plan, tx_changes, "changed by a transaction the source rolled back")
-                    else:
-                        self._merge(plan, tx_changes)
-                    plan.transactions += 1
-                    if plan.first_timestamp is None:
-                        plan.first_timestamp = tx.timestamp
-                    plan.last_timestamp = step.timestamp
-                    plan.end_gtid = str(tx.gtid) if tx.gtid else plan.end_gtid
-                plan.end = (step.file, step.pos)
-                tx = None
+                    updates.clear()
+                    in_scope = {}
+                    if past:
+                        continue
+                    if self._stop_here(stop, step):
+                        plan.stop = EventRef(step.file, step.pos, step.file, step.pos,
+                                             str(step.gtid) if step.gtid else None, step.timestamp, "",
+                                             f"--stop-before {stop.text}")
+                    for text, spec in list(skip_todo.items()):
+                        if (spec.kind == "gtid" and step.gtid and str(step.gtid) == spec.gtid) or \
+                                (spec.kind == "filepos" and (step.file, step.pos) == (spec.file, spec.pos)):
+                            tx_skip = skip_todo.pop(text)
+                    continue
+                assert tx is not None
+                if isinstance(step, TxEnd):
+                    if past:
+                        tx = None
+                        continue
+                    # FILE:POS may name any event of the transaction (`mariadb-binlog` prints "# at"
+                    # for table maps, annotations and the XID too), not only those we look at.
+                    if plan.stop is None and stop_at is not None and self._holds_event(tx, step, stop_at):
+                        plan.stop = EventRef(stop_at[0], stop_at[1], tx.file, tx.pos, str(tx.gtid) if tx.gtid else None,
+                                             tx.timestamp, "", f"--stop-before {stop.text}")
+                    for text, spec in list(skip_todo.items()):
+                        if spec.kind == "filepos" and self._holds_event(tx, step, (spec.file, spec.pos)):
+                            tx_skip = skip_todo.pop(text)
+                    if plan.stop is not None:
+                        past = True
+                        tx = None
+                        self.hooks.progress("plan", seen, None, "listing the candidates after the stop")
+                        continue
+                    if tx_pending is not None:
+                        # The replay decides whether this one is the disaster: the plan up to it is
+                        # one outcome, and the scan goes on for the outcome after it.
+                        outcomes.append(_outcome(plan, tx_pending, (tx.file, tx.pos)))
+                    self._transaction_done(plan, tx, step, tx_skip, tx_first_step, tx_applies, tx_statements,
+                                           tx_changes)
+                    tx = None
+        except RestoreError as exc:
+            if not past:
+                raise
+            # What lies after the stop is never replayed: a damaged event there only ends the listing.
+            plan.warnings.append(f"disaster candidates after the stop were looked for only up to "
+                                 f"{exc.where or 'an unreadable event'}: {exc.message}")
+            tx = None
         self.hooks.phase_finished("plan", {"transactions": plan.transactions})
+        plan.candidates = cands.found
+        plan.candidates_left_out = cands.suspects_left_out
+        if outcomes:
+            _chain(plan, outcomes)
         if plan.stop is not None:
             plan.end = (plan.stop.tx_file, plan.stop.tx_pos)
+            for cand in plan.candidates:
+                cand.chosen = (cand.tx_file, cand.tx_pos) == plan.end and not cand.skipped
         elif stop.kind not in ("auto", "end"):
             raise PlanError(f"--stop-before {stop.text}: no such event in {plan.binlogs} after {plan.replay_from[0]}:{plan.replay_from[1]}",
                             hint="check the SPEC against `restore-bot plan --json` output; FILE:POS must be the start of an event")
@@ -258,6 +278,8 @@ class Planner:
             plan.warnings.append(f"{trunc.file} is truncated at position {trunc.pos} ({trunc.reason}), as a crashed "
                                  "server leaves it; everything complete before it is replayed")
         for name, end, checked in getattr(self.source, "unended", ()):
+            if coord_key(name, end) >= coord_key(*plan.end):
+                continue   # after the stop: the replay never crosses it
             # One whose next file's GTID list shows transactions it lacks was refused while reading.
             plan.warnings.append(f"{name} ends at position {end} without a ROTATE or STOP event although later "
                                  "files follow: a server crash leaves that, but so does a copy cut short; "
@@ -267,6 +289,41 @@ class Planner:
                                     f"copy {name} again before restoring"))
         if stop.kind == "auto" and plan.stop is None:
             plan.warnings.append("no destructive event found: the replay runs to the end of the binlog")
+
+    def _columns(self) -> dict[str, list[str]]:
+        return {f"{db}.{table}": [c.name for c in info.columns]
+                for snap in self.req.snapshots for (db, table), info in snap.tables.items()}
+
+    @staticmethod
+    def _stops_auto(cand: Candidate) -> bool:
+        return cand.severity in (CERTAIN, AT_REPLAY) and not cand.skipped
+
+    def _transaction_done(self, plan: Plan, tx: TxBegin, end: TxEnd, skip: Spec | None, first_step,
+                          applies: bool, statements: list[QueryStep], changes: dict[str, list[int]]) -> None:
+        """A transaction before the stop ended: it is skipped, or counted in the plan."""
+        if skip is not None:
+            stmt = ""
+            if isinstance(first_step, QueryStep):
+                stmt = first_step.query.query
+            elif isinstance(first_step, RowsStep):
+                stmt = first_step.annotation or ""
+            plan.skips.append(EventRef(tx.file, tx.pos, tx.file, tx.pos, str(tx.gtid) if tx.gtid else None,
+                                       tx.timestamp, stmt[:1000], f"--skip {skip.text}"))
+        elif applies:
+            for stmt_step in statements:
+                self._statement_effects(plan, stmt_step)
+            if end.rolled_back:
+                # Its transactional tables' changes are undone, the others' stay: the
+                # binlog does not say which is which.
+                self._inexact(plan, changes, "changed by a transaction the source rolled back")
+            else:
+                self._merge(plan, changes)
+            plan.transactions += 1
+            if plan.first_timestamp is None:
+                plan.first_timestamp = tx.timestamp
+            plan.last_timestamp = end.timestamp
+            plan.end_gtid = str(tx.gtid) if tx.gtid else plan.end_gtid
+        plan.end = (end.file, end.pos)
 
     def _reaches_back(self, events: Iterable[be.RawEvent], plan: Plan) -> Iterator[be.RawEvent]:
         """A start known only by its GTID replays from the first binlog file present: check, with the
@@ -406,3 +463,19 @@ class Planner:
             stats.inserted += ins
             stats.updated += upd
             stats.deleted += dele
+
+
+def _outcome(plan: Plan, stop: EventRef | None, end: tuple[str, int]) -> Outcome:
+    """The plan as it stands now, frozen."""
+    return Outcome(stop, end, plan.transactions, {k: replace(v) for k, v in plan.tables.items()},
+                   plan.last_timestamp, plan.end_gtid, list(plan.skips))
+
+
+def _chain(plan: Plan, outcomes: list[Outcome]) -> None:
+    """The plan stops at the first stop judged at replay; `later` holds where the replay ends
+    if it judges that one (and each next one) not to be the disaster."""
+    last = _outcome(plan, plan.stop, (plan.stop.tx_file, plan.stop.tx_pos) if plan.stop else plan.end)
+    first = outcomes[0]
+    plan.later = outcomes[1:] + [last]
+    plan.stop, plan.end, plan.transactions, plan.tables = first.stop, first.end, first.transactions, first.tables
+    plan.last_timestamp, plan.end_gtid, plan.skips = first.last_timestamp, first.end_gtid, first.skips

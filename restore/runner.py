@@ -50,6 +50,8 @@ class RestoreResult:
     unfinished_aside: dict[str, str] = field(default_factory=dict)   # --restart: what an unfinished run left
     resumed: bool = False
     target_binlog: str = ""      # what the restore did to the target's binlog, in words
+    outcome: int = 0             # 0: stopped at the plan's stop; k: at plan.later[k-1] (stops judged at replay)
+    verdicts: list[dict] = field(default_factory=list)   # the stops judged at replay, with why
 
     @property
     def ok(self) -> bool:
@@ -59,6 +61,8 @@ class RestoreResult:
         return {"ok": self.ok, "target": self.target, "resumed": self.resumed,
                 "phases": self.phases, "kept_aside": self.kept_aside,
                 "unfinished_aside": self.unfinished_aside, "target_binlog": self.target_binlog,
+                "stopped_before": (lambda st: st.to_dict() if st else None)(self.plan.outcome(self.outcome).stop),
+                "verdicts": self.verdicts,
                 "verification": self.verification.to_dict() if self.verification else None}
 
 
@@ -67,7 +71,8 @@ class RestoreRunner:
                  existing: str = "refuse", hooks: Hooks | None = None,
                  interrupt: Callable[[], None] | None = None, batch_transactions: int = 1000,
                  restart: bool = False, fence: str | None = None, fence_users: list[str] | None = None,
-                 log_replay: bool = True, space_check: bool = True) -> None:
+                 log_replay: bool = True, space_check: bool = True,
+                 verdicts: dict[str, str] | None = None) -> None:
         """`fence`: None for a target nobody else uses (a sandbox), else "refuse" or "lock" (with
         `fence_users`), as for a prod restore. `log_replay=False`: sql_log_bin=0 for the restore."""
         self.plan = plan
@@ -83,6 +88,7 @@ class RestoreRunner:
         self.fence_users = list(fence_users or [])
         self.log_replay = log_replay
         self.space_check = space_check
+        self.given_verdicts = verdicts or {}   # "file:pos" of a stop judged at replay -> severity
         self.result = RestoreResult(plan, target.redacted())
         if fence is not None and fence not in fencing.FENCE_CHOICES:
             raise TargetError(f"unknown fence {fence!r}", hint=f"use one of {', '.join(fencing.FENCE_CHOICES)}")
@@ -134,12 +140,21 @@ class RestoreRunner:
             def replay() -> dict:
                 applier = Applier(conn, self.plan, Scope(self.plan.databases), self.source, flavor, self.hooks,
                                   interrupt=self.interrupt, batch_transactions=self.batch_transactions,
-                                  statement_per_binlog=binlog.statement_per_binlog)
-                stats = applier.run(state if state and state.phase == "replaying" else None)
+                                  statement_per_binlog=binlog.statement_per_binlog,
+                                  given_verdicts=self.given_verdicts)
+                try:
+                    stats = applier.run(state if state and state.phase == "replaying" else None)
+                finally:
+                    self.result.verdicts = [v.to_dict() for v in applier.verdicts]
+                self.result.outcome = applier.outcome
                 checkpoint.set_phase(conn, self.plan.plan_id, "replayed")
                 return {"transactions": stats.transactions, "events": stats.events,
                         "commits": stats.commits, "resumed_from": stats.resumed_from}
             self._phase("replay", replay)
+        else:
+            # Replayed by an earlier run: where it ended is recorded in the checkpoint.
+            ends = [self.plan.end_of(k) for k in range(len(self.plan.later) + 1)]
+            self.result.outcome = ends.index((state.file, state.pos)) if (state.file, state.pos) in ends else 0
         self._phase("verify", lambda: self._verify(conn))
 
     def _phase(self, name: str, fn: Callable[[], object]):
@@ -230,7 +245,7 @@ class RestoreRunner:
         return {"snapshots": [s.path for s in self.snapshots]}
 
     def _verify(self, conn) -> dict:
-        result = verify(conn, self.plan)
+        result = verify(conn, self.plan.outcome(self.result.outcome))
         self.result.verification = result
         if result.ok:
             checkpoint.set_phase(conn, self.plan.plan_id, "verified")
