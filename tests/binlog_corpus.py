@@ -68,14 +68,21 @@ def install(rel: str, directory: Path, name: str = "binlog.000001") -> Path:
     return directory
 
 
-def synthetic_dump(p: Path, dbs: list[str], start: str = "binlog.000001:4") -> Path:
-    """A dump of empty databases taken at `start`: plan replays (and counts) every event after it."""
+def synthetic_dump(p: Path, dbs: list[str], start: str = "binlog.000001:4", charset: str = "utf8mb4",
+                   tables: tuple[str, ...] = ()) -> Path:
+    """A dump of empty databases taken at `start`: plan replays (and counts) every event after it.
+    `charset` is the databases' default: for a replay, that of the server that wrote the binlog
+    (latin1 before MySQL 8 and MariaDB 11.6), or a table it creates gets other column types.
+    `tables`: CREATE TABLE statements run in the first database (tables the binlog's server had
+    before the file starts)."""
     file, pos = start.split(":")
     text = ["-- MariaDB dump 10.19  Distrib 10.11.19-MariaDB (synthetic: empty databases)",
             f"-- CHANGE MASTER TO MASTER_LOG_FILE='{file}', MASTER_LOG_POS={pos};"]
     for db in dbs:
-        text += [f"CREATE DATABASE /*!32312 IF NOT EXISTS*/ `{db}` /*!40100 DEFAULT CHARACTER SET utf8mb4 */;",
+        text += [f"CREATE DATABASE /*!32312 IF NOT EXISTS*/ `{db}` /*!40100 DEFAULT CHARACTER SET {charset} */;",
                  f"USE `{db}`;"]
+    if tables:
+        text += [f"USE `{dbs[0]}`;", *(f"{ddl};" for ddl in tables)]
     text.append("-- Dump completed on 2026-12-02 12:00:00")
     p.write_text("\n".join(text) + "\n")
     return p
