@@ -33,6 +33,12 @@ CREATE TABLE IF NOT EXISTS alerts (
     channel TEXT, created REAL NOT NULL, acked_by TEXT, escalations INTEGER NOT NULL DEFAULT 0, body TEXT);
 CREATE TABLE IF NOT EXISTS oncall_override (id INTEGER PRIMARY KEY CHECK (id = 1), user TEXT NOT NULL, since REAL);
 """
+# Columns added after the first release: added to an existing store when it is opened.
+_COLUMNS = {
+    "severity": "TEXT NOT NULL DEFAULT 'certain'",   # "certain" pages and escalates; "suspect" is a notice
+    "marked": "TEXT",                                # "expected" or "incident": what an operator said it was
+    "marked_by": "TEXT",
+}
 
 
 class AlertStore:
@@ -41,7 +47,16 @@ class AlertStore:
     def __init__(self, path: str, source: str) -> None:
         self.path, self.source = str(path), source
         self._local = threading.local()
-        self._db().executescript(_SCHEMA)
+        db = self._db()
+        db.executescript(_SCHEMA)
+        have = {row[1] for row in db.execute("PRAGMA table_info(alerts)")}
+        for name, decl in _COLUMNS.items():
+            if name not in have:
+                try:
+                    db.execute(f"ALTER TABLE alerts ADD COLUMN {name} {decl}")
+                except sqlite3.OperationalError as exc:   # another process added it just now
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -67,8 +82,9 @@ class AlertStore:
         db = self._db()
         # The whole alert (values masked), so that one Slack never took can be posted after a restart.
         body = json.dumps({**dataclasses.asdict(alert), "statement": mask_literals(alert.statement)}, ensure_ascii=False)
-        cur = db.execute("INSERT OR IGNORE INTO alerts (key, source, reason, oncall, created, body) "
-                         "VALUES (?,?,?,?,?,?)", (alert.key, self.source, alert.reason, oncall, time.time(), body))
+        cur = db.execute("INSERT OR IGNORE INTO alerts (key, source, reason, oncall, created, body, severity) "
+                         "VALUES (?,?,?,?,?,?,?)", (alert.key, self.source, alert.reason, oncall, time.time(), body,
+                                                    alert.severity))
         if cur.rowcount == 1:
             return True
         row = db.execute("SELECT ts FROM alerts WHERE key = ?", (alert.key,)).fetchone()
@@ -92,17 +108,35 @@ class AlertStore:
     def unacknowledged(self, since: float) -> list[str]:
         """Keys of alerts posted after `since` that nobody acknowledged and that still escalate."""
         rows = self._db().execute("SELECT key FROM alerts WHERE source = ? AND ts IS NOT NULL AND acked_by IS NULL "
-                                  "AND escalations < 3 AND created > ? ORDER BY created", (self.source, since))
+                                  "AND severity != 'suspect' AND escalations < 3 AND created > ? ORDER BY created",
+                                  (self.source, since))
         return [r[0] for r in rows.fetchall()]
 
     def ack(self, key: str, user: str) -> bool:
         cur = self._db().execute("UPDATE alerts SET acked_by = ? WHERE key = ? AND acked_by IS NULL", (user, key))
         return cur.rowcount == 1
 
+    def mark(self, key: str, what: str, user: str) -> bool:
+        """An operator says what the event was ("expected" or "incident"); it counts as acknowledged
+        (escalation stops). False if it was marked so before."""
+        cur = self._db().execute("UPDATE alerts SET marked = ?, marked_by = ?, acked_by = COALESCE(acked_by, ?) "
+                                 "WHERE key = ? AND (marked IS NULL OR marked != ?)", (what, user, user, key, what))
+        return cur.rowcount == 1
+
+    _FIELDS = ("key", "reason", "oncall", "ts", "channel", "acked_by", "escalations", "severity", "marked",
+               "marked_by", "body")
+
     def get(self, key: str) -> dict | None:
-        row = self._db().execute("SELECT key, reason, oncall, ts, channel, acked_by, escalations FROM alerts "
-                                 "WHERE key = ?", (key,)).fetchone()
-        return dict(zip(("key", "reason", "oncall", "ts", "channel", "acked_by", "escalations"), row)) if row else None
+        """The alert as recorded; "event" is what the watcher reported (values masked), when known."""
+        row = self._db().execute(f"SELECT {', '.join(self._FIELDS)} FROM alerts WHERE key = ?", (key,)).fetchone()
+        if not row:
+            return None
+        info = dict(zip(self._FIELDS, row))
+        try:
+            info["event"] = json.loads(info.pop("body") or "null")
+        except ValueError:
+            info["event"] = None
+        return info
 
     def escalated(self, key: str) -> int:
         self._db().execute("UPDATE alerts SET escalations = escalations + 1 WHERE key = ?", (key,))
@@ -189,15 +223,32 @@ def mask_literals(statement: str) -> str:
     return "".join(pieces) + statement[at:]
 
 
+NOTICE_HEAD = "🔎 Notice (suspect: nobody is paged)"
+
+
 def alert_text(alert: Alert, oncall: str | None, source: str) -> str:
+    """A certain event mentions the on-call person; a suspect one is a notice that mentions nobody."""
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(alert.server_time))
     where = f"{alert.database}.{alert.table}" if alert.table else (alert.database or "?")
     rows = f" · {alert.rows} rows" if alert.rows else ""
     thread = f" · thread {alert.thread_id}" if alert.thread_id else ""
-    return (f"🚨 {mention(oncall)} *{alert.reason}* on `{source}`\n"
+    head = NOTICE_HEAD if alert.severity == "suspect" else f"🚨 {mention(oncall)}"
+    return (f"{head} *{alert.reason}* on `{source}`\n"
             f"{where}{rows}{thread} · binlog {alert.file}:{alert.pos}"
             f"{' · GTID ' + alert.gtid if alert.gtid else ''} · server time {when}\n"
             f"```{mask_literals(alert.statement)[:500] or '(row events)'}```")
+
+
+def alert_buttons(alert: Alert) -> list[dict]:
+    """*Acknowledge* (a page only: a notice does not escalate), *Expected* (later plans do not stop
+    there), *This is the incident* (later plans stop there), *Plan restore* (a plan stopping there now)."""
+    def button(action: str, value: str, label: str, **extra) -> dict:
+        return {"type": "button", "action_id": action, "value": value,
+                "text": {"type": "plain_text", "text": label}, **extra}
+    out = [] if alert.severity == "suspect" else [button("alert_ack", alert.key, "Acknowledge", style="primary")]
+    return out + [button("alert_expected", alert.key, "Expected"),
+                  button("alert_incident", alert.key, "This is the incident", style="danger"),
+                  button("alert_plan", alert.plan_spec, "Plan restore")]
 
 
 class AlertPoster:
@@ -272,23 +323,17 @@ class AlertPoster:
             self.post(alert)
 
     def _post(self, alert: Alert) -> None:
-        person = self.oncall.current()
+        suspect = alert.severity == "suspect"
+        person = None if suspect else self.oncall.current()   # a notice pages nobody
         if not self.store.claim(alert, person):
             return
-        blocks = [
-            {"type": "section", "text": {"type": "mrkdwn", "text": alert_text(alert, person, self.source)}},
-            {"type": "actions", "elements": [
-                {"type": "button", "action_id": "alert_ack", "value": alert.key, "style": "primary",
-                 "text": {"type": "plain_text", "text": "Acknowledge"}},
-                {"type": "button", "action_id": "alert_plan", "value": alert.plan_spec,
-                 "text": {"type": "plain_text", "text": "Plan restore"}},
-            ]},
-        ]
-        resp = self.client.chat_postMessage(channel=self.channel, text=alert_text(alert, person, self.source),
-                                            blocks=blocks)
+        text = alert_text(alert, person, self.source)
+        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text}},
+                  {"type": "actions", "elements": alert_buttons(alert)}]
+        resp = self.client.chat_postMessage(channel=self.channel, text=text, blocks=blocks)
         self.store.posted(alert.key, self.channel, resp["ts"])
         self.on_posted(alert, time.time() - alert.detected_at)
-        if self.escalate_after > 0:
+        if self.escalate_after > 0 and not suspect:
             self._schedule_escalation(alert.key)
 
     def _schedule_escalation(self, key: str) -> None:

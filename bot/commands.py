@@ -13,7 +13,7 @@ from restore.spec import parse_spec
 
 from . import messages
 
-SUBCOMMANDS = ("help", "plan", "stage", "prod", "status", "abort", "history", "approve", "reject", "drill")
+SUBCOMMANDS = ("help", "plan", "stage", "prod", "status", "abort", "history", "approve", "reject", "drill", "choice")
 
 
 class CommandError(ValueError):
@@ -30,6 +30,8 @@ class Command:
     origin: str = "console"        # slack | kakao | console
     extra: dict = field(default_factory=dict, compare=False)
     restart: bool = False          # stage: forget an earlier run of the plan on the stage target
+    chosen: bool = False           # stop or skips typed in: they alone decide (not the operators' saved choice)
+    clear: bool = False            # `choice clear`
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,13 +42,31 @@ class _Parser(argparse.ArgumentParser):
 def _parser(name: str) -> _Parser:
     p = _Parser(prog=f"/restore {name}", add_help=False)
     if name in ("plan", "stage", "prod"):
-        p.add_argument("--stop-before", default="auto")
+        p.add_argument("--stop-before", default=None)
         p.add_argument("--skip", action="append", default=[])
     if name == "stage":
         p.add_argument("--restart", action="store_true")
     if name in ("status", "abort", "approve", "reject"):
         p.add_argument("job", nargs="?" if name in ("status", "abort") else None)
+    if name == "choice":
+        p.add_argument("what", nargs="?", choices=("clear",))
     return p
+
+
+# `stop=SPEC` and `skip=SPEC` (what the plan card's buttons stand for; easier to type on a phone)
+# are the same as `--stop-before SPEC` and `--skip SPEC`.
+_SHORT = {"stop": "--stop-before", "stop-before": "--stop-before", "skip": "--skip"}
+
+
+def _long_forms(words: list[str]) -> list[str]:
+    out = []
+    for word in words:
+        key, eq, value = word.partition("=")
+        if eq and not key.startswith("-") and key.lower() in _SHORT:
+            out += [_SHORT[key.lower()], value]
+        else:
+            out.append(word)
+    return out
 
 
 def parse(text: str, user: str, origin: str = "console") -> Command:
@@ -62,8 +82,10 @@ def parse(text: str, user: str, origin: str = "console") -> Command:
     name = words[0].lower()
     if name not in SUBCOMMANDS:
         raise CommandError(messages.UNKNOWN_SUBCOMMAND.format(name=words[0]))
-    args = _parser(name).parse_args(words[1:])
-    stop = getattr(args, "stop_before", "auto")
+    args = _parser(name).parse_args(_long_forms(words[1:]))
+    stop = getattr(args, "stop_before", None)
+    chosen = stop is not None or bool(getattr(args, "skip", None))
+    stop = "auto" if stop is None else stop
     skips = tuple(getattr(args, "skip", []) or ())
     try:
         parse_spec(stop, option="--stop-before")
@@ -72,4 +94,5 @@ def parse(text: str, user: str, origin: str = "console") -> Command:
     except RestoreError as exc:
         raise CommandError(f"{exc} — {exc.hint}") from None
     return Command(name, user, stop_before=stop, skips=skips, job=getattr(args, "job", None), origin=origin,
-                   restart=bool(getattr(args, "restart", False)))
+                   restart=bool(getattr(args, "restart", False)), chosen=chosen,
+                   clear=getattr(args, "what", None) == "clear")

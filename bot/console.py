@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from rich.console import Console
+from rich.markup import escape
 
 from handlers.restore import RestoreHandler
 
@@ -31,7 +32,10 @@ class ConsolePoster:
         return f"console-{job.id}"
 
     def update_card(self, job: Job, ref: str, text: str) -> None:
-        self.console.print(f"[cyan]│ card {job.id}[/] " + _plain(text).replace("\n", " · "))
+        if job.finished:   # the outcome in full: a plan's candidates one a line, to type stop=/skip= from
+            self.console.print(f"[cyan]└ card {job.id}[/] " + escape(_plain(text)), soft_wrap=True)
+        else:
+            self.console.print(f"[cyan]│ card {job.id}[/] " + _plain(text).replace("\n", " · "))
 
     def post_thread(self, job: Job, ref: str | None, text: str) -> None:
         self.console.print(f"[dim]│ {job.id} thread:[/] " + _plain(text))
@@ -116,7 +120,8 @@ class ConsoleSession:
         return self.store.get(job.id)
 
     def repl(self, lines: Iterable[str] | None = None) -> int:
-        self.console.print("restore-bot console — type `help`, `plan`, `stage`, `prod`, `status`, `history`; Ctrl-D quits")
+        self.console.print("restore-bot console — type `help`, `plan`, `stage`, `prod`, `status`, `history`; "
+                           "`plan stop=SPEC skip=SPEC` chooses among the candidates a plan lists; Ctrl-D quits")
         source = lines if lines is not None else _prompt_lines()
         for line in source:
             if not line.strip():

@@ -49,6 +49,21 @@ CREATE TABLE IF NOT EXISTS events (
     text TEXT NOT NULL,
     posted INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS choice (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    stop TEXT,
+    skips TEXT NOT NULL DEFAULT '[]',
+    user TEXT NOT NULL,
+    why TEXT NOT NULL DEFAULT '',
+    ts REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS expected_events (
+    tx TEXT PRIMARY KEY,
+    gtid TEXT,
+    user TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    ts REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     ts REAL NOT NULL,
@@ -190,6 +205,40 @@ class JobStore:
 
     def mark_posted(self, event_id: int) -> None:
         self._conn().execute("UPDATE events SET posted = 1 WHERE id = ?", (event_id,))
+
+    # -- what operators decided about the incident ------------------------------------------------
+    def set_choice(self, stop: str | None, skips: list[str], user: str, why: str) -> None:
+        """The operators' choice: where plans stop (None: the bot decides) and what they skip, for
+        every later plan, stage and prod that does not name its own stop or skips."""
+        self._conn().execute("INSERT INTO choice (id, stop, skips, user, why, ts) VALUES (1,?,?,?,?,?) "
+                             "ON CONFLICT(id) DO UPDATE SET stop = excluded.stop, skips = excluded.skips, "
+                             "user = excluded.user, why = excluded.why, ts = excluded.ts",
+                             (stop, json.dumps(list(skips)), user, why, self.clock()))
+
+    def choice(self) -> dict | None:
+        row = self._conn().execute("SELECT stop, skips, user, why, ts FROM choice WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        return {"stop": row["stop"], "skips": json.loads(row["skips"]), "user": row["user"], "why": row["why"],
+                "ts": row["ts"]}
+
+    def clear_choice(self) -> bool:
+        return self._conn().execute("DELETE FROM choice").rowcount > 0
+
+    def mark_expected(self, tx: str, gtid: str | None, user: str, reason: str) -> None:
+        """An event an operator called expected (its transaction's file:pos and GTID): later plans
+        list it as "expected" and never stop there by themselves."""
+        self._conn().execute("INSERT INTO expected_events (tx, gtid, user, reason, ts) VALUES (?,?,?,?,?) "
+                             "ON CONFLICT(tx) DO UPDATE SET gtid = excluded.gtid, user = excluded.user, "
+                             "reason = excluded.reason, ts = excluded.ts", (tx, gtid, user, reason, self.clock()))
+
+    def expected_events(self) -> list[dict]:
+        return [dict(r) for r in self._conn().execute(
+            "SELECT tx, gtid, user, reason, ts FROM expected_events ORDER BY ts, tx").fetchall()]
+
+    def expected(self) -> list[str]:
+        """What a plan takes as PlanRequest.expected: every transaction's file:pos and GTID."""
+        return sorted({v for e in self.expected_events() for v in (e["tx"], e["gtid"]) if v})
 
     # -- audit -----------------------------------------------------------------------------------
     def audit(self, actor: str, action: str, job: str | None = None, detail: str = "") -> None:

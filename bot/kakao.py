@@ -43,6 +43,7 @@ from handlers.restore import describe
 from . import messages
 from .commands import CommandError, parse
 from .jobstore import Job, JobStore
+from .plan_card import kakao_replies, short_text
 from .reporter import Reporter, card_text
 
 # -- what the bot says on KakaoTalk (besides bot/messages.py) ------------------------------------------
@@ -179,8 +180,8 @@ def _quick(label: str, job: str, verb: str) -> dict:
 
 
 def _job_replies(job: Job) -> list[dict]:
-    if job.finished:
-        return [_quick(LABEL_STATUS, job.id, "status")]
+    if job.finished:   # a plan's candidates: the typed forms of the Slack card's buttons
+        return kakao_replies(job) + [_quick(LABEL_STATUS, job.id, "status")]
     return [_quick(LABEL_STATUS, job.id, "status"), _quick(LABEL_ABORT, job.id, "abort")]
 
 
@@ -225,8 +226,9 @@ def register_kakao(web: Flask, settings, store: JobStore, handler, *, poster: Ka
             time.sleep(poll)
             job = store.get(job_id)
         if job.finished:
-            text = card_text(job) + (f"\n{job.result['next']}" if job.state == "succeeded" and
-                                     (job.result or {}).get("next") else "")
+            listed = short_text(job)   # the card's list in short: answers take 1000 characters
+            text = card_text(job, candidates=not listed) + (f"\n{listed}" if listed else "") + \
+                (f"\n{job.result['next']}" if job.state == "succeeded" and (job.result or {}).get("next") else "")
         else:
             text = KAKAO_STILL_RUNNING.format(job=job.id, seconds=int(callback_wait), status=describe(job))
         try:

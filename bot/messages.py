@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 USAGE = """*restore-bot* — point-in-time restore from dumps + binlog
-`/restore plan [--stop-before SPEC] [--skip SPEC]` — what would be restored, and where it stops
-`/restore stage [--stop-before SPEC] [--skip SPEC] [--restart]` — run the plan into the stage server and verify (`--restart`: start over instead of resuming an earlier run there)
-`/restore prod` — restore production from the plan that passed stage (a second person approves)
+`/restore plan [stop=SPEC] [skip=SPEC ...]` — what would be restored, the disaster candidates, and where it stops
+`/restore stage [stop=SPEC] [skip=SPEC ...] [--restart]` — run the plan into the stage server and verify (`--restart`: start over instead of resuming an earlier run there)
+`/restore prod [stop=SPEC] [skip=SPEC ...]` — restore production from the plan that passed stage (a second person approves)
 `/restore status [JOB]` · `/restore abort [JOB]` · `/restore history`
 `/restore approve JOB` · `/restore reject JOB` — answer a prod approval request
+`/restore choice [clear]` — the stop and skips chosen with the plan card's or an alert's buttons (used when a command names none) / forget them
 `/restore drill` — restore the newest backup + archived binlogs into a sandbox, to prove they work
 `/backup now` · `/backup list` — take a base snapshot now / list them
-SPEC: auto (first destructive event), end, a GTID, FILE:POS or a datetime."""
+SPEC: auto (first certain disaster candidate), end, a GTID, FILE:POS or a datetime; skip= takes a GTID or FILE:POS and repeats.
+(`--stop-before SPEC` and `--skip SPEC` work too.)"""
 
 UNKNOWN_SUBCOMMAND = "I don't know `{name}`."
 BAD_INPUT = "{error}\n\n{usage}"
@@ -21,7 +23,41 @@ ACK = "{kind} job *{job}* queued — progress goes to the card in <#{channel}>."
 ACK_CONSOLE = "{kind} job {job} queued."
 BUSY_TARGET = "Target *{target}* is busy with job {job} ({state}); one restore per target at a time."
 NO_STAGE = ("There is no stage run that verified OK for this plan. Run `/restore stage` first "
-            "(same --stop-before/--skip), then `/restore prod`.")
+            "(same stop= and skip=), then `/restore prod`.")
+NO_STAGE_ARGS = "This plan: {args}. (Marking an event Expected changes the plan too: stage it again.)"
+
+# The operators' choice: the plan card's and the alerts' buttons
+CHOICE_STOP_AUTO = "the bot stops before the first certain candidate"
+CHOICE_STOP = "stop before `{stop}`"
+CHOICE_SKIPS = "; skip {skips}"
+CHOSE_STOP = "stop before {where} (a candidate of plan {job})"
+CHOSE_SKIP = "skip only {where} (a candidate of plan {job})"
+CHOSE_INCIDENT = "this is the incident: {reason}"
+CHOICE_MADE = ("<@{user}> chose: {why}. Plans, stage and prod that name no stop or skips now {what}. "
+               "A new plan follows.")
+CHOICE_APPLIED = ("Using the choice <@{user}> made ({why}): {what}. Type `stop=SPEC`/`skip=SPEC` "
+                  "(or `stop=auto`) to decide otherwise; `/restore choice clear` forgets it.")
+CHOICE_SHOW = "Saved choice, by <@{user}> ({why}): {what}."
+CHOICE_NONE = "No saved choice: plans stop before the first certain candidate unless told otherwise."
+CHOICE_CLEARED = "<@{user}> cleared the saved choice: plans stop before the first certain candidate again."
+EXPECTED_LINE = "Expected (never an automatic stop): {tx}{gtid}, marked by <@{user}>: {reason}"
+
+# Alert buttons
+ALERT_EXPECTED = ("✅ <@{user}> marked this *expected*: later plans list it as expected and do not stop "
+                  "there by themselves (transaction {tx}{gtid}).")
+ALERT_INCIDENT = ("🎯 <@{user}> marked this *the incident*: `/restore plan`, `stage` and `prod` without a stop "
+                  "of their own now stop right before it (`{spec}`). *Plan restore* shows that plan now.")
+ALERT_UNKNOWN = "I have no record of that alert any more; use `/restore plan stop=SPEC` with its GTID or file:pos."
+
+# The plan card
+CANDIDATES_HEAD = "*Disaster candidates* ({n}):"
+CANDIDATES_MORE = "… and {n} more (not shown: type `/restore plan stop=SPEC` or `skip=SPEC`)"
+CANDIDATES_LEFT_OUT = "… and {n} more suspects the plan did not list"
+CANDIDATE_HINT = "Type `/restore plan stop=SPEC` or `skip=SPEC` with a candidate's GTID or file:pos to choose."
+STOP_BUTTON = "Stop before this one"
+SKIP_BUTTON = "Skip only this one"
+PROD_VERDICTS = "the rebuild applies stage {stage}'s {n} verdict(s) on the stops judged at replay, as they were"
+STAGE_VERDICTS = "Judged on the stage server at replay ({n}); prod uses these verdicts:"
 NO_PROD_TARGET = "No prod target is configured: add [targets.prod] dsn = \"mysql://...\" to the config."
 NO_SUCH_JOB = "There is no job {job}. `/restore history` lists recent jobs."
 NO_JOB = "No job is running. `/restore history` lists recent jobs."

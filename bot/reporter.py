@@ -16,6 +16,7 @@ from handlers.restore import describe
 
 from . import messages
 from .jobstore import ACTIVE, Job, JobStore
+from .plan_card import candidates_text, verdicts_text
 
 log = logging.getLogger("restore-bot.reporter")
 
@@ -26,11 +27,14 @@ class Poster(Protocol):
     def post_thread(self, job: Job, ref: str | None, text: str) -> None: ...
 
 
-def card_text(job: Job) -> str:
+def card_text(job: Job, *, candidates: bool = True) -> str:
+    """`candidates`: with a finished plan's candidate list (Slack shows it as blocks with buttons instead)."""
     kind = messages.CARD_TITLE.get(job.kind, job.kind)
     head = f"*{kind}* `{job.id}` requested by <@{job.requester}>"
     if job.state == "succeeded":
-        return f"{head}\n✅ *{messages.SUCCEEDED}* in {(job.result or {}).get('seconds', '?')} s\n{describe(job)}"
+        extra = [t for t in (candidates_text(job) if candidates else "", verdicts_text(job)) if t]
+        return (f"{head}\n✅ *{messages.SUCCEEDED}* in {(job.result or {}).get('seconds', '?')} s\n{describe(job)}"
+                + "".join("\n" + t for t in extra))
     if job.state == "failed":
         return f"{head}\n❌ *{messages.FAILED}*\n{describe(job)}"
     if job.state in ("aborted", "rejected", "expired"):

@@ -6,8 +6,10 @@ here: jobs go to the store and the worker process.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
+from dataclasses import replace
 
 from flask import Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
@@ -21,6 +23,8 @@ from handlers.restore import RestoreHandler
 from . import messages
 from .commands import Command, CommandError, parse
 from .jobstore import ACTIVE, Job, JobStore
+from .plan_card import SKIP_ACTION, STOP_ACTION, slack_blocks
+from .reporter import card_text
 
 log = logging.getLogger("restore-bot.slack")
 
@@ -44,10 +48,17 @@ class SlackPoster:
         self.client, self.channel = client, channel
 
     def post_card(self, job: Job, text: str) -> str | None:
-        return self.client.chat_postMessage(channel=job.channel or self.channel, text=text)["ts"]
+        return self.client.chat_postMessage(channel=job.channel or self.channel, text=text,
+                                            **self._blocks(job))["ts"]
 
     def update_card(self, job: Job, ref: str, text: str) -> None:
-        self.client.chat_update(channel=job.channel or self.channel, ts=ref, text=text)
+        self.client.chat_update(channel=job.channel or self.channel, ts=ref, text=text, **self._blocks(job))
+
+    @staticmethod
+    def _blocks(job: Job) -> dict:
+        """A finished plan's card: its candidates, each with *Stop before this one* / *Skip only this one*."""
+        blocks = slack_blocks(job, card_text(job, candidates=False))
+        return {"blocks": blocks} if blocks else {}
 
     def post_thread(self, job: Job, ref: str | None, text: str) -> None:
         self.client.chat_postMessage(channel=job.channel or self.channel, thread_ts=ref, text=text)
@@ -107,8 +118,7 @@ def build_bolt_app(settings, store: JobStore, handler: RestoreHandler, client: W
         ack()
         ACK_SECONDS.observe(time.monotonic() - arrived)
         REQUESTS.labels(cmd.name).inc()
-        cmd = Command(cmd.name, user, cmd.stop_before, cmd.skips, cmd.job, "slack",
-                      {"reply": {"response_url": command.get("response_url")}}, restart=cmd.restart)
+        cmd = replace(cmd, origin="slack", extra={"reply": {"response_url": command.get("response_url")}})
         handler.handle(cmd, SlackReplier(client, command.get("channel_id") or channel, user, respond,
                                          announce=channel))
 
@@ -125,6 +135,26 @@ def build_bolt_app(settings, store: JobStore, handler: RestoreHandler, client: W
 
     app.action("approve_prod")(on_button("approve"))
     app.action("reject_prod")(on_button("reject"))
+
+    def on_candidate(action: str):
+        """A plan card's *Stop before this one* / *Skip only this one*: a new plan with that choice."""
+        def answer(ack, body):
+            ack()
+            user = body["user"]["id"]
+            REQUESTS.labels(f"candidate_{action}").inc()
+            chan = (body.get("channel") or {}).get("id") or channel
+            try:
+                value = json.loads(body["actions"][0]["value"])
+            except (ValueError, KeyError):
+                log.warning("a candidate button with an unreadable value")
+                return
+            handler.choose(user, value["job"], action, value["spec"],
+                           SlackReplier(client, chan, user, announce=channel),
+                           where=value.get("where", ""), chosen=bool(value.get("chosen")))
+        return answer
+
+    app.action(STOP_ACTION)(on_candidate("stop"))
+    app.action(SKIP_ACTION)(on_candidate("skip"))
 
     def simple_command(name: str, target):
         def answer(ack, command, respond):
@@ -153,6 +183,37 @@ def build_bolt_app(settings, store: JobStore, handler: RestoreHandler, client: W
                 store.audit(user, "acknowledged alert", None, info["reason"])
                 client.chat_postMessage(channel=info["channel"] or channel, thread_ts=info["ts"],
                                         text=f"✋ Acknowledged by <@{user}>.")
+
+        def decided(action: str):
+            """*Expected* / *This is the incident*: recorded for later plans; the alert counts as handled."""
+            def answer(ack, body):
+                ack()
+                user, key = body["user"]["id"], body["actions"][0]["value"]
+                REQUESTS.labels(action).inc()
+                chan = (body.get("channel") or {}).get("id") or channel
+                reply = SlackReplier(client, chan, user, announce=channel)
+                info = alerts.get(key)
+                event = (info or {}).get("event")
+                if not event:
+                    reply.ephemeral(messages.ALERT_UNKNOWN)
+                    return
+                if action == "alert_expected":
+                    if not handler.mark_expected(user, event, info["reason"], reply):
+                        return
+                    text = messages.ALERT_EXPECTED.format(user=user, tx=f"{event['tx_file']}:{event['tx_pos']}",
+                                                          gtid=f", GTID {event['gtid']}" if event.get("gtid") else "")
+                    alerts.mark(key, "expected", user)
+                else:
+                    spec = handler.mark_incident(user, event, info["reason"], reply)
+                    if spec is None:
+                        return
+                    text = messages.ALERT_INCIDENT.format(user=user, spec=spec)
+                    alerts.mark(key, "incident", user)
+                client.chat_postMessage(channel=info["channel"] or channel, thread_ts=info["ts"], text=text)
+            return answer
+
+        app.action("alert_expected")(decided("alert_expected"))
+        app.action("alert_incident")(decided("alert_incident"))
 
         @app.action("alert_plan")
         def on_plan(ack, body, respond):

@@ -23,6 +23,7 @@ from . import messages
 from .alerts import AlertStore, Oncall, mention
 from .backup_drill import BackupDrill, newest_snapshot
 from .jobstore import Job, JobStore
+from .plan_card import verdict_line
 
 log = logging.getLogger("restore-bot.worker")
 RESUMED = ("↻ the worker restarted; the job runs again: on a kept target it resumes from the last "
@@ -180,7 +181,8 @@ class Worker:
         snapshots = engine.read_snapshots(src.snapshots)
         binlogs = engine.open_binlogs(src.binlogs)
         plan = engine.make_plan(snapshots, binlogs, stop=job.args.get("stop_before", "auto"),
-                                skips=job.args.get("skips", []), hooks=hooks, interrupt=interrupt)
+                                skips=job.args.get("skips", []), expected=job.args.get("expected", ()),
+                                hooks=hooks, interrupt=interrupt)
         hooks.total_rows = sum(t.inserted + t.updated + t.deleted for t in plan.tables.values())
         self.store.update(job.id, plan_id=plan.plan_id if job.kind != "prod" else job.plan_id)
         summary = plan_summary(plan)
@@ -199,6 +201,8 @@ class Worker:
                                         interrupt=interrupt, restart=bool(job.args.get("restart")),
                                         batch_transactions=batch, fence=stage.fence,
                                         fence_users=list(stage.fence_users))
+            for v in result.verdicts:   # each stop judged at replay, in the thread; prod applies them as they are
+                hooks.message(verdict_line(v))
             return {"summary": summary + " " + verification_summary(result.to_dict()),
                     "restore": result.to_dict(), "plan_id": plan.plan_id, "next": messages.NEXT_STEP_AFTER_STAGE}
         if plan.plan_id != job.plan_id:
@@ -209,8 +213,14 @@ class Worker:
         expected = {name: t["checksum"] for name, t in
                     ((stage.result or {}).get("restore", {}).get("verification", {}).get("tables", {}).items()
                      if stage else [])}
+        # Stage's verdicts on the stops judged at replay: the rebuild applies them instead of judging again.
+        verdicts = {v["where"]: v["severity"] for v in
+                    ((stage.result or {}).get("restore", {}).get("verdicts") or [] if stage else [])}
+        if verdicts:
+            hooks.message(messages.PROD_VERDICTS.format(n=len(verdicts), stage=stage.id))
         prod = ProdRestore(plan, snapshots, binlogs, target.dsn, job_tag=job.id.lower(), expected=expected,
-                           fence=target.fence, fence_users=list(target.fence_users), hooks=hooks, interrupt=interrupt)
+                           fence=target.fence, fence_users=list(target.fence_users), hooks=hooks, interrupt=interrupt,
+                           verdicts=verdicts or None)
         outcome = prod.run()
         return {"summary": summary + " " + outcome.summary(), "prod": outcome.to_dict(), "plan_id": plan.plan_id}
 

@@ -57,11 +57,29 @@ class RestoreHandler:
         if kind != "plan" and (busy := self._busy(target)):
             reply.ephemeral(messages.BUSY_TARGET.format(target=target, job=busy.id, state=busy.state))
             return None
-        job = self.store.create(kind, target, cmd.user, args=_job_args(cmd), origin=cmd.origin,
+        args, choice = self._plan_args_of(cmd) if kind != "drill" else (_job_args(cmd), None)
+        job = self.store.create(kind, target, cmd.user, args=args, origin=cmd.origin,
                                 channel=self.channel, reply=cmd.extra.get("reply", {}))
-        self.store.audit(cmd.user, f"queued {kind}", job.id, _args_text(cmd))
+        self.store.audit(cmd.user, f"queued {kind}", job.id, _args_text(args))
         self._ack(cmd, reply, job)
+        if choice is not None:
+            reply.ephemeral(messages.CHOICE_APPLIED.format(user=choice["user"], why=choice["why"],
+                                                           what=_choice_text(choice)))
         return job
+
+    def _plan_args_of(self, cmd: Command) -> tuple[dict, dict | None]:
+        """What decides the plan of a plan, stage or prod job: the stop and skips typed in; if none
+        were, the operators' saved choice (a plan card's buttons, an alert's *This is the incident*);
+        and every event marked Expected. Stored on the job, so the worker, the prod gate and a
+        resumed run all see the same. Returns the args and the choice applied (or None)."""
+        args = _job_args(cmd)
+        choice = None if cmd.chosen else self.store.choice()
+        if choice is not None:
+            args["stop_before"] = choice["stop"] or "auto"
+            args["skips"] = list(choice["skips"])
+        if expected := self.store.expected():
+            args["expected"] = expected
+        return args, choice
 
     def _prod(self, cmd: Command, reply: Replier) -> Job | None:
         if not self._operator(cmd, reply, "request a prod restore"):
@@ -72,12 +90,14 @@ class RestoreHandler:
         if busy := self._busy("prod"):
             reply.ephemeral(messages.BUSY_TARGET.format(target="prod", job=busy.id, state=busy.state))
             return None
-        args = _job_args(cmd)
+        args, _choice = self._plan_args_of(cmd)
         stage = next((j for j in self.store.jobs(kind="stage", states=("succeeded",), limit=20)
                       if _plan_args(j.args) == args and j.plan_id), None)
         if stage is None:
-            self.store.audit(cmd.user, "refused prod", None, "no verified stage run of this plan")
-            reply.ephemeral(messages.NO_STAGE)
+            self.store.audit(cmd.user, "refused prod", None, "no verified stage run of this plan"
+                             + (f" ({_args_text(args)})" if _args_text(args) else ""))
+            reply.ephemeral(messages.NO_STAGE + (f"\n{messages.NO_STAGE_ARGS.format(args=_args_text(args))}"
+                                                 if _args_text(args) else ""))
             return None
         job = self.store.create("prod", "prod", cmd.user, state="awaiting_approval", args=args, origin=cmd.origin,
                                 channel=self.channel, reply=cmd.extra.get("reply", {}), plan_id=stage.plan_id,
@@ -158,6 +178,73 @@ class RestoreHandler:
                  for e in reversed(entries)]
         reply.ephemeral("\n".join(lines))
 
+    def _choice(self, cmd: Command, reply: Replier) -> None:
+        """`/restore choice`: the operators' saved stop/skips and the events marked Expected;
+        `/restore choice clear` forgets the stop and skips (the bot decides again)."""
+        if cmd.clear:
+            if not self._operator(cmd, reply, "clear the saved choice"):
+                return
+            had = self.store.clear_choice()
+            self.store.audit(cmd.user, "cleared choice", None)
+            reply.say(messages.CHOICE_CLEARED.format(user=cmd.user) if had else messages.CHOICE_NONE)
+            return
+        choice = self.store.choice()
+        lines = [messages.CHOICE_SHOW.format(user=choice["user"], why=choice["why"], what=_choice_text(choice))
+                 if choice else messages.CHOICE_NONE]
+        for e in self.store.expected_events():
+            lines.append(messages.EXPECTED_LINE.format(tx=e["tx"], gtid=f" (GTID {e['gtid']})" if e["gtid"] else "",
+                                                       user=e["user"], reason=e["reason"]))
+        reply.ephemeral("\n".join(lines))
+
+    # -- decisions from buttons (plan card, alerts) -----------------------------------------------
+    def choose(self, user: str, plan_job: str, action: str, spec: str, reply: Replier, *, where: str = "",
+               chosen: bool = False, origin: str = "slack", extra: dict | None = None) -> Job | None:
+        """A plan card's *Stop before this one* (`action` "stop") or *Skip only this one* ("skip")
+        on the candidate whose transaction is `spec` (its GTID or file:pos): a new plan, from the
+        card's plan with that change, which becomes the operators' choice for later plans, stage
+        and prod. `chosen`: the candidate is the card's stop (skipping it lets the bot find the next)."""
+        cmd = Command("plan", user, origin=origin, extra=extra or {})
+        if not self._operator(cmd, reply, "change the plan"):
+            return None
+        base = self.store.get(plan_job)
+        if base is None:
+            reply.ephemeral(messages.NO_SUCH_JOB.format(job=plan_job))
+            return None
+        stop, skips = base.args.get("stop_before", "auto"), list(base.args.get("skips", []))
+        if action == "stop":
+            stop, skips = spec, [s for s in skips if s != spec]
+            verb = messages.CHOSE_STOP
+        else:
+            stop = "auto" if chosen or stop == spec else stop
+            skips = skips + [spec] if spec not in skips else skips
+            verb = messages.CHOSE_SKIP
+        why = verb.format(where=where or spec, job=plan_job)
+        self.store.set_choice(None if stop == "auto" else stop, skips, user, why)
+        self.store.audit(user, "chose", plan_job, why)
+        reply.say(messages.CHOICE_MADE.format(user=user, why=why, what=_choice_text({"stop": stop, "skips": skips})))
+        return self._start(Command("plan", user, stop_before=stop, skips=tuple(skips), origin=origin, chosen=True,
+                                   extra=extra or {}), reply, "plan", "-")
+
+    def mark_expected(self, user: str, event: dict, reason: str, reply: Replier) -> bool:
+        """An alert's *Expected*: later plans list the event as expected and never stop there by themselves."""
+        if not self._operator(Command("choice", user), reply, "mark an event expected"):
+            return False
+        tx = f"{event['tx_file']}:{event['tx_pos']}"
+        self.store.mark_expected(tx, event.get("gtid"), user, reason)
+        self.store.audit(user, "marked expected", None, f"{tx}{' GTID ' + event['gtid'] if event.get('gtid') else ''}: {reason}")
+        return True
+
+    def mark_incident(self, user: str, event: dict, reason: str, reply: Replier) -> str | None:
+        """An alert's *This is the incident*: later plans that name no stop stop before this
+        transaction (its GTID, else its file:pos). Returns that stop."""
+        if not self._operator(Command("choice", user), reply, "mark the incident"):
+            return None
+        spec = event.get("gtid") or f"{event['tx_file']}:{event['tx_pos']}"
+        why = messages.CHOSE_INCIDENT.format(reason=reason)
+        self.store.set_choice(spec, [], user, why)
+        self.store.audit(user, "marked incident", None, f"stop before {spec}: {reason}")
+        return spec
+
     # -- shared checks -----------------------------------------------------------------------------
     def _operator(self, cmd: Command, reply: Replier, what: str) -> bool:
         if self.access.can_operate(cmd.user):
@@ -215,14 +302,26 @@ def _plan_args(args: dict) -> dict:
     return {k: v for k, v in args.items() if k != "restart"}
 
 
-def _args_text(cmd: Command) -> str:
+def _args_text(args: Command | dict) -> str:
+    if isinstance(args, Command):
+        args = _job_args(args)
     parts = []
-    if cmd.stop_before != "auto":
-        parts.append(f"--stop-before {cmd.stop_before}")
-    parts += [f"--skip {s}" for s in cmd.skips]
-    if cmd.restart:
+    if args.get("stop_before", "auto") != "auto":
+        parts.append(f"stop={args['stop_before']}")
+    parts += [f"skip={s}" for s in args.get("skips", [])]
+    if args.get("restart"):
         parts.append("--restart")
+    if args.get("expected"):
+        parts.append(f"({len(args['expected'])} expected)")
     return " ".join(parts)
+
+
+def _choice_text(choice: dict) -> str:
+    stop = choice.get("stop") or "auto"
+    text = messages.CHOICE_STOP_AUTO if stop == "auto" else messages.CHOICE_STOP.format(stop=stop)
+    if choice.get("skips"):
+        text += messages.CHOICE_SKIPS.format(skips=", ".join(f"`{s}`" for s in choice["skips"]))
+    return text
 
 
 def describe(job: Job) -> str:

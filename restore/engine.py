@@ -37,7 +37,10 @@ def read_snapshots(args: Sequence[str]) -> list[Snapshot]:
 
 def make_plan(snapshots: list[Snapshot], source, *, stop: str = "auto", skips: Sequence[str] = (),
               start: str | None = None, rules: DestructiveRules | None = None,
-              hooks: Hooks | None = None, interrupt: Callable[[], None] | None = None) -> Plan:
+              hooks: Hooks | None = None, interrupt: Callable[[], None] | None = None,
+              expected: Sequence[str] = ()) -> Plan:
+    """`expected`: "file:pos" of transaction starts, or GTIDs, an operator marked Expected: listed
+    as candidates of severity "expected", never an automatic stop."""
     if not snapshots:
         raise PlanError("no snapshot given", hint="pass each base dump with --snapshot FILE")
     req = PlanRequest(
@@ -46,6 +49,7 @@ def make_plan(snapshots: list[Snapshot], source, *, stop: str = "auto", skips: S
         skips=[parse_spec(s, option="--skip", allow=("gtid", "filepos")) for s in skips],
         start=parse_spec(start, option="--start", allow=("gtid", "filepos")) if start else None,
         rules=rules or DestructiveRules(),
+        expected=frozenset(expected),
     )
     return Planner(source, req, hooks, interrupt).build()
 

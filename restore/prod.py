@@ -67,7 +67,9 @@ def _q(name: str) -> str:
 class ProdRestore:
     def __init__(self, plan: Plan, snapshots, source, target: Dsn, *, job_tag: str,
                  expected: dict[str, int] | None = None, fence: str = "refuse", fence_users: list[str] | None = None,
-                 hooks: Hooks | None = None, interrupt: Callable[[], None] | None = None) -> None:
+                 hooks: Hooks | None = None, interrupt: Callable[[], None] | None = None,
+                 verdicts: dict[str, str] | None = None) -> None:
+        self.verdicts = verdicts   # stage's verdicts on stops judged at replay, applied as they were
         self.plan, self.snapshots, self.source, self.target = plan, snapshots, source, target
         self.tag = job_tag
         self.expected = expected or {}
@@ -120,7 +122,7 @@ class ProdRestore:
     def _rebuild(self) -> dict[str, tuple[int, int | None]]:
         with Sandbox() as box:
             RestoreRunner(self.plan, self.snapshots, self.source, box.dsn, existing="drop", hooks=self.hooks,
-                          interrupt=self.interrupt).run()
+                          interrupt=self.interrupt, verdicts=self.verdicts).run()
             with box.connect() as bconn:
                 sums = table_checksums(bconn, self.dbs)
                 # Read here, where the schema has its production name: a trigger written as

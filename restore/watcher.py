@@ -2,7 +2,11 @@
 
 Same rules as the planner's `--stop-before auto` (DestructiveRules): DROP DATABASE/TABLE,
 TRUNCATE, DELETE/UPDATE without WHERE, and row events that delete or rewrite (nearly) all of
-a table. Table sizes for the mass rule come from the source's own row estimates, read only
+a table. Each alert has a severity, as the plan's candidates do: a mass UPDATE whose row images
+show that it keeps information (a backfill, `SET n = n + 1`) is `suspect` (the bot posts a notice
+that pages nobody); everything else is `certain`. A statement-form UPDATE without WHERE carries
+no row images and cannot be judged live: certain. A statement-form DELETE/UPDATE with a WHERE
+(its effect unknown) is not reported at all: on a busy server that would be noise. Table sizes for the mass rule come from the source's own row estimates, read only
 when a statement already hit `min_rows` rows, so ordinary traffic costs no query. With a list
 of watched databases, the row events of statements touching none of them are left out before
 the Walker decodes anything (`watched_statements`): on a busy server that is most of the stream.
@@ -25,6 +29,7 @@ import pymysql
 from . import binlog_events as be
 from .binlog_events import UPDATE_ROWS, WRITE_ROWS
 from .binlog_server import BinlogGone, ServerBinlogs
+from .candidates import CERTAIN, SUSPECT, StatementUpdates
 from .destructive import DestructiveRules, Finding
 from .dsn import Dsn
 from .errors import RestoreError
@@ -32,7 +37,8 @@ from .flavor import Flavor
 from .follow import Follower
 from .gtid_continuity import GtidGap
 from .plan import TableStats
-from .walker import QueryStep, RowsStep, TxBegin, TxEnd, Walker
+from .row_images import judge_update
+from .walker import FormatStep, QueryStep, RowsStep, TxBegin, TxEnd, Walker
 
 @dataclass(frozen=True)
 class Alert:
@@ -51,6 +57,7 @@ class Alert:
     server_time: int         # the event's timestamp (the statement's start on the source)
     thread_id: int | None    # the source connection, when the transaction logged a statement (row-only: None)
     detected_at: float       # time.time() when we saw it
+    severity: str = CERTAIN  # "certain": pages the on-call person; "suspect": a notice, pages nobody
 
     @property
     def plan_spec(self) -> str:
@@ -164,7 +171,10 @@ class Watcher(Follower):
         tx: TxBegin | None = None
         stmt_rows: dict[str, list[int]] = {}
         tx_rows: dict[str, list[int]] = {}
+        updates = StatementUpdates()   # the statement's UPDATE row events: a mass UPDATE is judged by its images
+        fde = None
         alerted_tx = False
+        noticed_tx = False             # a suspect was reported in this transaction (a certain one still alerts)
         tx_thread: int | None = None  # from the transaction's statements: row events carry no thread id
         last_watched: RowsStep | None = None
         last_save = time.monotonic()
@@ -178,18 +188,28 @@ class Watcher(Follower):
                         col = 0 if step.event.type in WRITE_ROWS else 1 if step.event.type in UPDATE_ROWS else 2
                         stmt_rows.setdefault(name, [0, 0, 0])[col] += step.rows
                         tx_rows.setdefault(name, [0, 0, 0])[col] += step.rows
+                        if col == 1:
+                            updates.add(step.event, step.tmap)
                         last_watched = step
                     # The statement may end in an unwatched database (a trigger writing an audit
                     # row elsewhere): judge what it did to the watched tables all the same.
                     if step.statement_end:
                         if stmt_rows and not alerted_tx:
                             finding = self._mass(stmt_rows, tx_rows, sizes)
-                            if finding:
-                                alerted_tx = True
-                                self._alert(last_watched, tx, finding, step.annotation or "", tx_thread)
+                            severity = CERTAIN
+                            if finding and finding.reason.startswith("mass UPDATE"):
+                                finding, severity = self._judge(finding, updates, fde, sizes)
+                            if finding and (severity == CERTAIN or not noticed_tx):
+                                alerted_tx = alerted_tx or severity == CERTAIN
+                                noticed_tx = True
+                                self._alert(last_watched, tx, finding, step.annotation or "", tx_thread, severity)
                         stmt_rows = {}
+                        updates.clear()
+                elif kind is FormatStep:
+                    fde = step.fde
                 elif kind is TxBegin:
-                    tx, stmt_rows, tx_rows, alerted_tx, tx_thread = step, {}, {}, False, None
+                    tx, stmt_rows, tx_rows, alerted_tx, noticed_tx, tx_thread = step, {}, {}, False, False, None
+                    updates.clear()
                 elif kind is TxEnd:
                     if self.stopping.is_set():
                         return
@@ -228,7 +248,20 @@ class Watcher(Follower):
             tables[name] = TableStats(snapshot_rows=left + dele - ins)
         return self.rules.rows_finding(big, tables, big)
 
-    def _alert(self, step, tx: TxBegin | None, finding: Finding, statement: str, thread_id: int | None) -> None:
+    @staticmethod
+    def _judge(finding: Finding, updates: StatementUpdates, fde, sizes: "_TableSizes") -> tuple[Finding, str]:
+        """A mass UPDATE, judged from its row images as the planner judges a candidate: does it
+        destroy information (certain) or keep it (suspect)?"""
+        name = f"{finding.database}.{finding.table}"
+        mine = [(e, fde.post_header(e.type) if fde else 10, t) for e, t in updates.events if t.full_name == name]
+        if not mine:
+            return finding, CERTAIN
+        verdict = judge_update(mine, sizes.columns(name))
+        return Finding(f"{finding.reason}; {verdict.detail}", finding.database, finding.table, finding.rows), \
+            (SUSPECT if verdict.severity == SUSPECT else CERTAIN)
+
+    def _alert(self, step, tx: TxBegin | None, finding: Finding, statement: str, thread_id: int | None,
+               severity: str = CERTAIN) -> None:
         ev = step.event
         # file:pos alone repeats after RESET MASTER or a failover: the server id and time tell those apart.
         alert = Alert(key=f"{ev.file}:{ev.pos}:{ev.server_id}:{ev.timestamp}", reason=finding.reason,
@@ -236,7 +269,7 @@ class Watcher(Follower):
                       database=finding.database, table=finding.table, rows=finding.rows, file=ev.file, pos=ev.pos,
                       tx_file=tx.file if tx else ev.file, tx_pos=tx.pos if tx else ev.pos,
                       gtid=str(tx.gtid) if tx and tx.gtid else None, server_time=ev.timestamp,
-                      thread_id=thread_id, detected_at=time.time())
+                      thread_id=thread_id, detected_at=time.time(), severity=severity)
         self.on_alert(alert)
         self._save(alert.tx_file, alert.tx_pos)
 
@@ -256,20 +289,32 @@ class _TableSizes:
         except Exception:
             self.conn = None
 
-    def rows(self, name: str) -> int:
+    def _query(self, sql: str, name: str) -> list[tuple] | None:
+        """Rows of `sql` about table `name` ("db.table"); None when the source cannot be asked."""
         db, _, table = name.partition(".")
         for _attempt in range(2):  # a connection the server dropped while idle: once more on a new one
             try:
                 if self.conn is None:
                     self.conn = self.dsn.connect()
                 with self.conn.cursor() as cur:
-                    cur.execute("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s "
-                                "AND TABLE_NAME=%s", (db, table))
-                    row = cur.fetchone()
-                return int(row[0] or 0) if row else 0
+                    cur.execute(sql, (db, table))
+                    return list(cur.fetchall())
             except Exception:
                 self.close()
-        return 0  # no estimate must not stop the watch: treat the table as emptied (alert rather than miss)
+        return None
+
+    def rows(self, name: str) -> int:
+        found = self._query("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s "
+                            "AND TABLE_NAME=%s", name)
+        # No estimate must not stop the watch: treat the table as emptied (alert rather than miss).
+        return int(found[0][0] or 0) if found else 0
+
+    def columns(self, name: str) -> list[str]:
+        """The table's column names, to say which columns a mass UPDATE rewrote (only then asked);
+        without them the verdict stands, its columns numbered."""
+        found = self._query("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=%s "
+                            "AND TABLE_NAME=%s ORDER BY ORDINAL_POSITION", name)
+        return [r[0] for r in found or ()]
 
     def close(self) -> None:
         if self.conn is not None:
