@@ -1,6 +1,7 @@
 """Who is on call (weekly rotation, `/oncall set`, RESTORE_BOT_ONCALL) and how an unacknowledged alert escalates."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import date
 
@@ -159,3 +160,36 @@ def test_a_drill_that_crashes_still_tells_the_channel_and_the_oncall_person(tmp_
     assert len(events) == 1 and "internal error: KeyError" in events[0] and "worker's log" in events[0], events
     assert "<@UFALL> (on call)" in events[0], events
 
+
+
+def test_an_alert_store_written_before_severities_opens_and_its_alerts_still_escalate(tmp_path):
+    """Issue 10 added columns to the alerts table (severity, and what an operator marked the event):
+    a store file of the earlier layout, with a recorded alert whose body has no severity, opens
+    (the columns are added), that alert still counts as certain, and it is marked and read back."""
+    import json
+    import sqlite3
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE watch_position (source TEXT PRIMARY KEY, file TEXT NOT NULL, pos INTEGER NOT NULL);
+        CREATE TABLE alerts (key TEXT PRIMARY KEY, source TEXT NOT NULL, reason TEXT NOT NULL, oncall TEXT, ts TEXT,
+            channel TEXT, created REAL NOT NULL, acked_by TEXT, escalations INTEGER NOT NULL DEFAULT 0, body TEXT);
+        CREATE TABLE oncall_override (id INTEGER PRIMARY KEY CHECK (id = 1), user TEXT NOT NULL, since REAL);""")
+    body = {k: v for k, v in _alert(100).__dict__.items() if k != "severity"}
+    old.execute("INSERT INTO alerts (key, source, reason, oncall, ts, channel, created, body) VALUES (?,?,?,?,?,?,?,?)",
+                (body["key"], "mysql://src", body["reason"], "UA", "1.000001", "CINC", time.time(), json.dumps(body)))
+    old.commit()
+    old.close()
+    store = AlertStore(str(path), "mysql://src")
+    AlertStore(str(path), "mysql://src")          # a second process opening it: nothing to add any more
+    info = store.get(body["key"])
+    assert info["severity"] == "certain" and info["marked"] is None and info["event"]["tx_pos"] == body["tx_pos"]
+    assert store.unacknowledged(0) == [body["key"]]
+    assert store.mark(body["key"], "expected", "UB") and not store.mark(body["key"], "expected", "UB")
+    info = store.get(body["key"])
+    assert (info["marked"], info["marked_by"], info["acked_by"]) == ("expected", "UB", "UB")
+    assert store.unacknowledged(0) == []           # marking it answers it: escalation stops
+    suspect = dataclasses.replace(_alert(200), severity="suspect")
+    assert store.claim(suspect, None) and store.get(suspect.key)["severity"] == "suspect"
+    store.posted(suspect.key, "CINC", "2.000001")
+    assert store.unacknowledged(0) == []           # a notice never escalates, also after a restart

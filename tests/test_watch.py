@@ -226,6 +226,46 @@ def test_unacknowledged_alert_escalates(slack, tmp_path):
     assert escalations and escalations[0][0] >= 2
 
 
+def test_suspect_mass_update_is_a_notice_that_pages_nobody_and_does_not_escalate(slack, tmp_path):
+    """Issue 10: a mass UPDATE whose row images show it keeps information (one column set from
+    another, a counter bumped) is a notice: no mention, no Acknowledge, no escalation; one that
+    destroys information, and a statement-form UPDATE without WHERE (no images: cannot be judged
+    live), page as before; a statement-form UPDATE with a WHERE is not reported at all."""
+    with Sandbox(binlog=True, binlog_format="ROW") as src:
+        with src.connect() as conn, conn.cursor() as cur:
+            _setup(cur)
+            cur.execute("ALTER TABLE club.members ADD COLUMN display VARCHAR(20) NULL, ADD COLUMN n INT NOT NULL DEFAULT 0")
+        with Running(src, slack, tmp_path / "s.sqlite3", escalate_after=0.7) as run, \
+                src.connect() as conn, conn.cursor() as cur:
+            cur.execute("UPDATE club.members SET display = name, n = n + 1")     # keeps information: suspect
+            cur.execute("SET SESSION binlog_format = 'STATEMENT'")
+            cur.execute("UPDATE club.members SET n = 0 WHERE id > 0 AND id < 100")  # a WHERE: not reported
+            cur.execute("UPDATE club.members SET n = n + 1")                       # no WHERE, no images: certain
+            cur.execute("SET SESSION binlog_format = 'ROW'")
+            cur.execute("UPDATE club.posts SET title = 'spam'")                    # destroys titles: certain
+            got = slack.wait_for(lambda calls: len(p := [c for c in calls if c.method == "chat.postMessage"
+                                                         and not c.thread_ts]) >= 3 and p,
+                                 timeout=20, what="two alerts and a notice")
+            time.sleep(3.0)   # four escalation intervals: the pages escalate, the notice must not
+            calls = slack.snapshot()
+            severities = dict(run.store._db().execute("SELECT reason, severity FROM alerts").fetchall())
+    assert len(got) == 3, FakeSlack.describe(got)
+    notice, statement, spam = got
+    assert notice.text.startswith("🔎 Notice") and "club.members" in notice.text, notice.text
+    assert "<@" not in notice.text and "<!subteam" not in notice.text, notice.text
+    assert "without destroying information: display (" in notice.text, notice.text   # why, naming the column
+    buttons = [e["action_id"] for b in notice.body["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert buttons == ["alert_expected", "alert_incident", "alert_plan"], buttons
+    assert "🚨 <@UKIM>" in statement.text and "UPDATE without WHERE on club.members" in statement.text, statement.text
+    assert "🚨 <@UKIM>" in spam.text and "mass UPDATE on club.posts" in spam.text and "overwrites" in spam.text
+    for page in (statement, spam):
+        actions = [e["action_id"] for b in page.body["blocks"] if b["type"] == "actions" for e in b["elements"]]
+        assert actions == ["alert_ack", "alert_expected", "alert_incident", "alert_plan"], actions
+        assert any("⏰" in c.text for c in calls if c.thread_ts == page.ts), f"{page.text} did not escalate"
+    assert not [c for c in calls if c.thread_ts == notice.ts], FakeSlack.describe(calls)
+    assert sorted(severities.values()) == ["certain", "certain", "suspect"], severities
+
+
 def _watch_settings(store_path, nice=0):
     return SimpleNamespace(store_path=store_path, slack=SimpleNamespace(channel="CINC"),
                            watch=SimpleNamespace(databases=("club",), mass_fraction=0.9, mass_min_rows=10, nice=nice),
