@@ -62,7 +62,7 @@ class SourceSettings:
             raise RestoreError("no binlog source is configured", hint="set [source] binlogs in the config")
         if isinstance(s, Path):
             return str(s)
-        auth = quote(s.user, safe="") + (":" + quote(s.password, safe="")) * bool(s.password)
+        auth = quote(s.user, safe="") + (":" + quote(s.password, safe="") if s.password else "")  # None: no password
         return f"mysql://{auth}@{s.host}:{s.port}" + f"?unix_socket={s.unix_socket}" * bool(s.unix_socket)
 
 

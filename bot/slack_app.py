@@ -221,7 +221,7 @@ def build_bolt_app(settings, store: JobStore, handler: RestoreHandler, client: W
             user, spec = body["user"]["id"], body["actions"][0]["value"]
             REQUESTS.labels("alert_plan").inc()
             chan = (body.get("channel") or {}).get("id") or channel
-            handler.handle(Command("plan", user, stop_before=spec, origin="slack"),
+            handler.handle(Command("plan", user, stop_before=spec, origin="slack", chosen=True),
                            SlackReplier(client, chan, user, announce=channel))
     return app
 

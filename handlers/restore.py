@@ -186,7 +186,10 @@ class RestoreHandler:
                 return
             had = self.store.clear_choice()
             self.store.audit(cmd.user, "cleared choice", None)
-            reply.say(messages.CHOICE_CLEARED.format(user=cmd.user) if had else messages.CHOICE_NONE)
+            if had:
+                reply.say(messages.CHOICE_CLEARED.format(user=cmd.user))
+            else:
+                reply.ephemeral(messages.CHOICE_NONE)
             return
         choice = self.store.choice()
         lines = [messages.CHOICE_SHOW.format(user=choice["user"], why=choice["why"], what=_choice_text(choice))

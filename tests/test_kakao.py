@@ -326,6 +326,35 @@ def test_prod_approved_by_second_kakao_user(bot, recorder, prod, incident):
     assert len(recorder.at("/cb/prod")) == 1
 
 
+def test_plan_candidates_come_as_quick_replies_that_send_stop_and_skip(bot, recorder):
+    """Issue 10: a finished plan's answer lists its candidates; its quick replies send the typed
+    forms of the Slack card's buttons (`/restore plan stop=GTID`, `skip=GTID`), which the parser
+    takes in KakaoTalk as everywhere."""
+    store, say = bot["store"], bot["say"]
+    say("/restore plan", callback=recorder.url("/cb/candidates"))
+    calls = wait_for(lambda: recorder.at("/cb/candidates"), timeout=60)
+    cb = json.loads(calls[0]["body"])
+    plan_job = store.jobs(kind="plan", limit=1)[0]
+    drop = plan_job.result["plan"]["candidates"][-1]
+    assert "DROP DATABASE club" in drop["reason"] and drop["chosen"], plan_job.result["plan"]["candidates"]
+    text = text_of(cb)
+    assert "Disaster candidates (1)" in text and f"certain ← the stop {drop['gtid']}" in text, text
+    replies = {q["label"]: q["messageText"] for q in cb["template"]["quickReplies"]}
+    assert replies["Stop #1"] == f"/restore plan stop={drop['gtid']}", replies
+    assert replies["Skip #1"] == f"/restore plan skip={drop['gtid']}", replies
+    assert all(len(label) <= 14 for label in replies)
+
+    say(replies["Skip #1"])   # as a tap on the quick reply sends it
+    skipped = store.jobs(kind="plan", limit=1)[0]
+    assert skipped.args == {"stop_before": "auto", "skips": [drop["gtid"]]}, skipped.args
+    done = finished(store, skipped.id)
+    assert done.state == "succeeded", done.error
+    assert [s["gtid"] for s in done.result["plan"]["skips"]] == [drop["gtid"]] and done.result["plan"]["stop"] is None
+    say(f"restore plan stop={drop['tx_file']}:{drop['tx_pos']}")   # file:pos, without the slash
+    typed = finished(store, store.jobs(kind="plan", limit=1)[0].id)
+    assert typed.state == "succeeded" and typed.result["plan"]["stop"]["gtid"] == drop["gtid"], typed.error
+
+
 # -- the webhook poster on its own ----------------------------------------------------------------
 
 def test_webhook_retries_5xx_signs_and_sends_state_changes_only(recorder):
