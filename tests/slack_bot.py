@@ -154,6 +154,24 @@ class Bot:
         return self.log_text()[-n:]
 
 
+def shut_down(bot: Bot, fake: FakeSlack, work: Path, owned) -> None:
+    """End of a module's world: the bot and all it started, the fake (its record kept in
+    `work/slack-calls.txt` for post-mortems), the bot's private temp dir."""
+    bot.stop()
+    time.sleep(0.5)
+    bot.sweep()
+    fake.stop()
+    (work / "slack-calls.txt").write_text(FakeSlack.describe(fake.snapshot(), width=None))
+    owned.remove()
+
+
+def up(world: "World") -> "World":
+    """The shared world, with a serve process that is up (a failed scenario may have left it down)."""
+    if world.bot.proc is None or world.bot.proc.poll() is not None:
+        world.bot.start()
+    return world
+
+
 class World:
     """What the scenarios use: the bot, the fake Slack, signed requests, the job store, the servers."""
 

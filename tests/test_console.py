@@ -12,6 +12,25 @@ from conftest import checksums, copy_binlogs, dump
 from restore.sandbox import Sandbox
 
 
+def _session(tmp_path, snap, binlogs, prod, *, ask) -> tuple[ConsoleSession, io.StringIO]:
+    """A console session as user "lee" over a config with these snapshots and binlogs and a prod
+    target; `ask` answers the approval prompt; what it prints goes to the StringIO."""
+    config = tmp_path / "restore-bot.toml"
+    config.write_text(f"""
+[source]
+snapshots = ["{snap}"]
+binlogs = "{binlogs}"
+[targets.prod]
+dsn = "mysql://root@127.0.0.1:{prod.port}?unix_socket={prod.socket}"
+[store]
+path = "{tmp_path / 'jobs.sqlite3'}"
+""")
+    settings = load_settings(str(config), env={})
+    out = io.StringIO()
+    return ConsoleSession(settings, JobStore(settings.store_path), OpenAccess(), user="lee",
+                          console=Console(file=out, width=400), ask=ask), out
+
+
 def test_console_plan_stage_prod(tmp_path):
     with Sandbox(binlog=True, binlog_format="ROW") as src:
         with src.connect() as conn, conn.cursor() as cur:
@@ -27,21 +46,8 @@ def test_console_plan_stage_prod(tmp_path):
         binlogs = copy_binlogs(src, tmp_path / "binlogs")
 
     with Sandbox() as prod:
-        config = tmp_path / "restore-bot.toml"
-        config.write_text(f"""
-[source]
-snapshots = ["{snap}"]
-binlogs = "{binlogs}"
-[targets.prod]
-dsn = "mysql://root@127.0.0.1:{prod.port}?unix_socket={prod.socket}"
-[store]
-path = "{tmp_path / 'jobs.sqlite3'}"
-""")
-        settings = load_settings(str(config), env={})
-        out = io.StringIO()
         answers = iter(["kim"])  # the second operator's name at the approval prompt
-        session = ConsoleSession(settings, JobStore(settings.store_path), OpenAccess(), user="lee",
-                                 console=Console(file=out, width=200), ask=lambda prompt: next(answers))
+        session, out = _session(tmp_path, snap, binlogs, prod, ask=lambda prompt: next(answers))
         with session:
             plan = session.wait(session.run_line("plan"), timeout=120)
             stage = session.wait(session.run_line("stage"), timeout=120)
@@ -78,20 +84,7 @@ def test_console_lists_the_candidates_and_takes_stop_and_skip(tmp_path):
         binlogs = copy_binlogs(src, tmp_path / "binlogs")
 
     with Sandbox() as prod:
-        config = tmp_path / "restore-bot.toml"
-        config.write_text(f"""
-[source]
-snapshots = ["{snap}"]
-binlogs = "{binlogs}"
-[targets.prod]
-dsn = "mysql://root@127.0.0.1:{prod.port}?unix_socket={prod.socket}"
-[store]
-path = "{tmp_path / 'jobs.sqlite3'}"
-""")
-        settings = load_settings(str(config), env={})
-        out = io.StringIO()
-        session = ConsoleSession(settings, JobStore(settings.store_path), OpenAccess(), user="lee",
-                                 console=Console(file=out, width=400), ask=lambda prompt: "kim")
+        session, out = _session(tmp_path, snap, binlogs, prod, ask=lambda prompt: "kim")
         with session:
             first = session.wait(session.run_line("plan"), timeout=120)
             listing = out.getvalue()

@@ -152,3 +152,47 @@ def test_abort_and_history(env):
     assert running.abort_requested and running.state == "running"
     _, rec = run("history")
     assert "abort" in rec.private[0] and "UOPS1" in rec.private[0]
+
+
+def test_saved_choice_and_expected_events_decide_what_commands_do_not_type(env):
+    """Issue 10: a plan card's button or an alert's *This is the incident* saves the operators'
+    choice; plan, stage and prod that type no stop or skip use it (and say so); typed ones are
+    decided by what they type; events marked Expected go with every job; the prod gate compares all of it."""
+    store, run, _ = env
+    rec = Recorder()
+    handler = RestoreHandler(store, Access(), channel="CINC", has_prod=True)
+    card = store.create("plan", "-", "UOPS1", args={"stop_before": "auto", "skips": []})
+    assert handler.choose("USTRANGER", card.id, "stop", "0-1-40", rec) is None and store.choice() is None
+    chosen = handler.choose("UOPS1", card.id, "stop", "0-1-40", rec, where="binlog.000001:900")
+    assert chosen.args == {"stop_before": "0-1-40", "skips": []}
+    assert "chose: stop before binlog.000001:900" in rec.public[0] and "`0-1-40`" in rec.public[0]
+    skipped = handler.choose("UOPS2", chosen.id, "skip", "0-1-7", rec)
+    assert skipped.args == {"stop_before": "0-1-40", "skips": ["0-1-7"]}
+    assert handler.choose("UOPS2", skipped.id, "skip", "0-1-40", rec, chosen=True).args == \
+        {"stop_before": "auto", "skips": ["0-1-7", "0-1-40"]}   # skipping the stop: the bot finds the next
+    handler.choose("UOPS2", skipped.id, "stop", "0-1-7", rec)   # stopping at a skipped one: no longer skipped
+    assert store.choice()["stop"] == "0-1-7" and store.choice()["skips"] == []
+
+    assert handler.mark_incident("UOPS1", {"tx_file": "binlog.000002", "tx_pos": 4711, "gtid": None},
+                                 "DROP TABLE club.posts", rec) == "binlog.000002:4711"
+    assert handler.mark_expected("UOPS1", {"tx_file": "binlog.000001", "tx_pos": 300, "gtid": "0-1-3"},
+                                 "UPDATE without WHERE", rec)
+    assert not handler.mark_expected("USTRANGER", {"tx_file": "b", "tx_pos": 4, "gtid": None}, "x", rec)
+    assert store.expected() == ["0-1-3", "binlog.000001:300"]
+    stage, rec = run("stage")
+    assert stage.args == {"stop_before": "binlog.000002:4711", "skips": [], "expected": ["0-1-3", "binlog.000001:300"]}
+    assert any("Using the choice <@UOPS1> made (this is the incident: DROP TABLE club.posts)" in t for t in rec.private)
+    _stage_succeeded(store, stage.id)
+    job, _ = run("prod stop=auto")   # typed: not the plan stage verified
+    assert job is None
+    job, _ = run("prod")
+    assert job.stage_job == stage.id and job.args == stage.args
+    typed, _ = run("plan stop=end skip=0-1-9")
+    assert typed.args == {"stop_before": "end", "skips": ["0-1-9"], "expected": ["0-1-3", "binlog.000001:300"]}
+    _, rec = run("choice")
+    assert "binlog.000002:4711" in rec.private[0] and "0-1-3" in rec.private[0], rec.private
+    _, rec = run("choice clear")
+    assert "cleared" in rec.public[0] and store.choice() is None
+    assert run("plan")[0].args["stop_before"] == "auto"
+    actions = [e["action"] for e in store.audit_log()]
+    assert {"chose", "marked incident", "marked expected", "cleared choice"} <= set(actions)

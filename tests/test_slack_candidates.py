@@ -24,7 +24,7 @@ from conftest import checksums, dump
 from fake_slack import FakeSlack, SlackSigner
 from restore.leftovers import OwnedDir
 from restore.sandbox import Sandbox
-from slack_bot import APP1, CHANNEL, NOBODY, OPS1, OPS2, Bot, World
+from slack_bot import APP1, CHANNEL, NOBODY, OPS1, OPS2, Bot, World, shut_down, up
 
 DB = "club"
 ONCALL = "UKIM"
@@ -99,19 +99,12 @@ path = {json.dumps(str(store))}
             w.alert_posts = fake.wait_for(lambda calls: len(a := _alerts(calls)) >= 3 and a, 30, "three alerts")
             yield w
         finally:
-            bot.stop()
-            time.sleep(0.5)
-            bot.sweep()
-            fake.stop()
-            (work / "slack-calls.txt").write_text(FakeSlack.describe(fake.snapshot(), width=None))
-            owned.remove()
+            shut_down(bot, fake, work, owned)
 
 
 @pytest.fixture
 def w(world):
-    if world.bot.proc is None or world.bot.proc.poll() is not None:
-        world.bot.start()
-    return world
+    return up(world)
 
 
 # -- helpers -----------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from fake_slack import FakeSlack, SlackSigner, sign
 from restore.leftovers import OwnedDir
 from restore.sandbox import Sandbox
 from slack_bot import (ACK_SECONDS, APP1, CHANNEL, JOB_TIMEOUT, NOBODY, OPS1, OPS2, Bot, World, http_get,
-                       running)
+                       running, shut_down, up)
 
 DB = "club"
 TXNS = 100_000          # small transactions after the dump
@@ -136,20 +136,12 @@ path = {json.dumps(str(store))}
         yield World(bot, fake, SlackSigner(bot.url, secret, fake), secret, token, store, incident, prod,
                     db_password)
     finally:
-        bot.stop()
-        time.sleep(0.5)
-        bot.sweep()
-        fake.stop()
-        (work / "slack-calls.txt").write_text(FakeSlack.describe(fake.snapshot(), width=None))   # for post-mortems
-        owned.remove()
+        shut_down(bot, fake, work, owned)
 
 
 @pytest.fixture
 def w(world):
-    """The shared world, with a serve process that is up (a failed scenario may have left it down)."""
-    if world.bot.proc is None or world.bot.proc.poll() is not None:
-        world.bot.start()
-    return world
+    return up(world)
 
 
 # -- requests Slack would never have signed --------------------------------------------------------
