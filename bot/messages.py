@@ -53,6 +53,7 @@ ALERT_UNKNOWN = "I have no record of that alert any more; use `/restore plan sto
 CANDIDATES_HEAD = "*Disaster candidates* ({n}):"
 CANDIDATES_MORE = "… and {n} more (not shown: type `/restore plan stop=SPEC` or `skip=SPEC`)"
 CANDIDATES_LEFT_OUT = "… and {n} more suspects the plan did not list"
+IF_NOT_DESTRUCTIVE = "If the replay judges that stop not destructive, it goes on and {then}"
 CANDIDATE_HINT = "Type `/restore plan stop=SPEC` or `skip=SPEC` with a candidate's GTID or file:pos to choose."
 STOP_BUTTON = "Stop before this one"
 SKIP_BUTTON = "Skip only this one"

@@ -60,6 +60,17 @@ def line(number: int, cand: dict) -> str:
             f"{cand.get('time') or '-'} · {cand['reason'][:240]}")
 
 
+def later_lines(plan: dict) -> list[str]:
+    """Where the replay goes on to if it judges a stop "judged at replay" not destructive."""
+    out = []
+    for later in plan.get("if_judged_not_destructive") or []:
+        stop = later.get("stop")
+        out.append(messages.IF_NOT_DESTRUCTIVE.format(
+            then=f"stops before `{stop['tx_file']}:{stop['tx_pos']}`: {stop['reason'][:200]}" if stop
+            else f"replays to `{later['end']['file']}:{later['end']['pos']}`"))
+    return out
+
+
 def candidates_text(job: Job) -> str:
     """The list as text (console, KakaoTalk, Slack's notification text); empty when there is none."""
     plan = plan_doc(job)
@@ -67,7 +78,7 @@ def candidates_text(job: Job) -> str:
         return ""
     cands = plan["candidates"]
     listed = shown(cands)
-    lines = [messages.CANDIDATES_HEAD.format(n=len(cands))] + [line(n, c) for n, c in listed]
+    lines = [messages.CANDIDATES_HEAD.format(n=len(cands))] + [line(n, c) for n, c in listed] + later_lines(plan)
     if len(cands) > len(listed):
         lines.append(messages.CANDIDATES_MORE.format(n=len(cands) - len(listed)))
     if plan.get("candidates_left_out"):
@@ -113,7 +124,9 @@ def slack_blocks(job: Job, head: str) -> list[dict] | None:
             buttons.append({"type": "button", "action_id": SKIP_ACTION, "value": value,
                             "text": {"type": "plain_text", "text": messages.SKIP_BUTTON}})
         blocks.append({"type": "actions", "block_id": f"cand-{job.id}-{number}", "elements": buttons})
-    more = [messages.CANDIDATES_MORE.format(n=len(cands) - len(listed))] if len(cands) > len(listed) else []
+    more = later_lines(plan)
+    if len(cands) > len(listed):
+        more.append(messages.CANDIDATES_MORE.format(n=len(cands) - len(listed)))
     if plan.get("candidates_left_out"):
         more.append(messages.CANDIDATES_LEFT_OUT.format(n=plan["candidates_left_out"]))
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn",

@@ -208,6 +208,8 @@ def test_plan_card_lists_the_candidates_with_buttons(w):
     for cand in (fill, bump, drop):
         assert f"{cand['file']}:{cand['pos']}" in text and cand["gtid"] in text, (cand, text)
     assert "← *the stop*" in text and "*judged at replay*" in text and "*suspect*" in text and "*certain*" in text
+    assert f"judges that stop not destructive, it goes on and stops before `{drop['tx_file']}:{drop['tx_pos']}`" \
+        in text, text
     buttons = _buttons(card)
     stops = [json.loads(b["value"]) for b in buttons["candidate_stop"]]
     assert [s["spec"] for s in stops] == [c["gtid"] for c in plan["candidates"]], stops
