@@ -11,6 +11,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from .errors import BinlogError
+
 HEADER_LEN = 19
 MAGIC = b"\xfebin"
 
@@ -72,7 +74,9 @@ UPDATE_ROWS_COMPRESSED = 170
 DELETE_ROWS_COMPRESSED = 171
 
 WRITE_ROWS = frozenset({WRITE_ROWS_V1, WRITE_ROWS_V2})
-UPDATE_ROWS = frozenset({UPDATE_ROWS_V1, UPDATE_ROWS_V2})
+# MySQL's PARTIAL_UPDATE_ROWS (binlog_row_value_options=PARTIAL_JSON) is an UPDATE whose after-image
+# may hold a JSON column as a diff: counted as an update, replayed only into MySQL.
+UPDATE_ROWS = frozenset({UPDATE_ROWS_V1, UPDATE_ROWS_V2, PARTIAL_UPDATE_ROWS})
 DELETE_ROWS = frozenset({DELETE_ROWS_V1, DELETE_ROWS_V2})
 ROWS_EVENTS = WRITE_ROWS | UPDATE_ROWS | DELETE_ROWS
 
@@ -83,9 +87,11 @@ PASSIVE = frozenset({
     GTID_LIST,
 })
 
+# Every type number a server of ours writes; others are damage, unless flagged ignorable.
+KNOWN_TYPES = frozenset(range(GTID_TAGGED + 1)) | frozenset(range(ANNOTATE_ROWS, DELETE_ROWS_COMPRESSED + 1))
+
 # What we cannot apply exactly, with the reason the operator sees.
 UNSUPPORTED = {
-    TRANSACTION_PAYLOAD: "a compressed transaction (MySQL binlog_transaction_compression=ON)",
     QUERY_COMPRESSED: "a compressed statement (MariaDB log_bin_compress=ON)",
     WRITE_ROWS_COMPRESSED_V1: "compressed row events (MariaDB log_bin_compress=ON)",
     UPDATE_ROWS_COMPRESSED_V1: "compressed row events (MariaDB log_bin_compress=ON)",
@@ -94,7 +100,6 @@ UNSUPPORTED = {
     UPDATE_ROWS_COMPRESSED: "compressed row events (MariaDB log_bin_compress=ON)",
     DELETE_ROWS_COMPRESSED: "compressed row events (MariaDB log_bin_compress=ON)",
     START_ENCRYPTION: "an encrypted binlog (encrypt_binlog=ON); it can only be read through the server",
-    PARTIAL_UPDATE_ROWS: "a partial JSON update (MySQL binlog_row_value_options=PARTIAL_JSON)",
     XA_PREPARE: "an XA transaction",
     INCIDENT: "an INCIDENT event: the source server itself marked its binlog as incomplete here",
     BEGIN_LOAD_QUERY: "LOAD DATA in statement format",
@@ -113,6 +118,8 @@ UNSUPPORTED = {
 
 STMT_END_F = 0x0001  # rows-event flag: last event of its statement
 LOG_EVENT_ARTIFICIAL_F = 0x0020
+# A reader that does not know the event's type may pass over it (MySQL 5.6+; Aurora writes type 100 so).
+LOG_EVENT_IGNORABLE_F = 0x0080
 
 _HEADER = struct.Struct("<IBIIIH")
 
@@ -142,6 +149,21 @@ class RawEvent:
     @property
     def where(self) -> str:
         return f"{self.file}:{self.pos}"
+
+
+@dataclass(slots=True)
+class InnerEvent(RawEvent):
+    """An event of a MySQL compressed transaction (TRANSACTION_PAYLOAD): `pos` is the payload
+    event's, as `mysqlbinlog` reports it, and `end` where the event after the payload starts.
+    `data` is as a plain event of the file: when the file has checksums, a CRC32 is appended (the
+    server drops an event's last four bytes in a `BINLOG` statement after a format description
+    announcing checksums)."""
+
+    outer_end: int = 0
+
+    @property
+    def end(self) -> int:
+        return self.outer_end
 
 
 # parse_header(buf, offset=0) -> (timestamp, type, server_id, size, next_pos, flags).
@@ -331,3 +353,109 @@ def read_lenenc(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
     if first == 0xFE:
         return struct.unpack_from("<Q", buf, pos + 1)[0], pos + 9
     raise ValueError(f"bad length-encoded integer 0x{first:02x}")
+
+
+# -- MySQL 8 compressed transactions (TRANSACTION_PAYLOAD, binlog_transaction_compression=ON) ----
+# The body is a header of (type, length, value) fields, each a length-encoded integer, up to a 0,
+# then the payload: the transaction's events back to back (no CRC32 of their own, end_log_pos 0),
+# compressed as one zstd frame or not at all. See MySQL's binary_log::codecs::binary::Transaction_payload.
+_PAYLOAD_SIZE, _PAYLOAD_COMPRESSION, _PAYLOAD_UNCOMPRESSED = 1, 2, 3
+_COMPRESSION_ZSTD, _COMPRESSION_NONE = 0, 255
+_PAYLOAD_READ = 1 << 20   # decompressed bytes taken at a time: memory stays at this plus one event
+
+
+class PayloadError(BinlogError):
+    """A compressed transaction that cannot be read; `event` is the TRANSACTION_PAYLOAD event."""
+
+    def __init__(self, event: RawEvent, detail: str) -> None:
+        super().__init__(
+            f"{event.file}: the compressed transaction (TRANSACTION_PAYLOAD event) at position {event.pos} "
+            f"cannot be read: {detail}", where=event.where,
+            hint=(f"stop before it with --stop-before {event.where}; its CRC32 matches, so the file is most likely "
+                  "intact: report this (with the file) as a restore-bot bug") if event.checksum else
+                 (f"copy {event.file} again from the server or the archive; if the server's copy is damaged too, "
+                  f"stop before it with --stop-before {event.where}"))
+        self.event = event
+
+
+def parse_payload_header(ev: RawEvent) -> tuple[int, int, int, int]:
+    """(compression type, payload size, uncompressed size, where the payload starts in ev.data)."""
+    body = ev.body
+    pos, fields = 0, {}
+    try:
+        while True:
+            kind, pos = read_lenenc(body, pos)
+            if kind == 0:
+                break
+            length, pos = read_lenenc(body, pos)
+            if kind in (_PAYLOAD_SIZE, _PAYLOAD_COMPRESSION, _PAYLOAD_UNCOMPRESSED):
+                fields[kind], pos = read_lenenc(body, pos)
+            else:
+                pos += length   # a field of a later version: skipped, as the server does
+    except (IndexError, ValueError, struct.error) as exc:
+        raise PayloadError(ev, f"its header does not decode ({type(exc).__name__}: {exc})") from None
+    payload = len(body) - pos
+    compression = fields.get(_PAYLOAD_COMPRESSION, _COMPRESSION_NONE)
+    size = fields.get(_PAYLOAD_SIZE, payload)
+    if size != payload:
+        raise PayloadError(ev, f"its header announces {size} bytes of payload, the event holds {payload}")
+    if compression not in (_COMPRESSION_ZSTD, _COMPRESSION_NONE):
+        raise PayloadError(ev, f"compression type {compression} is unknown (MySQL writes 0, zstd)")
+    return compression, size, fields.get(_PAYLOAD_UNCOMPRESSED, size) or size, HEADER_LEN + pos
+
+
+def payload_events(ev: RawEvent):
+    """The events of a TRANSACTION_PAYLOAD event, as InnerEvents, decompressed a piece at a time.
+    Raises PayloadError (naming the payload event) for anything that does not add up."""
+    compression, size, expected, start = parse_payload_header(ev)
+    payload = memoryview(ev.data)[start:start + size]
+    return _inner_events(ev, compression, payload, expected)
+
+
+def _inner_events(ev: RawEvent, compression: int, payload: memoryview, expected: int):
+    if compression == _COMPRESSION_ZSTD:
+        import zstandard   # only binlogs of MySQL 8.0.20+ with binlog_transaction_compression=ON need it
+        try:
+            reader = zstandard.ZstdDecompressor().stream_reader(payload, read_across_frames=True)
+        except zstandard.ZstdError as exc:
+            raise PayloadError(ev, f"zstd: {exc}") from None
+        read, errors = reader.read, zstandard.ZstdError
+    else:
+        plain = bytes(payload)
+        read, errors, plain_pos = None, (), 0
+    file, pos, end, checksum = ev.file, ev.pos, ev.end, ev.checksum
+    buf, off, total = b"", 0, 0
+    done = False
+    while True:
+        if len(buf) - off < HEADER_LEN or len(buf) - off < int.from_bytes(buf[off + 9:off + 13], "little"):
+            if done:
+                break
+            try:
+                if read is not None:
+                    more = read(_PAYLOAD_READ)
+                else:
+                    more, plain_pos = plain[plain_pos:plain_pos + _PAYLOAD_READ], plain_pos + _PAYLOAD_READ
+            except errors as exc:
+                raise PayloadError(ev, f"zstd: {exc}") from None
+            if not more:
+                done = True
+            buf, off = buf[off:] + more, 0
+            continue
+        ts, etype, server_id, ev_size, _, flags = _HEADER.unpack_from(buf, off)
+        if ev_size < HEADER_LEN:
+            raise PayloadError(ev, f"its event at offset {total} of the transaction says it is {ev_size} bytes long")
+        if etype == TRANSACTION_PAYLOAD:
+            raise PayloadError(ev, f"it holds another compressed transaction (at offset {total})")
+        data = buf[off:off + ev_size]
+        off += ev_size
+        total += ev_size
+        if checksum:
+            fixed = bytearray(data)
+            fixed[9:13] = (ev_size + 4).to_bytes(4, "little")
+            fixed += zlib.crc32(fixed).to_bytes(4, "little")
+            data = bytes(fixed)
+        yield InnerEvent(file, pos, ts, etype, server_id, flags, data, checksum, end)
+    if len(buf) - off:
+        raise PayloadError(ev, f"its last event is cut short: {len(buf) - off} bytes after offset {total}")
+    if total != expected:
+        raise PayloadError(ev, f"it holds {total} bytes of events, its header announces {expected}")

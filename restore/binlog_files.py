@@ -1,8 +1,10 @@
 """Reads archived binlog files offline: no server needed.
 
 Every event is checked as it is read: framing, next-position, CRC32 when the file announces
-checksums, and a type we know how to treat. Anything that cannot be read exactly stops the
-run with the file and position at fault. A truncated last event in the newest file (what a
+checksums, and a type we know how to treat (or one its server flagged ignorable). Anything that
+cannot be read exactly stops the run with the file and position at fault. Relay logs (a replica's
+`*-relay-bin.NNNNNN`) are read too: their events keep the source's positions, so there only the
+chain of event sizes is checked, and positions are offsets in the relay file. A truncated last event in the newest file (what a
 crashed server leaves) is not an error by itself: the reader records it and ends, so that
 everything complete before it stays usable; the planner decides and reports.
 """
@@ -21,6 +23,7 @@ from .errors import BinlogError
 from .gtid_continuity import TRACKED, GtidContinuity
 
 _NAME = re.compile(r"^(?P<base>.+)\.(?P<num>\d{6,})$")
+_RELAY_NAME = re.compile(r"relay-(?:bin|log)", re.I)   # host-relay-bin.000001, mysqld-relay-bin.000001
 _BLOCK = 4 << 20
 _MAX_EVENT = (1 << 30) + 64  # max_allowed_packet's ceiling plus headroom: larger is corruption
 
@@ -32,7 +35,7 @@ class Truncation:
     reason: str
 
 
-_KNOWN_TYPES = frozenset(range(be.GTID_TAGGED + 1)) | frozenset(range(be.ANNOTATE_ROWS, be.DELETE_ROWS_COMPRESSED + 1))
+_KNOWN_TYPES = be.KNOWN_TYPES
 # Types the scan loop passes without a second look (the others go through _check_header).
 _PLAIN_TYPES = _KNOWN_TYPES - {be.START_ENCRYPTION}
 
@@ -157,6 +160,13 @@ class BinlogDirectory:
             tracked, feed = TRACKED, gtids.feed
             looked_into = TRACKED | {fde_type}   # one test per event finds the few read for themselves
             etype = None
+            # A relay log keeps the source's end_log_pos in its events: the chain of event sizes is
+            # checked (it must reach the file's end) but not the positions. Known by its name, or by
+            # its start: a ROTATE from another server (the source's) than the one whose format
+            # description opens the file (the replica's).
+            relay = _RELAY_NAME.search(name) is not None
+            own_id: int | None = None    # server id of the file's first format description
+            sourced = False              # a ROTATE of another server was seen
             while pos < size:
                 if len(buf) - off < hlen:
                     buf, off = buf[off:] + fh.read(_BLOCK), 0
@@ -170,7 +180,11 @@ class BinlogDirectory:
                     if end > size and hlen <= ev_size <= max_event and etype in _KNOWN_TYPES:
                         self._truncated(name, pos, last, f"the event at {pos} needs {ev_size} bytes, the file has {size - pos}")
                         return
-                    self._check_header(name, pos, etype, ev_size, next_pos)
+                    if etype == be.ROTATE and own_id is not None and server_id != own_id:
+                        sourced = True
+                    if not relay and sourced and server_id != own_id and next_pos and next_pos != end & 0xFFFFFFFF:
+                        relay = True
+                    self._check_header(name, pos, etype, ev_size, 0 if relay else next_pos, flags)
                 if end <= start_pos and etype != fde_type and etype not in tracked:
                     # Before the start: skip the body unread (checksums are checked where we read).
                     # GTIDs and the GTID list are read all the same: the check across files counts them.
@@ -189,6 +203,8 @@ class BinlogDirectory:
                     if etype == fde_type:
                         checksum = be.parse_format_description(data).checksum
                         seen_fde = True
+                        if own_id is None:
+                            own_id = server_id
                         if checksum and not be.crc_ok(data):
                             self._crc_mismatch(name, pos)
                     else:  # a GTID or a GTID list: counted for the check across files (GtidContinuity)
@@ -222,9 +238,11 @@ class BinlogDirectory:
                     self._unended.append((name, pos))
 
     @staticmethod
-    def _check_header(name: str, pos: int, etype: int, ev_size: int, next_pos: int) -> None:
-        """Raises for a header that makes no sense; returns for the rare legitimate cases."""
-        if ev_size < be.HEADER_LEN or ev_size > _MAX_EVENT or etype not in _KNOWN_TYPES:
+    def _check_header(name: str, pos: int, etype: int, ev_size: int, next_pos: int, flags: int = 0) -> None:
+        """Raises for a header that makes no sense; returns for the rare legitimate cases (an event
+        of a type we do not know that its server flagged ignorable passes: the Walker notes it)."""
+        if ev_size < be.HEADER_LEN or ev_size > _MAX_EVENT or (
+                etype not in _KNOWN_TYPES and not flags & be.LOG_EVENT_IGNORABLE_F):
             raise BinlogError(
                 f"{name} is corrupt at position {pos}: event header makes no sense "
                 f"(type {etype}, size {ev_size})", where=f"{name}:{pos}",

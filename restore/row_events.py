@@ -8,6 +8,7 @@ column sizes, and those the table map always carries.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from . import binlog_events as be
@@ -168,6 +169,8 @@ def count_rows(ev: be.RawEvent, post_header_len: int, tmap: TableMap) -> int:
     images = [tmap.image_layout(data[pos:pos + nbm])]
     pos += nbm
     if ev.type in be.UPDATE_ROWS:
+        if ev.type == be.PARTIAL_UPDATE_ROWS:
+            return _count_partial(ev, pos - nbm, nbm, tmap)   # from the first bitmap again
         images.append(tmap.image_layout(data[pos:pos + nbm]))
         pos += nbm
     end = len(data) - 4 if ev.checksum else len(data)
@@ -193,4 +196,80 @@ def count_rows(ev: be.RawEvent, post_header_len: int, tmap: TableMap) -> int:
         pos = end + 1
     if pos != end:
         raise RowFormatError(f"row data of {tmap.db}.{tmap.table} does not fit its table map")
+    return rows
+
+
+PARTIAL_JSON_UPDATES = 1   # value_options bit: some JSON columns of the after-image are diffs
+
+
+def partial_rows(ev: be.RawEvent, pos: int, nbm: int, tmap: TableMap):
+    """The rows of a MySQL PARTIAL_UPDATE_ROWS event (binlog_row_value_options=PARTIAL_JSON), from
+    `pos`, where the column bitmaps start: for each row, the before-image's values, where the
+    after-image starts, and its values, as ({column: bytes or None}, ...). Each row is a before-image,
+    a "shared image" (value_options, a length-encoded integer, and when it has PARTIAL_JSON_UPDATES
+    a bitmap with one bit per JSON column of the table: 1 = that column's after value is a diff),
+    then the after-image. A diff is a 4-byte length and the diff vector (MySQL's
+    Json_diff_vector::write_binary), so it steps over like a full JSON value."""
+    data = ev.data
+    sizes = tmap.sizes
+    ncols = len(sizes)
+    bitmaps = []
+    for _ in range(2):
+        bits = int.from_bytes(data[pos:pos + nbm], "little")
+        bitmaps.append([i for i in range(ncols) if bits >> i & 1])
+        pos += nbm
+    json_index = {}
+    for col, ctype in enumerate(tmap.column_types):
+        if ctype == T_JSON:
+            json_index[col] = len(json_index)
+    jbytes = (len(json_index) + 7) >> 3
+    end = len(data) - 4 if ev.checksum else len(data)
+    while pos < end:
+        before, pos = image_values(data, pos, sizes, bitmaps[0])
+        options, pos = be.read_lenenc(data, pos)
+        partial = 0
+        if options & PARTIAL_JSON_UPDATES:
+            partial = int.from_bytes(data[pos:pos + jbytes], "little")
+            pos += jbytes
+        after, pos = image_values(data, pos, sizes, bitmaps[1], partial, json_index)
+        if partial:
+            # A diff keeps what it does not touch: the value after is the one before plus the diff.
+            for col, index in json_index.items():
+                if partial >> index & 1 and after.get(col) is not None:
+                    after[col] = (before.get(col) or b"") + b"\0" + after[col]
+        if pos > end:
+            raise RowFormatError(f"row data of {tmap.db}.{tmap.table} does not fit its table map")
+        yield before, after, len(bitmaps[0]) == ncols and len(bitmaps[1]) == ncols
+
+
+def image_values(data: bytes, pos: int, sizes: Sequence[int], present: list[int], partial: int = 0,
+                 json_index: dict[int, int] | None = None) -> tuple[dict[int, bytes | None], int]:
+    """One row image: {column index: its value's bytes, or None for NULL}, and where it ends.
+    `partial`: the PARTIAL_UPDATE_ROWS bits of JSON columns (numbered by `json_index`) held as a diff."""
+    nbytes = (len(present) + 7) >> 3
+    nulls = int.from_bytes(data[pos:pos + nbytes], "little")
+    if pos + nbytes > len(data):
+        raise RowFormatError("a row image runs past the end of its event")
+    pos += nbytes
+    out: dict[int, bytes | None] = {}
+    for bit, col in enumerate(present):
+        if nulls >> bit & 1:
+            out[col] = None
+            continue
+        size = sizes[col]
+        if partial and col in json_index and partial >> json_index[col] & 1:  # type: ignore[operator]
+            size = -4
+        start = pos
+        if size >= 0:
+            pos += size
+        else:
+            pos += -size + int.from_bytes(data[pos:pos - size], "little")
+        out[col] = data[start:pos]
+    return out, pos
+
+
+def _count_partial(ev: be.RawEvent, pos: int, nbm: int, tmap: TableMap) -> int:
+    rows = 0
+    for _ in partial_rows(ev, pos, nbm, tmap):
+        rows += 1
     return rows

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from . import binlog_events as be
-from .row_events import TableMap
+from .row_events import TableMap, image_values, partial_rows
 
 DIVERSE = 3        # distinct values before from which a column is "diverse"
 DISTINCT_CAP = 1000  # counting stops here: enough to tell "few" from "many"
@@ -51,27 +51,6 @@ class UpdateVerdict:
     rows_looked_at: int = 0
 
 
-def _read_image(data: bytes, pos: int, sizes: Sequence[int], present: list[int]) -> tuple[dict[int, bytes | None], int]:
-    """One row image: {column index: its value's bytes, or None for NULL}, and where it ends."""
-    nbytes = (len(present) + 7) >> 3
-    nulls = int.from_bytes(data[pos:pos + nbytes], "little")
-    pos += nbytes
-    out: dict[int, bytes | None] = {}
-    for bit, col in enumerate(present):
-        if nulls >> bit & 1:
-            out[col] = None
-            continue
-        size = sizes[col]
-        if size >= 0:
-            start, pos = pos, pos + size
-        else:
-            width = -size
-            length = int.from_bytes(data[pos:pos + width], "little")
-            start, pos = pos, pos + width + length
-        out[col] = data[start:pos]
-    return out, pos
-
-
 def update_images(ev: be.RawEvent, post_header_len: int, tmap: TableMap):
     """(before, after, full) for every row of an UPDATE rows event; `full`: both images carry
     every column (binlog_row_image=FULL)."""
@@ -81,6 +60,9 @@ def update_images(ev: be.RawEvent, post_header_len: int, tmap: TableMap):
         pos += struct.unpack_from("<H", data, pos - 2)[0] - 2
     ncols, pos = be.read_lenenc(data, pos)
     nbm = (ncols + 7) >> 3
+    if ev.type == be.PARTIAL_UPDATE_ROWS:   # MySQL PARTIAL_JSON: a shared image between the two
+        yield from partial_rows(ev, pos, nbm, tmap)
+        return
     bitmaps = []
     for _ in range(2):
         bits = int.from_bytes(data[pos:pos + nbm], "little")
@@ -90,8 +72,8 @@ def update_images(ev: be.RawEvent, post_header_len: int, tmap: TableMap):
     end = len(data) - 4 if ev.checksum else len(data)
     sizes = tmap.sizes
     while pos < end:
-        before, pos = _read_image(data, pos, sizes, bitmaps[0])
-        after, pos = _read_image(data, pos, sizes, bitmaps[1])
+        before, pos = image_values(data, pos, sizes, bitmaps[0])
+        after, pos = image_values(data, pos, sizes, bitmaps[1])
         yield before, after, full
 
 

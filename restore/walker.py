@@ -87,6 +87,12 @@ class Walker:
         self._count = count
         self._stop_at = stop_at
         self.fde: be.FormatDescription | None = None
+        # Events of a type we do not know that their server flagged ignorable (LOG_EVENT_IGNORABLE_F),
+        # passed over: type -> [how many, where the first was].
+        self.ignored: dict[int, list] = {}
+        # "db.table" of every table a DDL statement named (created, altered, renamed to...): a table
+        # the binlog writes that no snapshot holds and that is not here was never created in the window.
+        self.ddl_tables: set[str] = set()
 
     def steps(self) -> Iterator[Step]:
         fde: be.FormatDescription | None = None
@@ -107,143 +113,180 @@ class Walker:
         # Whatever goes wrong decoding an event becomes a BinlogError naming it; the try costs
         # nothing until something raises.
         ev: be.RawEvent | None = None
+        payload_type, ignorable_f, known = be.TRANSACTION_PAYLOAD, be.LOG_EVENT_IGNORABLE_F, be.KNOWN_TYPES
+        # A compressed transaction's events are walked as if they lay in the file: its iterator goes
+        # on top of `sources` until it ends (a `for` per source: no cost per event of the file).
+        sources: list[Iterator[be.RawEvent]] = [iter(self._events)]
         try:
-            for ev in self._events:
-                try:
-                    t = ev.type
-                    if t in rows_events:
-                        if fde is None:
-                            self._no_fde(ev)
-                        data = ev.data
-                        post = rows_post[t]
-                        if post == 6:
-                            tid = int.from_bytes(data[hlen:hlen + 4], "little")
-                            rflags = data[hlen + 4] | data[hlen + 5] << 8
-                        else:
-                            tid = int.from_bytes(data[hlen:hlen + 6], "little")
-                            rflags = data[hlen + 6] | data[hlen + 7] << 8
-                        mapped = tmaps.get(tid)
-                        if mapped is None:
-                            raise BinlogError(f"row event at {ev.where} refers to table id {tid} with no table map before it",
-                                              where=ev.where, hint="the binlog was cut mid-statement; start at a transaction boundary")
-                        tm_ev, tmap = mapped
-                        rows = -1
-                        if count is True or (count and count(tmap)):
-                            rows = count_rows(ev, post, tmap)
-                        stmt_end = bool(rflags & stmt_end_f)
-                        if not in_tx:
-                            in_tx, ends_after_statement = True, False
-                            yield TxBegin(ev.file, ev.pos, None, ev.timestamp)
-                        yield RowsStep(ev, tm_ev, tmap, rows, stmt_end, annotation)
-                        if stmt_end:
-                            annotation = None
-                        continue
-                    if t == table_map:
-                        if fde is None:
-                            self._no_fde(ev)
-                        # Each statement repeats its table maps: parse each distinct one once.
-                        key = ev.data[hlen:len(ev.data) - 4 if ev.checksum else None]
-                        tmap = tm_cache.get(key)
-                        if tmap is None:
-                            if len(tm_cache) > 4096:
-                                tm_cache.clear()
-                            tmap = tm_cache[key] = parse_table_map(ev, tm_post)
-                        tmaps[tmap.table_id] = (ev, tmap)
-                        continue
-                    if t == annotate_rows:
-                        annotation = ev
-                        continue
-                    if t == be.FORMAT_DESCRIPTION:
-                        fde = self.fde = be.parse_format_description(ev.data)
-                        if fde.problem:
-                            raise undecodable(ev, ValueError(fde.problem))
-                        # Every row event of a file has the same post-header length: look it up once.
-                        rows_post = {rt: fde.post_header(rt) for rt in rows_events}
-                        tm_post = fde.post_header(table_map)
-                        tmaps.clear()
-                        yield FormatStep(ev, fde)
-                        continue
-                    if fde is None:
-                        self._no_fde(ev)
-                    if t == be.MARIADB_GTID or t in (be.MYSQL_GTID, be.ANONYMOUS_GTID):
-                        gtid = be.parse_mariadb_gtid(ev) if t == be.MARIADB_GTID else be.parse_mysql_gtid(ev)
-                        if gtid is not None and gtid.xa:
-                            raise BinlogError(f"XA transaction {gtid} at {ev.where} cannot be replayed exactly",
-                                              where=ev.where, hint="stop the plan before it with --stop-before " + ev.where)
-                        if in_tx:
-                            raise BinlogError(f"transaction before {ev.where} never ended", where=ev.where,
-                                              hint="the binlog is damaged; stop the plan before this position")
-                        in_tx = True
-                        ends_after_statement = bool(gtid and gtid.standalone) or t != be.MARIADB_GTID
-                        intvars, rand, user_vars, annotation = [], None, [], None
-                        yield TxBegin(ev.file, ev.pos, gtid, ev.timestamp)
-                        continue
-                    if t == be.QUERY:
-                        try:
-                            q = parse_query(ev, fde.post_header(t))
-                        except UnknownStatusVar as exc:
-                            raise BinlogError(f"statement at {ev.where} has {exc}; replaying it without it would be inexact",
-                                              where=ev.where,
-                                              hint=("upgrade restore-bot, or stop before it with --stop-before " + ev.where) if ev.checksum
-                                              else _damage_hint(ev)) from None
-                        info = analyze(q.query, q.db or None)
-                        if info.kind in ("begin",):
+            while sources:
+                for ev in sources[-1]:
+                    try:
+                        t = ev.type
+                        if t in rows_events:
+                            if fde is None:
+                                self._no_fde(ev)
+                            data = ev.data
+                            post = rows_post[t]
+                            if post == 6:
+                                tid = int.from_bytes(data[hlen:hlen + 4], "little")
+                                rflags = data[hlen + 4] | data[hlen + 5] << 8
+                            else:
+                                tid = int.from_bytes(data[hlen:hlen + 6], "little")
+                                rflags = data[hlen + 6] | data[hlen + 7] << 8
+                            mapped = tmaps.get(tid)
+                            if mapped is None:
+                                raise BinlogError(f"row event at {ev.where} refers to table id {tid} with no table map before it",
+                                                  where=ev.where, hint="the binlog was cut mid-statement; start at a transaction boundary")
+                            tm_ev, tmap = mapped
+                            rows = -1
+                            if count is True or (count and count(tmap)):
+                                rows = count_rows(ev, post, tmap)
+                            stmt_end = bool(rflags & stmt_end_f)
                             if not in_tx:
                                 in_tx, ends_after_statement = True, False
                                 yield TxBegin(ev.file, ev.pos, None, ev.timestamp)
-                            ends_after_statement = False
+                            yield RowsStep(ev, tm_ev, tmap, rows, stmt_end, annotation)
+                            if stmt_end:
+                                annotation = None
                             continue
-                        if info.kind in ("commit", "rollback"):
+                        if t == table_map:
+                            if fde is None:
+                                self._no_fde(ev)
+                            # Each statement repeats its table maps: parse each distinct one once.
+                            key = ev.data[hlen:len(ev.data) - 4 if ev.checksum else None]
+                            tmap = tm_cache.get(key)
+                            if tmap is None:
+                                if len(tm_cache) > 4096:
+                                    tm_cache.clear()
+                                tmap = tm_cache[key] = parse_table_map(ev, tm_post)
+                            tmaps[tmap.table_id] = (ev, tmap)
+                            continue
+                        if t == annotate_rows:
+                            annotation = ev
+                            continue
+                        if t == be.FORMAT_DESCRIPTION:
+                            fde = self.fde = be.parse_format_description(ev.data)
+                            if fde.problem:
+                                raise undecodable(ev, ValueError(fde.problem))
+                            # Every row event of a file has the same post-header length: look it up once.
+                            rows_post = {rt: fde.post_header(rt) for rt in rows_events}
+                            tm_post = fde.post_header(table_map)
+                            tmaps.clear()
+                            yield FormatStep(ev, fde)
+                            continue
+                        if fde is None:
+                            self._no_fde(ev)
+                        if t == be.MARIADB_GTID or t in (be.MYSQL_GTID, be.ANONYMOUS_GTID):
+                            gtid = be.parse_mariadb_gtid(ev) if t == be.MARIADB_GTID else be.parse_mysql_gtid(ev)
+                            if gtid is not None and gtid.xa:
+                                raise BinlogError(f"XA transaction {gtid} at {ev.where} cannot be replayed exactly",
+                                                  where=ev.where, hint="stop the plan before it with --stop-before " + ev.where)
+                            if in_tx:
+                                raise BinlogError(f"transaction before {ev.where} never ended", where=ev.where,
+                                                  hint="the binlog is damaged; stop the plan before this position")
+                            in_tx = True
+                            ends_after_statement = bool(gtid and gtid.standalone) or t != be.MARIADB_GTID
+                            intvars, rand, user_vars, annotation = [], None, [], None
+                            yield TxBegin(ev.file, ev.pos, gtid, ev.timestamp)
+                            continue
+                        if t == be.QUERY:
+                            try:
+                                q = parse_query(ev, fde.post_header(t))
+                            except UnknownStatusVar as exc:
+                                raise BinlogError(f"statement at {ev.where} has {exc}; replaying it without it would be inexact",
+                                                  where=ev.where,
+                                                  hint=("upgrade restore-bot, or stop before it with --stop-before " + ev.where) if ev.checksum
+                                                  else _damage_hint(ev)) from None
+                            info = analyze(q.query, q.db or None)
+                            if info.kind == "ddl":
+                                self._named_by_ddl(info)
+                            if info.kind in ("begin",):
+                                if not in_tx:
+                                    in_tx, ends_after_statement = True, False
+                                    yield TxBegin(ev.file, ev.pos, None, ev.timestamp)
+                                ends_after_statement = False
+                                continue
+                            if info.kind in ("commit", "rollback"):
+                                if in_tx:
+                                    in_tx = False
+                                    yield TxEnd(ev.file, ev.end, ev.timestamp, info.kind == "rollback")
+                                continue
+                            if info.kind == "xa":
+                                raise BinlogError(f"XA statement at {ev.where} cannot be replayed exactly", where=ev.where,
+                                                  hint="stop the plan before it with --stop-before " + ev.where)
+                            standalone = not in_tx
+                            if standalone:
+                                in_tx = True
+                                yield TxBegin(ev.file, ev.pos, None, ev.timestamp)
+                            yield QueryStep(ev, q, info, intvars, rand, user_vars)
+                            intvars, rand, user_vars = [], None, []
+                            if standalone or ends_after_statement:
+                                in_tx = False
+                                yield TxEnd(ev.file, ev.end, ev.timestamp)
+                            continue
+                        if t == be.XID:
                             if in_tx:
                                 in_tx = False
-                                yield TxEnd(ev.file, ev.end, ev.timestamp, info.kind == "rollback")
+                                tmaps.clear()
+                                yield TxEnd(ev.file, ev.end, ev.timestamp)
                             continue
-                        if info.kind == "xa":
-                            raise BinlogError(f"XA statement at {ev.where} cannot be replayed exactly", where=ev.where,
-                                              hint="stop the plan before it with --stop-before " + ev.where)
-                        standalone = not in_tx
-                        if standalone:
-                            in_tx = True
-                            yield TxBegin(ev.file, ev.pos, None, ev.timestamp)
-                        yield QueryStep(ev, q, info, intvars, rand, user_vars)
-                        intvars, rand, user_vars = [], None, []
-                        if standalone or ends_after_statement:
-                            in_tx = False
-                            yield TxEnd(ev.file, ev.end, ev.timestamp)
-                        continue
-                    if t == be.XID:
-                        if in_tx:
-                            in_tx = False
-                            tmaps.clear()
-                            yield TxEnd(ev.file, ev.end, ev.timestamp)
-                        continue
-                    if t == be.INTVAR:
-                        intvars.append(be.parse_intvar(ev))
-                        continue
-                    if t == be.RAND:
-                        rand = be.parse_rand(ev)
-                        continue
-                    if t == be.USER_VAR:
-                        user_vars.append(parse_user_var(ev))
-                        continue
-                    if t in be.PASSIVE:
-                        continue
-                    reason = be.UNSUPPORTED.get(t, f"an event of unknown type {t}")
-                    raise BinlogError(f"{ev.where} holds {reason}, which restore-bot cannot replay exactly",
-                                      where=ev.where,
-                                      hint=f"stop the restore before it with --stop-before {ev.where}, or turn the feature off on the source for future binlogs")
-                except Exception as exc:  # noqa: BLE001 - named, with its type and text, not swallowed
-                    if (ev.file, ev.pos) == self._stop_at:
-                        yield StopAt(ev)
-                        return
-                    if isinstance(exc, RestoreError):
-                        raise
-                    raise undecodable(ev, exc) from exc
+                        if t == be.INTVAR:
+                            intvars.append(be.parse_intvar(ev))
+                            continue
+                        if t == be.RAND:
+                            rand = be.parse_rand(ev)
+                            continue
+                        if t == be.USER_VAR:
+                            user_vars.append(parse_user_var(ev))
+                            continue
+                        if t in be.PASSIVE:
+                            continue
+                        if t == payload_type:
+                            if len(sources) > 1:
+                                raise BinlogError(f"{ev.where}: a compressed transaction inside a compressed transaction",
+                                                  where=ev.where, hint=_damage_hint(ev))
+                            sources.append(be.payload_events(ev))
+                            break
+                        if t not in known and ev.flags & ignorable_f:
+                            seen = self.ignored.get(t)
+                            if seen is None:
+                                self.ignored[t] = [1, ev.where]
+                            else:
+                                seen[0] += 1
+                            continue
+                        reason = be.UNSUPPORTED.get(t, f"an event of unknown type {t}")
+                        raise BinlogError(f"{ev.where} holds {reason}, which restore-bot cannot replay exactly",
+                                          where=ev.where,
+                                          hint=f"stop the restore before it with --stop-before {ev.where}, or turn the feature off on the source for future binlogs")
+                    except Exception as exc:  # noqa: BLE001 - named, with its type and text, not swallowed
+                        if (ev.file, ev.pos) == self._stop_at:
+                            yield StopAt(ev)
+                            return
+                        if isinstance(exc, RestoreError):
+                            raise
+                        raise undecodable(ev, exc) from exc
+                else:
+                    sources.pop()
+        except be.PayloadError as exc:
+            # A compressed transaction that does not decompress: `--stop-before` it ends the walk there.
+            if (exc.event.file, exc.event.pos) == self._stop_at:
+                yield StopAt(exc.event)
+                return
+            raise
         except RestoreError:
             raise
         except _READ_ERRORS as exc:
             # Raised by the event source itself, past the last event it gave: what follows `ev`.
             raise unreadable(ev, exc) from exc
+
+    def _named_by_ddl(self, info: StatementInfo) -> None:
+        names = self.ddl_tables
+        for t in info.written:
+            if t.db and t.name:
+                names.add(f"{t.db}.{t.name}")
+        for _, new in info.renames:
+            if new.db and new.name:
+                names.add(f"{new.db}.{new.name}")
 
     @staticmethod
     def _no_fde(ev: be.RawEvent) -> None:
