@@ -289,6 +289,27 @@ class Planner:
                                     f"copy {name} again before restoring"))
         if stop.kind == "auto" and plan.stop is None:
             plan.warnings.append("no destructive event found: the replay runs to the end of the binlog")
+        self._not_read(plan, walker)
+
+    def _not_read(self, plan: Plan, walker: Walker) -> None:
+        """What the plan had to pass over or cannot predict: events skipped as ignorable, and tables the
+        binlog writes that no snapshot holds and the window never creates (issue 10 §5)."""
+        for etype, (count, first) in sorted(walker.ignored.items()):
+            plan.warnings.append(f"skipped {count} event{'s' if count != 1 else ''} of type {etype}, unknown to "
+                                 f"restore-bot but flagged ignorable by the server that wrote {'them' if count != 1 else 'it'} "
+                                 f"(LOG_EVENT_IGNORABLE_F); the first at {first}")
+        held = {f"{db}.{table}" for snap in self.req.snapshots for db, table in snap.tables}
+        for name, stats in sorted(plan.tables.items()):
+            if name not in held and name not in walker.ddl_tables:
+                stats.exact = False
+                stats.note = "no snapshot holds this table and the binlog does not create it: its rows before are unknown"
+                plan.warnings.append(f"{name} is written by the binlog, but no snapshot holds it and the binlog does not "
+                                     "create it: its row count cannot be predicted, and the replay fails on it unless "
+                                     "the target already has the table (dump it too, or leave its database out)")
+            elif stats.exact and stats.predicted < 0:
+                stats.exact = False
+                stats.note = f"the binlog deletes {stats.deleted} rows, more than the snapshot's {stats.snapshot_rows} plus those inserted"
+                plan.warnings.append(f"{name}: {stats.note}; the snapshot does not match the binlog's start")
 
     def _columns(self) -> dict[str, list[str]]:
         return {f"{db}.{table}": [c.name for c in info.columns]
