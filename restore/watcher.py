@@ -325,16 +325,18 @@ class _TableSizes:
             self.conn = None
 
 
-def watched_statements(events: Iterable[be.RawEvent], databases: set[bytes]) -> Iterator[be.RawEvent]:
+def watched_statements(events: Iterable[be.RawEvent], databases: set[bytes], id_len: int = 6) -> Iterator[be.RawEvent]:
     """The stream without the row events of statements that touch no watched database.
 
     On a busy server those are nearly all of it, and the watcher would decode each one only to
     pass over it. A statement's row events come right after all its table maps (and its
     annotation, on MariaDB): if no map names a watched database, the annotation, the maps and the
     row events up to its last one (STMT_END_F) are left out. Everything else goes through as it
-    came, so the Walker still sees whole statements and whole transactions.
+    came, so the Walker still sees whole statements and whole transactions. A MySQL compressed
+    transaction (TRANSACTION_PAYLOAD) is decompressed here and its events filtered the same way.
+    `id_len`: table id width (4 before MySQL 5.1.something; then 2 bytes of flags), until a format
+    description says.
     """
-    id_len = 6                         # table id width (4 before MySQL 5.1.something); then 2 bytes of flags
     held: list[be.RawEvent] = []       # this statement's annotation and table maps, until its first row event
     mapped = hit = False               # held has a table map / one naming a watched database
     keep: bool | None = None           # from the first row event on: the statement's verdict
@@ -370,4 +372,7 @@ def watched_statements(events: Iterable[be.RawEvent], databases: set[bytes]) -> 
             continue
         if t == be.FORMAT_DESCRIPTION:
             id_len = 4 if be.parse_format_description(data).post_header(table_map) == 6 else 6
+        elif t == be.TRANSACTION_PAYLOAD:   # a whole transaction: its statements start and end inside
+            yield from watched_statements(be.payload_events(ev), databases, id_len)
+            continue
         yield ev
