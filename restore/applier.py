@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import pymysql
 
+from . import binlog_events as be
 from . import checkpoint
 from .batch import Batch, BatchFailed, Piece
 from .errors import ApplyError
@@ -147,6 +148,8 @@ class Applier:
         session: dict[str, str] = {}
         current_db: str | None = None
         temp_tables = self.temp_tables
+        # MySQL's partial JSON updates: MariaDB has no way to apply them.
+        partial_json = be.PARTIAL_UPDATE_ROWS if self.flavor.is_mariadb else -1
         # stop_at: the walk ends at the plan's end even where the event there does not decode.
         for step in Walker(self.source.events(*start), stop_at=self.plan.end).steps():
             if isinstance(step, FormatStep):
@@ -174,6 +177,8 @@ class Applier:
                 continue
             elif isinstance(step, RowsStep):
                 if self.scope.rows(step.tmap.db, tx):
+                    if step.event.type == partial_json:
+                        out.refuse(_partial_json(step, tx))
                     out.rows(step)
                     self.stats.events += 1
                 elif step.statement_end:
@@ -296,6 +301,16 @@ class Applier:
             self.conn.query(b"ROLLBACK")
         except pymysql.err.MySQLError:
             pass
+
+def _partial_json(step: RowsStep, tx: TxBegin | None) -> ApplyError:
+    where = step.event.where
+    start = f"{tx.file}:{tx.pos}" if tx is not None else where
+    return ApplyError(f"binlog {where} holds a partial JSON update of {step.tmap.full_name} (a MySQL "
+                      "PARTIAL_UPDATE_ROWS event, binlog_row_value_options=PARTIAL_JSON): MariaDB cannot apply it, "
+                      "only a MySQL 8 target can", where=where,
+                      hint=f"restore into a MySQL 8 server, or restore again stopping before its transaction: "
+                           f"--stop-before {start} --restart")
+
 
 def _table_of(step: QueryStep) -> str | None:
     w = step.info.written

@@ -177,6 +177,15 @@ class Batch:
         if self.precise or (full and not temp_open):
             self._commit(step.file, step.pos)
 
+    def refuse(self, error: ApplyError) -> None:
+        """An event the target cannot apply: commit everything before it (a precise replay of this
+        batch, which commits each transaction), then stop with `error`."""
+        if not self.precise:
+            self._drain()
+            raise BatchFailed(None, FailureContext(self.start, self.done - self.txns, self.pending_ddl,
+                                                   self.temp_at_start))
+        raise error
+
     def finish(self, end: tuple[str, int]) -> None:
         self._commit(*end)
         self._drain()
