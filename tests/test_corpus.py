@@ -41,12 +41,11 @@ EXPECT = {
     # -- MySQL 5.0 ---------------------------------------------------------------------------------
     "std_data/bug16266.000001": COUNTS,                       # 5.0.16: statements, a trigger
     "std_data/binlog_transaction.000001": COUNTS,             # 5.0.86: BEGIN..COMMIT/ROLLBACK, mixed engines
-    # issue 10 §5: must be read. Relay logs (5.0.58, 5.1.43) hold the source's end_log_pos.
-    "std_data/bug33029-slave-relay-bin.000001": "refused: next position 98 does not follow the event size 94",
-    "std_data/binlog_savepoint.000001": "refused: next position 106 does not follow the event size 102",
-    # 5.0.46 relay log, damaged on purpose by the MariaDB test (mariadb-binlog stops at 91204);
-    # restore-bot stops at its first relay-log position (issue 10 §5 will move that to the damage).
-    "std_data/corrupt-relay-bin.000624": "refused: next position 230243 does not follow the event size 59",
+    # Relay logs (5.0.58, 5.1.43): their events hold the source's end_log_pos (issue 10 §5).
+    "std_data/bug33029-slave-relay-bin.000001": COUNTS,
+    "std_data/binlog_savepoint.000001": COUNTS,
+    # 5.0.46 relay log, damaged on purpose by the MariaDB test: mariadb-binlog stops at 91204 too.
+    "std_data/corrupt-relay-bin.000624": "refused: statement at binlog.000001:91204 has unknown status variable",
     # -- MySQL 5.1 ---------------------------------------------------------------------------------
     # 5.1.15/5.1.17: pre-GA row events (table map without metadata); mariadb-binlog reads them.
     # The message says "corrupt" and "copy the file again": a pre-GA 5.1 row format would be truer.
@@ -71,8 +70,11 @@ EXPECT = {
     "std_data/rpl/mysql-5.7.11-stm-temporal-round-binlog.000001": COUNTS,
     # -- MySQL 8.0 ---------------------------------------------------------------------------------
     "std_data/rpl/mysql-8.0.13-stm-temporal-round-binlog.000001": COUNTS,
-    # issue 10 §5: must be read (TRANSACTION_PAYLOAD, zstd); mariadb-binlog fails on it as well.
-    "std_data/mdev35643_mysql_80_binlog.000001": "refused: holds a compressed transaction",                # 8.0.40
+    # 8.0.40: a compressed transaction (TRANSACTION_PAYLOAD, zstd: 100 rows) and a partial JSON update
+    # (PARTIAL_UPDATE_ROWS), both read (issue 10 §5). mariadb-binlog stops at the first (1468), so its
+    # counts are short; tests/test_server_files.py compares the payload's with mariadb-binlog's on the
+    # same events uncompressed. The plan: t1 4 + 100 + 1 inserted, t2 inserted by a statement, 1 updated.
+    "std_data/mdev35643_mysql_80_binlog.000001": "differs: (9, {'test.t1': [105, 0, 0], 'test.t2': [0, 1, 0]})",
     # -- MariaDB -----------------------------------------------------------------------------------
     "std_data/mariadb-5.5-binlog.000001": COUNTS,                # 5.5.36
     "std_data/mdev6020-mysql-bin.000001": COUNTS,                # 10.0.11: 1381 GTID transactions, rows
