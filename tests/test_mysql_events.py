@@ -2,7 +2,7 @@
 
 Covers what differs from MariaDB: the server version in the format description, uuid:n GTID
 events followed by a BEGIN query, v2 row events with their extra-data block, GTID_PURGED sets,
-and the refusal of compressed TRANSACTION_PAYLOAD events.
+and compressed transactions (TRANSACTION_PAYLOAD, zstd), walked as the events they hold.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from restore.binlog_files import BinlogDirectory
 from restore.engine import make_plan, read_snapshots
 from restore.errors import BinlogError, PlanError
 from restore.gtid import GtidSet
-from restore.walker import QueryStep, RowsStep, TxBegin, TxEnd, Walker
+from restore.walker import QueryStep, RowsStep, StopAt, TxBegin, TxEnd, Walker
 
 UUID = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
 POST_HEADER = {be.QUERY: 13, be.ROTATE: 8, be.FORMAT_DESCRIPTION: 98, be.XID: 0, be.TABLE_MAP: 8,
@@ -29,14 +29,42 @@ class BinlogWriter:
         self.data = bytearray(be.MAGIC)
         self.ts = 1_692_400_000
 
-    def event(self, etype: int, body: bytes) -> int:
+    def event(self, etype: int, body: bytes, flags: int = 0) -> int:
         pos = len(self.data)
         size = be.HEADER_LEN + len(body) + 4
-        header = struct.pack("<IBIIIH", self.ts, etype, 1, size, pos + size, 0)
+        header = struct.pack("<IBIIIH", self.ts, etype, 1, size, pos + size, flags)
         raw = header + body
         self.data += raw + struct.pack("<I", zlib.crc32(raw))
         self.ts += 1
         return pos
+
+    def inner(self, build) -> bytes:
+        """What `build(self)` writes, as the events of a compressed transaction hold them: no CRC32,
+        end_log_pos 0. Nothing is added to the file."""
+        mark = len(self.data)
+        build(self)
+        written, out, at = bytes(self.data[mark:]), b"", 0
+        del self.data[mark:]
+        while at < len(written):
+            size = struct.unpack_from("<I", written, at + 9)[0]
+            event = bytearray(written[at:at + size - 4])
+            event[9:17] = struct.pack("<II", size - 4, 0)
+            out += event
+            at += size
+        return out
+
+    def payload(self, events: bytes, compressed: bytes | None = None, compression: int = 0) -> int:
+        """A TRANSACTION_PAYLOAD event holding `events` (zstd unless `compression` is 255, none)."""
+        import zstandard
+        data = events if compression == 255 else (compressed if compressed is not None
+                                                   else zstandard.ZstdCompressor().compress(events))
+
+        def field(kind: int, value: int) -> bytes:
+            assert value < 251 or value < 1 << 16
+            packed = bytes([value]) if value < 251 else b"\xfc" + struct.pack("<H", value)
+            return bytes([kind, len(packed)]) + packed
+        header = field(2, compression) + (field(3, len(events)) if compression != 255 else b"") + field(1, len(data))
+        return self.event(be.TRANSACTION_PAYLOAD, header + b"\0" + data)
 
     def fde(self) -> None:
         version = b"8.0.36".ljust(50, b"\0")
@@ -133,14 +161,57 @@ def test_gtid_sets_of_both_flavours():
     assert maria.contains(be.Gtid("", domain=0, seq=100)) and not maria.contains(be.Gtid("", domain=1, seq=8))
 
 
-def test_transaction_payload_is_refused(tmp_path):
+def _compressed(w: BinlogWriter, marks: dict, gno: int, rows: list[tuple[int, str]], **kw) -> None:
+    marks.setdefault("gtids", []).append(w.gtid(gno))
+
+    def tx(w: BinlogWriter) -> None:
+        w.query("BEGIN")
+        w.table_map(108, "shop", "items")
+        w.write_rows(108, rows)
+        w.xid()
+    marks.setdefault("payloads", []).append(w.payload(w.inner(tx), **kw))
+
+
+@pytest.mark.parametrize("compression", [0, 255])
+def test_transaction_payload_is_walked_as_its_events(tmp_path, compression):
+    """binlog_transaction_compression=ON: the GTID event, then one TRANSACTION_PAYLOAD holding BEGIN,
+    the table map, the rows and the XID. Their position is the payload's; the transaction ends after it."""
     def build(w: BinlogWriter) -> dict:
-        return {"payload": w.event(be.TRANSACTION_PAYLOAD, b"\x00" * 30)}
+        marks: dict = {}
+        _compressed(w, marks, 1, [(1, "one"), (2, "two")], compression=compression)
+        _compressed(w, marks, 2, [(3, "three")], compression=compression)
+        marks["end"] = len(w.data)
+        return marks
+    binlogs, marks = _binlog(tmp_path, build)
+    steps = list(Walker(binlogs.events(), count=True).steps())
+    begins = [s for s in steps if isinstance(s, TxBegin)]
+    assert [b.pos for b in begins] == marks["gtids"]
+    rows = [s for s in steps if isinstance(s, RowsStep)]
+    assert [r.rows for r in rows] == [2, 1]
+    assert [r.event.where for r in rows] == [f"binlog.000001:{p}" for p in marks["payloads"]]
+    assert [r.table_map.pos for r in rows] == marks["payloads"]
+    # The events carry a CRC32 again, as the file's others do (a BINLOG statement needs it).
+    assert all(r.event.checksum and be.crc_ok(r.event.data) for r in rows)
+    ends = [s.pos for s in steps if isinstance(s, TxEnd)]
+    assert ends == [marks["gtids"][1], marks["end"]]
+
+
+def test_damaged_payload_is_refused_naming_it(tmp_path):
+    def build(w: BinlogWriter) -> dict:
+        marks: dict = {}
+        _compressed(w, marks, 1, [(1, "one")])
+        _compressed(w, marks, 2, [(2, "two")], compressed=b"\x28\xb5\x2f\xfd" + b"\x00" * 20)  # a zstd frame that is not
+        return marks
     binlogs, marks = _binlog(tmp_path, build)
     with pytest.raises(BinlogError) as err:
         list(Walker(binlogs.events()).steps())
-    assert "compressed transaction" in str(err.value)
-    assert err.value.where == f"binlog.000001:{marks['payload']}"
+    where = f"binlog.000001:{marks['payloads'][1]}"
+    assert "the compressed transaction (TRANSACTION_PAYLOAD event) at position" in str(err.value), str(err.value)
+    assert err.value.where == where and f"--stop-before {where}" in err.value.hint
+    # ... and stopping before it ends the walk there.
+    steps = list(Walker(binlogs.events(), stop_at=("binlog.000001", marks["payloads"][1])).steps())
+    assert isinstance(steps[-1], StopAt) and steps[-1].event.pos == marks["payloads"][1]
+    assert sum(isinstance(s, TxEnd) for s in steps) == 1
 
 
 def _previous_gtids(ranges: dict[str, list[tuple[int, int]]]) -> bytes:
