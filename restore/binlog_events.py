@@ -87,8 +87,9 @@ PASSIVE = frozenset({
     GTID_LIST,
 })
 
-# Every type number a server of ours writes; others are damage, unless flagged ignorable.
-KNOWN_TYPES = frozenset(range(GTID_TAGGED + 1)) | frozenset(range(ANNOTATE_ROWS, DELETE_ROWS_COMPRESSED + 1))
+# Every type number a server of ours writes; others are damage, unless flagged ignorable. (No server
+# writes UNKNOWN, 0: a header of zeros, or a misread one, is damage.)
+KNOWN_TYPES = frozenset(range(START_V3, GTID_TAGGED + 1)) | frozenset(range(ANNOTATE_ROWS, DELETE_ROWS_COMPRESSED + 1))
 
 # What we cannot apply exactly, with the reason the operator sees.
 UNSUPPORTED = {

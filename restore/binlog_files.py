@@ -162,8 +162,8 @@ class BinlogDirectory:
             etype = None
             # A relay log keeps the source's end_log_pos in its events: the chain of event sizes is
             # checked (it must reach the file's end) but not the positions. Known by its name, or by
-            # its start: a ROTATE from another server (the source's) than the one whose format
-            # description opens the file (the replica's).
+            # what the replica writes when it connects: a ROTATE or a format description from
+            # another server (the source) than the one whose format description opens the file.
             relay = _RELAY_NAME.search(name) is not None
             own_id: int | None = None    # server id of the file's first format description
             sourced = False              # a ROTATE of another server was seen
@@ -180,7 +180,7 @@ class BinlogDirectory:
                     if end > size and hlen <= ev_size <= max_event and etype in _KNOWN_TYPES:
                         self._truncated(name, pos, last, f"the event at {pos} needs {ev_size} bytes, the file has {size - pos}")
                         return
-                    if etype == be.ROTATE and own_id is not None and server_id != own_id:
+                    if (etype == be.ROTATE or etype == fde_type) and own_id is not None and server_id != own_id:
                         sourced = True
                     if not relay and sourced and server_id != own_id and next_pos and next_pos != end & 0xFFFFFFFF:
                         relay = True
