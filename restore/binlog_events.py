@@ -8,6 +8,7 @@ which is exact for every column type, and the archiver copies bytes unchanged.
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
 from dataclasses import dataclass
 
@@ -362,7 +363,8 @@ def read_lenenc(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
 # compressed as one zstd frame or not at all. See MySQL's binary_log::codecs::binary::Transaction_payload.
 _PAYLOAD_SIZE, _PAYLOAD_COMPRESSION, _PAYLOAD_UNCOMPRESSED = 1, 2, 3
 _COMPRESSION_ZSTD, _COMPRESSION_NONE = 0, 255
-_PAYLOAD_READ = 1 << 20   # decompressed bytes taken at a time: memory stays at this plus one event
+_PAYLOAD_WHOLE = 64 << 20   # a transaction up to this size (uncompressed) is decompressed in one piece
+_PAYLOAD_READ = 1 << 20     # a larger one this many bytes at a time
 
 
 class PayloadError(BinlogError):
@@ -414,49 +416,60 @@ def payload_events(ev: RawEvent):
 
 
 def _inner_events(ev: RawEvent, compression: int, payload: memoryview, expected: int):
-    if compression == _COMPRESSION_ZSTD:
-        import zstandard   # only binlogs of MySQL 8.0.20+ with binlog_transaction_compression=ON need it
-        try:
-            reader = zstandard.ZstdDecompressor().stream_reader(payload, read_across_frames=True)
-        except zstandard.ZstdError as exc:
-            raise PayloadError(ev, f"zstd: {exc}") from None
-        read, errors = reader.read, zstandard.ZstdError
+    if compression == _COMPRESSION_NONE:
+        chunks = (bytes(payload),)
+    elif expected <= _PAYLOAD_WHOLE:
+        chunks = (_zstd(ev, payload, expected),)
     else:
-        plain = bytes(payload)
-        read, errors, plain_pos = None, (), 0
+        chunks = _zstd_chunks(ev, payload)
     file, pos, end, checksum = ev.file, ev.pos, ev.end, ev.checksum
+    unpack, crc32, hlen = _HEADER.unpack_from, zlib.crc32, HEADER_LEN
     buf, off, total = b"", 0, 0
-    done = False
-    while True:
-        if len(buf) - off < HEADER_LEN or len(buf) - off < int.from_bytes(buf[off + 9:off + 13], "little"):
-            if done:
+    for chunk in chunks:
+        buf, off = (buf[off:] + chunk if off < len(buf) else chunk), 0
+        have = len(buf)
+        while have - off >= hlen:
+            ts, etype, server_id, ev_size, _, flags = unpack(buf, off)
+            if ev_size < hlen:
+                raise PayloadError(ev, f"its event at offset {total} of the transaction says it is {ev_size} bytes long")
+            if have - off < ev_size:
                 break
-            try:
-                if read is not None:
-                    more = read(_PAYLOAD_READ)
-                else:
-                    more, plain_pos = plain[plain_pos:plain_pos + _PAYLOAD_READ], plain_pos + _PAYLOAD_READ
-            except errors as exc:
-                raise PayloadError(ev, f"zstd: {exc}") from None
-            if not more:
-                done = True
-            buf, off = buf[off:] + more, 0
-            continue
-        ts, etype, server_id, ev_size, _, flags = _HEADER.unpack_from(buf, off)
-        if ev_size < HEADER_LEN:
-            raise PayloadError(ev, f"its event at offset {total} of the transaction says it is {ev_size} bytes long")
-        if etype == TRANSACTION_PAYLOAD:
-            raise PayloadError(ev, f"it holds another compressed transaction (at offset {total})")
-        data = buf[off:off + ev_size]
-        off += ev_size
-        total += ev_size
-        if checksum:
-            fixed = bytearray(data)
-            fixed[9:13] = (ev_size + 4).to_bytes(4, "little")
-            fixed += zlib.crc32(fixed).to_bytes(4, "little")
-            data = bytes(fixed)
-        yield InnerEvent(file, pos, ts, etype, server_id, flags, data, checksum, end)
+            if etype == TRANSACTION_PAYLOAD:
+                raise PayloadError(ev, f"it holds another compressed transaction (at offset {total})")
+            if checksum:   # the size grows by the CRC32 appended
+                data = buf[off:off + 9] + (ev_size + 4).to_bytes(4, "little") + buf[off + 13:off + ev_size]
+                data += crc32(data).to_bytes(4, "little")
+            else:
+                data = buf[off:off + ev_size]
+            off += ev_size
+            total += ev_size
+            yield InnerEvent(file, pos, ts, etype, server_id, flags, data, checksum, end)
     if len(buf) - off:
         raise PayloadError(ev, f"its last event is cut short: {len(buf) - off} bytes after offset {total}")
     if total != expected:
         raise PayloadError(ev, f"it holds {total} bytes of events, its header announces {expected}")
+
+
+_decompressors = threading.local()   # one per thread: making one costs more than a small transaction
+
+
+def _zstd(ev: RawEvent, payload: memoryview, expected: int) -> bytes:
+    import zstandard   # only binlogs of MySQL 8.0.20+ with binlog_transaction_compression=ON need it
+    try:
+        dctx = getattr(_decompressors, "dctx", None)
+        if dctx is None:
+            dctx = _decompressors.dctx = zstandard.ZstdDecompressor()
+        return dctx.decompress(payload, max_output_size=expected)
+    except zstandard.ZstdError as exc:
+        raise PayloadError(ev, f"zstd: {exc}") from None
+
+
+def _zstd_chunks(ev: RawEvent, payload: memoryview):
+    """A large transaction a piece at a time: memory stays at a piece plus one event."""
+    import zstandard
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(payload, read_across_frames=True)
+        while chunk := reader.read(_PAYLOAD_READ):
+            yield chunk
+    except zstandard.ZstdError as exc:
+        raise PayloadError(ev, f"zstd: {exc}") from None
