@@ -172,10 +172,14 @@ def _compressed(w: BinlogWriter, marks: dict, gno: int, rows: list[tuple[int, st
     marks.setdefault("payloads", []).append(w.payload(w.inner(tx), **kw))
 
 
-@pytest.mark.parametrize("compression", [0, 255])
-def test_transaction_payload_is_walked_as_its_events(tmp_path, compression):
+@pytest.mark.parametrize("compression, streamed", [(0, False), (0, True), (255, False)])
+def test_transaction_payload_is_walked_as_its_events(tmp_path, monkeypatch, compression, streamed):
     """binlog_transaction_compression=ON: the GTID event, then one TRANSACTION_PAYLOAD holding BEGIN,
-    the table map, the rows and the XID. Their position is the payload's; the transaction ends after it."""
+    the table map, the rows and the XID. Their position is the payload's; the transaction ends after it.
+    `streamed`: as a transaction too large to decompress at once, read 7 bytes at a time."""
+    if streamed:
+        monkeypatch.setattr(be, "_PAYLOAD_WHOLE", 0)
+        monkeypatch.setattr(be, "_PAYLOAD_READ", 7)
     def build(w: BinlogWriter) -> dict:
         marks: dict = {}
         _compressed(w, marks, 1, [(1, "one"), (2, "two")], compression=compression)
