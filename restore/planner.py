@@ -16,6 +16,7 @@ from .errors import BinlogError, PlanError, RestoreError
 from .gtid import GtidSet
 from .hooks import Hooks, NullHooks
 from .plan import Candidate, DatabaseStart, EventRef, Outcome, Plan, TableStats
+from .positions import Watch, checked as checked_starts, locate, refusal
 from .scope import Scope
 from .snapshot import Snapshot
 from .spec import Spec, coord_key
@@ -56,6 +57,14 @@ def database_starts(req: PlanRequest) -> dict[str, DatabaseStart]:
                 "so the replay start for it is unknown",
                 where=snap.path,
                 hint="pass --start FILE:POS or --start GTID: the binlog position at the moment the dump was taken")
+        if file is None and gtid is not None and gtid == snap.gtid:
+            try:
+                gtid = GtidSet.parse(gtid).text
+            except PlanError as exc:
+                where = f"{snap.path}:{snap.coordinates_line}" if snap.coordinates_line else snap.path
+                raise PlanError(f"{where}: the dump's GTID position cannot be read: {exc.message}", where=where,
+                                hint="use the dump as mysqldump/mariadb-dump wrote it, or pass --start with "
+                                     "the GTID set it was taken at") from None
         for db in snap.databases:
             if db in starts:
                 raise PlanError(f"database {db} is in two snapshots: {starts[db].snapshot} and {snap.path}",
@@ -105,7 +114,11 @@ class Planner:
         req = self.req
         stop, rules = req.stop, req.rules
         auto = stop.kind == "auto"
-        skip_todo = {s.text: s for s in req.skips}
+        # FILE:POS skips are done once matched; GTID ones name a set of transactions (one or more)
+        # and stay: every transaction they name is skipped.
+        skip_todo = {s.text: s for s in req.skips if s.kind != "gtid"}
+        skip_sets = {s.text: s for s in req.skips if s.kind == "gtid"}
+        skip_seen: dict[str, set[str]] = {text: set() for text in skip_sets}
         cands = Candidates(rules, req.expected, self._columns())
         tx: TxBegin | None = None
         tx_changes: dict[str, list[int]] = {}
@@ -118,7 +131,7 @@ class Planner:
         fde: be.FormatDescription | None = None
         tx_pending: Candidate | None = None     # a stop judged at replay, in this transaction
         outcomes: list[Outcome] = []            # the plan up to each of them
-        events = self.source.events(*plan.replay_from)
+        events = checked_starts(self.source.events(*plan.replay_from), self._start_watches(plan), self.source)
         if any(s.file is None for s in plan.databases.values()):
             events = self._reaches_back(events, plan)
         stop_at = (stop.file, stop.pos) if stop.kind == "filepos" else None
@@ -219,9 +232,13 @@ class Planner:
                                              str(step.gtid) if step.gtid else None, step.timestamp, "",
                                              f"--stop-before {stop.text}")
                     for text, spec in list(skip_todo.items()):
-                        if (spec.kind == "gtid" and step.gtid and str(step.gtid) == spec.gtid) or \
-                                (spec.kind == "filepos" and (step.file, step.pos) == (spec.file, spec.pos)):
+                        if spec.kind == "filepos" and (step.file, step.pos) == (spec.file, spec.pos):
                             tx_skip = skip_todo.pop(text)
+                    if skip_sets and step.gtid is not None:
+                        for text, spec in skip_sets.items():
+                            if _names(spec, step.gtid):
+                                tx_skip = spec
+                                skip_seen[text].add(str(step.gtid))
                     continue
                 assert tx is not None
                 if isinstance(step, TxEnd):
@@ -265,11 +282,21 @@ class Planner:
             for cand in plan.candidates:
                 cand.chosen = (cand.tx_file, cand.tx_pos) == plan.end and not cand.skipped
         elif stop.kind not in ("auto", "end"):
+            if stop.kind == "filepos":
+                self._refuse_position(Watch(stop.file, stop.pos, f"--stop-before {stop.text}"))
             raise PlanError(f"--stop-before {stop.text}: no such event in {plan.binlogs} after {plan.replay_from[0]}:{plan.replay_from[1]}",
                             hint="check the SPEC against `restore-bot plan --json` output; FILE:POS must be the start of an event")
-        if skip_todo:
-            raise PlanError(f"--skip {', '.join(skip_todo)}: no such transaction before the stop",
-                            hint="name a GTID or the FILE:POS of an event inside the transaction to skip")
+        for spec in skip_todo.values():
+            self._refuse_position(Watch(spec.file, spec.pos, f"--skip {spec.text}"))
+        unmatched = [*skip_todo, *(text for text, seen in skip_seen.items() if not seen)]
+        if unmatched:
+            raise PlanError(f"--skip {', '.join(unmatched)}: no such transaction before the stop",
+                            hint="name a GTID (or GTID set) or the FILE:POS of an event inside the transaction to skip")
+        for text, seen in skip_seen.items():
+            spec = skip_sets[text]
+            if len(seen) < (spec.gset.count() if spec.gset else 1):
+                plan.warnings.append(f"--skip {text}: skipped {len(seen)} transaction{'s' if len(seen) != 1 else ''} "
+                                     f"of the set; {spec.gset.without(seen)} did not occur before the stop")
         if tx is not None and plan.stop is None:
             plan.warnings.append(f"the last transaction, starting at {tx.file}:{tx.pos}, never committed in the "
                                  "binlog (the server stopped mid-transaction); it is left out")
@@ -417,12 +444,37 @@ class Planner:
                 return skip_todo.pop(text)
         return None
 
+    def _start_watches(self, plan: Plan) -> list[Watch]:
+        """Every start given as FILE:POS must be an event's start (or a file's end)."""
+        out = []
+        for start in plan.databases.values():
+            if start.file is None:
+                continue
+            if start.source.startswith("--start"):
+                hint = ("give the position of an event's start, as `mariadb-binlog` prints it after \"# at\"; "
+                        "a dump taken with --master-data/--source-data records the right one")
+            else:
+                hint = ("the dump's coordinates do not fall on these binlog files' events: check that --binlogs holds "
+                        "the binlogs of the server the dump was taken from (not a copy of another server's or a "
+                        "replica's), or pass the dumps that belong to them")
+            out.append(Watch(start.file, start.pos, start.source, hint))
+        return out
+
+    def _refuse_position(self, w: Watch) -> None:
+        """A stop or skip FILE:POS that matched nothing: refuse it precisely if it is not an event's start."""
+        try:
+            loc = locate(self.source, w.file, w.pos)
+        except RestoreError:
+            return   # a file that cannot be read: the caller's own error says enough
+        if not loc.boundary or loc.at_end:
+            raise refusal(w, loc)
+
     @staticmethod
     def _stop_here(stop: Spec, tx: TxBegin) -> bool:
         if stop.kind == "filepos":
             return (tx.file, tx.pos) == (stop.file, stop.pos)
         if stop.kind == "gtid":
-            return tx.gtid is not None and str(tx.gtid) == stop.gtid
+            return tx.gtid is not None and _names(stop, tx.gtid)
         if stop.kind == "time":
             return tx.timestamp >= (stop.epoch or 0)
         return False
@@ -484,6 +536,12 @@ class Planner:
             stats.inserted += ins
             stats.updated += upd
             stats.deleted += dele
+
+
+def _names(spec: Spec, gtid) -> bool:
+    """Does the GTID spec (a GTID, a MariaDB list, a MySQL set) name this transaction?"""
+    gset = spec.gset if spec.gset is not None else GtidSet.parse(spec.gtid or spec.text)
+    return gset.names(gtid)
 
 
 def _outcome(plan: Plan, stop: EventRef | None, end: tuple[str, int]) -> Outcome:

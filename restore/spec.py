@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from .errors import PlanError
-from .gtid import looks_like_gtid, parse_gtid
+from .gtid import GtidSet, looks_like_gtid
 
 _FILEPOS = re.compile(r"^(?P<file>[^:\s]+\.\d+):(?P<pos>\d+)$")
-SPEC_HELP = ("SPEC is auto, end, a GTID (0-1-113680 or uuid:n), FILE:POS (binlog.000002:4711) "
-             "or a datetime (2023-08-19 02:14:00, local time unless it has an offset)")
+SPEC_HELP = ("SPEC is auto, end, a GTID or GTID set (MariaDB 0-1-113680, several domains 0-1-100,1-2-50; "
+             "MySQL uuid:n, uuid:1-4:7-9, uuid:tag:1-5, uuid1:1-9,uuid2:1-3), FILE:POS (binlog.000002:4711, "
+             "the start of an event) or a datetime (2023-08-19 02:14:00, local time unless it has an offset). "
+             "As --start a lone MySQL uuid:n means uuid:1-n (everything up to n is in the dump)")
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ class Spec:
     file: str | None = None
     pos: int | None = None
     epoch: float | None = None
+    # kind gtid: the transactions it names (--stop-before, --skip) or, as a start, what the dump holds
+    gset: GtidSet | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         return self.text
@@ -42,7 +46,11 @@ def parse_spec(text: str, *, option: str, allow: tuple[str, ...] = ("auto", "end
     if low in ("auto", "end"):
         spec = Spec(low, raw)
     elif looks_like_gtid(raw):
-        spec = Spec("gtid", raw, gtid=parse_gtid(raw).text)
+        try:
+            gset = GtidSet.parse_start(raw) if option == "--start" else GtidSet.parse(raw)
+        except PlanError as exc:
+            raise PlanError(f"{option} {raw!r}: {exc.message}", hint=exc.hint) from None
+        spec = Spec("gtid", raw, gtid=gset.text, gset=gset)
     elif (m := _FILEPOS.match(raw)):
         spec = Spec("filepos", raw, file=m["file"], pos=int(m["pos"]))
     else:
