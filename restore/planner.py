@@ -13,6 +13,7 @@ from .binlog_events import DELETE_ROWS, UPDATE_ROWS, WRITE_ROWS
 from .candidates import AT_REPLAY, CERTAIN, Candidates, StatementUpdates
 from .destructive import DestructiveRules, Finding
 from .errors import BinlogError, PlanError, RestoreError
+from .foreign_keys import ForeignKeys, dropped as dropped_foreign_keys, parse as parse_foreign_keys
 from .gtid import GtidSet
 from .hooks import Hooks, NullHooks
 from .plan import Candidate, DatabaseStart, EventRef, Outcome, Plan, TableStats
@@ -91,6 +92,7 @@ class Planner:
         self.hooks = hooks or NullHooks()
         self.interrupt = interrupt or (lambda: None)
         self._temp: set[str] = set()   # temporary tables open in the replayed session
+        self._fks = ForeignKeys()       # cascading foreign keys: the snapshots', then the window's DDL
 
     def build(self) -> Plan:
         req = self.req
@@ -107,6 +109,8 @@ class Planner:
         for snap in req.snapshots:
             for (db, table), info in snap.tables.items():
                 plan.tables[f"{db}.{table}"] = TableStats(snapshot_rows=info.rows)
+        self._fks = ForeignKeys(fk for snap in req.snapshots for info in snap.tables.values()
+                                for fk in info.foreign_keys)
         self._scan(plan, scope)
         return plan
 
@@ -119,7 +123,9 @@ class Planner:
         skip_todo = {s.text: s for s in req.skips if s.kind != "gtid"}
         skip_sets = {s.text: s for s in req.skips if s.kind == "gtid"}
         skip_seen: dict[str, set[str]] = {text: set() for text in skip_sets}
-        cands = Candidates(rules, req.expected, self._columns())
+        cands = Candidates(rules, req.expected, self._columns(), self._fks)
+        fk_deletes = self._fks.delete_parents   # live: DDL in the window changes it in place
+        stmt_cascade = False                    # this statement deleted rows of a table with cascading children
         tx: TxBegin | None = None
         tx_changes: dict[str, list[int]] = {}
         tx_statements: list[QueryStep] = []
@@ -194,18 +200,25 @@ class Planner:
                             stmt_hit = counts[kind]
                         if kind == 1:
                             updates.add(ev, tmap)
+                        elif kind == 2 and name in fk_deletes:
+                            stmt_cascade = True
                     else:
                         plan.left_out += 1
                     # A statement ends with its last row event even when that one is left out
                     # (a trigger writing another schema): judge what it did to our tables now.
                     if step.statement_end:
+                        cand = None
                         if stmt_hit >= min_rows:
                             cand = cands.rows(tx, ev, step.annotation or "", stmt_rows, plan.tables, tx_changes,
                                               updates, fde, skipped=tx_skip is not None)
-                            if auto and cand is not None and plan.stop is None and self._stops_auto(cand):
-                                plan.stop = cand
+                        if stmt_cascade and cand is None:
+                            cand = cands.cascade(tx, ev, step.annotation or "", stmt_rows, plan.tables, tx_changes,
+                                                 skipped=tx_skip is not None)
+                        if auto and cand is not None and plan.stop is None and self._stops_auto(cand):
+                            plan.stop = cand
                         stmt_rows = {}
                         stmt_hit = 0
+                        stmt_cascade = False
                         updates.clear()
                     continue
                 if cls is FormatStep:
@@ -223,6 +236,7 @@ class Planner:
                     tx_first_step = None
                     stmt_rows = {}
                     stmt_hit = 0
+                    stmt_cascade = False
                     updates.clear()
                     in_scope = {}
                     if past:
@@ -366,6 +380,8 @@ class Planner:
                 self._inexact(plan, changes, "changed by a transaction the source rolled back")
             else:
                 self._merge(plan, changes)
+                if self._fks:
+                    self._cascaded(plan, changes)
             plan.transactions += 1
             if plan.first_timestamp is None:
                 plan.first_timestamp = tx.timestamp
@@ -488,6 +504,46 @@ class Planner:
                         table=finding.table if finding else None,
                         rows=finding.rows if finding else None)
 
+    def _cascaded(self, plan: Plan, changes: dict[str, list[int]], statement: str = "") -> None:
+        """Rows of child tables that a transaction's DELETE/UPDATE of their parents changed through
+        ON DELETE / ON UPDATE actions: the server did it, the binlog does not show it."""
+        fks = self._fks
+        for name, (_ins, upd, dele) in changes.items():
+            if not ((dele and name in fks.delete_parents) or (upd and name in fks.update_parents)):
+                continue
+            for child, effect in fks.reach(name, deleted=bool(dele), updated=bool(upd)).items():
+                stats = plan.tables.get(child)
+                if stats is None:
+                    continue   # not restored
+                by = f"{statement} on {name}" if statement else f"changes to {name}"
+                if effect == "deleted":
+                    stats.exact = False
+                    stats.note = (f"cascaded changes are not logged: rows deleted by ON DELETE CASCADE from "
+                                  f"{by} are not in the binlog, so its row count cannot be predicted")
+                elif stats.exact:
+                    stats.note = (f"cascaded changes are not logged: rows changed by ON DELETE/UPDATE SET NULL or "
+                                  f"CASCADE from {by} are not counted (its row count is unaffected)")
+
+    def _foreign_key_ddl(self, info, step: QueryStep, tables: list[str]) -> None:
+        """Keep the cascading foreign keys up to date with DDL the replay applies."""
+        verb, fks = info.verb, self._fks
+        if verb == "CREATE TABLE" and tables:
+            db, table = tables[0].split(".", 1)
+            fks.table_created(tables[0], parse_foreign_keys(step.query.query, db, table))
+        elif verb == "ALTER TABLE" and tables:
+            db, table = tables[0].split(".", 1)
+            sql = step.query.query
+            fks.altered(tables[0], parse_foreign_keys(sql, db, table), dropped_foreign_keys(sql))
+        elif verb == "DROP TABLE":
+            for name in tables:
+                fks.table_dropped(name)
+        elif verb == "DROP DATABASE":
+            for db in info.databases:
+                fks.database_dropped(db)
+        if info.renames:
+            for old, new in info.renames:
+                fks.renamed(f"{old.db}.{old.name}", f"{new.db}.{new.name}")
+
     def _statement_effects(self, plan: Plan, step: QueryStep) -> None:
         """What a replayed statement does to the per-table counts we can predict."""
         info = step.info
@@ -496,6 +552,8 @@ class Planner:
             (self._temp.update if info.verb.startswith("CREATE") else self._temp.difference_update)(tables)
             return
         tables = [t for t in tables if t not in self._temp]
+        if info.kind == "ddl":
+            self._foreign_key_ddl(info, step, tables)
         if info.verb == "CREATE TABLE":
             keep = _IF_NOT_EXISTS.search(step.query.query[:300]) is not None
             for name in tables:
@@ -521,6 +579,11 @@ class Planner:
                 stats = plan.tables.setdefault(name, TableStats())
                 stats.exact = False
                 stats.note = "changed by statement-format DML: the binlog does not say how many rows"
+            if self._fks:
+                # REPLACE deletes the rows it replaces; the others as their verb says.
+                dele, upd = info.verb in ("DELETE", "REPLACE"), info.verb in ("UPDATE", "INSERT", "REPLACE")
+                self._cascaded(plan, {name: [0, int(upd), int(dele)] for name in tables},
+                               f"a statement-format {info.verb}")
 
     @staticmethod
     def _inexact(plan: Plan, changes: dict[str, list[int]], note: str) -> None:

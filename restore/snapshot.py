@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from .errors import SnapshotError
+from .foreign_keys import ForeignKey, parse as parse_foreign_keys
 
 
 @dataclass
@@ -28,6 +29,7 @@ class TableInfo:
     columns: list[ColumnInfo] = field(default_factory=list)
     rows: int = 0
     has_primary_key: bool = False
+    foreign_keys: list[ForeignKey] = field(default_factory=list)   # its FOREIGN KEY ... REFERENCES clauses
 
 
 @dataclass
@@ -155,6 +157,8 @@ class _Reader:
                 self.table_line, self.seen_data = self.lineno, True
                 self.table_closed = line.rstrip().endswith(b";")  # all on one line: hand-written
                 if self.table_closed:
+                    self.table.foreign_keys = parse_foreign_keys(line.decode("utf-8", "replace"), self.table.db,
+                                                                 self.table.name)
                     self.table_line_(line)
             elif (m := _CREATE_DB.match(line)) is not None:
                 self.use(m.group(1))
@@ -218,6 +222,9 @@ class _Reader:
             table.has_primary_key |= b"PRIMARY KEY" in _STR.sub(b"''", rest).upper()
         elif line.lstrip().upper().startswith(b"PRIMARY KEY"):
             table.has_primary_key = True
+        elif b"FOREIGN KEY" in line.upper():
+            # mariadb-dump/mysqldump: "  CONSTRAINT `fk` FOREIGN KEY (`x`) REFERENCES `parent` (`id`) ON DELETE CASCADE,"
+            table.foreign_keys += parse_foreign_keys(line.decode("utf-8", "replace"), table.db, table.name)
 
     def insert_table(self, m: re.Match[bytes]) -> TableInfo:
         db = _name(m.group(1)) if m.group(1) else self.current_db()

@@ -11,14 +11,17 @@ class TableResult:
     rows: int
     predicted: int | None
     checksum: int | None
+    note: str = ""       # why there is no prediction (the plan's note: cascades, statement-format DML...)
 
     @property
     def ok(self) -> bool:
         return self.predicted is None or self.predicted == self.rows
 
     def to_dict(self) -> dict:
-        return {"rows": self.rows, "predicted_rows": self.predicted, "checksum": self.checksum,
-                "ok": self.ok}
+        d = {"rows": self.rows, "predicted_rows": self.predicted, "checksum": self.checksum, "ok": self.ok}
+        if self.note:
+            d["note"] = self.note
+        return d
 
 
 @dataclass
@@ -62,6 +65,9 @@ def verify(conn, plan: Plan) -> Verification:
     actual = table_checksums(conn, sorted(plan.databases))
     for name, (rows, checksum) in actual.items():
         stats = plan.tables.get(name)
-        result.tables[name] = TableResult(rows, stats.predicted if stats else None, checksum)
+        # A table the plan cannot count (rows deleted by a foreign key's cascade, statement-format DML)
+        # is reported with its checksum; its count is not held against the plan.
+        result.tables[name] = TableResult(rows, stats.predicted if stats else None, checksum,
+                                          stats.note if stats is not None and not stats.exact else "")
     result.missing = sorted(set(plan.tables) - set(actual))
     return result
