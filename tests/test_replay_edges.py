@@ -235,4 +235,4 @@ def test_file_pos_of_any_event_names_its_transaction(source_factory, tmp_path, c
 
     res = cli(*common, "--stop-before", f"{table_map.file}:{table_map.pos + 1}")
     assert res.code != 0
-    assert "no such event" in res.doc["error"]["message"], res.doc
+    assert "is not the start of an event" in res.doc["error"]["message"], res.doc
