@@ -534,7 +534,7 @@ class Planner:
             db, table = tables[0].split(".", 1)
             sql = step.query.query
             fks.altered(tables[0], parse_foreign_keys(sql, db, table), dropped_foreign_keys(sql))
-        elif verb == "DROP TABLE":
+        elif verb in ("DROP TABLE", "DROP SEQUENCE"):
             for name in tables:
                 fks.table_dropped(name)
         elif verb == "DROP DATABASE":
@@ -559,7 +559,7 @@ class Planner:
             for name in tables:
                 if not (keep and name in plan.tables):
                     plan.tables[name] = TableStats(exact="SELECT" not in step.query.query.upper())
-        elif info.verb == "DROP TABLE":
+        elif info.verb in ("DROP TABLE", "DROP SEQUENCE"):   # a sequence is a one-row table
             for name in tables:
                 plan.tables.pop(name, None)
         elif info.verb == "DROP DATABASE":
