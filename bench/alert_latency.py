@@ -64,14 +64,14 @@ sys.path.insert(0, str(REPO / "tests"))  # fake_slack lives beside the tests
 
 from bot.alert_client import AlertSlackClient  # noqa: E402
 
-from bot.alerts import AlertPoster, AlertStore, Oncall  # noqa: E402
+from handlers.alerts import AlertPoster, AlertStore, Oncall  # noqa: E402
 from bot.watch import WatcherProcess  # noqa: E402
 from fake_slack import FakeSlack  # noqa: E402
 from latency_report import KINDS, print_report, stats_ms, summarize  # noqa: E402
-from restore.destructive import DestructiveRules  # noqa: E402
-from restore.leftovers import OwnedDir  # noqa: E402
-from restore.sandbox import Sandbox  # noqa: E402
-from restore.watcher import Watcher  # noqa: E402
+from restore.plan.destructive import DestructiveRules  # noqa: E402
+from restore.mysql.leftovers import OwnedDir  # noqa: E402
+from restore.mysql.sandbox import Sandbox  # noqa: E402
+from restore.live.watcher import Watcher  # noqa: E402
 
 SB_DB = "sbtest"
 VICTIM = "victim"
@@ -191,8 +191,8 @@ class Tap:
     """
 
     def __init__(self) -> None:
-        import restore.follow as follow_mod
-        from restore.binlog_server import ServerBinlogs
+        import restore.live.follow as follow_mod
+        from restore.binlog.server import ServerBinlogs
         self.mod, self.real = follow_mod, follow_mod.ServerBinlogs
         self.where: tuple[str, int] | None = None
         tap = self
@@ -537,10 +537,10 @@ def capacity(src: Sandbox, start: tuple[str, int], seconds: float) -> list[dict]
     without row counting; + Walker counting the rows of every table; the watcher's whole loop.
     Transactions are counted by their GTID events.
     """
-    import restore.follow as follow_mod
-    from restore import binlog_events as be
-    from restore.binlog_server import ServerBinlogs
-    from restore.walker import Walker
+    import restore.live.follow as follow_mod
+    from restore.binlog import events as be
+    from restore.binlog.server import ServerBinlogs
+    from restore.binlog.walker import Walker
 
     class Counting(ServerBinlogs):
         def __init__(self, *a, **kw) -> None:

@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))  # run from a checkout even when the package is not installed
 
-from restore.sandbox import Sandbox  # noqa: E402
+from restore.mysql.sandbox import Sandbox  # noqa: E402
 
 DB = "sbtest"
 GOAL_RESTORE = 0.33

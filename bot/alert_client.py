@@ -20,7 +20,7 @@ from requests.adapters import HTTPAdapter
 from slack_sdk.errors import SlackApiError
 from urllib3.util.retry import Retry
 
-log = logging.getLogger("restore-bot.alerts")
+log = logging.getLogger("restore-handlers.alerts")
 
 
 class RateLimited(SlackApiError):

@@ -6,17 +6,17 @@ import json
 import sys
 import time
 
-from restore import engine
-from restore.destructive import DestructiveRules
-from restore.dsn import Dsn
+from restore import api
+from restore.plan.destructive import DestructiveRules
+from restore.mysql.dsn import Dsn
 from restore.errors import RestoreError
-from restore.fence import FENCE_CHOICES
-from restore.runner import EXISTING_CHOICES
-from restore.sandbox import Sandbox
-from restore.spec import SPEC_HELP
+from restore.target.fence import FENCE_CHOICES
+from restore.replay.runner import EXISTING_CHOICES
+from restore.mysql.sandbox import Sandbox
+from restore.plan.spec import SPEC_HELP
 
-from . import render
-from .progress import ConsoleHooks
+from bot import render
+from bot.progress import ConsoleHooks
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -93,14 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from restore.leftovers import sweep
+    from restore.mysql.leftovers import sweep
     sweep()  # sandbox datadirs and drill dirs whose restore-bot was killed (their owner's lock is free)
     if args.command in ("serve", "worker", "console", "watch"):
         return _service(args)
     if args.command == "archive":
         return _archive(args)
     if args.command == "drill":
-        from . import drill
+        from bot import drill
         try:
             return drill.run(rounds=args.rounds)
         except RestoreError as exc:
@@ -111,12 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "restore" and args.target != "sandbox":
             Dsn.parse(args.target, what="--target")  # a typo in it is reported before the plan pass, not after
-        snapshots = engine.read_snapshots(args.snapshot)
-        source = engine.open_binlogs(args.binlogs)
+        snapshots = api.read_snapshots(args.snapshot)
+        source = api.open_binlogs(args.binlogs)
         rules = DestructiveRules(fraction=args.mass_fraction, min_rows=args.mass_min_rows)
         started = time.monotonic()
         with hooks:
-            plan = engine.make_plan(snapshots, source, stop=args.stop_before, skips=args.skip,
+            plan = api.make_plan(snapshots, source, stop=args.stop_before, skips=args.skip,
                                     start=args.start, rules=rules, hooks=hooks)
         args.plan_seconds = round(time.monotonic() - started, 3)
         if args.command == "plan":
@@ -139,9 +139,9 @@ def _archive(args) -> int:
     import logging
     import signal
 
-    from restore.archiver import Archiver
+    from restore.live.archiver import Archiver
 
-    from .watch import alert_client, trouble_reporter
+    from bot.watch import alert_client, trouble_reporter
     # Warnings only: each trouble is one warning; the retries after it are logged at INFO.
     settings = _settings(args, logging.WARNING)
     if settings is None:
@@ -168,7 +168,7 @@ def _settings(args, log_level: int):
     """Logging set up, and the settings of `--config`; None (said on stderr) when they are bad."""
     import logging
 
-    from .config import ConfigError, load_settings
+    from bot.config import ConfigError, load_settings
     logging.basicConfig(level=log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return load_settings(args.config)
@@ -184,20 +184,20 @@ def _service(args) -> int:
     if settings is None:
         return 2
     if args.command == "worker":
-        from .serve import run_worker
+        from bot.serve import run_worker
         return run_worker(settings)
     if args.command == "watch":
-        from .watch import run_watch
+        from bot.watch import run_watch
         try:
             return run_watch(settings, args.source)
         except RestoreError as exc:
             render.error(exc)
             return exc.exit_code
     if args.command == "serve":
-        from .serve import run_serve
+        from bot.serve import run_serve
         return run_serve(settings, port=args.port)
-    from .console import ConsoleSession, OpenAccess
-    from .jobstore import JobStore
+    from bot.console import ConsoleSession, OpenAccess
+    from handlers.jobstore import JobStore
     access = settings.access if (settings.access.operators or settings.access.approvers) else OpenAccess()
     with ConsoleSession(settings, JobStore(settings.store_path), access, user=args.user) as session:
         return session.repl()
@@ -225,7 +225,7 @@ def _restore(args, plan, snapshots, source, hooks) -> int:
 
 def _run(args, plan, snapshots, source, target, hooks, *, sandbox: bool) -> int:
     with hooks:
-        result = engine.restore(plan, snapshots, source, target, existing=args.existing, hooks=hooks,
+        result = api.restore(plan, snapshots, source, target, existing=args.existing, hooks=hooks,
                                 batch_transactions=args.batch, restart=args.restart,
                                 fence=None if sandbox else args.fence, fence_users=args.fence_user,
                                 log_replay=not args.no_target_binlog, space_check=not args.skip_space_check)

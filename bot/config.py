@@ -15,7 +15,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: needs the tomli package
     import tomli as tomllib  # type: ignore[no-redef]
 
-from restore.dsn import Dsn
+from restore.mysql.dsn import Dsn
 from restore.errors import RestoreError
 
 _VAR = re.compile(r"\$\$\{|\$\{([A-Z_][A-Z0-9_]*)\}")

@@ -15,10 +15,10 @@ from rich.markup import escape
 
 from handlers.restore import RestoreHandler
 
-from .commands import CommandError, parse
-from .jobstore import FINISHED, Job, JobStore
-from .reporter import Reporter
-from .worker import Worker
+from handlers.commands import CommandError, parse
+from handlers.jobstore import FINISHED, Job, JobStore
+from bot.reporter import Reporter
+from bot.worker import Worker
 
 _STRIP = str.maketrans({"*": "", "`": ""})
 
@@ -98,7 +98,7 @@ class ConsoleSession:
         try:
             cmd = parse(line, user or self.user, "console")
         except CommandError as exc:
-            from . import messages
+            from handlers import messages
             replier.ephemeral(messages.BAD_INPUT.format(error=exc, usage=messages.USAGE))
             return None
         return self.handler.handle(cmd, replier)

@@ -6,7 +6,7 @@ day of traffic, then the disaster. The engine plans the restore on its own and r
 fresh server acting as production; the result is checked against checksums taken just before
 the disaster.
 
-The backup drill that proves real backups restore (`/restore drill`) is bot.backup_drill.
+The backup drill that proves real backups restore (`/restore drill`) is restore.live.drill.
 """
 from __future__ import annotations
 
@@ -19,15 +19,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from restore.leftovers import OwnedDir
-from restore.sandbox import Sandbox
-from restore.verify import table_checksums
-from restore.watcher import Alert, Watcher
+from restore.mysql.leftovers import OwnedDir
+from restore.mysql.sandbox import Sandbox
+from restore.replay.verify import table_checksums
+from restore.live.watcher import Alert, Watcher
 
-from .alerts import AlertStore
-from .config import load_settings
-from .console import ConsoleSession, OpenAccess
-from .jobstore import JobStore
+from handlers.alerts import AlertStore
+from bot.config import load_settings
+from bot.console import ConsoleSession, OpenAccess
+from handlers.jobstore import JobStore
 
 console = Console()
 

@@ -40,11 +40,11 @@ from urllib3.util import Retry
 
 from handlers.restore import describe
 
-from . import messages
-from .commands import CommandError, parse
-from .jobstore import Job, JobStore
-from .plan_card import kakao_replies, short_text
-from .reporter import Reporter, card_text
+from handlers import messages
+from handlers.commands import CommandError, parse
+from handlers.jobstore import Job, JobStore
+from handlers.plan_card import kakao_replies, short_text
+from bot.reporter import Reporter, card_text
 
 # -- what the bot says on KakaoTalk (besides bot/messages.py) ------------------------------------------
 KAKAO_ACK = "{kind} job {job} queued; `/restore status {job}` shows how it is doing."

@@ -7,8 +7,8 @@ from rich.console import Console
 from rich.table import Table
 
 from restore.errors import RestoreError
-from restore.plan import Plan, iso
-from restore.runner import RestoreResult
+from restore.plan.plan import Plan, iso
+from restore.replay.runner import RestoreResult
 
 out = Console()
 err = Console(file=sys.stderr)

@@ -14,9 +14,9 @@ from typing import Protocol
 
 from handlers.restore import describe
 
-from . import messages
-from .jobstore import ACTIVE, Job, JobStore
-from .plan_card import candidates_text, verdicts_text
+from handlers import messages
+from handlers.jobstore import ACTIVE, Job, JobStore
+from handlers.plan_card import candidates_text, verdicts_text
 
 log = logging.getLogger("restore-bot.reporter")
 

@@ -20,14 +20,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from handlers.backup import BackupHandler
 from handlers.oncall import OncallHandler
 from handlers.restore import RestoreHandler
-from restore.archiver import Archiver
-from restore.procs import die_with_parent
+from restore.live.archiver import Archiver
+from restore.mysql.procs import die_with_parent
 
-from .alerts import AlertStore, Oncall
-from .jobstore import JobStore
-from .watch import alert_client, build_watcher, trouble_reporter
-from .reporter import Reporter
-from .worker import RESUMED, Worker
+from handlers.alerts import AlertStore, Oncall
+from handlers.jobstore import JobStore
+from bot.watch import alert_client, build_watcher, trouble_reporter
+from bot.reporter import Reporter
+from bot.worker import RESUMED, Worker
 
 log = logging.getLogger("restore-bot")
 
@@ -165,7 +165,7 @@ def run_worker(settings) -> int:
 
 
 def run_serve(settings, *, port: int | None = None, with_worker: bool = True) -> int:
-    from .slack_app import ALERT_SECONDS, SlackPoster, build_bolt_app, build_http, web_client
+    from bot.slack_app import ALERT_SECONDS, SlackPoster, build_bolt_app, build_http, web_client
 
     slack_ready = bool(settings.slack.bot_token and settings.slack.signing_secret)
     if not slack_ready and not settings.kakao.token:
@@ -190,7 +190,7 @@ def run_serve(settings, *, port: int | None = None, with_worker: bool = True) ->
                                              accept=lambda job: job.origin != "kakao").start())
     web = build_http(bolt, store)
     if settings.kakao.token:
-        from .kakao import kakao_reporter, register_kakao
+        from bot.kakao import kakao_reporter, register_kakao
         register_kakao(web, settings, store, handler, oncall=oncall)
         if (kr := kakao_reporter(settings, store)) is not None:
             background.reporters.append(kr.start())

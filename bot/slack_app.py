@@ -20,11 +20,11 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from handlers.restore import RestoreHandler
 
-from . import messages
-from .commands import Command, CommandError, parse
-from .jobstore import ACTIVE, Job, JobStore
-from .plan_card import SKIP_ACTION, STOP_ACTION, slack_blocks
-from .reporter import card_text
+from handlers import messages
+from handlers.commands import Command, CommandError, parse
+from handlers.jobstore import ACTIVE, Job, JobStore
+from handlers.plan_card import SKIP_ACTION, STOP_ACTION, slack_blocks
+from bot.reporter import card_text
 
 log = logging.getLogger("restore-bot.slack")
 

@@ -11,13 +11,13 @@ import threading
 import time
 from collections.abc import Callable
 
-from restore.destructive import DestructiveRules
-from restore.dsn import Dsn
+from restore.plan.destructive import DestructiveRules
+from restore.mysql.dsn import Dsn
 from restore.errors import RestoreError
-from restore.watcher import Alert, Watcher
+from restore.live.watcher import Alert, Watcher
 
-from .alert_client import AlertSlackClient
-from .alerts import AlertPoster, AlertStore, Oncall, alert_text
+from bot.alert_client import AlertSlackClient
+from handlers.alerts import AlertPoster, AlertStore, Oncall, alert_text
 
 log = logging.getLogger("restore-bot.watch")
 

@@ -13,17 +13,17 @@ import sqlite3
 import threading
 import time
 
-from restore import engine
-from restore.backup import take_backup
+from restore import api
+from restore.live.backups import take_backup
 from restore.errors import RestoreError
-from restore.prod import ProdRestore
-from restore.sandbox import Sandbox
+from restore.prod.swap import ProdRestore
+from restore.mysql.sandbox import Sandbox
 
-from . import messages
-from .alerts import AlertStore, Oncall, mention
-from .backup_drill import BackupDrill, newest_snapshot
-from .jobstore import Job, JobStore
-from .plan_card import verdict_line
+from handlers import messages
+from handlers.alerts import AlertStore, Oncall, mention
+from restore.live.drill import BackupDrill, newest_snapshot
+from handlers.jobstore import Job, JobStore
+from handlers.plan_card import verdict_line
 
 log = logging.getLogger("restore-bot.worker")
 RESUMED = ("↻ the worker restarted; the job runs again: on a kept target it resumes from the last "
@@ -178,9 +178,9 @@ class Worker:
         if job.kind == "drill":
             return self._drill(hooks, interrupt)
         src = self.settings.source
-        snapshots = engine.read_snapshots(src.snapshots)
-        binlogs = engine.open_binlogs(src.binlogs)
-        plan = engine.make_plan(snapshots, binlogs, stop=job.args.get("stop_before", "auto"),
+        snapshots = api.read_snapshots(src.snapshots)
+        binlogs = api.open_binlogs(src.binlogs)
+        plan = api.make_plan(snapshots, binlogs, stop=job.args.get("stop_before", "auto"),
                                 skips=job.args.get("skips", []), expected=job.args.get("expected", ()),
                                 hooks=hooks, interrupt=interrupt)
         hooks.total_rows = sum(t.inserted + t.updated + t.deleted for t in plan.tables.values())
@@ -193,11 +193,11 @@ class Worker:
             if dsn == "sandbox":
                 with Sandbox() as box:
                     hooks.message(f"stage: a throwaway sandbox server on port {box.port}")
-                    result = engine.restore(plan, snapshots, binlogs, box.dsn, existing="drop", hooks=hooks,
+                    result = api.restore(plan, snapshots, binlogs, box.dsn, existing="drop", hooks=hooks,
                                             interrupt=interrupt, batch_transactions=batch)
             else:
                 stage = self.settings.targets["stage"]
-                result = engine.restore(plan, snapshots, binlogs, dsn, existing="keep-aside", hooks=hooks,
+                result = api.restore(plan, snapshots, binlogs, dsn, existing="keep-aside", hooks=hooks,
                                         interrupt=interrupt, restart=bool(job.args.get("restart")),
                                         batch_transactions=batch, fence=stage.fence,
                                         fence_users=list(stage.fence_users))

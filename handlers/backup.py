@@ -1,9 +1,9 @@
 """`/backup now` and `/backup list`. Platform neutral; the dump itself runs in the worker."""
 from __future__ import annotations
 
-from bot import messages
-from bot.jobstore import JobStore
-from restore.backup import list_backups
+from handlers import messages
+from handlers.jobstore import JobStore
+from restore.live.backups import list_backups
 
 
 class BackupHandler:

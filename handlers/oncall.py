@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from bot.alerts import AlertStore, Oncall, mention
+from handlers.alerts import AlertStore, Oncall, mention
 
 _MENTION = re.compile(r"^<?@?(?P<id>[A-Za-z0-9:_.-]+)(\|[^>]*)?>?$")
 USAGE = "`/oncall` shows who is on call · `/oncall set @user` hands it over"

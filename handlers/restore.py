@@ -8,9 +8,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from bot import messages
-from bot.commands import Command
-from bot.jobstore import ACTIVE, Job, JobStore
+from handlers import messages
+from handlers.commands import Command
+from handlers.jobstore import ACTIVE, Job, JobStore
 
 APPROVAL_MINUTES = 15
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from restore import binlog_events as be
+from restore.binlog import events as be
 
 ROOT = Path(os.environ.get("RESTORE_BOT_MYSQL_TEST", "/usr/share/mysql/mysql-test"))
 MAGIC = b"\xfebin"

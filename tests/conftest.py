@@ -1,6 +1,6 @@
 """Shared fixtures and helpers for the restore tests: real MariaDB servers, dumps, the CLI.
 
-Servers are `restore.sandbox.Sandbox` instances (throwaway datadir, random port). Sources are
+Servers are `restore.mysql.sandbox.Sandbox` instances (throwaway datadir, random port). Sources are
 built once per (binlog_format, binlog_row_metadata) and the incident built on them is cached for
 the whole session: building one costs a few seconds, restoring it is what the tests measure.
 
@@ -27,9 +27,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from restore.leftovers import OwnedDir, sweep  # noqa: E402
-from restore.procs import kill_using, using_path  # noqa: E402
-from restore.sandbox import Sandbox  # noqa: E402
+from restore.mysql.leftovers import OwnedDir, sweep  # noqa: E402
+from restore.mysql.procs import kill_using, using_path  # noqa: E402
+from restore.mysql.sandbox import Sandbox  # noqa: E402
 
 SYSTEM_DBS = {"mysql", "information_schema", "performance_schema", "sys"}
 RESTORED = ("homepage", "wiki")

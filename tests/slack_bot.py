@@ -19,7 +19,7 @@ from pathlib import Path
 import pymysql
 
 from fake_slack import FakeSlack, SlackSigner
-from restore.sandbox import Sandbox
+from restore.mysql.sandbox import Sandbox
 
 CHANNEL = "CINC"
 OPS1, OPS2, APP1, NOBODY = "UOPS1", "UOPS2", "UAPP1", "UNOBODY9"
@@ -184,7 +184,7 @@ class World:
 
     # -- the job store (read only: to know when a job is in a given phase) --------------------
     def store(self):
-        from bot.jobstore import JobStore
+        from handlers.jobstore import JobStore
         if getattr(self, "_store", None) is None:
             self._store = JobStore(self.store_path)
         return self._store

@@ -11,9 +11,9 @@ import pytest
 from slack_sdk.errors import SlackApiError
 
 from bot.alert_client import AlertSlackClient, RateLimited
-from bot.alerts import AlertPoster, AlertStore, Oncall, mask_literals
+from handlers.alerts import AlertPoster, AlertStore, Oncall, mask_literals
 from fake_slack import FakeSlack
-from restore.watcher import Alert
+from restore.live.watcher import Alert
 
 
 def _alert(pos: int) -> Alert:
@@ -93,7 +93,7 @@ def test_client_raises_slack_refusals_and_keep_warm_reports_trouble_once(caplog)
             client.chat_postMessage(channel="CINC", text="hello")
         assert client.chat_postMessage(channel="CINC", text="hello")["ok"]
         fake.fail("auth.test", 2)
-        with caplog.at_level(logging.INFO, logger="restore-bot.alerts"):
+        with caplog.at_level(logging.INFO, logger="restore-handlers.alerts"):
             for _ in range(3):
                 client.keep_warm()
     assert refused.value.response["error"] == "fatal_error"

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 from conftest import checksums, dump, target_url
-from restore.archiver import Archiver
-from restore.binlog_files import BinlogDirectory
+from restore.live.archiver import Archiver
+from restore.binlog.files import BinlogDirectory
 from restore.errors import BinlogError
-from restore.sandbox import Sandbox
+from restore.mysql.sandbox import Sandbox
 
 import pytest
 

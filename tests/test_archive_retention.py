@@ -8,8 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from conftest import dump, dump_coordinates
-from restore.archiver import Archiver
-from restore.sandbox import Sandbox
+from restore.live.archiver import Archiver
+from restore.mysql.sandbox import Sandbox
 from test_archive import _archive, _server_files, _traffic
 
 import pytest

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from conftest import checksums, copy_binlogs, dump, master_status, target_url
-from restore import binlog_events as be
-from restore.binlog_files import BinlogDirectory
-from restore.sandbox import Sandbox
+from restore.binlog import events as be
+from restore.binlog.files import BinlogDirectory
+from restore.mysql.sandbox import Sandbox
 
 
 @pytest.fixture(scope="module")

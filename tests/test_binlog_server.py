@@ -1,4 +1,4 @@
-"""The replication-protocol reader (`restore.binlog_server`) against a real server.
+"""The replication-protocol reader (`restore.binlog.server`) against a real server.
 
 Its own packet framer reads the COM_BINLOG_DUMP stream: these pin what it must get right — every
 event byte-identical to the server's files (also one longer than a 16 MiB packet, also across a
@@ -14,10 +14,10 @@ import time
 
 import pytest
 
-from restore import binlog_events as be
-from restore.binlog_server import ServerBinlogs
+from restore.binlog import events as be
+from restore.binlog.server import ServerBinlogs
 from restore.errors import BinlogError
-from restore.sandbox import Sandbox
+from restore.mysql.sandbox import Sandbox
 
 BIG = 20 * 1024 * 1024  # one row event longer than a 16 MiB protocol packet
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import checksums, copy_binlogs, dump, target_url
-from restore.sandbox import Sandbox
+from restore.mysql.sandbox import Sandbox
 
 BACKFILL = "UPDATE club.members SET display_name = name, updated_at = '2024-05-01 00:00:00'"
 WIPE = "UPDATE club.members SET name = 'deleted'"
@@ -132,17 +132,17 @@ def test_an_update_that_destroys_information_is_the_stop(wiped, target, cli):
 
 def test_a_prod_rebuild_takes_stages_verdicts(wiped, target, cli):
     """Verdicts given (as stage found them) are applied, not judged again."""
-    from restore import engine
+    from restore import api
     inc, fmt = wiped
     if fmt == "ROW":
         pytest.skip("ROW binlogs are judged from their row images: no verdict at replay")
-    snapshots = engine.read_snapshots([str(inc["snap"])])
-    source = engine.open_binlogs(str(inc["binlogs"]))
-    plan = engine.make_plan(snapshots, source)
+    snapshots = api.read_snapshots([str(inc["snap"])])
+    source = api.open_binlogs(str(inc["binlogs"]))
+    plan = api.make_plan(snapshots, source)
     wipe = next(c for c in plan.candidates if "'deleted'" in c.statement)
     given = {c.where: "suspect" for c in plan.candidates if c.severity == "judged at replay"}
     given[wipe.where] = "certain"
-    result = engine.restore(plan, snapshots, source, target.dsn, verdicts=given)
+    result = api.restore(plan, snapshots, source, target.dsn, verdicts=given)
     assert result.ok and [v["detail"] for v in result.verdicts] == ["as judged before"] * 4
     with target.connect() as conn:
         assert checksums(conn, ["club"]) == inc["before"]

@@ -11,10 +11,10 @@ import pymysql
 import pytest
 
 from conftest import checksums, copy_binlogs, databases, dump, target_url
-from restore import engine
+from restore import api
 from restore.errors import ApplyError, TargetError
 from restore.hooks import NullHooks
-from restore.sandbox import Sandbox
+from restore.mysql.sandbox import Sandbox
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +100,10 @@ def test_fence_lock_keeps_the_application_out_for_the_whole_restore(keeper, prod
                 except pymysql.err.OperationalError as exc:
                     seen.append(f"refused {exc.args[0]}")
 
-    snapshots = engine.read_snapshots([str(keeper["snap"])])
-    source = engine.open_binlogs(str(keeper["binlogs"]))
-    plan = engine.make_plan(snapshots, source)
-    result = engine.restore(plan, snapshots, source, prod.dsn, existing="keep-aside", fence="lock",
+    snapshots = api.read_snapshots([str(keeper["snap"])])
+    source = api.open_binlogs(str(keeper["binlogs"]))
+    plan = api.make_plan(snapshots, source)
+    result = api.restore(plan, snapshots, source, prod.dsn, existing="keep-aside", fence="lock",
                             fence_users=["app"], hooks=Probe())
     assert result.ok
     assert seen == ["refused 4151"], seen       # ER_ACCOUNT_HAS_BEEN_LOCKED
@@ -121,9 +121,9 @@ def test_fence_lock_without_accounts_or_with_the_restore_user_is_refused(keeper,
     res = cli(*_args(keeper, prod, "--fence", "lock"))
     assert res.code == 2 and "--fence-user" in res.error["hint"], res
     with pytest.raises(TargetError, match="own user"):
-        snapshots = engine.read_snapshots([str(keeper["snap"])])
-        source = engine.open_binlogs(str(keeper["binlogs"]))
-        engine.restore(engine.make_plan(snapshots, source), snapshots, source, prod.dsn, fence="lock",
+        snapshots = api.read_snapshots([str(keeper["snap"])])
+        source = api.open_binlogs(str(keeper["binlogs"]))
+        api.restore(api.make_plan(snapshots, source), snapshots, source, prod.dsn, fence="lock",
                        fence_users=["root"])
 
 
@@ -146,11 +146,11 @@ class _WriterDuringReplay(NullHooks):
 def test_restart_after_a_writer_collided_loses_no_committed_row(keeper, prod, cli):
     prod_rows = _all_rows(prod)
     writer = _WriterDuringReplay(prod)
-    snapshots = engine.read_snapshots([str(keeper["snap"])])
-    source = engine.open_binlogs(str(keeper["binlogs"]))
-    plan = engine.make_plan(snapshots, source)
+    snapshots = api.read_snapshots([str(keeper["snap"])])
+    source = api.open_binlogs(str(keeper["binlogs"]))
+    plan = api.make_plan(snapshots, source)
     with pytest.raises(ApplyError) as err:
-        engine.restore(plan, snapshots, source, prod.dsn, existing="keep-aside", fence="refuse", hooks=writer)
+        api.restore(plan, snapshots, source, prod.dsn, existing="keep-aside", fence="refuse", hooks=writer)
     assert "keeper.attendance" in str(err.value) and "'20'" in str(err.value), err.value
     hint = err.value.hint
     assert "--restart" in hint and "nothing is deleted" in hint, hint
@@ -183,11 +183,11 @@ def test_an_interrupted_load_is_set_aside_not_dropped(keeper, prod, cli):
 
     with prod.connect() as conn, conn.cursor() as cur:
         cur.execute("DROP DATABASE keeper")
-    snapshots = engine.read_snapshots([str(keeper["snap"])])
-    source = engine.open_binlogs(str(keeper["binlogs"]))
-    plan = engine.make_plan(snapshots, source)
+    snapshots = api.read_snapshots([str(keeper["snap"])])
+    source = api.open_binlogs(str(keeper["binlogs"]))
+    plan = api.make_plan(snapshots, source)
     with pytest.raises(KeyboardInterrupt):
-        engine.restore(plan, snapshots, source, prod.dsn, fence="refuse", hooks=Killed())
+        api.restore(plan, snapshots, source, prod.dsn, fence="refuse", hooks=Killed())
     res = cli(*_args(keeper, prod))
     assert res.code == 0 and res.doc["restore"]["resumed"], res
     moved = res.doc["restore"]["unfinished_aside"]["keeper"]

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from restore.dsn import Dsn
+from restore.mysql.dsn import Dsn
 from restore.errors import RestoreError
-from restore.loader import client_binary, client_options
-from restore.sandbox import Sandbox
+from restore.replay.loader import client_binary, client_options
+from restore.mysql.sandbox import Sandbox
 
 PASSWORD = 'p"w\\d #1'  # a quote, a backslash, a space and a hash: all must survive the option file
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import ConfigError, Secret, Settings, load_settings
-from restore.dsn import Dsn
+from restore.mysql.dsn import Dsn
 from restore.errors import RestoreError
 
 SECRET = "Zq9-secret"

@@ -7,9 +7,9 @@ from rich.console import Console
 
 from bot.config import load_settings
 from bot.console import ConsoleSession, OpenAccess
-from bot.jobstore import JobStore
+from handlers.jobstore import JobStore
 from conftest import checksums, copy_binlogs, dump
-from restore.sandbox import Sandbox
+from restore.mysql.sandbox import Sandbox
 
 
 def _session(tmp_path, snap, binlogs, prod, *, ask) -> tuple[ConsoleSession, io.StringIO]:

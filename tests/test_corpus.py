@@ -26,7 +26,7 @@ import pytest
 
 import binlog_corpus as corpus
 from conftest import checksums, clean, databases, q, target_url
-from restore.sandbox import Sandbox
+from restore.mysql.sandbox import Sandbox
 
 COUNTS = "counts"
 # file under /usr/share/mysql/mysql-test -> what plan does with it (see the module's docstring).

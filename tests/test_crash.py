@@ -12,7 +12,7 @@ import pymysql
 import pytest
 
 from conftest import checksums, copy_binlogs, dump, target_url
-from restore.sandbox import Sandbox
+from restore.mysql.sandbox import Sandbox
 
 TXNS = 6000
 

@@ -16,18 +16,18 @@ from pathlib import Path
 import pytest
 
 from bot.config import load_settings
-from bot.backup_drill import SourceState, compare_with_source
-from bot.jobstore import FINISHED, Job, JobStore
+from restore.live.drill import SourceState, compare_with_source
+from handlers.jobstore import FINISHED, Job, JobStore
 from bot.reporter import Reporter
 from bot.serve import Background
 from bot.slack_app import SlackPoster, web_client
 from bot.worker import Worker
 from fake_slack import FakeSlack
-from restore import binlog_events as be
-from restore.archiver import Archiver
-from restore.backup import take_backup
-from restore.binlog_files import BinlogDirectory
-from restore.sandbox import Sandbox
+from restore.binlog import events as be
+from restore.live.archiver import Archiver
+from restore.live.backups import take_backup
+from restore.binlog.files import BinlogDirectory
+from restore.mysql.sandbox import Sandbox
 
 CHANNEL = "C0DRILL"
 

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 from fake_slack import FakeSlack
-from restore.archiver import Archiver
-from restore.dsn import Dsn
-from restore.sandbox import Sandbox
-from restore.watcher import Watcher
+from restore.live.archiver import Archiver
+from restore.mysql.dsn import Dsn
+from restore.mysql.sandbox import Sandbox
+from restore.live.watcher import Watcher
 from test_archive import _archive, _server_files, _traffic
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import checksums, copy_binlogs, dump, target_url
-from restore.sandbox import Sandbox
+from restore.mysql.sandbox import Sandbox
 
 CASCADE_NOTE = "cascaded changes are not logged"
 

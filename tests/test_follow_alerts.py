@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from restore.sandbox import Sandbox
-from restore.watcher import Alert
+from restore.mysql.sandbox import Sandbox
+from restore.live.watcher import Alert
 from test_follow_outages import Positions, Watching, _wait_until
 
 

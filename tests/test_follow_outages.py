@@ -8,10 +8,10 @@ import time
 import pymysql
 import pytest
 
-from restore.binlog_server import BinlogGone, ServerBinlogs
-from restore.dsn import Dsn
-from restore.sandbox import Sandbox
-from restore.watcher import Alert, Watcher
+from restore.binlog.server import BinlogGone, ServerBinlogs
+from restore.mysql.dsn import Dsn
+from restore.mysql.sandbox import Sandbox
+from restore.live.watcher import Alert, Watcher
 
 
 class Positions:

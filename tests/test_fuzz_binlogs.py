@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 
 import binlog_corpus as corpus
 from conftest import clean, dump, target_url
-from restore import binlog_events as be
-from restore.binlog_files import BinlogDirectory
-from restore.sandbox import Sandbox
+from restore.binlog import events as be
+from restore.binlog.files import BinlogDirectory
+from restore.mysql.sandbox import Sandbox
 
 # Checksum-less files of the corpus (their format description announces no checksum; servers
 # before MySQL 5.6.1 / MariaDB 5.3 had none): set name -> (file under the corpus root, the
@@ -316,25 +316,25 @@ def test_mutated_binlogs_restore_exits_0_2_or_3(sets, replay_target, data):
 def test_replay_meeting_damage_stops_and_resumes(sets, replay_target, monkeypatch):
     """The file goes bad between the plan and the replay (a copy being rewritten): the replay stops
     with the file and position, keeps its checkpoint, and the same command resumes once it is good."""
-    from restore import engine
+    from restore import api
     s = sets["mariadb-nochecksum"]
     clean(replay_target)
     with tempfile.TemporaryDirectory() as tmp:
         binlogs = _write(s.files, Path(tmp) / "binlogs")
         # The replay counts no rows, but it reads every table map: damage the last one.
         victim = [ev for ev in BinlogDirectory(binlogs).events() if ev.type == be.TABLE_MAP][-1]
-        real_restore = engine.restore
+        real_restore = api.restore
 
         def damage_then_restore(*args, **kwargs):
             (binlogs / victim.file).write_bytes(_bad_column_type(s.files[victim.file], victim))
             return real_restore(*args, **kwargs)
 
-        monkeypatch.setattr(engine, "restore", damage_then_restore)
+        monkeypatch.setattr(api, "restore", damage_then_restore)
         code, doc, err = _restore(s, binlogs, replay_target, "--batch", "1")
         _check(code, doc, err)
         assert code == 2 and doc["error"]["where"] == victim.where, doc
         assert "--restart" not in doc["error"]["hint"] and "run the same command again" in doc["error"]["hint"]
-        monkeypatch.setattr(engine, "restore", real_restore)
+        monkeypatch.setattr(api, "restore", real_restore)
         _write(s.files, binlogs)   # copied again
         code, doc, err = _restore(s, binlogs, replay_target, "--batch", "1")
         assert code == 0, (doc.get("error"), err[-2000:])

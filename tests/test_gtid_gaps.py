@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 
 from conftest import checksums, copy_binlogs, dump
-from restore import binlog_events as be
-from restore.archiver import Archiver
-from restore.binlog_files import BinlogDirectory
-from restore.binlog_server import ServerBinlogs
+from restore.binlog import events as be
+from restore.live.archiver import Archiver
+from restore.binlog.files import BinlogDirectory
+from restore.binlog.server import ServerBinlogs
 from restore.errors import BinlogError
-from restore.gtid_continuity import GtidContinuity
-from restore.sandbox import Sandbox
-from restore.watcher import Watcher
+from restore.binlog.gtid_continuity import GtidContinuity
+from restore.mysql.sandbox import Sandbox
+from restore.live.watcher import Watcher
 from test_mysql_events import UUID, BinlogWriter, _previous_gtids
 
 MIDDLE = "binlog.000002"

@@ -12,9 +12,9 @@ import shutil
 import pytest
 
 from conftest import checksums, copy_binlogs, databases, dump, target_url
-from restore.gtid import GtidSet
-from restore.binlog_events import Gtid
-from restore.sandbox import Sandbox
+from restore.binlog.gtid import GtidSet
+from restore.binlog.events import Gtid
+from restore.mysql.sandbox import Sandbox
 
 
 def _gtid_only(snap, path):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.commands import CommandError, parse
-from bot.jobstore import JobStore
+from handlers.commands import CommandError, parse
+from handlers.jobstore import JobStore
 from handlers.restore import APPROVAL_MINUTES, RestoreHandler
 
 

@@ -16,9 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from flask import Flask
 
-from bot.alerts import AlertStore, Oncall
+from handlers.alerts import AlertStore, Oncall
 from bot.config import Secret, load_settings
-from bot.jobstore import JobStore
+from handlers.jobstore import JobStore
 from bot.reporter import Reporter
 from bot.kakao import (SIGNATURE_HEADER, TIMESTAMP_HEADER, TOKEN_HEADER, KakaoWebhookPoster, from_kakao,
                        WebhookError, kakao_reporter, register_kakao, verify)
@@ -26,7 +26,7 @@ from bot.worker import Worker
 from handlers.oncall import OncallHandler
 from conftest import checksums, copy_binlogs, dump
 from handlers.restore import RestoreHandler
-from restore.sandbox import Sandbox
+from restore.mysql.sandbox import Sandbox
 
 TOKEN = "kakao-token-3f9a1c"
 SECRET = "webhook-secret-77b2e0"

@@ -7,13 +7,13 @@ import time
 from types import SimpleNamespace
 
 from bot.config import load_settings
-from bot.jobstore import FINISHED, JobStore
+from handlers.jobstore import FINISHED, JobStore
 from bot.worker import Worker
 from conftest import checksums
 from handlers.backup import BackupHandler
 from handlers.restore import RestoreHandler
-from restore.archiver import Archiver
-from restore.sandbox import Sandbox
+from restore.live.archiver import Archiver
+from restore.mysql.sandbox import Sandbox
 from test_handlers import Access, Recorder
 
 
@@ -70,7 +70,7 @@ path = "jobs.sqlite3"
             Archiver(src.dsn, settings.keep.archive_dir).copy()
 
             handler = RestoreHandler(store, Access(), channel=None, has_prod=False)
-            from bot.commands import parse
+            from handlers.commands import parse
             drill = handler.handle(parse("drill", "UOPS1"), Recorder())
             drill = _wait(store, drill.id)
         finally:
@@ -125,7 +125,7 @@ def test_backup_list_warns_when_the_newest_dump_is_damaged(tmp_path):
 def test_a_dump_is_read_once_while_it_is_unchanged(tmp_path, monkeypatch):
     """/backup list and retention describe every dump; reading a big one takes minutes, so the
     description is kept beside it and used until the file's size or mtime changes."""
-    import restore.backup as backup
+    import restore.live.backups as backup
     path = tmp_path / "club.sql"
     path.write_text(_dump_text("club", 460))
     first = backup.describe_backup(path)

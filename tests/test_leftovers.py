@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from conftest import plan_args, restore_args
-from restore.leftovers import OwnedDir, sweep
-from restore.procs import alive, using_path
-from restore.sandbox import Sandbox
+from restore.mysql.leftovers import OwnedDir, sweep
+from restore.mysql.procs import alive, using_path
+from restore.mysql.sandbox import Sandbox
 
 CLI = [sys.executable, "-m", "bot.cli"]
 
@@ -28,11 +28,11 @@ CLI = [sys.executable, "-m", "bot.cli"]
 # has to kill the server itself.
 OWNER = """
 import sys, time
-import restore.sandbox
+import restore.mysql.sandbox
 if sys.argv[1] == "DETACHED":
-    restore.sandbox.die_with_parent = lambda: None
-from restore.leftovers import OwnedDir
-from restore.sandbox import Sandbox
+    restore.mysql.sandbox.die_with_parent = lambda: None
+from restore.mysql.leftovers import OwnedDir
+from restore.mysql.sandbox import Sandbox
 box = Sandbox().start()
 drill = OwnedDir("restore-bot-drill")
 print(box.dir, box.proc.pid, drill.path, flush=True)
@@ -135,9 +135,9 @@ def test_sweepers_racing_owners_never_touch_a_live_dir(private_tmp, monkeypatch,
     if how == "plain":
         monkeypatch.delattr(os, "O_TMPFILE", raising=False)   # the lock made under its name, then locked
     tmp, env = private_tmp
-    sweeping = f"import time\nfrom restore.leftovers import sweep\nt = time.monotonic() + 2\n" \
+    sweeping = f"import time\nfrom restore.mysql.leftovers import sweep\nt = time.monotonic() + 2\n" \
                f"while time.monotonic() < t: sweep({str(tmp)!r})\n"
-    dying = f"import os\nfrom restore.leftovers import OwnedDir\n" \
+    dying = f"import os\nfrom restore.mysql.leftovers import OwnedDir\n" \
             f"for i in range(20):\n    if os.fork() == 0:\n        OwnedDir('restore-bot-drill', {str(tmp)!r}); os._exit(0)\n" \
             f"    os.wait()\n"
     procs = [subprocess.Popen([CLI[0], "-c", code], env=env) for code in (sweeping, sweeping, dying)]
@@ -169,7 +169,7 @@ def test_only_our_own_dead_dirs_are_removed(private_tmp):
     victim.mkdir()
     (victim / "precious").write_text("x")
     (tmp / "restore-bot-sandbox-1-deadbe").symlink_to(victim)
-    from restore.leftovers import MAGIC
+    from restore.mysql.leftovers import MAGIC
     (tmp / "restore-bot-sandbox-1-deadbe.lock").write_bytes(MAGIC + b"1\n")
     (tmp / "other-tool-2-cafeba").mkdir()
     (tmp / "other-tool-2-cafeba.lock").write_text("someone else's\n")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from conftest import checksums, dump, target_url
-from restore.sandbox import Sandbox
+from restore.mysql.sandbox import Sandbox
 
 
 def test_live_server_equals_offline_files(cli, tmp_path, target):

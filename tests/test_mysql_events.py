@@ -11,12 +11,12 @@ import zlib
 
 import pytest
 
-from restore import binlog_events as be
-from restore.binlog_files import BinlogDirectory
-from restore.engine import make_plan, read_snapshots
+from restore.binlog import events as be
+from restore.binlog.files import BinlogDirectory
+from restore.api import make_plan, read_snapshots
 from restore.errors import BinlogError, PlanError
-from restore.gtid import GtidSet
-from restore.walker import QueryStep, RowsStep, StopAt, TxBegin, TxEnd, Walker
+from restore.binlog.gtid import GtidSet
+from restore.binlog.walker import QueryStep, RowsStep, StopAt, TxBegin, TxEnd, Walker
 
 UUID = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
 POST_HEADER = {be.QUERY: 13, be.ROTATE: 8, be.FORMAT_DESCRIPTION: 98, be.XID: 0, be.TABLE_MAP: 8,

@@ -6,7 +6,7 @@ import time
 from datetime import date
 
 from bot.alert_client import AlertSlackClient
-from bot.alerts import AlertPoster, AlertStore, Oncall
+from handlers.alerts import AlertPoster, AlertStore, Oncall
 from bot.config import load_settings
 from fake_slack import FakeSlack
 from test_alert_client import _alert
@@ -141,7 +141,7 @@ def test_alert_slack_refused_before_a_restart_is_posted_after_it(tmp_path):
 def test_a_drill_that_crashes_still_tells_the_channel_and_the_oncall_person(tmp_path, monkeypatch):
     """Not a RestoreError but a bug: the job fails with "internal error", and its thread says so,
     mentioning who is on call, as a failed drill does."""
-    from bot.jobstore import JobStore
+    from handlers.jobstore import JobStore
     from bot.worker import Worker
 
     config = tmp_path / "restore-bot.toml"

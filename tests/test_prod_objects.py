@@ -4,10 +4,11 @@ from __future__ import annotations
 import pytest
 
 from conftest import checksums, copy_binlogs, dump
-from restore import engine, prod_objects
+from restore import api
+from restore.prod import objects as prod_objects
 from restore.errors import RestoreError
-from restore.prod import ProdRestore
-from restore.sandbox import Sandbox
+from restore.prod.swap import ProdRestore
+from restore.mysql.sandbox import Sandbox
 
 SCHEMA = [
     "CREATE DATABASE club",
@@ -48,9 +49,9 @@ def story(tmp_path_factory):
             objects = _definitions(cur, "club")
             cur.execute("DROP DATABASE club")
         binlogs = copy_binlogs(src, work / "binlogs")
-    snapshots = engine.read_snapshots([str(snap)])
-    source = engine.open_binlogs(str(binlogs))
-    plan = engine.make_plan(snapshots, source)
+    snapshots = api.read_snapshots([str(snap)])
+    source = api.open_binlogs(str(binlogs))
+    plan = api.make_plan(snapshots, source)
     assert before["club.stats"][0] == 1 and before["club.members"][0] == 4
     return {"plan": plan, "snapshots": snapshots, "source": source, "before": before, "busy": busy,
             "objects": objects, "expected": {n: c for n, (_r, c) in before.items()}}

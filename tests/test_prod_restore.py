@@ -5,10 +5,10 @@ import pymysql
 import pytest
 
 from conftest import checksums, copy_binlogs, dump
-from restore import engine
+from restore import api
 from restore.errors import TargetError
-from restore.prod import ProdRestore
-from restore.sandbox import Sandbox
+from restore.prod.swap import ProdRestore
+from restore.mysql.sandbox import Sandbox
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +30,9 @@ def story(tmp_path_factory):
             before = checksums(conn, ["club"])
             cur.execute("DROP DATABASE club")
         binlogs = copy_binlogs(src, work / "binlogs")
-    snapshots = engine.read_snapshots([str(snap)])
-    source = engine.open_binlogs(str(binlogs))
-    plan = engine.make_plan(snapshots, source)
+    snapshots = api.read_snapshots([str(snap)])
+    source = api.open_binlogs(str(binlogs))
+    plan = api.make_plan(snapshots, source)
     return {"plan": plan, "snapshots": snapshots, "source": source, "before": before}
 
 
@@ -127,7 +127,7 @@ def _app_can_log_in(prod: Sandbox) -> bool:
 
 def test_account_lock_failing_half_way_unlocks_what_it_locked():
     """ACCOUNT LOCK of a role fails after app@'%' is locked: app must be unlocked again."""
-    from restore.fence import AccountLock
+    from restore.target.fence import AccountLock
     with Sandbox() as prod:
         _app_account(prod, "CREATE ROLE approle")   # a role is listed in mysql.user, but ALTER USER refuses it
         with prod.connect() as conn:

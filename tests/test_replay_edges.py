@@ -142,7 +142,7 @@ def test_lost_target_connection_is_a_named_error(source_factory, target, tmp_pat
     res = None
     with target.connect() as conn, conn.cursor() as cur:
         cur.execute("SET GLOBAL max_statement_time = 0")
-    from restore import batch
+    from restore.replay import batch
 
     class Killer(batch.Batch):
         sent = 0
@@ -158,7 +158,7 @@ def test_lost_target_connection_is_a_named_error(source_factory, target, tmp_pat
             super()._send(tolerate_ddl)
 
     original = batch.Batch
-    import restore.applier as applier_module
+    import restore.replay.applier as applier_module
     applier_module.Batch = Killer
     try:
         res = _restore(cli, snap, src, target, "--batch", "100")
@@ -204,8 +204,8 @@ def test_transaction_the_source_rolled_back_is_rolled_back(fmt, source_factory, 
 def test_file_pos_of_any_event_names_its_transaction(source_factory, tmp_path, cli):
     """`mariadb-binlog` prints "# at N" for table maps, annotations and XIDs too: --stop-before and
     --skip take any of them, and a position inside an event is refused."""
-    from restore import binlog_events as be
-    from restore.binlog_files import BinlogDirectory
+    from restore.binlog import events as be
+    from restore.binlog.files import BinlogDirectory
 
     src = source_factory("ROW")
     with src.connect() as conn, conn.cursor() as cur:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 
 from conftest import checksums, copy_binlogs, databases, dump, master_status, target_url
-from restore import engine
+from restore import api
 from restore.errors import ApplyError
 from restore.hooks import NullHooks
-from restore.sandbox import Sandbox
+from restore.mysql.sandbox import Sandbox
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +58,11 @@ class _AppWritesDuringReplay(NullHooks):
 
 
 def test_restart_starts_over_where_resuming_repeats_the_failure(shop, target, cli):
-    snapshots = engine.read_snapshots([str(shop["snap"])])
-    source = engine.open_binlogs(str(shop["binlogs"]))
-    plan = engine.make_plan(snapshots, source)
+    snapshots = api.read_snapshots([str(shop["snap"])])
+    source = api.open_binlogs(str(shop["binlogs"]))
+    plan = api.make_plan(snapshots, source)
     with pytest.raises(ApplyError) as err:
-        engine.restore(plan, snapshots, source, target.dsn, hooks=_AppWritesDuringReplay(target))
+        api.restore(plan, snapshots, source, target.dsn, hooks=_AppWritesDuringReplay(target))
     assert "shop.items" in str(err.value) and "'4'" in str(err.value)
     assert "--restart" in err.value.hint and "--existing drop" not in err.value.hint, err.value.hint
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from pymysql.constants import CLIENT
 
-from restore.sender import Sender, SendFailure
+from restore.replay.sender import Sender, SendFailure
 
 
 def _connect(target):

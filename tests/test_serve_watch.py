@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from bot.jobstore import JobStore
+from handlers.jobstore import JobStore
 from fake_slack import FakeSlack, SlackSigner
-from restore.leftovers import OwnedDir
-from restore.sandbox import Sandbox
+from restore.mysql.leftovers import OwnedDir
+from restore.mysql.sandbox import Sandbox
 from test_slack_scenarios import Bot
 
 CHANNEL = "CWATCH"

@@ -21,13 +21,13 @@ from conftest import checksums, q, target_url
 from test_corpus import _mariadb_binlog, _plan_rows, decode
 from test_mysql_events import BinlogWriter
 
-from restore import binlog_events as be
-from restore.archiver import Archiver
-from restore.binlog_files import BinlogDirectory
-from restore.dsn import Dsn
-from restore.sandbox import Sandbox
-from restore.walker import RowsStep, TxEnd, Walker
-from restore.watcher import watched_statements
+from restore.binlog import events as be
+from restore.live.archiver import Archiver
+from restore.binlog.files import BinlogDirectory
+from restore.mysql.dsn import Dsn
+from restore.mysql.sandbox import Sandbox
+from restore.binlog.walker import RowsStep, TxEnd, Walker
+from restore.live.watcher import watched_statements
 
 MYSQL80 = "std_data/mdev35643_mysql_80_binlog.000001"
 GTID_BEFORE_PAYLOAD, PAYLOAD, AFTER_PAYLOAD = 1389, 1468, 2297   # the compressed transaction and the next one

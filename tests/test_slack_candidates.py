@@ -22,8 +22,8 @@ import pytest
 
 from conftest import checksums, dump
 from fake_slack import FakeSlack, SlackSigner
-from restore.leftovers import OwnedDir
-from restore.sandbox import Sandbox
+from restore.mysql.leftovers import OwnedDir
+from restore.mysql.sandbox import Sandbox
 from slack_bot import APP1, CHANNEL, NOBODY, OPS1, OPS2, Bot, World, shut_down, up
 
 DB = "club"

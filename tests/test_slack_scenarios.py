@@ -25,8 +25,8 @@ import pytest
 
 from conftest import checksums, copy_binlogs, databases, dump
 from fake_slack import FakeSlack, SlackSigner, sign
-from restore.leftovers import OwnedDir
-from restore.sandbox import Sandbox
+from restore.mysql.leftovers import OwnedDir
+from restore.mysql.sandbox import Sandbox
 from slack_bot import (ACK_SECONDS, APP1, CHANNEL, JOB_TIMEOUT, NOBODY, OPS1, OPS2, Bot, World, http_get,
                        running, shut_down, up)
 

@@ -1,4 +1,4 @@
-"""restore.snapshot: reading mysqldump/mariadb-dump files without executing them.
+"""restore.plan.snapshot: reading mysqldump/mariadb-dump files without executing them.
 
 Most tests dump a real throwaway MariaDB (one server for the whole module) and compare what the
 parser finds with what the server says; a few feed hand-written MySQL-style text.
@@ -14,8 +14,8 @@ import pytest
 from pymysql.converters import escape_bytes, escape_string
 
 from restore.errors import SnapshotError
-from restore.sandbox import Sandbox
-from restore.snapshot import read_snapshot
+from restore.mysql.sandbox import Sandbox
+from restore.plan.snapshot import read_snapshot
 
 TRICKY = ["),(", "'", "''", "\\", "\\'", "\n", "\r", ";", "(", ")", "한국어", "😀", "\x00", "a",
           "'),('", "0x41", "NULL", '"', "\x1a", "\t", "`", "\\n", ");\n", "_binary '", " "]

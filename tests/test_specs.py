@@ -16,13 +16,13 @@ import struct
 import pytest
 
 from conftest import checksums, copy_binlogs, dump, target_url
-from restore import binlog_events as be
-from restore.binlog_files import BinlogDirectory
-from restore.engine import make_plan, read_snapshots
+from restore.binlog import events as be
+from restore.binlog.files import BinlogDirectory
+from restore.api import make_plan, read_snapshots
 from restore.errors import PlanError
-from restore.gtid import GtidSet
-from restore.sandbox import Sandbox
-from restore.spec import parse_spec
+from restore.binlog.gtid import GtidSet
+from restore.mysql.sandbox import Sandbox
+from restore.plan.spec import parse_spec
 from test_mysql_events import UUID, BinlogWriter
 
 UUID2 = "4f22ab58-71ca-11e1-9e33-c80aa9429562"

@@ -1,11 +1,11 @@
-"""Unit tests for restore.sql_scope: classifying binlog QUERY-event statements."""
+"""Unit tests for restore.binlog.sql_scope: classifying binlog QUERY-event statements."""
 from __future__ import annotations
 
 import time
 
 import pytest
 
-from restore.sql_scope import StatementInfo, TableRef, analyze
+from restore.binlog.sql_scope import StatementInfo, TableRef, analyze
 
 T = TableRef
 

@@ -17,7 +17,7 @@ import pymysql
 import pytest
 
 from conftest import checksums, copy_binlogs, databases, dump, target_url
-from restore.sandbox import Sandbox
+from restore.mysql.sandbox import Sandbox
 
 ROWS = 1500   # transactions after the dump: a range of some MB
 

@@ -13,14 +13,14 @@ from types import SimpleNamespace
 import pytest
 
 from bot.alert_client import AlertSlackClient
-from bot.alerts import AlertPoster, AlertStore, Oncall
+from handlers.alerts import AlertPoster, AlertStore, Oncall
 from bot.watch import WatcherProcess, build_watcher
 from fake_slack import FakeSlack
-from restore.binlog_server import ServerBinlogs
-from restore.destructive import DestructiveRules
-from restore.sandbox import Sandbox
-from restore.walker import QueryStep, RowsStep, TxBegin, TxEnd, Walker
-from restore.watcher import Watcher, watched_statements
+from restore.binlog.server import ServerBinlogs
+from restore.plan.destructive import DestructiveRules
+from restore.mysql.sandbox import Sandbox
+from restore.binlog.walker import QueryStep, RowsStep, TxBegin, TxEnd, Walker
+from restore.live.watcher import Watcher, watched_statements
 
 
 @pytest.fixture
@@ -331,9 +331,9 @@ def test_watcher_process_as_serve_runs_it_restarts_and_stops(slack, tmp_path):
 CHILD_OF = """
 import sys, threading, time
 from bot.alert_client import AlertSlackClient
-from bot.alerts import AlertStore
+from handlers.alerts import AlertStore
 from bot.watch import WatcherProcess
-from restore.dsn import Dsn
+from restore.mysql.dsn import Dsn
 watcher = WatcherProcess(Dsn.parse(sys.argv[1]), AlertStore(sys.argv[2], sys.argv[1]), print)
 threading.Thread(target=watcher.run_forever, daemon=True).start()
 while watcher.proc is None:

@@ -1,0 +1,364 @@
+"""Destructive-event alerts: who is on call, posting within a second, escalation, and memory.
+
+The alert path owns its own Slack client and thread: it never waits behind job cards, a
+running replay, or retries of other messages. Alerts are remembered by their binlog position
+in the job store's database, so a watcher that restarts and re-reads an event never pings twice.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import queue
+import re
+import sqlite3
+import threading
+import time
+from datetime import date, datetime, timedelta
+
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.background import BackgroundScheduler
+from slack_sdk.errors import SlackApiError
+
+from restore.live.watcher import Alert
+
+log = logging.getLogger("restore-handlers.alerts")
+_RETRY_DELAYS = (1, 2, 5, 10, 30, 60)   # seconds before each repeated attempt to post an alert
+KEEP_WARM_SECONDS = 30.0  # how often an idle alert client touches Slack, so its connection stays open
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS watch_position (source TEXT PRIMARY KEY, file TEXT NOT NULL, pos INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (
+    key TEXT PRIMARY KEY, source TEXT NOT NULL, reason TEXT NOT NULL, oncall TEXT, ts TEXT,
+    channel TEXT, created REAL NOT NULL, acked_by TEXT, escalations INTEGER NOT NULL DEFAULT 0, body TEXT);
+CREATE TABLE IF NOT EXISTS oncall_override (id INTEGER PRIMARY KEY CHECK (id = 1), user TEXT NOT NULL, since REAL);
+"""
+# Columns added after the first release: added to an existing store when it is opened.
+_COLUMNS = {
+    "severity": "TEXT NOT NULL DEFAULT 'certain'",   # "certain" pages and escalates; "suspect" is a notice
+    "marked": "TEXT",                                # "expected" or "incident": what an operator said it was
+    "marked_by": "TEXT",
+}
+
+
+class AlertStore:
+    """Watch positions, sent alerts and the on-call override, beside the jobs (SQLite)."""
+
+    def __init__(self, path: str, source: str) -> None:
+        self.path, self.source = str(path), source
+        self._local = threading.local()
+        db = self._db()
+        db.executescript(_SCHEMA)
+        have = {row[1] for row in db.execute("PRAGMA table_info(alerts)")}
+        for name, decl in _COLUMNS.items():
+            if name not in have:
+                try:
+                    db.execute(f"ALTER TABLE alerts ADD COLUMN {name} {decl}")
+                except sqlite3.OperationalError as exc:   # another process added it just now
+                    if "duplicate column" not in str(exc):
+                        raise
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; no fsync on the alert path
+            self._local.db = db
+        return db
+
+    # PositionStore for restore.live.watcher.Watcher
+    def load(self) -> tuple[str, int] | None:
+        row = self._db().execute("SELECT file, pos FROM watch_position WHERE source = ?", (self.source,)).fetchone()
+        return (row[0], int(row[1])) if row else None
+
+    def save(self, file: str, pos: int) -> None:
+        self._db().execute("INSERT INTO watch_position (source, file, pos) VALUES (?,?,?) ON CONFLICT(source) "
+                           "DO UPDATE SET file = excluded.file, pos = excluded.pos", (self.source, file, pos))
+
+    def claim(self, alert: Alert, oncall: str | None) -> bool:
+        """Record an alert; False if this event was alerted before (a re-read after a restart).
+        One recorded but never posted (Slack failed, or we died in between) is claimed again."""
+        db = self._db()
+        # The whole alert (values masked), so that one Slack never took can be posted after a restart.
+        body = json.dumps({**dataclasses.asdict(alert), "statement": mask_literals(alert.statement)}, ensure_ascii=False)
+        cur = db.execute("INSERT OR IGNORE INTO alerts (key, source, reason, oncall, created, body, severity) "
+                         "VALUES (?,?,?,?,?,?,?)", (alert.key, self.source, alert.reason, oncall, time.time(), body,
+                                                    alert.severity))
+        if cur.rowcount == 1:
+            return True
+        row = db.execute("SELECT ts FROM alerts WHERE key = ?", (alert.key,)).fetchone()
+        return row is not None and row[0] is None
+
+    def posted(self, key: str, channel: str, ts: str) -> None:
+        self._db().execute("UPDATE alerts SET channel = ?, ts = ? WHERE key = ?", (channel, ts, key))
+
+    def unposted(self, since: float) -> list[Alert]:
+        """Alerts recorded after `since` that never reached Slack (it refused, and we stopped before a retry)."""
+        rows = self._db().execute("SELECT body FROM alerts WHERE source = ? AND ts IS NULL AND created > ? "
+                                  "ORDER BY created", (self.source, since)).fetchall()
+        out = []
+        for (body,) in rows:
+            try:
+                out.append(Alert(**json.loads(body)))
+            except (TypeError, ValueError):  # recorded by an older version: the statement alone
+                log.warning("an alert recorded before this version was never posted and cannot be rebuilt: %.80s", body)
+        return out
+
+    def unacknowledged(self, since: float) -> list[str]:
+        """Keys of alerts posted after `since` that nobody acknowledged and that still escalate."""
+        rows = self._db().execute("SELECT key FROM alerts WHERE source = ? AND ts IS NOT NULL AND acked_by IS NULL "
+                                  "AND severity != 'suspect' AND escalations < 3 AND created > ? ORDER BY created",
+                                  (self.source, since))
+        return [r[0] for r in rows.fetchall()]
+
+    def ack(self, key: str, user: str) -> bool:
+        cur = self._db().execute("UPDATE alerts SET acked_by = ? WHERE key = ? AND acked_by IS NULL", (user, key))
+        return cur.rowcount == 1
+
+    def mark(self, key: str, what: str, user: str) -> bool:
+        """An operator says what the event was ("expected" or "incident"); it counts as acknowledged
+        (escalation stops). False if it was marked so before."""
+        cur = self._db().execute("UPDATE alerts SET marked = ?, marked_by = ?, acked_by = COALESCE(acked_by, ?) "
+                                 "WHERE key = ? AND (marked IS NULL OR marked != ?)", (what, user, user, key, what))
+        return cur.rowcount == 1
+
+    _FIELDS = ("key", "reason", "oncall", "ts", "channel", "acked_by", "escalations", "severity", "marked",
+               "marked_by", "body")
+
+    def get(self, key: str) -> dict | None:
+        """The alert as recorded; "event" is what the watcher reported (values masked), when known."""
+        row = self._db().execute(f"SELECT {', '.join(self._FIELDS)} FROM alerts WHERE key = ?", (key,)).fetchone()
+        if not row:
+            return None
+        info = dict(zip(self._FIELDS, row))
+        try:
+            info["event"] = json.loads(info.pop("body") or "null")
+        except ValueError:
+            info["event"] = None
+        return info
+
+    def escalated(self, key: str) -> int:
+        self._db().execute("UPDATE alerts SET escalations = escalations + 1 WHERE key = ?", (key,))
+        return self.get(key)["escalations"]
+
+    def set_oncall(self, user: str) -> None:
+        self._db().execute("INSERT INTO oncall_override (id, user, since) VALUES (1, ?, ?) ON CONFLICT(id) "
+                           "DO UPDATE SET user = excluded.user, since = excluded.since", (user, time.time()))
+
+    def oncall_override(self) -> str | None:
+        row = self._db().execute("SELECT user FROM oncall_override WHERE id = 1").fetchone()
+        return row[0] if row else None
+
+
+class Oncall:
+    """Who is on call: `/oncall set` override, else the weekly rotation, else RESTORE_BOT_ONCALL."""
+
+    def __init__(self, settings, store: AlertStore) -> None:
+        self.cfg = settings.oncall
+        self.store = store
+
+    def current(self, today: date | None = None) -> str | None:
+        return self.store.oncall_override() or self._rotation(today or date.today(), 0) or self.cfg.fallback
+
+    def next_after(self, user: str | None, today: date | None = None) -> str | None:
+        rotation = list(self.cfg.rotation)
+        if user in rotation:
+            return rotation[(rotation.index(user) + 1) % len(rotation)]
+        return self._rotation(today or date.today(), 1)
+
+    def _rotation(self, today: date, offset: int) -> str | None:
+        rotation = list(self.cfg.rotation)
+        if not rotation:
+            return None
+        start = self.cfg.rotation_start or date(2024, 1, 1)
+        monday = start - timedelta(days=start.weekday())
+        weeks = (today - monday).days // 7
+        return rotation[(weeks + offset) % len(rotation)]
+
+
+def mention(user: str | None) -> str:
+    if not user:
+        return "(nobody is on call: set one with `/oncall set @user`)"
+    return f"<!subteam^{user}>" if user.startswith("S") else f"<@{user}>"
+
+
+def _literal_pattern(backslash_escapes: bool) -> re.Pattern:
+    """Names (kept), comments and values (masked), in one pass so a quote inside a name or a
+    comment does not pair up with a real one."""
+    esc = r"|\\." if backslash_escapes else ""
+    single, double = rf"'(?:[^'\\]|''{esc})*(?:'|\Z)", rf'"(?:[^"\\]|""{esc})*(?:"|\Z)'
+    if not backslash_escapes:  # NO_BACKSLASH_ESCAPES: a backslash is an ordinary character
+        single, double = r"'(?:[^']|'')*(?:'|\Z)", r'"(?:[^"]|"")*(?:"|\Z)'
+    return re.compile(rf"(?P<name>`(?:[^`]|``)*(?:`|\Z))"
+                      rf"|(?P<secret>{single}|{double}|/\*.*?(?:\*/|\Z)|(?:--[ \t]|#)[^\n]*|\b0[xX][0-9a-fA-F]+)",
+                      re.S)
+
+
+# With and without backslash escapes: a server's sql_mode decides, and it is not in the binlog.
+_LITERALS = (_literal_pattern(True), _literal_pattern(False))
+_MASKED = {"'": "'…'", '"': '"…"', "/": "/*…*/", "-": "-- …", "#": "# …", "0": "0x…"}
+
+
+def mask_literals(statement: str) -> str:
+    """The statement with every value, quoted or hex, and every comment replaced by '…'. An alert
+    goes to a whole channel and into the store; `UPDATE users SET password = 'hunter2'` must not
+    take the value along. Names and plain numbers stay: they say what was hit. What either
+    reading of backslashes takes for a value is masked, so neither sql_mode leaks one."""
+    spans = sorted((m.start(), m.end()) for pattern in _LITERALS for m in pattern.finditer(statement)
+                   if m.lastgroup == "secret")
+    out, done = [], 0
+    for start, end in spans:
+        if start < done:  # overlaps the span before: widen it
+            if end > done:
+                out[-1] = (out[-1][0], end)
+                done = end
+            continue
+        out.append((start, end))
+        done = end
+    pieces, at = [], 0
+    for start, end in out:
+        pieces += [statement[at:start], _MASKED[statement[start]]]
+        at = end
+    return "".join(pieces) + statement[at:]
+
+
+NOTICE_HEAD = "🔎 Notice (suspect: nobody is paged)"
+
+
+def alert_text(alert: Alert, oncall: str | None, source: str) -> str:
+    """A certain event mentions the on-call person; a suspect one is a notice that mentions nobody."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(alert.server_time))
+    where = f"{alert.database}.{alert.table}" if alert.table else (alert.database or "?")
+    rows = f" · {alert.rows} rows" if alert.rows else ""
+    thread = f" · thread {alert.thread_id}" if alert.thread_id else ""
+    head = NOTICE_HEAD if alert.severity == "suspect" else f"🚨 {mention(oncall)}"
+    return (f"{head} *{alert.reason}* on `{source}`\n"
+            f"{where}{rows}{thread} · binlog {alert.file}:{alert.pos}"
+            f"{' · GTID ' + alert.gtid if alert.gtid else ''} · server time {when}\n"
+            f"```{mask_literals(alert.statement)[:500] or '(row events)'}```")
+
+
+def alert_buttons(alert: Alert) -> list[dict]:
+    """*Acknowledge* (a page only: a notice does not escalate), *Expected* (later plans do not stop
+    there), *This is the incident* (later plans stop there), *Plan restore* (a plan stopping there now)."""
+    def button(action: str, value: str, label: str, **extra) -> dict:
+        return {"type": "button", "action_id": action, "value": value,
+                "text": {"type": "plain_text", "text": label}, **extra}
+    out = [] if alert.severity == "suspect" else [button("alert_ack", alert.key, "Acknowledge", style="primary")]
+    return out + [button("alert_expected", alert.key, "Expected"),
+                  button("alert_incident", alert.key, "This is the incident", style="danger"),
+                  button("alert_plan", alert.plan_spec, "Plan restore")]
+
+
+class AlertPoster:
+    """Posts alerts from a queue on its own thread with its own client; escalates unacknowledged ones."""
+
+    def __init__(self, client, channel: str, store: AlertStore, oncall: Oncall, source: str, *,
+                 escalate_after: float = 300.0, usergroup: str | None = None, on_posted=None,
+                 keep_warm: float = KEEP_WARM_SECONDS) -> None:
+        self.client, self.channel, self.store, self.oncall, self.source = client, channel, store, oncall, source
+        self.escalate_after = escalate_after
+        self.keep_warm = keep_warm
+        self.usergroup = usergroup
+        self.on_posted = on_posted or (lambda alert, seconds: None)
+        self.queue: queue.Queue[Alert | None] = queue.Queue()
+        # A retry or an escalation that starts late (Slack slow, the pool's threads busy) must still
+        # run: APScheduler's default would drop a job more than 1 s late as "missed".
+        self.scheduler = BackgroundScheduler(daemon=True, job_defaults={"misfire_grace_time": None, "coalesce": True})
+        self._lock = threading.Lock()
+        self._posting: set[str] = set()   # keys being posted now (the loop and a retry must not both)
+        self._thread = threading.Thread(target=self._loop, name="alerts", daemon=True)
+
+    def start(self) -> "AlertPoster":
+        if self.keep_warm > 0 and hasattr(self.client, "keep_warm"):  # AlertSlackClient: open it now, keep it open
+            self.scheduler.add_job(self.client.keep_warm, "interval", seconds=self.keep_warm, id="keep-warm",
+                                   next_run_time=datetime.now())
+        # Timers live in memory. After a restart, alerts of the last day that Slack never took are
+        # posted (the watcher will not read them again: its position is past them), and those nobody
+        # acknowledged go on escalating (the next round one interval from now).
+        day_ago = time.time() - 86400
+        for alert in self.store.unposted(day_ago):
+            self.scheduler.add_job(self.post, "date", run_date=datetime.now(), args=[alert],
+                                   id=f"repost-{alert.key}", replace_existing=True)
+        for key in self.store.unacknowledged(day_ago) if self.escalate_after > 0 else ():
+            self._schedule_escalation(key)
+        self.scheduler.start()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Safe to call more than once."""
+        self.queue.put(None)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def __call__(self, alert: Alert) -> None:  # an in-process watcher's on_alert: posted on our thread
+        self.queue.put(alert)
+
+    def post(self, alert: Alert, attempt: int = 0) -> None:
+        """Post on the calling thread: for a caller that is itself only the alert path's thread (the
+        thread reading a watcher process's pipe), one hand-over less between statement and Slack.
+        A failed post is retried with backoff (on the scheduler's thread) until Slack takes it."""
+        with self._lock:
+            if alert.key in self._posting:
+                return
+            self._posting.add(alert.key)
+        try:
+            self._post(alert)
+        except Exception as exc:
+            delay = max(_RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)], getattr(exc, "retry_after", 0))
+            # The class and Slack's error code only: an exception's text may quote the request.
+            code = exc.response.get("error", "") if isinstance(exc, SlackApiError) else ""
+            log.warning("posting alert %s failed (%s %s); retrying in %s s", alert.key, type(exc).__name__, code, delay)
+            if self.scheduler.running:
+                self.scheduler.add_job(self.post, "date", run_date=datetime.now() + timedelta(seconds=delay),
+                                       args=[alert, attempt + 1], id=f"repost-{alert.key}", replace_existing=True)
+        finally:
+            with self._lock:
+                self._posting.discard(alert.key)
+
+    def _loop(self) -> None:
+        while (alert := self.queue.get()) is not None:
+            self.post(alert)
+
+    def _post(self, alert: Alert) -> None:
+        suspect = alert.severity == "suspect"
+        person = None if suspect else self.oncall.current()   # a notice pages nobody
+        if not self.store.claim(alert, person):
+            return
+        text = alert_text(alert, person, self.source)
+        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text}},
+                  {"type": "actions", "elements": alert_buttons(alert)}]
+        resp = self.client.chat_postMessage(channel=self.channel, text=text, blocks=blocks)
+        self.store.posted(alert.key, self.channel, resp["ts"])
+        self.on_posted(alert, time.time() - alert.detected_at)
+        if self.escalate_after > 0 and not suspect:
+            self._schedule_escalation(alert.key)
+
+    def _schedule_escalation(self, key: str) -> None:
+        self.scheduler.add_job(self._escalate, "interval", seconds=self.escalate_after, args=[key],
+                               id=f"escalate-{key}", replace_existing=True)
+
+    def _escalate(self, key: str) -> None:
+        info = self.store.get(key)
+        if info is None or info["acked_by"] or info["escalations"] >= 3:
+            self._stop_escalating(key)
+            return
+        round_ = info["escalations"] + 1
+        if round_ == 1:
+            who = info["oncall"]
+            text = f"⏰ {mention(who)} the alert about *{info['reason']}* is not acknowledged yet."
+        else:
+            who = self.oncall.next_after(info["oncall"]) if round_ == 2 else (self.usergroup or self.oncall.next_after(info["oncall"]))
+            text = f"⏰ Escalating to {mention(who)}: *{info['reason']}* is still not acknowledged."
+        # Counted once posted: a round Slack refused is tried again at the next interval, not skipped.
+        self.client.chat_postMessage(channel=info["channel"] or self.channel, thread_ts=info["ts"], text=text)
+        if self.store.escalated(key) >= 3:
+            self._stop_escalating(key)
+
+    def _stop_escalating(self, key: str) -> None:
+        try:
+            self.scheduler.remove_job(f"escalate-{key}")
+        except JobLookupError:  # a run already under way when it was removed
+            pass

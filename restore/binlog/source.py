@@ -1,0 +1,31 @@
+"""Where a plan and a replay read binlog events from: a directory of files or a live server."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+from restore.binlog.events import RawEvent
+from restore.binlog.files import BinlogDirectory
+from restore.mysql.dsn import Dsn
+
+
+@runtime_checkable
+class BinlogSource(Protocol):
+    """What the planner, the applier and the backup drill need of a binlog source."""
+
+    def describe(self) -> str:
+        """Where the events come from, for messages (no password)."""
+
+    def first_file(self) -> str:
+        """The oldest binlog file the source still holds."""
+
+    def events(self, start_file: str | None = None, start_pos: int = 4) -> Iterator[RawEvent]:
+        """Events from (start_file, start_pos) to the end of what the source holds now."""
+
+
+def open_binlogs(text: str) -> BinlogSource:
+    """A directory of binlog files (offline) or a live server `mysql://...` (replication protocol)."""
+    if "://" in text:
+        from restore.binlog.server import ServerBinlogs
+        return ServerBinlogs(Dsn.parse(text, what="--binlogs"))
+    return BinlogDirectory(text)

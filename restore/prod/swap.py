@@ -1,0 +1,340 @@
+"""A production restore: never replay into the live schema.
+
+    1. fence     no other session may write to the restored databases (or lock them out)
+    2. rebuild   run the plan into a throwaway sandbox, verified like a stage run
+    3. shadow    copy the result into `<db>__shadow_<job>` on the target, compare checksums
+    4. swap      one atomic RENAME TABLE: live tables -> `<db>__before_<job>`, shadow -> live; then
+                 the rebuild's triggers, views and routines are created in the live schema
+    5. verify    the live tables' checksums equal the stage run's, its objects the rebuild's
+
+What the live schema held (the application's writes after the disaster) is moved aside, never
+dropped, and reported: its tables with their triggers, and its views and routines that the
+restored ones replace. Its views and routines the restored copy lacks stay, and are reported.
+Every step is safe to re-run: a rerun rebuilds the shadow from scratch, and a swap that already
+happened is recognised by its databases; one that stopped before the objects were all created
+(the shadow schema then holds only their definitions, see prod_objects) is finished.
+"""
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pymysql
+
+from restore.target import fence as fencing
+from restore.prod import objects
+from restore.mysql.dsn import Dsn
+from restore.errors import TargetError, VerifyError
+from restore.hooks import Hooks, NullHooks
+from restore.replay.loader import client_binary, client_options
+from restore.plan.plan import Plan
+from restore.replay.runner import RestoreRunner
+from restore.mysql.sandbox import Sandbox
+from restore.replay.verify import table_checksums
+
+
+@dataclass
+class ProdOutcome:
+    checksums: dict[str, tuple[int, int | None]] = field(default_factory=dict)
+    kept_aside: dict[str, dict[str, int]] = field(default_factory=dict)   # aside db -> {table: rows}
+    swapped: bool = False
+    objects: dict[str, list[str]] = field(default_factory=dict)        # db -> restored "trigger t", "view v"...
+    objects_aside: dict[str, list[str]] = field(default_factory=dict)  # aside db -> the live schema's, kept there
+    left_in_live: dict[str, list[str]] = field(default_factory=dict)   # db -> views/routines the restore lacks
+
+    def summary(self) -> str:
+        aside = "; ".join(f"{db} keeps {sum(t.values())} rows the application wrote after the disaster "
+                          f"({', '.join(f'{n}: {r}' for n, r in sorted(t.items()))})"
+                          for db, t in self.kept_aside.items()) or "the live schema held nothing"
+        count = sum(map(len, self.objects.values()))
+        text = (f"Swapped {len(self.checksums)} verified tables into production"
+                f"{f', with {count} triggers, views and routines' if count else ''}. Kept aside: {aside}.")
+        text += "".join(f" {db} also keeps the live schema's {', '.join(o)}." for db, o in self.objects_aside.items())
+        text += "".join(f" Left in {db}, not in the restored copy: {', '.join(o)}." for db, o in self.left_in_live.items())
+        return text
+
+    def to_dict(self) -> dict:
+        return {"tables": {n: {"rows": r, "checksum": c} for n, (r, c) in sorted(self.checksums.items())},
+                "kept_aside": self.kept_aside, "swapped": self.swapped, "objects": self.objects,
+                "objects_aside": self.objects_aside, "left_in_live": self.left_in_live}
+
+
+def _q(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+class ProdRestore:
+    def __init__(self, plan: Plan, snapshots, source, target: Dsn, *, job_tag: str,
+                 expected: dict[str, int] | None = None, fence: str = "refuse", fence_users: list[str] | None = None,
+                 hooks: Hooks | None = None, interrupt: Callable[[], None] | None = None,
+                 verdicts: dict[str, str] | None = None) -> None:
+        self.verdicts = verdicts   # stage's verdicts on stops judged at replay, applied as they were
+        self.plan, self.snapshots, self.source, self.target = plan, snapshots, source, target
+        self.tag = job_tag
+        self.expected = expected or {}
+        self.fence, self.fence_users = fence, fence_users or []
+        self.hooks = hooks or NullHooks()
+        self.interrupt = interrupt
+        self.dbs = sorted(plan.databases)
+
+    def shadow(self, db: str) -> str:
+        return f"{db}__shadow_{self.tag}"
+
+    def aside(self, db: str) -> str:
+        return f"{db}__before_{self.tag}"
+
+    def run(self) -> ProdOutcome:
+        conn = self.target.connect()
+        try:
+            if self._objects_pending(conn):
+                self.hooks.message("the swap happened in an earlier run that stopped before it had created the "
+                                   "triggers, views and routines; creating them now")
+                outcome = self._fenced(conn, "finish", lambda: self._finish(conn, ProdOutcome(swapped=True)))
+                return self._step("verify", lambda: self._verify(conn, outcome))
+            if self._already_swapped(conn):
+                self.hooks.message("the swap already happened in an earlier run; verifying only")
+                return self._verify(conn, ProdOutcome(swapped=True, kept_aside=self._aside_rows(conn)))
+            self._step("fence", lambda: self._fence_check(conn, "before the restore"))
+            built = self._step("rebuild", self._rebuild)
+            self._step("shadow", lambda: self._ship(conn, built))
+            if self.interrupt:
+                self.interrupt()
+            outcome = self._fenced(conn, "swap", lambda: self._finish(conn, self._swap(conn)))
+            return self._step("verify", lambda: self._verify(conn, outcome))
+        finally:
+            conn.close()
+
+    def _fenced(self, conn, name: str, fn):
+        """Run a step that changes production while the application cannot write."""
+        with fencing.fenced(conn, self.dbs, self.fence, self.fence_users, f"prod restore refused right before the {name}"):
+            return self._step(name, fn)
+
+    def _step(self, name: str, fn):
+        self.hooks.phase_started(name, None)
+        out = fn()
+        self.hooks.phase_finished(name, {})
+        return out
+
+    def _fence_check(self, conn, when: str) -> None:
+        fencing.preflight(conn, self.dbs, self.fence, self.fence_users, f"prod restore refused {when}")
+
+    def _rebuild(self) -> dict[str, tuple[int, int | None]]:
+        with Sandbox() as box:
+            RestoreRunner(self.plan, self.snapshots, self.source, box.dsn, existing="drop", hooks=self.hooks,
+                          interrupt=self.interrupt, verdicts=self.verdicts).run()
+            with box.connect() as bconn:
+                sums = table_checksums(bconn, self.dbs)
+                # Read here, where the schema has its production name: a trigger written as
+                # `ON club.t` would, loaded into the shadow schema, land on the live table.
+                with bconn.cursor() as bcur:
+                    self._objects = {db: objects.read(bcur, db) for db in self.dbs}
+            self._check_expected(sums, "the rebuilt copy")
+            self._dumps = {db: self._dump(box, db) for db in self.dbs}
+        return sums
+
+    def _dump(self, box: Sandbox, db: str) -> bytes:
+        """The tables only: their triggers, the views and routines go in after the swap (prod_objects)."""
+        views = [f"--ignore-table={db}.{o.name}" for o in self._objects[db] if o.kind == "VIEW"]
+        out = subprocess.run(["mariadb-dump", *box.client_args(), "--single-transaction", "--skip-triggers",
+                              "--skip-add-locks", *views, db], capture_output=True)
+        if out.returncode != 0:
+            raise TargetError(f"copying {db} out of the rebuild sandbox failed: {out.stderr.decode()[-500:]}",
+                              hint="run the job again")
+        return out.stdout
+
+    def _ship(self, conn, built: dict[str, tuple[int, int | None]]) -> None:
+        with conn.cursor() as cur:
+            for db in self.dbs:
+                self._put_back_after_kill(cur, db)
+                cur.execute(f"DROP DATABASE IF EXISTS {_q(self.shadow(db))}")
+                cur.execute(f"CREATE DATABASE {_q(self.shadow(db))} CHARACTER SET utf8mb4")
+        for db in self.dbs:
+            with client_options(self.target) as (option, fds):
+                out = subprocess.run([client_binary(), option, "--binary-mode", f"--database={self.shadow(db)}"],
+                                     input=self._dumps[db], capture_output=True, pass_fds=fds)
+            if out.returncode != 0:
+                raise TargetError(f"loading the shadow copy {self.shadow(db)} failed: {out.stderr.decode()[-500:]}",
+                                  hint="check space and rights on the target, then run the job again")
+        shadow = table_checksums(conn, [self.shadow(db) for db in self.dbs])
+        renamed = {name.replace("__shadow_" + self.tag + ".", ".", 1): v for name, v in shadow.items()}
+        if renamed != built:
+            raise VerifyError("the shadow copy on the target differs from the verified rebuild",
+                              hint="run the job again; if it repeats, check the target's storage")
+        with conn.cursor() as cur:
+            for db in self.dbs:
+                if objects.STASH in _tables(cur, self.shadow(db)):
+                    raise TargetError(f"{db} has a table named {objects.STASH}, the name a prod restore keeps "
+                                      "triggers, views and routines under", where=db,
+                                      hint="restore it with /restore stage and copy it over by hand")
+                objects.save(cur, self.shadow(db), "restored", self._objects[db])
+
+    def _put_back_after_kill(self, cur, db: str) -> None:
+        """An earlier run killed between dropping the live tables' triggers and its RENAME: their
+        definitions are only in the shadow schema, which is about to be rebuilt. Create them again."""
+        if objects.STASH not in _tables(cur, self.shadow(db)):
+            return
+        have = {o.name for o in objects.read(cur, db) if o.kind == "TRIGGER"}
+        tables = set(_tables(cur, db))
+        objects.create_all(cur, [o for o in objects.load(cur, self.shadow(db), "live")
+                                 if o.kind == "TRIGGER" and o.name not in have and o.table in tables], db)
+
+    def _swap(self, conn) -> ProdOutcome:
+        pairs: list[str] = []
+        with conn.cursor() as cur:
+            for db in self.dbs:
+                cur.execute(f"CREATE DATABASE IF NOT EXISTS {_q(db)} CHARACTER SET utf8mb4")
+                live = _tables(cur, db)
+                if live:
+                    aside = self.aside(db)
+                    # An earlier run of this job whose RENAME failed left the aside schema behind,
+                    # empty: reuse it. Anything in it is not ours to mix the live tables with.
+                    there = _objects(cur, aside)
+                    if there:
+                        raise TargetError(
+                            f"{aside} already holds {', '.join(there[:10])}{' ...' if len(there) > 10 else ''}, "
+                            f"so {db}'s live tables cannot be moved there; nothing was swapped or dropped",
+                            where=aside,
+                            hint=f"look at what {aside} holds and move it elsewhere (or rename the schema), "
+                                 "then run the job again. (If an earlier run of this job already swapped and the "
+                                 "application has written to the restored tables since, the restore is done.)")
+                    cur.execute(f"CREATE DATABASE IF NOT EXISTS {_q(aside)} CHARACTER SET utf8mb4")
+                    pairs += [f"{_q(db)}.{_q(t)} TO {_q(aside)}.{_q(t)}" for t in live]
+                pairs += [f"{_q(self.shadow(db))}.{_q(t)} TO {_q(db)}.{_q(t)}" for t in _tables(cur, self.shadow(db))
+                          if t != objects.STASH]
+            triggers = {db: self._keep_live_objects(cur, db) for db in self.dbs}
+            dropped: dict[str, list[objects.DbObject]] = {}
+            try:
+                # RENAME TABLE refuses to move a table with triggers to another schema (error 1435)
+                for db, objs in triggers.items():
+                    for obj in objs:
+                        cur.execute(f"DROP TRIGGER IF EXISTS {_q(db)}.{_q(obj.name)}")
+                        dropped.setdefault(db, []).append(obj)
+                # One statement: MariaDB and MySQL apply all renames or none.
+                cur.execute("RENAME TABLE " + ", ".join(pairs))
+            except pymysql.err.MySQLError as exc:
+                code, text = (exc.args + ("", ""))[:2]
+                raise TargetError(
+                    f"the swap (one RENAME TABLE of {len(pairs)} tables) failed on {self.target.redacted()}: "
+                    f"error {code}: {text}; RENAME TABLE is all or nothing, so the live tables are untouched"
+                    f"{self._put_back(cur, dropped)}",
+                    hint="if another session held a lock on a restored table (error 1205), stop it; then run the "
+                         "job again: it rebuilds the shadow copy and swaps again") from None
+        return ProdOutcome(swapped=True)
+
+    def _keep_live_objects(self, cur, db: str) -> list[objects.DbObject]:
+        """Keep, in the shadow schema, the live schema's triggers (they go aside with their tables) and its
+        views and routines the restored ones replace. Returns the triggers, which the swap drops."""
+        restored = {o.label for o in self._objects[db]}
+        keep = [o for o in objects.read(cur, db) if o.kind == "TRIGGER" or o.label in restored]
+        objects.save(cur, self.shadow(db), "live", keep)
+        return [o for o in keep if o.kind == "TRIGGER"]
+
+    def _put_back(self, cur, triggers: dict[str, list[objects.DbObject]]) -> str:
+        """After a failed RENAME: the live tables get their triggers again. Says what could not be."""
+        try:
+            for db, objs in triggers.items():
+                objects.create_all(cur, objs, db)
+        except TargetError as exc:
+            return f"; but their triggers had been dropped for the swap, and {exc}"
+        return " (their triggers, dropped for the swap, are back)" if any(triggers.values()) else ""
+
+    def _finish(self, conn, outcome: ProdOutcome) -> ProdOutcome:
+        """After the RENAME: create the restored objects in production and the live schema's in the aside
+        schema, from the definitions kept in the shadow schema, so that a rerun can do it again."""
+        with conn.cursor() as cur:
+            for db in self.dbs:
+                shadow, aside = self.shadow(db), self.aside(db)
+                live = objects.load(cur, shadow, "live")
+                if live:   # the live schema's first: its views are dropped from production next
+                    cur.execute(f"CREATE DATABASE IF NOT EXISTS {_q(aside)} CHARACTER SET utf8mb4")
+                    lost: list[tuple[objects.DbObject, Exception]] = []
+                    objects.create_all(cur, live, aside, failed=lost)
+                    for obj, exc in lost:   # an aside copy must not stop production coming back: say it, loudly
+                        self.hooks.message(f"could not keep the live schema's {obj.label} in {aside} ({exc}); "
+                                           f"its definition was: {obj.sql}")
+                    not_kept = {obj.label for obj, _exc in lost}
+                    outcome.objects_aside[aside] = [o.label + (" (NOT kept: see the job log)" if o.label in not_kept
+                                                               else "") for o in live]
+                restored = objects.load(cur, shadow, "restored")
+                objects.create_all(cur, restored, db)
+                outcome.objects[db] = sorted(o.label for o in restored)
+                names = set(outcome.objects[db])
+                left = [o.label for o in objects.read(cur, db) if o.kind != "TRIGGER" and o.label not in names]
+                if left:
+                    outcome.left_in_live[db] = left
+        outcome.kept_aside = self._aside_rows(conn)
+        return outcome
+
+    def _verify(self, conn, outcome: ProdOutcome) -> ProdOutcome:
+        outcome.checksums = table_checksums(conn, self.dbs)
+        self._check_expected(outcome.checksums, "production after the swap")
+        with conn.cursor() as cur:
+            for db in self.dbs:
+                if objects.STASH not in _tables(cur, self.shadow(db)):
+                    continue   # an earlier run verified them and dropped the definitions
+                wrong = objects.differences(cur, db, objects.load(cur, self.shadow(db), "restored"))
+                if wrong:
+                    raise VerifyError(f"{db}'s triggers, views and routines differ from the verified rebuild: "
+                                      f"{'; '.join(wrong[:6])}", where=db,
+                                      hint="run the job again: it creates them again from the rebuild's "
+                                           f"definitions, kept in {self.shadow(db)} until they match")
+            for db in self.dbs:   # all verified: the definitions are all the shadow schemas hold
+                cur.execute(f"DROP DATABASE IF EXISTS {_q(self.shadow(db))}")
+        return outcome
+
+    def _check_expected(self, sums: dict[str, tuple[int, int | None]], what: str) -> None:
+        if not self.expected:
+            return
+        got = {name: c for name, (_r, c) in sums.items()}
+        if got != self.expected:
+            diff = sorted(set(got.items()) ^ set(self.expected.items()))
+            raise VerifyError(f"{what} does not match the stage run's checksums: {diff[:6]}",
+                              hint="do not use this result; run /restore stage and /restore prod again")
+
+    def _objects_pending(self, conn) -> bool:
+        """An earlier run's RENAME went through but it stopped before verifying the objects: the shadow
+        schemas hold the kept definitions and no other table (before the RENAME they held the tables)."""
+        with conn.cursor() as cur:
+            held = [set(_tables(cur, self.shadow(db))) for db in self.dbs]
+        return any(objects.STASH in t for t in held) and all(t <= {objects.STASH} for t in held)
+
+    def _already_swapped(self, conn) -> bool:
+        """An earlier run's RENAME went through: an aside schema holds tables, no shadow schema does,
+        and the live tables are the stage run's (when its checksums are known). A run can fail after
+        the RENAME, while dropping the emptied shadow schemas: they go now. One whose RENAME failed
+        leaves an empty aside schema and full shadows: that is not a swap."""
+        with conn.cursor() as cur:
+            if not any(_tables(cur, self.aside(db)) for db in self.dbs):
+                return False
+            if any(_tables(cur, self.shadow(db)) for db in self.dbs):
+                return False
+            if self.expected and {n: c for n, (_r, c) in table_checksums(conn, self.dbs).items()} != self.expected:
+                return False  # something else is in the aside schema: the swap step says what
+            for db in self.dbs:
+                cur.execute(f"DROP DATABASE IF EXISTS {_q(self.shadow(db))}")  # no tables left in it
+        return True
+
+    def _aside_rows(self, conn) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        with conn.cursor() as cur:
+            for db in self.dbs:
+                aside = self.aside(db)
+                for t in _tables(cur, aside):
+                    cur.execute(f"SELECT COUNT(*) FROM {_q(aside)}.{_q(t)}")
+                    out.setdefault(aside, {})[t] = cur.fetchone()[0]
+        return out
+
+
+def _objects(cur, db: str) -> list[str]:
+    """Tables, views and routines in `db`."""
+    cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s "
+                "UNION ALL SELECT CONCAT(ROUTINE_NAME, '()') FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA=%s "
+                "ORDER BY 1", (db, db))
+    return [r[0] for r in cur.fetchall()]
+
+
+def _tables(cur, db: str) -> list[str]:
+    cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s AND TABLE_TYPE='BASE TABLE'",
+                (db,))
+    return [r[0] for r in cur.fetchall()]

@@ -1,0 +1,191 @@
+"""Keeps application writers away from a production target while it is being restored.
+
+The lesson of the attendance table: a replay into a server the application still writes to
+collides. Two modes:
+- `refuse` (default): any other session using a restored database, or holding an open
+  transaction, stops the restore before anything is swapped, naming each session.
+- `lock`: the listed application accounts are locked (ACCOUNT LOCK) and their sessions
+  killed for the duration, and unlocked afterwards, also when the restore fails.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pymysql
+
+from restore.errors import TargetError
+
+FENCE_CHOICES = ("refuse", "lock")
+
+_IGNORED_USERS = {"system user", "event_scheduler", "repl", "replication"}
+
+
+@dataclass(frozen=True)
+class Session:
+    id: int
+    user: str
+    host: str
+    db: str | None
+    command: str
+    seconds: int
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.host} (connection {self.id}, database {self.db or '-'}, {self.command} {self.seconds}s)"
+
+
+def writers(conn, databases: list[str]) -> list[Session]:
+    """Other sessions that could write to `databases`: using one of them, or inside a transaction."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT CONNECTION_ID()")
+        me = cur.fetchone()[0]
+        cur.execute("SELECT ID, USER, HOST, DB, COMMAND, TIME FROM information_schema.PROCESSLIST")
+        rows = cur.fetchall()
+        try:
+            # Without PROCESS the server shows only our own sessions, and refuses this query.
+            cur.execute("SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX")
+        except pymysql.err.MySQLError as exc:
+            raise TargetError(f"fence: cannot see the target's other sessions: {exc.args[-1]}",
+                              hint="grant the restore user PROCESS, so it can tell whether the application is still "
+                                   "connected, or fence by locking the application's accounts "
+                                   "(fence lock with fence_users; CLI: --fence lock --fence-user APP_USER)") from None
+        in_tx = {r[0] for r in cur.fetchall()}
+    out = []
+    for sid, user, host, db, command, seconds in rows:
+        if sid == me or user in _IGNORED_USERS or command in ("Binlog Dump", "Daemon", "Killed"):
+            continue
+        if db in databases or sid in in_tx:
+            out.append(Session(sid, user, host, db, command, int(seconds or 0)))
+    return out
+
+
+def refuse_writers(conn, databases: list[str], when: str) -> None:
+    found = writers(conn, databases)
+    if found:
+        listed = "; ".join(str(s) for s in found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        raise TargetError(f"{when}: {len(found)} other session(s) may write to {', '.join(databases)}: {listed}",
+                          hint="stop the application (or point it at maintenance mode) and run the job again; or "
+                               "lock the application's accounts out for the restore: fence = \"lock\" with fence_users "
+                               "for a chat target, --fence lock --fence-user APP_USER on the command line")
+
+
+def preflight(conn, databases: list[str], mode: str, users: list[str], when: str) -> None:
+    """Before a long job: with `refuse`, no writer now; with `lock`, every account to lock exists
+    (a typo in fence_users is reported at once, not hours later)."""
+    if mode == "refuse":
+        refuse_writers(conn, databases, when)
+    else:
+        accounts(conn, users)
+
+
+@contextmanager
+def fenced(conn, databases: list[str], mode: str, users: list[str], when: str) -> Iterator[None]:
+    """Writers kept away from `databases` for the duration of the block: with `refuse`, the block
+    runs only if no other session may write to them now; with `lock`, `users` cannot log in and
+    their sessions are killed until the block ends."""
+    if mode == "lock":
+        with AccountLock(conn, users):
+            yield
+        return
+    refuse_writers(conn, databases, when)
+    yield
+
+
+class AccountLock:
+    """ACCOUNT LOCK the application's users and kill their sessions; undone on exit.
+
+    If locking fails half way, what was locked is unlocked again before the error goes up:
+    `__exit__` never runs for a failed `__enter__`, and the application must not stay locked out."""
+
+    def __init__(self, conn, users: list[str]) -> None:
+        self.conn = conn
+        self.users = users
+        self.locked: list[tuple[str, str]] = []
+
+    def __enter__(self) -> "AccountLock":
+        accounts = self._accounts()
+        current = None
+        try:
+            with self.conn.cursor() as cur:
+                for account in accounts:
+                    current = account
+                    cur.execute("ALTER USER %s@%s ACCOUNT LOCK", account)
+                    self.locked.append(account)
+                current = None
+                cur.execute("SELECT CONNECTION_ID()")
+                me = cur.fetchone()[0]
+                cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER IN %s AND ID != %s",
+                            (tuple(self.users) or ("",), me))
+                for (sid,) in cur.fetchall():
+                    try:
+                        cur.execute(f"KILL {int(sid)}")
+                    except Exception:  # it may have ended on its own meanwhile
+                        pass
+        except BaseException as exc:
+            still = self._unlock()
+            if not isinstance(exc, Exception):  # Ctrl-C, an abort: unlocked, and it goes on up as it is
+                self.locked = still
+                raise
+            doing = f"locking {_account(current)}" if current else "killing the application's sessions"
+            undone = (f"; the accounts locked before it ({', '.join(map(_account, self.locked))}) were unlocked again"
+                      if self.locked and not still else "")
+            if still:
+                undone = (f"; these accounts are STILL LOCKED: {', '.join(map(_account, still))} "
+                          "(unlock each with ALTER USER 'user'@'host' ACCOUNT UNLOCK)")
+            self.locked = still
+            raise TargetError(f"fence: {doing} failed: {_server_text(exc)}{undone}; nothing was swapped",
+                              hint="check fence_users for the target (each an existing account, not a role) and that "
+                                   "the restore user may ALTER USER (CREATE USER privilege), then run the job again") from None
+        return self
+
+    def _accounts(self) -> list[tuple[str, str]]:
+        return accounts(self.conn, self.users)
+
+    def _unlock(self) -> list[tuple[str, str]]:
+        """Unlock every account we locked; returns those that could not be unlocked."""
+        failed = []
+        for account in self.locked:
+            try:
+                with self.conn.cursor() as cur:
+                    cur.execute("ALTER USER %s@%s ACCOUNT UNLOCK", account)
+            except Exception:
+                failed.append(account)
+        return failed
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        still = self._unlock()
+        self.locked = still
+        if still:
+            failed = f" (the swap itself failed: {_server_text(exc)})" if isinstance(exc, Exception) else ""
+            raise TargetError(f"fence: could not unlock {', '.join(map(_account, still))} after the swap{failed}; "
+                              "the application cannot log in with them",
+                              hint="unlock each with ALTER USER 'user'@'host' ACCOUNT UNLOCK on the target")
+
+
+def accounts(conn, users: list[str]) -> list[tuple[str, str]]:
+    """Every user@host of the listed users; a listed user without an account is an error (a typo
+    in fence_users would otherwise leave the application unfenced)."""
+    out: list[tuple[str, str]] = []
+    with conn.cursor() as cur:
+        for user in users:
+            cur.execute("SELECT User, Host FROM mysql.user WHERE User = %s", (user,))
+            found = [(u, h) for u, h in cur.fetchall()]
+            if not found:
+                raise TargetError(f"fence: fence_users names {user!r}, which has no account on the target; "
+                                  "nothing was locked",
+                                  hint="fix fence_users for the target (the application's MySQL user names, "
+                                       "as in SELECT User FROM mysql.user), then run the job again")
+            out += found
+    return out
+
+
+def _account(account: tuple[str, str] | None) -> str:
+    return f"'{account[0]}'@'{account[1]}'" if account else "?"
+
+
+def _server_text(exc: Exception) -> str:
+    args = getattr(exc, "args", ())
+    if len(args) == 2 and isinstance(args[0], int):
+        return f"error {args[0]}: {args[1]}"
+    return str(exc) or type(exc).__name__
