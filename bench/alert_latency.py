@@ -60,13 +60,12 @@ from types import SimpleNamespace
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))  # fake_slack lives beside the tests
 
 from bot.alert_client import AlertSlackClient  # noqa: E402
 
 from handlers.alerts import AlertPoster, AlertStore, Oncall  # noqa: E402
 from bot.watch import WatcherProcess  # noqa: E402
-from fake_slack import FakeSlack  # noqa: E402
+from tests.support.fake_slack import FakeSlack  # noqa: E402
 from latency_report import KINDS, print_report, stats_ms, summarize  # noqa: E402
 from restore.plan.destructive import DestructiveRules  # noqa: E402
 from restore.mysql.leftovers import OwnedDir  # noqa: E402

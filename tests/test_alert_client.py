@@ -12,7 +12,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.alert_client import AlertSlackClient, RateLimited
 from handlers.alerts import AlertPoster, AlertStore, Oncall, mask_literals
-from fake_slack import FakeSlack
+from tests.support.fake_slack import FakeSlack
 from restore.live.watcher import Alert
 
 

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import checksums, dump, target_url
+from tests.support.db import checksums, dump, target_url
 from restore.live.archiver import Archiver
 from restore.binlog.files import BinlogDirectory
 from restore.errors import BinlogError
@@ -63,6 +63,7 @@ def _traffic(src: Sandbox, n: int, flush_every: int = 0) -> None:
                 cur.execute("FLUSH BINARY LOGS")
 
 
+@pytest.mark.mysql
 def test_copy_is_byte_identical_and_resumable(tmp_path):
     with Sandbox(binlog=True, binlog_format="ROW") as src:
         _traffic(src, 300, flush_every=100)
@@ -73,6 +74,7 @@ def test_copy_is_byte_identical_and_resumable(tmp_path):
         assert _archive(tmp_path / "archive") == _server_files(src)
 
 
+@pytest.mark.mysql
 def test_kill_minus_nine_then_restart_is_byte_identical(tmp_path):
     archive = tmp_path / "archive"
     with Sandbox(binlog=True, binlog_format="ROW") as src:
@@ -136,6 +138,7 @@ def _flush_and_purge(src: Sandbox, to: str | None = None, timeout: float = 15) -
             time.sleep(0.05)
 
 
+@pytest.mark.mysql
 def test_purged_before_archived_is_a_named_gap(tmp_path):
     troubles: list[str] = []
     with Sandbox(binlog=True, binlog_format="ROW") as src:
@@ -153,6 +156,7 @@ def test_purged_before_archived_is_a_named_gap(tmp_path):
     assert _archive(tmp_path / "archive")[newest] == server[newest]
 
 
+@pytest.mark.mysql
 def test_purged_partial_file_is_a_named_gap_and_archiving_goes_on(tmp_path):
     """The server still has binlog.000002 (the very next file), but the archived binlog.000001
     stopped before its end: the tail written after the archiver stopped is gone with the purge."""

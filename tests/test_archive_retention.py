@@ -7,12 +7,14 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from conftest import dump, dump_coordinates
+from tests.support.db import dump, dump_coordinates
 from restore.live.archiver import Archiver
 from restore.mysql.sandbox import Sandbox
-from test_archive import _archive, _server_files, _traffic
+from tests.test_archive import _archive, _server_files, _traffic
 
 import pytest
+
+pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 
 NAMES = [f"binlog.{n:06d}" for n in range(1, 8)]
 

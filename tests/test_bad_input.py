@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import checksums, copy_binlogs, dump, master_status, target_url
+from tests.support.db import checksums, copy_binlogs, dump, master_status, target_url
 from restore.binlog import events as be
 from restore.binlog.files import BinlogDirectory
 from restore.mysql.sandbox import Sandbox
@@ -51,6 +51,7 @@ def _plan(cli, small, binlogs, *extra):
     return cli("plan", "--snapshot", small["snap"], "--binlogs", binlogs, "--stop-before", "end", *extra)
 
 
+@pytest.mark.mysql
 def test_clean_input_plans_all_transactions(cli, small):
     res = _plan(cli, small, small["binlogs"])
     assert res.code == 0, res
@@ -58,6 +59,7 @@ def test_clean_input_plans_all_transactions(cli, small):
     assert res.plan["tables"]["shop.items"]["predicted_rows"] == 31
 
 
+@pytest.mark.mysql
 def test_crc_mismatch_names_file_and_position(cli, small, tmp_path):
     binlogs = _copy(small, tmp_path)
     victim = _write_rows_events(binlogs)[12]
@@ -72,6 +74,7 @@ def test_crc_mismatch_names_file_and_position(cli, small, tmp_path):
     assert res.error["hint"]
 
 
+@pytest.mark.mysql
 def test_missing_file_in_sequence(cli, small, tmp_path):
     binlogs = _copy(small, tmp_path)
     (binlogs / "binlog.000002").unlink()
@@ -80,6 +83,7 @@ def test_missing_file_in_sequence(cli, small, tmp_path):
     assert "binlog.000002 is missing" in res.error["message"]
 
 
+@pytest.mark.mysql
 def test_truncated_middle_file_is_an_error(cli, small, tmp_path):
     binlogs = _copy(small, tmp_path)
     path = binlogs / "binlog.000002"
@@ -90,6 +94,7 @@ def test_truncated_middle_file_is_an_error(cli, small, tmp_path):
     assert res.error["where"].startswith("binlog.000002:")
 
 
+@pytest.mark.mysql
 def test_middle_file_cut_at_an_event_boundary_is_refused(cli, small, tmp_path):
     """binlog.000002 copied short but at an event boundary: nothing to call corrupt, yet it lacks the
     ROTATE a server ends a file with, and binlog.000003's GTID list shows the transaction cut off
@@ -103,6 +108,7 @@ def test_middle_file_cut_at_an_event_boundary_is_refused(cli, small, tmp_path):
     assert res.error["where"] == f"binlog.000002:{xid.end}" and "GTID list of binlog.000003" in res.error["message"]
 
 
+@pytest.mark.mysql
 def test_not_a_binlog(cli, small, tmp_path):
     binlogs = _copy(small, tmp_path)
     (binlogs / "binlog.000002").write_bytes(b"\x1f\x8b" + b"gzip data" * 10)
@@ -111,6 +117,7 @@ def test_not_a_binlog(cli, small, tmp_path):
     assert "not a binlog file" in res.error["message"] and res.error["where"] == "binlog.000002:0"
 
 
+@pytest.mark.mysql
 def test_unknown_event_type_is_refused(cli, small, tmp_path):
     binlogs = _copy(small, tmp_path)
     victim = _write_rows_events(binlogs)[3]
@@ -145,6 +152,7 @@ def test_truncated_last_file_keeps_everything_complete(cli, small, tmp_path, tar
     assert rows == small["before"]["shop.items"][0] - 1
 
 
+@pytest.mark.mysql
 def test_compressed_binlog_refused(cli, tmp_path):
     with Sandbox(binlog=True, binlog_format="ROW",
                  extra_args=["--log-bin-compress=ON", "--log-bin-compress-min-len=10"]) as src:
@@ -161,6 +169,7 @@ def test_compressed_binlog_refused(cli, tmp_path):
     assert "--stop-before" in res.error["hint"]
 
 
+@pytest.mark.mysql
 def test_encrypted_binlog_refused_offline(cli, tmp_path):
     keys = tmp_path / "keys.txt"
     keys.write_text("1;" + "a1" * 32 + "\n")
@@ -205,6 +214,7 @@ def test_duplicate_entry_names_table_key_and_position(cli, tmp_path, target):
     assert "writing to the target" in res.error["hint"] and "coordinates" in res.error["hint"]
 
 
+@pytest.mark.mysql
 def test_password_never_echoed(cli, small):
     res = cli("restore", "--snapshot", small["snap"], "--binlogs", small["binlogs"],
               "--target", "mysql://restore:s3cretPW@127.0.0.1:1", "--yes")
@@ -213,6 +223,7 @@ def test_password_never_echoed(cli, small):
     assert "127.0.0.1:1" in res.error["message"]
 
 
+@pytest.mark.mysql
 @pytest.mark.parametrize("spec", ["binlog.000001:99999999", "0-1-999999"])
 def test_unknown_stop_spec(cli, small, spec):
     res = cli("plan", "--snapshot", small["snap"], "--binlogs", small["binlogs"], "--stop-before", spec)
@@ -220,6 +231,7 @@ def test_unknown_stop_spec(cli, small, spec):
     assert spec in res.error["message"]
 
 
+@pytest.mark.mysql
 def test_malformed_spec(cli, small):
     res = cli("plan", "--snapshot", small["snap"], "--binlogs", small["binlogs"], "--stop-before", "yesterday-ish")
     assert res.code == 2, res

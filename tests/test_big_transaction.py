@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from conftest import checksums, dump, target_url
+from tests.support.db import checksums, dump, target_url
 
 ROWS = 1_000_000
 

@@ -19,6 +19,8 @@ from restore.binlog.server import ServerBinlogs
 from restore.errors import BinlogError
 from restore.mysql.sandbox import Sandbox
 
+pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
+
 BIG = 20 * 1024 * 1024  # one row event longer than a 16 MiB protocol packet
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import checksums, copy_binlogs, dump, target_url
+from tests.support.db import checksums, copy_binlogs, dump, target_url
 from restore.mysql.sandbox import Sandbox
 
 BACKFILL = "UPDATE club.members SET display_name = name, updated_at = '2024-05-01 00:00:00'"
@@ -71,6 +71,7 @@ def _by_statement(cands: list[dict], text: str) -> dict:
     return found[0]
 
 
+@pytest.mark.mysql
 def test_plan_lists_the_backfill_as_suspect_and_the_drop_as_certain(backfill, cli):
     inc, fmt = backfill
     res = cli("plan", "--snapshot", inc["snap"], "--binlogs", inc["binlogs"])

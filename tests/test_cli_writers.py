@@ -10,7 +10,7 @@ from __future__ import annotations
 import pymysql
 import pytest
 
-from conftest import checksums, copy_binlogs, databases, dump, target_url
+from tests.support.db import checksums, copy_binlogs, databases, dump, target_url
 from restore import api
 from restore.errors import ApplyError, TargetError
 from restore.hooks import NullHooks

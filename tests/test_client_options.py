@@ -18,6 +18,7 @@ from restore.mysql.sandbox import Sandbox
 PASSWORD = 'p"w\\d #1'  # a quote, a backslash, a space and a hash: all must survive the option file
 
 
+@pytest.mark.mysql
 def test_the_client_logs_in_with_credentials_read_from_a_pipe(tmp_path, monkeypatch):
     private_tmp = tmp_path / "tmp"
     private_tmp.mkdir()
@@ -44,6 +45,7 @@ def test_a_dsn_password_can_come_from_the_environment(monkeypatch):
     assert "RB_TEST_PW is not set" in str(unset.value) and "--source" in str(unset.value)
 
 
+@pytest.mark.mysql
 def test_archive_with_the_password_in_the_environment_shows_none_on_its_command_line(tmp_path):
     with Sandbox(binlog=True) as src:
         with src.connect() as conn, conn.cursor() as cur:

@@ -1,6 +1,8 @@
 """`restore-bot console`: plan, stage and prod (with a second operator's approval) in a terminal."""
 from __future__ import annotations
 
+import pytest
+
 import io
 
 from rich.console import Console
@@ -8,8 +10,10 @@ from rich.console import Console
 from bot.config import load_settings
 from bot.console import ConsoleSession, OpenAccess
 from handlers.jobstore import JobStore
-from conftest import checksums, copy_binlogs, dump
+from tests.support.db import checksums, copy_binlogs, dump
 from restore.mysql.sandbox import Sandbox
+
+pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 
 
 def _session(tmp_path, snap, binlogs, prod, *, ask) -> tuple[ConsoleSession, io.StringIO]:

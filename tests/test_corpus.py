@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-import binlog_corpus as corpus
-from conftest import checksums, clean, databases, q, target_url
+from tests.support import binlog_corpus as corpus
+from tests.support.db import checksums, clean, databases, q, target_url
 from restore.mysql.sandbox import Sandbox
 
 COUNTS = "counts"

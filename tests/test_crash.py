@@ -11,7 +11,7 @@ import time
 import pymysql
 import pytest
 
-from conftest import checksums, copy_binlogs, dump, target_url
+from tests.support.db import checksums, copy_binlogs, dump, target_url
 from restore.mysql.sandbox import Sandbox
 
 TXNS = 6000

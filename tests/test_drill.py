@@ -1,7 +1,11 @@
 """The README's first command: the whole incident on local servers, verified end to end."""
 from __future__ import annotations
 
+import pytest
+
 from bot import drill
+
+pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 
 
 def test_drill_restores_the_pre_disaster_state(capsys):

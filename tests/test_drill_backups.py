@@ -22,7 +22,7 @@ from bot.reporter import Reporter
 from bot.serve import Background
 from bot.slack_app import SlackPoster, web_client
 from bot.worker import Worker
-from fake_slack import FakeSlack
+from tests.support.fake_slack import FakeSlack
 from restore.binlog import events as be
 from restore.live.archiver import Archiver
 from restore.live.backups import take_backup
@@ -113,6 +113,7 @@ def _flip_a_bit(archive: Path, file: str) -> int:
     return ev.pos
 
 
+@pytest.mark.mysql
 def test_good_backups_report_ok_with_what_was_verified(source, tmp_path):
     settings, _, _ = _copy(source, tmp_path)
     job = _drill(settings)
@@ -130,6 +131,7 @@ def test_good_backups_report_ok_with_what_was_verified(source, tmp_path):
     assert report["transactions"] >= 61 and report["skipped"] == 0
 
 
+@pytest.mark.mysql
 def test_truncated_snapshot_fails_naming_file_and_line(source, tmp_path):
     settings, snapshot, _ = _copy(source, tmp_path)
     data = snapshot.read_bytes()
@@ -139,6 +141,7 @@ def test_truncated_snapshot_fails_naming_file_and_line(source, tmp_path):
     assert f"{snapshot}:" in message and "truncated" in message, message
 
 
+@pytest.mark.mysql
 def test_snapshot_with_a_changed_value_fails_against_the_source(source, tmp_path):
     """Complete, loadable, right row counts: only the source's checksum shows the dump is wrong."""
     settings, snapshot, _ = _copy(source, tmp_path)
@@ -152,6 +155,7 @@ def test_snapshot_with_a_changed_value_fails_against_the_source(source, tmp_path
     assert snapshot.name in job.error["hint"] and "/backup now" in job.error["hint"]
 
 
+@pytest.mark.mysql
 def test_archive_with_a_missing_file_fails_naming_the_gap(source, tmp_path):
     settings, snapshot, archive = _copy(source, tmp_path)
     (archive / "binlog.000002").unlink()
@@ -160,6 +164,7 @@ def test_archive_with_a_missing_file_fails_naming_the_gap(source, tmp_path):
     assert "binlog file binlog.000002 is missing" in message, message
 
 
+@pytest.mark.mysql
 def test_archive_with_a_crc_error_fails_naming_file_and_position(source, tmp_path):
     settings, snapshot, archive = _copy(source, tmp_path)
     pos = _flip_a_bit(archive, "binlog.000002")
@@ -169,6 +174,7 @@ def test_archive_with_a_crc_error_fails_naming_file_and_position(source, tmp_pat
     assert job.error["where"] == f"binlog.000002:{pos}"
 
 
+@pytest.mark.mysql
 def test_unreachable_source_says_checksums_were_not_compared(source, tmp_path):
     settings, _, _ = _copy(source, tmp_path)
     src = source[0]
@@ -186,6 +192,7 @@ def _posted(text: str, since: int = 0):
                           if c.method == "chat.postMessage" and c.channel == CHANNEL and text in c.text]
 
 
+@pytest.mark.mysql
 def test_scheduled_drill_posts_its_verdict_to_the_channel(source, tmp_path):
     """Jobs made by serve's scheduler (Background._scheduled), run by the worker, reported to Slack;
     a FAILED verdict mentions the person on call (here RESTORE_BOT_ONCALL: no rotation, no override)."""

@@ -1,6 +1,8 @@
 """Faults: a source that refuses us is reported once (with retries), a full disk corrupts nothing."""
 from __future__ import annotations
 
+import pytest
+
 import os
 import resource
 import signal
@@ -10,12 +12,14 @@ import threading
 import time
 from pathlib import Path
 
-from fake_slack import FakeSlack
+from tests.support.fake_slack import FakeSlack
 from restore.live.archiver import Archiver
 from restore.mysql.dsn import Dsn
 from restore.mysql.sandbox import Sandbox
 from restore.live.watcher import Watcher
-from test_archive import _archive, _server_files, _traffic
+from tests.test_archive import _archive, _server_files, _traffic
+
+pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 
 
 class Positions:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import checksums, copy_binlogs, dump, target_url
+from tests.support.db import checksums, copy_binlogs, dump, target_url
 from restore.mysql.sandbox import Sandbox
 
 CASCADE_NOTE = "cascaded changes are not logged"
@@ -58,6 +58,7 @@ def some_parents(request, tmp_path_factory):
         yield {"fmt": fmt, "snap": snap, "binlogs": copy_binlogs(src, work / "binlogs"), "before": before}
 
 
+@pytest.mark.mysql
 def test_cascaded_children_are_inexact_and_the_delete_is_a_candidate(some_parents, cli):
     res = cli("plan", "--snapshot", some_parents["snap"], "--binlogs", some_parents["binlogs"])
     assert res.code == 0, res

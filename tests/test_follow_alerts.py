@@ -2,11 +2,15 @@
 a key that stays unique when positions repeat; and a warning when the source hides row counts."""
 from __future__ import annotations
 
+import pytest
+
 import time
 
 from restore.mysql.sandbox import Sandbox
 from restore.live.watcher import Alert
-from test_follow_outages import Positions, Watching, _wait_until
+from tests.test_follow_outages import Positions, Watching, _wait_until
+
+pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 
 
 def test_row_logged_mass_delete_alert_names_table_rows_thread_gtid_and_time():

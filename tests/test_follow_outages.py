@@ -13,6 +13,8 @@ from restore.mysql.dsn import Dsn
 from restore.mysql.sandbox import Sandbox
 from restore.live.watcher import Alert, Watcher
 
+pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
+
 
 class Positions:
     def __init__(self, pos: tuple[str, int] | None = None) -> None:

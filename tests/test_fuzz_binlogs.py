@@ -24,11 +24,13 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-import binlog_corpus as corpus
-from conftest import clean, dump, target_url
+from tests.support import binlog_corpus as corpus
+from tests.support.db import clean, dump, target_url
 from restore.binlog import events as be
 from restore.binlog.files import BinlogDirectory
 from restore.mysql.sandbox import Sandbox
+
+pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 
 # Checksum-less files of the corpus (their format description announces no checksum; servers
 # before MySQL 5.6.1 / MariaDB 5.3 had none): set name -> (file under the corpus root, the

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import checksums, copy_binlogs, dump
+from tests.support.db import checksums, copy_binlogs, dump
 from restore.binlog import events as be
 from restore.live.archiver import Archiver
 from restore.binlog.files import BinlogDirectory
@@ -25,7 +25,7 @@ from restore.errors import BinlogError
 from restore.binlog.gtid_continuity import GtidContinuity
 from restore.mysql.sandbox import Sandbox
 from restore.live.watcher import Watcher
-from test_mysql_events import UUID, BinlogWriter, _previous_gtids
+from tests.test_mysql_events import UUID, BinlogWriter, _previous_gtids
 
 MIDDLE = "binlog.000002"
 
@@ -109,6 +109,7 @@ def _assert_gap(res, end: int, lost: list[str]) -> None:
     assert "copy the complete" in err["hint"] and "base backup" in err["hint"] and "--stop-before" in err["hint"], err
 
 
+@pytest.mark.mysql
 def test_unaltered_files_plan_and_restore(cli, built):
     res = _plan(cli, built["snap"], built["binlogs"])
     assert res.code == 0, res
@@ -119,6 +120,7 @@ def test_unaltered_files_plan_and_restore(cli, built):
     assert res.code == 0, res
 
 
+@pytest.mark.mysql
 def test_a_start_after_the_last_gtid_of_a_file_counts_the_gtids_before_it(cli, built):
     """The late dump starts at the end of binlog.000002: no GTID of it is replayed, yet the next
     file's list announces them all. They are counted although the scan starts past them."""
@@ -127,6 +129,7 @@ def test_a_start_after_the_last_gtid_of_a_file_counts_the_gtids_before_it(cli, b
     assert res.plan["transactions"] == 15
 
 
+@pytest.mark.mysql
 def test_middle_file_cut_at_a_commit_is_refused_by_plan_and_restore(cli, built, tmp_path):
     binlogs = _copy(built, tmp_path)
     end, lost = _cut_after_fifth_commit(binlogs)
@@ -141,6 +144,7 @@ def test_middle_file_cut_at_a_commit_is_refused_by_plan_and_restore(cli, built, 
     assert res.plan["transactions"] == 9 + 4
 
 
+@pytest.mark.mysql
 def test_a_file_ending_early_with_nothing_missing_only_warns(cli, built, tmp_path):
     """The server crashed after its last commit was flushed: the file lacks its ROTATE only."""
     binlogs = _copy(built, tmp_path)
@@ -153,6 +157,7 @@ def test_a_file_ending_early_with_nothing_missing_only_warns(cli, built, tmp_pat
     assert warned and "shows no transaction missing" in warned[0], res.plan["warnings"]
 
 
+@pytest.mark.mysql
 def test_continuity_is_fed_real_events(built, tmp_path):
     """The shared class on its own, fed the events of real files, as the watcher and archiver feed it."""
     binlogs = _copy(built, tmp_path)
@@ -253,6 +258,7 @@ class _Positions:
         self.saved = (file, pos)
 
 
+@pytest.mark.mysql
 def test_live_server_whose_middle_file_was_cut(cli, tmp_path):
     """A middle file cut on the server's own disk (a file copied back badly, say): the server streams
     it as it is. Plan through the DSN refuses; the archiver marks and reports; the watcher reports."""

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from conftest import checksums, copy_binlogs, databases, dump, target_url
+from tests.support.db import checksums, copy_binlogs, databases, dump, target_url
 from restore.binlog.gtid import GtidSet
 from restore.binlog.events import Gtid
 from restore.mysql.sandbox import Sandbox
@@ -85,6 +85,7 @@ def test_with_every_file_the_same_dump_restores_exactly(gap, target, cli):
         assert checksums(conn, ["shop"]) == gap["before"]
 
 
+@pytest.mark.mysql
 def test_live_source_that_purged_the_file_is_refused(gap, cli):
     res = cli("plan", "--snapshot", gap["snap"], "--binlogs", gap["live"])
     assert res.code == 2, res
@@ -117,6 +118,7 @@ def test_dump_taken_after_the_first_file_began_needs_no_older_file(tmp_path, tar
             assert checksums(conn, ["shop"]) == before
 
 
+@pytest.mark.mysql
 def test_another_server_id_or_domain_after_the_dump_is_caught(tmp_path, cli):
     """After the dump, a failover (server_id 2 continues domain 0) and a second domain write into the
     file that goes missing. The dump's own server (0-1-3) is unchanged in the next file's GTID list:

@@ -24,7 +24,7 @@ from bot.kakao import (SIGNATURE_HEADER, TIMESTAMP_HEADER, TOKEN_HEADER, KakaoWe
                        WebhookError, kakao_reporter, register_kakao, verify)
 from bot.worker import Worker
 from handlers.oncall import OncallHandler
-from conftest import checksums, copy_binlogs, dump
+from tests.support.db import checksums, copy_binlogs, dump
 from handlers.restore import RestoreHandler
 from restore.mysql.sandbox import Sandbox
 
@@ -189,6 +189,7 @@ def assert_signed(calls: list[dict]) -> None:
 
 # -- scenarios ------------------------------------------------------------------------------------
 
+@pytest.mark.mysql
 def test_token_missing_or_wrong_is_401(bot, incident, caplog):
     say = bot["say"]
     for token in (None, "", "not-the-token", TOKEN + "x"):
@@ -206,6 +207,7 @@ def test_token_missing_or_wrong_is_401(bot, incident, caplog):
     assert "no [kakao] token is configured" in caplog.text and TOKEN not in caplog.text
 
 
+@pytest.mark.mysql
 def test_help_within_5s_and_oncall(bot):
     for utterance in ("/restore help", "restore help", "/restore"):
         t0 = time.monotonic()
@@ -221,6 +223,7 @@ def test_help_within_5s_and_oncall(bot):
     assert bot["store"].jobs() == []
 
 
+@pytest.mark.mysql
 def test_stranger_refused(bot):
     doc = bot["say"]("/restore stage", user="U9").get_json()
     assert "kakao:U9" in text_of(doc) and "operator list" in text_of(doc)
@@ -229,6 +232,7 @@ def test_stranger_refused(bot):
     assert any(e["actor"] == "kakao:U9" and e["action"] == "refused stage" for e in bot["store"].audit_log())
 
 
+@pytest.mark.mysql
 def test_plan_then_stage_to_success(bot, recorder, caplog):
     caplog.set_level(logging.DEBUG)
     store, say = bot["store"], bot["say"]
@@ -269,6 +273,7 @@ def test_plan_then_stage_to_success(bot, recorder, caplog):
     assert TOKEN not in caplog.text and SECRET not in caplog.text
 
 
+@pytest.mark.mysql
 def test_status(bot):
     stage = bot["store"].jobs(kind="stage", limit=1)[0]
     for utterance in (f"/restore status {stage.id}", f"status {stage.id.lower()}"):
@@ -277,6 +282,7 @@ def test_status(bot):
     assert "no job R99" in text_of(bot["say"]("/restore status R99").get_json())
 
 
+@pytest.mark.mysql
 def test_callback_reports_status_when_job_outlasts_the_wait(bot, recorder):
     web = Flask("short-wait")
     register_kakao(web, bot["settings"], bot["store"], bot["handler"], callback_wait=0.0)
@@ -292,6 +298,7 @@ def test_callback_reports_status_when_job_outlasts_the_wait(bot, recorder):
     assert len(recorder.at("/cb/short")) == 1
 
 
+@pytest.mark.mysql
 def test_prod_approved_by_second_kakao_user(bot, recorder, prod, incident):
     store, say = bot["store"], bot["say"]
     doc = say("/restore prod").get_json()
@@ -326,6 +333,7 @@ def test_prod_approved_by_second_kakao_user(bot, recorder, prod, incident):
     assert len(recorder.at("/cb/prod")) == 1
 
 
+@pytest.mark.mysql
 def test_plan_candidates_come_as_quick_replies_that_send_stop_and_skip(bot, recorder):
     """Issue 10: a finished plan's answer lists its candidates; its quick replies send the typed
     forms of the Slack card's buttons (`/restore plan stop=GTID`, `skip=GTID`), which the parser

@@ -1,6 +1,8 @@
 """Keep: `/backup now` takes a consistent snapshot; `/restore drill` proves snapshot + archive restore."""
 from __future__ import annotations
 
+import pytest
+
 import os
 import threading
 import time
@@ -9,12 +11,12 @@ from types import SimpleNamespace
 from bot.config import load_settings
 from handlers.jobstore import FINISHED, JobStore
 from bot.worker import Worker
-from conftest import checksums
+from tests.support.db import checksums
 from handlers.backup import BackupHandler
 from handlers.restore import RestoreHandler
 from restore.live.archiver import Archiver
 from restore.mysql.sandbox import Sandbox
-from test_handlers import Access, Recorder
+from tests.test_handlers import Access, Recorder
 
 
 def _wait(store: JobStore, job_id: str, timeout: float = 120):
@@ -27,6 +29,7 @@ def _wait(store: JobStore, job_id: str, timeout: float = 120):
     return store.get(job_id)
 
 
+@pytest.mark.mysql
 def test_backup_now_list_and_drill(tmp_path):
     with Sandbox(binlog=True, binlog_format="MIXED") as src:
         with src.connect() as conn, conn.cursor() as cur:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import plan_args, restore_args
+from tests.support.db import plan_args, restore_args
 from restore.mysql.leftovers import OwnedDir, sweep
 from restore.mysql.procs import alive, using_path
 from restore.mysql.sandbox import Sandbox

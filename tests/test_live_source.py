@@ -1,7 +1,7 @@
 """`--binlogs mysql://...`: reading through the replication protocol gives the same restore."""
 from __future__ import annotations
 
-from conftest import checksums, dump, target_url
+from tests.support.db import checksums, dump, target_url
 from restore.mysql.sandbox import Sandbox
 
 

@@ -8,8 +8,8 @@ from datetime import date
 from bot.alert_client import AlertSlackClient
 from handlers.alerts import AlertPoster, AlertStore, Oncall
 from bot.config import load_settings
-from fake_slack import FakeSlack
-from test_alert_client import _alert
+from tests.support.fake_slack import FakeSlack
+from tests.test_alert_client import _alert
 
 
 def _oncall(tmp_path, toml: str = "", env: dict | None = None) -> tuple[Oncall, AlertStore]:

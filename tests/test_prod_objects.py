@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import checksums, copy_binlogs, dump
+from tests.support.db import checksums, copy_binlogs, dump
 from restore import api
 from restore.prod import objects as prod_objects
 from restore.errors import RestoreError
 from restore.prod.swap import ProdRestore
 from restore.mysql.sandbox import Sandbox
+
+pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 
 SCHEMA = [
     "CREATE DATABASE club",

@@ -4,11 +4,13 @@ from __future__ import annotations
 import pymysql
 import pytest
 
-from conftest import checksums, copy_binlogs, dump
+from tests.support.db import checksums, copy_binlogs, dump
 from restore import api
 from restore.errors import TargetError
 from restore.prod.swap import ProdRestore
 from restore.mysql.sandbox import Sandbox
+
+pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 
 
 @pytest.fixture(scope="module")

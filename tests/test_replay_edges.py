@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import checksums, dump, target_url
+from tests.support.db import checksums, dump, target_url
 
 
 def _restore(cli, snap: Path, src, target, *extra: str):

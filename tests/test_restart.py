@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import checksums, copy_binlogs, databases, dump, master_status, target_url
+from tests.support.db import checksums, copy_binlogs, databases, dump, master_status, target_url
 from restore import api
 from restore.errors import ApplyError
 from restore.hooks import NullHooks

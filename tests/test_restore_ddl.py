@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import (assert_restored, checksums, copy_binlogs, dump, format_id, master_status,
+from tests.support.db import (assert_restored, checksums, copy_binlogs, dump, format_id, master_status,
                       schemas, target_url)
 
 # (default db or None, statement); `blog` is restored, `other` is not.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (assert_restored, checksums, copy_binlogs, databases, dump, dump_coordinates,
+from tests.support.db import (assert_restored, checksums, copy_binlogs, databases, dump, dump_coordinates,
                       master_status, plan_args, restore_args, target_url)
 
 FORMAT = ("ROW", "MINIMAL")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import (assert_restored, checksums, copy_binlogs, databases, dump, format_id,
+from tests.support.db import (assert_restored, checksums, copy_binlogs, databases, dump, format_id,
                       master_status, plan_args, restore_args, target_url)
 
 

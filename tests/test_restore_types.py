@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import FORMATS, assert_restored, format_id, plan_args, restore_args
+from tests.support.db import FORMATS, assert_restored, format_id, plan_args, restore_args
 
 
 @pytest.mark.parametrize("combo", FORMATS, ids=format_id)

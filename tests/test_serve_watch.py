@@ -9,10 +9,12 @@ import time
 import pytest
 
 from handlers.jobstore import JobStore
-from fake_slack import FakeSlack, SlackSigner
+from tests.support.fake_slack import FakeSlack, SlackSigner
 from restore.mysql.leftovers import OwnedDir
 from restore.mysql.sandbox import Sandbox
-from test_slack_scenarios import Bot
+from tests.test_slack_scenarios import Bot
+
+pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 
 CHANNEL = "CWATCH"
 WATCH_PASSWORD = "Wpw-" + secrets.token_hex(4)

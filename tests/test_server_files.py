@@ -16,10 +16,10 @@ import time
 import zlib
 from pathlib import Path
 
-import binlog_corpus as corpus
-from conftest import checksums, q, target_url
-from test_corpus import _mariadb_binlog, _plan_rows, decode
-from test_mysql_events import BinlogWriter
+from tests.support import binlog_corpus as corpus
+from tests.support.db import checksums, q, target_url
+from tests.test_corpus import _mariadb_binlog, _plan_rows, decode
+from tests.test_mysql_events import BinlogWriter
 
 from restore.binlog import events as be
 from restore.live.archiver import Archiver

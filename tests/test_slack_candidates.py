@@ -20,18 +20,18 @@ import time
 
 import pytest
 
-from conftest import checksums, dump
-from fake_slack import FakeSlack, SlackSigner
+from tests.support.db import checksums, dump
+from tests.support.fake_slack import FakeSlack, SlackSigner
 from restore.mysql.leftovers import OwnedDir
 from restore.mysql.sandbox import Sandbox
-from slack_bot import APP1, CHANNEL, NOBODY, OPS1, OPS2, Bot, World, shut_down, up
+from tests.support.slack_bot import APP1, CHANNEL, NOBODY, OPS1, OPS2, Bot, World, shut_down, up
 
 DB = "club"
 ONCALL = "UKIM"
 BACKFILL = f"UPDATE {DB}.members SET display_name = name, updated_at = '2024-05-01 00:00:00'"
 BUMP = f"UPDATE {DB}.members SET n = n + 1"
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.mysql, pytest.mark.timeout(300)]   # every test here starts a MariaDB server
 
 
 @pytest.fixture(scope="module")

@@ -23,11 +23,11 @@ from urllib.parse import quote
 import pymysql
 import pytest
 
-from conftest import checksums, copy_binlogs, databases, dump
-from fake_slack import FakeSlack, SlackSigner, sign
+from tests.support.db import checksums, copy_binlogs, databases, dump
+from tests.support.fake_slack import FakeSlack, SlackSigner, sign
 from restore.mysql.leftovers import OwnedDir
 from restore.mysql.sandbox import Sandbox
-from slack_bot import (ACK_SECONDS, APP1, CHANNEL, JOB_TIMEOUT, NOBODY, OPS1, OPS2, Bot, World, http_get,
+from tests.support.slack_bot import (ACK_SECONDS, APP1, CHANNEL, JOB_TIMEOUT, NOBODY, OPS1, OPS2, Bot, World, http_get,
                        running, shut_down, up)
 
 DB = "club"
@@ -37,7 +37,7 @@ TXNS = 100_000          # small transactions after the dump
 STAGE_BATCH = 20
 CARD_INTERVAL = 2.5     # bot.reporter's interval between two posts of one card (serve's default)
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.mysql, pytest.mark.timeout(300)]   # every test here starts a MariaDB server
 
 
 # -- the incident --------------------------------------------------------------------------------

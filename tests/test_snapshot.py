@@ -91,6 +91,7 @@ def rows_of(snap) -> dict[tuple[str, str], int]:
     return {key: t.rows for key, t in snap.tables.items()}
 
 
+@pytest.mark.mysql
 def test_databases_dump_with_gtid(server, tmp_path):
     file, pos, gtid = master_status(server)
     path = dump(server, tmp_path / "d.sql", "--master-data=2", "--gtid", "--single-transaction",
@@ -108,6 +109,7 @@ def test_databases_dump_with_gtid(server, tmp_path):
     assert b"CHANGE MASTER TO MASTER_LOG_FILE" in line
 
 
+@pytest.mark.mysql
 def test_columns_and_keys(server, tmp_path):
     snap = read_snapshot(str(dump(server, tmp_path / "d.sql", "--databases", "db1")))
     cols = {c.name: c for c in snap.tables[("db1", "tricky")].columns}
@@ -131,6 +133,7 @@ def test_columns_and_keys(server, tmp_path):
     ["--master-data=2", "--hex-blob", "--insert-ignore", "--skip-comments"],
     ["--master-data=2", "--replace", "--net-buffer-length=4096", "--compact"],
 ])
+@pytest.mark.mysql
 def test_dump_without_databases_needs_name(server, tmp_path, options):
     file, pos, gtid = master_status(server)
     path = dump(server, tmp_path / "d.sql", "--single-transaction", *options, "db1")
@@ -145,6 +148,7 @@ def test_dump_without_databases_needs_name(server, tmp_path, options):
     assert str(path) in str(e.value) and f"--snapshot DB={path}" in e.value.hint
 
 
+@pytest.mark.mysql
 def test_named_database_must_match_dump(server, tmp_path):
     path = str(dump(server, tmp_path / "d.sql", "--databases", "db1", "db2"))
     with pytest.raises(SnapshotError, match="'db1', 'db2'"):
@@ -155,6 +159,7 @@ def test_named_database_must_match_dump(server, tmp_path):
     assert read_snapshot(path, "db1").databases == ["db1"]
 
 
+@pytest.mark.mysql
 def test_truncated_in_insert(server, tmp_path):
     data = dump(server, tmp_path / "d.sql", "--databases", "db1").read_bytes()
     start = data.index(b"INSERT INTO `tricky`")

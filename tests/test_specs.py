@@ -15,7 +15,7 @@ import struct
 
 import pytest
 
-from conftest import checksums, copy_binlogs, dump, target_url
+from tests.support.db import checksums, copy_binlogs, dump, target_url
 from restore.binlog import events as be
 from restore.binlog.files import BinlogDirectory
 from restore.api import make_plan, read_snapshots
@@ -23,7 +23,7 @@ from restore.errors import PlanError
 from restore.binlog.gtid import GtidSet
 from restore.mysql.sandbox import Sandbox
 from restore.plan.spec import parse_spec
-from test_mysql_events import UUID, BinlogWriter
+from tests.test_mysql_events import UUID, BinlogWriter
 
 UUID2 = "4f22ab58-71ca-11e1-9e33-c80aa9429562"
 
@@ -246,6 +246,7 @@ def _inside(files, after_dump: bool = True) -> tuple[int, int, int]:
     raise AssertionError("no row event")
 
 
+@pytest.mark.mysql
 def test_start_inside_an_event_is_refused_naming_both_neighbours(files, cli):
     """Before: the transaction around the position was taken as already in the dump and dropped."""
     pos, before, after = _inside(files)
@@ -261,6 +262,7 @@ def test_start_inside_an_event_is_refused_naming_both_neighbours(files, cli):
     assert res.code == 0 and res.plan["transactions"] == 4, res
 
 
+@pytest.mark.mysql
 def test_start_past_the_end_is_refused_and_the_end_itself_accepted(files, cli):
     size, last = files["size"], files["events"][-1][0]
     res = cli("plan", "--snapshot", files["bare"], "--binlogs", files["binlogs"], "--start", f"binlog.000001:{size + 500}")
@@ -276,6 +278,7 @@ def test_start_past_the_end_is_refused_and_the_end_itself_accepted(files, cli):
     assert res.code == 0 and res.plan["transactions"] == 1, res
 
 
+@pytest.mark.mysql
 def test_stop_and_skip_inside_an_event_or_past_the_end_are_refused(files, cli):
     pos, before, after = _inside(files)
     base = ["--snapshot", files["snap"], "--binlogs", files["binlogs"]]
@@ -291,6 +294,7 @@ def test_stop_and_skip_inside_an_event_or_past_the_end_are_refused(files, cli):
     assert res.code == 0 and res.plan["transactions"] == 0 and res.plan["stop"]["tx_pos"] < before, res
 
 
+@pytest.mark.mysql
 def test_dump_coordinates_inside_an_event_are_refused(files, cli):
     pos, _before, _after = _inside(files, after_dump=True)
     bad = files["work"] / "moved.sql"

@@ -16,8 +16,10 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from conftest import checksums, copy_binlogs, databases, dump, target_url
+from tests.support.db import checksums, copy_binlogs, databases, dump, target_url
 from restore.mysql.sandbox import Sandbox
+
+pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 
 ROWS = 1500   # transactions after the dump: a range of some MB
 

@@ -15,12 +15,14 @@ import pytest
 from bot.alert_client import AlertSlackClient
 from handlers.alerts import AlertPoster, AlertStore, Oncall
 from bot.watch import WatcherProcess, build_watcher
-from fake_slack import FakeSlack
+from tests.support.fake_slack import FakeSlack
 from restore.binlog.server import ServerBinlogs
 from restore.plan.destructive import DestructiveRules
 from restore.mysql.sandbox import Sandbox
 from restore.binlog.walker import QueryStep, RowsStep, TxBegin, TxEnd, Walker
 from restore.live.watcher import Watcher, watched_statements
+
+pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pymysql
 
-from conftest import checksums, copy_binlogs, dump, master_status, schemas
+from tests.support.db import checksums, copy_binlogs, dump, master_status, schemas
 
 ATTENDANCE_COLUMNS = """(
   id INT NOT NULL AUTO_INCREMENT PRIMARY KEY,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pymysql
 
-from fake_slack import FakeSlack, SlackSigner
+from tests.support.fake_slack import FakeSlack, SlackSigner
 from restore.mysql.sandbox import Sandbox
 
 CHANNEL = "CINC"
