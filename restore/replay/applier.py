@@ -19,6 +19,7 @@ from restore.target import checkpoint
 from restore.replay.batch import Batch, BatchFailed, Piece
 from restore.errors import ApplyError
 from restore.mysql.flavor import Flavor
+from restore.mysql.quote import quote_ident, quote_qualified
 from restore.hooks import Hooks
 from restore.plan.plan import Plan
 from restore.replay import judge as replay_judge
@@ -128,7 +129,7 @@ class Applier:
         for name in sorted(names):
             db, _, table = name.partition(".")
             try:
-                self.conn.query(f"DROP TEMPORARY TABLE IF EXISTS `{db.replace('`', '``')}`.`{table.replace('`', '``')}`".encode())
+                self.conn.query(f"DROP TEMPORARY TABLE IF EXISTS {quote_qualified(db, table)}".encode())
             except pymysql.err.MySQLError:
                 pass
 
@@ -270,19 +271,19 @@ class Applier:
         if step.rand:
             parts.append(f"SET @@RAND_SEED1={step.rand[0]}, @@RAND_SEED2={step.rand[1]}".encode())
         for var in step.user_vars:
-            name = "`" + var.name.replace("`", "``") + "`"
+            name = quote_ident(var.name)
             if var.sql_value is None:
                 parts.append(f"SET @{name} := NULL".encode())
             elif var.charset is not None:
                 coll = self.flavor.collation_name(self.conn, var.charset)
-                parts.append(f"SET @{name} := _{coll[1]} {var.sql_value} COLLATE `{coll[0]}`".encode())
+                parts.append(f"SET @{name} := _{coll[1]} {var.sql_value} COLLATE {quote_ident(coll[0])}".encode())
             else:
                 parts.append(f"SET @{name} := {var.sql_value}".encode())
         # A default database that is not restored does not exist on the target; our own
         # state schema stands in, so unqualified names can never land in a restored database.
         db = q.db if q.db and self.scope.covers(q.db) else checkpoint.SCHEMA
         if db != current_db:
-            parts.append(b"USE `" + db.replace("`", "``").encode() + b"`")
+            parts.append(f"USE {quote_ident(db)}".encode())
             current_db = db
         parts.append(q.query_bytes)
         return b";\n".join(parts[:-1]) + (b";\n" if len(parts) > 1 else b"") + parts[-1], current_db, len(parts)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from restore.binlog.row_images import DIVERSE, destroys
+from restore.mysql.quote import quote_ident, quote_qualified
 
 
 @dataclass(frozen=True)
@@ -24,10 +25,6 @@ class Verdict:
 
     def to_dict(self) -> dict:
         return {"where": self.where, "transaction": self.tx, "severity": self.severity, "detail": self.detail}
-
-
-def _q(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 def transactional(conn, db: str, table: str) -> bool:
@@ -46,8 +43,8 @@ def distinct_values(conn, db: str, table: str) -> dict[str, int]:
         columns = [r[0] for r in cur.fetchall()]
         if not columns:
             return {}
-        parts = ", ".join(f"COUNT(DISTINCT {_q(c)}) + MAX({_q(c)} IS NULL)" for c in columns)
-        cur.execute(f"SELECT {parts} FROM {_q(db)}.{_q(table)}")
+        parts = ", ".join(f"COUNT(DISTINCT {quote_ident(c)}) + MAX({quote_ident(c)} IS NULL)" for c in columns)
+        cur.execute(f"SELECT {parts} FROM {quote_qualified(db, table)}")
         row = cur.fetchone()
     return {c: int(n or 0) for c, n in zip(columns, row)}
 

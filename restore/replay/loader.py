@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 from restore.mysql.dsn import Dsn
 from restore.mysql.procs import die_with_parent
+from restore.mysql.quote import quote_ident
 from restore.errors import SnapshotError, TargetError
 from restore.plan.snapshot import Snapshot
 
@@ -68,8 +69,8 @@ def load_snapshot(dsn: Dsn, snap: Snapshot, progress: Callable[[int, int], None]
     done = 0
     try:
         if snap.named_db:
-            name = snap.named_db.replace("`", "``")
-            proc.stdin.write(f"CREATE DATABASE IF NOT EXISTS `{name}`;\nUSE `{name}`;\n".encode())
+            name = quote_ident(snap.named_db)
+            proc.stdin.write(f"CREATE DATABASE IF NOT EXISTS {name};\nUSE {name};\n".encode())
         with open(snap.path, "rb") as fh:
             for line in fh:
                 done += len(line)

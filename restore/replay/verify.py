@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from restore.mysql.quote import quote_qualified
 from restore.plan.plan import Plan
 
 
@@ -52,7 +53,7 @@ def table_checksums(conn, databases: list[str]) -> dict[str, tuple[int, int | No
             cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s "
                         "AND TABLE_TYPE='BASE TABLE' ORDER BY TABLE_NAME", (db,))
             for (table,) in cur.fetchall():
-                ident = "`" + db.replace("`", "``") + "`.`" + table.replace("`", "``") + "`"
+                ident = quote_qualified(db, table)
                 cur.execute(f"SELECT COUNT(*) FROM {ident}")
                 rows = cur.fetchone()[0]
                 cur.execute(f"CHECKSUM TABLE {ident} EXTENDED")

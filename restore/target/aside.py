@@ -11,13 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from restore.errors import TargetError
+from restore.mysql.quote import quote_ident, quote_qualified
 
 BEFORE_RESTORE = "_before_restore_"
 UNFINISHED = "__unfinished_"
-
-
-def q(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 def stamp() -> str:
@@ -29,7 +26,7 @@ def tables_with_rows(cur, db: str) -> list[str]:
                 "ORDER BY TABLE_NAME", (db,))
     out = []
     for (table,) in cur.fetchall():
-        cur.execute(f"SELECT 1 FROM {q(db)}.{q(table)} LIMIT 1")
+        cur.execute(f"SELECT 1 FROM {quote_qualified(db, table)} LIMIT 1")
         if cur.fetchone():
             out.append(table)
     return out
@@ -59,11 +56,11 @@ def _move(cur, db: str, aside: str, *, drop_code: bool) -> None:
                           where=db, hint=f"back up {db} with mariadb-dump yourself and drop it, or restore into "
                                          "another target (the chat prod path moves triggers, views and routines)")
     for name, kind in views + code:
-        cur.execute(f"DROP {kind} IF EXISTS {q(db)}.{q(name)}")
-    cur.execute(f"CREATE DATABASE {q(aside)}")
+        cur.execute(f"DROP {kind} IF EXISTS {quote_qualified(db, name)}")
+    cur.execute(f"CREATE DATABASE {quote_ident(aside)}")
     if tables:
-        cur.execute("RENAME TABLE " + ", ".join(f"{q(db)}.{q(t)} TO {q(aside)}.{q(t)}" for t in tables))
-    cur.execute(f"DROP DATABASE {q(db)}")
+        cur.execute("RENAME TABLE " + ", ".join(f"{quote_qualified(db, t)} TO {quote_qualified(aside, t)}" for t in tables))
+    cur.execute(f"DROP DATABASE {quote_ident(db)}")
 
 
 def keep_aside(conn, dbs: list[str]) -> dict[str, str]:
@@ -86,7 +83,7 @@ def set_aside_unfinished(conn, dbs: list[str]) -> dict[str, str]:
     with conn.cursor() as cur:
         for db in dbs:
             if not tables_with_rows(cur, db):
-                cur.execute(f"DROP DATABASE {q(db)}")
+                cur.execute(f"DROP DATABASE {quote_ident(db)}")
                 continue
             aside = f"{db}{UNFINISHED}{when}"
             _move(cur, db, aside, drop_code=True)
@@ -106,4 +103,4 @@ def drop_empty(conn, dbs: list[str]) -> None:
                               hint="use --existing keep-aside (moved to <db>_before_restore_<time>, nothing lost, "
                                    "drop it yourself once checked), or restore into another target")
         for db in dbs:
-            cur.execute(f"DROP DATABASE {q(db)}")
+            cur.execute(f"DROP DATABASE {quote_ident(db)}")
