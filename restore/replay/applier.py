@@ -16,7 +16,7 @@ import pymysql
 
 from restore.binlog import events as be
 from restore.target import checkpoint
-from restore.replay.batch import Batch, BatchFailed, Piece
+from restore.replay.batch import Batch, BatchFailed, BatchLimits, Piece
 from restore.errors import ApplyError
 from restore.mysql.flavor import Flavor
 from restore.mysql.quote import quote_ident, quote_qualified
@@ -52,12 +52,8 @@ class Applier:
         self.source = source
         self.flavor = flavor
         self.hooks = hooks
-        self.batch_transactions = batch_transactions
-        self.batch_bytes = batch_bytes
+        self.limits = BatchLimits(batch_transactions, batch_bytes, statement_per_binlog)
         self.interrupt = interrupt or (lambda: None)
-        # A binlog-enabled target that annotates row events (see target_binlog): one source
-        # statement per BINLOG statement, so each annotation holds only that statement.
-        self.statement_per_binlog = statement_per_binlog
         self._skips = {(s.tx_file, s.tx_pos) for s in plan.skips}
         # The plan's stop, or a later one when the replay judges a stop "judged at replay" not to
         # be the disaster (plan.later); `verdicts` given (a prod rebuild takes stage's) are not judged again.
@@ -136,11 +132,18 @@ class Applier:
     # -- the replay loop -----------------------------------------------------------------------
     def _replay(self, start: tuple[str, int], done: int, *, precise: bool, ddl_pending: str | None) -> None:
         self._begin(start)
-        out = Batch(self, start, done, precise)
+        out = Batch(self.conn, self.plan_id, self.limits, start=start, done=done, precise=precise,
+                    open_temp_tables=self.temp_tables, on_commit=self._committed, say=self.hooks.message)
         try:
             self._replay_steps(out, start, ddl_pending)
         finally:
             out.close()
+
+    def _committed(self, done: int, where: str) -> None:
+        """After each commit of the batch (its checkpoint included): report, and stop here if asked."""
+        self.stats.commits += 1
+        self.hooks.progress("replay", done, self.plan.transactions, where)
+        self.interrupt()
 
     def _replay_steps(self, out: Batch, start: tuple[str, int], ddl_pending: str | None) -> None:
         tx: TxBegin | None = None

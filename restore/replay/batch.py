@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import zlib
+from collections.abc import Callable, Set
 from dataclasses import dataclass, field
 
 from restore.binlog import events as be
@@ -32,6 +33,16 @@ class Piece:
     table: str | None = None
     statements: int = 1     # SQL statements in `sql` (a replayed statement brings its SETs)
     ddl: bool = False
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """When an open batch commits, and how its row events are grouped into BINLOG statements."""
+    transactions: int = 1000    # source transactions per target commit
+    bytes: int = 4 << 20        # queued bytes per target commit (and per round trip inside a huge transaction)
+    # A binlog-enabled target that annotates row events (restore.target.binlog): one source statement
+    # per BINLOG statement, so each annotation holds only that statement.
+    statement_per_binlog: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,9 +74,19 @@ def with_statement_end(data: bytes, post_header_len: int, checksum: bool) -> byt
 
 
 class Batch:
-    def __init__(self, applier, start: tuple[str, int], done: int, precise: bool) -> None:
-        self.a = applier
-        self.conn = applier.conn
+    """What it needs of the replay feeding it is passed in: the connection, the plan id its
+    checkpoints carry, the temporary tables the replay has open (a live view: read at each
+    commit), `on_commit(done, where)` after every commit and `say(text)` for the operator."""
+
+    def __init__(self, conn, plan_id: str, limits: BatchLimits, *, start: tuple[str, int], done: int,
+                 precise: bool, open_temp_tables: Set[str], on_commit: Callable[[int, str], None],
+                 say: Callable[[str], None]) -> None:
+        self.conn = conn
+        self.plan_id = plan_id
+        self.open_temp_tables = open_temp_tables
+        self.on_commit = on_commit
+        self.say = say
+        self.statement_per_binlog = limits.statement_per_binlog
         self.start = start
         self.done = done
         self.precise = precise
@@ -80,10 +101,10 @@ class Batch:
         self.txns = 0
         self.last_gtid: str | None = None
         self.temp_open = False
-        self.temp_at_start: frozenset[str] = frozenset(applier.temp_tables)
+        self.temp_at_start: frozenset[str] = frozenset(open_temp_tables)
         self.pending_ddl: str | None = None
-        self.max_txns = 1 if precise else applier.batch_transactions
-        self.max_bytes = applier.batch_bytes
+        self.max_txns = 1 if precise else limits.transactions
+        self.max_bytes = limits.bytes
         # The precise retry names the failing event at once: it sends inline.
         self.sender = None if precise else Sender(self.conn)
 
@@ -115,7 +136,7 @@ class Batch:
         self.statement_open = not step.statement_end
         self.bytes += size
         self.unsent += size
-        if step.statement_end and self.a.statement_per_binlog:
+        if step.statement_end and self.statement_per_binlog:
             self._flush_rows()
 
     def end_statement(self, step: RowsStep) -> None:
@@ -130,7 +151,7 @@ class Batch:
         last = self.rows_buf[-1]
         self.rows_buf[-1] = with_statement_end(last, self.rows_post[last[4]], step.event.checksum)
         self.statement_open = False
-        if self.a.statement_per_binlog:
+        if self.statement_per_binlog:
             self._flush_rows()
 
     def statement(self, piece: Piece) -> None:
@@ -143,7 +164,7 @@ class Batch:
         """DDL commits implicitly: close the batch, mark the DDL as pending, run it alone."""
         self._commit(tx.file, tx.pos)
         mark = f"{tx.file}:{tx.pos}"
-        self.pieces.append(Piece(checkpoint.position_sql(self.a.plan_id, tx.file, tx.pos, self.last_gtid,
+        self.pieces.append(Piece(checkpoint.position_sql(self.plan_id, tx.file, tx.pos, self.last_gtid,
                                                          self.done, ddl_pending=mark,
                                                          temp_open=self.temp_open), mark))
         self.pieces.append(Piece(b"COMMIT", mark))
@@ -219,17 +240,15 @@ class Batch:
     def _commit(self, file: str, pos: int) -> None:
         self._flush_rows()
         where = f"{file}:{pos}"
-        self.pieces.append(Piece(checkpoint.position_sql(self.a.plan_id, file, pos, self.last_gtid, self.done,
+        self.pieces.append(Piece(checkpoint.position_sql(self.plan_id, file, pos, self.last_gtid, self.done,
                                                          temp_open=self.temp_open), where))
         self.pieces.append(Piece(b"COMMIT", where))
         self.pieces.append(Piece(b"BEGIN", where))
         self._send()
         self.pending_ddl = None
-        self.a.stats.commits += 1
         self.start, self.txns, self.bytes = (file, pos), 0, 0
-        self.temp_at_start = frozenset(self.a.temp_tables)
-        self.a.hooks.progress("replay", self.done, self.a.plan.transactions, where)
-        self.a.interrupt()
+        self.temp_at_start = frozenset(self.open_temp_tables)
+        self.on_commit(self.done, where)
 
     def _send(self, tolerate_ddl: bool = False) -> None:
         pieces, self.pieces = self.pieces, []
@@ -279,9 +298,9 @@ class Batch:
                 break
             index -= candidate.statements
         if tolerate_ddl and piece.ddl and code in DDL_ALREADY_DONE:
-            self.a.hooks.message(f"the DDL at {piece.where} had already taken effect before the interruption")
+            self.say(f"the DDL at {piece.where} had already taken effect before the interruption")
             return
-        error = explain_failure(failed.error, piece.where, piece.table, self.a.plan)
+        error = explain_failure(failed.error, piece.where, piece.table)
         if code in CONNECTION_LOST or not isinstance(code, int):
             raise error from None  # nothing to retry on: the next run resumes from the checkpoint
         if self.precise:
@@ -295,6 +314,6 @@ class Batch:
         file, pos = context.batch_start
         try:
             run_group(self.conn, [b"ROLLBACK", checkpoint.position_sql(
-                self.a.plan_id, file, pos, self.last_gtid, context.done, temp_open=self.temp_open), b"COMMIT"])
+                self.plan_id, file, pos, self.last_gtid, context.done, temp_open=self.temp_open), b"COMMIT"])
         except GroupFailed:
             pass  # the error being reported matters more; a rerun then reports the same DDL again

@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 
 from restore.errors import ApplyError
-from restore.plan.plan import Plan
 
 # Following it loses nothing: a writer's rows stay, in the set-aside copy.
 RESTART = ("Stop the writers (or fence them: --fence lock --fence-user APP_USER), then start over from the dumps with "
@@ -14,7 +13,7 @@ RESTART = ("Stop the writers (or fence them: --fence lock --fence-user APP_USER)
 _DUP = re.compile(r"Duplicate entry '(?P<value>.*)' for key '(?P<key>[^']*)'", re.S)
 
 
-def explain_failure(exc: Exception, where: str, table: str | None, plan: Plan) -> ApplyError:
+def explain_failure(exc: Exception, where: str, table: str | None) -> ApplyError:
     code = exc.args[0] if exc.args else 0
     text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
     on = f" on table {table}" if table else ""
