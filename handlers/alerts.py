@@ -20,52 +20,25 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from slack_sdk.errors import SlackApiError
 
+from handlers.sqlite_store import StoreFile
 from restore.live.watcher import Alert
 
 log = logging.getLogger("restore-handlers.alerts")
 _RETRY_DELAYS = (1, 2, 5, 10, 30, 60)   # seconds before each repeated attempt to post an alert
 KEEP_WARM_SECONDS = 30.0  # how often an idle alert client touches Slack, so its connection stays open
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS watch_position (source TEXT PRIMARY KEY, file TEXT NOT NULL, pos INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS alerts (
-    key TEXT PRIMARY KEY, source TEXT NOT NULL, reason TEXT NOT NULL, oncall TEXT, ts TEXT,
-    channel TEXT, created REAL NOT NULL, acked_by TEXT, escalations INTEGER NOT NULL DEFAULT 0, body TEXT);
-CREATE TABLE IF NOT EXISTS oncall_override (id INTEGER PRIMARY KEY CHECK (id = 1), user TEXT NOT NULL, since REAL);
-"""
-# Columns added after the first release: added to an existing store when it is opened.
-_COLUMNS = {
-    "severity": "TEXT NOT NULL DEFAULT 'certain'",   # "certain" pages and escalates; "suspect" is a notice
-    "marked": "TEXT",                                # "expected" or "incident": what an operator said it was
-    "marked_by": "TEXT",
-}
-
 
 class AlertStore:
-    """Watch positions, sent alerts and the on-call override, beside the jobs (SQLite)."""
+    """Watch positions, sent alerts and the on-call override, beside the jobs (SQLite; the tables
+    are in handlers/sqlite_store.py)."""
 
     def __init__(self, path: str, source: str) -> None:
         self.path, self.source = str(path), source
-        self._local = threading.local()
-        db = self._db()
-        db.executescript(_SCHEMA)
-        have = {row[1] for row in db.execute("PRAGMA table_info(alerts)")}
-        for name, decl in _COLUMNS.items():
-            if name not in have:
-                try:
-                    db.execute(f"ALTER TABLE alerts ADD COLUMN {name} {decl}")
-                except sqlite3.OperationalError as exc:   # another process added it just now
-                    if "duplicate column" not in str(exc):
-                        raise
+        # No fsync per alert: a lost record is re-read from the binlog (its position is lost with it).
+        self._file = StoreFile(self.path, durable=False)
 
     def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; no fsync on the alert path
-            self._local.db = db
-        return db
+        return self._file.conn()
 
     # PositionStore for restore.live.watcher.Watcher
     def load(self) -> tuple[str, int] | None:

@@ -1,86 +1,75 @@
 """The persistent job store (SQLite): jobs, their progress and thread events, and the audit log.
 
 Shared by the bot process (creates jobs, reports progress) and the worker process (runs them).
-Everything a restarted bot or worker needs to carry on is here.
+Everything a restarted bot or worker needs to carry on is here. A job's states and the changes
+between them are in TRANSITIONS; the tables, and how an older file is brought up to date, are in
+handlers/sqlite_store.py.
 """
 from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
-ACTIVE = ("queued", "awaiting_approval", "running")
-FINISHED = ("succeeded", "failed", "aborted", "rejected", "expired")
+from handlers.sqlite_store import StoreFile
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT UNIQUE NOT NULL,
-    kind TEXT NOT NULL,
-    target TEXT NOT NULL,
-    state TEXT NOT NULL,
-    phase TEXT NOT NULL DEFAULT '',
-    requester TEXT NOT NULL,
-    approver TEXT,
-    args TEXT NOT NULL DEFAULT '{}',
-    plan_id TEXT,
-    stage_job TEXT,
-    progress TEXT NOT NULL DEFAULT '{}',
-    result TEXT,
-    error TEXT,
-    abort_requested INTEGER NOT NULL DEFAULT 0,
-    worker_pid INTEGER,
-    origin TEXT NOT NULL DEFAULT 'console',
-    channel TEXT,
-    card_ts TEXT,
-    card_version INTEGER NOT NULL DEFAULT 0,
-    posted_version INTEGER NOT NULL DEFAULT 0,
-    reply TEXT NOT NULL DEFAULT '{}',
-    created REAL NOT NULL,
-    updated REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    job TEXT NOT NULL,
-    ts REAL NOT NULL,
-    text TEXT NOT NULL,
-    posted INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS choice (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    stop TEXT,
-    skips TEXT NOT NULL DEFAULT '[]',
-    user TEXT NOT NULL,
-    why TEXT NOT NULL DEFAULT '',
-    ts REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS expected_events (
-    tx TEXT PRIMARY KEY,
-    gtid TEXT,
-    user TEXT NOT NULL,
-    reason TEXT NOT NULL DEFAULT '',
-    ts REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    ts REAL NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    job TEXT,
-    detail TEXT NOT NULL DEFAULT ''
-);
-"""
+
+class JobState(str, Enum):
+    """A job's state. A str, so it equals its value: "running" == JobState.RUNNING, and JSON and
+    SQLite hold the plain word."""
+    QUEUED = "queued"                         # waiting for a worker
+    AWAITING_APPROVAL = "awaiting_approval"   # a prod restore waiting for a second operator
+    RUNNING = "running"                       # a worker has it (worker_pid)
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ABORTED = "aborted"
+    REJECTED = "rejected"                     # the approver said no
+    EXPIRED = "expired"                       # nobody approved in time
+
+    def __str__(self) -> str:   # f"{state}" is the word on every Python (3.11 changed format() of mixins)
+        return self.value
+
+
+class JobKind(str, Enum):
+    """What a job does; a str like JobState."""
+    PLAN = "plan"
+    STAGE = "stage"
+    PROD = "prod"
+    DRILL = "drill"
+    BACKUP = "backup"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+ACTIVE = (JobState.QUEUED, JobState.AWAITING_APPROVAL, JobState.RUNNING)
+FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.ABORTED, JobState.REJECTED, JobState.EXPIRED)
+
+# Every state change a job may make; anything else is a bug and `JobStore.transition` refuses it.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.RUNNING,              # a worker takes it
+                                JobState.ABORTED}),            # /restore abort before it started
+    JobState.AWAITING_APPROVAL: frozenset({JobState.QUEUED,    # approved
+                                           JobState.REJECTED, JobState.EXPIRED, JobState.ABORTED}),
+    JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.ABORTED,
+                                 JobState.QUEUED}),            # its worker stopped or died: another resumes it
+    **{state: frozenset() for state in FINISHED},
+}
+
+
+class IllegalTransition(ValueError):
+    """A state change the transition table does not allow (a programming error, not a race)."""
 
 
 @dataclass
 class Job:
     id: str
-    kind: str
+    kind: JobKind
     target: str
-    state: str
+    state: JobState
     phase: str
     requester: str
     approver: str | None
@@ -97,7 +86,6 @@ class Job:
     card_ts: str | None
     card_version: int
     posted_version: int
-    reply: dict
     created: float
     updated: float
 
@@ -106,41 +94,37 @@ class Job:
         return self.state in FINISHED
 
 
-_JSON = {"args", "progress", "result", "error", "reply"}
+_JSON = {"args", "progress", "result", "error"}
 
 
 class JobStore:
     def __init__(self, path: str | Path, clock=time.time) -> None:
         self.path = str(path)
         self.clock = clock
-        self._local = threading.local()
-        with self._conn() as db:
-            db.executescript(_SCHEMA)
+        self._file = StoreFile(self.path)
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.row_factory = sqlite3.Row
-            self._local.conn = conn
-        return conn
+        return self._file.conn()
 
     # -- jobs ----------------------------------------------------------------------------------
-    def create(self, kind: str, target: str, requester: str, *, state: str = "queued", args: dict | None = None,
-               origin: str = "console", channel: str | None = None, reply: dict | None = None,
-               plan_id: str | None = None, stage_job: str | None = None) -> Job:
+    def create(self, kind: str, target: str, requester: str, *, state: str = JobState.QUEUED,
+               args: dict | None = None, origin: str = "console", channel: str | None = None,
+               reply: dict | None = None, plan_id: str | None = None, stage_job: str | None = None) -> Job:
+        """A new job, R1, R2, ... `reply` is accepted and ignored: Slack's response_url was stored
+        here and never read (schema version 2 dropped it); remove it once no caller passes it."""
+        kind, state = _kind(kind), _state(state)
+        if state not in ACTIVE:
+            raise IllegalTransition(f"a job cannot start {state}: it starts as one of {_words(ACTIVE)}")
         now = self.clock()
         db = self._conn()
         db.execute("BEGIN IMMEDIATE")
         try:
             seq = (db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0])
             job_id = f"R{seq}"
-            db.execute("INSERT INTO jobs (id, kind, target, state, requester, args, origin, channel, reply, plan_id, "
-                       "stage_job, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            db.execute("INSERT INTO jobs (id, kind, target, state, requester, args, origin, channel, plan_id, "
+                       "stage_job, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                        (job_id, kind, target, state, requester, json.dumps(args or {}), origin, channel,
-                        json.dumps(reply or {}), plan_id, stage_job, now, now))
+                        plan_id, stage_job, now, now))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -164,6 +148,10 @@ class JobStore:
         return [_job(r) for r in self._conn().execute(sql, params).fetchall()]
 
     def update(self, job_id: str, *, bump_card: bool = True, **fields: object) -> None:
+        """Set fields of a job; never its state, which only `transition` changes."""
+        if "state" in fields:
+            raise IllegalTransition(f"job {job_id}: update() does not change a state; use transition(), "
+                                    f"which checks TRANSITIONS")
         sets, params = [], []
         for key, value in fields.items():
             sets.append(f"{key} = ?")
@@ -176,7 +164,16 @@ class JobStore:
         self._conn().execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", params)
 
     def transition(self, job_id: str, from_states: tuple[str, ...], to_state: str, **fields: object) -> bool:
-        """Atomically move a job from one of `from_states`; False if someone else moved it first."""
+        """Atomically move a job from one of `from_states`; False if someone else moved it first.
+        A move the transition table does not allow raises IllegalTransition, whatever the job's state."""
+        to_state = _state(to_state)
+        from_states = tuple(_state(s) for s in from_states)
+        for from_state in from_states:
+            if to_state not in TRANSITIONS[from_state]:
+                allowed = _words(sorted(TRANSITIONS[from_state])) or "nothing (it is finished)"
+                raise IllegalTransition(f"job {job_id}: {from_state} -> {to_state} is not a state change a job "
+                                        f"makes; from {from_state} it goes to {allowed} "
+                                        f"(TRANSITIONS in handlers/jobstore.py)")
         sets = ["state = ?", "updated = ?", "card_version = card_version + 1"]
         params: list = [to_state, self.clock()]
         for key, value in fields.items():
@@ -188,8 +185,8 @@ class JobStore:
         return cur.rowcount == 1
 
     def running_on(self, target: str) -> Job | None:
-        row = self._conn().execute("SELECT * FROM jobs WHERE target = ? AND kind != 'plan' AND state = 'running' "
-                                   "ORDER BY seq LIMIT 1", (target,)).fetchone()
+        row = self._conn().execute("SELECT * FROM jobs WHERE target = ? AND kind != ? AND state = ? ORDER BY seq LIMIT 1",
+                                   (target, JobKind.PLAN, JobState.RUNNING)).fetchone()
         return _job(row) if row else None
 
     # -- thread events ---------------------------------------------------------------------------
@@ -256,6 +253,26 @@ def _job(row: sqlite3.Row) -> Job:
     data.pop("seq", None)
     for key in _JSON:
         raw = data.get(key)
-        data[key] = json.loads(raw) if raw else ({} if key in ("args", "progress", "reply") else None)
+        data[key] = json.loads(raw) if raw else ({} if key in ("args", "progress") else None)
     data["abort_requested"] = bool(data["abort_requested"])
+    data["kind"], data["state"] = JobKind(data["kind"]), JobState(data["state"])
     return Job(**data)
+
+
+def _state(value: str) -> JobState:
+    try:
+        return JobState(value)
+    except ValueError:
+        raise IllegalTransition(f"{value!r} is not a job state: one of {_words(JobState)}") from None
+
+
+def _kind(value: str) -> JobKind:
+    try:
+        return JobKind(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a job kind: one of {_words(JobKind)} (JobKind in handlers/jobstore.py)") \
+            from None
+
+
+def _words(values) -> str:
+    return ", ".join(str(v) for v in values)
