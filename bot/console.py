@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import getpass
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 
 from rich.console import Console
 from rich.markup import escape
 
-from handlers.restore import RestoreHandler
-
-from handlers.commands import CommandError, parse
+from handlers import messages
+from handlers.app import application
+from handlers.commands import APPROVE_ACTION, REJECT_ACTION
+from handlers.dispatcher import Dispatcher, Reply
 from handlers.jobstore import FINISHED, Job, JobStore
 from bot.reporter import Reporter
 from bot.worker import Worker
@@ -41,20 +43,25 @@ class ConsolePoster:
         self.console.print(f"[dim]│ {job.id} thread:[/] " + _plain(text))
 
 
-class ConsoleReplier:
-    def __init__(self, console: Console, ask: Callable[[str], str], on_approval: Callable[[Job, str], None]) -> None:
-        self.console, self.ask, self.on_approval = console, ask, on_approval
+class ConsoleReply(Reply):
+    """Prints the answers; an approval request asks for the second operator's name at the prompt
+    and answers it as that person's click on *Approve* (a name) or *Reject* (empty)."""
+
+    def __init__(self, console: Console, ask: Callable[[str], str], app: Dispatcher, user: str) -> None:
+        super().__init__()
+        self.console, self.ask, self.app, self.user = console, ask, app, user
 
     def ephemeral(self, text: str) -> None:
         self.console.print(_plain(text))
 
-    def say(self, text: str) -> None:
+    def say(self, text: str, *, thread: tuple[str | None, str] | None = None) -> None:
         self.console.print("[bold]" + _plain(text) + "[/]")
 
     def approval_request(self, job: Job, text: str) -> None:
+        self.job = job
         self.console.print("[yellow]" + _plain(text) + "[/]")
-        name = self.ask(f"Second operator's name to approve {job.id} (empty rejects): ").strip()
-        self.on_approval(job, name)
+        name = self.ask(messages.CONSOLE_APPROVER_PROMPT.format(job=job.id)).strip()
+        self.app.action(APPROVE_ACTION if name else REJECT_ACTION, job.id, name or self.user, "console", self)
 
 
 def _plain(text: str) -> str:
@@ -78,12 +85,11 @@ class ConsoleSession:
         self.store = store
         self.user = user or getpass.getuser()
         self.ask = ask
-        self.handler = RestoreHandler(store, access, channel=None, has_prod="prod" in settings.targets)
+        self.app = application(settings, store, access, channel=None)
         self.worker = Worker(settings, store)
         self.reporter = Reporter(store, ConsolePoster(self.console), interval=1.0, poll=0.2)
 
     def __enter__(self) -> "ConsoleSession":
-        import threading
         self._worker_thread = threading.Thread(target=self.worker.run_forever, daemon=True, name="worker")
         self._worker_thread.start()
         self.reporter.start()
@@ -93,18 +99,16 @@ class ConsoleSession:
         self.worker.stopping.set()
         self.reporter.stop()
 
-    def run_line(self, line: str, user: str | None = None) -> Job | None:
-        replier = ConsoleReplier(self.console, self.ask, self._approve)
-        try:
-            cmd = parse(line, user or self.user, "console")
-        except CommandError as exc:
-            from handlers import messages
-            replier.ephemeral(messages.BAD_INPUT.format(error=exc, usage=messages.USAGE))
-            return None
-        return self.handler.handle(cmd, replier)
+    def answer(self, line: str, user: str | None = None) -> ConsoleReply:
+        """One typed line, answered on the console; the reply says which job it started or showed."""
+        reply = ConsoleReply(self.console, self.ask, self.app, user or self.user)
+        self.app.text(line, user or self.user, "console", reply)
+        return reply
 
-    def _approve(self, job: Job, name: str) -> None:
-        self.run_line(f"approve {job.id}" if name else f"reject {job.id}", user=name or self.user)
+    def run_line(self, line: str, user: str | None = None) -> Job | None:
+        """The job the line started or was about (as it is now), if any."""
+        job = self.answer(line, user).job
+        return self.store.get(job.id) if job is not None else None
 
     def wait(self, job: Job | None, timeout: float = 600) -> Job | None:
         """Block until `job` finishes (and its card and thread are printed)."""
@@ -120,15 +124,11 @@ class ConsoleSession:
         return self.store.get(job.id)
 
     def repl(self, lines: Iterable[str] | None = None) -> int:
-        self.console.print("restore-bot console — type `help`, `plan`, `stage`, `prod`, `status`, `history`; "
-                           "`plan stop=SPEC skip=SPEC` chooses among the candidates a plan lists; Ctrl-D quits")
+        self.console.print(_plain(messages.CONSOLE_GREETING))
         source = lines if lines is not None else _prompt_lines()
         for line in source:
-            if not line.strip():
-                continue
-            job = self.run_line(line)
-            if job is not None and job.state in ("queued", "running"):
-                self.wait(job)
+            if line.strip() and (started := self.answer(line).started) is not None:
+                self.wait(started)
         return 0
 
 

@@ -12,11 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from handlers.restore import describe
-
-from handlers import messages
 from handlers.jobstore import ACTIVE, Job, JobStore
-from handlers.plan_card import candidates_text, verdicts_text
+from handlers.presenter.jobs import card_text
 
 log = logging.getLogger("restore-bot.reporter")
 
@@ -25,26 +22,6 @@ class Poster(Protocol):
     def post_card(self, job: Job, text: str) -> str | None: ...
     def update_card(self, job: Job, ref: str, text: str) -> None: ...
     def post_thread(self, job: Job, ref: str | None, text: str) -> None: ...
-
-
-def card_text(job: Job, *, candidates: bool = True) -> str:
-    """`candidates`: with a finished plan's candidate list (Slack shows it as blocks with buttons instead)."""
-    kind = messages.CARD_TITLE.get(job.kind, job.kind)
-    head = f"*{kind}* `{job.id}` requested by <@{job.requester}>"
-    if job.state == "succeeded":
-        extra = [t for t in (candidates_text(job) if candidates else "", verdicts_text(job)) if t]
-        return (f"{head}\n✅ *{messages.SUCCEEDED}* in {(job.result or {}).get('seconds', '?')} s\n{describe(job)}"
-                + "".join("\n" + t for t in extra))
-    if job.state == "failed":
-        return f"{head}\n❌ *{messages.FAILED}*\n{describe(job)}"
-    if job.state in ("aborted", "rejected", "expired"):
-        return f"{head}\n⏹ *{job.state}*"
-    p = job.progress or {}
-    bar = ""
-    if p.get("total"):
-        frac = min(1.0, p.get("done", 0) / max(1, p["total"]))
-        bar = f"\n`{'█' * int(frac * 20):<20}` {frac * 100:.0f}% · {p.get('rate', 0):,.0f} rows/s · ETA {p.get('eta', '?')} s"
-    return f"{head}\n⏳ {job.state}{', phase *' + job.phase + '*' if job.phase else ''}{bar}"
 
 
 class Reporter:

@@ -16,20 +16,23 @@ import time
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from flask import Flask, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, Histogram, generate_latest
 
-from handlers.backup import BackupHandler
-from handlers.oncall import OncallHandler
-from handlers.restore import RestoreHandler
 from restore.live.archiver import Archiver
 from restore.mysql.procs import die_with_parent
 
-from handlers.alerts import AlertStore, Oncall
-from handlers.jobstore import JobStore
+from handlers.app import alert_store, application
+from handlers.jobstore import ACTIVE, JobStore
 from bot.watch import alert_client, build_watcher, trouble_reporter
 from bot.reporter import Reporter
 from bot.worker import RESUMED, Worker
 
 log = logging.getLogger("restore-bot")
+
+ALERT_SECONDS = Histogram("restore_bot_alert_seconds", "time from a destructive commit to the alert's post")
+JOBS = Gauge("restore_bot_jobs", "jobs by kind and state/phase", ["kind", "state", "phase"])
+REPLAY_RATE = Gauge("restore_bot_replay_rows_per_second", "replay speed of running jobs", ["job"])
 
 
 class WorkerProcess:
@@ -165,7 +168,7 @@ def run_worker(settings) -> int:
 
 
 def run_serve(settings, *, port: int | None = None, with_worker: bool = True) -> int:
-    from bot.slack_app import ALERT_SECONDS, SlackPoster, build_bolt_app, build_http, web_client
+    from bot.slack_app import SlackPoster, build_bolt_app, register_slack, web_client
 
     slack_ready = bool(settings.slack.bot_token and settings.slack.signing_secret)
     if not slack_ready and not settings.kakao.token:
@@ -176,22 +179,20 @@ def run_serve(settings, *, port: int | None = None, with_worker: bool = True) ->
         print("restore-bot serve: no incident channel: set [slack] channel or RESTORE_BOT_CHANNEL", file=sys.stderr)
         return 2
     store = JobStore(settings.store_path)
-    handler = RestoreHandler(store, settings.access, channel=settings.slack.channel, has_prod="prod" in settings.targets)
-    backups = BackupHandler(store, settings.access, settings.keep, channel=settings.slack.channel)
     client = web_client(settings.slack.bot_token.reveal(), settings.slack.api_url) if slack_ready else None
     background = Background(settings, store, client)
+    web = build_http(store)
+    app = application(settings, store, settings.access, channel=settings.slack.channel, alerts=background.alert_store)
     bolt = None
-    alert_store = background.alert_store
-    oncall = OncallHandler(Oncall(settings, alert_store), alert_store, settings.access,
-                           audit=lambda actor, action, detail: store.audit(actor, action, None, detail))
     if slack_ready:
-        bolt = build_bolt_app(settings, store, handler, client, oncall=oncall, backups=backups, alerts=alert_store)
+        bolt = build_bolt_app(settings, app, client)
+        register_slack(web, bolt)
         background.reporters.append(Reporter(store, SlackPoster(client, settings.slack.channel),
                                              accept=lambda job: job.origin != "kakao").start())
-    web = build_http(bolt, store)
     if settings.kakao.token:
-        from bot.kakao import kakao_reporter, register_kakao
-        register_kakao(web, settings, store, handler, oncall=oncall)
+        from bot.kakao import register_kakao
+        from bot.kakao_webhook import kakao_reporter
+        register_kakao(web, settings, store, app)
         if (kr := kakao_reporter(settings, store)) is not None:
             background.reporters.append(kr.start())
     background.start(on_alert_posted=lambda alert, seconds: ALERT_SECONDS.observe(seconds))
@@ -224,8 +225,7 @@ class Background:
         self.settings, self.store, self.client = settings, store, client
         self.reporters: list[Reporter] = []
         self.threads: list[tuple[object, threading.Thread]] = []
-        source = settings.watch.source.redacted() if settings.watch else "-"
-        self.alert_store = AlertStore(str(settings.store_path), source)
+        self.alert_store = alert_store(settings)
         self.scheduler = BackgroundScheduler(daemon=True)
         self._poster = None
         self._trouble = trouble_reporter(client, settings.slack.channel)
@@ -264,3 +264,25 @@ class Background:
         self.scheduler.shutdown(wait=False)
         for reporter in self.reporters:
             reporter.stop()
+
+
+def build_http(store: JobStore) -> Flask:
+    """The web app every serve has: `/healthz` and `/metrics` (the transports add their routes)."""
+    web = Flask("restore-bot")
+
+    @web.get("/healthz")
+    def healthz():
+        store.jobs(limit=1)  # the store answers: we can take requests
+        return {"ok": True}
+
+    @web.get("/metrics")
+    def metrics():
+        JOBS.clear()
+        REPLAY_RATE.clear()
+        for job in store.jobs(limit=200):
+            JOBS.labels(job.kind, job.state, job.phase or "-").inc()
+            if job.state in ACTIVE and job.phase == "replay":
+                REPLAY_RATE.labels(job.id).set((job.progress or {}).get("rate", 0))
+        return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+
+    return web

@@ -1,57 +1,108 @@
-"""Parses what people type (`/restore stage`, `restore status R3`, ...) into one Command.
+"""What people type or click, parsed once into one `Command`, for every transport.
 
-Every transport (Slack, Kakao, console) hands raw text here; handlers only see Commands.
+`/restore stage`, `restore status R3`, `status R3`, `/backup list`, `oncall set @kim` and a Slack
+button's action id + value all become a Command; the dispatcher routes it by `name`. Parsing is
+argparse with a subparser per slash command and per subcommand, so options, positionals and their
+errors are argparse's; the transports only hand the raw text (or action) here.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from restore.errors import RestoreError
 from restore.plan.spec import parse_spec
 
 from handlers import messages
 
-SUBCOMMANDS = ("help", "plan", "stage", "prod", "status", "abort", "history", "approve", "reject", "drill", "choice")
+# The slash commands (Slack registers these; console and KakaoTalk take them with or without the
+# slash). Typed text naming none of them is a `/restore` subcommand: `plan` is `/restore plan`.
+SLASH_COMMANDS = ("/restore", "/backup", "/oncall")
+RESTORE_SUBCOMMANDS = ("help", "plan", "stage", "prod", "status", "abort", "history", "approve", "reject", "drill",
+                       "choice")
+SUBCOMMANDS = RESTORE_SUBCOMMANDS  # the older name
+
+# Buttons: action ids the presenter puts on messages, and what each one's value carries.
+APPROVE_ACTION, REJECT_ACTION = "approve_prod", "reject_prod"           # value: the job id
+STOP_ACTION, SKIP_ACTION = "candidate_stop", "candidate_skip"           # value: JSON {job, spec, where, chosen}
+ALERT_ACK, ALERT_EXPECTED, ALERT_INCIDENT = "alert_ack", "alert_expected", "alert_incident"  # value: alert key
+ALERT_PLAN = "alert_plan"                                               # value: the event's stop spec
+ACTIONS = (APPROVE_ACTION, REJECT_ACTION, STOP_ACTION, SKIP_ACTION, ALERT_ACK, ALERT_EXPECTED, ALERT_INCIDENT,
+           ALERT_PLAN)
+
+_MENTION = re.compile(r"^<?@?(?P<id>[A-Za-z0-9:_.-]+)(\|[^>]*)?>?$")  # <@U123|kim>, @U123, U123, kakao:7
 
 
 class CommandError(ValueError):
-    """Input we cannot act on; the message (with usage) goes back to the user only."""
+    """Input we cannot act on; the message goes back to the user with `usage`, nothing else happens."""
+
+    def __init__(self, message: str, usage: str = messages.USAGE) -> None:
+        super().__init__(message)
+        self.usage = usage
 
 
 @dataclass(frozen=True)
 class Command:
-    name: str                      # one of SUBCOMMANDS
+    """One request. `name` is what the dispatcher routes on: a `/restore` subcommand ("plan",
+    "status", "choice clear"), "backup now" / "backup list", "oncall" / "oncall set", or what a
+    button stands for ("choose stop", "choose skip", "alert ack", "alert expected", "alert incident")."""
+    name: str
     user: str                      # platform user id (Slack U..., "kakao:<id>", console name)
+    origin: str = "console"        # slack | kakao | console
     stop_before: str = "auto"
     skips: tuple[str, ...] = ()
     job: str | None = None
-    origin: str = "console"        # slack | kakao | console
-    extra: dict = field(default_factory=dict, compare=False)
     restart: bool = False          # stage: forget an earlier run of the plan on the stage target
-    chosen: bool = False           # stop or skips typed in: they alone decide (not the operators' saved choice)
-    clear: bool = False            # `choice clear`
+    chosen: bool = False           # stop or skips typed in (or clicked): they alone decide, not the saved choice
+    who: str | None = None         # oncall set: who is on call now
+    spec: str | None = None        # choose: the candidate's transaction (GTID or file:pos)
+    where: str = ""                # choose: the candidate's file:pos, to say what was chosen
+    alert: str | None = None       # alert buttons: the alert's key
+
+    @property
+    def group(self) -> str:
+        """The slash command it belongs to: "restore", "backup" or "oncall"."""
+        head = self.name.split()[0]
+        return head if head in ("backup", "oncall") else "restore"
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse would print and exit; we answer instead
-        raise CommandError(message)
+        raise CommandError(message, _usage(self.prog))
 
 
-def _parser(name: str) -> _Parser:
-    p = _Parser(prog=f"/restore {name}", add_help=False)
-    if name in ("plan", "stage", "prod"):
-        p.add_argument("--stop-before", default=None)
-        p.add_argument("--skip", action="append", default=[])
-    if name == "stage":
-        p.add_argument("--restart", action="store_true")
-    if name in ("status", "abort", "approve", "reject"):
-        p.add_argument("job", nargs="?" if name in ("status", "abort") else None)
-    if name == "choice":
-        p.add_argument("what", nargs="?", choices=("clear",))
-    return p
+def _usage(prog: str) -> str:
+    return {"/backup": messages.BACKUP_USAGE, "/oncall": messages.ONCALL_USAGE}.get(prog.split()[0], messages.USAGE)
 
+
+def _build() -> _Parser:
+    root = _Parser(prog="", add_help=False)
+    groups = root.add_subparsers(dest="group", required=True, parser_class=_Parser)
+    restore = groups.add_parser("restore", prog="/restore", add_help=False)
+    subs = restore.add_subparsers(dest="name", parser_class=_Parser)
+    for name in RESTORE_SUBCOMMANDS:
+        p = subs.add_parser(name, prog=f"/restore {name}", add_help=False)
+        if name in ("plan", "stage", "prod"):
+            p.add_argument("--stop-before", default=None)
+            p.add_argument("--skip", action="append", default=[])
+        if name == "stage":
+            p.add_argument("--restart", action="store_true")
+        if name in ("status", "abort", "approve", "reject"):
+            p.add_argument("job", nargs="?" if name in ("status", "abort") else None)
+        if name == "choice":
+            p.add_argument("what", nargs="?", choices=("clear",))
+    backup = groups.add_parser("backup", prog="/backup", add_help=False)
+    backup.add_argument("what", nargs="?", choices=("now", "list"), default="list")
+    oncall = groups.add_parser("oncall", prog="/oncall", add_help=False)
+    oncall.add_argument("what", nargs="?", choices=("set",))
+    oncall.add_argument("who", nargs="?")
+    return root
+
+
+_PARSER = _build()
 
 # `stop=SPEC` and `skip=SPEC` (what the plan card's buttons stand for; easier to type on a phone)
 # are the same as `--stop-before SPEC` and `--skip SPEC`.
@@ -70,29 +121,75 @@ def _long_forms(words: list[str]) -> list[str]:
 
 
 def parse(text: str, user: str, origin: str = "console") -> Command:
-    """`text` is what follows `/restore` (a leading `/restore` or `restore` is accepted too)."""
+    """`text` as typed: `/restore stage`, `restore stage`, `stage`, `/backup list`, `oncall set @kim`.
+    (Slack hands the slash command and its text joined by a space.)"""
     try:
         words = shlex.split(text.strip())
     except ValueError as exc:
         raise CommandError(f"cannot read that: {exc}") from None
-    if words and words[0].lstrip("/").lower() == "restore":
+    group = words[0].lstrip("/").lower() if words else "restore"
+    if group in ("restore", "backup", "oncall"):
         words = words[1:]
-    if not words:
-        return Command("help", user, origin=origin)
-    name = words[0].lower()
-    if name not in SUBCOMMANDS:
-        raise CommandError(messages.UNKNOWN_SUBCOMMAND.format(name=words[0]))
-    args = _parser(name).parse_args(_long_forms(words[1:]))
+    else:
+        group = "restore"
+    if group == "restore":
+        if not words:
+            return Command("help", user, origin=origin)
+        if words[0].lower() not in RESTORE_SUBCOMMANDS:
+            raise CommandError(messages.UNKNOWN_SUBCOMMAND.format(name=words[0]))
+        words = [words[0].lower()] + _long_forms(words[1:])
+    args, extra = _PARSER.parse_known_args([group] + words)
+    if extra:
+        raise CommandError(f"unrecognized arguments: {' '.join(extra)}", _usage(f"/{group}"))
+    if group == "backup":
+        return Command(f"backup {args.what}", user, origin=origin)
+    if group == "oncall":
+        return _oncall(args, user, origin)
+    return _restore(args, user, origin)
+
+
+def _oncall(args: argparse.Namespace, user: str, origin: str) -> Command:
+    if args.what is None and args.who is None:
+        return Command("oncall", user, origin=origin)
+    if args.what != "set" or args.who is None or not (m := _MENTION.match(args.who)):
+        raise CommandError("`/oncall set` takes one person: `/oncall set @user`", messages.ONCALL_USAGE)
+    return Command("oncall set", user, origin=origin, who=m["id"])
+
+
+def _restore(args: argparse.Namespace, user: str, origin: str) -> Command:
     stop = getattr(args, "stop_before", None)
-    chosen = stop is not None or bool(getattr(args, "skip", None))
+    skips = tuple(getattr(args, "skip", None) or ())
+    chosen = stop is not None or bool(skips)
     stop = "auto" if stop is None else stop
-    skips = tuple(getattr(args, "skip", []) or ())
     try:
         parse_spec(stop, option="--stop-before")
         for s in skips:
             parse_spec(s, option="--skip", allow=("gtid", "filepos"))
     except RestoreError as exc:
         raise CommandError(f"{exc} — {exc.hint}") from None
-    return Command(name, user, stop_before=stop, skips=skips, job=getattr(args, "job", None), origin=origin,
-                   restart=bool(getattr(args, "restart", False)), chosen=chosen,
-                   clear=getattr(args, "what", None) == "clear")
+    name = "choice clear" if getattr(args, "what", None) == "clear" else args.name
+    return Command(name, user, origin=origin, stop_before=stop, skips=skips, job=getattr(args, "job", None),
+                   restart=bool(getattr(args, "restart", False)), chosen=chosen)
+
+
+def from_action(action_id: str, value: str, user: str, origin: str = "slack") -> Command:
+    """A button click (its action id and value, as the presenter put them on the message) as a Command."""
+    if action_id in (APPROVE_ACTION, REJECT_ACTION):
+        return Command("approve" if action_id == APPROVE_ACTION else "reject", user, origin=origin, job=value)
+    if action_id in (STOP_ACTION, SKIP_ACTION):
+        try:
+            doc = json.loads(value)
+            job, spec = str(doc["job"]), str(doc["spec"])
+        except (ValueError, KeyError, TypeError):
+            raise CommandError(f"a {action_id} button with an unreadable value {value[:80]!r}") from None
+        return Command("choose stop" if action_id == STOP_ACTION else "choose skip", user, origin=origin, job=job,
+                       spec=spec, where=str(doc.get("where") or ""), chosen=bool(doc.get("chosen")))
+    if action_id in (ALERT_ACK, ALERT_EXPECTED, ALERT_INCIDENT):
+        return Command(action_id.replace("_", " "), user, origin=origin, alert=value)
+    if action_id == ALERT_PLAN:
+        try:
+            parse_spec(value, option="--stop-before")
+        except RestoreError as exc:
+            raise CommandError(f"{exc} — {exc.hint}") from None
+        return Command("plan", user, origin=origin, stop_before=value, chosen=True)
+    raise CommandError(f"I don't know the button `{action_id}`.")

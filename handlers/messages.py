@@ -85,3 +85,34 @@ ABORTED = "aborted"
 NEXT_STEP_AFTER_FAILURE = "Next: {hint}"
 NEXT_STEP_AFTER_STAGE = "Next: `/restore prod` to restore production from this plan (needs a second approver)."
 NEXT_STEP_AFTER_PLAN = "Next: `/restore stage` runs this plan into the stage server and verifies it."
+
+# /backup
+BACKUP_QUEUED = "Backup job {job} queued."
+NO_BACKUPS = "No backups yet: `/backup now` takes one."
+NEWEST_BACKUP_UNREADABLE = ("⚠ the newest backup {name} cannot be restored: take a new one with `/backup now`, "
+                            "then move the damaged file out of the backup directory")
+SOME_BACKUPS_UNREADABLE = "⚠ the dumps marked UNREADABLE cannot be restored: move them out of the backup directory"
+
+# /oncall and the alerts' acknowledge button
+ONCALL_USAGE = "`/oncall` shows who is on call · `/oncall set @user` hands it over"
+ONCALL_NOW = "On call now: {current}. Weekly rotation: {rotation}."
+ONCALL_NO_ROTATION = "none configured"
+ONCALL_SET = "{who} is on call now (set by {user})."
+ONCALL_UNAVAILABLE = "`/oncall` needs the on-call settings of `restore-bot serve`; use Slack or the console."
+ALERT_ACKED = "✋ Acknowledged by <@{user}>."
+
+# The prod approval request's buttons
+APPROVE_BUTTON = "Approve"
+REJECT_BUTTON = "Reject"
+
+# KakaoTalk: one answer per request, then at most one callback
+KAKAO_ACK = "{kind} job {job} queued; `/restore status {job}` shows how it is doing."
+KAKAO_ACK_CALLBACK = "{kind} job {job} queued — working on it; I answer here with the outcome within a minute."
+KAKAO_STILL_RUNNING = "Job {job} is not done yet after {seconds} s:\n{status}\n`/restore status {job}` for more."
+KAKAO_APPROVE_HINT = "A different approver sends `/restore approve {job}` (or `/restore reject {job}`)."
+KAKAO_LABELS = {"status": "Status {job}", "abort": "Abort {job}", "approve": "Approve {job}", "reject": "Reject {job}"}
+
+CONSOLE_GREETING = ("restore-bot console — type `help`, `plan`, `stage`, `prod`, `status`, `history`, `backup list`, "
+                    "`oncall`; `plan stop=SPEC skip=SPEC` chooses among the candidates a plan lists; Ctrl-D quits")
+CONSOLE_APPROVER_PROMPT = "Second operator's name to approve {job} (empty rejects): "
+NOT_HERE = "`{name}` is not available here: it needs settings this process did not load (use `restore-bot serve`)."

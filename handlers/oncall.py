@@ -1,35 +1,56 @@
-"""`/oncall`: who is on call, and `/oncall set @user`. Platform neutral like handlers.restore."""
+"""`/oncall` (who is on call), `/oncall set @user`, and what an alert's buttons record.
+
+Platform neutral like handlers.restore: *Acknowledge* stops an alert's escalation; *Expected*
+makes later plans list the event as expected and never stop there by themselves; *This is the
+incident* makes later plans that name no stop stop right before it.
+"""
 from __future__ import annotations
 
-import re
-
-from handlers.alerts import AlertStore, Oncall, mention
-
-_MENTION = re.compile(r"^<?@?(?P<id>[A-Za-z0-9:_.-]+)(\|[^>]*)?>?$")
-USAGE = "`/oncall` shows who is on call · `/oncall set @user` hands it over"
+from handlers import messages
+from handlers.alerts import AlertStore, Oncall
+from handlers.commands import Command
+from handlers.dispatcher import Reply
+from handlers.jobstore import JobStore
+from handlers.presenter.answers import oncall_set, oncall as oncall_text
 
 
 class OncallHandler:
-    def __init__(self, oncall: Oncall, alerts: AlertStore, access, audit=None) -> None:
-        self.oncall, self.alerts, self.access = oncall, alerts, access
-        self.audit = audit or (lambda actor, action, detail: None)
+    commands = ("oncall", "oncall set", "alert ack", "alert expected", "alert incident")
 
-    def handle(self, text: str, user: str, reply) -> None:
-        words = text.strip().split()
-        if words and words[0].lstrip("/").lower() == "oncall":
-            words = words[1:]
-        if not words:
-            current = self.oncall.current()
-            rotation = ", ".join(mention(u) for u in self.oncall.cfg.rotation) or "none configured"
-            reply.ephemeral(f"On call now: {mention(current)}. Weekly rotation: {rotation}.")
+    def __init__(self, oncall: Oncall, alerts: AlertStore, store: JobStore) -> None:
+        self.oncall, self.alerts, self.store = oncall, alerts, store
+
+    def handle(self, cmd: Command, reply: Reply) -> None:
+        if cmd.name == "oncall":
+            reply.ephemeral(oncall_text(self.oncall.current(), self.oncall.cfg.rotation))
+        elif cmd.name == "oncall set":
+            self.alerts.set_oncall(cmd.who)
+            self.store.audit(cmd.user, "oncall set", None, cmd.who)
+            reply.say(oncall_set(cmd.who, cmd.user))
+        else:
+            self._alert(cmd, reply)
+
+    def _alert(self, cmd: Command, reply: Reply) -> None:
+        info = self.alerts.get(cmd.alert or "")
+        event = (info or {}).get("event")
+        if cmd.name == "alert ack":
+            if info and self.alerts.ack(cmd.alert, cmd.user):
+                self.store.audit(cmd.user, "acknowledged alert", None, info["reason"])
+                reply.say(messages.ALERT_ACKED.format(user=cmd.user), thread=(info["channel"], info["ts"]))
             return
-        if words[0].lower() != "set" or len(words) != 2 or not (m := _MENTION.match(words[1])):
-            reply.ephemeral(USAGE)
+        if not event:
+            reply.ephemeral(messages.ALERT_UNKNOWN)
             return
-        if not self.access.can_operate(user):
-            self.audit(user, "refused oncall set", words[1])
-            reply.ephemeral(f"Sorry {mention(user)}, only operators may change who is on call. (This was logged.)")
-            return
-        self.alerts.set_oncall(m["id"])
-        self.audit(user, "oncall set", m["id"])
-        reply.say(f"{mention(m['id'])} is on call now (set by {mention(user)}).")
+        tx, gtid = f"{event['tx_file']}:{event['tx_pos']}", event.get("gtid")
+        if cmd.name == "alert expected":
+            self.store.mark_expected(tx, gtid, cmd.user, info["reason"])
+            self.store.audit(cmd.user, "marked expected", None, f"{tx}{' GTID ' + gtid if gtid else ''}: {info['reason']}")
+            self.alerts.mark(cmd.alert, "expected", cmd.user)
+            text = messages.ALERT_EXPECTED.format(user=cmd.user, tx=tx, gtid=f", GTID {gtid}" if gtid else "")
+        else:
+            spec = gtid or tx
+            self.store.set_choice(spec, [], cmd.user, messages.CHOSE_INCIDENT.format(reason=info["reason"]))
+            self.store.audit(cmd.user, "marked incident", None, f"stop before {spec}: {info['reason']}")
+            self.alerts.mark(cmd.alert, "incident", cmd.user)
+            text = messages.ALERT_INCIDENT.format(user=cmd.user, spec=spec)
+        reply.say(text, thread=(info["channel"], info["ts"]))

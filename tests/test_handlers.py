@@ -1,11 +1,20 @@
-"""The platform-neutral `/restore` handler: access, the prod gate, approvals, audit."""
+"""The platform-neutral `/restore` handler behind the dispatcher: access, the prod gate, approvals, audit."""
 from __future__ import annotations
 
 import pytest
 
-from handlers.commands import CommandError, parse
+import json
+import time
+from types import SimpleNamespace
+
+from handlers.alerts import AlertStore, Oncall
+from handlers.commands import (ALERT_ACK, ALERT_EXPECTED, ALERT_INCIDENT, SKIP_ACTION, STOP_ACTION, CommandError,
+                               parse)
+from handlers.dispatcher import Dispatcher, Reply
 from handlers.jobstore import JobStore
+from handlers.oncall import OncallHandler
 from handlers.restore import APPROVAL_MINUTES, RestoreHandler
+from restore.live.watcher import Alert
 
 
 class Access:
@@ -19,19 +28,28 @@ class Access:
         return user in self.approvers
 
 
-class Recorder:
+class Recorder(Reply):
+    """A transport that keeps what it was told: private answers, public ones, approval requests."""
+
+    channel = "CINC"
+
     def __init__(self) -> None:
+        super().__init__()
         self.private: list[str] = []
         self.public: list[str] = []
+        self.threads: list[tuple[tuple, str]] = []
         self.approvals: list[tuple[str, str]] = []
 
     def ephemeral(self, text: str) -> None:
         self.private.append(text)
 
-    def say(self, text: str) -> None:
+    def say(self, text: str, *, thread=None) -> None:
         self.public.append(text)
+        if thread is not None:
+            self.threads.append((thread, text))
 
     def approval_request(self, job, text: str) -> None:
+        self.job = job
         self.approvals.append((job.id, text))
 
 
@@ -46,18 +64,33 @@ class Clock:
 def env(tmp_path):
     clock = Clock()
     store = JobStore(tmp_path / "jobs.sqlite3", clock=clock)
-    handler = RestoreHandler(store, Access(), channel="CINC", has_prod=True)
+    alerts = AlertStore(str(tmp_path / "jobs.sqlite3"), "mysql://src")
+    settings = SimpleNamespace(oncall=SimpleNamespace(rotation=("UKIM", "ULEE"), rotation_start=None, fallback=None))
+    app = Dispatcher(store, Access(), [RestoreHandler(store, Access(), channel="CINC", has_prod=True),
+                                       OncallHandler(Oncall(settings, alerts), alerts, store)])
+
+    def answered(rec: Recorder):
+        return (store.get(rec.job.id) if rec.job else None), rec
 
     def run(text: str, user: str = "UOPS1"):
+        """`text` as typed by `user`: (the job it started or was about, as it is now, and the answers)."""
         rec = Recorder()
-        job = handler.handle(parse(text, user, "slack"), rec)
-        return job, rec
+        app.text(text, user, "slack", rec)
+        return answered(rec)
 
+    def click(action_id: str, value: str, user: str = "UOPS1"):
+        """A click on a button with this action id and value, like `run`."""
+        rec = Recorder()
+        app.action(action_id, value, user, "slack", rec)
+        return answered(rec)
+
+    run.click, run.alerts = click, alerts
     return store, run, clock
 
 
 def _stage_succeeded(store: JobStore, job_id: str, plan_id: str = "p1") -> None:
-    store.transition(job_id, ("queued",), "succeeded", plan_id=plan_id, result={"summary": "ok"})
+    store.transition(job_id, ("queued",), "running")
+    store.transition(job_id, ("running",), "succeeded", plan_id=plan_id, result={"summary": "ok"})
 
 
 def test_help_and_usage():
@@ -159,25 +192,38 @@ def test_saved_choice_and_expected_events_decide_what_commands_do_not_type(env):
     choice; plan, stage and prod that type no stop or skip use it (and say so); typed ones are
     decided by what they type; events marked Expected go with every job; the prod gate compares all of it."""
     store, run, _ = env
-    rec = Recorder()
-    handler = RestoreHandler(store, Access(), channel="CINC", has_prod=True)
+    click, alerts = run.click, run.alerts
     card = store.create("plan", "-", "UOPS1", args={"stop_before": "auto", "skips": []})
-    assert handler.choose("USTRANGER", card.id, "stop", "0-1-40", rec) is None and store.choice() is None
-    chosen = handler.choose("UOPS1", card.id, "stop", "0-1-40", rec, where="binlog.000001:900")
-    assert chosen.args == {"stop_before": "0-1-40", "skips": []}
-    assert "chose: stop before binlog.000001:900" in rec.public[0] and "`0-1-40`" in rec.public[0]
-    skipped = handler.choose("UOPS2", chosen.id, "skip", "0-1-7", rec)
-    assert skipped.args == {"stop_before": "0-1-40", "skips": ["0-1-7"]}
-    assert handler.choose("UOPS2", skipped.id, "skip", "0-1-40", rec, chosen=True).args == \
-        {"stop_before": "auto", "skips": ["0-1-7", "0-1-40"]}   # skipping the stop: the bot finds the next
-    handler.choose("UOPS2", skipped.id, "stop", "0-1-7", rec)   # stopping at a skipped one: no longer skipped
-    assert store.choice()["stop"] == "0-1-7" and store.choice()["skips"] == []
 
-    assert handler.mark_incident("UOPS1", {"tx_file": "binlog.000002", "tx_pos": 4711, "gtid": None},
-                                 "DROP TABLE club.posts", rec) == "binlog.000002:4711"
-    assert handler.mark_expected("UOPS1", {"tx_file": "binlog.000001", "tx_pos": 300, "gtid": "0-1-3"},
-                                 "UPDATE without WHERE", rec)
-    assert not handler.mark_expected("USTRANGER", {"tx_file": "b", "tx_pos": 4, "gtid": None}, "x", rec)
+    def value(job, spec: str, where: str = "", chosen: bool = False) -> str:   # as the card's buttons carry it
+        return json.dumps({"job": job.id, "spec": spec, "where": where, "chosen": chosen})
+    job, rec = click(STOP_ACTION, value(card, "0-1-40"), "USTRANGER")
+    assert job is None and store.choice() is None and "operator list" in rec.private[0]
+    chosen, rec = click(STOP_ACTION, value(card, "0-1-40", "binlog.000001:900"))
+    assert chosen.args == {"stop_before": "0-1-40", "skips": []} and chosen.id != card.id
+    assert "chose: stop before binlog.000001:900" in rec.public[0] and "`0-1-40`" in rec.public[0]
+    assert f"job *{chosen.id}* queued" in rec.private[0]
+    skipped, _ = click(SKIP_ACTION, value(chosen, "0-1-7"), "UOPS2")
+    assert skipped.args == {"stop_before": "0-1-40", "skips": ["0-1-7"]}
+    assert click(SKIP_ACTION, value(skipped, "0-1-40", chosen=True), "UOPS2")[0].args == \
+        {"stop_before": "auto", "skips": ["0-1-7", "0-1-40"]}   # skipping the stop: the bot finds the next
+    click(STOP_ACTION, value(skipped, "0-1-7"), "UOPS2")   # stopping at a skipped one: no longer skipped
+    assert store.choice()["stop"] == "0-1-7" and store.choice()["skips"] == []
+    assert "no job R99" in click(STOP_ACTION, json.dumps({"job": "R99", "spec": "0-1-7"}))[1].private[0]
+    assert "unreadable value" in click(SKIP_ACTION, "{not json")[1].private[0]
+
+    incident = _posted_alert(alerts, 4751, "binlog.000002", None, "DROP TABLE club.posts")
+    expected = _posted_alert(alerts, 340, "binlog.000001", "0-1-3", "UPDATE without WHERE")
+    _, rec = click(ALERT_INCIDENT, incident.key)
+    assert rec.threads == [(("CINC", "1.4751"), rec.public[0])] and "`binlog.000002:4711`" in rec.public[0]
+    assert store.choice()["stop"] == "binlog.000002:4711" and alerts.get(incident.key)["marked"] == "incident"
+    _, rec = click(ALERT_EXPECTED, expected.key, "USTRANGER")   # not an operator: nothing recorded
+    assert "operator list" in rec.private[0] and store.expected() == [] and not rec.public
+    _, rec = click(ALERT_EXPECTED, expected.key)
+    assert rec.threads[0][0] == ("CINC", "1.340") and "marked this *expected*" in rec.public[0]
+    _, rec = click(ALERT_ACK, expected.key, "UOPS2")             # marked already counts as acknowledged
+    assert rec.public == []
+    assert "no record of that alert" in click(ALERT_INCIDENT, "binlog.000009:1")[1].private[0]
     assert store.expected() == ["0-1-3", "binlog.000001:300"]
     stage, rec = run("stage")
     assert stage.args == {"stop_before": "binlog.000002:4711", "skips": [], "expected": ["0-1-3", "binlog.000001:300"]}
@@ -196,3 +242,47 @@ def test_saved_choice_and_expected_events_decide_what_commands_do_not_type(env):
     assert run("plan")[0].args["stop_before"] == "auto"
     actions = [e["action"] for e in store.audit_log()]
     assert {"chose", "marked incident", "marked expected", "cleared choice"} <= set(actions)
+
+
+def _posted_alert(alerts: AlertStore, pos: int, file: str, gtid: str | None, reason: str) -> Alert:
+    """An alert the watcher reported (its transaction starting 40 bytes before `pos`) and the bot posted."""
+    alert = Alert(key=f"{file}:{pos}", reason=reason, statement=reason, database="club", table="posts", rows=None,
+                  file=file, pos=pos, tx_file=file, tx_pos=pos - 40, gtid=gtid, server_time=int(time.time()),
+                  thread_id=7, detected_at=time.time())
+    assert alerts.claim(alert, "UKIM")
+    alerts.posted(alert.key, "CINC", f"1.{pos}")
+    return alert
+
+
+def test_oncall_show_and_set(env):
+    store, run, _ = env
+    _, rec = run("oncall")
+    assert rec.private == ["On call now: <@UKIM>. Weekly rotation: <@UKIM>, <@ULEE>."]
+    _, rec = run("/oncall set <@ULEE|lee>", user="USTRANGER")
+    assert "operator list" in rec.private[0] and "change who is on call" in rec.private[0]
+    _, rec = run("oncall set @ULEE")
+    assert rec.public == ["<@ULEE> is on call now (set by <@UOPS1>)."]
+    assert "On call now: <@ULEE>" in run("oncall")[1].private[0]
+    _, rec = run("oncall ULEE")
+    assert "invalid choice" in rec.private[0] and "`/oncall set @user`" in rec.private[0]
+    assert {"refused oncall set", "oncall set", "request oncall"} <= {e["action"] for e in store.audit_log()}
+
+
+def test_every_command_is_routed_and_counted(env):
+    """Each Command name a parser or button makes has a handler; the dispatcher counts each request."""
+    from prometheus_client import REGISTRY
+    from handlers.app import application
+    from handlers.commands import ACTIONS, from_action
+    store, run, _ = env
+    settings = SimpleNamespace(store_path=store.path, watch=None, targets={}, keep=SimpleNamespace(backup_dir=None),
+                               oncall=SimpleNamespace(rotation=(), rotation_start=None, fallback=None))
+    app = application(settings, store, Access(), channel=None)
+    typed = ["", "plan", "stage", "prod", "status", "abort", "history", "approve R1", "reject R1", "drill", "choice",
+             "choice clear", "backup now", "backup list", "oncall", "oncall set U1"]
+    names = {parse(t, "U").name for t in typed}
+    names |= {from_action(a, '{"job": "R1", "spec": "0-1-2"}' if a.startswith("candidate") else "0-1-2", "U").name
+              for a in ACTIONS}
+    assert names <= set(app.routes), names - set(app.routes)
+    before = REGISTRY.get_sample_value("restore_bot_requests_total", {"command": "history"}) or 0
+    run("history")
+    assert REGISTRY.get_sample_value("restore_bot_requests_total", {"command": "history"}) == before + 1

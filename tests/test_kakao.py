@@ -16,16 +16,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from flask import Flask
 
-from handlers.alerts import AlertStore, Oncall
+from handlers.alerts import AlertStore
 from bot.config import Secret, load_settings
 from handlers.jobstore import JobStore
 from bot.reporter import Reporter
-from bot.kakao import (SIGNATURE_HEADER, TIMESTAMP_HEADER, TOKEN_HEADER, KakaoWebhookPoster, from_kakao,
-                       WebhookError, kakao_reporter, register_kakao, verify)
+from bot.kakao import TOKEN_HEADER, register_kakao
+from bot.kakao_webhook import (SIGNATURE_HEADER, TIMESTAMP_HEADER, KakaoWebhookPoster, WebhookError, from_kakao,
+                               kakao_reporter, verify)
 from bot.worker import Worker
-from handlers.oncall import OncallHandler
+from handlers.app import application
 from tests.support.db import checksums, copy_binlogs, dump
-from handlers.restore import RestoreHandler
 from restore.mysql.sandbox import Sandbox
 
 TOKEN = "kakao-token-3f9a1c"
@@ -157,11 +157,11 @@ webhook_secret = "${{KAKAO_WEBHOOK_SECRET}}"
 """)
     settings = load_settings(str(config), env={"KAKAO_TOKEN": TOKEN, "KAKAO_WEBHOOK_SECRET": SECRET})
     store = JobStore(settings.store_path)
-    handler = RestoreHandler(store, settings.access, channel=None, has_prod=True)
     web = Flask("restore-bot-test")
     alerts = AlertStore(str(settings.store_path), "-")
     alerts.set_oncall("kakao:U7")
-    register_kakao(web, settings, store, handler, oncall=OncallHandler(Oncall(settings, alerts), alerts, settings.access))
+    app = application(settings, store, settings.access, channel=None, alerts=alerts)
+    register_kakao(web, settings, store, app)
     worker = Worker(settings, store)
     threading.Thread(target=worker.run_forever, daemon=True, name="worker").start()
     reporter = kakao_reporter(settings, store, interval=0.5, poll=0.2).start()
@@ -171,7 +171,7 @@ webhook_secret = "${{KAKAO_WEBHOOK_SECRET}}"
         headers = {TOKEN_HEADER: token} if token is not None else {}
         return client.post("/kakao/skill", json=skill_request(utterance, user, callback), headers=headers)
 
-    yield {"settings": settings, "store": store, "handler": handler, "say": say}
+    yield {"settings": settings, "store": store, "app": app, "say": say}
     worker.stopping.set()
     reporter.stop()
 
@@ -200,7 +200,7 @@ def test_token_missing_or_wrong_is_401(bot, incident, caplog):
     # nothing configured: every request is refused, and the log says why (never with a token in it)
     settings = load_settings(None, env={})
     web = Flask("no-token")
-    register_kakao(web, settings, bot["store"], bot["handler"])
+    register_kakao(web, settings, bot["store"], bot["app"])
     resp = web.test_client().post("/kakao/skill", json=skill_request("/restore help", "U1"),
                                   headers={TOKEN_HEADER: TOKEN})
     assert resp.status_code == 401
@@ -285,7 +285,7 @@ def test_status(bot):
 @pytest.mark.mysql
 def test_callback_reports_status_when_job_outlasts_the_wait(bot, recorder):
     web = Flask("short-wait")
-    register_kakao(web, bot["settings"], bot["store"], bot["handler"], callback_wait=0.0)
+    register_kakao(web, bot["settings"], bot["store"], bot["app"], callback_wait=0.0)
     resp = web.test_client().post("/kakao/skill", json=skill_request("/restore plan", "U1", recorder.url("/cb/short")),
                                   headers={TOKEN_HEADER: TOKEN})
     assert resp.get_json()["useCallback"] is True

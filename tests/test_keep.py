@@ -13,10 +13,17 @@ from handlers.jobstore import FINISHED, JobStore
 from bot.worker import Worker
 from tests.support.db import checksums
 from handlers.backup import BackupHandler
+from handlers.dispatcher import Dispatcher
 from handlers.restore import RestoreHandler
 from restore.live.archiver import Archiver
 from restore.mysql.sandbox import Sandbox
 from tests.test_handlers import Access, Recorder
+
+
+def _typed(app: Dispatcher, text: str, user: str) -> Recorder:
+    rec = Recorder()
+    app.text(text, user, "console", rec)
+    return rec
 
 
 def _wait(store: JobStore, job_id: str, timeout: float = 120):
@@ -53,15 +60,15 @@ path = "jobs.sqlite3"
         thread = threading.Thread(target=worker.run_forever, daemon=True)
         thread.start()
         try:
-            backups = BackupHandler(store, Access(), settings.keep, channel=None)
-            rec = Recorder()
-            refused = backups.handle("now", "USTRANGER", rec)
-            assert refused is None and "operator list" in rec.private[0]
-            job = backups.handle("/backup now", "UOPS1", Recorder())
-            job = _wait(store, job.id)
+            app = Dispatcher(store, Access(), [BackupHandler(store, settings.keep, channel=None),
+                                               RestoreHandler(store, Access(), channel=None, has_prod=False)])
+            rec = _typed(app, "backup now", "USTRANGER")
+            assert rec.job is None and "operator list" in rec.private[0] and store.jobs() == []
+            rec = _typed(app, "/backup now", "UOPS1")
+            assert rec.private == [f"Backup job {rec.job.id} queued."]
+            job = _wait(store, rec.job.id)
             assert job.state == "succeeded", job.error
-            listing = Recorder()
-            backups.handle("list", "USTRANGER", listing)
+            listing = _typed(app, "backup list", "USTRANGER")
             assert "club" in listing.private[0] and "starts at binlog.000001:" in listing.private[0]
 
             with src.connect() as conn, conn.cursor() as cur:  # traffic after the backup
@@ -72,10 +79,7 @@ path = "jobs.sqlite3"
                 before = checksums(conn, ["club"])
             Archiver(src.dsn, settings.keep.archive_dir).copy()
 
-            handler = RestoreHandler(store, Access(), channel=None, has_prod=False)
-            from handlers.commands import parse
-            drill = handler.handle(parse("drill", "UOPS1"), Recorder())
-            drill = _wait(store, drill.id)
+            drill = _wait(store, _typed(app, "drill", "UOPS1").job.id)
         finally:
             worker.stopping.set()
     assert drill.state == "succeeded", drill.error
@@ -102,13 +106,12 @@ def _two_dumps(tmp_path, *, damaged: str):
         text = _dump_text("club", 400 + age)
         path.write_text(text[:len(text) // 2] if name == damaged else text)
         os.utime(path, (time.time() - age, time.time() - age))
-    return BackupHandler(JobStore(tmp_path / "jobs.sqlite3"), Access(), SimpleNamespace(backup_dir=str(backups)),
-                         channel=None)
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    return Dispatcher(store, Access(), [BackupHandler(store, SimpleNamespace(backup_dir=str(backups)), channel=None)])
 
 
 def test_backup_list_survives_a_damaged_old_dump(tmp_path):
-    listing = Recorder()
-    _two_dumps(tmp_path, damaged="older").handle("list", "USTRANGER", listing)
+    listing = _typed(_two_dumps(tmp_path, damaged="older"), "/backup list", "USTRANGER")
     lines = listing.private[0].splitlines()
     assert lines[0].startswith("newer-club.sql  club  ") and "starts at binlog.000001:460" in lines[0]
     assert lines[1].startswith("older-club.sql  UNREADABLE: older-club.sql:"), lines
@@ -117,8 +120,7 @@ def test_backup_list_survives_a_damaged_old_dump(tmp_path):
 
 
 def test_backup_list_warns_when_the_newest_dump_is_damaged(tmp_path):
-    listing = Recorder()
-    _two_dumps(tmp_path, damaged="newer").handle("list", "USTRANGER", listing)
+    listing = _typed(_two_dumps(tmp_path, damaged="newer"), "backup", "USTRANGER")
     lines = listing.private[0].splitlines()
     assert lines[0].startswith("newer-club.sql  UNREADABLE: newer-club.sql:") and "truncated" in lines[0]
     assert lines[1].startswith("older-club.sql  club  ")
