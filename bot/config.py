@@ -56,14 +56,11 @@ class SourceSettings:
     binlog_source: Path | Dsn | None = None  # a directory, or a live server
 
     @property
-    def binlogs(self) -> str:
-        """The text `engine.open_binlogs` takes (for a live server it holds the password)."""
+    def binlogs(self) -> Path | Dsn:
+        """What `api.open_binlogs` takes: the directory, or the live server's Dsn as it is."""
         if (s := self.binlog_source) is None:
             raise RestoreError("no binlog source is configured", hint="set [source] binlogs in the config")
-        if isinstance(s, Path):
-            return str(s)
-        auth = quote(s.user, safe="") + (":" + quote(s.password, safe="") if s.password else "")  # None: no password
-        return f"mysql://{auth}@{s.host}:{s.port}" + f"?unix_socket={s.unix_socket}" * bool(s.unix_socket)
+        return s
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Where a plan and a replay read binlog events from: a directory of files or a live server."""
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
@@ -23,9 +24,13 @@ class BinlogSource(Protocol):
         """Events from (start_file, start_pos) to the end of what the source holds now."""
 
 
-def open_binlogs(text: str) -> BinlogSource:
-    """A directory of binlog files (offline) or a live server `mysql://...` (replication protocol)."""
-    if "://" in text:
+def open_binlogs(where: str | os.PathLike | Dsn) -> BinlogSource:
+    """A directory of binlog files (offline) or a live server (replication protocol): its `Dsn`
+    as it is, or `mysql://...` text as a command line gives it."""
+    if isinstance(where, Dsn):
         from restore.binlog.server import ServerBinlogs
-        return ServerBinlogs(Dsn.parse(text, what="--binlogs"))
+        return ServerBinlogs(where)
+    text = os.fspath(where)
+    if "://" in text:
+        return open_binlogs(Dsn.parse(text, what="--binlogs"))
     return BinlogDirectory(text)
