@@ -35,7 +35,7 @@ class ConsolePoster:
 
     def update_card(self, job: Job, ref: str, text: str) -> None:
         if job.finished:   # the outcome in full: a plan's candidates one a line, to type stop=/skip= from
-            self.console.print(f"[cyan]└ card {job.id}[/] " + escape(_plain(text)), soft_wrap=True)
+            self.console.print(f"[cyan]└ card {job.id}[/] " + _plain(text), soft_wrap=True)
         else:
             self.console.print(f"[cyan]│ card {job.id}[/] " + _plain(text).replace("\n", " · "))
 
@@ -65,7 +65,8 @@ class ConsoleReply(Reply):
 
 
 def _plain(text: str) -> str:
-    return text.translate(_STRIP).replace("<@", "@").replace("<#", "#").replace(">", "")
+    """mrkdwn as plain text, escaped for rich (`[stop=SPEC]` in the usage is no markup tag)."""
+    return escape(text.translate(_STRIP).replace("<@", "@").replace("<#", "#").replace(">", ""))
 
 
 class OpenAccess:

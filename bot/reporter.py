@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from handlers.jobstore import ACTIVE, Job, JobStore
+from handlers.jobstore import ACTIVE, Job, JobState, JobStore
 from handlers.presenter.jobs import card_text
 
 log = logging.getLogger("restore-bot.reporter")
@@ -62,7 +62,7 @@ class Reporter:
         for job in seen.values():
             if not self.accept(job):
                 continue
-            if job.state == "awaiting_approval" and not job.card_ts:
+            if job.state == JobState.AWAITING_APPROVAL and not job.card_ts:
                 continue  # the approval request stands in for the card until someone approves
             self._report(job)
 

@@ -23,7 +23,7 @@ from restore.live.archiver import Archiver
 from restore.mysql.procs import die_with_parent
 
 from handlers.app import alert_store, application
-from handlers.jobstore import ACTIVE, JobStore
+from handlers.jobstore import ACTIVE, JobKind, JobState, JobStore
 from bot.watch import alert_client, build_watcher, trouble_reporter
 from bot.reporter import Reporter
 from bot.worker import RESUMED, Worker
@@ -102,9 +102,9 @@ class ServiceWorker(Worker):
 
     def hand_back(self, job_id: str) -> None:
         job = self.store.get(job_id)
-        if job is None or job.state != "running" or job.worker_pid != os.getpid():
+        if job is None or job.state != JobState.RUNNING or job.worker_pid != os.getpid():
             return
-        if self.store.transition(job_id, ("running",), "queued"):
+        if self.store.transition(job_id, (JobState.RUNNING,), JobState.QUEUED):
             log.info("job %s goes back to the queue: the worker is stopping", job_id)
             self.store.add_event(job_id, RESUMED)
             self.store.audit("restore-bot", "resumed after worker restart", job_id)
@@ -115,7 +115,7 @@ class ServiceWorker(Worker):
         for thread in list(self._threads.values()):
             thread.join(max(0.0, deadline - time.monotonic()))
         stuck = [name for name, t in self._threads.items() if t.is_alive()]
-        for job in self.store.jobs(states=("running",), limit=100):
+        for job in self.store.jobs(states=(JobState.RUNNING,), limit=100):
             if job.worker_pid == os.getpid():
                 self.hand_back(job.id)
         if stuck:
@@ -242,7 +242,7 @@ class Background:
                                     keep_bytes=s.keep.keep_bytes, backup_dir=s.keep.backup_dir,
                                     on_trouble=lambda text: self._trouble(f"archive: {text}"))
                 self._spawn(archiver, "archiver")
-        for kind, hours in (("backup", s.keep.backup_every_hours), ("drill", s.keep.drill_every_hours)):
+        for kind, hours in ((JobKind.BACKUP, s.keep.backup_every_hours), (JobKind.DRILL, s.keep.drill_every_hours)):
             if hours:
                 self.scheduler.add_job(self._scheduled, "interval", hours=hours, args=[kind], id=kind)
         self.scheduler.start()
@@ -252,7 +252,7 @@ class Background:
         thread.start()
         self.threads.append((worker, thread))
 
-    def _scheduled(self, kind: str) -> None:
+    def _scheduled(self, kind: JobKind) -> None:
         job = self.store.create(kind, kind, "restore-bot", origin="slack", channel=self.settings.slack.channel)
         self.store.audit("restore-bot", f"scheduled {kind}", job.id)
 

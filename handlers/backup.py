@@ -4,7 +4,7 @@ from __future__ import annotations
 from handlers import messages
 from handlers.commands import Command
 from handlers.dispatcher import Reply
-from handlers.jobstore import JobStore
+from handlers.jobstore import JobKind, JobStore
 from handlers.presenter.answers import backups
 from restore.live.backups import list_backups
 
@@ -24,6 +24,6 @@ class BackupHandler:
         elif cmd.name == "backup list":
             reply.ephemeral(backups(list_backups(self.keep.backup_dir)[:LISTED]))
         else:
-            job = self.store.create("backup", "backup", cmd.user, origin=cmd.origin, channel=self.channel)
+            job = self.store.create(JobKind.BACKUP, "backup", cmd.user, origin=cmd.origin, channel=self.channel)
             self.store.audit(cmd.user, "queued backup", job.id)
             reply.queued(job)

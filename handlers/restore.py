@@ -10,7 +10,7 @@ from typing import Protocol
 from handlers import messages
 from handlers.commands import Command
 from handlers.dispatcher import Reply, job_args
-from handlers.jobstore import ACTIVE, Job, JobStore
+from handlers.jobstore import ACTIVE, Job, JobKind, JobState, JobStore
 from handlers.presenter.answers import args_text, choice_shown, choice_text, history
 from handlers.presenter.jobs import describe
 
@@ -43,20 +43,20 @@ class RestoreHandler:
         reply.ephemeral(messages.USAGE)
 
     def _plan(self, cmd: Command, reply: Reply) -> None:
-        self._start(cmd, reply, "plan", "-")
+        self._start(cmd, reply, JobKind.PLAN, "-")
 
     def _stage(self, cmd: Command, reply: Reply) -> None:
-        self._start(cmd, reply, "stage", "stage")
+        self._start(cmd, reply, JobKind.STAGE, "stage")
 
     def _drill(self, cmd: Command, reply: Reply) -> None:
         """Restore the newest base snapshot plus the archived binlogs into a sandbox, and verify."""
-        self._start(cmd, reply, "drill", "drill")
+        self._start(cmd, reply, JobKind.DRILL, "drill")
 
-    def _start(self, cmd: Command, reply: Reply, kind: str, target: str) -> None:
-        if kind != "plan" and (busy := self._busy(target)):
+    def _start(self, cmd: Command, reply: Reply, kind: JobKind, target: str) -> None:
+        if kind != JobKind.PLAN and (busy := self._busy(target)):
             reply.ephemeral(messages.BUSY_TARGET.format(target=target, job=busy.id, state=busy.state))
             return
-        args, choice = self._plan_args_of(cmd) if kind != "drill" else (job_args(cmd), None)
+        args, choice = self._plan_args_of(cmd) if kind != JobKind.DRILL else (job_args(cmd), None)
         job = self.store.create(kind, target, cmd.user, args=args, origin=cmd.origin, channel=self.channel)
         self.store.audit(cmd.user, f"queued {kind}", job.id, args_text(args))
         reply.queued(job)
@@ -86,7 +86,7 @@ class RestoreHandler:
             reply.ephemeral(messages.BUSY_TARGET.format(target="prod", job=busy.id, state=busy.state))
             return
         args, _choice = self._plan_args_of(cmd)
-        stage = next((j for j in self.store.jobs(kind="stage", states=("succeeded",), limit=20)
+        stage = next((j for j in self.store.jobs(kind=JobKind.STAGE, states=(JobState.SUCCEEDED,), limit=20)
                       if _plan_args(j.args) == args and j.plan_id), None)
         if stage is None:
             typed = args_text(args)
@@ -94,7 +94,7 @@ class RestoreHandler:
                              + (f" ({typed})" if typed else ""))
             reply.ephemeral(messages.NO_STAGE + (f"\n{messages.NO_STAGE_ARGS.format(args=typed)}" if typed else ""))
             return
-        job = self.store.create("prod", "prod", cmd.user, state="awaiting_approval", args=args, origin=cmd.origin,
+        job = self.store.create(JobKind.PROD, "prod", cmd.user, state=JobState.AWAITING_APPROVAL, args=args, origin=cmd.origin,
                                 channel=self.channel, plan_id=stage.plan_id, stage_job=stage.id)
         summary = (stage.result or {}).get("summary", "")
         self.store.audit(cmd.user, "requested prod", job.id, f"plan {stage.plan_id} from stage {stage.id}")
@@ -112,7 +112,7 @@ class RestoreHandler:
             return
         if self._expire(job, reply):
             return
-        if not self.store.transition(job.id, ("awaiting_approval",), "queued", approver=cmd.user):
+        if not self.store.transition(job.id, (JobState.AWAITING_APPROVAL,), JobState.QUEUED, approver=cmd.user):
             reply.ephemeral(messages.NOT_WAITING.format(job=job.id, state=self.store.get(job.id).state))
             return
         self.store.audit(cmd.user, "approved prod", job.id)
@@ -128,7 +128,7 @@ class RestoreHandler:
             self.store.audit(cmd.user, "refused reject", job.id, "not an approver")
             reply.ephemeral(messages.NOT_APPROVER.format(user=cmd.user))
             return
-        if not self.store.transition(job.id, ("awaiting_approval",), "rejected", approver=cmd.user):
+        if not self.store.transition(job.id, (JobState.AWAITING_APPROVAL,), JobState.REJECTED, approver=cmd.user):
             reply.ephemeral(messages.NOT_WAITING.format(job=job.id, state=job.state))
             return
         self.store.audit(cmd.user, "rejected prod", job.id)
@@ -151,7 +151,7 @@ class RestoreHandler:
             reply.ephemeral(messages.ABORT_DONE.format(job=job.id, state=job.state))
             reply.showing(job)
             return
-        if not self.store.transition(job.id, ("queued", "awaiting_approval"), "aborted"):
+        if not self.store.transition(job.id, (JobState.QUEUED, JobState.AWAITING_APPROVAL), JobState.ABORTED):
             self.store.update(job.id, abort_requested=1)
         self.store.audit(cmd.user, "abort", job.id)
         reply.say(messages.ABORT_REQUESTED.format(job=job.id))
@@ -203,7 +203,7 @@ class RestoreHandler:
         self.store.audit(cmd.user, "chose", base.id, why)
         reply.say(messages.CHOICE_MADE.format(user=cmd.user, why=why, what=choice_text({"stop": stop, "skips": skips})))
         self._start(Command("plan", cmd.user, origin=cmd.origin, stop_before=stop, skips=tuple(skips), chosen=True),
-                    reply, "plan", "-")
+                    reply, JobKind.PLAN, "-")
 
     # -- shared checks -----------------------------------------------------------------------------
     def _busy(self, target: str) -> Job | None:
@@ -227,8 +227,8 @@ class RestoreHandler:
         return jobs[0]
 
     def _expire(self, job: Job, reply: Reply | None) -> bool:
-        if job.state == "awaiting_approval" and self.store.clock() - job.created > APPROVAL_MINUTES * 60:
-            if self.store.transition(job.id, ("awaiting_approval",), "expired"):
+        if job.state == JobState.AWAITING_APPROVAL and self.store.clock() - job.created > APPROVAL_MINUTES * 60:
+            if self.store.transition(job.id, (JobState.AWAITING_APPROVAL,), JobState.EXPIRED):
                 self.store.audit("restore-bot", "approval expired", job.id)
             if reply:
                 reply.ephemeral(messages.EXPIRED.format(job=job.id, minutes=APPROVAL_MINUTES))

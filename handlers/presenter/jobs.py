@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from handlers import messages
-from handlers.jobstore import Job
+from handlers.jobstore import Job, JobKind, JobState
 from handlers.presenter.plan_card import candidates_text, short_text, verdicts_text
 
 
@@ -14,7 +14,7 @@ def describe(job: Job) -> str:
     """A job in a few lines: what, state, phase and progress, outcome."""
     lines = [f"*{kind_title(job)} {job.id}* — {job.state}" + (f", phase {job.phase}" if job.phase else "")]
     p = job.progress or {}
-    if job.state == "running" and p.get("total"):
+    if job.state == JobState.RUNNING and p.get("total"):
         pct = 100.0 * p.get("done", 0) / max(1, p["total"])
         lines.append(f"{pct:.0f}% · {p.get('rate', 0):,.0f} rows/s · ETA {p.get('eta', '?')} s")
     if job.result and job.result.get("summary"):
@@ -30,13 +30,13 @@ def card_text(job: Job, *, candidates: bool = True) -> str:
     """The job's progress card. `candidates`: with a finished plan's candidate list (Slack shows it
     as blocks with buttons instead)."""
     head = f"*{kind_title(job)}* `{job.id}` requested by <@{job.requester}>"
-    if job.state == "succeeded":
+    if job.state == JobState.SUCCEEDED:
         extra = [t for t in (candidates_text(job) if candidates else "", verdicts_text(job)) if t]
         return (f"{head}\n✅ *{messages.SUCCEEDED}* in {(job.result or {}).get('seconds', '?')} s\n{describe(job)}"
                 + "".join("\n" + t for t in extra))
-    if job.state == "failed":
+    if job.state == JobState.FAILED:
         return f"{head}\n❌ *{messages.FAILED}*\n{describe(job)}"
-    if job.state in ("aborted", "rejected", "expired"):
+    if job.state in (JobState.ABORTED, JobState.REJECTED, JobState.EXPIRED):
         return f"{head}\n⏹ *{job.state}*"
     p = job.progress or {}
     bar = ""
@@ -49,7 +49,7 @@ def card_text(job: Job, *, candidates: bool = True) -> str:
 
 def queued(job: Job, channel: str | None) -> str:
     """The answer to whoever queued `job`: where its card goes (`channel`), or just that it is queued."""
-    if job.kind == "backup":
+    if job.kind == JobKind.BACKUP:
         return messages.BACKUP_QUEUED.format(job=job.id)
     if channel:
         return messages.ACK.format(kind=kind_title(job), job=job.id, channel=channel)
@@ -59,5 +59,5 @@ def queued(job: Job, channel: str | None) -> str:
 def outcome(job: Job) -> str:
     """A finished job in one answer of at most a few lines a candidate (KakaoTalk's callback)."""
     listed = short_text(job)   # the card's list in short: answers take 1000 characters
-    nxt = (job.result or {}).get("next") if job.state == "succeeded" else None
+    nxt = (job.result or {}).get("next") if job.state == JobState.SUCCEEDED else None
     return card_text(job, candidates=not listed) + (f"\n{listed}" if listed else "") + (f"\n{nxt}" if nxt else "")

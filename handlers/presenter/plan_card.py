@@ -17,14 +17,14 @@ from restore.plan.spec import coord_key
 
 from handlers import messages
 from handlers.commands import SKIP_ACTION, STOP_ACTION
-from handlers.jobstore import Job
+from handlers.jobstore import Job, JobKind, JobState
 
 SHOWN = 20          # candidates listed on a card (Slack allows 50 blocks: 2 per candidate + the card)
 SECTION_LIMIT = 2900  # Slack's section text takes 3000 characters
 
 
 def plan_doc(job: Job) -> dict | None:
-    if job.kind != "plan" or job.state != "succeeded":
+    if job.kind != JobKind.PLAN or job.state != JobState.SUCCEEDED:
         return None
     return (job.result or {}).get("plan")
 
@@ -93,7 +93,7 @@ def candidates_text(job: Job) -> str:
 def verdicts_text(job: Job) -> str:
     """Stage's verdicts on the stops judged at replay (statement-form UPDATEs without WHERE)."""
     verdicts = ((job.result or {}).get("restore") or {}).get("verdicts") or []
-    if job.kind != "stage" or not verdicts:
+    if job.kind != JobKind.STAGE or not verdicts:
         return ""
     return "\n".join([messages.STAGE_VERDICTS.format(n=len(verdicts))] + [verdict_line(v) for v in verdicts])
 
