@@ -23,7 +23,6 @@ from handlers import messages
 SLASH_COMMANDS = ("/restore", "/backup", "/oncall")
 RESTORE_SUBCOMMANDS = ("help", "plan", "stage", "prod", "status", "abort", "history", "approve", "reject", "drill",
                        "choice")
-SUBCOMMANDS = RESTORE_SUBCOMMANDS  # the older name
 
 # Buttons: action ids the presenter puts on messages, and what each one's value carries.
 APPROVE_ACTION, REJECT_ACTION = "approve_prod", "reject_prod"           # value: the job id
@@ -62,14 +61,10 @@ class Command:
     where: str = ""                # choose: the candidate's file:pos, to say what was chosen
     alert: str | None = None       # alert buttons: the alert's key
 
-    @property
-    def group(self) -> str:
-        """The slash command it belongs to: "restore", "backup" or "oncall"."""
-        head = self.name.split()[0]
-        return head if head in ("backup", "oncall") else "restore"
-
 
 class _Parser(argparse.ArgumentParser):
+    """argparse that raises CommandError (with the usage of the slash command) instead of exiting."""
+
     def error(self, message: str) -> None:  # argparse would print and exit; we answer instead
         raise CommandError(message, _usage(self.prog))
 

@@ -10,6 +10,7 @@ USAGE = """*restore-bot* — point-in-time restore from dumps + binlog
 `/restore choice [clear]` — the stop and skips chosen with the plan card's or an alert's buttons (used when a command names none) / forget them
 `/restore drill` — restore the newest backup + archived binlogs into a sandbox, to prove they work
 `/backup now` · `/backup list` — take a base snapshot now / list them
+`/oncall` · `/oncall set @user` — who is on call / hand it over
 SPEC: auto (first certain disaster candidate), end, a GTID, FILE:POS or a datetime; skip= takes a GTID or FILE:POS and repeats.
 (`--stop-before SPEC` and `--skip SPEC` work too.)"""
 
