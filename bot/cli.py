@@ -1,4 +1,5 @@
-"""`restore-bot` command line: plan and restore (the chat transports come in other modules)."""
+"""`restore-bot` command line: plan and restore; stage and prod through the job store, with the chat's
+gate (the chat transports come in other modules). Of the engine it uses restore.api only."""
 from __future__ import annotations
 
 import argparse
@@ -7,15 +8,10 @@ import sys
 import time
 
 from restore import api
-from restore.plan.destructive import DestructiveRules
-from restore.mysql.dsn import Dsn
+from restore.api import EXISTING_CHOICES, FENCE_CHOICES, SPEC_HELP, Dsn
 from restore.errors import RestoreError
-from restore.target.fence import FENCE_CHOICES
-from restore.replay.runner import EXISTING_CHOICES
-from restore.mysql.sandbox import Sandbox
-from restore.plan.spec import SPEC_HELP
 
-from bot import render
+from bot import cli_jobs, render
 from bot.progress import ConsoleHooks
 
 
@@ -66,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="restore even when the target's disk looks too small for it")
     rest.add_argument("--yes", action="store_true", help="do not ask before writing into a non-sandbox target")
     rest.add_argument("--batch", type=int, default=1000, help="source transactions per target commit (default 1000)")
+    cli_jobs.add_parsers(sub)
     for name, text in (("serve", "run the Slack bot (HTTP on --port, or Socket Mode when SLACK_APP_TOKEN is set) and its worker"),
                        ("worker", "run only the worker process that executes queued jobs"),
                        ("console", "the chat commands in this terminal: no Slack account needed"),
@@ -93,12 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from restore.mysql.leftovers import sweep
-    sweep()  # sandbox datadirs and drill dirs whose restore-bot was killed (their owner's lock is free)
+    api.sweep()  # sandbox datadirs and drill dirs whose restore-bot was killed (their owner's lock is free)
     if args.command in ("serve", "worker", "console", "watch"):
         return _service(args)
     if args.command == "archive":
         return _archive(args)
+    if args.command in ("stage", "prod"):
+        settings = _settings(args, 30)   # logging.WARNING: the job's cards say what happens
+        return 2 if settings is None else cli_jobs.run(args, settings)
     if args.command == "drill":
         from bot import drill
         try:
@@ -111,18 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "restore" and args.target != "sandbox":
             Dsn.parse(args.target, what="--target")  # a typo in it is reported before the plan pass, not after
-        snapshots = api.read_snapshots(args.snapshot)
-        source = api.open_binlogs(args.binlogs)
-        rules = DestructiveRules(fraction=args.mass_fraction, min_rows=args.mass_min_rows)
+        rules = api.DestructiveRules(fraction=args.mass_fraction, min_rows=args.mass_min_rows)
         started = time.monotonic()
         with hooks:
-            plan = api.make_plan(snapshots, source, stop=args.stop_before, skips=args.skip,
-                                    start=args.start, rules=rules, hooks=hooks)
+            planned = api.plan(api.PlanInput(args.snapshot, args.binlogs, stop=args.stop_before, skips=args.skip,
+                                             start=args.start, rules=rules), hooks=hooks)
+        plan = planned.plan
         args.plan_seconds = round(time.monotonic() - started, 3)
         if args.command == "plan":
             _out(args, {"ok": True, "plan": plan.to_dict()}, lambda: render.plan(plan))
             return 0
-        return _restore(args, plan, snapshots, source, hooks)
+        return _restore(args, planned, hooks)
     except RestoreError as exc:
         doc = {"ok": False, "error": exc.to_dict(), "plan": plan.to_dict() if plan else None}
         result = getattr(exc, "result", None)  # a restore that ran but did not verify
@@ -139,8 +137,6 @@ def _archive(args) -> int:
     import logging
     import signal
 
-    from restore.live.archiver import Archiver
-
     from bot.watch import alert_client, trouble_reporter
     # Warnings only: each trouble is one warning; the retries after it are logged at INFO.
     settings = _settings(args, logging.WARNING)
@@ -149,7 +145,7 @@ def _archive(args) -> int:
     # With Slack settings, a gap or an unreachable source is said in the incident channel too.
     report = trouble_reporter(alert_client(settings), settings.slack.channel)
     try:
-        archiver = Archiver(Dsn.parse(args.source, what="--source"), args.dir, keep_days=args.keep_days,
+        archiver = api.Archiver(Dsn.parse(args.source, what="--source"), args.dir, keep_days=args.keep_days,
                             keep_bytes=args.keep_size, backup_dir=args.backup_dir,
                             on_trouble=lambda text: report(f"archive: {text}"))
     except RestoreError as exc:
@@ -203,11 +199,9 @@ def _service(args) -> int:
         return session.repl()
 
 
-def _restore(args, plan, snapshots, source, hooks) -> int:
+def _restore(args, planned: api.Planned, hooks) -> int:
     if args.target == "sandbox":
-        with Sandbox() as box:
-            hooks.message(f"sandbox server started on port {box.port}; it is removed when this command ends")
-            return _run(args, plan, snapshots, source, box.dsn, hooks, sandbox=True)
+        return _run(args, planned, None, hooks)
     target = Dsn.parse(args.target, what="--target")
     if args.fence == "lock" and not args.fence_user:
         raise RestoreError("--fence lock needs the application's accounts to lock out",
@@ -216,22 +210,24 @@ def _restore(args, plan, snapshots, source, hooks) -> int:
         if not sys.stdin.isatty():
             raise RestoreError(f"refusing to write into {target.redacted()} without confirmation",
                                hint="pass --yes to confirm (or use --target sandbox)")
-        answer = input(f"Restore {', '.join(sorted(plan.databases))} into {target.redacted()}? [y/N] ")
+        answer = input(f"Restore {', '.join(sorted(planned.plan.databases))} into {target.redacted()}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing written", file=sys.stderr)
             return 1
-    return _run(args, plan, snapshots, source, target, hooks, sandbox=False)
+    return _run(args, planned, target, hooks)
 
 
-def _run(args, plan, snapshots, source, target, hooks, *, sandbox: bool) -> int:
+def _run(args, planned: api.Planned, target: Dsn | None, hooks) -> int:
+    where = api.StageTarget(target, existing=args.existing, restart=args.restart, fence=args.fence,
+                            fence_users=tuple(args.fence_user), batch=args.batch,
+                            log_replay=not args.no_target_binlog, space_check=not args.skip_space_check)
     with hooks:
-        result = api.restore(plan, snapshots, source, target, existing=args.existing, hooks=hooks,
-                                batch_transactions=args.batch, restart=args.restart,
-                                fence=None if sandbox else args.fence, fence_users=args.fence_user,
-                                log_replay=not args.no_target_binlog, space_check=not args.skip_space_check)
+        result = api.stage(planned, where, hooks=hooks,
+                           sandbox_note="sandbox server started on port {port}; it is removed when this command ends"
+                           ).result
     result.phases.insert(0, {"phase": "plan", "seconds": args.plan_seconds})  # the pass that found the stop
-    doc = {"ok": result.ok, "plan": plan.to_dict(), "restore": result.to_dict()}
-    _out(args, doc, lambda: render.restore(result, sandbox=sandbox))
+    doc = {"ok": result.ok, "plan": planned.plan.to_dict(), "restore": result.to_dict()}
+    _out(args, doc, lambda: render.restore(result, sandbox=target is None))
     return 0 if result.ok else 3
 
 

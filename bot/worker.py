@@ -14,14 +14,10 @@ import threading
 import time
 
 from restore import api
-from restore.live.backups import take_backup
 from restore.errors import RestoreError
-from restore.prod.swap import ProdRestore
-from restore.mysql.sandbox import Sandbox
 
 from handlers import messages
 from handlers.alerts import AlertStore, Oncall, mention
-from restore.live.drill import BackupDrill, newest_snapshot
 from handlers.jobstore import Job, JobStore
 from handlers.plan_card import verdict_line
 
@@ -178,52 +174,50 @@ class Worker:
         if job.kind == "drill":
             return self._drill(hooks, interrupt)
         src = self.settings.source
-        snapshots = api.read_snapshots(src.snapshots)
-        binlogs = api.open_binlogs(src.binlogs)
-        plan = api.make_plan(snapshots, binlogs, stop=job.args.get("stop_before", "auto"),
-                                skips=job.args.get("skips", []), expected=job.args.get("expected", ()),
-                                hooks=hooks, interrupt=interrupt)
+        planned = api.plan(api.PlanInput(src.snapshots, src.binlogs, stop=job.args.get("stop_before", "auto"),
+                                         skips=job.args.get("skips", []), expected=job.args.get("expected", ())),
+                           hooks=hooks, interrupt=interrupt)
+        plan = planned.plan
         hooks.total_rows = sum(t.inserted + t.updated + t.deleted for t in plan.tables.values())
         self.store.update(job.id, plan_id=plan.plan_id if job.kind != "prod" else job.plan_id)
         summary = plan_summary(plan)
         if job.kind == "plan":
             return {"summary": summary, "plan": plan.to_dict(), "next": messages.NEXT_STEP_AFTER_PLAN}
         if job.kind == "stage":
-            dsn, batch = self.settings.targets["stage"].dsn, self.settings.targets["stage"].batch
-            if dsn == "sandbox":
-                with Sandbox() as box:
-                    hooks.message(f"stage: a throwaway sandbox server on port {box.port}")
-                    result = api.restore(plan, snapshots, binlogs, box.dsn, existing="drop", hooks=hooks,
-                                            interrupt=interrupt, batch_transactions=batch)
-            else:
-                stage = self.settings.targets["stage"]
-                result = api.restore(plan, snapshots, binlogs, dsn, existing="keep-aside", hooks=hooks,
-                                        interrupt=interrupt, restart=bool(job.args.get("restart")),
-                                        batch_transactions=batch, fence=stage.fence,
-                                        fence_users=list(stage.fence_users))
-            for v in result.verdicts:   # each stop judged at replay, in the thread; prod applies them as they are
-                hooks.message(verdict_line(v))
-            return {"summary": summary + " " + verification_summary(result.to_dict()),
-                    "restore": result.to_dict(), "plan_id": plan.plan_id, "next": messages.NEXT_STEP_AFTER_STAGE}
-        if plan.plan_id != job.plan_id:
-            raise RestoreError(f"the plan changed since stage verified it ({job.plan_id} → {plan.plan_id})",
-                               hint="run /restore stage again, then /restore prod")
-        target = self.settings.targets["prod"]
-        stage = self.store.get(job.stage_job) if job.stage_job else None
-        expected = {name: t["checksum"] for name, t in
-                    ((stage.result or {}).get("restore", {}).get("verification", {}).get("tables", {}).items()
-                     if stage else [])}
-        # Stage's verdicts on the stops judged at replay: the rebuild applies them instead of judging again.
-        verdicts = {v["where"]: v["severity"] for v in
-                    ((stage.result or {}).get("restore", {}).get("verdicts") or [] if stage else [])}
-        if verdicts:
-            hooks.message(messages.PROD_VERDICTS.format(n=len(verdicts), stage=stage.id))
-        prod = ProdRestore(plan, snapshots, binlogs, target.dsn, job_tag=job.id.lower(), expected=expected,
-                           fence=target.fence, fence_users=list(target.fence_users), hooks=hooks, interrupt=interrupt,
-                           verdicts=verdicts or None)
-        outcome = prod.run()
-        return {"summary": summary + " " + outcome.summary(), "prod": outcome.to_dict(), "plan_id": plan.plan_id}
+            return self._stage(job, planned, summary, hooks, interrupt)
+        return self._prod(job, planned, summary, hooks, interrupt)
 
+    def _stage(self, job: Job, planned: api.Planned, summary: str, hooks: JobHooks, interrupt) -> dict:
+        stage = self.settings.targets["stage"]
+        if stage.dsn == "sandbox":
+            target = api.StageTarget(None, existing="drop", batch=stage.batch)
+        else:
+            target = api.StageTarget(stage.dsn, existing="keep-aside", restart=bool(job.args.get("restart")),
+                                     batch=stage.batch, fence=stage.fence, fence_users=tuple(stage.fence_users))
+        staged = api.stage(planned, target, hooks=hooks, interrupt=interrupt, stage_job=job.id,
+                           sandbox_note="stage: a throwaway sandbox server on port {port}")
+        result = staged.result
+        for v in result.verdicts:   # each stop judged at replay, in the thread; prod applies them as they are
+            hooks.message(verdict_line(v))
+        return {"summary": summary + " " + verification_summary(result.to_dict()),
+                "restore": result.to_dict(), "plan_id": planned.plan_id, "evidence": staged.evidence.to_dict(),
+                "next": messages.NEXT_STEP_AFTER_STAGE}
+
+    def _prod(self, job: Job, planned: api.Planned, summary: str, hooks: JobHooks, interrupt) -> dict:
+        stage = self.store.get(job.stage_job) if job.stage_job else None
+        if stage is None:
+            raise RestoreError(f"prod job {job.id} names no stage run the job store holds ({job.stage_job or 'none'})",
+                               hint="run /restore stage, then /restore prod")
+        evidence = api.StageEvidence.from_job_result(stage.result, plan_id=stage.plan_id or "", stage_job=stage.id)
+        if evidence.plan_id != job.plan_id:
+            raise RestoreError(f"stage job {stage.id} verified plan {evidence.plan_id}, not this job's {job.plan_id}",
+                               hint="run /restore stage again, then /restore prod")
+        if evidence.verdicts:   # stage's verdicts on stops judged at replay: the rebuild applies them
+            hooks.message(messages.PROD_VERDICTS.format(n=len(evidence.verdicts), stage=stage.id))
+        target = self.settings.targets["prod"]
+        outcome = api.prod(planned, evidence, api.ProdTarget(target.dsn, target.fence, tuple(target.fence_users)),
+                           job_tag=job.id.lower(), hooks=hooks, interrupt=interrupt)
+        return {"summary": summary + " " + outcome.summary(), "prod": outcome.to_dict(), "plan_id": planned.plan_id}
 
     def _keep(self):
         keep, watch = self.settings.keep, self.settings.watch
@@ -233,18 +227,15 @@ class Worker:
 
     def _backup(self) -> dict:
         keep, watch = self._keep()
-        taken = take_backup(watch.source, list(keep.backup_databases or watch.databases), keep.backup_dir)
+        taken = api.backup(watch.source, list(keep.backup_databases or watch.databases), keep.backup_dir)
         return {"summary": f"Backup {taken.describe()}", "path": str(taken.path)}
 
     def _drill(self, hooks: JobHooks, interrupt) -> dict:
         """Raises DrillFailed (the job fails, the channel reads "FAILED" with the file and position)
         when the backups would not restore; see BackupDrill for what is checked."""
         keep, watch = self._keep()
-        newest = newest_snapshot(keep.backup_dir)
-        if newest is None or not keep.archive_dir:
-            raise RestoreError("nothing to drill: no backup yet, or no [keep] archive_dir",
-                               hint="take one with /backup now and run the archiver ([keep] archive_dir)")
-        return BackupDrill(newest, keep.archive_dir, watch.source, hooks=hooks, interrupt=interrupt).run()
+        return api.drill(api.DrillInput(keep.backup_dir, keep.archive_dir, watch.source),
+                         hooks=hooks, interrupt=interrupt).to_dict()
 
 
 def plan_summary(plan) -> str:

@@ -10,9 +10,15 @@
 What the live schema held (the application's writes after the disaster) is moved aside, never
 dropped, and reported: its tables with their triggers, and its views and routines that the
 restored ones replace. Its views and routines the restored copy lacks stay, and are reported.
-Every step is safe to re-run: a rerun rebuilds the shadow from scratch, and a swap that already
-happened is recognised by its databases; one that stopped before the objects were all created
-(the shadow schema then holds only their definitions, see prod_objects) is finished.
+
+Each phase is recorded on the target (`_restore_bot.state`, row `prod:<job>`, see
+restore.target.checkpoint) once its effect is durable, and a rerun of the job resumes from the
+record: a job recorded verified is done (also when production was empty before it); one recorded
+renamed creates the objects and verifies; one recorded shadowed swaps the shadow copy it left,
+once its checksums still equal the rebuild's; before that, the rebuild (a throwaway sandbox that
+dies with the run) is done again. The one step the record cannot cover is the RENAME itself
+(DDL commits on its own): a job recorded "swapping" looks whether its shadow schemas still hold
+the tables (RENAME TABLE moves all or none) to know whether it ran.
 """
 from __future__ import annotations
 
@@ -22,7 +28,9 @@ from dataclasses import dataclass, field
 
 import pymysql
 
+from restore.target import checkpoint
 from restore.target import fence as fencing
+from restore.target.checkpoint import ProdRecord
 from restore.prod import objects
 from restore.mysql.dsn import Dsn
 from restore.errors import TargetError, VerifyError
@@ -59,6 +67,13 @@ class ProdOutcome:
                 "kept_aside": self.kept_aside, "swapped": self.swapped, "objects": self.objects,
                 "objects_aside": self.objects_aside, "left_in_live": self.left_in_live}
 
+    @classmethod
+    def from_dict(cls, doc: dict) -> "ProdOutcome":
+        """The outcome `to_dict` wrote (as recorded on the target)."""
+        return cls({n: (t["rows"], t["checksum"]) for n, t in doc.get("tables", {}).items()},
+                   doc.get("kept_aside", {}), doc.get("swapped", False), doc.get("objects", {}),
+                   doc.get("objects_aside", {}), doc.get("left_in_live", {}))
+
 
 def _q(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
@@ -87,23 +102,88 @@ class ProdRestore:
     def run(self) -> ProdOutcome:
         conn = self.target.connect()
         try:
-            if self._objects_pending(conn):
-                self.hooks.message("the swap happened in an earlier run that stopped before it had created the "
-                                   "triggers, views and routines; creating them now")
-                outcome = self._fenced(conn, "finish", lambda: self._finish(conn, ProdOutcome(swapped=True)))
-                return self._step("verify", lambda: self._verify(conn, outcome))
-            if self._already_swapped(conn):
-                self.hooks.message("the swap already happened in an earlier run; verifying only")
-                return self._verify(conn, ProdOutcome(swapped=True, kept_aside=self._aside_rows(conn)))
-            self._step("fence", lambda: self._fence_check(conn, "before the restore"))
-            built = self._step("rebuild", self._rebuild)
-            self._step("shadow", lambda: self._ship(conn, built))
-            if self.interrupt:
-                self.interrupt()
-            outcome = self._fenced(conn, "swap", lambda: self._finish(conn, self._swap(conn)))
-            return self._step("verify", lambda: self._verify(conn, outcome))
+            record = checkpoint.load_prod(conn, self.tag)
+            if record is not None and record.doc.get("plan_id") != self.plan.plan_id:
+                raise TargetError(f"{self.target.redacted()} holds the record of prod job {self.tag} for plan "
+                                  f"{record.doc.get('plan_id')}, not for plan {self.plan.plan_id}",
+                                  where=f"{checkpoint.SCHEMA}.state",
+                                  hint="run a new prod job for this plan (/restore prod): a job restores one plan")
+            if record is not None and record.reached("verified"):
+                self.hooks.message(f"prod job {self.tag} already swapped this plan into production and verified it "
+                                   "(recorded on the target); nothing to do")
+                return ProdOutcome.from_dict(record.doc.get("outcome", {}))
+            if record is not None:
+                self.hooks.message(f"resuming prod job {self.tag}: the target records it finished phase "
+                                   f"{record.phase}")
+            return self._phases(conn, record)
         finally:
             conn.close()
+
+    def _phases(self, conn, record: ProdRecord | None) -> ProdOutcome:
+        renamed = record is not None and (record.reached("renamed") or (record.phase == "swapping" and self._renamed(conn)))
+        if renamed and not record.reached("renamed"):
+            self.hooks.message("the RENAME of an earlier run went through before it could be recorded")
+            self._mark(conn, record, "renamed")
+        if not renamed and not (record is not None and record.reached("shadowed") and self._shadow_intact(conn, record)):
+            self._step("fence", lambda: self._fence_check(conn, "before the restore"))
+            record = self._mark(conn, record, "fenced")
+            built = self._step("rebuild", self._rebuild)
+            record.doc["built"] = {name: list(v) for name, v in built.items()}
+            self._mark(conn, record, "rebuilt")
+            self._step("shadow", lambda: self._ship(conn, built))
+            self._mark(conn, record, "shadowed")
+        if record.reached("swapped"):
+            outcome = ProdOutcome.from_dict(record.doc.get("outcome", {}))
+        else:
+            if self.interrupt:
+                self.interrupt()
+            outcome = self._fenced(conn, "swap", lambda: self._swap_and_finish(conn, record))
+        outcome = self._step("verify", lambda: self._verify(conn, outcome))
+        record.doc["outcome"] = outcome.to_dict()
+        self._mark(conn, record, "verified")
+        return outcome
+
+    def _mark(self, conn, record: ProdRecord | None, phase: str) -> ProdRecord:
+        """Record on the target that the job finished `phase` (its effect is durable)."""
+        if record is None:
+            record = ProdRecord(self.tag, phase, self.dbs, {"plan_id": self.plan.plan_id})
+        record.phase = phase
+        checkpoint.record_prod(conn, record)
+        return record
+
+    def _swap_and_finish(self, conn, record: ProdRecord) -> ProdOutcome:
+        if not record.reached("renamed"):
+            self._mark(conn, record, "swapping")
+            self._swap(conn)
+            self._mark(conn, record, "renamed")
+        outcome = self._finish(conn, ProdOutcome(swapped=True))
+        record.doc["outcome"] = outcome.to_dict()
+        self._mark(conn, record, "swapped")
+        return outcome
+
+    def _renamed(self, conn) -> bool:
+        """After a run recorded "swapping": did its RENAME run? It moves every shadow table or none,
+        and the shadow schemas then hold only the kept definitions."""
+        with conn.cursor() as cur:
+            return all(set(_tables(cur, self.shadow(db))) <= {objects.STASH} for db in self.dbs)
+
+    def _shadow_intact(self, conn, record: ProdRecord) -> bool:
+        """The shadow copy a run recorded as complete still equals its rebuild (nobody changed it since)."""
+        built = {name: tuple(v) for name, v in record.doc.get("built", {}).items()}
+        with conn.cursor() as cur:
+            stashed = all(objects.STASH in _tables(cur, self.shadow(db)) for db in self.dbs)
+        if built and stashed and self._shadow_sums(conn) == built:
+            self.hooks.message("the shadow copy an earlier run of this job made is complete and equals its rebuild; "
+                               "swapping it in without rebuilding")
+            return True
+        self.hooks.message("the shadow copy an earlier run of this job made is not as it recorded it; rebuilding")
+        return False
+
+    def _shadow_sums(self, conn) -> dict[str, tuple[int, int | None]]:
+        """The shadow tables' checksums, named as their production tables (the kept definitions left out)."""
+        shadow = table_checksums(conn, [self.shadow(db) for db in self.dbs])
+        return {name.replace("__shadow_" + self.tag + ".", ".", 1): v for name, v in shadow.items()
+                if not name.endswith("." + objects.STASH)}
 
     def _fenced(self, conn, name: str, fn):
         """Run a step that changes production while the application cannot write."""
@@ -156,9 +236,7 @@ class ProdRestore:
             if out.returncode != 0:
                 raise TargetError(f"loading the shadow copy {self.shadow(db)} failed: {out.stderr.decode()[-500:]}",
                                   hint="check space and rights on the target, then run the job again")
-        shadow = table_checksums(conn, [self.shadow(db) for db in self.dbs])
-        renamed = {name.replace("__shadow_" + self.tag + ".", ".", 1): v for name, v in shadow.items()}
-        if renamed != built:
+        if self._shadow_sums(conn) != built:
             raise VerifyError("the shadow copy on the target differs from the verified rebuild",
                               hint="run the job again; if it repeats, check the target's storage")
         with conn.cursor() as cur:
@@ -183,6 +261,7 @@ class ProdRestore:
         pairs: list[str] = []
         with conn.cursor() as cur:
             for db in self.dbs:
+                self._put_back_after_kill(cur, db)
                 cur.execute(f"CREATE DATABASE IF NOT EXISTS {_q(db)} CHARACTER SET utf8mb4")
                 live = _tables(cur, db)
                 if live:
@@ -225,7 +304,7 @@ class ProdRestore:
     def _keep_live_objects(self, cur, db: str) -> list[objects.DbObject]:
         """Keep, in the shadow schema, the live schema's triggers (they go aside with their tables) and its
         views and routines the restored ones replace. Returns the triggers, which the swap drops."""
-        restored = {o.label for o in self._objects[db]}
+        restored = {o.label for o in objects.load(cur, self.shadow(db), "restored")}
         keep = [o for o in objects.read(cur, db) if o.kind == "TRIGGER" or o.label in restored]
         objects.save(cur, self.shadow(db), "live", keep)
         return [o for o in keep if o.kind == "TRIGGER"]
@@ -291,29 +370,6 @@ class ProdRestore:
             diff = sorted(set(got.items()) ^ set(self.expected.items()))
             raise VerifyError(f"{what} does not match the stage run's checksums: {diff[:6]}",
                               hint="do not use this result; run /restore stage and /restore prod again")
-
-    def _objects_pending(self, conn) -> bool:
-        """An earlier run's RENAME went through but it stopped before verifying the objects: the shadow
-        schemas hold the kept definitions and no other table (before the RENAME they held the tables)."""
-        with conn.cursor() as cur:
-            held = [set(_tables(cur, self.shadow(db))) for db in self.dbs]
-        return any(objects.STASH in t for t in held) and all(t <= {objects.STASH} for t in held)
-
-    def _already_swapped(self, conn) -> bool:
-        """An earlier run's RENAME went through: an aside schema holds tables, no shadow schema does,
-        and the live tables are the stage run's (when its checksums are known). A run can fail after
-        the RENAME, while dropping the emptied shadow schemas: they go now. One whose RENAME failed
-        leaves an empty aside schema and full shadows: that is not a swap."""
-        with conn.cursor() as cur:
-            if not any(_tables(cur, self.aside(db)) for db in self.dbs):
-                return False
-            if any(_tables(cur, self.shadow(db)) for db in self.dbs):
-                return False
-            if self.expected and {n: c for n, (_r, c) in table_checksums(conn, self.dbs).items()} != self.expected:
-                return False  # something else is in the aside schema: the swap step says what
-            for db in self.dbs:
-                cur.execute(f"DROP DATABASE IF EXISTS {_q(self.shadow(db))}")  # no tables left in it
-        return True
 
     def _aside_rows(self, conn) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

@@ -3,6 +3,10 @@
 The replay position is written in the same transaction as the changes it covers (as gh-ost's
 checkpoint table and a replica's relay-log info do): after a crash the target holds exactly
 the data up to the recorded position, and the same command resumes from there.
+
+A production swap (restore.prod.swap) records its phases in the same table, one row per prod
+job keyed `prod:<job>`: each phase is recorded once its effect on the target is durable, and a
+rerun of the job resumes from the recorded phase instead of guessing from the schemas.
 """
 from __future__ import annotations
 
@@ -30,6 +34,12 @@ _DDL = [
 
 PHASES = ("prepared", "loaded", "replaying", "replayed", "verified")
 
+PROD_KEY = "prod:"   # a prod job's record: "prod:<job tag>"; a restore's key is its plan id (hex)
+# What a prod job has finished, in order. "swapping": the live tables' triggers may be dropped
+# and the RENAME may have run (DDL cannot be recorded in its own transaction); "renamed": the
+# restored tables are in production, their triggers, views and routines not yet created.
+PROD_PHASES = ("started", "fenced", "rebuilt", "shadowed", "swapping", "renamed", "swapped", "verified")
+
 
 @dataclass
 class State:
@@ -47,6 +57,19 @@ class State:
         return PHASES.index(self.phase) >= PHASES.index(phase)
 
 
+@dataclass
+class ProdRecord:
+    """A prod job's record: the last phase it finished, its databases, and what later phases
+    need (the plan id, the rebuild's checksums, the outcome so far)."""
+    job: str
+    phase: str
+    databases: list[str]
+    doc: dict
+
+    def reached(self, phase: str) -> bool:
+        return PROD_PHASES.index(self.phase) >= PROD_PHASES.index(phase)
+
+
 def ensure_schema(conn) -> None:
     with conn.cursor() as cur:
         for stmt in _DDL:
@@ -60,7 +83,7 @@ def load_all(conn) -> list[State]:
         if not cur.fetchone()[0]:
             return []
         cur.execute(f"SELECT plan_id, phase, file, pos, gtid, transactions, ddl_pending, temp_tables_open, "
-                    f"databases_json FROM `{SCHEMA}`.`state`")
+                    f"databases_json FROM `{SCHEMA}`.`state` WHERE plan_id NOT LIKE %s", (PROD_KEY + "%",))
         return [State(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), json.loads(r[8]))
                 for r in cur.fetchall()]
 
@@ -70,6 +93,30 @@ def create(conn, plan_id: str, databases: list[str], plan_json: str) -> None:
     with conn.cursor() as cur:
         cur.execute(f"REPLACE INTO `{SCHEMA}`.`state` (plan_id, phase, databases_json, plan_json) "
                     "VALUES (%s, 'prepared', %s, %s)", (plan_id, json.dumps(databases), plan_json))
+
+
+def load_prod(conn, job: str) -> ProdRecord | None:
+    """The record of prod job `job` on this target, or None when it never started here."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s AND TABLE_NAME='state'",
+                    (SCHEMA,))
+        if not cur.fetchone()[0]:
+            return None
+        cur.execute(f"SELECT phase, databases_json, plan_json FROM `{SCHEMA}`.`state` WHERE plan_id=%s",
+                    (PROD_KEY + job,))
+        row = cur.fetchone()
+    return None if row is None else ProdRecord(job, row[0], json.loads(row[1]), json.loads(row[2]))
+
+
+def record_prod(conn, record: ProdRecord) -> None:
+    """Write `record` (its phase and doc) as the target's record of its prod job."""
+    if record.phase not in PROD_PHASES:
+        raise ValueError(f"unknown prod phase {record.phase!r}")
+    ensure_schema(conn)
+    with conn.cursor() as cur:
+        cur.execute(f"REPLACE INTO `{SCHEMA}`.`state` (plan_id, phase, databases_json, plan_json) "
+                    "VALUES (%s, %s, %s, %s)", (PROD_KEY + record.job, record.phase, json.dumps(record.databases),
+                                                json.dumps(record.doc, default=str)))
 
 
 def set_phase(conn, plan_id: str, phase: str) -> None:

@@ -1,0 +1,142 @@
+"""`restore-bot stage` and `restore-bot prod`: the chat's stage and prod jobs from a shell.
+
+They go through what chat goes through, a console session (bot.console) over the job store the
+configuration names: the same handler queues the job and records it, the same gate lets a prod
+restore through (a stage run of the same plan that verified OK, in that store; a second person's
+approval, recorded in the audit log), and the same worker runs it. The approver is named with
+`--approved-by`; a command that lacks something says what and the command to run.
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import shlex
+import sys
+
+from rich.console import Console
+
+from handlers.jobstore import Job, JobStore
+
+WAIT_SECONDS = 7 * 24 * 3600   # a job runs as long as it needs; Ctrl-C leaves it to a worker
+
+
+def add_parsers(sub) -> None:
+    for name, text in (("stage", "restore the configured source into the stage target and verify it "
+                                 "(a job in the configured job store, as /restore stage)"),
+                       ("prod", "restore into production (as /restore prod): needs a stage run of the same plan "
+                                "in the job store and a second person's --approved-by")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--config", help="TOML settings file (default: $RESTORE_BOT_CONFIG)")
+        p.add_argument("--user", help="who requests it (default: your login name); with an [access] list, "
+                                      "an operator")
+        p.add_argument("--stop-before", metavar="SPEC", help="where replay stops (default: the operators' saved "
+                                                             "choice, else auto)")
+        p.add_argument("--skip", action="append", default=[], metavar="SPEC",
+                       help="leave out the transaction at this GTID or FILE:POS (repeatable)")
+        p.add_argument("--json", action="store_true", help="print the finished job as JSON on stdout")
+        if name == "stage":
+            p.add_argument("--restart", action="store_true",
+                           help="forget an earlier unfinished run of the plan on the stage target")
+        else:
+            p.add_argument("--approved-by", metavar="NAME",
+                           help="the second person who approves this prod restore (not --user; with an "
+                                "[access] list, an approver); recorded in the audit log")
+
+
+def run(args: argparse.Namespace, settings) -> int:
+    from bot.console import ConsoleSession, OpenAccess
+
+    user = args.user or getpass.getuser()
+    store = JobStore(settings.store_path)
+    out = Console(file=sys.stderr if args.json else sys.stdout, width=200)
+    if args.command == "prod" and not _approver_ok(args, user, store, out):
+        return 2
+    access = settings.access if (settings.access.operators or settings.access.approvers) else OpenAccess()
+    with ConsoleSession(settings, store, access, user=user, console=out,
+                        ask=lambda prompt: getattr(args, "approved_by", "") or "") as session:
+        job = session.run_line(_line(args))
+        if job is None:
+            return _refused(args, store, out)
+        job = store.get(job.id)   # as the approval (run inside run_line) left it
+        if job.state == "awaiting_approval":   # the approver was refused: the request must not linger
+            session.run_line(f"reject {job.id}")
+            _next(out, f"{args.approved_by} could not approve {job.id} (see above); run the command again with "
+                       f"--approved-by naming an approver other than {user}")
+            return 2
+        try:
+            job = session.wait(job, timeout=WAIT_SECONDS)
+        except KeyboardInterrupt:
+            print(f"interrupted: job {job.id} stays in the job store; a worker (restore-bot worker or serve) "
+                  "resumes it from the target's record", file=sys.stderr)
+            return 130
+    return _finished(args, job, out)
+
+
+def _line(args: argparse.Namespace) -> str:
+    """The console line for this command: the chat's own syntax, so the same parser reads it."""
+    words = [args.command]
+    if args.stop_before:
+        words += ["--stop-before", args.stop_before]
+    for spec in args.skip:
+        words += ["--skip", spec]
+    if getattr(args, "restart", False):
+        words.append("--restart")
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _approver_ok(args: argparse.Namespace, user: str, store: JobStore, out: Console) -> bool:
+    """A prod restore needs a second person: refused (and logged) without one, or with the requester."""
+    if not args.approved_by:
+        why = "no second approver (--approved-by)"
+    elif args.approved_by == user:
+        why = f"self-approval: {user} requested it and cannot approve it too"
+    else:
+        return True
+    store.audit(user, "refused prod", None, f"{why}, on the command line")
+    out.print(f"refused: a prod restore needs a second person's approval; {why}.")
+    _next(out, f"ask someone else to approve it and run: {_again(args, approved_by='NAME')}")
+    return False
+
+
+def _refused(args: argparse.Namespace, store: JobStore, out: Console) -> int:
+    """The handler refused (and said why above); say the command that gets past it."""
+    last = (store.audit_log(1) or [{}])[0]
+    if args.command == "prod" and last.get("action") == "refused prod" and "stage" in last.get("detail", ""):
+        _next(out, f"stage the same plan first: {_again(args, command='stage')}; then run this command again")
+    return 2
+
+
+def _again(args: argparse.Namespace, *, command: str | None = None, approved_by: str | None = None) -> str:
+    words = ["restore-bot", command or args.command]
+    if args.config:
+        words += ["--config", args.config]
+    if args.user:
+        words += ["--user", args.user]
+    if args.stop_before:
+        words += ["--stop-before", args.stop_before]
+    for spec in args.skip:
+        words += ["--skip", spec]
+    if (command or args.command) == "prod":
+        words += ["--approved-by", approved_by or args.approved_by or "NAME"]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _next(out: Console, text: str) -> None:
+    out.print(f"next: {text}", markup=False, highlight=False)
+
+
+def _finished(args: argparse.Namespace, job: Job, out: Console) -> int:
+    ok = job.state == "succeeded"
+    if args.json:
+        json.dump({"ok": ok, "job": {"id": job.id, "kind": job.kind, "state": job.state, "plan_id": job.plan_id,
+                                     "requester": job.requester, "approver": job.approver,
+                                     "stage_job": job.stage_job, "result": job.result, "error": job.error}},
+                  sys.stdout, indent=2, ensure_ascii=False, default=str)
+        sys.stdout.write("\n")
+    if ok and job.kind == "stage":
+        _next(out, f"restore this plan into production: {_again(args, command='prod')}")
+    elif not ok:
+        out.print(f"{job.kind} job {job.id} {job.state}" + (f": {job.error.get('message')}" if job.error else ""),
+                  markup=False, highlight=False)
+    return 0 if ok else 3 if job.state == "failed" else 1
