@@ -6,6 +6,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
+
 from restore.binlog.server import ServerBinlogs
 from restore.errors import RestoreError
 
@@ -33,21 +35,33 @@ class Follower:
 
         The outage ends, and the backoff starts over, when events flow again (`flowing()`), not
         when `follow_once()` returns: a blocking stream nearly always ends by raising, so waiting
-        for a return would report only the first outage ever and keep the wait at a minute."""
+        for a return would report only the first outage ever and keep the wait at a minute. So the
+        backoff is ours (`_backoff`), not counted by tenacity from the first failure."""
         self._delay, self._outage = 1.0, None
+        retrying = Retrying(retry=retry_if_exception_type(RestoreError), wait=self._backoff,
+                            sleep=self.stopping.wait, before_sleep=self._failed)
         while not self.stopping.is_set():
-            try:
-                self.follow_once()
-            except RestoreError as exc:
-                reached = self._source.reached() if self._source is not None else None
-                if reached is not None:
-                    self._failed_at = reached
-                if self._outage is None:
-                    self.on_trouble(f"{exc} — {exc.hint}" if exc.hint else str(exc))
-                    self._outage = time.monotonic()
-                log.info("%s: %s; retrying in %.0f s", self.name, exc, self._delay)  # reported once above
-                self.stopping.wait(self._delay)
-                self._delay = min(self._delay * 2, 60.0)
+            retrying(self._follow_unless_stopped)
+
+    def _follow_unless_stopped(self) -> None:
+        if not self.stopping.is_set():  # stop() during the wait: no further pass
+            self.follow_once()
+
+    def _backoff(self, retry_state: RetryCallState) -> float:
+        """1, 2, 4 ... 60 s: doubled by each failure, back to 1 s when events flow (`flowing()`)."""
+        delay, self._delay = self._delay, min(self._delay * 2, 60.0)
+        return delay
+
+    def _failed(self, retry_state: RetryCallState) -> None:
+        """Before the wait: say what failed, to `on_trouble` only at the start of an outage."""
+        exc = retry_state.outcome.exception()
+        reached = self._source.reached() if self._source is not None else None
+        if reached is not None:
+            self._failed_at = reached
+        if self._outage is None:
+            self.on_trouble(f"{exc} — {exc.hint}" if exc.hint else str(exc))
+            self._outage = time.monotonic()
+        log.info("%s: %s; retrying in %.0f s", self.name, exc, retry_state.next_action.sleep)  # reported once above
 
     def flowing(self) -> None:
         """The stream got past where it last failed, or is caught up (called by its reader): end the

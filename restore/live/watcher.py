@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import pymysql
+from tenacity import Retrying, stop_after_attempt
 
 from restore.binlog import events as be
 from restore.binlog.events import UPDATE_ROWS, WRITE_ROWS
@@ -290,18 +291,20 @@ class _TableSizes:
             self.conn = None
 
     def _query(self, sql: str, name: str) -> list[tuple] | None:
-        """Rows of `sql` about table `name` ("db.table"); None when the source cannot be asked."""
+        """Rows of `sql` about table `name` ("db.table"); None when the source cannot be asked.
+        A connection the server dropped while idle fails once: the query is tried again, at once,
+        on a new one."""
         db, _, table = name.partition(".")
-        for _attempt in range(2):  # a connection the server dropped while idle: once more on a new one
-            try:
-                if self.conn is None:
-                    self.conn = self.dsn.connect()
-                with self.conn.cursor() as cur:
-                    cur.execute(sql, (db, table))
-                    return list(cur.fetchall())
-            except Exception:
-                self.close()
-        return None
+        once_more = Retrying(stop=stop_after_attempt(2), after=lambda _: self.close(),
+                             retry_error_callback=lambda _: None)
+        return once_more(self._ask, sql, (db, table))
+
+    def _ask(self, sql: str, args: tuple[str, str]) -> list[tuple]:
+        if self.conn is None:
+            self.conn = self.dsn.connect()
+        with self.conn.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
 
     def rows(self, name: str) -> int:
         found = self._query("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s "
