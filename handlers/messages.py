@@ -99,7 +99,6 @@ ONCALL_USAGE = "`/oncall` shows who is on call · `/oncall set @user` hands it o
 ONCALL_NOW = "On call now: {current}. Weekly rotation: {rotation}."
 ONCALL_NO_ROTATION = "none configured"
 ONCALL_SET = "{who} is on call now (set by {user})."
-ONCALL_UNAVAILABLE = "`/oncall` needs the on-call settings of `restore-bot serve`; use Slack or the console."
 ALERT_ACKED = "✋ Acknowledged by <@{user}>."
 
 # The prod approval request's buttons

@@ -188,6 +188,22 @@ def test_help_is_ephemeral_and_fast(w):
         assert "/restore plan" in reply.text and "/restore prod" in reply.text and "/restore abort" in reply.text
 
 
+def test_oncall_and_backup_are_answered_by_the_same_dispatcher(w):
+    """/oncall and /backup reach the one dispatcher serve wires up: answered, counted, audited."""
+    answers = {}
+    for command, text in (("/oncall", ""), ("/backup", "list"), ("/backup", "frob")):
+        answer, key = w.signer.command(text, OPS1, CHANNEL, command=command)
+        assert answer.status == 200 and answer.seconds < ACK_SECONDS, (command, answer)
+        answers[command, text] = answer.json().get("text") or w.response(key).text
+    assert answers["/oncall", ""].startswith("On call now:"), answers
+    assert "Backups are not configured" in answers["/backup", "list"], answers
+    assert "invalid choice: 'frob'" in answers["/backup", "frob"] and "`/backup list`" in answers["/backup", "frob"]
+    actions = [(e["actor"], e["action"]) for e in w.store().audit_log(50)]
+    assert (OPS1, "request oncall") in actions and (OPS1, "request backup list") in actions, actions
+    _status, metrics = http_get(w.bot.url + "/metrics")
+    assert 'restore_bot_requests_total{command="backup list"}' in metrics
+
+
 def test_malformed_input_gets_usage_and_starts_nothing(w):
     jobs_before = [j.id for j in w.store().jobs(limit=100)]
     mark = w.fake.mark()
