@@ -7,6 +7,8 @@ import signal
 import time
 from collections.abc import Callable
 
+import psutil
+
 
 def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:
     """A `preexec_fn`: the child gets `sig` when the thread that started it ends."""
@@ -22,9 +24,8 @@ def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:
 def alive(pid: int) -> bool:
     """The process exists and is not a zombie waiting to be reaped."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:  # gone, or not ours to look at
         return False
 
 
@@ -32,20 +33,10 @@ def using_path(path: str) -> list[int]:
     """Pids of the processes (other than us) with `path` or a file below it among their arguments."""
     below = path.rstrip("/") + "/"
     found = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return found
-    for name in entries:
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as fh:
-                args = os.fsdecode(fh.read()).split("\0")
-        except OSError:
-            continue
-        if any(arg.rstrip("/") == below[:-1] or below in arg for arg in args):
-            found.append(int(name))
+    for proc in psutil.process_iter(["cmdline"]):
+        args = proc.info["cmdline"] or ()  # None: a zombie, or a process we may not look at
+        if proc.pid != os.getpid() and any(arg.rstrip("/") == below[:-1] or below in arg for arg in args):
+            found.append(proc.pid)
     return found
 
 
