@@ -257,7 +257,9 @@ def test_a_migration_that_fails_half_way_leaves_the_old_file_to_run_again(tmp_pa
     assert _user_version(path) == LATEST
 
 
-def test_processes_opening_an_old_file_at_once_migrate_it_once(tmp_path):
+def test_stores_opening_an_old_file_at_once_migrate_it_once(tmp_path):
+    """Bot, worker and watcher start together: each store has its own connection (threads here),
+    one migrates under the write lock, the others wait for it and find nothing left to do."""
     path = tmp_path / "jobs.sqlite3"
     _write_version_0(path, issue_10_columns=True)
     start, errors, stores = threading.Barrier(6), [], []
