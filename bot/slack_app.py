@@ -21,7 +21,6 @@ from handlers.dispatcher import Dispatcher, Reply
 from handlers.jobstore import Job
 from handlers.presenter import blocks
 from handlers.presenter.answers import bad_input
-from handlers.presenter.jobs import card_text
 
 ACK_SECONDS = Histogram("restore_bot_ack_seconds", "time from a Slack request's arrival to its acknowledgement")
 

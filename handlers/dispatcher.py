@@ -11,10 +11,10 @@ from typing import Protocol
 
 from prometheus_client import Counter
 
-from handlers import messages
 from handlers.commands import Command, CommandError, from_action, parse
 from handlers.jobstore import Job, JobStore
 from handlers.presenter import jobs as job_text
+from handlers.presenter import replies as say
 from handlers.presenter.answers import args_text, bad_input
 
 REQUESTS = Counter("restore_bot_requests_total", "chat requests by subcommand", ["command"])
@@ -114,7 +114,7 @@ class Dispatcher:
         self.store.audit(cmd.user, f"request {cmd.name}", cmd.job, _detail(cmd))
         handler = self.routes.get(cmd.name)
         if handler is None:   # e.g. /oncall where the on-call settings are not loaded
-            reply.ephemeral(messages.NOT_HERE.format(name=cmd.name))
+            reply.ephemeral(say.not_here(cmd.name))
             return
         if self._allowed(cmd, reply):
             handler.handle(cmd, reply)
@@ -123,11 +123,11 @@ class Dispatcher:
     def _allowed(self, cmd: Command, reply: Reply) -> bool:
         if cmd.name in OPERATOR_ONLY and not self.access.can_operate(cmd.user):
             self.store.audit(cmd.user, f"refused {cmd.name}", cmd.job, "not an operator")
-            reply.ephemeral(messages.NOT_ALLOWED.format(user=cmd.user, what=OPERATOR_ONLY[cmd.name]))
+            reply.ephemeral(say.not_allowed(cmd.user, OPERATOR_ONLY[cmd.name]))
             return False
         if cmd.name in APPROVER_ONLY and not self.access.can_approve(cmd.user):
             self.store.audit(cmd.user, f"refused {cmd.name}", cmd.job, "not an approver")
-            reply.ephemeral(messages.NOT_APPROVER.format(user=cmd.user))
+            reply.ephemeral(say.not_approver(cmd.user))
             return False
         return True
 

@@ -11,6 +11,7 @@ from handlers.alerts import AlertStore, Oncall
 from handlers.commands import Command
 from handlers.dispatcher import Reply
 from handlers.jobstore import JobStore
+from handlers.presenter import replies as say
 from handlers.presenter.answers import oncall_set, oncall as oncall_text
 
 
@@ -36,7 +37,7 @@ class OncallHandler:
         if cmd.name == "alert ack":
             if info and self.alerts.ack(cmd.alert, cmd.user):
                 self.store.audit(cmd.user, "acknowledged alert", None, info["reason"])
-                reply.say(messages.ALERT_ACKED.format(user=cmd.user), thread=(info["channel"], info["ts"]))
+                reply.say(say.alert_acked(cmd.user), thread=(info["channel"], info["ts"]))
             return
         if not event:
             reply.ephemeral(messages.ALERT_UNKNOWN)
@@ -46,11 +47,11 @@ class OncallHandler:
             self.store.mark_expected(tx, gtid, cmd.user, info["reason"])
             self.store.audit(cmd.user, "marked expected", None, f"{tx}{' GTID ' + gtid if gtid else ''}: {info['reason']}")
             self.alerts.mark(cmd.alert, "expected", cmd.user)
-            text = messages.ALERT_EXPECTED.format(user=cmd.user, tx=tx, gtid=f", GTID {gtid}" if gtid else "")
+            text = say.alert_expected(cmd.user, tx, gtid)
         else:
             spec = gtid or tx
-            self.store.set_choice(spec, [], cmd.user, messages.CHOSE_INCIDENT.format(reason=info["reason"]))
+            self.store.set_choice(spec, [], cmd.user, say.incident_why(info["reason"]))
             self.store.audit(cmd.user, "marked incident", None, f"stop before {spec}: {info['reason']}")
             self.alerts.mark(cmd.alert, "incident", cmd.user)
-            text = messages.ALERT_INCIDENT.format(user=cmd.user, spec=spec)
+            text = say.alert_incident(cmd.user, spec)
         reply.say(text, thread=(info["channel"], info["ts"]))

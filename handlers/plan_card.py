@@ -1,6 +1,5 @@
-"""The plan card now lives in the presenter (`handlers.presenter.plan_card`); these names stay here
-for the modules that import them from the old place."""
-from handlers.presenter.plan_card import (SHOWN, button_value, candidates_text, kakao_replies, line, plan_doc,  # noqa: F401
-                                          short_text, shown, skippable, slack_blocks, spec_of, verdict_line,
-                                          verdicts_text)
-from handlers.commands import SKIP_ACTION, STOP_ACTION  # noqa: F401
+"""The plan card lives in the presenter now (`handlers.presenter.plan_card`); bot/worker.py still
+imports `verdict_line` from here, so that name stays until it imports it from there."""
+from handlers.presenter.plan_card import verdict_line
+
+__all__ = ["verdict_line"]

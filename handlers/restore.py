@@ -11,7 +11,8 @@ from handlers import messages
 from handlers.commands import Command
 from handlers.dispatcher import Reply, job_args
 from handlers.jobstore import ACTIVE, Job, JobKind, JobState, JobStore
-from handlers.presenter.answers import args_text, choice_shown, choice_text, history
+from handlers.presenter import replies as say
+from handlers.presenter.answers import args_text, choice_shown, history
 from handlers.presenter.jobs import describe
 
 APPROVAL_MINUTES = 15
@@ -54,15 +55,14 @@ class RestoreHandler:
 
     def _start(self, cmd: Command, reply: Reply, kind: JobKind, target: str) -> None:
         if kind != JobKind.PLAN and (busy := self._busy(target)):
-            reply.ephemeral(messages.BUSY_TARGET.format(target=target, job=busy.id, state=busy.state))
+            reply.ephemeral(say.busy(target, busy))
             return
         args, choice = self._plan_args_of(cmd) if kind != JobKind.DRILL else (job_args(cmd), None)
         job = self.store.create(kind, target, cmd.user, args=args, origin=cmd.origin, channel=self.channel)
         self.store.audit(cmd.user, f"queued {kind}", job.id, args_text(args))
         reply.queued(job)
         if choice is not None:
-            reply.ephemeral(messages.CHOICE_APPLIED.format(user=choice["user"], why=choice["why"],
-                                                           what=choice_text(choice)))
+            reply.ephemeral(say.choice_applied(choice))
 
     def _plan_args_of(self, cmd: Command) -> tuple[dict, dict | None]:
         """What decides the plan of a plan, stage or prod job: the stop and skips typed in; if none
@@ -83,7 +83,7 @@ class RestoreHandler:
             reply.ephemeral(messages.NO_PROD_TARGET)
             return
         if busy := self._busy("prod"):
-            reply.ephemeral(messages.BUSY_TARGET.format(target="prod", job=busy.id, state=busy.state))
+            reply.ephemeral(say.busy("prod", busy))
             return
         args, _choice = self._plan_args_of(cmd)
         stage = next((j for j in self.store.jobs(kind=JobKind.STAGE, states=(JobState.SUCCEEDED,), limit=20)
@@ -92,15 +92,12 @@ class RestoreHandler:
             typed = args_text(args)
             self.store.audit(cmd.user, "refused prod", None, "no verified stage run of this plan"
                              + (f" ({typed})" if typed else ""))
-            reply.ephemeral(messages.NO_STAGE + (f"\n{messages.NO_STAGE_ARGS.format(args=typed)}" if typed else ""))
+            reply.ephemeral(say.no_stage(typed))
             return
         job = self.store.create(JobKind.PROD, "prod", cmd.user, state=JobState.AWAITING_APPROVAL, args=args, origin=cmd.origin,
                                 channel=self.channel, plan_id=stage.plan_id, stage_job=stage.id)
-        summary = (stage.result or {}).get("summary", "")
         self.store.audit(cmd.user, "requested prod", job.id, f"plan {stage.plan_id} from stage {stage.id}")
-        reply.approval_request(job, messages.APPROVAL_REQUEST.format(
-            requester=cmd.user, job=job.id, plan_id=stage.plan_id, stage_job=stage.id, summary=summary,
-            minutes=APPROVAL_MINUTES))
+        reply.approval_request(job, say.approval_request(job, stage, APPROVAL_MINUTES))
 
     def _approve(self, cmd: Command, reply: Reply) -> None:
         job = self._job(cmd, reply)
@@ -108,16 +105,16 @@ class RestoreHandler:
             return
         if cmd.user == job.requester:
             self.store.audit(cmd.user, "refused approve", job.id, "self-approval")
-            reply.ephemeral(messages.SELF_APPROVAL.format(user=cmd.user, job=job.id))
+            reply.ephemeral(say.self_approval(cmd.user, job))
             return
         if self._expire(job, reply):
             return
         if not self.store.transition(job.id, (JobState.AWAITING_APPROVAL,), JobState.QUEUED, approver=cmd.user):
-            reply.ephemeral(messages.NOT_WAITING.format(job=job.id, state=self.store.get(job.id).state))
+            reply.ephemeral(say.not_waiting(self.store.get(job.id)))
             return
         self.store.audit(cmd.user, "approved prod", job.id)
-        self.store.add_event(job.id, messages.APPROVED.format(user=cmd.user, job=job.id))
-        reply.say(messages.APPROVED.format(user=cmd.user, job=job.id))
+        self.store.add_event(job.id, say.approved(cmd.user, job))
+        reply.say(say.approved(cmd.user, job))
         reply.queued(self.store.get(job.id), ack=False)
 
     def _reject(self, cmd: Command, reply: Reply) -> None:
@@ -126,13 +123,13 @@ class RestoreHandler:
             return
         if not (self.access.can_approve(cmd.user) or cmd.user == job.requester):  # a requester may take it back
             self.store.audit(cmd.user, "refused reject", job.id, "not an approver")
-            reply.ephemeral(messages.NOT_APPROVER.format(user=cmd.user))
+            reply.ephemeral(say.not_approver(cmd.user))
             return
         if not self.store.transition(job.id, (JobState.AWAITING_APPROVAL,), JobState.REJECTED, approver=cmd.user):
-            reply.ephemeral(messages.NOT_WAITING.format(job=job.id, state=job.state))
+            reply.ephemeral(say.not_waiting(job))
             return
         self.store.audit(cmd.user, "rejected prod", job.id)
-        reply.say(messages.REJECTED.format(user=cmd.user, job=job.id))
+        reply.say(say.rejected(cmd.user, job))
         reply.showing(self.store.get(job.id))
 
     def _status(self, cmd: Command, reply: Reply) -> None:
@@ -148,13 +145,13 @@ class RestoreHandler:
         if job is None:
             return
         if job.finished:
-            reply.ephemeral(messages.ABORT_DONE.format(job=job.id, state=job.state))
+            reply.ephemeral(say.abort_done(job))
             reply.showing(job)
             return
         if not self.store.transition(job.id, (JobState.QUEUED, JobState.AWAITING_APPROVAL), JobState.ABORTED):
             self.store.update(job.id, abort_requested=1)
         self.store.audit(cmd.user, "abort", job.id)
-        reply.say(messages.ABORT_REQUESTED.format(job=job.id))
+        reply.say(say.abort_requested(job))
         reply.showing(self.store.get(job.id))
 
     def _history(self, cmd: Command, reply: Reply) -> None:
@@ -169,7 +166,7 @@ class RestoreHandler:
         had = self.store.clear_choice()
         self.store.audit(cmd.user, "cleared choice", None)
         if had:
-            reply.say(messages.CHOICE_CLEARED.format(user=cmd.user))
+            reply.say(say.choice_cleared(cmd.user))
         else:
             reply.ephemeral(messages.CHOICE_NONE)
 
@@ -187,21 +184,19 @@ class RestoreHandler:
         and prod. `cmd.chosen`: the candidate is the card's stop (skipping it lets the bot find the next)."""
         base = self.store.get((cmd.job or "").upper())
         if base is None:
-            reply.ephemeral(messages.NO_SUCH_JOB.format(job=cmd.job))
+            reply.ephemeral(say.no_such_job(cmd.job))
             return
         spec = cmd.spec
         stop, skips = base.args.get("stop_before", "auto"), list(base.args.get("skips", []))
         if stop_here:
             stop, skips = spec, [s for s in skips if s != spec]
-            verb = messages.CHOSE_STOP
         else:
             stop = "auto" if cmd.chosen or stop == spec else stop
             skips = skips + [spec] if spec not in skips else skips
-            verb = messages.CHOSE_SKIP
-        why = verb.format(where=cmd.where or spec, job=base.id)
+        why = say.chose(stop_here, cmd.where or spec, base)
         self.store.set_choice(None if stop == "auto" else stop, skips, cmd.user, why)
         self.store.audit(cmd.user, "chose", base.id, why)
-        reply.say(messages.CHOICE_MADE.format(user=cmd.user, why=why, what=choice_text({"stop": stop, "skips": skips})))
+        reply.say(say.choice_made(cmd.user, why, stop, skips))
         self._start(Command("plan", cmd.user, origin=cmd.origin, stop_before=stop, skips=tuple(skips), chosen=True),
                     reply, JobKind.PLAN, "-")
 
@@ -216,7 +211,7 @@ class RestoreHandler:
         if cmd.job:
             job = self.store.get(cmd.job.upper())
             if job is None:
-                reply.ephemeral(messages.NO_SUCH_JOB.format(job=cmd.job))
+                reply.ephemeral(say.no_such_job(cmd.job))
             return job
         jobs = self.store.jobs(states=ACTIVE, limit=1) if default_active else []
         if not jobs:
@@ -231,7 +226,7 @@ class RestoreHandler:
             if self.store.transition(job.id, (JobState.AWAITING_APPROVAL,), JobState.EXPIRED):
                 self.store.audit("restore-bot", "approval expired", job.id)
             if reply:
-                reply.ephemeral(messages.EXPIRED.format(job=job.id, minutes=APPROVAL_MINUTES))
+                reply.ephemeral(say.expired(job, APPROVAL_MINUTES))
             return True
         return False
 
