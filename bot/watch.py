@@ -6,7 +6,6 @@ import multiprocessing
 import os
 import queue
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ log = logging.getLogger("restore-bot.watch")
 
 
 class ConsoleAlerts:
-    """Without Slack: alerts on stderr, with how long after the commit they were seen."""
+    """Without Slack: alerts in the log (stderr), with how long after the commit they were seen."""
 
     def __init__(self, store: AlertStore, oncall: Oncall, source: str) -> None:
         self.store, self.oncall, self.source = store, oncall, source
@@ -32,8 +31,7 @@ class ConsoleAlerts:
         person = self.oncall.current()
         if self.store.claim(alert, person):
             lag = max(0.0, alert.detected_at - alert.server_time)
-            print(alert_text(alert, person, self.source) + f"\n(seen {lag:.3f} s after the statement started)",
-                  file=sys.stderr, flush=True)
+            log.warning("%s\n(seen %.3f s after the statement started)", alert_text(alert, person, self.source), lag)
 
 
 class WatcherProcess:
@@ -202,7 +200,7 @@ def build_watcher(settings, source: Dsn, *, client=None, on_posted=None,
         on_alert = ConsoleAlerts(store, oncall, source.redacted())
     watcher = WatcherProcess(source, store, on_alert,
                              databases=watch.databases if watch else (), rules=rules, nice=watch.nice if watch else 0,
-                             on_trouble=on_trouble or (lambda text: print(f"watch: {text}", file=sys.stderr, flush=True)))
+                             on_trouble=on_trouble or (lambda text: log.warning("watch: %s", text)))
     return watcher, poster
 
 
@@ -212,13 +210,13 @@ def run_watch(settings, source_text: str | None) -> int:
     elif settings.watch is not None:
         source = settings.watch.source
     else:
-        print("restore-bot watch: pass --source mysql://user:pass@host:port or set [watch] source", file=sys.stderr)
+        log.error("restore-bot watch: pass --source mysql://user:pass@host:port or set [watch] source")
         return 2
     client = alert_client(settings)
     report = trouble_reporter(client, settings.slack.channel)
     watcher, poster = build_watcher(settings, source, client=client, on_trouble=lambda text: report(f"watch: {text}"))
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C
-    print(f"watching {source.redacted()} for destructive events", file=sys.stderr, flush=True)
+    log.info("watching %s for destructive events", source.redacted())
     try:
         watcher.run_forever()
     except KeyboardInterrupt:
