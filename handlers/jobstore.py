@@ -139,10 +139,10 @@ class JobStore:
         sql, params = "SELECT * FROM jobs WHERE 1=1", []
         if states:
             sql += f" AND state IN ({','.join('?' * len(states))})"
-            params += list(states)
+            params += [_state(s) for s in states]   # a misspelt state is an error, not an empty list
         if kind:
             sql += " AND kind = ?"
-            params.append(kind)
+            params.append(_kind(kind))
         sql += " ORDER BY seq DESC LIMIT ?"
         params.append(limit)
         return [_job(r) for r in self._conn().execute(sql, params).fetchall()]
@@ -263,7 +263,7 @@ def _state(value: str) -> JobState:
     try:
         return JobState(value)
     except ValueError:
-        raise IllegalTransition(f"{value!r} is not a job state: one of {_words(JobState)}") from None
+        raise ValueError(f"{value!r} is not a job state: one of {_words(JobState)}") from None
 
 
 def _kind(value: str) -> JobKind:

@@ -310,8 +310,12 @@ def test_an_illegal_transition_is_refused_and_the_job_keeps_its_state(tmp_path):
     store.transition(job.id, ("running",), "failed", error={"message": "boom"})
     with pytest.raises(IllegalTransition, match="from failed it goes to nothing"):
         store.transition(job.id, ("failed",), "queued")                 # a finished job stays finished
-    with pytest.raises(IllegalTransition, match="'done' is not a job state"):
+    with pytest.raises(ValueError, match="'done' is not a job state"):
         store.transition(job.id, ("running",), "done")
+    with pytest.raises(ValueError, match="'finished' is not a job state"):
+        store.jobs(states=("finished",))
+    with pytest.raises(ValueError, match="'stages' is not a job kind"):
+        store.jobs(kind="stages")
     with pytest.raises(IllegalTransition, match="use transition"):
         store.update(job.id, state="queued")
     with pytest.raises(IllegalTransition, match="cannot start succeeded"):
