@@ -52,6 +52,9 @@ def run(args: argparse.Namespace, settings) -> int:
     out = Console(file=sys.stderr if args.json else sys.stdout, width=200)
     if args.command == "prod" and not _approver_ok(args, user, store, out):
         return 2
+    if args.command not in settings.targets and args.command == "prod":
+        return _refuse(args, out, "no prod target is configured",
+                       f"add [targets.prod] dsn = \"mysql://...\" to {args.config or 'the configuration'}")
     access = settings.access if (settings.access.operators or settings.access.approvers) else OpenAccess()
     with ConsoleSession(settings, store, access, user=user, console=out,
                         ask=lambda prompt: getattr(args, "approved_by", "") or "") as session:
@@ -61,9 +64,8 @@ def run(args: argparse.Namespace, settings) -> int:
         job = store.get(job.id)   # as the approval (run inside run_line) left it
         if job.state == "awaiting_approval":   # the approver was refused: the request must not linger
             session.run_line(f"reject {job.id}")
-            _next(out, f"{args.approved_by} could not approve {job.id} (see above); run the command again with "
-                       f"--approved-by naming an approver other than {user}")
-            return 2
+            return _refuse(args, out, f"{args.approved_by} may not approve {job.id} (see above); it is rejected",
+                           f"ask an approver other than {user}, then run: {_again(args, approved_by='NAME')}")
         try:
             job = session.wait(job, timeout=WAIT_SECONDS)
         except KeyboardInterrupt:
@@ -94,8 +96,8 @@ def _approver_ok(args: argparse.Namespace, user: str, store: JobStore, out: Cons
     else:
         return True
     store.audit(user, "refused prod", None, f"{why}, on the command line")
-    out.print(f"refused: a prod restore needs a second person's approval; {why}.")
-    _next(out, f"ask someone else to approve it and run: {_again(args, approved_by='NAME')}")
+    _refuse(args, out, f"a prod restore needs a second person's approval; {why}",
+            f"ask someone else to approve it and run: {_again(args, approved_by='NAME')}")
     return False
 
 
@@ -103,7 +105,17 @@ def _refused(args: argparse.Namespace, store: JobStore, out: Console) -> int:
     """The handler refused (and said why above); say the command that gets past it."""
     last = (store.audit_log(1) or [{}])[0]
     if args.command == "prod" and last.get("action") == "refused prod" and "stage" in last.get("detail", ""):
-        _next(out, f"stage the same plan first: {_again(args, command='stage')}; then run this command again")
+        return _refuse(args, out, f"no stage run of this plan verified OK in the job store ({last['detail']})",
+                       f"stage the same plan first: {_again(args, command='stage')}; then run this command again")
+    return _refuse(args, out, f"{args.command} was refused: {last.get('detail') or 'see above'}", "see above")
+
+
+def _refuse(args: argparse.Namespace, out: Console, message: str, hint: str) -> int:
+    out.print(f"refused: {message}", markup=False, highlight=False)
+    _next(out, hint)
+    if args.json:
+        json.dump({"ok": False, "error": {"message": message, "hint": hint}}, sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
     return 2
 
 
@@ -118,7 +130,7 @@ def _again(args: argparse.Namespace, *, command: str | None = None, approved_by:
     for spec in args.skip:
         words += ["--skip", spec]
     if (command or args.command) == "prod":
-        words += ["--approved-by", approved_by or args.approved_by or "NAME"]
+        words += ["--approved-by", approved_by or getattr(args, "approved_by", None) or "NAME"]
     return " ".join(shlex.quote(w) for w in words)
 
 

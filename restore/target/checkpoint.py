@@ -38,7 +38,7 @@ PROD_KEY = "prod:"   # a prod job's record: "prod:<job tag>"; a restore's key is
 # What a prod job has finished, in order. "swapping": the live tables' triggers may be dropped
 # and the RENAME may have run (DDL cannot be recorded in its own transaction); "renamed": the
 # restored tables are in production, their triggers, views and routines not yet created.
-PROD_PHASES = ("started", "fenced", "rebuilt", "shadowed", "swapping", "renamed", "swapped", "verified")
+PROD_PHASES = ("fenced", "rebuilt", "shadowed", "swapping", "renamed", "swapped", "verified")
 
 
 @dataclass

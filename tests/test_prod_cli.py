@@ -1,0 +1,117 @@
+"""`restore-bot stage` and `restore-bot prod` on the command line, with the chat's gate (real servers).
+
+plan -> stage -> prod end to end: stage records its job in the job store the configuration
+names; prod needs that stage run (the same plan) and a second person's --approved-by, and the
+audit log says who asked and who approved. Without them it refuses, saying what is missing and
+the command to run, and production is not touched.
+"""
+from __future__ import annotations
+
+import pytest
+
+from tests.support.db import checksums, copy_binlogs, databases, dump
+from handlers.jobstore import JobStore
+from restore.mysql.sandbox import Sandbox
+
+pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
+
+
+@pytest.fixture(scope="module")
+def incident(tmp_path_factory):
+    work = tmp_path_factory.mktemp("prodcli")
+    with Sandbox(binlog=True, binlog_format="ROW") as src:
+        with src.connect() as conn, conn.cursor() as cur:
+            cur.execute("CREATE DATABASE club")
+            cur.execute("CREATE TABLE club.posts (id INT AUTO_INCREMENT PRIMARY KEY, title VARCHAR(60))")
+            cur.execute("INSERT INTO club.posts (title) VALUES ('환영합니다 👋')")
+        snap = dump(src, work / "club.sql", ["club"])
+        with src.connect() as conn, conn.cursor() as cur:
+            for i in range(25):
+                cur.execute("INSERT INTO club.posts (title) VALUES (%s)", (f"글 {i}",))
+            before = checksums(conn, ["club"])
+            cur.execute("DROP DATABASE club")
+        binlogs = copy_binlogs(src, work / "binlogs")
+    return {"snap": snap, "binlogs": binlogs, "before": before}
+
+
+def _config(tmp_path, incident, prod: Sandbox, access: str = "") -> str:
+    path = tmp_path / "restore-bot.toml"
+    path.write_text(f"""
+[source]
+snapshots = ["{incident['snap']}"]
+binlogs = "{incident['binlogs']}"
+[targets.prod]
+dsn = "mysql://root@127.0.0.1:{prod.port}?unix_socket={prod.socket}"
+[store]
+path = "{tmp_path / 'jobs.sqlite3'}"
+{access}
+""")
+    return str(path)
+
+
+def _app_writes(prod: Sandbox) -> None:
+    with prod.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE club")
+        cur.execute("CREATE TABLE club.posts (id INT AUTO_INCREMENT PRIMARY KEY, title VARCHAR(60))")
+        cur.execute("INSERT INTO club.posts (title) VALUES ('after the disaster')")
+
+
+def test_plan_stage_prod_on_the_command_line(tmp_path, incident, cli):
+    with Sandbox() as prod:
+        config = _config(tmp_path, incident, prod)
+        _app_writes(prod)
+        plan = cli("plan", "--snapshot", incident["snap"], "--binlogs", incident["binlogs"])
+        assert plan.code == 0 and "DROP DATABASE club" in plan.doc["plan"]["stop"]["reason"], plan
+        stage = cli("stage", "--config", config, "--user", "lee")
+        assert stage.code == 0 and stage.doc["job"]["state"] == "succeeded", stage.err[-3000:]
+        assert stage.doc["job"]["plan_id"] == plan.doc["plan"]["plan_id"]
+        assert "restore-bot prod --config" in stage.err and "--approved-by NAME" in stage.err
+        prod_run = cli("prod", "--config", config, "--user", "lee", "--approved-by", "kim")
+        assert prod_run.code == 0, prod_run.err[-3000:]
+        job = prod_run.doc["job"]
+        assert job["state"] == "succeeded" and job["requester"] == "lee" and job["approver"] == "kim"
+        assert job["stage_job"] == stage.doc["job"]["id"] and job["plan_id"] == plan.doc["plan"]["plan_id"]
+        aside = f"club__before_{job['id'].lower()}"
+        assert job["result"]["prod"]["kept_aside"] == {aside: {"posts": 1}}
+        with prod.connect() as conn:
+            assert checksums(conn, ["club"]) == incident["before"]
+            assert checksums(conn, [aside])[f"{aside}.posts"][0] == 1   # the application's write, aside
+    audit = [(e["actor"], e["action"], e["job"]) for e in JobStore(tmp_path / "jobs.sqlite3").audit_log(50)]
+    assert ("lee", "queued stage", stage.doc["job"]["id"]) in audit
+    assert ("lee", "requested prod", job["id"]) in audit and ("kim", "approved prod", job["id"]) in audit
+
+
+def test_prod_on_the_command_line_refuses_without_stage_or_second_approver(tmp_path, incident, cli):
+    with Sandbox() as prod:
+        config = _config(tmp_path, incident, prod)
+        _app_writes(prod)
+        no_stage = cli("prod", "--config", config, "--user", "lee", "--approved-by", "kim")
+        assert no_stage.code == 2 and "no stage run" in no_stage.doc["error"]["message"], no_stage
+        assert f"restore-bot stage --config {config} --user lee" in no_stage.doc["error"]["hint"]
+        no_approver = cli("prod", "--config", config, "--user", "lee")
+        assert no_approver.code == 2 and "--approved-by" in no_approver.doc["error"]["message"], no_approver
+        assert "--approved-by NAME" in no_approver.doc["error"]["hint"]
+        itself = cli("prod", "--config", config, "--user", "lee", "--approved-by", "lee")
+        assert itself.code == 2 and "self-approval" in itself.doc["error"]["message"], itself
+        store = JobStore(tmp_path / "jobs.sqlite3")
+        assert store.jobs(kind="prod") == []
+        refusals = [e["detail"] for e in store.audit_log(50) if e["action"] == "refused prod"]
+        assert len(refusals) == 3 and any("self-approval" in d for d in refusals), refusals
+        with prod.connect() as conn:   # production untouched
+            assert checksums(conn, ["club"])["club.posts"][0] == 1
+            assert not [d for d in databases(conn) if d.startswith("club__") or d == "_restore_bot"]
+
+
+def test_prod_on_the_command_line_needs_an_approver_from_the_access_list(tmp_path, incident, cli):
+    with Sandbox() as prod:
+        config = _config(tmp_path, incident, prod, '[access]\noperators = ["lee", "kim"]\napprovers = ["boss"]')
+        stage = cli("stage", "--config", config, "--user", "lee")
+        assert stage.code == 0, stage.err[-3000:]
+        refused = cli("prod", "--config", config, "--user", "lee", "--approved-by", "kim")
+        assert refused.code == 2 and "kim may not approve" in refused.doc["error"]["message"], refused
+        store = JobStore(tmp_path / "jobs.sqlite3")
+        [job] = store.jobs(kind="prod")
+        assert job.state == "rejected"    # the request does not wait for an approval that cannot come
+        assert any(e["actor"] == "kim" and e["action"] == "refused approve" for e in store.audit_log(50))
+        with prod.connect() as conn:
+            assert "club" not in databases(conn)
