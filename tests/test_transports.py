@@ -107,8 +107,9 @@ class KakaoWay:
         resp = self.client.post("/kakao/skill", json={"userRequest": req}, headers={TOKEN_HEADER: KAKAO_TOKEN})
         assert resp.status_code == 200, resp.get_data(as_text=True)
         doc = resp.get_json()
-        assert doc["version"] == "2.0"
-        return _words(doc["template"]["outputs"][0]["simpleText"]["text"])
+        texts = [o["simpleText"]["text"] for o in doc["template"]["outputs"]]
+        assert doc["version"] == "2.0" and 1 <= len(texts) <= 3 and all(len(t) <= 1000 for t in texts), doc
+        return _words("\n".join(texts))
 
     def close(self) -> None:
         pass
@@ -181,6 +182,7 @@ def _prod_waiting(store: JobStore) -> None:
 CASES = [
     Case("help", "/restore stage [stop=SPEC] [skip=SPEC ...] [--restart]", "help"),
     Case("/restore", "/backup now · /backup list", "help"),
+    Case("help", "(--stop-before SPEC and --skip SPEC work too.)", "help"),   # the end of the usage (Kakao: 2 outputs)
     Case("frobnicate", "I don't know frobnicate.", "invalid"),
     Case("plan --stop-before", "argument --stop-before: expected one argument", "invalid"),
     Case("plan skip=0-1-5", "queued", "plan", job={"kind": "plan", "args": {"stop_before": "auto", "skips": ["0-1-5"]}}),

@@ -11,6 +11,7 @@ from handlers.presenter.plan_card import kakao_replies
 
 TEXT_LIMIT = 1000          # simpleText.text
 QUICK_REPLIES = 10         # Kakao shows at most ten
+OUTPUTS = 3                # outputs in one skill response
 
 
 def plain(text: str) -> str:
@@ -20,14 +21,31 @@ def plain(text: str) -> str:
 
 
 def skill_response(text: str, quick_replies: list[dict] | None = None) -> dict:
-    """A skill response (version 2.0): one simpleText, and quick replies if any."""
-    text = plain(text)
-    if len(text) > TEXT_LIMIT:
-        text = text[:TEXT_LIMIT - 1] + "…"
-    doc: dict = {"version": "2.0", "template": {"outputs": [{"simpleText": {"text": text}}]}}
+    """A skill response (version 2.0): the text as up to three simpleText outputs (one takes 1000
+    characters: the usage alone is longer), and quick replies if any."""
+    outputs = [{"simpleText": {"text": part}} for part in _parts(plain(text))]
+    doc: dict = {"version": "2.0", "template": {"outputs": outputs}}
     if quick_replies:
         doc["template"]["quickReplies"] = quick_replies[:QUICK_REPLIES]
     return doc
+
+
+def _parts(text: str) -> list[str]:
+    """`text` cut at line ends into at most OUTPUTS parts of at most TEXT_LIMIT characters ("…" where cut)."""
+    parts: list[str] = []
+    for line in text.split("\n"):
+        if parts and len(parts[-1]) + 1 + len(line) <= TEXT_LIMIT:
+            parts[-1] += "\n" + line
+        else:
+            parts.append(line)
+    parts = [_cut(p) for p in parts]
+    if len(parts) > OUTPUTS:
+        parts = parts[:OUTPUTS - 1] + [_cut(parts[OUTPUTS - 1] + "\n…")]
+    return parts
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= TEXT_LIMIT else text[:TEXT_LIMIT - 1] + "…"
 
 
 def callback_wait(text: str) -> dict:
