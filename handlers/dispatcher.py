@@ -19,15 +19,11 @@ from handlers.presenter.answers import args_text, bad_input
 
 REQUESTS = Counter("restore_bot_requests_total", "chat requests by subcommand", ["command"])
 
-# Commands only operators may give, and what a refusal says they could not do.
-OPERATOR_ONLY = {
-    "plan": "start a plan job", "stage": "start a stage job", "drill": "start a drill job",
-    "prod": "request a prod restore", "abort": "abort a job", "choice clear": "clear the saved choice",
-    "choose stop": "change the plan", "choose skip": "change the plan",
-    "alert expected": "mark an event expected", "alert incident": "mark the incident",
-    "backup now": "take a backup", "oncall set": "change who is on call",
-}
-APPROVER_ONLY = {"approve"}
+# Who may give which command (the rest: anyone who can reach the bot). A reject is the
+# approvers' or the requester's: that rule needs the job, so the handler applies it.
+OPERATOR_ONLY = frozenset({"plan", "stage", "drill", "prod", "abort", "choice clear", "choose stop", "choose skip",
+                           "alert expected", "alert incident", "backup now", "oncall set"})
+APPROVER_ONLY = frozenset({"approve"})
 
 
 class Access(Protocol):
@@ -123,7 +119,7 @@ class Dispatcher:
     def _allowed(self, cmd: Command, reply: Reply) -> bool:
         if cmd.name in OPERATOR_ONLY and not self.access.can_operate(cmd.user):
             self.store.audit(cmd.user, f"refused {cmd.name}", cmd.job, "not an operator")
-            reply.ephemeral(say.not_allowed(cmd.user, OPERATOR_ONLY[cmd.name]))
+            reply.ephemeral(say.not_allowed(cmd.user, cmd.name))
             return False
         if cmd.name in APPROVER_ONLY and not self.access.can_approve(cmd.user):
             self.store.audit(cmd.user, f"refused {cmd.name}", cmd.job, "not an approver")

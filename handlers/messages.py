@@ -18,6 +18,13 @@ UNKNOWN_SUBCOMMAND = "I don't know `{name}`."
 BAD_INPUT = "{error}\n\n{usage}"
 NOT_ALLOWED = ("Sorry <@{user}>, you are not on restore-bot's operator list, so I can't {what}. "
                "Ask an operator, or have your id added to [access] in the config. (This was logged.)")
+OPERATORS_ONLY = {   # what NOT_ALLOWED says a person could not do, by command
+    "plan": "start a plan job", "stage": "start a stage job", "drill": "start a drill job",
+    "prod": "request a prod restore", "abort": "abort a job", "choice clear": "clear the saved choice",
+    "choose stop": "change the plan", "choose skip": "change the plan",
+    "alert expected": "mark an event expected", "alert incident": "mark the incident",
+    "backup now": "take a backup", "oncall set": "change who is on call",
+}
 NOT_APPROVER = ("Sorry <@{user}>, only approvers may approve a prod restore. (This was logged.)")
 SELF_APPROVAL = ("<@{user}>, you requested {job} yourself: a *different* approver must approve it.")
 ACK = "{kind} job *{job}* queued — progress goes to the card in <#{channel}>."

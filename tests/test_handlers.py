@@ -283,6 +283,10 @@ def test_every_command_is_routed_and_counted(env):
     names |= {from_action(a, '{"job": "R1", "spec": "0-1-2"}' if a.startswith("candidate") else "0-1-2", "U").name
               for a in ACTIONS}
     assert names <= set(app.routes), names - set(app.routes)
+    from handlers import messages
+    from handlers.dispatcher import APPROVER_ONLY, OPERATOR_ONLY
+    assert OPERATOR_ONLY | APPROVER_ONLY <= names   # the access table names real commands
+    assert OPERATOR_ONLY <= set(messages.OPERATORS_ONLY)   # and a refusal says what could not be done
     before = REGISTRY.get_sample_value("restore_bot_requests_total", {"command": "history"}) or 0
     run("history")
     assert REGISTRY.get_sample_value("restore_bot_requests_total", {"command": "history"}) == before + 1

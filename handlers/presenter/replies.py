@@ -8,8 +8,9 @@ from handlers.presenter.answers import choice_text
 
 
 # -- access (the dispatcher's middleware) ------------------------------------------------------
-def not_allowed(user: str, what: str) -> str:
-    return messages.NOT_ALLOWED.format(user=user, what=what)
+def not_allowed(user: str, command: str) -> str:
+    """`user` may not give `command` (a Command name): only operators may."""
+    return messages.NOT_ALLOWED.format(user=user, what=messages.OPERATORS_ONLY.get(command, f"do `{command}`"))
 
 
 def not_approver(user: str) -> str:
