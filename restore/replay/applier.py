@@ -10,11 +10,13 @@ a `ddl_pending` mark so a crash in between is recognised on resume.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pymysql
 
 from restore.binlog import events as be
+from restore.binlog.source import BinlogSource
 from restore.target import checkpoint
 from restore.replay.batch import Batch, BatchFailed, BatchLimits, Piece
 from restore.errors import ApplyError
@@ -41,9 +43,9 @@ class ApplyStats:
 
 
 class Applier:
-    def __init__(self, conn, plan: Plan, scope: Scope, source, flavor: Flavor, hooks: Hooks,
-                 *, batch_transactions: int = 1000, batch_bytes: int = 4 << 20,
-                 interrupt=None, statement_per_binlog: bool = False,
+    def __init__(self, conn: pymysql.connections.Connection, plan: Plan, scope: Scope, source: BinlogSource,
+                 flavor: Flavor, hooks: Hooks, *, batch_transactions: int = 1000, batch_bytes: int = 4 << 20,
+                 interrupt: Callable[[], None] | None = None, statement_per_binlog: bool = False,
                  given_verdicts: dict[str, str] | None = None) -> None:
         self.conn = conn
         self.plan = plan

@@ -13,6 +13,8 @@ import zlib
 from collections.abc import Callable, Set
 from dataclasses import dataclass, field
 
+import pymysql
+
 from restore.binlog import events as be
 from restore.target import checkpoint
 from restore.replay.conflicts import explain_failure
@@ -78,7 +80,7 @@ class Batch:
     checkpoints carry, the temporary tables the replay has open (a live view: read at each
     commit), `on_commit(done, where)` after every commit and `say(text)` for the operator."""
 
-    def __init__(self, conn, plan_id: str, limits: BatchLimits, *, start: tuple[str, int], done: int,
+    def __init__(self, conn: pymysql.connections.Connection, plan_id: str, limits: BatchLimits, *, start: tuple[str, int], done: int,
                  precise: bool, open_temp_tables: Set[str], on_commit: Callable[[int, str], None],
                  say: Callable[[str], None]) -> None:
         self.conn = conn
