@@ -9,6 +9,7 @@ from collections.abc import Callable
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from restore.binlog.server import ServerBinlogs
+from restore.mysql.dsn import Dsn
 from restore.errors import RestoreError
 
 log = logging.getLogger("restore-bot.follow")
@@ -72,7 +73,7 @@ class Follower:
             self.on_trouble(f"recovered: the {self.name} stream is flowing again "
                             f"(after {time.monotonic() - began:.0f} s of trouble)")
 
-    def open_source(self, dsn, *, blocking: bool) -> ServerBinlogs:
+    def open_source(self, dsn: Dsn, *, blocking: bool) -> ServerBinlogs:
         """The stream reader for this pass, closed already if `stop()` came first (no race with it)."""
         self._source = source = ServerBinlogs(dsn, blocking=blocking, on_flowing=self.flowing,
                                               flowing_after=self._failed_at)
