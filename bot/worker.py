@@ -19,7 +19,8 @@ from restore.errors import RestoreError
 from handlers import messages
 from handlers.alerts import AlertStore, Oncall, mention
 from handlers.jobstore import Job, JobStore
-from handlers.plan_card import verdict_line
+from handlers.presenter.plan_card import verdict_line
+from handlers.presenter.results import drill_summary, plan_summary, prod_summary, verification_summary
 
 log = logging.getLogger("restore-bot.worker")
 RESUMED = ("↻ the worker restarted; the job runs again: on a kept target it resumes from the last "
@@ -217,7 +218,7 @@ class Worker:
         target = self.settings.targets["prod"]
         outcome = api.prod(planned, evidence, api.ProdTarget(target.dsn, target.fence, tuple(target.fence_users)),
                            job_tag=job.id.lower(), hooks=hooks, interrupt=interrupt)
-        return {"summary": summary + " " + outcome.summary(), "prod": outcome.to_dict(), "plan_id": planned.plan_id}
+        return {"summary": summary + " " + prod_summary(outcome), "prod": outcome.to_dict(), "plan_id": planned.plan_id}
 
     def _keep(self):
         keep, watch = self.settings.keep, self.settings.watch
@@ -234,22 +235,9 @@ class Worker:
         """Raises DrillFailed (the job fails, the channel reads "FAILED" with the file and position)
         when the backups would not restore; see BackupDrill for what is checked."""
         keep, watch = self._keep()
-        return api.drill(api.DrillInput(keep.backup_dir, keep.archive_dir, watch.source),
-                         hooks=hooks, interrupt=interrupt).to_dict()
-
-
-def plan_summary(plan) -> str:
-    stop = plan.stop
-    where = (f"stops before {stop.tx_file}:{stop.tx_pos}{' (GTID ' + stop.gtid + ')' if stop.gtid else ''}: "
-             f"{stop.reason}." if stop else f"replays to the end of the binlog ({plan.end[0]}:{plan.end[1]}).")
-    return f"Plan {plan.plan_id}: {plan.transactions} transactions into {', '.join(sorted(plan.databases))}; {where}"
-
-
-def verification_summary(doc: dict) -> str:
-    ver = doc.get("verification") or {}
-    tables = ver.get("tables", {})
-    return (f"Verified {len(tables)} tables: " +
-            ", ".join(f"{name} {t['rows']} rows (checksum {t['checksum']})" for name, t in sorted(tables.items())))
+        drilled = api.drill(api.DrillInput(keep.backup_dir, keep.archive_dir, watch.source),
+                            hooks=hooks, interrupt=interrupt).to_dict()
+        return {"summary": drill_summary(drilled), **drilled}
 
 
 def _alive(pid: int) -> bool:

@@ -213,12 +213,11 @@ class DrillInput:
 
 @dataclass
 class Drilled:
-    summary: str
-    report: dict
-    restore: dict
+    report: dict      # what was checked, with the numbers (BackupDrill)
+    restore: dict     # the sandbox restore's RestoreResult.to_dict()
 
     def to_dict(self) -> dict:
-        return {"summary": self.summary, "drill": self.report, "restore": self.restore}
+        return {"drill": self.report, "restore": self.restore}
 
 
 def drill(inputs: DrillInput, *, hooks: Hooks | None = None, interrupt: Interrupt = None) -> Drilled:
@@ -230,7 +229,7 @@ def drill(inputs: DrillInput, *, hooks: Hooks | None = None, interrupt: Interrup
                            hint="take one with /backup now and run the archiver ([keep] archive_dir)")
     doc = BackupDrill(Path(newest), inputs.archive_dir, inputs.source, hooks=hooks or NullHooks(),
                       interrupt=interrupt).run()
-    return Drilled(doc["summary"], doc["drill"], doc["restore"])
+    return Drilled(doc["drill"], doc["restore"])
 
 
 def backup(source: Dsn, databases: Sequence[str], directory: str | os.PathLike) -> Backup:

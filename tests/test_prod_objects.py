@@ -8,6 +8,7 @@ from restore import api
 from restore.prod import objects as prod_objects
 from restore.errors import RestoreError
 from restore.prod.swap import ProdRestore
+from handlers.presenter.results import prod_summary
 from restore.mysql.sandbox import Sandbox
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
@@ -111,7 +112,7 @@ def test_prod_restore_brings_back_triggers_views_and_routines(story):
     assert outcome.swapped
     assert outcome.objects == {"club": ["function member_count", "procedure add_member", "trigger members_count",
                                         "trigger members_tag", "view busiest", "view busy"]}
-    assert "6 triggers, views and routines" in outcome.summary(), outcome.summary()
+    assert "6 triggers, views and routines" in prod_summary(outcome), prod_summary(outcome)
 
 
 def test_prod_restore_keeps_the_live_schemas_objects_aside(story):
@@ -134,7 +135,7 @@ def test_prod_restore_keeps_the_live_schemas_objects_aside(story):
             assert cur.fetchall() == ((1, 1), (2, 1), (3, 1))
     assert outcome.kept_aside == {"club__before_o2": {"attendance": 2}}
     assert outcome.left_in_live == {"club": ["procedure app_only"]}
-    summary = outcome.summary()
+    summary = prod_summary(outcome)
     assert "procedure app_only" in summary and "club__before_o2" in summary, summary
 
 

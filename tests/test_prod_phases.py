@@ -9,7 +9,6 @@ is sent at two points, and a rerun after a success on an empty production is rec
 """
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

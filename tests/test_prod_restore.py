@@ -8,6 +8,7 @@ from tests.support.db import checksums, copy_binlogs, dump
 from restore import api
 from restore.errors import TargetError
 from restore.prod.swap import ProdRestore
+from handlers.presenter.results import prod_summary
 from restore.mysql.sandbox import Sandbox
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
@@ -63,7 +64,7 @@ def test_prod_swaps_in_and_keeps_the_app_writes(story):
                 assert cur.fetchall() == ()
     assert outcome.swapped
     assert outcome.kept_aside == {"club__before_r7": {"attendance": 2}}
-    assert "2 rows the application wrote" in outcome.summary()
+    assert "2 rows the application wrote" in prod_summary(outcome)
 
 
 def test_prod_refuses_while_a_writer_is_connected(story):

@@ -187,7 +187,7 @@ class BackupDrill:
                               hint=f"{exc.hint.rstrip('.')}. {next_step}" if exc.hint else next_step) from exc
 
     def run(self) -> dict:
-        """The drill's report; raises DrillFailed when the backups would not restore."""
+        """The drill's report and the restore's; raises DrillFailed when the backups would not restore."""
         snapshots = self._check(f"the snapshot {self.snapshot.name}", lambda: read_snapshots([str(self.snapshot)]),
                                 f"This dump cannot be restored: take a new one with /backup now, {_AGAIN}")
         snap = snapshots[0]
@@ -223,8 +223,7 @@ class BackupDrill:
         report = {"verdict": "OK", "snapshot": str(self.snapshot), "start": start, "end": end,
                   "archive": archive, "transactions": plan.transactions, "skipped": len(plan.skips),
                   "rows_predicted": counted, "checksums": checks.to_dict(), "notes": plan.warnings}
-        return {"summary": self._summary(plan, start, archive, tables, counted, checks), "drill": report,
-                "restore": result.to_dict()}
+        return {"drill": report, "restore": result.to_dict()}   # in words: handlers.presenter.results
 
     def _archive_read(self, plan: Plan, binlogs) -> dict:
         """Where the archive ends; a snapshot newer than the archive's end fails: nothing replays it."""
@@ -269,29 +268,6 @@ class BackupDrill:
             hint=(f"the snapshot {self.snapshot.name} or an archived binlog before {checks.at} does not hold what the "
                   "source holds (a changed or incomplete dump, a damaged archive, or changes made with sql_log_bin=0). "
                   f"Take a new snapshot with /backup now and {_AGAIN.removeprefix('then ')}{versions}"))
-
-    def _summary(self, plan: Plan, start: str, archive: dict, tables: dict, counted: list[str],
-                 checks: ChecksumComparison) -> str:
-        def listing(names: list[str]) -> str:
-            return ", ".join(f"{n} {tables[n].rows} rows" if n in tables else n for n in names[:12]) + \
-                (f" and {len(names) - 12} more" if len(names) > 12 else "")
-        end = f"{plan.end[0]}:{plan.end[1]}"
-        lines = [f"{self.head}: OK — restored into a sandbox and verified:",
-                 f"• archive: {archive['files']} file(s) read from {start} to {archive['archive_end']}, no file missing, "
-                 f"every event CRC-checked; {plan.transactions} transactions replayed up to {end}, none skipped",
-                 f"• rows: {len(counted)} of {len(tables)} tables hold the row count the dump plus binlog predict"
-                 + (f" ({listing(counted)})" if counted else "")
-                 + (f"; {len(tables) - len(counted)} changed by statement-format DML, uncounted" if len(counted) < len(tables) else "")]
-        if checks.not_compared:
-            lines.append(f"• checksums: NOT compared: {checks.not_compared}")
-        else:
-            total = len(checks.equal) + len(checks.changed)
-            lines.append(f"• checksums: {len(checks.equal)} of {total} tables equal the source's CHECKSUM TABLE at {checks.at}"
-                         + (f" ({listing(checks.equal)})" if checks.equal else "")
-                         + (f"; {len(checks.changed)} changed on the source since, not comparable ({listing(checks.changed)})"
-                            if checks.changed else ""))
-        lines += [f"• note: {w}" for w in plan.warnings]
-        return "\n".join(lines)
 
 
 def _version(dsn: Dsn) -> str:

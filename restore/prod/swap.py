@@ -44,23 +44,13 @@ from restore.replay.verify import table_checksums
 
 @dataclass
 class ProdOutcome:
+    """What a prod restore did (in words: handlers.presenter.results.prod_summary)."""
     checksums: dict[str, tuple[int, int | None]] = field(default_factory=dict)
     kept_aside: dict[str, dict[str, int]] = field(default_factory=dict)   # aside db -> {table: rows}
     swapped: bool = False
     objects: dict[str, list[str]] = field(default_factory=dict)        # db -> restored "trigger t", "view v"...
     objects_aside: dict[str, list[str]] = field(default_factory=dict)  # aside db -> the live schema's, kept there
     left_in_live: dict[str, list[str]] = field(default_factory=dict)   # db -> views/routines the restore lacks
-
-    def summary(self) -> str:
-        aside = "; ".join(f"{db} keeps {sum(t.values())} rows the application wrote after the disaster "
-                          f"({', '.join(f'{n}: {r}' for n, r in sorted(t.items()))})"
-                          for db, t in self.kept_aside.items()) or "the live schema held nothing"
-        count = sum(map(len, self.objects.values()))
-        text = (f"Swapped {len(self.checksums)} verified tables into production"
-                f"{f', with {count} triggers, views and routines' if count else ''}. Kept aside: {aside}.")
-        text += "".join(f" {db} also keeps the live schema's {', '.join(o)}." for db, o in self.objects_aside.items())
-        text += "".join(f" Left in {db}, not in the restored copy: {', '.join(o)}." for db, o in self.left_in_live.items())
-        return text
 
     def to_dict(self) -> dict:
         return {"tables": {n: {"rows": r, "checksum": c} for n, (r, c) in sorted(self.checksums.items())},
