@@ -1,17 +1,30 @@
-"""`restore-bot stage` and `restore-bot prod` on the command line, with the chat's gate (real servers).
+"""Prod jobs through the job store (real servers): `restore-bot stage` and `restore-bot prod` on the
+command line with the chat's gate, and a worker that dies in a prod job.
 
 plan -> stage -> prod end to end: stage records its job in the job store the configuration
 names; prod needs that stage run (the same plan) and a second person's --approved-by, and the
 audit log says who asked and who approved. Without them it refuses, saying what is missing and
 the command to run, and production is not touched.
+
+A worker that dies during a prod job: the restarted worker runs the job again and the engine
+resumes it from the phase recorded on the target. The known case first: production was empty
+(DROP DATABASE, nothing recreated), the job swapped and verified, and the worker died before
+marking it succeeded. Run again, it is recognised as done: not rebuilt, and the restored tables
+are not moved aside as if the application had written them.
 """
 from __future__ import annotations
+
+import os
 
 import pytest
 
 from tests.support.db import checksums, copy_binlogs, databases, dump
+from bot.config import load_settings
+from bot.worker import RESUMED, Worker
 from handlers.jobstore import JobStore
 from restore.mysql.sandbox import Sandbox
+from restore.prod import swap
+from restore.target import checkpoint
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 
@@ -115,3 +128,60 @@ def test_prod_on_the_command_line_needs_an_approver_from_the_access_list(tmp_pat
         assert any(e["actor"] == "kim" and e["action"] == "refused approve" for e in store.audit_log(50))
         with prod.connect() as conn:
             assert "club" not in databases(conn)
+
+
+class Died(BaseException):
+    """The worker process dies: nothing catches it, the job stays "running" in the store."""
+
+
+def _run(worker: Worker, store: JobStore, job_id: str) -> None:
+    assert store.transition(job_id, ("queued",), "running", worker_pid=os.getpid())
+    worker.run_job(job_id)
+
+
+@pytest.mark.parametrize("dies_after,app_wrote", [("verified", False), ("renamed", True)])
+def test_a_prod_job_whose_worker_died_resumes_from_the_record(tmp_path, incident, monkeypatch, dies_after, app_wrote):
+    with Sandbox() as prod:
+        if app_wrote:
+            _app_writes(prod)
+        settings = load_settings(_config(tmp_path, incident, prod), env={})
+        store = JobStore(settings.store_path)
+        worker = Worker(settings, store)
+        args = {"stop_before": "auto", "skips": []}
+        stage = store.create("stage", "stage", "lee", args=args)
+        _run(worker, store, stage.id)
+        stage = store.get(stage.id)
+        assert stage.state == "succeeded" and stage.result["evidence"]["plan_id"] == stage.plan_id, stage.error
+        job = store.create("prod", "prod", "lee", args=args, plan_id=stage.plan_id, stage_job=stage.id)
+        real = checkpoint.record_prod
+
+        def dies(conn, record):
+            real(conn, record)
+            if record.phase == dies_after:
+                raise Died(f"the worker died after recording {dies_after}")
+        monkeypatch.setattr(swap.checkpoint, "record_prod", dies)
+        with pytest.raises(Died):
+            _run(worker, store, job.id)
+        monkeypatch.setattr(swap.checkpoint, "record_prod", real)
+        assert store.get(job.id).state == "running"
+        worker.recover()   # what a restarted worker does first
+        assert store.get(job.id).state == "queued" and RESUMED in store.events(job.id)
+        _run(worker, store, job.id)
+        done = store.get(job.id)
+        with prod.connect() as conn:
+            restored = checksums(conn, ["club"])
+            aside = {d: checksums(conn, [d]) for d in databases(conn) if d.startswith("club__")}
+            assert checkpoint.load_prod(conn, job.id.lower()).phase == "verified"
+    assert done.state == "succeeded", (done.error, store.events(job.id))
+    assert restored == incident["before"]
+    events = "\n".join(store.events(job.id))
+    if app_wrote:
+        name = f"club__before_{job.id.lower()}"
+        assert {d: {t: r for t, (r, _c) in v.items()} for d, v in aside.items()} == {name: {f"{name}.posts": 1}}
+        assert done.result["prod"]["kept_aside"] == {name: {"posts": 1}}
+        assert "finished phase renamed" in events and "1 rows the application wrote" in done.result["summary"]
+    else:
+        assert aside == {}, aside   # the restored tables were not moved aside
+        assert done.result["prod"]["kept_aside"] == {} and "the live schema held nothing" in done.result["summary"]
+        assert "already swapped this plan into production" in events
+        assert "▶ rebuild started" not in events.split(RESUMED)[-1]
