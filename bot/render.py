@@ -6,9 +6,8 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from restore.api import Plan, RestoreResult, iso
 from restore.errors import RestoreError
-from restore.plan.plan import Plan, iso
-from restore.replay.runner import RestoreResult
 
 out = Console()
 err = Console(file=sys.stderr)

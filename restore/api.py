@@ -30,7 +30,7 @@ from restore.mysql.dsn import Dsn
 from restore.mysql.leftovers import sweep
 from restore.mysql.sandbox import Sandbox
 from restore.plan.destructive import DestructiveRules
-from restore.plan.plan import Plan
+from restore.plan.plan import Plan, iso
 from restore.plan.planner import make_plan
 from restore.plan.snapshot import Snapshot, read_snapshots
 from restore.plan.spec import SPEC_HELP
@@ -45,7 +45,7 @@ __all__ = [
     # what callers need of the engine's own types, choices and tools
     "BinlogSource", "open_binlogs", "read_snapshots", "make_plan", "restore", "Plan", "Snapshot",
     "RestoreResult", "ProdOutcome", "Backup", "Dsn", "DestructiveRules", "DrillFailed", "Archiver", "sweep",
-    "newest_snapshot", "SPEC_HELP", "FENCE_CHOICES", "EXISTING_CHOICES",
+    "newest_snapshot", "iso", "SPEC_HELP", "FENCE_CHOICES", "EXISTING_CHOICES",
 ]
 
 Interrupt = Callable[[], None] | None
