@@ -12,15 +12,8 @@ from slack_sdk.errors import SlackApiError
 
 from bot.alert_client import AlertSlackClient, RateLimited
 from handlers.alerts import AlertPoster, AlertStore, Oncall, mask_literals
+from tests.support.alert_samples import alert_at
 from tests.support.fake_slack import FakeSlack
-from restore.live.watcher import Alert
-
-
-def _alert(pos: int) -> Alert:
-    return Alert(key=f"binlog.000001:{pos}", reason="DROP TABLE", statement="DROP TABLE club.log",
-                 database="club", table="log", rows=None, file="binlog.000001", pos=pos,
-                 tx_file="binlog.000001", tx_pos=pos - 40, gtid=None, server_time=int(time.time()),
-                 thread_id=7, detected_at=time.time())
 
 
 def _poster(fake: FakeSlack, tmp_path, **kw) -> AlertPoster:
@@ -39,7 +32,7 @@ def test_alerts_go_out_on_one_connection_kept_warm(tmp_path):
             poster.scheduler.pause_job("keep-warm")  # an alert beside a keep-warm call takes a second connection
             time.sleep(0.1)  # (the last keep-warm call reads its answer)
             for pos in (100, 200, 300):
-                poster.post(_alert(pos))  # on this thread: done when it returns
+                poster.post(alert_at(pos))  # on this thread: done when it returns
         finally:
             poster.stop()
         calls = fake.snapshot()
@@ -55,9 +48,9 @@ def test_connection_closed_by_slack_while_idle_is_reopened_at_once(tmp_path):
     with FakeSlack(idle_timeout=0.3) as fake:
         poster = _poster(fake, tmp_path, keep_warm=0)
         try:
-            poster.post(_alert(100))
+            poster.post(alert_at(100))
             time.sleep(1.0)  # the fake closes the idle connection
-            poster.post(_alert(200))
+            poster.post(alert_at(200))
             posts = fake.find("chat.postMessage")  # right after post() returned: no backoff retry was needed
         finally:
             poster.stop()
@@ -70,7 +63,7 @@ def test_rate_limited_alert_waits_as_long_as_slack_asks(tmp_path):
         fake.rate_limit("chat.postMessage", 1, retry_after=3)
         poster = _poster(fake, tmp_path, keep_warm=0)
         try:
-            poster.post(_alert(100))
+            poster.post(alert_at(100))
             fake.wait_for(lambda calls: [c for c in calls if c.method == "chat.postMessage" and c.status == 200],
                           timeout=15, what="the alert, after the 429")
             time.sleep(1.5)  # no second copy arrives later
@@ -105,7 +98,7 @@ def test_client_raises_slack_refusals_and_keep_warm_reports_trouble_once(caplog)
 
 def test_alert_masks_quoted_values_in_the_statement(tmp_path):
     """A mass UPDATE that sets a password posts what was hit, not the value (nor keeps it in the store)."""
-    alert = dataclasses.replace(_alert(100), statement="UPDATE users SET password = 'hunter''2', api_token=\"tok-9f\", "
+    alert = dataclasses.replace(alert_at(100), statement="UPDATE users SET password = 'hunter''2', api_token=\"tok-9f\", "
                                                        "k=0xBEEF WHERE id > 5 /* by 'cut' */")
     with FakeSlack() as fake:
         poster = _poster(fake, tmp_path, keep_warm=0)

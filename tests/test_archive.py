@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.support.binlog_archive import archived_files, insert_traffic, server_binlog_files
 from tests.support.db import checksums, dump, target_url
 from restore.live.archiver import Archiver
 from restore.binlog.files import BinlogDirectory
@@ -17,28 +18,8 @@ from restore.mysql.sandbox import Sandbox
 import pytest
 
 
-def _server_files(src: Sandbox) -> dict[str, bytes]:
-    """The server's binlog files, as a finished copy has them: a server marks the file it is
-    writing "in use" in its format description's flags (byte 21) and clears it on close; the
-    copy of that file is not in use, so that one bit is the only one compared as cleared."""
-    out = {}
-    for p in Path(src.binlog_dir).iterdir():
-        if p.name.startswith("binlog.") and p.name[7:].isdigit():
-            data = bytearray(p.read_bytes())
-            data[21] &= ~0x01
-            out[p.name] = bytes(data)
-    return out
-
-
-def _archive(d: Path) -> dict[str, bytes]:
-    # The archiver creates its directory only once it has started: before that, nothing is copied.
-    if not d.is_dir():
-        return {}
-    return {p.name: p.read_bytes() for p in d.iterdir()}
-
-
 def _archived_bytes(d: Path) -> int:
-    return sum(len(b) for b in _archive(d).values())
+    return sum(len(b) for b in archived_files(d).values())
 
 
 def _wait_for_growth(d: Path, than: int, timeout: float = 30) -> int:
@@ -53,32 +34,22 @@ def _wait_for_growth(d: Path, than: int, timeout: float = 30) -> int:
     raise AssertionError(f"the archiver copied nothing new into {d} within {timeout} s")
 
 
-def _traffic(src: Sandbox, n: int, flush_every: int = 0) -> None:
-    with src.connect() as conn, conn.cursor() as cur:
-        cur.execute("CREATE DATABASE IF NOT EXISTS club")
-        cur.execute("CREATE TABLE IF NOT EXISTS club.t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(50))")
-        for i in range(n):
-            cur.execute("INSERT INTO club.t (v) VALUES (%s)", (f"value {i} " + "x" * (i % 40),))
-            if flush_every and i % flush_every == flush_every - 1:
-                cur.execute("FLUSH BINARY LOGS")
-
-
 @pytest.mark.mysql
 def test_copy_is_byte_identical_and_resumable(tmp_path):
     with Sandbox(binlog=True, binlog_format="ROW") as src:
-        _traffic(src, 300, flush_every=100)
+        insert_traffic(src, 300, flush_every=100)
         arch = Archiver(src.dsn, tmp_path / "archive")
         assert arch.copy() > 0
-        _traffic(src, 120, flush_every=50)
+        insert_traffic(src, 120, flush_every=50)
         arch.copy()
-        assert _archive(tmp_path / "archive") == _server_files(src)
+        assert archived_files(tmp_path / "archive") == server_binlog_files(src)
 
 
 @pytest.mark.mysql
 def test_kill_minus_nine_then_restart_is_byte_identical(tmp_path):
     archive = tmp_path / "archive"
     with Sandbox(binlog=True, binlog_format="ROW") as src:
-        _traffic(src, 50)
+        insert_traffic(src, 50)
         cmd = [sys.executable, "-m", "bot.cli", "archive", "--source", src.url, "--dir", str(archive)]
         for round_ in range(3):
             # measured right before this round's archiver starts: the previous one kept copying
@@ -86,25 +57,25 @@ def test_kill_minus_nine_then_restart_is_byte_identical(tmp_path):
             # return (and the kill land) before this archiver has copied anything
             copied = _archived_bytes(archive)
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            _traffic(src, 400, flush_every=150)
+            insert_traffic(src, 400, flush_every=150)
             _wait_for_growth(archive, copied)
-            _traffic(src, 100)
+            insert_traffic(src, 100)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and _archive(archive) != _server_files(src):
+        while time.monotonic() < deadline and archived_files(archive) != server_binlog_files(src):
             time.sleep(0.2)
         proc.terminate()
         proc.wait(timeout=10)
-        assert _archive(archive) == _server_files(src)
+        assert archived_files(archive) == server_binlog_files(src)
 
 
 def test_restore_from_archive_equals_restore_from_server(cli, tmp_path, target):
     with Sandbox(binlog=True, binlog_format="MIXED") as src:
-        _traffic(src, 10)
+        insert_traffic(src, 10)
         snap = dump(src, tmp_path / "club.sql", ["club"])
-        _traffic(src, 200, flush_every=70)
+        insert_traffic(src, 200, flush_every=70)
         with src.connect() as conn, conn.cursor() as cur:
             before = checksums(conn, ["club"])
             cur.execute("DROP DATABASE club")
@@ -142,18 +113,18 @@ def _flush_and_purge(src: Sandbox, to: str | None = None, timeout: float = 15) -
 def test_purged_before_archived_is_a_named_gap(tmp_path):
     troubles: list[str] = []
     with Sandbox(binlog=True, binlog_format="ROW") as src:
-        _traffic(src, 20)
+        insert_traffic(src, 20)
         arch = Archiver(src.dsn, tmp_path / "archive", on_trouble=troubles.append)
         arch.copy()
-        _traffic(src, 60, flush_every=20)
+        insert_traffic(src, 60, flush_every=20)
         newest = _flush_and_purge(src)
-        _traffic(src, 5)
+        insert_traffic(src, 5)
         arch.copy()
-        server = _server_files(src)
+        server = server_binlog_files(src)
     assert len(troubles) == 1, troubles
     assert "gap" in troubles[0] and "binlog.000001" in troubles[0] and "snapshot" in troubles[0]
     # the alert is raised, and the archive goes on with what the server still has
-    assert _archive(tmp_path / "archive")[newest] == server[newest]
+    assert archived_files(tmp_path / "archive")[newest] == server[newest]
 
 
 @pytest.mark.mysql
@@ -163,29 +134,29 @@ def test_purged_partial_file_is_a_named_gap_and_archiving_goes_on(tmp_path):
     archive = tmp_path / "archive"
     troubles: list[str] = []
     with Sandbox(binlog=True, binlog_format="ROW") as src:
-        _traffic(src, 20)
+        insert_traffic(src, 20)
         arch = Archiver(src.dsn, archive, on_trouble=troubles.append)
         arch.copy()  # binlog.000001 as far as it goes now: no ROTATE at its end yet
         partial = (archive / "binlog.000001").read_bytes()
-        _traffic(src, 30)  # the tail the archive never sees
+        insert_traffic(src, 30)  # the tail the archive never sees
         _flush_and_purge(src, "binlog.000002")
-        _traffic(src, 10)
+        insert_traffic(src, 10)
         arch.copy()
         arch.copy()  # the same gap is not reported twice
         # binlog.000002 archived up to its ROTATE is complete: purging it is no gap
         with src.connect() as conn, conn.cursor() as cur:
             cur.execute("FLUSH BINARY LOGS")
         arch.copy()
-        second = _server_files(src)["binlog.000002"]
+        second = server_binlog_files(src)["binlog.000002"]
         _flush_and_purge(src, "binlog.000003")
-        _traffic(src, 5)
+        insert_traffic(src, 5)
         arch.copy()
-        third = _server_files(src)["binlog.000003"]
+        third = server_binlog_files(src)["binlog.000003"]
     assert len(troubles) == 1, troubles
     alert = troubles[0]
     assert "gap" in alert and "binlog.000001" in alert and f"{len(partial)}" in alert, alert
     assert "backup" in alert or "snapshot" in alert, alert
-    files = _archive(archive)
+    files = archived_files(archive)
     assert files["binlog.000001"] == partial  # neither rewritten nor cut
     assert files["binlog.000002"] == second and files["binlog.000003"] == third
     # A restore reading the archive refuses to run across the gap, naming where it is...

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from tests.support.db import dump, dump_coordinates
 from restore.live.archiver import Archiver
 from restore.mysql.sandbox import Sandbox
-from tests.test_archive import _archive, _server_files, _traffic
+from tests.support.binlog_archive import archived_files, insert_traffic, server_binlog_files
 
 import pytest
 
@@ -25,14 +25,14 @@ def world(tmp_path_factory):
     archive of all seven files (copied by each test, which then ages or shrinks its copy)."""
     root = tmp_path_factory.mktemp("retention")
     with Sandbox(binlog=True, binlog_format="ROW") as src:
-        _traffic(src, 30, flush_every=10)
+        insert_traffic(src, 30, flush_every=10)
         backups = root / "backups"
         backups.mkdir()
         snap = dump(src, backups / "20240101-000000-club.sql", ["club"])
         start = dump_coordinates(snap)[0]
-        _traffic(src, 30, flush_every=10)
+        insert_traffic(src, 30, flush_every=10)
         Archiver(src.dsn, root / "archive").copy()
-        assert sorted(_archive(root / "archive")) == NAMES and start == "binlog.000004"
+        assert sorted(archived_files(root / "archive")) == NAMES and start == "binlog.000004"
         yield SimpleNamespace(src=src, base=root / "archive", backups=backups, snap=snap)
 
 
@@ -55,7 +55,7 @@ def _archiver(world, d: Path, troubles: list[str], backup_dir=None, **keep) -> A
 
 def _kept(world, d: Path, names) -> None:
     """Exactly `names` are left, each as archived."""
-    assert _archive(d) == {n: (world.base / n).read_bytes() for n in names}
+    assert archived_files(d) == {n: (world.base / n).read_bytes() for n in names}
 
 
 @pytest.mark.parametrize("old, removed", [
@@ -75,7 +75,7 @@ def test_age_retention_keeps_what_the_newest_backup_needs(world, tmp_path, old, 
 
 def test_size_retention_keeps_what_the_newest_backup_needs(world, tmp_path):
     d = _copy(world, tmp_path)
-    total = sum(len(b) for b in _archive(d).values())
+    total = sum(len(b) for b in archived_files(d).values())
     troubles: list[str] = []
     # just over the limit: the oldest file goes, and that is enough
     first = _archiver(world, d, troubles, keep_bytes=total - len((d / NAMES[0]).read_bytes()))
@@ -148,6 +148,6 @@ def test_copy_applies_retention_at_each_rotation(world, tmp_path):
     d = tmp_path / "archive"
     troubles: list[str] = []
     _archiver(world, d, troubles, keep_bytes=1).copy()
-    server = _server_files(world.src)
-    assert _archive(d) == {n: server[n] for n in NAMES[3:]}
+    server = server_binlog_files(world.src)
+    assert archived_files(d) == {n: server[n] for n in NAMES[3:]}
     assert troubles == []

@@ -9,58 +9,31 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from pathlib import Path
 
 from tests.support.fake_slack import FakeSlack
 from restore.live.archiver import Archiver
 from restore.mysql.dsn import Dsn
 from restore.mysql.sandbox import Sandbox
 from restore.live.watcher import Watcher
-from tests.test_archive import _archive, _server_files, _traffic
+from tests.support.binlog_archive import archived_files, insert_traffic, server_binlog_files
+from tests.support.watching import MemoryPositions, server_status, wait_until
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
-
-
-class Positions:
-    def __init__(self) -> None:
-        self.pos = None
-
-    def load(self):
-        return self.pos
-
-    def save(self, file: str, pos: int) -> None:
-        self.pos = (file, pos)
-
-
-def _status(src: Sandbox, name: str) -> int:
-    """A counter of the source server (SHOW GLOBAL STATUS): how often it saw something happen."""
-    with src.connect() as conn, conn.cursor() as cur:
-        cur.execute("SHOW GLOBAL STATUS LIKE %s", (name,))
-        return int(cur.fetchone()[1])
-
-
-def _wait_until(condition, what: str, said: list[str], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}; it said:\n{''.join(said)}")
-        time.sleep(0.1)
 
 
 def test_wrong_credentials_alert_once_and_keep_retrying():
     with Sandbox(binlog=True) as src:
         bad = Dsn("root", "not-the-password", "127.0.0.1", src.port)
         troubles: list[str] = []
-        watcher = Watcher(bad, Positions(), lambda alert: None, on_trouble=troubles.append)
+        watcher = Watcher(bad, MemoryPositions(), lambda alert: None, on_trouble=troubles.append)
         thread = threading.Thread(target=watcher.run_forever, daemon=True)
         thread.start()
         try:
-            _wait_until(lambda: troubles, "the watcher to report the refusal", troubles)
+            wait_until(lambda: troubles, "the watcher to report the refusal", troubles)
             # every attempt is refused anew: two more refusals mean it retried after the report
-            refused = _status(src, "Access_denied_errors")
-            _wait_until(lambda: _status(src, "Access_denied_errors") >= refused + 2, "the watcher to retry twice",
-                        troubles)
+            refused = server_status(src, "Access_denied_errors")
+            wait_until(lambda: server_status(src, "Access_denied_errors") >= refused + 2, "the watcher to retry twice",
+                       troubles)
         finally:
             watcher.stop()
             thread.join(timeout=5)
@@ -79,7 +52,7 @@ def _limit_file_size(limit: int):
 def test_full_disk_reports_and_corrupts_nothing(tmp_path):
     archive = tmp_path / "archive"
     with Sandbox(binlog=True, binlog_format="ROW") as src:
-        _traffic(src, 300)
+        insert_traffic(src, 300)
         cmd = [sys.executable, "-m", "bot.cli", "archive", "--source", src.url, "--dir", str(archive)]
         slack = FakeSlack().start()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "RESTORE_BOT_"))}
@@ -94,13 +67,13 @@ def test_full_disk_reports_and_corrupts_nothing(tmp_path):
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
         try:
-            _wait_until(lambda: any("cannot write" in line for line in lines), "the archiver to report the full disk",
-                        lines)
+            wait_until(lambda: any("cannot write" in line for line in lines), "the archiver to report the full disk",
+                       lines)
             # Each attempt lists the binary logs (twice: for the gap check, then to start the stream),
             # and the next one starts only after it failed: three more listings mean that a whole
             # retry after the report failed (quietly, or it would be in `lines`) and another began.
-            listed = _status(src, "Com_show_binlogs")
-            _wait_until(lambda: _status(src, "Com_show_binlogs") >= listed + 3, "the archiver to retry", lines)
+            listed = server_status(src, "Com_show_binlogs")
+            wait_until(lambda: server_status(src, "Com_show_binlogs") >= listed + 3, "the archiver to retry", lines)
             slack.wait_for(lambda calls: [c for c in calls if "⚠️" in c.text], timeout=15,
                            what="the report in the channel (posted by a thread of its own)")
         finally:
@@ -115,4 +88,4 @@ def test_full_disk_reports_and_corrupts_nothing(tmp_path):
         assert "File too large" in err and "free space" in err
         assert (archive / "binlog.000001").stat().st_size <= 20_000
         Archiver(src.dsn, archive).copy()   # room again: resumes at the last whole event
-        assert _archive(archive) == _server_files(src)
+        assert archived_files(archive) == server_binlog_files(src)

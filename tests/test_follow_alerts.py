@@ -8,7 +8,7 @@ import time
 
 from restore.mysql.sandbox import Sandbox
 from restore.live.watcher import Alert
-from tests.test_follow_outages import Positions, Watching, _wait_until
+from tests.support.watching import MemoryPositions, Watching, wait_until
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 
@@ -22,7 +22,7 @@ def test_row_logged_mass_delete_alert_names_table_rows_thread_gtid_and_time():
             cur.execute("CREATE TABLE club.members (id INT PRIMARY KEY, name VARCHAR(20))")
             cur.execute("CREATE TABLE club.log (id INT PRIMARY KEY, msg VARCHAR(20))")
             cur.execute("INSERT INTO club.members SELECT seq, CONCAT('m', seq) FROM club.seq_1_to_50")
-        with Watching(src.dsn, Positions()) as w, src.connect() as conn, conn.cursor() as cur:
+        with Watching(src.dsn, MemoryPositions()) as w, src.connect() as conn, conn.cursor() as cur:
             cur.execute("SELECT CONNECTION_ID()")
             thread_id = cur.fetchone()[0]
             before = time.time()
@@ -33,7 +33,7 @@ def test_row_logged_mass_delete_alert_names_table_rows_thread_gtid_and_time():
             after = time.time()
             cur.execute("SELECT @@gtid_binlog_pos")
             gtid = cur.fetchone()[0]
-            _wait_until(lambda: w.alerts, "the mass DELETE alert", w.troubles)
+            wait_until(lambda: w.alerts, "the mass DELETE alert", w.troubles)
             time.sleep(0.3)
     assert len(w.alerts) == 1, w.alerts
     alert = w.alerts[0][1]
@@ -59,8 +59,8 @@ def test_alert_keys_differ_when_reset_master_and_failover_repeat_a_position():
                 cur.execute("CREATE DATABASE club")
                 cur.execute("CREATE TABLE club.t (id INT PRIMARY KEY)")
                 cur.execute("DROP TABLE club.t")
-            with Watching(src.dsn, Positions(("binlog.000001", 4))) as w:
-                _wait_until(lambda: w.alerts, "the DROP TABLE alert", w.troubles)
+            with Watching(src.dsn, MemoryPositions(("binlog.000001", 4))) as w:
+                wait_until(lambda: w.alerts, "the DROP TABLE alert", w.troubles)
             alerts += [a for _, a in w.alerts]
             assert w.troubles == [], w.troubles  # ROW: nothing to warn about
             time.sleep(1.1)  # a new second too

@@ -2,7 +2,6 @@
 events flow again, and a saved position whose file was purged skipped with a clear report."""
 from __future__ import annotations
 
-import threading
 import time
 
 import pymysql
@@ -11,35 +10,9 @@ import pytest
 from restore.binlog.server import BinlogGone, ServerBinlogs
 from restore.mysql.dsn import Dsn
 from restore.mysql.sandbox import Sandbox
-from restore.live.watcher import Alert, Watcher
+from tests.support.watching import MemoryPositions, Watching, server_status, wait_until
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
-
-
-class Positions:
-    def __init__(self, pos: tuple[str, int] | None = None) -> None:
-        self.pos = pos
-
-    def load(self):
-        return self.pos
-
-    def save(self, file: str, pos: int) -> None:
-        self.pos = (file, pos)
-
-
-def _wait_until(condition, what: str, said: list, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}; it said:\n"
-                                 + "\n".join(map(str, said)))
-        time.sleep(0.05)
-
-
-def _status(src: Sandbox, name: str) -> int:
-    with src.connect() as conn, conn.cursor() as cur:
-        cur.execute("SHOW GLOBAL STATUS LIKE %s", (name,))
-        return int(cur.fetchone()[1])
 
 
 def _setup(cur) -> None:
@@ -48,28 +21,6 @@ def _setup(cur) -> None:
     cur.execute("CREATE TABLE club.posts (id INT PRIMARY KEY, title VARCHAR(20))")
     cur.execute("CREATE TABLE club.log (id INT PRIMARY KEY, msg VARCHAR(20))")
     cur.execute("INSERT INTO club.members SELECT seq, CONCAT('m', seq) FROM club.seq_1_to_50")
-
-
-class Watching:
-    """A watcher on a thread; alerts kept with the monotonic time they came."""
-
-    def __init__(self, dsn: Dsn, positions: Positions) -> None:
-        self.alerts: list[tuple[float, Alert]] = []
-        self.troubles: list[str] = []
-        self.positions = positions
-        self.watcher = Watcher(dsn, positions, lambda a: self.alerts.append((time.monotonic(), a)),
-                               databases=("club",), on_trouble=self.troubles.append)
-        self.thread = threading.Thread(target=self.watcher.run_forever, daemon=True)
-
-    def __enter__(self) -> "Watching":
-        self.thread.start()
-        _wait_until(lambda: self.positions.pos is not None, "a starting position", self.troubles, timeout=10)
-        time.sleep(0.3)  # connected and streaming
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.watcher.stop()
-        self.thread.join(timeout=5)
 
 
 def _kill_user(cur, user: str) -> None:
@@ -89,25 +40,25 @@ def test_each_outage_reported_once_with_its_recovery_and_the_backoff_starts_over
             cur.execute("CREATE USER w@'%' IDENTIFIED BY 'pw'")
             cur.execute("GRANT ALL ON *.* TO w@'%'")
         dsn = Dsn("w", "pw", "127.0.0.1", src.port)
-        with Watching(dsn, Positions()) as w, src.connect() as conn, conn.cursor() as cur:
+        with Watching(dsn, MemoryPositions()) as w, src.connect() as conn, conn.cursor() as cur:
             said = w.troubles
             # Outage 1: the account locked and its stream cut; refused twice more, the wait grows to 8 s.
             cur.execute("ALTER USER w@'%' ACCOUNT LOCK")
-            refused = _status(src, "Aborted_connects")  # (a locked account is not an access denied)
+            refused = server_status(src, "Aborted_connects")  # (a locked account is not an access denied)
             _kill_user(cur, "w")
-            _wait_until(lambda: len(said) == 1, "the first outage's report", said, timeout=10)
-            _wait_until(lambda: _status(src, "Aborted_connects") >= refused + 2, "two refused retries", said,
-                        timeout=10)
+            wait_until(lambda: len(said) == 1, "the first outage's report", said, timeout=10)
+            wait_until(lambda: server_status(src, "Aborted_connects") >= refused + 2, "two refused retries", said,
+                       timeout=10)
             cur.execute("ALTER USER w@'%' ACCOUNT UNLOCK")
-            _wait_until(lambda: len(said) == 2, "the recovery report", said, timeout=12)
+            wait_until(lambda: len(said) == 2, "the recovery report", said, timeout=12)
             # Outage 2: a killed dump thread alone, then a DROP: reported again, and the reconnect
             # waits a second again, not the 8+ s the first outage had reached.
             _kill_user(cur, "w")
             killed = time.monotonic()
             cur.execute("DROP TABLE club.log")
-            _wait_until(lambda: w.alerts, "the DROP TABLE alert", said, timeout=20)
+            wait_until(lambda: w.alerts, "the DROP TABLE alert", said, timeout=20)
             latency = w.alerts[0][0] - killed
-            _wait_until(lambda: len(said) == 4, "the second outage's report and recovery", said, timeout=10)
+            wait_until(lambda: len(said) == 4, "the second outage's report and recovery", said, timeout=10)
             time.sleep(0.5)
     assert latency < 4, (latency, said)
     assert len(said) == 4, said
@@ -138,10 +89,10 @@ def test_a_purged_saved_position_is_reported_and_watching_goes_on_from_the_oldes
             list(racing.events(*saved))
         assert (gone.value.file, gone.value.pos) == saved
 
-        with Watching(src.dsn, Positions(saved)) as w, src.connect() as conn, conn.cursor() as cur:
-            _wait_until(lambda: w.alerts, "the alert for the DROP in the oldest file", w.troubles, timeout=15)
+        with Watching(src.dsn, MemoryPositions(saved)) as w, src.connect() as conn, conn.cursor() as cur:
+            wait_until(lambda: w.alerts, "the alert for the DROP in the oldest file", w.troubles, timeout=15)
             cur.execute("DROP TABLE club.members")
-            _wait_until(lambda: len(w.alerts) == 2, "the alert for a new DROP", w.troubles, timeout=15)
+            wait_until(lambda: len(w.alerts) == 2, "the alert for a new DROP", w.troubles, timeout=15)
             time.sleep(0.5)
     said = w.troubles
     assert len(said) == 1, said
@@ -162,8 +113,8 @@ def test_a_saved_position_past_the_end_after_reset_master_starts_the_file_again(
             saved = (file, int(pos))
             cur.execute("RESET MASTER")
             cur.execute("DROP TABLE club.posts")
-        with Watching(src.dsn, Positions(saved)) as w:
-            _wait_until(lambda: w.alerts, "the alert for the DROP after the reset", w.troubles, timeout=15)
+        with Watching(src.dsn, MemoryPositions(saved)) as w:
+            wait_until(lambda: w.alerts, "the alert for the DROP after the reset", w.troubles, timeout=15)
             time.sleep(0.5)
     assert saved[0] == "binlog.000001" and len(w.troubles) == 1, w.troubles
     assert f"binlog.000001:{saved[1]}" in w.troubles[0] and "past the end" in w.troubles[0], w.troubles

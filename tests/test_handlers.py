@@ -10,47 +10,12 @@ from types import SimpleNamespace
 from handlers.alerts import AlertStore, Oncall
 from handlers.commands import (ALERT_ACK, ALERT_EXPECTED, ALERT_INCIDENT, SKIP_ACTION, STOP_ACTION, CommandError,
                                parse)
-from handlers.dispatcher import Dispatcher, Reply
+from handlers.dispatcher import Dispatcher
 from handlers.jobstore import JobStore
 from handlers.oncall import OncallHandler
 from handlers.restore import APPROVAL_MINUTES, RestoreHandler
 from restore.live.watcher import Alert
-
-
-class Access:
-    operators = {"UOPS1", "UOPS2"}
-    approvers = {"UAPP1", "UOPS2"}
-
-    def can_operate(self, user: str) -> bool:
-        return user in self.operators
-
-    def can_approve(self, user: str) -> bool:
-        return user in self.approvers
-
-
-class Recorder(Reply):
-    """A transport that keeps what it was told: private answers, public ones, approval requests."""
-
-    channel = "CINC"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.private: list[str] = []
-        self.public: list[str] = []
-        self.threads: list[tuple[tuple, str]] = []
-        self.approvals: list[tuple[str, str]] = []
-
-    def ephemeral(self, text: str) -> None:
-        self.private.append(text)
-
-    def say(self, text: str, *, thread=None) -> None:
-        self.public.append(text)
-        if thread is not None:
-            self.threads.append((thread, text))
-
-    def approval_request(self, job, text: str) -> None:
-        self.job = job
-        self.approvals.append((job.id, text))
+from tests.support.handler_doubles import Access, Recorder
 
 
 class Clock:

@@ -17,7 +17,7 @@ from handlers.dispatcher import Dispatcher
 from handlers.restore import RestoreHandler
 from restore.live.archiver import Archiver
 from restore.mysql.sandbox import Sandbox
-from tests.test_handlers import Access, Recorder
+from tests.support.handler_doubles import Access, Recorder
 
 
 def _typed(app: Dispatcher, text: str, user: str) -> Recorder:

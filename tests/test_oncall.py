@@ -9,7 +9,7 @@ from bot.alert_client import AlertSlackClient
 from handlers.alerts import AlertPoster, AlertStore, Oncall
 from bot.config import load_settings
 from tests.support.fake_slack import FakeSlack
-from tests.test_alert_client import _alert
+from tests.support.alert_samples import alert_at
 
 
 def _oncall(tmp_path, toml: str = "", env: dict | None = None) -> tuple[Oncall, AlertStore]:
@@ -53,7 +53,7 @@ def test_unacknowledged_alert_pings_again_then_the_next_person_then_the_group(tm
         poster = AlertPoster(AlertSlackClient("xoxb-test", fake.api_url), "CINC", store, oncall, "mysql://src",
                              escalate_after=0.3, usergroup="S0ONCALL", keep_warm=0).start()
         try:
-            poster.post(_alert(100))
+            poster.post(alert_at(100))
             fake.fail("chat.postMessage", 1)  # the first re-ping
             fake.wait_for(lambda calls: len(_pings(calls)) >= 4, timeout=15,
                           what="a refused round and three posted ones")
@@ -75,7 +75,7 @@ def test_acknowledged_alert_stops_escalating(tmp_path):
         poster = AlertPoster(AlertSlackClient("xoxb-test", fake.api_url), "CINC", store, oncall, "mysql://src",
                              escalate_after=0.4, keep_warm=0).start()
         try:
-            alert = _alert(100)
+            alert = alert_at(100)
             poster.post(alert)
             fake.wait_for(_pings, timeout=15, what="the first re-ping")
             assert store.ack(alert.key, "UA")
@@ -95,11 +95,11 @@ def test_escalation_goes_on_after_a_restart(tmp_path):
         client = AlertSlackClient("xoxb-test", fake.api_url)
         first = AlertPoster(client, "CINC", store, oncall, "mysql://src", escalate_after=0, keep_warm=0).start()
         try:
-            first.post(_alert(100))
-            first.post(_alert(200))
+            first.post(alert_at(100))
+            first.post(alert_at(200))
         finally:
             first.stop()  # the process ends: its timers are gone
-        store.ack(_alert(200).key, "UA")
+        store.ack(alert_at(200).key, "UA")
         again = AlertPoster(client, "CINC", store, oncall, "mysql://src", escalate_after=0.3, keep_warm=0).start()
         try:
             fake.wait_for(_pings, timeout=15, what="the re-ping after the restart")
@@ -122,7 +122,7 @@ def test_alert_slack_refused_before_a_restart_is_posted_after_it(tmp_path):
         fake.fail("chat.postMessage", 1)
         first = AlertPoster(client, "CINC", store, oncall, "mysql://src", escalate_after=0, keep_warm=0).start()
         try:
-            first.post(_alert(100))
+            first.post(alert_at(100))
         finally:
             first.stop()  # before the retry
         again = AlertPoster(client, "CINC", store, oncall, "mysql://src", escalate_after=0, keep_warm=0).start()
@@ -135,7 +135,7 @@ def test_alert_slack_refused_before_a_restart_is_posted_after_it(tmp_path):
         posts = [c for c in fake.snapshot() if c.method == "chat.postMessage"]
     assert [(c.answer.get("ok"), "DROP TABLE club.log" in c.text) for c in posts] == [(False, True), (True, True)]
     assert "<@UA>" in posts[1].text and "alert_plan" in posts[1].text
-    assert store.get(_alert(100).key)["ts"] == posts[1].ts
+    assert store.get(alert_at(100).key)["ts"] == posts[1].ts
 
 
 def test_a_drill_that_crashes_still_tells_the_channel_and_the_oncall_person(tmp_path, monkeypatch):
@@ -175,7 +175,7 @@ def test_an_alert_store_written_before_severities_opens_and_its_alerts_still_esc
         CREATE TABLE alerts (key TEXT PRIMARY KEY, source TEXT NOT NULL, reason TEXT NOT NULL, oncall TEXT, ts TEXT,
             channel TEXT, created REAL NOT NULL, acked_by TEXT, escalations INTEGER NOT NULL DEFAULT 0, body TEXT);
         CREATE TABLE oncall_override (id INTEGER PRIMARY KEY CHECK (id = 1), user TEXT NOT NULL, since REAL);""")
-    body = {k: v for k, v in _alert(100).__dict__.items() if k != "severity"}
+    body = {k: v for k, v in alert_at(100).__dict__.items() if k != "severity"}
     old.execute("INSERT INTO alerts (key, source, reason, oncall, ts, channel, created, body) VALUES (?,?,?,?,?,?,?,?)",
                 (body["key"], "mysql://src", body["reason"], "UA", "1.000001", "CINC", time.time(), json.dumps(body)))
     old.commit()
@@ -189,7 +189,7 @@ def test_an_alert_store_written_before_severities_opens_and_its_alerts_still_esc
     info = store.get(body["key"])
     assert (info["marked"], info["marked_by"], info["acked_by"]) == ("expected", "UB", "UB")
     assert store.unacknowledged(0) == []           # marking it answers it: escalation stops
-    suspect = dataclasses.replace(_alert(200), severity="suspect")
+    suspect = dataclasses.replace(alert_at(200), severity="suspect")
     assert store.claim(suspect, None) and store.get(suspect.key)["severity"] == "suspect"
     store.posted(suspect.key, "CINC", "2.000001")
     assert store.unacknowledged(0) == []           # a notice never escalates, also after a restart

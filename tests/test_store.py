@@ -13,7 +13,7 @@ from handlers import sqlite_store
 from handlers.alerts import AlertStore
 from handlers.jobstore import FINISHED, TRANSITIONS, IllegalTransition, JobKind, JobState, JobStore
 from handlers.sqlite_store import LATEST, StoreFileError
-from tests.test_alert_client import _alert
+from tests.support.alert_samples import alert_at as _alert
 
 # -- "version 0": the file as the releases before schema versions wrote it ------------------------------
 # Copied from bot/jobstore.py and bot/alerts.py as they were (commit bec0c44); do not edit to match
