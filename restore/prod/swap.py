@@ -163,6 +163,7 @@ class ProdRestore:
         with conn.cursor() as cur:
             stashed = all(objects.STASH in _tables(cur, self.shadow(db)) for db in self.dbs)
         if built and stashed and self._shadow_sums(conn) == built:
+            self._check_expected(built, "the shadow copy an earlier run of this job made")
             self.hooks.message("the shadow copy an earlier run of this job made is complete and equals its rebuild; "
                                "swapping it in without rebuilding")
             return True
