@@ -137,6 +137,6 @@ def _prompt_lines():
     while True:
         try:
             yield input("restore> ")
-        except EOFError:
+        except EOFError:   # Ctrl-D: end the prompt's line, as a shell does (output for the user, not a log line)
             print(file=sys.stderr)
             return

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, Histogram, generate_latest
@@ -126,24 +127,21 @@ class ServiceWorker(Worker):
 
 def _kill_children() -> None:
     """Last resort: kill this process's children (sandbox servers run in their own sessions)."""
-    me = os.getpid()
-    for task in Path(f"/proc/{me}/task").glob("*"):
+    try:
+        children = psutil.Process().children()
+    except psutil.Error:
+        return
+    for child in children:
+        datadir = None
         try:
-            pids = [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-        for pid in pids:
-            datadir = None
-            try:
-                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                datadir = next((a[len(b"--datadir="):].decode() for a in args if a.startswith(b"--datadir=")), None)
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except (OSError, ChildProcessError):
-                pass
-            box = Path(datadir).parent if datadir else None
-            if box is not None and box.name.startswith("restore-bot-sandbox-"):
-                shutil.rmtree(box, ignore_errors=True)
+            datadir = next((a[len("--datadir="):] for a in child.cmdline() if a.startswith("--datadir=")), None)
+            child.kill()
+            os.waitpid(child.pid, 0)
+        except (psutil.Error, OSError, ChildProcessError):
+            pass
+        box = Path(datadir).parent if datadir else None
+        if box is not None and box.name.startswith("restore-bot-sandbox-"):
+            shutil.rmtree(box, ignore_errors=True)
 
 
 def run_worker(settings) -> int:
@@ -172,11 +170,11 @@ def run_serve(settings, *, port: int | None = None, with_worker: bool = True) ->
 
     slack_ready = bool(settings.slack.bot_token and settings.slack.signing_secret)
     if not slack_ready and not settings.kakao.token:
-        print("restore-bot serve: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (Slack) and/or [kakao] token "
-              "(KakaoTalk); or use `restore-bot console`, which needs no account", file=sys.stderr)
+        log.error("restore-bot serve: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (Slack) and/or [kakao] token "
+                  "(KakaoTalk); or use `restore-bot console`, which needs no account")
         return 2
     if slack_ready and not settings.slack.channel:
-        print("restore-bot serve: no incident channel: set [slack] channel or RESTORE_BOT_CHANNEL", file=sys.stderr)
+        log.error("restore-bot serve: no incident channel: set [slack] channel or RESTORE_BOT_CHANNEL")
         return 2
     store = JobStore(settings.store_path)
     client = web_client(settings.slack.bot_token.reveal(), settings.slack.api_url) if slack_ready else None

@@ -20,6 +20,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import psutil
 import pytest
 
 from restore.mysql.leftovers import OwnedDir, sweep
@@ -100,8 +101,8 @@ def _nothing_left_behind(request):
     running = []
     for pid in using_path(str(tmp)):
         try:
-            running.append(f"{pid}: " + Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:300])
-        except OSError:
+            running.append(f"{pid}: " + " ".join(psutil.Process(pid).cmdline())[:300])
+        except psutil.Error:   # ended meanwhile
             pass
     assert not left and not running, (
         f"the test suite left behind in its temp dir {tmp}: {left}; still running: {running}")

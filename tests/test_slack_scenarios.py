@@ -27,8 +27,9 @@ from tests.support.db import checksums, copy_binlogs, databases, dump
 from tests.support.fake_slack import FakeSlack, SlackSigner, sign
 from restore.mysql.leftovers import OwnedDir
 from restore.mysql.sandbox import Sandbox
+from restore.mysql.procs import alive
 from tests.support.slack_bot import (ACK_SECONDS, APP1, CHANNEL, JOB_TIMEOUT, NOBODY, OPS1, OPS2, Bot, World, http_get,
-                       running, shut_down, up)
+                                     shut_down, up)
 
 DB = "club"
 TXNS = 100_000          # small transactions after the dump
@@ -433,10 +434,10 @@ def test_bot_restart_mid_job_resumes_and_updates_the_same_card(w):
     finally:
         hold.close()   # the orphaned worker stops at the replay's next commit
     deadline = time.monotonic() + 30
-    while any(running(p) for p in old_workers) and time.monotonic() < deadline:
+    while any(alive(p) for p in old_workers) and time.monotonic() < deadline:
         time.sleep(0.1)
-    alive = [p for p in old_workers if running(p)]
-    assert not alive, f"the worker {alive} outlived its serve process"
+    survivors = [p for p in old_workers if alive(p)]
+    assert not survivors, f"the worker {survivors} outlived its serve process"
     w.wait_no_sandbox("the killed worker's sandbox server is still running")
 
     w.bot.start()
@@ -458,7 +459,7 @@ def test_sigterm_stops_serve_and_its_worker(w):
     code = w.bot.stop()
     assert code == 0, f"serve exited with {code} on SIGTERM:\n{w.bot.log_tail()}"
     assert time.monotonic() - t0 < 30
-    assert not [p for p in workers if running(p)]
+    assert not [p for p in workers if alive(p)]
     assert "worker stopped" in w.bot.log_tail(2000)
     w.bot.start()
     status, _body = http_get(w.bot.url + "/healthz")

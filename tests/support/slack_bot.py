@@ -16,6 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pymysql
 
 from tests.support.fake_slack import FakeSlack, SlackSigner
@@ -46,27 +47,10 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
 
 
 def processes_mentioning(text: str) -> list[int]:
-    """Pids of processes whose command line mentions `text` (the bot's private temp dir)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-        except OSError:
-            continue
-        if text in cmdline:
-            out.append(int(entry.name))
-    return out
-
-
-def running(pid: int) -> bool:
-    """The process exists and is not a zombie waiting to be reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    """Pids of processes (other than us) whose command line mentions `text` (the bot's private temp
+    dir, or the prefix of its sandboxes' dirs: a substring, not a whole path as procs.using_path wants)."""
+    return [proc.pid for proc in psutil.process_iter(["cmdline"])
+            if proc.pid != os.getpid() and text in " ".join(proc.info["cmdline"] or ())]
 
 
 class Bot:
@@ -104,15 +88,13 @@ class Bot:
         raise AssertionError(f"restore-bot serve did not answer /healthz within {timeout}s:\n{self.log_tail()}")
 
     def worker_pids(self) -> list[int]:
+        """The serve process's children: its worker (the watcher thread spawns it)."""
         if not self.proc:
             return []
-        children: list[int] = []
-        for task in Path(f"/proc/{self.proc.pid}/task").glob("*"):   # the watcher thread spawns it
-            try:
-                children += [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                pass
-        return children
+        try:
+            return [child.pid for child in psutil.Process(self.proc.pid).children()]
+        except psutil.NoSuchProcess:
+            return []
 
     def kill9(self) -> None:
         """SIGKILL the serve process (not its worker: that one must die with it on its own)."""
