@@ -107,7 +107,9 @@ def _refused(args: argparse.Namespace, store: JobStore, out: Console) -> int:
     if args.command == "prod" and last.get("action") == "refused prod" and "stage" in last.get("detail", ""):
         return _refuse(args, out, f"no stage run of this plan verified OK in the job store ({last['detail']})",
                        f"stage the same plan first: {_again(args, command='stage')}; then run this command again")
-    return _refuse(args, out, f"{args.command} was refused: {last.get('detail') or 'see above'}", "see above")
+    why = last.get("detail") if str(last.get("action", "")).startswith("refused") and last.get("detail") else ""
+    return _refuse(args, out, f"{args.command} was refused{': ' + why if why else ''} (the answer above says why)",
+                   "act on the answer above, then run the command again")
 
 
 def _refuse(args: argparse.Namespace, out: Console, message: str, hint: str) -> int:

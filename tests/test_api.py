@@ -84,3 +84,13 @@ def test_cli_prod_refuses_without_a_prod_target(tmp_path, cli):
     assert res.code == 2 and "no prod target" in res.doc["error"]["message"], res
     assert "[targets.prod]" in res.doc["error"]["hint"]
     assert JobStore(tmp_path / "jobs.sqlite3").jobs() == []
+
+
+def test_cli_prod_refuses_while_another_prod_job_is_active(tmp_path, cli):
+    config = _config(tmp_path)
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    waiting = store.create("prod", "prod", "park", state="awaiting_approval", args={"stop_before": "auto", "skips": []})
+    res = cli("prod", "--config", config, "--user", "lee", "--approved-by", "kim")
+    assert res.code == 2 and "prod was refused" in res.doc["error"]["message"], res
+    assert f"is busy with job {waiting.id}" in res.err, res.err   # the handler's answer, as in chat
+    assert [j.id for j in store.jobs(kind="prod")] == [waiting.id]
