@@ -11,6 +11,7 @@ import struct
 import threading
 import zlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from restore.errors import BinlogError
 
@@ -257,9 +258,12 @@ def parse_rotate(ev: RawEvent) -> tuple[str, int]:
     return bytes(body[8:]).decode("utf-8", "replace"), pos
 
 
-@dataclass(frozen=True, slots=True)
-class Gtid:
-    """A transaction id: MariaDB `domain-server-seq` or MySQL `uuid:n`."""
+class Gtid(NamedTuple):
+    """A transaction id: MariaDB `domain-server-seq` or MySQL `uuid:n`.
+
+    A named tuple, not a frozen dataclass: equally immutable and hashable, and made in a quarter of
+    the time (a frozen dataclass's __init__ sets each field through object.__setattr__); one is made
+    for every transaction of every plan and replay."""
 
     text: str
     domain: int = 0
@@ -279,12 +283,14 @@ MARIADB_FL_PREPARED_XA = 0x40
 MARIADB_FL_COMPLETED_XA = 0x80
 
 
+_MARIADB_GTID = struct.Struct("<QIB").unpack_from   # seq_no, domain, flags at the body's start
+
+
 def parse_mariadb_gtid(ev: RawEvent) -> Gtid:
-    body = ev.body
-    seq, domain, flags = struct.unpack_from("<QIB", body, 0)
-    text = f"{domain}-{ev.server_id}-{seq}"
-    return Gtid(text, domain, ev.server_id, seq, standalone=bool(flags & MARIADB_FL_STANDALONE),
-                xa=bool(flags & (MARIADB_FL_PREPARED_XA | MARIADB_FL_COMPLETED_XA)))
+    seq, domain, flags = _MARIADB_GTID(ev.data, HEADER_LEN)
+    server = ev.server_id
+    return Gtid(f"{domain}-{server}-{seq}", domain, server, seq, "", bool(flags & MARIADB_FL_STANDALONE),
+                bool(flags & (MARIADB_FL_PREPARED_XA | MARIADB_FL_COMPLETED_XA)))
 
 
 def parse_mysql_gtid(ev: RawEvent) -> Gtid | None:

@@ -154,25 +154,40 @@ def _skip_columns(data: bytes, pos: int, sizes: tuple[int, ...], nulls: int) -> 
     return pos
 
 
+_UPDATE_ROWS, _PARTIAL_UPDATE_ROWS, _HEADER_LEN = be.UPDATE_ROWS, be.PARTIAL_UPDATE_ROWS, be.HEADER_LEN
+
+
 def count_rows(ev: be.RawEvent, post_header_len: int, tmap: TableMap) -> int:
-    """Rows in a WRITE/UPDATE/DELETE rows event (an UPDATE row is one before+after pair)."""
+    """Rows in a WRITE/UPDATE/DELETE rows event (an UPDATE row is one before+after pair).
+    Runs for every row event of every plan: the common case (fewer than 251 columns, layouts
+    already seen) takes no call but the dict lookups."""
     data = ev.data
-    pos = be.HEADER_LEN + post_header_len
+    pos = _HEADER_LEN + post_header_len
     if post_header_len == 10:  # v2 rows event: a variable-length extra-data block follows
-        pos += struct.unpack_from("<H", data, pos - 2)[0] - 2
-    ncols, pos = be.read_lenenc(data, pos)
+        pos += (data[pos - 2] | data[pos - 1] << 8) - 2
+    ncols = data[pos]
+    if ncols < 0xFB:
+        pos += 1
+    else:
+        ncols, pos = be.read_lenenc(data, pos)
     if ncols != len(tmap.sizes):
         raise RowFormatError(f"row event has {ncols} columns, its table map {len(tmap.sizes)}")
     if not ncols:  # a row image of no column takes no byte: the loop below would never end
         raise RowFormatError(f"table map of {tmap.db}.{tmap.table} has no column")
     nbm = (ncols + 7) >> 3
-    images = [tmap.image_layout(data[pos:pos + nbm])]
+    seen = tmap._present
+    bitmap = data[pos:pos + nbm]
+    layout = seen.get(bitmap) or tmap.image_layout(bitmap)
     pos += nbm
-    if ev.type in be.UPDATE_ROWS:
-        if ev.type == be.PARTIAL_UPDATE_ROWS:
+    etype = ev.type
+    if etype in _UPDATE_ROWS:
+        if etype == _PARTIAL_UPDATE_ROWS:
             return _count_partial(ev, pos - nbm, nbm, tmap)   # from the first bitmap again
-        images.append(tmap.image_layout(data[pos:pos + nbm]))
+        bitmap = data[pos:pos + nbm]
+        images: tuple[ImageLayout, ...] = (layout, seen.get(bitmap) or tmap.image_layout(bitmap))
         pos += nbm
+    else:
+        images = (layout,)
     end = len(data) - 4 if ev.checksum else len(data)
     rows = 0
     try:

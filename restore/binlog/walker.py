@@ -96,7 +96,7 @@ class Walker:
 
     def steps(self) -> Iterator[Step]:
         fde: be.FormatDescription | None = None
-        tmaps: dict[int, tuple[be.RawEvent, TableMap]] = {}
+        tmaps: dict[bytes, tuple[be.RawEvent, TableMap]] = {}
         tm_cache: dict[bytes, TableMap] = {}
         in_tx = False
         ends_after_statement = False
@@ -107,8 +107,11 @@ class Walker:
         count = self._count
         rows_events, table_map, annotate_rows = be.ROWS_EVENTS, be.TABLE_MAP, be.ANNOTATE_ROWS
         hlen, stmt_end_f = be.HEADER_LEN, be.STMT_END_F
-        rows_post: dict[int, int] = {}
-        tm_post = 0
+        # Per row-event type: (post-header length, where its table id ends). Table maps are kept by
+        # their table id's bytes as they lie in the event: no int to build per row event.
+        rows_post: dict[int, tuple[int, int]] = {}
+        tm_post, tm_id_end = 0, hlen + 6
+        maria_gtid, gtid_types, query_t, xid_t = be.MARIADB_GTID, (be.MYSQL_GTID, be.ANONYMOUS_GTID), be.QUERY, be.XID
         # Most events are row events, their table maps and annotations: they come first.
         # Whatever goes wrong decoding an event becomes a BinlogError naming it; the try costs
         # nothing until something raises.
@@ -126,22 +129,17 @@ class Walker:
                             if fde is None:
                                 self._no_fde(ev)
                             data = ev.data
-                            post = rows_post[t]
-                            if post == 6:
-                                tid = int.from_bytes(data[hlen:hlen + 4], "little")
-                                rflags = data[hlen + 4] | data[hlen + 5] << 8
-                            else:
-                                tid = int.from_bytes(data[hlen:hlen + 6], "little")
-                                rflags = data[hlen + 6] | data[hlen + 7] << 8
-                            mapped = tmaps.get(tid)
+                            post, id_end = rows_post[t]
+                            mapped = tmaps.get(data[hlen:id_end])
                             if mapped is None:
+                                tid = int.from_bytes(data[hlen:id_end], "little")
                                 raise BinlogError(f"row event at {ev.where} refers to table id {tid} with no table map before it",
                                                   where=ev.where, hint="the binlog was cut mid-statement; start at a transaction boundary")
                             tm_ev, tmap = mapped
                             rows = -1
                             if count is True or (count and count(tmap)):
                                 rows = count_rows(ev, post, tmap)
-                            stmt_end = bool(rflags & stmt_end_f)
+                            stmt_end = bool(data[id_end] & stmt_end_f)   # the flags' low byte
                             if not in_tx:
                                 in_tx, ends_after_statement = True, False
                                 yield TxBegin(ev.file, ev.pos, None, ev.timestamp)
@@ -153,13 +151,14 @@ class Walker:
                             if fde is None:
                                 self._no_fde(ev)
                             # Each statement repeats its table maps: parse each distinct one once.
-                            key = ev.data[hlen:len(ev.data) - 4 if ev.checksum else None]
+                            data = ev.data
+                            key = data[hlen:-4] if ev.checksum else data[hlen:]
                             tmap = tm_cache.get(key)
                             if tmap is None:
                                 if len(tm_cache) > 4096:
                                     tm_cache.clear()
                                 tmap = tm_cache[key] = parse_table_map(ev, tm_post)
-                            tmaps[tmap.table_id] = (ev, tmap)
+                            tmaps[data[hlen:tm_id_end]] = (ev, tmap)
                             continue
                         if t == annotate_rows:
                             annotation = ev
@@ -169,15 +168,17 @@ class Walker:
                             if fde.problem:
                                 raise undecodable(ev, ValueError(fde.problem))
                             # Every row event of a file has the same post-header length: look it up once.
-                            rows_post = {rt: fde.post_header(rt) for rt in rows_events}
+                            rows_post = {rt: (p, hlen + (4 if p == 6 else 6)) for rt in rows_events
+                                         for p in (fde.post_header(rt),)}
                             tm_post = fde.post_header(table_map)
+                            tm_id_end = hlen + (4 if tm_post == 6 else 6)
                             tmaps.clear()
                             yield FormatStep(ev, fde)
                             continue
                         if fde is None:
                             self._no_fde(ev)
-                        if t == be.MARIADB_GTID or t in (be.MYSQL_GTID, be.ANONYMOUS_GTID):
-                            gtid = be.parse_mariadb_gtid(ev) if t == be.MARIADB_GTID else be.parse_mysql_gtid(ev)
+                        if t == maria_gtid or t in gtid_types:
+                            gtid = be.parse_mariadb_gtid(ev) if t == maria_gtid else be.parse_mysql_gtid(ev)
                             if gtid is not None and gtid.xa:
                                 raise BinlogError(f"XA transaction {gtid} at {ev.where} cannot be replayed exactly",
                                                   where=ev.where, hint="stop the plan before it with --stop-before " + ev.where)
@@ -185,11 +186,17 @@ class Walker:
                                 raise BinlogError(f"transaction before {ev.where} never ended", where=ev.where,
                                                   hint="the binlog is damaged; stop the plan before this position")
                             in_tx = True
-                            ends_after_statement = bool(gtid and gtid.standalone) or t != be.MARIADB_GTID
+                            ends_after_statement = bool(gtid and gtid.standalone) or t != maria_gtid
                             intvars, rand, user_vars, annotation = [], None, [], None
                             yield TxBegin(ev.file, ev.pos, gtid, ev.timestamp)
                             continue
-                        if t == be.QUERY:
+                        if t == xid_t:
+                            if in_tx:
+                                in_tx = False
+                                tmaps.clear()
+                                yield TxEnd(ev.file, ev.end, ev.timestamp)
+                            continue
+                        if t == query_t:
                             try:
                                 q = parse_query(ev, fde.post_header(t))
                             except UnknownStatusVar as exc:
@@ -222,12 +229,6 @@ class Walker:
                             intvars, rand, user_vars = [], None, []
                             if standalone or ends_after_statement:
                                 in_tx = False
-                                yield TxEnd(ev.file, ev.end, ev.timestamp)
-                            continue
-                        if t == be.XID:
-                            if in_tx:
-                                in_tx = False
-                                tmaps.clear()
                                 yield TxEnd(ev.file, ev.end, ev.timestamp)
                             continue
                         if t == be.INTVAR:

@@ -91,6 +91,8 @@ class Planner:
         self.hooks.phase_started("plan", None)
         seen = 0
         min_rows = rules.min_rows
+        one_event_small = min_rows > 0    # with 0, every statement goes to the rules
+        stop_by_tx = stop.kind in ("filepos", "gtid", "time")
         in_scope: dict[str, bool] = {}   # per transaction: is this database's change replayed?
         stmt_hit = 0                      # the most rows one table lost or had rewritten in this statement
         # Past the stop the walk goes on to the end of the binlog, only to list the candidates
@@ -138,6 +140,11 @@ class Planner:
                         if counts is None:
                             counts = tx_changes[name] = [0, 0, 0]
                         counts[kind] += rows
+                        if (step.statement_end and not stmt_rows and one_event_small and (not kind or rows < min_rows)
+                                and (kind != 2 or name not in fk_deletes)):
+                            # The common case: a statement of one row event, too small to be a candidate
+                            # (a mass change, a cascading parent's DELETE): nothing to keep or judge.
+                            continue
                         counts = stmt_rows.get(name)
                         if counts is None:
                             counts = stmt_rows[name] = [0, 0, 0]
@@ -167,41 +174,35 @@ class Planner:
                         stmt_cascade = False
                         updates.clear()
                     continue
-                if cls is FormatStep:
-                    fde = step.fde
-                    continue
-                if cls is StopAt:
-                    ev = step.event
-                    start = tx or TxBegin(ev.file, ev.pos, None, ev.timestamp)
-                    plan.stop = EventRef(ev.file, ev.pos, start.file, start.pos, str(start.gtid) if start.gtid else None,
-                                         start.timestamp, "", f"--stop-before {stop.text}")
-                    break
                 if cls is TxBegin:
                     tx, tx_changes, tx_statements, tx_skip, tx_applies = step, {}, [], None, False
                     tx_pending = None
                     tx_first_step = None
-                    stmt_rows = {}
+                    if stmt_rows:
+                        stmt_rows = {}
                     stmt_hit = 0
                     stmt_cascade = False
-                    updates.clear()
+                    if updates.events:
+                        updates.clear()
                     in_scope = {}
                     if past:
                         continue
-                    if self._stop_here(stop, step):
+                    if stop_by_tx and self._stop_here(stop, step):
                         plan.stop = EventRef(step.file, step.pos, step.file, step.pos,
                                              str(step.gtid) if step.gtid else None, step.timestamp, "",
                                              f"--stop-before {stop.text}")
-                    for text, spec in list(skip_todo.items()):
-                        if spec.kind == "filepos" and (step.file, step.pos) == (spec.file, spec.pos):
-                            tx_skip = skip_todo.pop(text)
+                    if skip_todo:
+                        for text, spec in list(skip_todo.items()):
+                            if spec.kind == "filepos" and (step.file, step.pos) == (spec.file, spec.pos):
+                                tx_skip = skip_todo.pop(text)
                     if skip_sets and step.gtid is not None:
                         for text, spec in skip_sets.items():
                             if _names(spec, step.gtid):
                                 tx_skip = spec
                                 skip_seen[text].add(str(step.gtid))
                     continue
-                assert tx is not None
-                if isinstance(step, TxEnd):
+                if cls is TxEnd:
+                    assert tx is not None
                     if past:
                         tx = None
                         continue
@@ -210,9 +211,10 @@ class Planner:
                     if plan.stop is None and stop_at is not None and self._holds_event(tx, step, stop_at):
                         plan.stop = EventRef(stop_at[0], stop_at[1], tx.file, tx.pos, str(tx.gtid) if tx.gtid else None,
                                              tx.timestamp, "", f"--stop-before {stop.text}")
-                    for text, spec in list(skip_todo.items()):
-                        if spec.kind == "filepos" and self._holds_event(tx, step, (spec.file, spec.pos)):
-                            tx_skip = skip_todo.pop(text)
+                    if skip_todo:
+                        for text, spec in list(skip_todo.items()):
+                            if spec.kind == "filepos" and self._holds_event(tx, step, (spec.file, spec.pos)):
+                                tx_skip = skip_todo.pop(text)
                     if plan.stop is not None:
                         past = True
                         tx = None
@@ -225,6 +227,16 @@ class Planner:
                     self._transaction_done(plan, tx, step, tx_skip, tx_first_step, tx_applies, tx_statements,
                                            tx_changes)
                     tx = None
+                    continue
+                if cls is FormatStep:
+                    fde = step.fde
+                    continue
+                if cls is StopAt:
+                    ev = step.event
+                    start = tx or TxBegin(ev.file, ev.pos, None, ev.timestamp)
+                    plan.stop = EventRef(ev.file, ev.pos, start.file, start.pos, str(start.gtid) if start.gtid else None,
+                                         start.timestamp, "", f"--stop-before {stop.text}")
+                    break
         except RestoreError as exc:
             if not past:
                 raise
@@ -540,8 +552,11 @@ class Planner:
 
     @staticmethod
     def _merge(plan: Plan, changes: dict[str, list[int]]) -> None:
+        tables = plan.tables
         for name, (ins, upd, dele) in changes.items():
-            stats = plan.tables.setdefault(name, TableStats())
+            stats = tables.get(name)
+            if stats is None:
+                stats = tables[name] = TableStats()
             stats.inserted += ins
             stats.updated += upd
             stats.deleted += dele

@@ -20,6 +20,7 @@ class Scope:
         self._coords = {db: coord_key(s.file, s.pos) for db, s in starts.items() if s.file}
         self._gtids = {db: GtidSet.parse(s.gtid) for db, s in starts.items()
                        if not s.file and s.gtid}
+        self._numbers: dict[str, int] = {}
 
     def covers(self, db: str) -> bool:
         return db in self.starts
@@ -28,7 +29,10 @@ class Scope:
         """Is this transaction newer than the snapshot of `db`?"""
         coord = self._coords.get(db)
         if coord is not None:
-            return coord_key(tx.file, tx.pos) >= coord
+            number = self._numbers.get(tx.file)   # asked once per transaction: the file's number kept
+            if number is None:
+                number = self._numbers[tx.file] = coord_key(tx.file, 0)[0]
+            return (number, tx.pos) >= coord
         gset = self._gtids.get(db)
         if gset is not None and tx.gtid is not None:
             return not gset.contains(tx.gtid)
