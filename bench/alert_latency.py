@@ -18,7 +18,7 @@ One run:
   4. N destructive statements of each kind, interleaved (DROP TABLE, TRUNCATE, DROP DATABASE, mass
      DELETE and mass UPDATE as row events): the victim object is created first (not timed), the
      statement runs with autocommit, `t_commit = time.time()` right after `execute()` returns, then we
-     wait for the fake Slack to receive the alert that names this iteration's unique object;
+     wait for the fake Slack to receive the alert that names this iteration's unique object (or its GTID);
      latency = arrival time at the fake Slack - t_commit. "Arrival" is the kernel's receive timestamp
      on the fake's socket (SO_TIMESTAMPNS, Linux): the moment the request reached "Slack". The fake
      is a Python thread on the same 2 busy CPUs and may read it later; Slack runs on machines of its
@@ -40,14 +40,10 @@ bench/alert_latency.json; exits 1 when an alert was missed or duplicated or sysb
 from __future__ import annotations
 
 import argparse
-import cProfile
-import io
 import json
 import os
 import logging
-import pstats
 import random
-import re
 import shutil
 import signal
 import subprocess
@@ -55,7 +51,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -63,19 +58,21 @@ sys.path.insert(0, str(REPO))
 
 from bot.alert_client import AlertSlackClient  # noqa: E402
 
-from handlers.alerts import AlertPoster, AlertStore, Oncall  # noqa: E402
+from handlers.alerts import AlertStore, Oncall  # noqa: E402
 from bot.watch import WatcherProcess  # noqa: E402
 from tests.support.fake_slack import FakeSlack  # noqa: E402
-from latency_report import KINDS, print_report, stats_ms, summarize  # noqa: E402
 from restore.plan.destructive import DestructiveRules  # noqa: E402
 from restore.mysql.leftovers import OwnedDir  # noqa: E402
 from restore.mysql.sandbox import Sandbox  # noqa: E402
 from restore.live.watcher import Watcher  # noqa: E402
 
-SB_DB = "sbtest"
-VICTIM = "victim"
-PREFIX = {"DROP TABLE": "dt", "TRUNCATE": "tr", "DROP DATABASE": "dd", "mass DELETE": "del", "mass UPDATE": "upd"}
-ALERT_MARK = "🚨"
+# The bench's own modules, beside this file (the script's folder is first on sys.path).
+from latency_capacity import capacity  # noqa: E402
+from latency_load import PREFIX, SB_DB, VICTIM, com_commit, prepare_victim  # noqa: E402
+from latency_probes import (Profiled, Tap, machine_busy, proc_cpu, proc_sched_wait, profile_text,  # noqa: E402
+                            queued_bytes, sched_wait, thread_cpu)
+from latency_report import KINDS, print_report, stats_ms, summarize  # noqa: E402
+from latency_slack import TimedPoster, alert_re, is_alert, oncall_settings, token_re  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -84,179 +81,6 @@ def log(msg: str) -> None:
 
 class BenchError(Exception):
     pass
-
-
-# -- helpers ---------------------------------------------------------------------------------
-def com_commit(cur) -> int:
-    cur.execute("SHOW GLOBAL STATUS LIKE 'Com_commit'")
-    return int(cur.fetchone()[1])
-
-
-def thread_cpu(native_id: int | None) -> float | None:
-    """CPU seconds (user+system) a thread of this process has used, from /proc."""
-    if native_id is None:
-        return None
-    try:
-        fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_cpu(pid: int | None) -> float | None:
-    """CPU seconds (user+system) a process has used, from /proc."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy() -> tuple[int, int, int]:
-    """(busy, steal, total) jiffies of all CPUs, from /proc/stat (steal: the hypervisor ran someone else)."""
-    vals = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
-    steal = vals[7] if len(vals) > 7 else 0
-    return sum(vals) - idle - steal, steal, sum(vals)
-
-
-def queued_bytes(watcher: Watcher) -> int | None:
-    """Bytes the server has sent to the watcher's connection that sit unread in the kernel (FIONREAD)."""
-    import fcntl
-    import termios
-    try:
-        sock = watcher._source.connection._sock
-        buf = bytearray(4)
-        fcntl.ioctl(sock.fileno(), termios.FIONREAD, buf)
-        return int.from_bytes(buf, sys.byteorder)
-    except Exception:
-        return None
-
-
-def sched_wait(native_id: int | None) -> float | None:
-    """Seconds a thread of this process has spent runnable but waiting for a CPU (/proc schedstat)."""
-    if native_id is None:
-        return None
-    try:
-        return int(Path(f"/proc/self/task/{native_id}/schedstat").read_text().split()[1]) / 1e9
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def proc_sched_wait(pid: int | None) -> float | None:
-    """Seconds all threads of a process have spent runnable but waiting for a CPU (/proc schedstat)."""
-    if pid is None:
-        return None
-    try:
-        return sum(int((t / "schedstat").read_text().split()[1]) for t in Path(f"/proc/{pid}/task").iterdir()) / 1e9
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def is_alert(call) -> bool:
-    return call.method == "chat.postMessage" and call.status == 200 and ALERT_MARK in call.text
-
-
-def token_re(token: str) -> re.Pattern:
-    # tokens are fixed width (dt_0007), but guard against a longer neighbour (dt_00071) anyway
-    return re.compile(re.escape(token) + r"(?![0-9])")
-
-
-class Profiled(threading.Thread):
-    """A thread whose target runs under cProfile (only with --profile: it slows the thread down)."""
-
-    def __init__(self, target, name: str, enabled: bool) -> None:
-        super().__init__(target=self._run, name=name, daemon=True)
-        self._target_fn, self.enabled, self.profile = target, enabled, cProfile.Profile() if enabled else None
-
-    def _run(self) -> None:
-        if self.profile is None:
-            self._target_fn()
-            return
-        self.profile.enable()
-        try:
-            self._target_fn()
-        finally:
-            self.profile.disable()
-
-
-class Tap:
-    """Installs a ServerBinlogs subclass in the watcher that remembers where its reader is.
-
-    One attribute store per event (~0.1 us): lets the bench see, at each destructive commit, how many
-    binlog bytes the watcher had not read yet (its backlog).
-    """
-
-    def __init__(self) -> None:
-        import restore.live.follow as follow_mod
-        from restore.binlog.server import ServerBinlogs
-        self.mod, self.real = follow_mod, follow_mod.ServerBinlogs
-        self.where: tuple[str, int] | None = None
-        tap = self
-
-        class Tapped(ServerBinlogs):
-            def events(self, *a, **kw):
-                for ev in super().events(*a, **kw):
-                    tap.where = (ev.file, ev.pos + len(ev.data))
-                    yield ev
-        follow_mod.ServerBinlogs = Tapped
-
-    def close(self) -> None:
-        self.mod.ServerBinlogs = self.real
-
-
-class TimedPoster(AlertPoster):
-    """The real AlertPoster, plus timestamps of when each alert left the queue and its HTTP call."""
-
-    def __init__(self, *a, **kw) -> None:
-        super().__init__(*a, **kw)
-        self.marks: dict[str, dict] = {}
-        real = self.client.chat_postMessage
-
-        def timed_post(**kw2):
-            key = self._current
-            self.marks.setdefault(key, {})["http_start"] = time.time()
-            try:
-                return real(**kw2)
-            finally:
-                self.marks[key]["http_end"] = time.time()
-
-        self.client = SimpleNamespace(chat_postMessage=timed_post, keep_warm=self.client.keep_warm)
-
-    def _post(self, alert) -> None:
-        self._current = alert.key
-        self.marks.setdefault(alert.key, {})["dequeued"] = time.time()
-        super()._post(alert)
-
-
-def oncall_settings() -> SimpleNamespace:
-    return SimpleNamespace(oncall=SimpleNamespace(rotation=("UKIM", "ULEE"), rotation_start=None, fallback=None,
-                                                  escalate_after_minutes=5, usergroup=None))
-
-
-# -- the victims -----------------------------------------------------------------------------
-def prepare_victim(cur, kind: str, token: str, rows: int, fmt: str) -> str:
-    """Create what `kind` destroys (not timed); return the destructive statement."""
-    cur.execute(f"CREATE DATABASE IF NOT EXISTS {VICTIM}")
-    table = f"{VICTIM}.{token}"
-    cur.execute(f"CREATE TABLE {table} (id INT PRIMARY KEY, v INT NOT NULL, pad CHAR(20) NOT NULL DEFAULT 'x')")
-    n = rows if kind in ("mass DELETE", "mass UPDATE") else 10
-    cur.execute(f"INSERT INTO {table} (id, v) SELECT seq, seq FROM {VICTIM}.seq_1_to_{n}")
-    if kind == "DROP TABLE":
-        return f"DROP TABLE {table}"
-    if kind == "TRUNCATE":
-        return f"TRUNCATE TABLE {table}"
-    if kind == "DROP DATABASE":
-        return f"DROP DATABASE {VICTIM} /* {token} */"
-    if kind == "mass DELETE":
-        # ROW: a WHERE does not hide it, the row events show every row went. MIXED/STATEMENT: only a
-        # statement without WHERE is recognisable (the binlog has no row count).
-        return f"DELETE FROM {table} WHERE id > 0" if fmt == "ROW" else f"DELETE FROM {table}"
-    if kind == "mass UPDATE":
-        return f"UPDATE {table} SET v = v + 1"
-    raise ValueError(kind)
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -408,7 +232,6 @@ def run(args) -> dict:
                     time.sleep(random.uniform(0, 2 * args.pause))
                 token = f"{PREFIX[kind]}_{i:04d}"
                 stmt = prepare_victim(cur, kind, token, args.victim_rows, args.format)
-                pat = token_re(token)
                 since = slack.mark()
                 t_before = time.time()
                 cur.execute(stmt)
@@ -417,6 +240,9 @@ def run(args) -> dict:
                 if tap is not None:
                     ev["reader_at_commit"] = tap.where
                     ev["socket_queued_bytes"] = queued_bytes(watcher)
+                cur.execute("SELECT @@last_gtid")   # after the timing: what finds a masked alert (alert_re)
+                ev["gtid"] = cur.fetchone()[0] or None
+                pat = alert_re(token, ev["gtid"])
                 events.append(ev)
                 try:
                     slack.wait_for(lambda calls: [c for c in calls[since:] if is_alert(c) and pat.search(c.text)],
@@ -446,7 +272,7 @@ def run(args) -> dict:
             res["stopped_early"] = stopped_early
             log(f"measured {len(events)} statements in {window:.1f} s under {res['load_tps']:.0f} tx/s; "
                 f"grace {args.grace_seconds} s for late or duplicate alerts")
-            pats = [token_re(ev["token"]) for ev in events]
+            pats = [alert_re(ev["token"], ev.get("gtid")) for ev in events]
             try:  # a late alert is late, not missed: give the stragglers --wait-seconds more
                 slack.wait_for(lambda calls: all(any(is_alert(c) and p.search(c.text) for c in calls) for p in pats),
                                timeout=args.wait_seconds, what="every alert")
@@ -458,7 +284,7 @@ def run(args) -> dict:
             calls = [c for c in slack.snapshot() if is_alert(c)]
             missed, dups = [], []
             for ev in events:
-                pat = token_re(ev["token"])
+                pat = alert_re(ev["token"], ev.get("gtid"))
                 got = [c for c in calls if pat.search(c.text)]
                 ev["alerts"] = len(got)
                 if got:
@@ -482,7 +308,8 @@ def run(args) -> dict:
                     ev["reason"] = alert.reason
                     ev.update(poster.marks.get(alert.key, {}))
             sbtest_alerts = [c.text[:300] for c in calls if SB_DB in c.text]
-            unmatched = [c.text[:300] for c in calls if not any(token_re(t).search(c.text) for t in by_token)]
+            unmatched = [c.text[:300] for c in calls
+                         if not any(alert_re(t, ev.get("gtid")).search(c.text) for t, ev in by_token.items())]
             res.update(total_statements=len(events), total_alerts=len(calls), missed=missed, duplicated=dups,
                        sbtest_alerts=sbtest_alerts, unmatched_alerts=unmatched, events=events)
             res["watcher_alive"] = wthread.is_alive()
@@ -526,90 +353,6 @@ def run(args) -> dict:
                 log(f"cleanup: {exc!r}")
         owned.remove()
     return res
-
-
-def capacity(src: Sandbox, start: tuple[str, int], seconds: float) -> list[dict]:
-    """How fast each layer of the watcher's pipeline gets through the binlog written under load.
-
-    Re-reads the same stream (COM_BINLOG_DUMP, non-blocking, from where the watcher started) with the
-    load stopped, each pass for at most `seconds` on this one thread: the raw events only; + Walker
-    without row counting; + Walker counting the rows of every table; the watcher's whole loop.
-    Transactions are counted by their GTID events.
-    """
-    import restore.live.follow as follow_mod
-    from restore.binlog import events as be
-    from restore.binlog.server import ServerBinlogs
-    from restore.binlog.walker import Walker
-
-    class Counting(ServerBinlogs):
-        def __init__(self, *a, **kw) -> None:
-            super().__init__(*a, **kw)
-            self.n = self.tx = 0
-
-        def events(self, *a, **kw):
-            for ev in super().events(*a, **kw):
-                self.n += 1
-                if ev.type == be.MARIADB_GTID or ev.type == be.MYSQL_GTID:
-                    self.tx += 1
-                yield ev
-
-    def walk(count: bool | None, deadline: float) -> Counting:
-        reader = Counting(src.dsn, blocking=False)
-        stream = reader.events(*start)
-        items = stream if count is None else Walker(stream, count=count).steps()
-        try:
-            for i, _ in enumerate(items):
-                if (i & 1023) == 0 and time.perf_counter() > deadline:
-                    break
-        finally:
-            items.close()
-            stream.close()
-        return reader
-
-    def watch(deadline: float) -> Counting:
-        class Positions:
-            p = start
-
-            def load(self):
-                return self.p
-
-            def save(self, file, pos):
-                self.p = (file, pos)
-
-        made: list[Counting] = []
-        real = follow_mod.ServerBinlogs
-        follow_mod.ServerBinlogs = lambda dsn, blocking=True, **kw: made.append(Counting(dsn, blocking=False, **kw)) or made[-1]
-        w = Watcher(src.dsn, Positions(), lambda alert: None, databases=(VICTIM,))
-        timer = threading.Timer(max(0.0, deadline - time.perf_counter()), w.stopping.set)
-        timer.start()
-        try:
-            w.follow_once()  # non-blocking: returns at the end of the binlog, or at the deadline
-        finally:
-            timer.cancel()
-            follow_mod.ServerBinlogs = real
-        return made[0]
-
-    layers = [("raw events: packet framer + CRC", lambda d: walk(None, d)),
-              ("+ Walker, rows not counted", lambda d: walk(False, d)),
-              ("+ Walker counting every table's rows", lambda d: walk(True, d)),
-              ("whole watcher loop (Watcher.follow_once)", watch)]
-    out = []
-    for name, fn in layers:
-        t0, c0 = time.perf_counter(), time.thread_time()
-        reader = fn(t0 + seconds)
-        wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
-        out.append({"layer": name, "events": reader.n, "transactions": reader.tx, "seconds": wall,
-                    "cpu_seconds": cpu, "events_per_s": reader.n / wall, "tx_per_s": reader.tx / wall,
-                    "us_per_event": 1e6 * cpu / reader.n if reader.n else None})
-    return out
-
-
-def profile_text(profile: cProfile.Profile | None, top: int) -> str:
-    if profile is None:
-        return ""
-    buf = io.StringIO()
-    pstats.Stats(profile, stream=buf).sort_stats("tottime").print_stats(top)
-    return buf.getvalue()
 
 
 def main() -> int:
