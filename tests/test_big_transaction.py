@@ -5,7 +5,8 @@ import json
 import subprocess
 import sys
 
-from tests.support.db import checksums, dump, target_url
+from tests.support.db import checksums, plan_args, restore_args
+from tests.support.incident_factory import IncidentSpec
 
 ROWS = 1_000_000
 
@@ -30,32 +31,29 @@ def _run_measured(*args: str) -> tuple[int, dict, int]:
 
 
 def test_million_row_statement_restores_exactly_in_flat_memory(source_factory, target, tmp_path):
-    src = source_factory("ROW")
-    with src.connect() as conn, conn.cursor() as cur:
-        cur.execute("CREATE DATABASE big")
-        cur.execute("CREATE TABLE big.t (id INT PRIMARY KEY, n BIGINT NOT NULL, label VARCHAR(120) NOT NULL)")
-        cur.execute("INSERT INTO big.t VALUES (0, 0, 'before the dump')")
-    snap = dump(src, tmp_path / "big.sql", ["big"])
-    with src.connect() as conn, conn.cursor() as cur:
+    inc = IncidentSpec(
+        databases=("big",),
+        schema=["CREATE DATABASE big",
+                "CREATE TABLE big.t (id INT PRIMARY KEY, n BIGINT NOT NULL, label VARCHAR(120) NOT NULL)",
+                "INSERT INTO big.t VALUES (0, 0, 'before the dump')"],
         # One statement, one transaction: about 110 MB of row events, more than the limits below.
-        cur.execute(f"INSERT INTO big.t SELECT seq, seq * 7, CONCAT('row number ', seq, ' ', REPEAT('x', 80)) FROM big.seq_1_to_{ROWS}")
-        cur.execute("UPDATE big.t SET label = 'changed' WHERE id <= 1000")
-        cur.execute("SHOW MASTER STATUS")
-        binlog_bytes = cur.fetchone()[1]
-        before = checksums(conn, ["big"])
-        cur.execute("DROP DATABASE big")
+        traffic=[f"INSERT INTO big.t SELECT seq, seq * 7, CONCAT('row number ', seq, ' ', REPEAT('x', 80)) "
+                 f"FROM big.seq_1_to_{ROWS}",
+                 "UPDATE big.t SET label = 'changed' WHERE id <= 1000"],
+        disaster=["DROP DATABASE big"],
+    ).build(source_factory("ROW"), tmp_path, copy=False)
+    binlog_bytes = inc.disaster_pos   # SHOW MASTER STATUS right before the DROP: the binlog file's size so far
     assert binlog_bytes > 100 << 20
 
-    common = ["--snapshot", str(snap), "--binlogs", src.binlog_dir]
-    code, plan, plan_peak = _run_measured("plan", *common)
+    code, plan, plan_peak = _run_measured(*plan_args(inc))
     assert code == 0, plan
     assert plan["plan"]["tables"]["big.t"]["inserted"] == ROWS
     assert plan["plan"]["stop"]["statement"].startswith("DROP DATABASE")
 
-    code, doc, restore_peak = _run_measured("restore", *common, "--target", target_url(target), "--yes")
+    code, doc, restore_peak = _run_measured(*restore_args(inc, target))
     assert code == 0, doc
     with target.connect() as conn:
-        assert checksums(conn, ["big"]) == before
+        assert checksums(conn, ["big"]) == inc.before
     # Flat: the interpreter and libraries take about 40 MiB; on top of that nothing holds more
     # than a few 4 MiB pieces (one being built, one queued, one on the wire), never the whole
     # transaction, which alone is bigger than either limit.

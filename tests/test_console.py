@@ -10,7 +10,8 @@ from rich.console import Console
 from bot.config import load_settings
 from bot.console import ConsoleSession, OpenAccess
 from handlers.jobstore import JobStore
-from tests.support.db import checksums, copy_binlogs, dump
+from tests.support.db import checksums
+from tests.support.incident_factory import IncidentSpec, club_posts, each, many
 from restore.mysql.sandbox import Sandbox
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
@@ -36,22 +37,11 @@ path = "{tmp_path / 'jobs.sqlite3'}"
 
 
 def test_console_plan_stage_prod(tmp_path):
-    with Sandbox(binlog=True, binlog_format="ROW") as src:
-        with src.connect() as conn, conn.cursor() as cur:
-            cur.execute("CREATE DATABASE club")
-            cur.execute("CREATE TABLE club.posts (id INT AUTO_INCREMENT PRIMARY KEY, title VARCHAR(60))")
-            cur.execute("INSERT INTO club.posts (title) VALUES ('환영합니다 👋')")
-        snap = dump(src, tmp_path / "club.sql", ["club"])
-        with src.connect() as conn, conn.cursor() as cur:
-            for i in range(30):
-                cur.execute("INSERT INTO club.posts (title) VALUES (%s)", (f"글 {i}",))
-            before = checksums(conn, ["club"])
-            cur.execute("DROP DATABASE club")
-        binlogs = copy_binlogs(src, tmp_path / "binlogs")
+    inc = club_posts(30).build_on_new_source(tmp_path)
 
     with Sandbox() as prod:
         answers = iter(["kim"])  # the second operator's name at the approval prompt
-        session, out = _session(tmp_path, snap, binlogs, prod, ask=lambda prompt: next(answers))
+        session, out = _session(tmp_path, inc.snapshot, inc.binlog_dir, prod, ask=lambda prompt: next(answers))
         with session:
             plan = session.wait(session.run_line("plan"), timeout=120)
             stage = session.wait(session.run_line("stage"), timeout=120)
@@ -65,30 +55,27 @@ def test_console_plan_stage_prod(tmp_path):
         assert prod_job.requester == "lee" and prod_job.approver == "kim"
         assert "succeeded" in text and "approved prod" in text
         with prod.connect() as conn:
-            assert checksums(conn, ["club"]) == before
+            assert checksums(conn, ["club"]) == inc.before
 
 
 def test_console_lists_the_candidates_and_takes_stop_and_skip(tmp_path):
     """Issue 10: the console prints a plan's candidates (GTID, file:pos, severity, the stop) and
     takes the typed forms: `plan skip=GTID` skips a mistaken TRUNCATE and stops at the DROP after
     it; stage and prod with the same `skip=` verify and restore that plan (the same plan id)."""
-    with Sandbox(binlog=True, binlog_format="ROW") as src:
-        with src.connect() as conn, conn.cursor() as cur:
-            cur.execute("CREATE DATABASE club")
-            cur.execute("CREATE TABLE club.posts (id INT AUTO_INCREMENT PRIMARY KEY, title VARCHAR(60))")
-            cur.execute("CREATE TABLE club.log (id INT AUTO_INCREMENT PRIMARY KEY, msg VARCHAR(60))")
-            cur.executemany("INSERT INTO club.log (msg) VALUES (%s)", [(f"entry {i}",) for i in range(12)])
-        snap = dump(src, tmp_path / "club.sql", ["club"])
-        with src.connect() as conn, conn.cursor() as cur:
-            cur.execute("TRUNCATE TABLE club.log")          # a mistake: everything after it must be kept
-            for i in range(20):
-                cur.execute("INSERT INTO club.posts (title) VALUES (%s)", (f"글 {i}",))
-            posts = checksums(conn, ["club"])["club.posts"]
-            cur.execute("DROP DATABASE club")               # the disaster
-        binlogs = copy_binlogs(src, tmp_path / "binlogs")
+    inc = IncidentSpec(
+        databases=("club",),
+        schema=["CREATE DATABASE club",
+                "CREATE TABLE club.posts (id INT AUTO_INCREMENT PRIMARY KEY, title VARCHAR(60))",
+                "CREATE TABLE club.log (id INT AUTO_INCREMENT PRIMARY KEY, msg VARCHAR(60))",
+                many("INSERT INTO club.log (msg) VALUES (%s)", [(f"entry {i}",) for i in range(12)])],
+        traffic=["TRUNCATE TABLE club.log",          # a mistake: everything after it must be kept
+                 each("INSERT INTO club.posts (title) VALUES (%s)", [(f"글 {i}",) for i in range(20)])],
+        disaster=["DROP DATABASE club"],
+    ).build_on_new_source(tmp_path)
+    posts = inc.before["club.posts"]
 
     with Sandbox() as prod:
-        session, out = _session(tmp_path, snap, binlogs, prod, ask=lambda prompt: "kim")
+        session, out = _session(tmp_path, inc.snapshot, inc.binlog_dir, prod, ask=lambda prompt: "kim")
         with session:
             first = session.wait(session.run_line("plan"), timeout=120)
             listing = out.getvalue()

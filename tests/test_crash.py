@@ -11,8 +11,8 @@ import time
 import pymysql
 import pytest
 
-from tests.support.db import checksums, copy_binlogs, dump, target_url
-from restore.mysql.sandbox import Sandbox
+from tests.support.db import checksums, restore_args
+from tests.support.incident_factory import IncidentSpec
 
 TXNS = 6000
 
@@ -20,35 +20,27 @@ TXNS = 6000
 @pytest.fixture(scope="module")
 def busy(tmp_path_factory):
     """Thousands of small transactions with DDL in the middle: a replay that takes a while."""
-    work = tmp_path_factory.mktemp("crash")
-    with Sandbox(binlog=True, binlog_format="ROW", extra_args=["--innodb-flush-log-at-trx-commit=2"]) as src:
-        with src.connect() as conn, conn.cursor() as cur:
-            cur.execute("CREATE DATABASE app")
-            cur.execute("CREATE TABLE app.events (id INT AUTO_INCREMENT PRIMARY KEY, n INT, note VARCHAR(40))")
-            cur.execute("CREATE TABLE app.counters (k INT PRIMARY KEY, v BIGINT)")
-            cur.execute("INSERT INTO app.counters VALUES (1, 0), (2, 0)")
-            cur.execute(
+    return IncidentSpec(
+        databases=("app",),
+        schema=["CREATE DATABASE app",
+                "CREATE TABLE app.events (id INT AUTO_INCREMENT PRIMARY KEY, n INT, note VARCHAR(40))",
+                "CREATE TABLE app.counters (k INT PRIMARY KEY, v BIGINT)",
+                "INSERT INTO app.counters VALUES (1, 0), (2, 0)",
                 "CREATE PROCEDURE app.work(n INT) BEGIN DECLARE i INT DEFAULT 0; WHILE i < n DO "
                 "INSERT INTO app.events (n, note) VALUES (i, CONCAT('note ', i)); "
                 "UPDATE app.counters SET v = v + i WHERE k = 1 + (i % 2); "
                 "IF i % 7 = 0 THEN DELETE FROM app.events WHERE id = i DIV 2; END IF; "
-                "SET i = i + 1; END WHILE; END")
-        snap = dump(src, work / "app.sql", ["app"])
-        with src.connect() as conn, conn.cursor() as cur:
-            cur.execute(f"CALL app.work({TXNS // 2})")
-            cur.execute("ALTER TABLE app.events ADD COLUMN extra INT DEFAULT 5")
-            cur.execute("CREATE INDEX by_n ON app.events (n)")
-            cur.execute(f"CALL app.work({TXNS // 2})")
-            before = checksums(conn, ["app"])
-            cur.execute("DROP DATABASE app")
-        binlogs = copy_binlogs(src, work / "binlogs")
-    return {"snap": snap, "binlogs": binlogs, "before": before}
+                "SET i = i + 1; END WHILE; END"],
+        traffic=[f"CALL app.work({TXNS // 2})",
+                 "ALTER TABLE app.events ADD COLUMN extra INT DEFAULT 5",
+                 "CREATE INDEX by_n ON app.events (n)",
+                 f"CALL app.work({TXNS // 2})"],
+        disaster=["DROP DATABASE app"],
+    ).build_on_new_source(tmp_path_factory.mktemp("crash"), extra_args=["--innodb-flush-log-at-trx-commit=2"])
 
 
 def _command(busy, target) -> list[str]:
-    return [sys.executable, "-m", "bot.cli", "restore", "--snapshot", str(busy["snap"]),
-            "--binlogs", str(busy["binlogs"]), "--target", target_url(target), "--yes", "--json",
-            "--batch", "5"]
+    return [sys.executable, "-m", "bot.cli", *restore_args(busy, target, "--json", "--batch", "5")]
 
 
 def _state(conn) -> tuple[str, int] | None:
@@ -99,7 +91,7 @@ def test_kill_minus_nine_then_resume_is_identical(busy, target):
     doc = json.loads(out.stdout)
     assert doc["restore"]["resumed"] is True
     with target.connect() as conn:
-        assert checksums(conn, ["app"]) == busy["before"]
+        assert checksums(conn, ["app"]) == busy.before
 
 
 def test_rerun_after_success_verifies_again(busy, target):
@@ -112,4 +104,4 @@ def test_rerun_after_success_verifies_again(busy, target):
     assert doc["restore"]["resumed"] is True
     assert [p["phase"] for p in doc["restore"]["phases"]] == ["plan", "prepare", "verify"]
     with target.connect() as conn:
-        assert checksums(conn, ["app"]) == busy["before"]
+        assert checksums(conn, ["app"]) == busy.before

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.db import checksums, copy_binlogs, dump, target_url
-from restore.mysql.sandbox import Sandbox
+from tests.support.db import checksums, plan_args, restore_args
+from tests.support.incident_factory import IncidentSpec, many
 
 CASCADE_NOTE = "cascaded changes are not logged"
 
@@ -38,29 +38,27 @@ def some_parents(request, tmp_path_factory):
     table created with a cascading key, one given one by ALTER TABLE, then a DELETE of 6 parents
     (below the mass threshold), more writes, and DROP DATABASE."""
     fmt = request.param
-    work = tmp_path_factory.mktemp(f"fk-{fmt}")
-    with Sandbox(binlog=True, binlog_format=fmt) as src:
-        with src.connect() as conn, conn.cursor() as cur:
-            _schema(cur, 20, 3)
-            snap = dump(src, work / "shop.sql", ["shop"])
-            cur.execute("CREATE TABLE shop.notes (id INT PRIMARY KEY, pid INT, "
-                        "FOREIGN KEY (pid) REFERENCES parent (id) ON DELETE CASCADE)")
-            cur.execute("CREATE TABLE shop.tags (id INT PRIMARY KEY, pid INT)")
-            cur.execute("ALTER TABLE shop.tags ADD CONSTRAINT fk_tags FOREIGN KEY (pid) REFERENCES shop.parent (id) "
-                        "ON DELETE CASCADE")
-            cur.executemany("INSERT INTO shop.notes VALUES (%s, %s)", [(i, i) for i in range(1, 21)])
-            cur.executemany("INSERT INTO shop.tags VALUES (%s, %s)", [(i, i % 20 + 1) for i in range(1, 41)])
-            cur.execute("DELETE FROM shop.parent WHERE id <= 6")
-            cur.execute("INSERT INTO shop.child VALUES (9001, 20)")
-            cur.execute("UPDATE shop.plain SET v = v + 1 WHERE id = 3")
-            before = checksums(conn, ["shop"])
-            cur.execute("DROP DATABASE shop")
-        yield {"fmt": fmt, "snap": snap, "binlogs": copy_binlogs(src, work / "binlogs"), "before": before}
+    inc = IncidentSpec(
+        databases=("shop",),
+        schema=[lambda cur: _schema(cur, 20, 3)],
+        traffic=["CREATE TABLE shop.notes (id INT PRIMARY KEY, pid INT, "
+                 "FOREIGN KEY (pid) REFERENCES parent (id) ON DELETE CASCADE)",
+                 "CREATE TABLE shop.tags (id INT PRIMARY KEY, pid INT)",
+                 "ALTER TABLE shop.tags ADD CONSTRAINT fk_tags FOREIGN KEY (pid) REFERENCES shop.parent (id) "
+                 "ON DELETE CASCADE",
+                 many("INSERT INTO shop.notes VALUES (%s, %s)", [(i, i) for i in range(1, 21)]),
+                 many("INSERT INTO shop.tags VALUES (%s, %s)", [(i, i % 20 + 1) for i in range(1, 41)]),
+                 "DELETE FROM shop.parent WHERE id <= 6",
+                 "INSERT INTO shop.child VALUES (9001, 20)",
+                 "UPDATE shop.plain SET v = v + 1 WHERE id = 3"],
+        disaster=["DROP DATABASE shop"],
+    ).build_on_new_source(tmp_path_factory.mktemp(f"fk-{fmt}"), fmt)
+    return {"fmt": fmt, "inc": inc}
 
 
 @pytest.mark.mysql
 def test_cascaded_children_are_inexact_and_the_delete_is_a_candidate(some_parents, cli):
-    res = cli("plan", "--snapshot", some_parents["snap"], "--binlogs", some_parents["binlogs"])
+    res = cli(*plan_args(some_parents["inc"]))
     assert res.code == 0, res
     tables = res.plan["tables"]
     for name in ("shop.child", "shop.grandchild", "shop.notes", "shop.tags"):
@@ -88,37 +86,32 @@ def test_cascaded_children_are_inexact_and_the_delete_is_a_candidate(some_parent
 
 def test_restore_applies_the_cascades_and_verifies(some_parents, cli, target):
     """The replay sends the parent's deletes with foreign_key_checks on: the target cascades them."""
-    res = cli("restore", "--snapshot", some_parents["snap"], "--binlogs", some_parents["binlogs"],
-              "--target", target_url(target), "--yes")
+    res = cli(*restore_args(some_parents["inc"], target))
     assert res.code == 0 and res.doc["ok"], res
     verified = res.doc["restore"]["verification"]
     assert verified["ok"] and not verified["problems"], verified
     assert CASCADE_NOTE in verified["tables"]["shop.grandchild"]["note"], verified["tables"]["shop.grandchild"]
     with target.connect() as conn:
-        assert checksums(conn, ["shop"]) == some_parents["before"]
+        assert checksums(conn, ["shop"]) == some_parents["inc"].before
 
 
 @pytest.fixture(scope="module")
 def cascade_disaster(tmp_path_factory):
     """5 parents with 12 children each: `DELETE FROM parent` removes 5 rows (below the mass
     threshold of 10) and, by cascade, all 60 children, none of them in the binlog."""
-    work = tmp_path_factory.mktemp("fk-mass")
-    with Sandbox(binlog=True, binlog_format="ROW") as src:
-        with src.connect() as conn, conn.cursor() as cur:
-            _schema(cur, 5, 12)
-            snap = dump(src, work / "shop.sql", ["shop"])
-            cur.execute("INSERT INTO shop.parent VALUES (6, 'p6')")
-            cur.execute("INSERT INTO shop.child VALUES (601, 6)")
-            cur.execute("DELETE FROM shop.parent WHERE id = 2")     # routine: 1 of 6 parents
-            before = checksums(conn, ["shop"])
-            cur.execute("DELETE FROM shop.parent")
-            cur.execute("INSERT INTO shop.plain VALUES (99, 99)")
-        yield {"snap": snap, "binlogs": copy_binlogs(src, work / "binlogs"), "before": before}
+    return IncidentSpec(
+        databases=("shop",),
+        schema=[lambda cur: _schema(cur, 5, 12)],
+        traffic=["INSERT INTO shop.parent VALUES (6, 'p6')",
+                 "INSERT INTO shop.child VALUES (601, 6)",
+                 "DELETE FROM shop.parent WHERE id = 2"],     # routine: 1 of 6 parents
+        disaster=["DELETE FROM shop.parent"],
+        after=["INSERT INTO shop.plain VALUES (99, 99)"],
+    ).build_on_new_source(tmp_path_factory.mktemp("fk-mass"))
 
 
 def test_mass_delete_by_cascade_is_certain_and_auto_stops_before_it(cascade_disaster, cli, target):
-    res = cli("restore", "--snapshot", cascade_disaster["snap"], "--binlogs", cascade_disaster["binlogs"],
-              "--target", target_url(target), "--yes")
+    res = cli(*restore_args(cascade_disaster, target))
     assert res.code == 0 and res.doc["ok"], res
     stop = res.plan["stop"]
     assert stop["reason"].startswith("mass DELETE by cascade: DELETE of 5 of about 5 rows of shop.parent"), stop
@@ -126,4 +119,4 @@ def test_mass_delete_by_cascade_is_certain_and_auto_stops_before_it(cascade_disa
     cands = res.plan["candidates"]
     assert [c["severity"] for c in cands if c.get("table") == "parent"] == ["certain"], cands  # not the routine one
     with target.connect() as conn:
-        assert checksums(conn, ["shop"]) == cascade_disaster["before"]
+        assert checksums(conn, ["shop"]) == cascade_disaster.before

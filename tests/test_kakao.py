@@ -25,7 +25,8 @@ from bot.kakao_webhook import (SIGNATURE_HEADER, TIMESTAMP_HEADER, KakaoWebhookP
                                kakao_reporter, verify)
 from bot.worker import Worker
 from handlers.app import application
-from tests.support.db import checksums, copy_binlogs, dump
+from tests.support.db import checksums
+from tests.support.incident_factory import club_posts
 from restore.mysql.sandbox import Sandbox
 
 TOKEN = "kakao-token-3f9a1c"
@@ -107,19 +108,8 @@ def quick(doc: dict) -> list[str]:
 @pytest.fixture(scope="module")
 def incident(tmp_path_factory):
     work = tmp_path_factory.mktemp("kakao-incident")
-    with Sandbox(binlog=True, binlog_format="ROW") as src:
-        with src.connect() as conn, conn.cursor() as cur:
-            cur.execute("CREATE DATABASE club")
-            cur.execute("CREATE TABLE club.posts (id INT AUTO_INCREMENT PRIMARY KEY, title VARCHAR(60))")
-            cur.execute("INSERT INTO club.posts (title) VALUES ('환영합니다 👋')")
-        snap = dump(src, work / "club.sql", ["club"])
-        with src.connect() as conn, conn.cursor() as cur:
-            for i in range(40):
-                cur.execute("INSERT INTO club.posts (title) VALUES (%s)", (f"글 {i}",))
-            before = checksums(conn, ["club"])
-            cur.execute("DROP DATABASE club")
-        binlogs = copy_binlogs(src, work / "binlogs")
-    return {"work": work, "snapshot": snap, "binlogs": binlogs, "before": before}
+    inc = club_posts(40).build_on_new_source(work)
+    return {"work": work, "snapshot": inc.snapshot, "binlogs": inc.binlog_dir, "before": inc.before}
 
 
 @pytest.fixture(scope="module")

@@ -1,28 +1,27 @@
 """`--binlogs mysql://...`: reading through the replication protocol gives the same restore."""
 from __future__ import annotations
 
-from tests.support.db import checksums, dump, target_url
+from tests.support.db import checksums, target_url
+from tests.support.incident_factory import IncidentSpec, each
 from restore.mysql.sandbox import Sandbox
 
 
 def test_live_server_equals_offline_files(cli, tmp_path, target):
+    insert = "INSERT INTO live.t (v, at) VALUES (%s, NOW(6))"
+    spec = IncidentSpec(
+        databases=("live",),
+        schema=["CREATE DATABASE live",
+                "CREATE TABLE live.t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20), at DATETIME(6))",
+                "INSERT INTO live.t (v, at) VALUES ('a', NOW(6))"],
+        traffic=[each(insert, [(f"v{i}",) for i in range(21)]), "FLUSH BINARY LOGS",
+                 each(insert, [(f"v{i}",) for i in range(21, 50)]),
+                 "UPDATE live.t SET v = CONCAT(v, '!') WHERE id % 3 = 0"],
+        disaster=["TRUNCATE TABLE live.t"],
+        after=["INSERT INTO live.t (v) VALUES ('after')"])
     with Sandbox(binlog=True, binlog_format="MIXED") as src:
-        with src.connect() as conn, conn.cursor() as cur:
-            cur.execute("CREATE DATABASE live")
-            cur.execute("CREATE TABLE live.t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20), at DATETIME(6))")
-            cur.execute("INSERT INTO live.t (v, at) VALUES ('a', NOW(6))")
-        snap = dump(src, tmp_path / "live.sql", ["live"])
-        with src.connect() as conn, conn.cursor() as cur:
-            for i in range(50):
-                cur.execute("INSERT INTO live.t (v, at) VALUES (%s, NOW(6))", (f"v{i}",))
-                if i == 20:
-                    cur.execute("FLUSH BINARY LOGS")
-            cur.execute("UPDATE live.t SET v = CONCAT(v, '!') WHERE id % 3 = 0")
-            before = checksums(conn, ["live"])
-            cur.execute("TRUNCATE TABLE live.t")
-            cur.execute("INSERT INTO live.t (v) VALUES ('after')")
-
-        offline = cli("plan", "--snapshot", snap, "--binlogs", src.binlog_dir)
+        inc = spec.build(src, tmp_path, copy=False)   # the server's own files: it keeps running
+        snap = inc.snapshot
+        offline = cli("plan", "--snapshot", snap, "--binlogs", inc.binlog_dir)
         live = cli("plan", "--snapshot", snap, "--binlogs", src.url)
         assert offline.code == 0 and live.code == 0, (offline, live)
         for key in ("stop", "transactions", "tables", "end"):
@@ -32,7 +31,7 @@ def test_live_server_equals_offline_files(cli, tmp_path, target):
         res = cli("restore", "--snapshot", snap, "--binlogs", src.url, "--target", target_url(target), "--yes")
         assert res.code == 0, res
     with target.connect() as conn:
-        assert checksums(conn, ["live"]) == before
+        assert checksums(conn, ["live"]) == inc.before
 
 
 def test_live_server_unreachable(cli, tmp_path):

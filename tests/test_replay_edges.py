@@ -7,18 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.db import checksums, dump, target_url
+from tests.support.db import checksums, plan_args, target_url
+from tests.support.incident_factory import In, IncidentSpec, Mark, each
 
 
-def _restore(cli, snap: Path, src, target, *extra: str):
-    return cli("restore", "--snapshot", snap, "--binlogs", src.binlog_dir, "--stop-before", "end",
+def _restore(cli, snap: Path, binlogs, target, *extra: str):
+    return cli("restore", "--snapshot", snap, "--binlogs", binlogs, "--stop-before", "end",
                "--target", target_url(target), "--yes", *extra)
-
-
-def _position(conn) -> int:
-    with conn.cursor() as cur:
-        cur.execute("SHOW MASTER STATUS")
-        return int(cur.fetchone()[1])
 
 
 def _with_start(snap: Path, pos: int, out: Path, drop: str = "") -> Path:
@@ -37,17 +32,7 @@ def test_statement_whose_last_row_event_is_in_another_schema(change, source_fact
     """A trigger on a restored table writes an audit row into a schema we do not restore: the
     statement's last row event (the one that ends it) is left out, and the server must still
     learn that the statement ended, or it ignores the row events after it."""
-    src = source_factory("ROW")
-    with src.connect() as conn, conn.cursor() as cur:
-        cur.execute("CREATE DATABASE a")
-        cur.execute("CREATE DATABASE audit")
-        cur.execute("CREATE TABLE a.t (id INT PRIMARY KEY, v INT)")
-        cur.execute("CREATE TABLE a.u (id INT PRIMARY KEY, v INT)")
-        cur.execute("CREATE TABLE audit.log (id INT AUTO_INCREMENT PRIMARY KEY, tid INT)")
-        cur.execute("INSERT INTO a.u SELECT seq, seq FROM a.seq_1_to_29")
-        cur.execute("CREATE TRIGGER a.t_ai AFTER INSERT ON a.t FOR EACH ROW INSERT INTO audit.log (tid) VALUES (NEW.id)")
-    snap = dump(src, tmp_path / "a.sql", ["a"])
-    with src.connect() as conn, conn.cursor() as cur:
+    def traffic(cur) -> None:
         for i in range(1, 30):
             cur.execute("INSERT INTO a.t VALUES (%s, %s)", (i, i))
             if change == "insert":
@@ -55,30 +40,37 @@ def test_statement_whose_last_row_event_is_in_another_schema(change, source_fact
             else:
                 cur.execute("UPDATE a.u SET v = v * 3 WHERE id = %s", (i,))
             cur.execute("UPDATE a.t SET v = v + 1 WHERE id = %s", (i,))
-        before = checksums(conn, ["a"])
-    res = _restore(cli, snap, src, target)
+
+    inc = IncidentSpec(
+        databases=("a",),
+        schema=["CREATE DATABASE a", "CREATE DATABASE audit",
+                "CREATE TABLE a.t (id INT PRIMARY KEY, v INT)",
+                "CREATE TABLE a.u (id INT PRIMARY KEY, v INT)",
+                "CREATE TABLE audit.log (id INT AUTO_INCREMENT PRIMARY KEY, tid INT)",
+                "INSERT INTO a.u SELECT seq, seq FROM a.seq_1_to_29",
+                "CREATE TRIGGER a.t_ai AFTER INSERT ON a.t FOR EACH ROW INSERT INTO audit.log (tid) VALUES (NEW.id)"],
+        traffic=[traffic],
+    ).build(source_factory("ROW"), tmp_path, copy=False)
+    res = _restore(cli, inc.snapshot, inc.binlog_dir, target)
     assert res.code == 0, res.doc
     with target.connect() as conn:
-        assert checksums(conn, ["a"]) == before
+        assert checksums(conn, ["a"]) == inc.before
 
 
 def test_ddl_that_fails_in_the_first_pass_is_reported_not_skipped(source_factory, target, tmp_path, cli):
     """The dump already holds a (different) table the binlog creates: the CREATE must fail
     loudly, in the batch pass and in the precise retry, and again on a rerun."""
-    src = source_factory("ROW")
-    with src.connect() as conn, conn.cursor() as cur:
-        cur.execute("CREATE DATABASE shop")
-        cur.execute("CREATE TABLE shop.t (id INT PRIMARY KEY)")
-    snap = dump(src, tmp_path / "shop.sql", ["shop"])
-    with src.connect() as conn, conn.cursor() as cur:
-        cur.execute("CREATE TABLE shop.t2 (id INT PRIMARY KEY, v INT)")
-        for i in range(5):
-            cur.execute("INSERT INTO shop.t2 VALUES (%s, %s)", (i, i))
+    inc = IncidentSpec(
+        databases=("shop",),
+        schema=["CREATE DATABASE shop", "CREATE TABLE shop.t (id INT PRIMARY KEY)"],
+        traffic=["CREATE TABLE shop.t2 (id INT PRIMARY KEY, v INT)",
+                 each("INSERT INTO shop.t2 VALUES (%s, %s)", [(i, i) for i in range(5)])],
+    ).build(source_factory("ROW"), tmp_path, copy=False)
     bad = tmp_path / "shop-bad.sql"
-    bad.write_text(snap.read_text().replace(
+    bad.write_text(inc.snapshot.read_text().replace(
         "-- Dump completed", "USE `shop`;\nCREATE TABLE t2 (id INT PRIMARY KEY, v INT, extra INT DEFAULT 7);\n-- Dump completed"))
     for attempt in range(2):
-        res = _restore(cli, bad, src, target)
+        res = _restore(cli, bad, inc.binlog_dir, target)
         assert res.code != 0, f"attempt {attempt}: {res.doc}"
         message = res.doc["error"]["message"]
         assert "1050" in message or "already exists" in message, message
@@ -86,20 +78,15 @@ def test_ddl_that_fails_in_the_first_pass_is_reported_not_skipped(source_factory
 
 
 def test_temporary_table_in_a_failing_batch_does_not_hide_the_conflict(source_factory, target, tmp_path, cli):
-    src = source_factory("MIXED")
-    with src.connect() as conn, conn.cursor() as cur:
-        cur.execute("CREATE DATABASE shop")
-        cur.execute("CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(30))")
-        cur.execute("INSERT INTO shop.items VALUES (1, 'first')")
-        early = _position(conn)
-    with src.connect(database="shop") as conn, conn.cursor() as cur:
-        cur.execute("CREATE TEMPORARY TABLE tmp (id INT)")
-        cur.execute("INSERT INTO tmp VALUES (2)")
-        cur.execute("INSERT INTO items SELECT id, 'second' FROM tmp")
-        cur.execute("DROP TEMPORARY TABLE tmp")
-    snap = dump(src, tmp_path / "shop.sql", ["shop"])
-    bad = _with_start(snap, early, tmp_path / "shop-off.sql")
-    res = _restore(cli, bad, src, target)
+    inc = IncidentSpec(
+        databases=("shop",),
+        schema=["CREATE DATABASE shop", "CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(30))",
+                "INSERT INTO shop.items VALUES (1, 'first')", Mark("early"),
+                In("shop", "CREATE TEMPORARY TABLE tmp (id INT)"), In("shop", "INSERT INTO tmp VALUES (2)"),
+                In("shop", "INSERT INTO items SELECT id, 'second' FROM tmp"), In("shop", "DROP TEMPORARY TABLE tmp")],
+    ).build(source_factory("MIXED"), tmp_path, copy=False)
+    bad = _with_start(inc.snapshot, inc.marks["early"][1], tmp_path / "shop-off.sql")
+    res = _restore(cli, bad, inc.binlog_dir, target)
     assert res.code != 0
     message = res.doc["error"]["message"]
     assert "shop.items" in message and "duplicate key" in message, message
@@ -108,17 +95,14 @@ def test_temporary_table_in_a_failing_batch_does_not_hide_the_conflict(source_fa
 def test_non_transactional_table_conflict_names_the_real_table(source_factory, target, tmp_path, cli):
     """Aria without transactions ignores ROLLBACK: a batch retry would re-insert its rows and
     blame them. Such restores commit every transaction alone and never retry a batch."""
-    src = source_factory("ROW")
-    with src.connect() as conn, conn.cursor() as cur:
-        cur.execute("CREATE DATABASE a")
-        cur.execute("CREATE TABLE a.m (id INT PRIMARY KEY) ENGINE=Aria TRANSACTIONAL=0")
-        cur.execute("CREATE TABLE a.t (id INT PRIMARY KEY) ENGINE=InnoDB")
-        early = _position(conn)
-        cur.execute("INSERT INTO a.m VALUES (1)")
-        cur.execute("INSERT INTO a.t VALUES (2)")
-    snap = dump(src, tmp_path / "a.sql", ["a"])
-    bad = _with_start(snap, early, tmp_path / "a-off.sql", drop="m")
-    res = _restore(cli, bad, src, target)
+    inc = IncidentSpec(
+        databases=("a",),
+        schema=["CREATE DATABASE a", "CREATE TABLE a.m (id INT PRIMARY KEY) ENGINE=Aria TRANSACTIONAL=0",
+                "CREATE TABLE a.t (id INT PRIMARY KEY) ENGINE=InnoDB", Mark("early"),
+                "INSERT INTO a.m VALUES (1)", "INSERT INTO a.t VALUES (2)"],
+    ).build(source_factory("ROW"), tmp_path, copy=False)
+    bad = _with_start(inc.snapshot, inc.marks["early"][1], tmp_path / "a-off.sql", drop="m")
+    res = _restore(cli, bad, inc.binlog_dir, target)
     assert res.code != 0
     message = res.doc["error"]["message"]
     assert "a.t" in message and "a.m" not in message, message
@@ -130,14 +114,11 @@ def test_non_transactional_table_conflict_names_the_real_table(source_factory, t
 
 def test_lost_target_connection_is_a_named_error(source_factory, target, tmp_path, cli):
     """The target goes away mid-replay: one clear error with the binlog position, no traceback."""
-    src = source_factory("ROW")
-    with src.connect() as conn, conn.cursor() as cur:
-        cur.execute("CREATE DATABASE club")
-        cur.execute("CREATE TABLE club.t (id INT PRIMARY KEY, v VARCHAR(20))")
-    snap = dump(src, tmp_path / "club.sql", ["club"])
-    with src.connect() as conn, conn.cursor() as cur:
-        for i in range(3000):
-            cur.execute("INSERT INTO club.t VALUES (%s, 'x')", (i,))
+    inc = IncidentSpec(
+        databases=("club",),
+        schema=["CREATE DATABASE club", "CREATE TABLE club.t (id INT PRIMARY KEY, v VARCHAR(20))"],
+        traffic=[each("INSERT INTO club.t VALUES (%s, 'x')", [(i,) for i in range(3000)])],
+    ).build(source_factory("ROW"), tmp_path, copy=False)
     # A trigger on the target kills the replay session at its first row: the connection drops.
     res = None
     with target.connect() as conn, conn.cursor() as cur:
@@ -161,7 +142,7 @@ def test_lost_target_connection_is_a_named_error(source_factory, target, tmp_pat
     import restore.replay.applier as applier_module
     applier_module.Batch = Killer
     try:
-        res = _restore(cli, snap, src, target, "--batch", "100")
+        res = _restore(cli, inc.snapshot, inc.binlog_dir, target, "--batch", "100")
     finally:
         applier_module.Batch = original
     assert res.code != 0
@@ -176,26 +157,24 @@ def test_transaction_the_source_rolled_back_is_rolled_back(fmt, source_factory, 
     """A transaction that also changed a non-transactional table is logged, ending in ROLLBACK:
     its InnoDB changes must be undone on the target too, its Aria changes kept, as on the source.
     The Aria table is created after the dump, so the replay starts batched and must switch."""
-    src = source_factory(fmt)
-    with src.connect() as conn, conn.cursor() as cur:
-        cur.execute("CREATE DATABASE a")
-        cur.execute("CREATE TABLE a.t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB")
-    snap = dump(src, tmp_path / "a.sql", ["a"])
-    with src.connect() as conn, conn.cursor() as cur:
-        cur.execute("CREATE TABLE a.m (id INT PRIMARY KEY) ENGINE=Aria TRANSACTIONAL=0")
-        for i in range(1, 50):
-            cur.execute("INSERT INTO a.t VALUES (%s, %s)", (i, i))
-        conn.begin()
+    def rolled_back(cur) -> None:
+        cur.connection.begin()
         cur.execute("INSERT INTO a.t VALUES (100, 100)")
         cur.execute("INSERT INTO a.m VALUES (100)")
-        conn.rollback()
-        for i in range(50, 60):
-            cur.execute("INSERT INTO a.t VALUES (%s, %s)", (i, i))
-        before = checksums(conn, ["a"])
-    res = _restore(cli, snap, src, target)
+        cur.connection.rollback()
+
+    inc = IncidentSpec(
+        databases=("a",),
+        schema=["CREATE DATABASE a", "CREATE TABLE a.t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB"],
+        traffic=["CREATE TABLE a.m (id INT PRIMARY KEY) ENGINE=Aria TRANSACTIONAL=0",
+                 each("INSERT INTO a.t VALUES (%s, %s)", [(i, i) for i in range(1, 50)]),
+                 rolled_back,
+                 each("INSERT INTO a.t VALUES (%s, %s)", [(i, i) for i in range(50, 60)])],
+    ).build(source_factory(fmt), tmp_path, copy=False)
+    res = _restore(cli, inc.snapshot, inc.binlog_dir, target)
     assert res.code == 0, res.doc
     with target.connect() as conn:
-        assert checksums(conn, ["a"]) == before
+        assert checksums(conn, ["a"]) == inc.before
         with conn.cursor() as cur:
             cur.execute("SELECT (SELECT COUNT(*) FROM a.t WHERE id = 100), (SELECT COUNT(*) FROM a.m)")
             assert cur.fetchone() == (0, 1)
@@ -207,21 +186,18 @@ def test_file_pos_of_any_event_names_its_transaction(source_factory, tmp_path, c
     from restore.binlog import events as be
     from restore.binlog.files import BinlogDirectory
 
-    src = source_factory("ROW")
-    with src.connect() as conn, conn.cursor() as cur:
-        cur.execute("CREATE DATABASE a")
-        cur.execute("CREATE TABLE a.t (id INT PRIMARY KEY)")
-    snap = dump(src, tmp_path / "a.sql", ["a"])
-    with src.connect() as conn, conn.cursor() as cur:
-        for i in range(5):
-            cur.execute("INSERT INTO a.t VALUES (%s)", (i,))
-    events = list(BinlogDirectory(src.binlog_dir).events())
+    inc = IncidentSpec(
+        databases=("a",),
+        schema=["CREATE DATABASE a", "CREATE TABLE a.t (id INT PRIMARY KEY)"],
+        traffic=[each("INSERT INTO a.t VALUES (%s)", [(i,) for i in range(5)])],
+    ).build(source_factory("ROW"), tmp_path, copy=False)
+    events = list(BinlogDirectory(inc.binlog_dir).events())
     gtids = [e for e in events if e.type == be.MARIADB_GTID]
     third = gtids[-3]          # the transaction inserting id 2
     inside = [e for e in events if third.pos < e.pos < gtids[-2].pos]
     table_map = next(e for e in inside if e.type == be.TABLE_MAP)
     xid = next(e for e in inside if e.type == be.XID)
-    common = ("plan", "--snapshot", snap, "--binlogs", src.binlog_dir)
+    common = plan_args(inc)
 
     res = cli(*common, "--stop-before", f"{table_map.file}:{table_map.pos}")
     assert res.code == 0, res.doc

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.db import (assert_restored, checksums, copy_binlogs, dump, format_id, master_status,
-                      schemas, target_url)
+from tests.support.db import assert_restored, format_id, restore_args
+from tests.support.incident_factory import In, IncidentSpec, Mark
 
 # (default db or None, statement); `blog` is restored, `other` is not.
 STEPS = [
@@ -57,66 +57,45 @@ STEPS = [
 ]
 
 
-def build(source, workdir) -> dict:
-    conn = source.connect()
-    with conn.cursor() as cur:
-        for s in ("CREATE DATABASE blog CHARACTER SET utf8mb4", "CREATE DATABASE other",
-                  "CREATE TABLE blog.posts (id INT AUTO_INCREMENT PRIMARY KEY, title VARCHAR(100) NOT NULL, "
-                  "body TEXT) DEFAULT CHARSET=utf8mb4",
-                  "CREATE TABLE blog.comments (id INT AUTO_INCREMENT PRIMARY KEY, post_id INT, "
-                  "note VARCHAR(20)) DEFAULT CHARSET=utf8mb4",
-                  "CREATE TABLE other.t (x INT)",
-                  "INSERT INTO blog.posts (title, body) VALUES " + ", ".join(
-                      f"('글 {i}', '본문 {i} 🎉')" for i in range(1, 9)),
-                  "INSERT INTO blog.comments (post_id, note) VALUES (1, 'good'), (1, 'é'), (2, NULL)"):
-            cur.execute(s)
-    snap = dump(source, workdir / "blog.sql", ["blog"])
-    sessions: dict = {}
-    for db, statement in STEPS:
-        if db not in sessions:
-            sessions[db] = source.connect(database=db) if db else source.connect()
-        with sessions[db].cursor() as cur:
-            cur.execute(statement)
-    for c in sessions.values():
-        c.close()
-    before = checksums(conn, ["blog"])
-    before_schema = schemas(conn, ["blog"])
-    file, pos, _ = master_status(conn)
-    with conn.cursor() as cur:
-        cur.execute("DROP DATABASE blog")
-    conn.close()
-    return {"snap": snap, "before": before, "schema": before_schema, "file": file, "pos": pos,
-            "binlogs": copy_binlogs(source, workdir / "binlogs")}
+BLOG = IncidentSpec(
+    databases=("blog",),
+    schema=["CREATE DATABASE blog CHARACTER SET utf8mb4", "CREATE DATABASE other",
+            "CREATE TABLE blog.posts (id INT AUTO_INCREMENT PRIMARY KEY, title VARCHAR(100) NOT NULL, "
+            "body TEXT) DEFAULT CHARSET=utf8mb4",
+            "CREATE TABLE blog.comments (id INT AUTO_INCREMENT PRIMARY KEY, post_id INT, "
+            "note VARCHAR(20)) DEFAULT CHARSET=utf8mb4",
+            "CREATE TABLE other.t (x INT)",
+            "INSERT INTO blog.posts (title, body) VALUES " + ", ".join(
+                f"('글 {i}', '본문 {i} 🎉')" for i in range(1, 9)),
+            "INSERT INTO blog.comments (post_id, note) VALUES (1, 'good'), (1, 'é'), (2, NULL)"],
+    traffic=[In(db, statement) for db, statement in STEPS],
+    disaster=["DROP DATABASE blog"])
 
 
 @pytest.mark.parametrize("combo", [("ROW", "NO_LOG"), ("MIXED", None), ("STATEMENT", None)], ids=format_id)
 def test_ddl_mid_stream_with_and_without_use(combo, source_factory, target, tmp_path, cli):
-    inc = build(source_factory(*combo), tmp_path)
-    res = cli("restore", "--snapshot", inc["snap"], "--binlogs", inc["binlogs"],
-              "--target", target_url(target), "--yes")
+    inc = BLOG.build(source_factory(*combo), tmp_path)
+    res = cli(*restore_args(inc, target))
     assert res.code == 0, res
-    assert (res.plan["stop"]["tx_file"], res.plan["stop"]["tx_pos"]) == (inc["file"], inc["pos"]), res.plan["stop"]
-    assert set(inc["before"]) == {"blog.articles", "blog.replies", "blog.labels", "blog.archive", "blog.stats"}
-    assert_restored(target, inc["before"], inc["schema"], dbs=("blog",), absent=("other",))
+    stop = res.plan["stop"]
+    assert (stop["tx_file"], stop["tx_pos"]) == (inc.disaster_file, inc.disaster_pos), stop
+    assert set(inc.before) == {"blog.articles", "blog.replies", "blog.labels", "blog.archive", "blog.stats"}
+    assert_restored(target, inc.before, inc.before_schema, dbs=("blog",), absent=("other",))
 
 
 def test_conflict_right_after_a_ddl_is_reported_as_the_conflict(source_factory, target, tmp_path, cli):
     """A DDL then a colliding INSERT: the error names the duplicate row, not a DDL re-run
     ("Duplicate key name") on the retry that looks for the failing event."""
-    source = source_factory("ROW", "MINIMAL")
-    with source.connect() as conn, conn.cursor() as cur:
-        cur.execute("CREATE DATABASE shop")
-        cur.execute("CREATE TABLE shop.t (id INT PRIMARY KEY, v INT)")
-        cur.execute("INSERT INTO shop.t VALUES (1, 1)")
-        file, start, _ = master_status(conn)
-        cur.execute("CREATE INDEX ix ON shop.t (v)")
-        cur.execute("INSERT INTO shop.t VALUES (5, 5)")
-        cur.execute("DROP INDEX ix ON shop.t")
-        # a dump holding row 5 but not the index, restored from before the CREATE INDEX
-    snap = dump(source, tmp_path / "shop.sql", ["shop"], coordinates=False)
-    binlogs = copy_binlogs(source, tmp_path / "binlogs")
-    res = cli("restore", "--snapshot", snap, "--binlogs", binlogs, "--start", f"{file}:{start}",
-              "--stop-before", "end", "--target", target_url(target), "--yes")
+    # a dump holding row 5 but not the index, restored from before the CREATE INDEX
+    inc = IncidentSpec(
+        databases=("shop",),
+        schema=["CREATE DATABASE shop", "CREATE TABLE shop.t (id INT PRIMARY KEY, v INT)",
+                "INSERT INTO shop.t VALUES (1, 1)", Mark("start"),
+                "CREATE INDEX ix ON shop.t (v)", "INSERT INTO shop.t VALUES (5, 5)", "DROP INDEX ix ON shop.t"],
+        coordinates=False,
+    ).build(source_factory("ROW", "MINIMAL"), tmp_path)
+    file, start = inc.marks["start"]
+    res = cli(*restore_args(inc, target, "--start", f"{file}:{start}", "--stop-before", "end"))
     assert res.code == 2, res
     msg = res.error["message"]
     assert "Duplicate key name" not in msg, res

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.db import (assert_restored, checksums, copy_binlogs, databases, dump, dump_coordinates,
-                      master_status, plan_args, restore_args, target_url)
+from tests.support.db import assert_restored, checksums, databases, dump_coordinates, plan_args, restore_args
+from tests.support.incident_factory import IncidentSpec, Mark
 
 FORMAT = ("ROW", "MINIMAL")
 
@@ -113,20 +113,17 @@ def test_target_sandbox(incidents, cli):
 def test_start_older_than_the_dump_names_the_conflict(fmt, source_factory, target, tmp_path, cli):
     """A start position older than the dump's data: the duplicate is named with table, key and
     the binlog position of the event that collided, whatever the binlog format."""
-    source = source_factory(fmt)
-    with source.connect() as conn, conn.cursor() as cur:
-        cur.execute("CREATE DATABASE shop")
-        cur.execute("CREATE TABLE shop.t (id INT PRIMARY KEY, v INT)")
-        cur.execute("INSERT INTO shop.t VALUES (1, 1)")
-        file, start, _ = master_status(conn)
-        cur.execute("INSERT INTO shop.t VALUES (2, 2)")      # already in the dump taken below
-        _, end, _ = master_status(conn)
-        cur.execute("INSERT INTO shop.t VALUES (3, 3)")
-    snap = dump(source, tmp_path / "shop.sql", ["shop"], coordinates=False)
-    binlogs = copy_binlogs(source, tmp_path / "binlogs")
+    inc = IncidentSpec(
+        databases=("shop",),
+        schema=["CREATE DATABASE shop", "CREATE TABLE shop.t (id INT PRIMARY KEY, v INT)",
+                "INSERT INTO shop.t VALUES (1, 1)", Mark("start"),
+                "INSERT INTO shop.t VALUES (2, 2)", Mark("end"),     # already in the dump taken below
+                "INSERT INTO shop.t VALUES (3, 3)"],
+        coordinates=False,
+    ).build(source_factory(fmt), tmp_path)
+    (file, start), (_, end) = inc.marks["start"], inc.marks["end"]
 
-    res = cli("restore", "--snapshot", snap, "--binlogs", binlogs, "--start", f"{file}:{start}",
-              "--stop-before", "end", "--target", target_url(target), "--yes")
+    res = cli(*restore_args(inc, target, "--start", f"{file}:{start}", "--stop-before", "end"))
     assert res.code == 2, res
     err = res.error
     assert "shop.t" in err["message"], err

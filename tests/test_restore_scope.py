@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.db import (assert_restored, checksums, copy_binlogs, databases, dump, format_id,
-                      master_status, plan_args, restore_args, target_url)
+from tests.support.db import assert_restored, checksums, databases, format_id, plan_args, restore_args
+from tests.support.incident_factory import In, IncidentSpec
 
 
 def test_other_left_out_and_row_counts_in_plan(incidents, cli):
@@ -72,53 +72,39 @@ DISASTERS = [
 ]
 
 
-def _small_incident(source, workdir, disaster: tuple) -> dict:
+def _small_incident(disaster: tuple) -> IncidentSpec:
     _id, _fmt, use, statement, _word = disaster
-    conn = source.connect()
-    with conn.cursor() as cur:
-        for s in ("CREATE DATABASE shop", "CREATE DATABASE other",
-                  "CREATE TABLE shop.events (id INT AUTO_INCREMENT PRIMARY KEY, kind VARCHAR(20), "
-                  "payload VARCHAR(100), at DATETIME DEFAULT CURRENT_TIMESTAMP)",
-                  "CREATE TABLE shop.keep (k INT PRIMARY KEY, v VARCHAR(20))",
-                  "CREATE TABLE other.t (x INT)",
-                  "INSERT INTO shop.events (kind, payload) VALUES " + ", ".join(
-                      f"('seed', '주문 {i}')" for i in range(40)),
-                  "INSERT INTO shop.keep VALUES (1, 'a'), (2, 'b')"):
-            cur.execute(s)
-    snap = dump(source, workdir / "shop.sql", ["shop"])
-    with conn.cursor() as cur:
-        for s in ("INSERT INTO shop.events (kind, payload) VALUES " + ", ".join(
-                      f"('live', '이벤트 {i}')" for i in range(20)),
-                  "UPDATE shop.events SET payload = CONCAT(payload, ' ✓') WHERE id % 3 = 0",
-                  "DELETE FROM shop.events WHERE id IN (5, 6)",            # a small delete: not a disaster
-                  "UPDATE shop.keep SET v = 'changed' WHERE k = 1",
-                  "INSERT INTO other.t VALUES " + ", ".join(f"({i})" for i in range(20)),
-                  "DELETE FROM other.t"):                                  # another db's mass delete
-            cur.execute(s)
-    before = checksums(conn, ["shop"])
-    file, pos, _ = master_status(conn)
-    bad = source.connect(database=use) if use else source.connect()
-    with bad.cursor() as cur:
-        cur.execute(statement)
-    bad.close()
-    with conn.cursor() as cur:
-        cur.execute("INSERT INTO shop.keep VALUES (3, 'after')")
-    conn.close()
-    return {"snap": snap, "before": before, "file": file, "pos": pos,
-            "binlogs": copy_binlogs(source, workdir / "binlogs")}
+    return IncidentSpec(
+        databases=("shop",),
+        schema=["CREATE DATABASE shop", "CREATE DATABASE other",
+                "CREATE TABLE shop.events (id INT AUTO_INCREMENT PRIMARY KEY, kind VARCHAR(20), "
+                "payload VARCHAR(100), at DATETIME DEFAULT CURRENT_TIMESTAMP)",
+                "CREATE TABLE shop.keep (k INT PRIMARY KEY, v VARCHAR(20))",
+                "CREATE TABLE other.t (x INT)",
+                "INSERT INTO shop.events (kind, payload) VALUES " + ", ".join(
+                    f"('seed', '주문 {i}')" for i in range(40)),
+                "INSERT INTO shop.keep VALUES (1, 'a'), (2, 'b')"],
+        traffic=["INSERT INTO shop.events (kind, payload) VALUES " + ", ".join(
+                     f"('live', '이벤트 {i}')" for i in range(20)),
+                 "UPDATE shop.events SET payload = CONCAT(payload, ' ✓') WHERE id % 3 = 0",
+                 "DELETE FROM shop.events WHERE id IN (5, 6)",            # a small delete: not a disaster
+                 "UPDATE shop.keep SET v = 'changed' WHERE k = 1",
+                 "INSERT INTO other.t VALUES " + ", ".join(f"({i})" for i in range(20)),
+                 "DELETE FROM other.t"],                                  # another db's mass delete
+        disaster=[In(use, statement)],
+        after=["INSERT INTO shop.keep VALUES (3, 'after')"])
 
 
 @pytest.mark.parametrize("disaster", DISASTERS, ids=[d[0] for d in DISASTERS])
 def test_auto_finds_the_destructive_event(disaster, source_factory, target, tmp_path, cli):
     source = source_factory(disaster[1], "MINIMAL" if disaster[1] == "ROW" else None)
-    inc = _small_incident(source, tmp_path, disaster)
-    args = ["--snapshot", inc["snap"], "--binlogs", inc["binlogs"]]
+    inc = _small_incident(disaster).build(source, tmp_path)
 
-    res = cli("restore", *args, "--target", target_url(target), "--yes")
+    res = cli(*restore_args(inc, target))
     assert res.code == 0, res
     stop = res.plan["stop"]
     assert stop is not None, res
-    assert (stop["tx_file"], stop["tx_pos"]) == (inc["file"], inc["pos"]), stop
+    assert (stop["tx_file"], stop["tx_pos"]) == (inc.disaster_file, inc.disaster_pos), stop
     assert disaster[4] in stop["reason"].upper(), stop
     assert "events" in stop["reason"] + " " + stop["statement"], stop
-    assert_restored(target, inc["before"], dbs=("shop",), absent=("other",))
+    assert_restored(target, inc.before, dbs=("shop",), absent=("other",))

@@ -23,7 +23,8 @@ from urllib.parse import quote
 import pymysql
 import pytest
 
-from tests.support.db import checksums, copy_binlogs, databases, dump
+from tests.support.db import checksums, databases
+from tests.support.incident_factory import IncidentSpec
 from tests.support.fake_slack import FakeSlack, SlackSigner, sign
 from restore.mysql.leftovers import OwnedDir
 from restore.mysql.sandbox import Sandbox
@@ -45,34 +46,29 @@ pytestmark = [pytest.mark.mysql, pytest.mark.timeout(300)]   # every test here s
 
 @pytest.fixture(scope="module")
 def incident(tmp_path_factory):
-    work = tmp_path_factory.mktemp("slack-incident")
-    with Sandbox(binlog=True, binlog_format="ROW",
-                 extra_args=["--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0"]) as src:
-        with src.connect() as conn, conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {DB}")
-            cur.execute(f"CREATE TABLE {DB}.members (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(40), "
-                        "visits INT NOT NULL DEFAULT 0)")
-            cur.execute(f"CREATE TABLE {DB}.attendance (id INT AUTO_INCREMENT PRIMARY KEY, member INT, day DATE, "
-                        "note VARCHAR(40))")
-            cur.execute(f"INSERT INTO {DB}.members (name) VALUES ('김키퍼'), ('이해커'), ('박보안')")
-            cur.execute(
+    inc = IncidentSpec(
+        databases=(DB,),
+        schema=[f"CREATE DATABASE {DB}",
+                f"CREATE TABLE {DB}.members (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(40), "
+                "visits INT NOT NULL DEFAULT 0)",
+                f"CREATE TABLE {DB}.attendance (id INT AUTO_INCREMENT PRIMARY KEY, member INT, day DATE, "
+                "note VARCHAR(40))",
+                f"INSERT INTO {DB}.members (name) VALUES ('김키퍼'), ('이해커'), ('박보안')",
                 f"CREATE PROCEDURE {DB}.work(n INT) BEGIN DECLARE i INT DEFAULT 0; WHILE i < n DO "
                 f"INSERT INTO {DB}.attendance (member, day, note) "
                 "VALUES (1 + i % 3, DATE_ADD('2023-08-01', INTERVAL i % 30 DAY), CONCAT('visit ', i)); "
                 f"IF i % 10 = 0 THEN UPDATE {DB}.members SET visits = visits + 1 WHERE id = 1 + i % 3; END IF; "
-                "SET i = i + 1; END WHILE; END")
-        snapshot = dump(src, work / "club.sql", [DB])
-        with src.connect() as conn, conn.cursor() as cur:
-            cur.execute(f"CALL {DB}.work({TXNS})")
-            cur.execute(f"UPDATE {DB}.members SET name = CONCAT(name, ' 🎉') WHERE id = 2")
-            before = checksums(conn, [DB])
-            cur.execute(f"DROP DATABASE {DB}")                      # the disaster
-            cur.execute(f"CREATE DATABASE {DB}")                    # the application carries on
-            cur.execute(f"CREATE TABLE {DB}.attendance (id INT AUTO_INCREMENT PRIMARY KEY, member INT, day DATE)")
-            cur.execute(f"INSERT INTO {DB}.attendance (member, day) VALUES (1, '2023-08-31'), (2, '2023-08-31')")
-        binlogs = copy_binlogs(src, work / "binlogs")
-    assert before[f"{DB}.attendance"][0] == TXNS
-    return {"snapshot": snapshot, "binlogs": binlogs, "before": before}
+                "SET i = i + 1; END WHILE; END"],
+        traffic=[f"CALL {DB}.work({TXNS})",
+                 f"UPDATE {DB}.members SET name = CONCAT(name, ' 🎉') WHERE id = 2"],
+        disaster=[f"DROP DATABASE {DB}"],
+        after=[f"CREATE DATABASE {DB}",                          # the application carries on
+               f"CREATE TABLE {DB}.attendance (id INT AUTO_INCREMENT PRIMARY KEY, member INT, day DATE)",
+               f"INSERT INTO {DB}.attendance (member, day) VALUES (1, '2023-08-31'), (2, '2023-08-31')"],
+    ).build_on_new_source(tmp_path_factory.mktemp("slack-incident"),
+                          extra_args=["--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0"])
+    assert inc.before[f"{DB}.attendance"][0] == TXNS
+    return {"snapshot": inc.snapshot, "binlogs": inc.binlog_dir, "before": inc.before}
 
 
 @pytest.fixture(scope="module")

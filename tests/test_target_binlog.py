@@ -16,7 +16,8 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.support.db import checksums, copy_binlogs, databases, dump, target_url
+from tests.support.db import checksums, databases, restore_args
+from tests.support.incident_factory import IncidentSpec
 from restore.mysql.sandbox import Sandbox
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
@@ -24,29 +25,26 @@ pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 ROWS = 1500   # transactions after the dump: a range of some MB
 
 
-def _build(work: Path, fmt: str) -> dict:
-    with Sandbox(binlog=True, binlog_format=fmt) as src:
-        with src.connect() as conn, conn.cursor() as cur:
-            cur.execute("CREATE DATABASE shop")
-            cur.execute("CREATE TABLE shop.items (id INT PRIMARY KEY, n INT NOT NULL, tag CHAR(36), "
-                        "payload VARCHAR(3000))")
-            cur.execute("INSERT INTO shop.items VALUES (1, 0, NULL, 'first')")
-        snap = dump(src, work / "shop.sql", ["shop"])
-        with src.connect() as conn, conn.cursor() as cur:
-            for i in range(2, ROWS + 2):
-                # UUID() is unsafe for statement logging: MIXED logs these as row events too.
-                cur.execute("INSERT INTO shop.items VALUES (%s, 0, UUID(), REPEAT('x', 2000))", (i,))
-                if i % 50 == 0:
-                    cur.execute("UPDATE shop.items SET n = n + 1 WHERE id > %s", (i - 40,))
-            before = checksums(conn, ["shop"])
-            cur.execute("DROP DATABASE shop")
-        binlogs = copy_binlogs(src, work / "binlogs")
-    return {"snap": snap, "binlogs": binlogs, "before": before}
+def _traffic(cur) -> None:
+    for i in range(2, ROWS + 2):
+        # UUID() is unsafe for statement logging: MIXED logs these as row events too.
+        cur.execute("INSERT INTO shop.items VALUES (%s, 0, UUID(), REPEAT('x', 2000))", (i,))
+        if i % 50 == 0:
+            cur.execute("UPDATE shop.items SET n = n + 1 WHERE id > %s", (i - 40,))
+
+
+SHOP = IncidentSpec(
+    databases=("shop",),
+    schema=["CREATE DATABASE shop",
+            "CREATE TABLE shop.items (id INT PRIMARY KEY, n INT NOT NULL, tag CHAR(36), payload VARCHAR(3000))",
+            "INSERT INTO shop.items VALUES (1, 0, NULL, 'first')"],
+    traffic=[_traffic],
+    disaster=["DROP DATABASE shop"])
 
 
 @pytest.fixture(scope="module", params=["ROW", "MIXED"])
 def shop(request, tmp_path_factory):
-    return _build(tmp_path_factory.mktemp(f"target-binlog-{request.param}"), request.param)
+    return SHOP.build_on_new_source(tmp_path_factory.mktemp(f"target-binlog-{request.param}"), request.param)
 
 
 def _binlog_bytes(server: Sandbox) -> int:
@@ -60,11 +58,6 @@ def _replayed_bytes(plan: dict, binlogs: Path) -> int:
     files = sorted(p.name for p in binlogs.iterdir() if start["file"] <= p.name <= end["file"] and p.name != "binlog.index")
     total = sum((binlogs / f).stat().st_size for f in files)
     return total - start["pos"] - ((binlogs / end["file"]).stat().st_size - end["pos"])
-
-
-def _args(shop, target, *extra):
-    return ["restore", "--snapshot", shop["snap"], "--binlogs", shop["binlogs"],
-            "--target", target if isinstance(target, str) else target_url(target), "--yes", *extra]
 
 
 def _replicated(server: Sandbox, work: Path) -> dict:
@@ -81,17 +74,17 @@ def _replicated(server: Sandbox, work: Path) -> dict:
 def test_binlog_grows_by_about_what_is_replayed(shop, batch, cli, tmp_path):
     with Sandbox(binlog=True, binlog_format="MIXED") as target:
         grown_from = _binlog_bytes(target)
-        res = cli(*_args(shop, target, "--batch", batch))
+        res = cli(*restore_args(shop, target, "--batch", batch))
         assert res.code == 0 and res.doc["ok"], res
         grown = _binlog_bytes(target) - grown_from
-        replayed = _replayed_bytes(res.plan, shop["binlogs"])
+        replayed = _replayed_bytes(res.plan, shop.binlog_dir)
         with target.connect() as conn:
-            assert checksums(conn, ["shop"]) == shop["before"]
+            assert checksums(conn, ["shop"]) == shop.before
         assert replayed > 1_000_000, replayed
         # The dump's load is logged too (a few KB here); the replay itself must stay within 2x.
         assert grown <= 2 * replayed + 64_000, f"target binlog grew {grown} bytes for {replayed} replayed"
         if batch == "1000":
-            assert _replicated(target, tmp_path) == shop["before"], "a replica of the target would differ"
+            assert _replicated(target, tmp_path) == shop.before, "a replica of the target would differ"
 
 
 def test_without_the_right_to_turn_annotations_off_one_statement_per_binlog(shop, cli):
@@ -106,12 +99,12 @@ def test_without_the_right_to_turn_annotations_off_one_statement_per_binlog(shop
             cur.execute("GRANT ALL ON _restore_bot.* TO restorer@'%'")
             cur.execute("GRANT BINLOG REPLAY, SELECT, PROCESS ON *.* TO restorer@'%'")
         grown_from = _binlog_bytes(target)
-        res = cli(*_args(shop, f"mysql://restorer:pw@127.0.0.1:{target.port}"))
+        res = cli(*restore_args(shop, f"mysql://restorer:pw@127.0.0.1:{target.port}"))
         assert res.code == 0 and res.doc["ok"], res
         grown = _binlog_bytes(target) - grown_from
-        replayed = _replayed_bytes(res.plan, shop["binlogs"])
+        replayed = _replayed_bytes(res.plan, shop.binlog_dir)
         with target.connect() as conn:
-            assert checksums(conn, ["shop"]) == shop["before"]
+            assert checksums(conn, ["shop"]) == shop.before
         # Each annotation now holds one statement's base64 events: linear, about 2.5x at worst.
         assert grown <= 3 * replayed + 64_000, f"target binlog grew {grown} bytes for {replayed} replayed"
         assert "one statement at a time" in res.doc["restore"]["target_binlog"], res
@@ -120,10 +113,10 @@ def test_without_the_right_to_turn_annotations_off_one_statement_per_binlog(shop
 def test_no_target_binlog_keeps_the_restore_out_of_it(shop, cli):
     with Sandbox(binlog=True, binlog_format="ROW") as target:
         grown_from = _binlog_bytes(target)
-        res = cli(*_args(shop, target, "--no-target-binlog"))
+        res = cli(*restore_args(shop, target, "--no-target-binlog"))
         assert res.code == 0 and res.doc["ok"], res
         with target.connect() as conn:
-            assert checksums(conn, ["shop"]) == shop["before"]
+            assert checksums(conn, ["shop"]) == shop.before
         assert _binlog_bytes(target) - grown_from < 10_000   # the dump and the replay left no trace
         assert "sql_log_bin=0" in res.doc["restore"]["target_binlog"], res
 
@@ -134,7 +127,7 @@ def test_no_target_binlog_without_the_right_is_refused_before_writing(shop, cli)
             cur.execute("CREATE USER restorer@'%' IDENTIFIED BY 'pw'")
             cur.execute("GRANT ALL ON shop.* TO restorer@'%'")
             cur.execute("GRANT BINLOG REPLAY, PROCESS ON *.* TO restorer@'%'")
-        res = cli(*_args(shop, f"mysql://restorer:pw@127.0.0.1:{target.port}", "--no-target-binlog"))
+        res = cli(*restore_args(shop, f"mysql://restorer:pw@127.0.0.1:{target.port}", "--no-target-binlog"))
         assert res.code == 2 and "sql_log_bin" in res.error["message"], res
         assert "BINLOG ADMIN" in res.error["hint"], res
         with target.connect() as conn:
@@ -165,7 +158,7 @@ def small_disk(tmp_path):
 def test_a_target_disk_too_small_is_refused_before_writing(shop, cli, small_disk):
     mnt, _ = small_disk
     with Sandbox(extra_args=[f"--log-bin={mnt}/binlog", "--binlog-format=ROW"]) as target:
-        res = cli(*_args(shop, target))
+        res = cli(*restore_args(shop, target))
         assert res.code == 2 and "not enough disk space" in res.error["message"], res
         assert str(mnt) in res.error["message"] and "--no-target-binlog" in res.error["hint"], res
         with target.connect() as conn:
@@ -175,15 +168,15 @@ def test_a_target_disk_too_small_is_refused_before_writing(shop, cli, small_disk
 def test_a_full_disk_stops_the_restore_and_the_same_command_resumes(shop, cli, small_disk):
     mnt, resize = small_disk
     with Sandbox(extra_args=[f"--log-bin={mnt}/binlog", "--binlog-format=ROW"]) as target:
-        res = cli(*_args(shop, target, "--skip-space-check", "--batch", "100"))
+        res = cli(*restore_args(shop, target, "--skip-space-check", "--batch", "100"))
         assert res.code == 2 and "disk is full" in res.error["message"], res
         assert "Waiting for someone to free space" in res.error["message"], res
         assert "run the same command again" in res.error["hint"], res
         resize("64m")    # the operator frees space, as the hint says
-        res = cli(*_args(shop, target, "--skip-space-check", "--batch", "100"))
+        res = cli(*restore_args(shop, target, "--skip-space-check", "--batch", "100"))
         assert res.code == 0 and res.doc["ok"] and res.doc["restore"]["resumed"], res
         with target.connect() as conn:
-            assert checksums(conn, ["shop"]) == shop["before"]
+            assert checksums(conn, ["shop"]) == shop.before
         try:
             target.stop()      # before the tmpfs goes: the server holds its binlog open
         except pymysql.err.MySQLError:
