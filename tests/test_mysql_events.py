@@ -16,9 +16,16 @@ from restore.binlog.files import BinlogDirectory
 from restore.api import make_plan, read_snapshots
 from restore.errors import BinlogError, PlanError
 from restore.binlog.gtid import GtidSet
+from restore.plan.destructive import DestructiveRules
 from restore.binlog.walker import QueryStep, RowsStep, StopAt, TxBegin, TxEnd, Walker
 
 UUID = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+# A mysqldump of shop.items with its two rows, taken after UUID:1.
+SHOP_DUMP = ("-- MySQL dump 10.13  Distrib 8.0.36\n"
+             f"SET @@GLOBAL.GTID_PURGED=/*!80000 '+'*/ '{UUID}:1';\n"
+             "CREATE DATABASE `shop`;\nUSE `shop`;\n"
+             "CREATE TABLE `items` (\n  `id` int NOT NULL,\n  `name` varchar(20) DEFAULT NULL,\n  PRIMARY KEY (`id`)\n);\n"
+             "INSERT INTO `items` VALUES (1,'one'),(2,'two');\n-- Dump completed on 2023-08-19\n")
 POST_HEADER = {be.QUERY: 13, be.ROTATE: 8, be.FORMAT_DESCRIPTION: 98, be.XID: 0, be.TABLE_MAP: 8,
                be.WRITE_ROWS_V2: 10, be.UPDATE_ROWS_V2: 10, be.DELETE_ROWS_V2: 10, be.MYSQL_GTID: 42,
                be.ANONYMOUS_GTID: 42, be.PREVIOUS_GTIDS: 0, be.TRANSACTION_PAYLOAD: 40}
@@ -140,12 +147,7 @@ def test_mysql_framing_walks_into_transactions(tmp_path):
 def test_mysql_dump_gtid_purged_start_and_auto_stop(tmp_path):
     binlogs, marks = _binlog(tmp_path, _transactions)
     dump = tmp_path / "shop.sql"
-    dump.write_text(
-        "-- MySQL dump 10.13  Distrib 8.0.36\n"
-        f"SET @@GLOBAL.GTID_PURGED=/*!80000 '+'*/ '{UUID}:1';\n"
-        "CREATE DATABASE `shop`;\nUSE `shop`;\n"
-        "CREATE TABLE `items` (\n  `id` int NOT NULL,\n  `name` varchar(20) DEFAULT NULL,\n  PRIMARY KEY (`id`)\n);\n"
-        "INSERT INTO `items` VALUES (1,'one'),(2,'two');\n-- Dump completed on 2023-08-19\n")
+    dump.write_text(SHOP_DUMP)
     plan = make_plan(read_snapshots([str(dump)]), binlogs)
     assert plan.databases["shop"].gtid == f"{UUID}:1" and plan.databases["shop"].file is None
     assert plan.transactions == 1                      # :1 is in the dump, :2 is replayed
@@ -153,6 +155,44 @@ def test_mysql_dump_gtid_purged_start_and_auto_stop(tmp_path):
     assert plan.stop is not None and plan.stop.gtid == f"{UUID}:3" and "DROP TABLE" in plan.stop.reason
     assert (plan.stop.file, plan.stop.pos) == ("binlog.000001", marks["drop_query"])
 
+
+def test_mariadb_gtid_event_reads_its_flags_into_an_immutable_gtid():
+    # Gtid is a named tuple (made once per transaction of every plan): each field in its place,
+    # equal and hashable by value, printed as its text, and not to be changed.
+    body = struct.pack("<QIB", 113680, 7, be.MARIADB_FL_STANDALONE | be.MARIADB_FL_PREPARED_XA) + b"\0" * 6
+    ev = be.RawEvent("binlog.000001", 4, 0, be.MARIADB_GTID, 3, 0, b"\0" * be.HEADER_LEN + body + b"\0" * 4, True)
+    gtid = be.parse_mariadb_gtid(ev)
+    assert (gtid.text, gtid.domain, gtid.server, gtid.seq, gtid.uuid) == ("7-3-113680", 7, 3, 113680, "")
+    assert gtid.standalone and gtid.xa
+    assert f"{gtid}" == str(gtid) == "7-3-113680"
+    assert gtid == be.parse_mariadb_gtid(ev) and len({gtid, be.parse_mariadb_gtid(ev)}) == 1
+    with pytest.raises(AttributeError):
+        gtid.seq = 1  # type: ignore[misc]
+    plain = be.parse_mariadb_gtid(be.RawEvent("binlog.000001", 4, 0, be.MARIADB_GTID, 3, 0,
+                                              b"\0" * be.HEADER_LEN + struct.pack("<QIB", 5, 0, 0) + b"\0" * 10, True))
+    assert not plain.standalone and not plain.xa
+
+@pytest.mark.parametrize("deleted, listed", [([(1, "one")], False), ([(1, "one"), (2, "two")], True)])
+def test_one_event_statement_is_judged_only_when_it_could_be_a_candidate(tmp_path, deleted, listed):
+    # A statement of one row event fewer than min_rows rows is passed over without keeping anything;
+    # one that reaches min_rows is judged as before: emptying the table is a certain mass DELETE.
+    def build(w: BinlogWriter) -> dict:
+        w.gtid(2)
+        w.query("BEGIN")
+        w.table_map(108, "shop", "items")
+        at = w.write_rows(108, deleted, etype=be.DELETE_ROWS_V2)
+        w.xid()
+        return {"delete": at}
+    binlogs, marks = _binlog(tmp_path, build)
+    dump = tmp_path / "shop.sql"
+    dump.write_text(SHOP_DUMP)
+    plan = make_plan(read_snapshots([str(dump)]), binlogs, rules=DestructiveRules(min_rows=2))
+    assert plan.tables["shop.items"].deleted == (0 if listed else 1)   # a stop leaves its transaction out
+    if listed:
+        assert [(c.pos, c.severity) for c in plan.candidates] == [(marks["delete"], "certain")]
+        assert plan.stop is not None and plan.stop.pos == marks["delete"] and "mass DELETE" in plan.stop.reason
+    else:
+        assert plan.candidates == [] and plan.stop is None and plan.transactions == 1
 
 def test_gtid_sets_of_both_flavours():
     mysql = GtidSet.parse(f"{UUID}:1-5:7,\n{UUID.replace('3e', '4f', 1)}:1")
