@@ -18,7 +18,8 @@ import os
 
 import pytest
 
-from tests.support.db import checksums, copy_binlogs, databases, dump
+from tests.support.db import checksums, databases
+from tests.support.incident_factory import club_posts
 from bot.config import load_settings
 from bot.worker import RESUMED, Worker
 from handlers.jobstore import JobStore
@@ -31,20 +32,8 @@ pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 
 @pytest.fixture(scope="module")
 def incident(tmp_path_factory):
-    work = tmp_path_factory.mktemp("prodcli")
-    with Sandbox(binlog=True, binlog_format="ROW") as src:
-        with src.connect() as conn, conn.cursor() as cur:
-            cur.execute("CREATE DATABASE club")
-            cur.execute("CREATE TABLE club.posts (id INT AUTO_INCREMENT PRIMARY KEY, title VARCHAR(60))")
-            cur.execute("INSERT INTO club.posts (title) VALUES ('환영합니다 👋')")
-        snap = dump(src, work / "club.sql", ["club"])
-        with src.connect() as conn, conn.cursor() as cur:
-            for i in range(25):
-                cur.execute("INSERT INTO club.posts (title) VALUES (%s)", (f"글 {i}",))
-            before = checksums(conn, ["club"])
-            cur.execute("DROP DATABASE club")
-        binlogs = copy_binlogs(src, work / "binlogs")
-    return {"snap": snap, "binlogs": binlogs, "before": before}
+    inc = club_posts(25).build_on_new_source(tmp_path_factory.mktemp("prodcli"))
+    return {"snap": inc.snapshot, "binlogs": inc.binlog_dir, "before": inc.before}
 
 
 def _config(tmp_path, incident, prod: Sandbox, access: str = "") -> str:

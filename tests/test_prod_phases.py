@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.db import checksums, copy_binlogs, databases, dump
+from tests.support.db import checksums, databases
+from tests.support.incident_factory import IncidentSpec, each
 from restore import api
 from restore.errors import TargetError
 from restore.hooks import NullHooks
@@ -38,25 +39,21 @@ SCHEMA = [
 ]
 
 
+# A club database with a trigger and a view, its dump, a day of writes, the DROP.
+CLUB = IncidentSpec(
+    databases=("club",), schema=SCHEMA,
+    traffic=[each("INSERT INTO club.attendance (member, day) VALUES (%s, %s)",
+                  [(day % 3 + 1, f"2023-08-{day:02d}") for day in range(1, 16)]),
+             "INSERT INTO club.members (name) VALUES ('최신입')"],
+    disaster=["DROP DATABASE club"])
+
+
 @pytest.fixture(scope="module")
 def story(tmp_path_factory):
-    """A club database with a trigger and a view, its dump, a day of writes, the DROP."""
-    work = tmp_path_factory.mktemp("prodphases")
-    with Sandbox(binlog=True, binlog_format="MIXED") as src:
-        with src.connect() as conn, conn.cursor() as cur:
-            for sql in SCHEMA:
-                cur.execute(sql)
-        snap = dump(src, work / "club.sql", ["club"])
-        with src.connect() as conn, conn.cursor() as cur:
-            for day in range(1, 16):
-                cur.execute("INSERT INTO club.attendance (member, day) VALUES (%s, %s)", (day % 3 + 1, f"2023-08-{day:02d}"))
-            cur.execute("INSERT INTO club.members (name) VALUES ('최신입')")
-            before = checksums(conn, ["club"])
-            cur.execute("DROP DATABASE club")
-        binlogs = copy_binlogs(src, work / "binlogs")
-    planned = api.plan(api.PlanInput([str(snap)], str(binlogs)))
-    return {"planned": planned, "before": before, "snap": snap, "binlogs": binlogs,
-            "expected": {n: c for n, (_r, c) in before.items()}}
+    inc = CLUB.build_on_new_source(tmp_path_factory.mktemp("prodphases"), "MIXED")
+    planned = api.plan(api.PlanInput([str(inc.snapshot)], str(inc.binlog_dir)))
+    return {"planned": planned, "before": inc.before, "snap": inc.snapshot, "binlogs": inc.binlog_dir,
+            "expected": {n: c for n, (_r, c) in inc.before.items()}}
 
 
 def _app_writes(prod: Sandbox) -> None:
