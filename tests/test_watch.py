@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import psutil
 import pytest
 
 from bot.alert_client import AlertSlackClient
@@ -18,6 +19,7 @@ from bot.watch import WatcherProcess, build_watcher
 from tests.support.fake_slack import FakeSlack
 from restore.binlog.server import ServerBinlogs
 from restore.plan.destructive import DestructiveRules
+from restore.mysql.procs import alive
 from restore.mysql.sandbox import Sandbox
 from restore.binlog.walker import QueryStep, RowsStep, TxBegin, TxEnd, Walker
 from restore.live.watcher import Watcher, watched_statements
@@ -274,13 +276,6 @@ def _watch_settings(store_path, nice=0):
                            oncall=_settings().oncall)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_watcher_process_as_serve_runs_it_restarts_and_stops(slack, tmp_path):
     """build_watcher: the watcher in a child process; killed, it is started again and resumes without
     repeating an alert; stop() ends it at once."""
@@ -355,13 +350,13 @@ def test_watcher_process_ends_when_its_parent_is_killed(tmp_path):
             deadline = time.monotonic() + 20
             while store.load() is None and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert store.load() is not None and _alive(child)  # following the binlog
+            assert store.load() is not None and alive(child)  # following the binlog
             parent.kill()
             parent.wait(timeout=10)
             deadline = time.monotonic() + 10
-            while _alive(child) and time.monotonic() < deadline:
+            while alive(child) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert not _alive(child), "the watcher process outlived its parent"
+            assert not alive(child), "the watcher process outlived its parent"
         finally:
             parent.kill()
             parent.wait(timeout=10)
@@ -449,9 +444,9 @@ def test_standalone_watch_reports_refused_credentials_to_slack_once(slack, tmp_p
     assert "Not-The-Pw-42" not in warned[0].text and "Not-The-Pw-42" not in err
 
 
-def _nice(pid: int, tid: int | None = None) -> int:
-    stat = Path(f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[16])  # field 19 of stat(5)
+def _nice(tid: int) -> int:
+    """The nice value of one thread (Linux keeps it per thread; getpriority takes a thread id)."""
+    return os.getpriority(os.PRIO_PROCESS, tid)
 
 
 def test_watch_nice_sets_the_watcher_process_and_the_alert_thread(slack, tmp_path):
@@ -468,10 +463,10 @@ def test_watch_nice_sets_the_watcher_process_and_the_alert_thread(slack, tmp_pat
                 time.sleep(0.05)
             time.sleep(0.5)
             child = watcher.proc.pid
-            child_threads = [int(t) for t in os.listdir(f"/proc/{child}/task")]
-            assert [_nice(child, t) for t in child_threads] == [7] * len(child_threads)
-            assert _nice(os.getpid(), thread.native_id) == 7
-            assert _nice(os.getpid(), threading.get_native_id()) == 0
+            child_threads = [t.id for t in psutil.Process(child).threads()]
+            assert [_nice(t) for t in child_threads] == [7] * len(child_threads)
+            assert _nice(thread.native_id) == 7
+            assert _nice(threading.get_native_id()) == 0
         finally:
             watcher.stop()
             poster.stop()
