@@ -4,7 +4,8 @@ from __future__ import annotations
 import pymysql
 import pytest
 
-from tests.support.db import checksums, copy_binlogs, dump
+from tests.support.db import checksums
+from tests.support.incident_factory import IncidentSpec, each
 from restore import api
 from restore.errors import TargetError
 from restore.prod.swap import ProdRestore
@@ -14,29 +15,27 @@ from restore.mysql.sandbox import Sandbox
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 
 
+# A club database, its dump, a day of writes, the DROP (the application writes afterwards: per test).
+CLUB = IncidentSpec(
+    databases=("club",),
+    schema=["CREATE DATABASE club",
+            "CREATE TABLE club.members (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(40))",
+            "CREATE TABLE club.attendance (id INT AUTO_INCREMENT PRIMARY KEY, member INT, day DATE, "
+            "UNIQUE KEY one_per_day (member, day))",
+            "INSERT INTO club.members (name) VALUES ('김키퍼'), ('이해커'), ('박보안')"],
+    traffic=[each("INSERT INTO club.attendance (member, day) VALUES (%s, %s)",
+                  [(day % 3 + 1, f"2023-08-{day:02d}") for day in range(1, 21)]),
+             "UPDATE club.members SET name = CONCAT(name, ' 🎉') WHERE id = 2"],
+    disaster=["DROP DATABASE club"])
+
+
 @pytest.fixture(scope="module")
 def story(tmp_path_factory):
-    """A club database, its dump, a day of writes, the DROP, and the app writing afterwards."""
-    work = tmp_path_factory.mktemp("prod")
-    with Sandbox(binlog=True, binlog_format="MIXED") as src:
-        with src.connect() as conn, conn.cursor() as cur:
-            cur.execute("CREATE DATABASE club")
-            cur.execute("CREATE TABLE club.members (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(40))")
-            cur.execute("CREATE TABLE club.attendance (id INT AUTO_INCREMENT PRIMARY KEY, member INT, day DATE, "
-                        "UNIQUE KEY one_per_day (member, day))")
-            cur.execute("INSERT INTO club.members (name) VALUES ('김키퍼'), ('이해커'), ('박보안')")
-        snap = dump(src, work / "club.sql", ["club"])
-        with src.connect() as conn, conn.cursor() as cur:
-            for day in range(1, 21):
-                cur.execute("INSERT INTO club.attendance (member, day) VALUES (%s, %s)", (day % 3 + 1, f"2023-08-{day:02d}"))
-            cur.execute("UPDATE club.members SET name = CONCAT(name, ' 🎉') WHERE id = 2")
-            before = checksums(conn, ["club"])
-            cur.execute("DROP DATABASE club")
-        binlogs = copy_binlogs(src, work / "binlogs")
-    snapshots = api.read_snapshots([str(snap)])
-    source = api.open_binlogs(str(binlogs))
+    inc = CLUB.build_on_new_source(tmp_path_factory.mktemp("prod"), "MIXED")
+    snapshots = api.read_snapshots([str(inc.snapshot)])
+    source = api.open_binlogs(str(inc.binlog_dir))
     plan = api.make_plan(snapshots, source)
-    return {"plan": plan, "snapshots": snapshots, "source": source, "before": before}
+    return {"plan": plan, "snapshots": snapshots, "source": source, "before": inc.before}
 
 
 def _prod_with_app_writes(prod: Sandbox) -> None:
