@@ -344,7 +344,8 @@ class Planner:
             if plan.first_timestamp is None:
                 plan.first_timestamp = tx.timestamp
             plan.last_timestamp = end.timestamp
-            plan.end_gtid = str(tx.gtid) if tx.gtid else plan.end_gtid
+            if tx.gtid is not None:
+                plan.end_gtid = tx.gtid.text
         plan.end = (end.file, end.pos)
 
     def _reaches_back(self, events: Iterable[be.RawEvent], plan: Plan) -> Iterator[be.RawEvent]:
