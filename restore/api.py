@@ -19,13 +19,11 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from restore.binlog.source import BinlogSource, open_binlogs
 from restore.errors import PlanError, RestoreError
 from restore.hooks import Hooks, NullHooks
-from restore.live.archiver import Archiver
-from restore.live.backups import Backup, take_backup
-from restore.live.drill import BackupDrill, DrillFailed, newest_snapshot
 from restore.mysql.dsn import Dsn
 from restore.mysql.leftovers import sweep
 from restore.mysql.sandbox import Sandbox
@@ -34,9 +32,24 @@ from restore.plan.plan import Plan, iso
 from restore.plan.planner import make_plan
 from restore.plan.snapshot import Snapshot, read_snapshots
 from restore.plan.spec import SPEC_HELP
-from restore.prod.swap import ProdOutcome, ProdRestore
 from restore.replay.runner import EXISTING_CHOICES, RestoreResult, restore
 from restore.target.fence import FENCE_CHOICES
+
+if TYPE_CHECKING:
+    from restore.live.backups import Backup
+    from restore.prod.swap import ProdOutcome
+
+# Imported when first used: `restore-bot plan` starts faster without the archiver, the drill and
+# the prod swap (the bench times a plan from the process's start).
+_LAZY = {"Archiver": "restore.live.archiver", "Backup": "restore.live.backups", "DrillFailed": "restore.live.drill",
+         "newest_snapshot": "restore.live.drill", "ProdOutcome": "restore.prod.swap"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     # use cases and their types
@@ -44,9 +57,8 @@ __all__ = [
     "DrillInput", "Drilled", "drill", "undo", "NotBuilt", "backup",
     # what callers need of the engine's own types, choices and tools
     "BinlogSource", "open_binlogs", "read_snapshots", "make_plan", "restore", "Plan", "Snapshot",
-    "RestoreResult", "ProdOutcome", "Backup", "Dsn", "DestructiveRules", "DrillFailed", "Archiver", "sweep",
-    "newest_snapshot", "iso", "SPEC_HELP", "FENCE_CHOICES", "EXISTING_CHOICES",
-]
+    "RestoreResult", "Dsn", "DestructiveRules", "sweep", "iso", "SPEC_HELP", "FENCE_CHOICES", "EXISTING_CHOICES",
+]   # and, imported when first used, the names in _LAZY
 
 Interrupt = Callable[[], None] | None
 
@@ -175,6 +187,7 @@ def prod(planned: Planned, evidence: StageEvidence, target: ProdTarget, *, job_t
     """Swap `planned` into production (restore.prod.swap), refusing unless `evidence` is a stage
     run's of this very plan. `job_tag` names the job's shadow and aside schemas and its record on
     the target: the same tag run again resumes it."""
+    from restore.prod.swap import ProdRestore
     hooks = hooks or NullHooks()
     if planned.plan_id != evidence.plan_id:
         raise PlanError(f"the plan changed since stage verified it ({evidence.plan_id} → {planned.plan_id})",
@@ -223,6 +236,7 @@ class Drilled:
 def drill(inputs: DrillInput, *, hooks: Hooks | None = None, interrupt: Interrupt = None) -> Drilled:
     """Restore the newest backup plus the archive into a sandbox and check them (restore.live.drill).
     Raises DrillFailed, naming the file and position, when the backups would not restore."""
+    from restore.live.drill import BackupDrill, newest_snapshot
     newest = newest_snapshot(inputs.backup_dir) if inputs.backup_dir else None
     if newest is None or not inputs.archive_dir:
         raise RestoreError("nothing to drill: no backup yet, or no [keep] archive_dir",
@@ -234,4 +248,5 @@ def drill(inputs: DrillInput, *, hooks: Hooks | None = None, interrupt: Interrup
 
 def backup(source: Dsn, databases: Sequence[str], directory: str | os.PathLike) -> Backup:
     """A base backup of `databases` into `directory` (what the drill and a restore start from)."""
+    from restore.live.backups import take_backup
     return take_backup(source, list(databases), directory)
