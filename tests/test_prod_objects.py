@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.db import checksums, copy_binlogs, dump
+from tests.support.db import checksums
+from tests.support.incident_factory import IncidentSpec, each
 from restore import api
 from restore.prod import objects as prod_objects
 from restore.errors import RestoreError
@@ -34,30 +35,27 @@ SCHEMA = [
 @pytest.fixture(scope="module")
 def story(tmp_path_factory):
     """A club database with triggers, views and routines, its dump, a day of writes, the DROP."""
-    work = tmp_path_factory.mktemp("prodobj")
-    with Sandbox(binlog=True, binlog_format="MIXED") as src:
-        with src.connect() as conn, conn.cursor() as cur:
-            for sql in SCHEMA:
-                cur.execute(sql)
-            cur.execute("CALL club.add_member('김키퍼')")
-            cur.execute("INSERT INTO club.members (name) VALUES ('이해커'), ('박보안')")
-        snap = dump(src, work / "club.sql", ["club"])
-        with src.connect() as conn, conn.cursor() as cur:
-            for day in range(1, 21):
-                cur.execute("INSERT INTO club.attendance (member, day) VALUES (%s, %s)", (day % 3 + 1, f"2023-08-{day:02d}"))
-            cur.execute("INSERT INTO club.members (name) VALUES ('최신입')")   # the triggers fire
-            before = checksums(conn, ["club"])
-            cur.execute("SELECT * FROM club.busy ORDER BY name")
-            busy = cur.fetchall()
-            objects = _definitions(cur, "club")
-            cur.execute("DROP DATABASE club")
-        binlogs = copy_binlogs(src, work / "binlogs")
-    snapshots = api.read_snapshots([str(snap)])
-    source = api.open_binlogs(str(binlogs))
+    seen: dict = {}
+
+    def look(cur) -> None:   # just before the disaster: what the view shows, the objects' definitions
+        cur.execute("SELECT * FROM club.busy ORDER BY name")
+        seen["busy"] = cur.fetchall()
+        seen["objects"] = _definitions(cur, "club")
+    inc = IncidentSpec(
+        databases=("club",),
+        schema=[*SCHEMA, "CALL club.add_member('김키퍼')", "INSERT INTO club.members (name) VALUES ('이해커'), ('박보안')"],
+        traffic=[each("INSERT INTO club.attendance (member, day) VALUES (%s, %s)",
+                      [(day % 3 + 1, f"2023-08-{day:02d}") for day in range(1, 21)]),
+                 "INSERT INTO club.members (name) VALUES ('최신입')",   # the triggers fire
+                 look],
+        disaster=["DROP DATABASE club"]).build_on_new_source(tmp_path_factory.mktemp("prodobj"), "MIXED")
+    snapshots = api.read_snapshots([str(inc.snapshot)])
+    source = api.open_binlogs(str(inc.binlog_dir))
     plan = api.make_plan(snapshots, source)
+    before = inc.before
     assert before["club.stats"][0] == 1 and before["club.members"][0] == 4
-    return {"plan": plan, "snapshots": snapshots, "source": source, "before": before, "busy": busy,
-            "objects": objects, "expected": {n: c for n, (_r, c) in before.items()}}
+    return {"plan": plan, "snapshots": snapshots, "source": source, "before": before, "busy": seen["busy"],
+            "objects": seen["objects"], "expected": {n: c for n, (_r, c) in before.items()}}
 
 
 def _definitions(cur, db: str) -> dict[str, str]:
