@@ -10,30 +10,27 @@ from __future__ import annotations
 import pymysql
 import pytest
 
-from tests.support.db import checksums, copy_binlogs, databases, dump, target_url
+from tests.support.db import checksums, databases, target_url
+from tests.support.incident_factory import IncidentSpec, each, many
 from restore import api
 from restore.errors import ApplyError, TargetError
 from restore.hooks import NullHooks
 from restore.mysql.sandbox import Sandbox
 
 
+# keeper.attendance: rows 1-3 in the dump, 4-30 in the binlog, then DROP DATABASE.
+KEEPER = IncidentSpec(
+    databases=("keeper",),
+    schema=["CREATE DATABASE keeper", "CREATE TABLE keeper.attendance (id INT PRIMARY KEY, member VARCHAR(30))",
+            many("INSERT INTO keeper.attendance VALUES (%s, %s)", [(i, f"m{i}") for i in (1, 2, 3)])],
+    traffic=[each("INSERT INTO keeper.attendance VALUES (%s, %s)", [(i, f"m{i}") for i in range(4, 31)])],
+    disaster=["DROP DATABASE keeper"])
+
+
 @pytest.fixture(scope="module")
 def keeper(tmp_path_factory):
-    """keeper.attendance: rows 1-3 in the dump, 4-30 in the binlog, then DROP DATABASE."""
-    work = tmp_path_factory.mktemp("writers")
-    with Sandbox(binlog=True, binlog_format="ROW") as src:
-        with src.connect() as conn, conn.cursor() as cur:
-            cur.execute("CREATE DATABASE keeper")
-            cur.execute("CREATE TABLE keeper.attendance (id INT PRIMARY KEY, member VARCHAR(30))")
-            cur.executemany("INSERT INTO keeper.attendance VALUES (%s, %s)", [(i, f"m{i}") for i in (1, 2, 3)])
-        snap = dump(src, work / "keeper.sql", ["keeper"])
-        with src.connect() as conn, conn.cursor() as cur:
-            for i in range(4, 31):
-                cur.execute("INSERT INTO keeper.attendance VALUES (%s, %s)", (i, f"m{i}"))
-            before = checksums(conn, ["keeper"])
-            cur.execute("DROP DATABASE keeper")
-        binlogs = copy_binlogs(src, work / "binlogs")
-    return {"snap": snap, "binlogs": binlogs, "before": before}
+    inc = KEEPER.build_on_new_source(tmp_path_factory.mktemp("writers"))
+    return {"snap": inc.snapshot, "binlogs": inc.binlog_dir, "before": inc.before}
 
 
 @pytest.fixture

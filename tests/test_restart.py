@@ -7,37 +7,34 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.db import checksums, copy_binlogs, databases, dump, master_status, target_url
+from tests.support.db import checksums, databases, target_url
+from tests.support.incident_factory import IncidentSpec, Mark, each
 from restore import api
 from restore.errors import ApplyError
 from restore.hooks import NullHooks
 from restore.mysql.sandbox import Sandbox
 
 
+# shop.items: rows 1-2 in the dump, rows 3..6 in the binlog, then DROP DATABASE; "early" marks the
+# binlog position one transaction before the dump's.
+SHOP = IncidentSpec(
+    databases=("shop",),
+    schema=["CREATE DATABASE shop", "CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(30))",
+            "INSERT INTO shop.items VALUES (1, 'first')", Mark("early"), "INSERT INTO shop.items VALUES (2, 'second')"],
+    traffic=[each("INSERT INTO shop.items VALUES (%s, %s)", [(i, f"row {i}") for i in range(3, 7)])],
+    disaster=["DROP DATABASE shop"])
+
+
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
-    """shop.items: row 1 in the dump, rows 2..6 in the binlog, then DROP DATABASE."""
     work = tmp_path_factory.mktemp("restart")
-    with Sandbox(binlog=True, binlog_format="ROW") as src:
-        with src.connect() as conn, conn.cursor() as cur:
-            cur.execute("CREATE DATABASE shop")
-            cur.execute("CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(30))")
-            cur.execute("INSERT INTO shop.items VALUES (1, 'first')")
-            early = master_status(conn)[1]
-            cur.execute("INSERT INTO shop.items VALUES (2, 'second')")
-        snap = dump(src, work / "shop.sql", ["shop"])
-        with src.connect() as conn, conn.cursor() as cur:
-            for i in range(3, 7):
-                cur.execute("INSERT INTO shop.items VALUES (%s, %s)", (i, f"row {i}"))
-            before = checksums(conn, ["shop"])
-            cur.execute("DROP DATABASE shop")
-        binlogs = copy_binlogs(src, work / "binlogs")
+    inc = SHOP.build_on_new_source(work)
     # The same dump with a position one transaction too early: its replay collides with row 2.
-    body = snap.read_text()
+    body = inc.snapshot.read_text()
     real = int(body.split("MASTER_LOG_POS=")[1].split(";")[0])
     off = work / "shop-off.sql"
-    off.write_text(body.replace(f"MASTER_LOG_POS={real}", f"MASTER_LOG_POS={early}"))
-    return {"snap": snap, "off": off, "binlogs": binlogs, "before": before}
+    off.write_text(body.replace(f"MASTER_LOG_POS={real}", f"MASTER_LOG_POS={inc.marks['early'][1]}"))
+    return {"snap": inc.snapshot, "off": off, "binlogs": inc.binlog_dir, "before": inc.before}
 
 
 def _args(shop, target, *extra, snap=None):
