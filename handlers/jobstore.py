@@ -109,9 +109,8 @@ class JobStore:
     # -- jobs ----------------------------------------------------------------------------------
     def create(self, kind: str, target: str, requester: str, *, state: str = JobState.QUEUED,
                args: dict | None = None, origin: str = "console", channel: str | None = None,
-               reply: dict | None = None, plan_id: str | None = None, stage_job: str | None = None) -> Job:
-        """A new job, R1, R2, ... `reply` is accepted and ignored: Slack's response_url was stored
-        here and never read (schema version 2 dropped it); remove it once no caller passes it."""
+               plan_id: str | None = None, stage_job: str | None = None) -> Job:
+        """A new job, R1, R2, ..."""
         kind, state = _kind(kind), _state(state)
         if state not in ACTIVE:
             raise IllegalTransition(f"a job cannot start {state}: it starts as one of {_words(ACTIVE)}")

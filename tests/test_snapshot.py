@@ -14,6 +14,7 @@ import pytest
 from pymysql.converters import escape_bytes, escape_string
 
 from restore.errors import SnapshotError
+from restore.mysql.quote import quote_qualified
 from restore.mysql.sandbox import Sandbox
 from restore.plan.snapshot import read_snapshot
 
@@ -82,7 +83,7 @@ def server_tables(server: Sandbox, *dbs: str) -> dict[tuple[str, str], int]:
                 "'BASE TABLE' AND table_schema IN %s", (dbs,))
     counts = {}
     for db, name in cur.fetchall():
-        cur.execute(f"SELECT COUNT(*) FROM `{db}`.`{name.replace('`', '``')}`")
+        cur.execute(f"SELECT COUNT(*) FROM {quote_qualified(db, name)}")
         counts[(db, name)] = cur.fetchone()[0]
     return counts
 

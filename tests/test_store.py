@@ -213,7 +213,7 @@ def test_a_fresh_file_gets_the_newest_version_and_every_table(tmp_path):
     assert set(_layout(path)) >= {"jobs", "events", "choice", "expected_events", "audit", "watch_position",
                                   "alerts", "oncall_override"}
     store = JobStore(path)
-    job = store.create("stage", "stage", "UOPS1", reply={"response_url": URL})   # accepted, not stored
+    job = store.create("stage", "stage", "UOPS1")
     assert job.id == "R1" and job.state is JobState.QUEUED and job.kind is JobKind.STAGE
     assert not hasattr(job, "reply")
 

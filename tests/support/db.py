@@ -8,6 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
+from restore.mysql.quote import quote_ident
 from restore.mysql.sandbox import Sandbox
 
 SYSTEM_DBS = {"mysql", "information_schema", "performance_schema", "sys"}
@@ -30,8 +31,7 @@ def format_id(combo) -> str:
 
 # -- helpers ---------------------------------------------------------------------------------------
 
-def q(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
+q = quote_ident   # the tests write identifiers as the engine does
 
 
 def base_tables(conn, db: str) -> list[str]:
