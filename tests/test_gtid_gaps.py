@@ -25,7 +25,7 @@ from restore.errors import BinlogError
 from restore.binlog.gtid_continuity import GtidContinuity
 from restore.mysql.sandbox import Sandbox
 from restore.live.watcher import Watcher
-from tests.test_mysql_events import UUID, BinlogWriter, _previous_gtids
+from tests.support.mysql_binlog_writer import UUID, BinlogWriter, previous_gtids
 
 MIDDLE = "binlog.000002"
 
@@ -213,7 +213,7 @@ def test_failover_in_a_domain_is_compared_by_seq_no():
 def _mysql_file(path: Path, previous: dict, gnos: list[int], *, rotate_to: str | None) -> None:
     w = BinlogWriter()
     w.fde()
-    w.event(be.PREVIOUS_GTIDS, _previous_gtids(previous))
+    w.event(be.PREVIOUS_GTIDS, previous_gtids(previous))
     for gno in gnos:
         w.gtid(gno)
         w.query("BEGIN")

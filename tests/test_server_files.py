@@ -18,8 +18,8 @@ from pathlib import Path
 
 from tests.support import binlog_corpus as corpus
 from tests.support.db import checksums, q, target_url
-from tests.test_corpus import _mariadb_binlog, _plan_rows, decode
-from tests.test_mysql_events import BinlogWriter
+from tests.support.mariadb_decode import decode, mariadb_binlog, plan_rows
+from tests.support.mysql_binlog_writer import BinlogWriter
 
 from restore.binlog import events as be
 from restore.live.archiver import Archiver
@@ -84,11 +84,11 @@ def test_compressed_transaction_counts_equal_mariadb_binlog_on_the_same_events(c
     r = cli("plan", "--snapshot", dump, "--binlogs", binlogs, "--stop-before", f"binlog.000001:{PARTIAL_TX}")
     assert r.code == 0, (r.doc.get("error"), r.err[-2000:])
     plan, dec = r.doc["plan"], decode(twin)
-    assert (plan["transactions"], _plan_rows(plan)) == (dec.transactions, dec.rows)
-    assert _plan_rows(plan) == {"test.t1": [105, 0, 0]}   # 4 before, 100 compressed, 1 after
+    assert (plan["transactions"], plan_rows(plan)) == (dec.transactions, dec.rows)
+    assert plan_rows(plan) == {"test.t1": [105, 0, 0]}   # 4 before, 100 compressed, 1 after
     assert plan["warnings"] == [], plan["warnings"]
     # mariadb-binlog itself stops at the compressed transaction.
-    refused = _mariadb_binlog(corpus.path(MYSQL80), text=True)
+    refused = mariadb_binlog(corpus.path(MYSQL80), text=True)
     assert refused.returncode != 0 and "TRANSACTION_PAYLOAD" in refused.stderr
 
 
@@ -111,7 +111,7 @@ def test_compressed_transaction_replayed_as_mariadb_binlog_pipes_its_events(cli,
     with Sandbox() as piped:
         with piped.connect() as conn, conn.cursor() as cur:
             cur.execute("CREATE DATABASE test CHARACTER SET latin1")
-        decoded = _mariadb_binlog(twin)
+        decoded = mariadb_binlog(twin)
         assert decoded.returncode == 0, decoded.stderr.decode(errors="replace")
         fed = subprocess.run(["mariadb", *piped.client_args()], input=decoded.stdout, capture_output=True)
         assert fed.returncode == 0, fed.stderr.decode(errors="replace")
@@ -154,7 +154,7 @@ def test_partial_json_update_is_counted_and_refused_into_mariadb(cli, target, tm
     binlogs, dump = _mysql80(tmp_path)
     r = cli("plan", "--snapshot", dump, "--binlogs", binlogs, "--stop-before", "end")
     assert r.code == 0, r.doc.get("error")
-    assert _plan_rows(r.doc["plan"]) == {"test.t1": [105, 0, 0], "test.t2": [0, 1, 0]}
+    assert plan_rows(r.doc["plan"]) == {"test.t1": [105, 0, 0], "test.t2": [0, 1, 0]}
     r = cli("restore", "--snapshot", dump, "--binlogs", binlogs, "--stop-before", "end",
             "--target", target_url(target), "--yes")
     assert r.code == 2 and "Traceback" not in r.err, (r.code, r.err[-2000:])
@@ -206,7 +206,7 @@ def test_ignorable_events_are_skipped_with_a_note(cli, target, tmp_path):
     r = cli("plan", "--snapshot", dump, "--binlogs", tmp_path / "binlogs", "--stop-before", "end")
     assert r.code == 0, r.doc.get("error")
     plan = r.doc["plan"]
-    assert plan["transactions"] == 2 and _plan_rows(plan) == {"shop.items": [3, 0, 0]}
+    assert plan["transactions"] == 2 and plan_rows(plan) == {"shop.items": [3, 0, 0]}
     note = [w for w in plan["warnings"] if "ignorable" in w]
     assert len(note) == 1 and "skipped 2 events of type 100" in note[0], plan["warnings"]
     assert f"the first at binlog.000001:{marks['aurora'][0]}" in note[0], note
@@ -293,7 +293,7 @@ def test_relay_logs_of_a_replica_are_planned_and_restored(cli, target, tmp_path)
             want_rows[table] = [a + b for a, b in zip(want_rows.get(table, [0, 0, 0]), counts)]
     # (the DROP TABLE at the end removes the table from mariadb-binlog's counts, not from the plan's transactions)
     assert plan["transactions"] == want_tx, (plan["transactions"], want_tx)
-    assert _plan_rows(plan) in ({}, want_rows), (_plan_rows(plan), want_rows)
+    assert plan_rows(plan) in ({}, want_rows), (plan_rows(plan), want_rows)
     assert not any("no snapshot holds" in w for w in plan["warnings"]), plan["warnings"]
     # The DROP TABLE is found where it lies in the relay file, at its offset there.
     r = cli("plan", "--snapshot", dump, "--binlogs", relay, "--stop-before", "auto")
@@ -301,7 +301,7 @@ def test_relay_logs_of_a_replica_are_planned_and_restored(cli, target, tmp_path)
     assert stop["file"] in files and "DROP TABLE" in stop["statement"], stop
     data = (relay / stop["file"]).read_bytes()
     assert be.parse_header(data, stop["pos"])[1] == be.QUERY and b"DROP TABLE" in data[stop["pos"]:stop["pos"] + 200]
-    assert _plan_rows(r.doc["plan"]) == {"shop.items": [5, 1, 1]}
+    assert plan_rows(r.doc["plan"]) == {"shop.items": [5, 1, 1]}
     r = cli("restore", "--snapshot", dump, "--binlogs", relay, "--stop-before", "auto",
             "--target", target_url(target), "--yes")
     assert r.code == 0, (r.doc.get("error"), r.err[-2000:])
@@ -327,7 +327,7 @@ def test_corpus_relay_log_read_under_its_own_name(cli, tmp_path):
     dump = corpus.synthetic_dump(tmp_path / "empty.sql", sorted(dec.databases), start="slave-relay-bin.000001:4")
     r = cli("plan", "--snapshot", dump, "--binlogs", relay, "--stop-before", "end")
     assert r.code == 0, r.doc.get("error")
-    assert (r.doc["plan"]["transactions"], _plan_rows(r.doc["plan"])) == (dec.transactions, dec.rows)
+    assert (r.doc["plan"]["transactions"], plan_rows(r.doc["plan"])) == (dec.transactions, dec.rows)
 
 
 def test_relay_log_damage_is_still_found(cli, tmp_path):

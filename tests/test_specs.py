@@ -23,7 +23,7 @@ from restore.errors import PlanError
 from restore.binlog.gtid import GtidSet
 from restore.mysql.sandbox import Sandbox
 from restore.plan.spec import parse_spec
-from tests.test_mysql_events import UUID, BinlogWriter
+from tests.support.mysql_binlog_writer import UUID, BinlogWriter
 
 UUID2 = "4f22ab58-71ca-11e1-9e33-c80aa9429562"
 
