@@ -5,6 +5,10 @@ configuration names: the same handler queues the job and records it, the same ga
 restore through (a stage run of the same plan that verified OK, in that store; a second person's
 approval, recorded in the audit log), and the same worker runs it. The approver is named with
 `--approved-by`; a command that lacks something says what and the command to run.
+
+A restore-bot killed while its job ran leaves the job "running" in the store: the same command run
+again first resumes it, as a restarted worker does (the engine resumes from the target's record),
+and reports it, instead of starting a second job (a second prod job would swap again).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import sys
 
 from rich.console import Console
 
+from bot.worker import pid_alive
 from handlers.jobstore import Job, JobStore
 
 WAIT_SECONDS = 7 * 24 * 3600   # a job runs as long as it needs; Ctrl-C leaves it to a worker
@@ -56,8 +61,14 @@ def run(args: argparse.Namespace, settings) -> int:
         return _refuse(args, out, "no prod target is configured",
                        f"add [targets.prod] dsn = \"mysql://...\" to {args.config or 'the configuration'}")
     access = settings.access if (settings.access.operators or settings.access.approvers) else OpenAccess()
+    # Before the session's worker starts: the jobs whose worker is gone (it would requeue them).
+    stale = [j.id for j in store.jobs(states=("running",), limit=100)
+             if not (j.worker_pid and pid_alive(j.worker_pid))]
     with ConsoleSession(settings, store, access, user=user, console=out,
                         ask=lambda prompt: getattr(args, "approved_by", "") or "") as session:
+        resumed = _resume_unfinished(session, store, out, stale, args.command)
+        if resumed is not None:
+            return _finished(args, resumed, out)
         job = session.run_line(_line(args))
         if job is None:
             return _refused(args, store, out)
@@ -73,6 +84,21 @@ def run(args: argparse.Namespace, settings) -> int:
                   "resumes it from the target's record", file=sys.stderr)
             return 130
     return _finished(args, job, out)
+
+
+def _resume_unfinished(session, store: JobStore, out: Console, stale: list[str], kind: str) -> Job | None:
+    """The `stale` jobs (their worker, an earlier restore-bot killed mid-job, is gone) go back to the
+    queue and this session's worker runs them to the end. Returns the last of them of `kind`, if any."""
+    session.worker.recover()
+    last = None
+    for job_id in reversed(stale):
+        job = store.get(job_id)
+        out.print(f"resuming {job.kind} job {job.id}, which a restore-bot that stopped left unfinished "
+                  "(it carries on from what the target recorded)", markup=False, highlight=False)
+        job = session.wait(job, timeout=WAIT_SECONDS)
+        if job.kind == kind:
+            last = job
+    return last
 
 
 def _line(args: argparse.Namespace) -> str:

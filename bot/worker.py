@@ -84,7 +84,7 @@ class Worker:
         for job in self.store.jobs(states=("running",), limit=100):
             if job.worker_pid == os.getpid() and job.id in self._threads:
                 continue  # ours and running
-            if job.worker_pid and job.worker_pid != os.getpid() and _alive(job.worker_pid):
+            if job.worker_pid and job.worker_pid != os.getpid() and pid_alive(job.worker_pid):
                 continue
             if self.store.transition(job.id, ("running",), "queued"):
                 self.store.add_event(job.id, RESUMED)
@@ -240,7 +240,8 @@ class Worker:
         return {"summary": drill_summary(drilled), **drilled}
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs (a worker that holds a job)."""
     try:
         os.kill(pid, 0)
         return True

@@ -15,6 +15,11 @@ are not moved aside as if the application had written them.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -174,3 +179,46 @@ def test_a_prod_job_whose_worker_died_resumes_from_the_record(tmp_path, incident
         assert done.result["prod"]["kept_aside"] == {} and "the live schema held nothing" in done.result["summary"]
         assert "already swapped this plan into production" in events
         assert "▶ rebuild started" not in events.split(RESUMED)[-1]
+
+
+def test_a_killed_restore_bot_prod_is_resumed_by_the_same_command(tmp_path, incident, cli):
+    """`restore-bot prod` SIGKILLed during the rebuild: the same command run again resumes that job
+    (from the target's record) instead of starting a second one, and production ends exact."""
+    with Sandbox() as prod:
+        config = _config(tmp_path, incident, prod)
+        _app_writes(prod)
+        assert cli("stage", "--config", config, "--user", "lee").code == 0
+        log = open(tmp_path / "killed.log", "w")
+        run = subprocess.Popen([sys.executable, "-m", "bot.cli", "prod", "--config", config, "--user", "lee",
+                                "--approved-by", "kim"], cwd=Path(__file__).parents[1], stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and run.poll() is None and not _prod_record(prod):
+                time.sleep(0.05)
+            assert run.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+            run.send_signal(signal.SIGKILL)
+            run.wait(30)
+        finally:
+            log.close()
+        store = JobStore(tmp_path / "jobs.sqlite3")
+        [killed] = store.jobs(kind="prod")
+        assert killed.state == "running" and _prod_record(prod) == [(f"prod:{killed.id.lower()}", "fenced")]
+        again = cli("prod", "--config", config, "--user", "lee", "--approved-by", "kim")
+        assert again.code == 0 and again.doc["job"]["id"] == killed.id, again.err[-3000:]
+        assert f"resuming prod job {killed.id}" in again.err
+        assert [j.id for j in store.jobs(kind="prod")] == [killed.id]   # no second swap
+        aside = f"club__before_{killed.id.lower()}"
+        with prod.connect() as conn:
+            assert checksums(conn, ["club"]) == incident["before"]
+            assert checksums(conn, [aside])[f"{aside}.posts"][0] == 1
+        assert any(e["action"] == "resumed after worker restart" and e["job"] == killed.id
+                   for e in store.audit_log(50))
+
+
+def _prod_record(prod: Sandbox) -> list[tuple[str, str]]:
+    with prod.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='_restore_bot'")
+        if not cur.fetchone()[0]:
+            return []
+        cur.execute("SELECT plan_id, phase FROM _restore_bot.state WHERE plan_id LIKE 'prod:%'")
+        return list(cur.fetchall())
