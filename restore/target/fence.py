@@ -6,10 +6,15 @@ collides. Two modes:
   transaction, stops the restore before anything is swapped, naming each session.
 - `lock`: the listed application accounts are locked (ACCOUNT LOCK) and their sessions
   killed for the duration, and unlocked afterwards, also when the restore fails.
+
+A `refuse` checked only at the start lets a writer that connects later write while the replay
+runs for minutes: `Fence.check_still_alone` looks again (one PROCESSLIST and one INNODB_TRX
+query, a few ms), and `Fence.after_each_commit` runs it after every committed batch, so such a
+writer stops the restore within one batch, with its checkpoint kept.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -35,8 +40,9 @@ class Session:
         return f"{self.user}@{self.host} (connection {self.id}, database {self.db or '-'}, {self.command} {self.seconds}s)"
 
 
-def writers(conn, databases: list[str]) -> list[Session]:
-    """Other sessions that could write to `databases`: using one of them, or inside a transaction."""
+def writers(conn, databases: list[str], ours: Collection[int] = ()) -> list[Session]:
+    """Other sessions that could write to `databases`: using one of them, or inside a transaction.
+    `ours`: connection ids of the restore itself (its replay session uses them, in a transaction)."""
     with conn.cursor() as cur:
         cur.execute("SELECT CONNECTION_ID()")
         me = cur.fetchone()[0]
@@ -53,17 +59,21 @@ def writers(conn, databases: list[str]) -> list[Session]:
         in_tx = {r[0] for r in cur.fetchall()}
     out = []
     for sid, user, host, db, command, seconds in rows:
-        if sid == me or user in _IGNORED_USERS or command in ("Binlog Dump", "Daemon", "Killed"):
+        if sid == me or sid in ours or user in _IGNORED_USERS or command in ("Binlog Dump", "Daemon", "Killed"):
             continue
         if db in databases or sid in in_tx:
             out.append(Session(sid, user, host, db, command, int(seconds or 0)))
     return out
 
 
+def _listed(found: list[Session]) -> str:
+    return "; ".join(str(s) for s in found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+
+
 def refuse_writers(conn, databases: list[str], when: str) -> None:
     found = writers(conn, databases)
     if found:
-        listed = "; ".join(str(s) for s in found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        listed = _listed(found)
         raise TargetError(f"{when}: {len(found)} other session(s) may write to {', '.join(databases)}: {listed}",
                           hint="stop the application (or point it at maintenance mode) and run the job again; or "
                                "lock the application's accounts out for the restore: fence = \"lock\" with fence_users "
@@ -79,17 +89,52 @@ def preflight(conn, databases: list[str], mode: str, users: list[str], when: str
         accounts(conn, users)
 
 
+class Fence:
+    """The fence in force during a restore, to look again while it runs (see the module's docstring)."""
+
+    def __init__(self, conn, databases: list[str], mode: str) -> None:
+        self.conn = conn
+        self.databases = list(databases)
+        self.mode = mode
+
+    def check_still_alone(self, ours: Collection[int] = ()) -> None:
+        """With `refuse`: raise a TargetError naming every other session that may now write to the
+        databases being restored (`ours`: the restore's own connection ids). With `lock` the
+        application cannot log in at all: nothing to look at."""
+        if self.mode != "refuse":
+            return
+        found = writers(self.conn, self.databases, ours)
+        if found:
+            raise TargetError(
+                f"restore stopped: {len(found)} other session(s) connected while it ran and may write to "
+                f"{', '.join(self.databases)}: {_listed(found)}. Everything committed so far is kept (its checkpoint)",
+                hint="stop the application (or point it at maintenance mode), or lock its accounts out with "
+                     "--fence lock --fence-user APP_USER (chat target: fence = \"lock\" with fence_users); then run "
+                     "the same command again: the restore resumes from its checkpoint")
+
+    def after_each_commit(self, interrupt: Callable[[], None] | None,
+                          ours: Callable[[], Collection[int]]) -> Callable[[], None]:
+        """An `interrupt` for the Applier (called after every committed batch): `interrupt` first,
+        then `check_still_alone(ours())`."""
+        def check() -> None:
+            if interrupt is not None:
+                interrupt()
+            self.check_still_alone(ours())
+        return check
+
+
 @contextmanager
-def fenced(conn, databases: list[str], mode: str, users: list[str], when: str) -> Iterator[None]:
+def fenced(conn, databases: list[str], mode: str, users: list[str], when: str) -> Iterator[Fence]:
     """Writers kept away from `databases` for the duration of the block: with `refuse`, the block
-    runs only if no other session may write to them now; with `lock`, `users` cannot log in and
-    their sessions are killed until the block ends."""
+    runs only if no other session may write to them now (and `Fence.check_still_alone` looks again
+    while it runs); with `lock`, `users` cannot log in and their sessions are killed until the block ends."""
+    fence = Fence(conn, databases, mode)
     if mode == "lock":
         with AccountLock(conn, users):
-            yield
+            yield fence
         return
     refuse_writers(conn, databases, when)
-    yield
+    yield fence
 
 
 class AccountLock:
