@@ -110,11 +110,14 @@ class ProdRestore:
             conn.close()
 
     def _phases(self, conn, record: ProdRecord | None) -> ProdOutcome:
-        renamed = record is not None and (record.reached("renamed") or (record.phase == "swapping" and self._renamed(conn)))
+        """The five phases from the first one `record` does not show finished (see the module's docstring)."""
+        renamed = record is not None and (record.reached("renamed")
+                                          or (record.phase == "swapping" and self._renamed(conn)))
         if renamed and not record.reached("renamed"):
             self.hooks.message("the RENAME of an earlier run went through before it could be recorded")
             self._mark(conn, record, "renamed")
-        if not renamed and not (record is not None and record.reached("shadowed") and self._shadow_intact(conn, record)):
+        shadowed = record is not None and record.reached("shadowed") and not renamed
+        if not renamed and not (shadowed and self._shadow_intact(conn, record)):
             self._step("fence", lambda: self._fence_check(conn, "before the restore"))
             record = self._mark(conn, record, "fenced")
             built = self._step("rebuild", self._rebuild)
