@@ -123,9 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         return _restore(args, planned, hooks)
     except RestoreError as exc:
         doc = {"ok": False, "error": exc.to_dict(), "plan": plan.to_dict() if plan else None}
-        result = getattr(exc, "result", None)  # a restore that ran but did not verify
-        if result is not None:
-            doc["restore"] = result.to_dict()
+        if isinstance(exc, api.RestoreNotVerified):   # it ran to its end: its per-table report goes out too
+            doc["restore"] = exc.result.to_dict()
         _out(args, doc, lambda err=exc: render.error(err))
         return exc.exit_code
     except KeyboardInterrupt:

@@ -32,7 +32,7 @@ from restore.plan.plan import Plan, iso
 from restore.plan.planner import make_plan
 from restore.plan.snapshot import Snapshot, read_snapshots
 from restore.plan.spec import SPEC_HELP
-from restore.replay.runner import EXISTING_CHOICES, RestoreResult, restore
+from restore.replay.runner import EXISTING_CHOICES, RestoreNotVerified, RestoreResult, restore
 from restore.target.fence import FENCE_CHOICES
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ __all__ = [
     "DrillInput", "Drilled", "drill", "undo", "NotBuilt", "backup",
     # what callers need of the engine's own types, choices and tools
     "BinlogSource", "open_binlogs", "read_snapshots", "make_plan", "restore", "Plan", "Snapshot",
-    "RestoreResult", "Dsn", "DestructiveRules", "sweep", "iso", "SPEC_HELP", "FENCE_CHOICES", "EXISTING_CHOICES",
+    "RestoreResult", "RestoreNotVerified", "Dsn", "DestructiveRules", "sweep", "iso", "SPEC_HELP", "FENCE_CHOICES", "EXISTING_CHOICES",
 ]   # and, imported when first used, the names in _LAZY
 
 Interrupt = Callable[[], None] | None
@@ -158,8 +158,8 @@ class Staged:
 
 def stage(planned: Planned, target: StageTarget, *, hooks: Hooks | None = None, interrupt: Interrupt = None,
           stage_job: str = "", sandbox_note: str = "a throwaway sandbox server on port {port}") -> Staged:
-    """Restore `planned` into `target` and verify. Raises VerifyError (with `.result`) when the
-    result does not match the plan's prediction."""
+    """Restore `planned` into `target` and verify. Raises RestoreNotVerified (a VerifyError holding
+    the run's `result`) when the target does not match the plan's prediction."""
     hooks = hooks or NullHooks()
     box = Sandbox() if target.dsn is None else nullcontext()
     with box:

@@ -68,6 +68,18 @@ class RestoreResult:
                 "verification": self.verification.to_dict() if self.verification else None}
 
 
+class RestoreNotVerified(VerifyError):
+    """The restore ran to its end but the target does not hold what the plan predicts; `result`
+    is the whole run with its per-table report (the CLI prints it beside the error)."""
+
+    def __init__(self, result: RestoreResult) -> None:
+        problems = "; ".join(result.verification.problems()) if result.verification else ""
+        super().__init__(f"verification failed on {result.target}: {problems}",
+                         hint="the target does not hold what the plan predicts; check for writers on the target "
+                              "and see the per-table report")
+        self.result = result
+
+
 class RestoreRunner:
     def __init__(self, plan: Plan, snapshots: list[Snapshot], source, target: Dsn, *,
                  existing: str = "refuse", hooks: Hooks | None = None,
@@ -125,12 +137,7 @@ class RestoreRunner:
             if fence_conn is not None:
                 fence_conn.close()
         if not self.result.ok:
-            problems = "; ".join(self.result.verification.problems()) if self.result.verification else ""
-            error = VerifyError(f"verification failed on {self.result.target}: {problems}",
-                                hint="the target does not hold what the plan predicts; check for writers on the target "
-                                     "and see the per-table report")
-            error.result = self.result
-            raise error
+            raise RestoreNotVerified(self.result)
         return self.result
 
     def _phases(self, conn, flavor: Flavor, binlog: TargetBinlog) -> None:
