@@ -10,6 +10,8 @@ RESTART = ("Stop the writers (or fence them: --fence lock --fence-user APP_USER)
            "--restart: what this run restored, with any row a writer committed into it, is moved to "
            "<db>__unfinished_<time>, nothing is deleted. If the coordinates are at fault, use a dump whose recorded "
            "position matches its data")
+# A changed plan (other dumps, another stop) is another plan: it starts over from the dumps.
+START_OVER = "--restart (what this run restored is moved to <db>__unfinished_<time>, nothing is deleted)"
 _DUP = re.compile(r"Duplicate entry '(?P<value>.*)' for key '(?P<key>[^']*)'", re.S)
 
 
@@ -37,7 +39,8 @@ def explain_failure(exc: Exception, where: str, table: str | None) -> ApplyError
             f"binlog {where}{on}: {text}",
             where=where,
             hint=("the snapshot lacks an object this change needs: check that every database the binlog touches has "
-                  "a snapshot, and that each dump's coordinates match it"))
+                  "a snapshot, and that each dump's coordinates match it; then run the command with the right dumps "
+                  "and " + START_OVER))
     if code in (1227, 1044, 1045, 1142):
         return ApplyError(
             f"the target refused binlog {where}: {text}",
@@ -49,4 +52,5 @@ def explain_failure(exc: Exception, where: str, table: str | None) -> ApplyError
             f"lost the connection to the target at binlog {where}: {text}",
             where=where, hint=f"check the target server is up, then {resume}")
     return ApplyError(f"the target refused binlog {where}{on}: error {code}: {text}", where=where,
-                      hint=f"fix the cause shown by the server, then {resume}; or stop before it with --stop-before {where}")
+                      hint=f"fix the cause shown by the server, then {resume}; or restore only up to before its "
+                           f"transaction: add --stop-before {where} {START_OVER}")

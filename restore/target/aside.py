@@ -45,16 +45,26 @@ def _objects(cur, db: str) -> tuple[list[str], list[tuple[str, str]], list[tuple
     return tables, views, code
 
 
+def _refuse_code(cur, db: str) -> None:
+    """Views, routines and triggers cannot follow their tables into another schema: such a
+    database is left as it is, and the operator is told how to keep it."""
+    _, views, code = _objects(cur, db)
+    if views or code:
+        names = ", ".join(f"{kind.lower()} {name}" for name, kind in (views + code)[:5])
+        raise TargetError(f"{db} holds {names}, which cannot be moved aside with its tables; nothing was moved",
+                          where=db, hint=f"with the application stopped, back {db} up yourself (mariadb-dump "
+                                         f"--routines --triggers --events --databases {db} > {db}.sql), check the "
+                                         f"file, drop {db}, then run the same command again; or restore into another "
+                                         "target (the chat prod path moves triggers, views and routines)")
+
+
 def _move(cur, db: str, aside: str, *, drop_code: bool) -> None:
     """Every base table of `db` into the new schema `aside`, then `db` is dropped (empty by then).
     `drop_code`: its views, routines and triggers are the restore's own (loaded from a dump) and
     are dropped; otherwise they stop the move, since they cannot follow their tables."""
+    if not drop_code:
+        _refuse_code(cur, db)
     tables, views, code = _objects(cur, db)
-    if (views or code) and not drop_code:
-        names = ", ".join(f"{kind.lower()} {name}" for name, kind in (views + code)[:5])
-        raise TargetError(f"{db} holds {names}, which cannot be moved aside with its tables; nothing was moved",
-                          where=db, hint=f"back up {db} with mariadb-dump yourself and drop it, or restore into "
-                                         "another target (the chat prod path moves triggers, views and routines)")
     for name, kind in views + code:
         cur.execute(f"DROP {kind} IF EXISTS {quote_qualified(db, name)}")
     cur.execute(f"CREATE DATABASE {quote_ident(aside)}")
@@ -68,6 +78,8 @@ def keep_aside(conn, dbs: list[str]) -> dict[str, str]:
     when = stamp()
     moved: dict[str, str] = {}
     with conn.cursor() as cur:
+        for db in dbs:   # all checked before any moves: "nothing was moved" holds for several databases too
+            _refuse_code(cur, db)
         for db in dbs:
             aside = f"{db}{BEFORE_RESTORE}{when}"
             _move(cur, db, aside, drop_code=False)
