@@ -15,13 +15,10 @@ from dataclasses import dataclass
 import pymysql
 
 from restore.errors import TargetError
+from restore.mysql.quote import quote_ident
 
 STASH = "_restore_bot_objects"   # a table of the shadow schema; never renamed into production
 KINDS = ("FUNCTION", "PROCEDURE", "VIEW", "TRIGGER")   # creation order: views may call functions
-
-
-def _q(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 @dataclass(frozen=True)
@@ -56,17 +53,17 @@ def read(cur, db: str) -> list[DbObject]:
         return out
     # With the schema as the session's default, SHOW CREATE VIEW leaves its name out of the
     # definition: the view then resolves against whichever schema it is created in.
-    cur.execute(f"USE {_q(db)}")
+    cur.execute(f"USE {quote_ident(db)}")
     first: list[DbObject] = []
     for kind, name in routines:
-        cur.execute(f"SHOW CREATE {kind} {_q(name)}")
+        cur.execute(f"SHOW CREATE {kind} {quote_ident(name)}")
         row = cur.fetchone()
         if row[2] is None:
             raise TargetError(f"cannot read the definition of {kind.lower()} {db}.{name}",
                               hint="the restore account needs SELECT on mysql.proc (or to be the definer)")
         first.append(DbObject(kind, name, row[2], row[1]))
     for name in views:
-        cur.execute(f"SHOW CREATE VIEW {_q(name)}")
+        cur.execute(f"SHOW CREATE VIEW {quote_ident(name)}")
         first.append(DbObject("VIEW", name, cur.fetchone()[1]))
     return first + out
 
@@ -77,13 +74,13 @@ def create(cur, obj: DbObject, db: str) -> None:
     cur.execute("SET SESSION sql_mode = %s", (obj.sql_mode,))
     try:
         if obj.kind == "TRIGGER":
-            cur.execute(f"DROP TRIGGER IF EXISTS {_q(db)}.{_q(obj.name)}")
+            cur.execute(f"DROP TRIGGER IF EXISTS {quote_ident(db)}.{quote_ident(obj.name)}")
             user, _, host = obj.definer.rpartition("@")
-            cur.execute(f"CREATE DEFINER={_q(user)}@{_q(host)} TRIGGER {_q(db)}.{_q(obj.name)} {obj.timing} "
-                        f"ON {_q(db)}.{_q(obj.table)} {obj.sql}")
+            cur.execute(f"CREATE DEFINER={quote_ident(user)}@{quote_ident(host)} TRIGGER {quote_ident(db)}.{quote_ident(obj.name)} {obj.timing} "
+                        f"ON {quote_ident(db)}.{quote_ident(obj.table)} {obj.sql}")
         else:
-            cur.execute(f"USE {_q(db)}")
-            cur.execute(f"DROP {obj.kind} IF EXISTS {_q(obj.name)}")
+            cur.execute(f"USE {quote_ident(db)}")
+            cur.execute(f"DROP {obj.kind} IF EXISTS {quote_ident(obj.name)}")
             cur.execute(obj.sql)
     finally:
         cur.execute("SET SESSION sql_mode = @restore_bot_mode")
@@ -146,19 +143,19 @@ def differences(cur, db: str, expected: list[DbObject]) -> list[str]:
 
 def save(cur, shadow: str, side: str, objs: list[DbObject]) -> None:
     """Keep `objs` in the shadow schema's STASH (side "restored": for production, "live": for the aside schema)."""
-    cur.execute(f"CREATE TABLE IF NOT EXISTS {_q(shadow)}.{_q(STASH)} (seq INT PRIMARY KEY, side VARCHAR(8), "
+    cur.execute(f"CREATE TABLE IF NOT EXISTS {quote_ident(shadow)}.{quote_ident(STASH)} (seq INT PRIMARY KEY, side VARCHAR(8), "
                 "kind VARCHAR(10), name VARCHAR(64), tbl VARCHAR(64), timing VARCHAR(20), definer VARCHAR(400), "
                 "sql_mode VARCHAR(1000), body LONGTEXT) ENGINE=InnoDB CHARACTER SET utf8mb4")
-    cur.execute(f"DELETE FROM {_q(shadow)}.{_q(STASH)} WHERE side=%s", (side,))
-    cur.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {_q(shadow)}.{_q(STASH)}")
+    cur.execute(f"DELETE FROM {quote_ident(shadow)}.{quote_ident(STASH)} WHERE side=%s", (side,))
+    cur.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {quote_ident(shadow)}.{quote_ident(STASH)}")
     start = cur.fetchone()[0] + 1
     if objs:
-        cur.executemany(f"INSERT INTO {_q(shadow)}.{_q(STASH)} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        cur.executemany(f"INSERT INTO {quote_ident(shadow)}.{quote_ident(STASH)} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                         [(start + i, side, o.kind, o.name, o.table, o.timing, o.definer, o.sql_mode, o.sql)
                          for i, o in enumerate(objs)])
 
 
 def load(cur, shadow: str, side: str) -> list[DbObject]:
-    cur.execute(f"SELECT kind, name, body, sql_mode, tbl, timing, definer FROM {_q(shadow)}.{_q(STASH)} "
+    cur.execute(f"SELECT kind, name, body, sql_mode, tbl, timing, definer FROM {quote_ident(shadow)}.{quote_ident(STASH)} "
                 "WHERE side=%s ORDER BY seq", (side,))
     return [DbObject(*row) for row in cur.fetchall()]

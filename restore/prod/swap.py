@@ -33,6 +33,7 @@ from restore.target import fence as fencing
 from restore.target.checkpoint import ProdRecord
 from restore.prod import objects
 from restore.mysql.dsn import Dsn
+from restore.mysql.quote import quote_ident
 from restore.errors import TargetError, VerifyError
 from restore.hooks import Hooks, NullHooks
 from restore.replay.loader import client_binary, client_options
@@ -63,10 +64,6 @@ class ProdOutcome:
         return cls({n: (t["rows"], t["checksum"]) for n, t in doc.get("tables", {}).items()},
                    doc.get("kept_aside", {}), doc.get("swapped", False), doc.get("objects", {}),
                    doc.get("objects_aside", {}), doc.get("left_in_live", {}))
-
-
-def _q(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 class ProdRestore:
@@ -221,8 +218,8 @@ class ProdRestore:
         with conn.cursor() as cur:
             for db in self.dbs:
                 self._put_back_after_kill(cur, db)
-                cur.execute(f"DROP DATABASE IF EXISTS {_q(self.shadow(db))}")
-                cur.execute(f"CREATE DATABASE {_q(self.shadow(db))} CHARACTER SET utf8mb4")
+                cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(self.shadow(db))}")
+                cur.execute(f"CREATE DATABASE {quote_ident(self.shadow(db))} CHARACTER SET utf8mb4")
         for db in self.dbs:
             with client_options(self.target) as (option, fds):
                 out = subprocess.run([client_binary(), option, "--binary-mode", f"--database={self.shadow(db)}"],
@@ -256,7 +253,7 @@ class ProdRestore:
         with conn.cursor() as cur:
             for db in self.dbs:
                 self._put_back_after_kill(cur, db)
-                cur.execute(f"CREATE DATABASE IF NOT EXISTS {_q(db)} CHARACTER SET utf8mb4")
+                cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(db)} CHARACTER SET utf8mb4")
                 live = _tables(cur, db)
                 if live:
                     aside = self.aside(db)
@@ -271,9 +268,9 @@ class ProdRestore:
                             hint=f"look at what {aside} holds and move it elsewhere (or rename the schema), "
                                  "then run the job again. (If an earlier run of this job already swapped and the "
                                  "application has written to the restored tables since, the restore is done.)")
-                    cur.execute(f"CREATE DATABASE IF NOT EXISTS {_q(aside)} CHARACTER SET utf8mb4")
-                    pairs += [f"{_q(db)}.{_q(t)} TO {_q(aside)}.{_q(t)}" for t in live]
-                pairs += [f"{_q(self.shadow(db))}.{_q(t)} TO {_q(db)}.{_q(t)}" for t in _tables(cur, self.shadow(db))
+                    cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(aside)} CHARACTER SET utf8mb4")
+                    pairs += [f"{quote_ident(db)}.{quote_ident(t)} TO {quote_ident(aside)}.{quote_ident(t)}" for t in live]
+                pairs += [f"{quote_ident(self.shadow(db))}.{quote_ident(t)} TO {quote_ident(db)}.{quote_ident(t)}" for t in _tables(cur, self.shadow(db))
                           if t != objects.STASH]
             triggers = {db: self._keep_live_objects(cur, db) for db in self.dbs}
             dropped: dict[str, list[objects.DbObject]] = {}
@@ -281,7 +278,7 @@ class ProdRestore:
                 # RENAME TABLE refuses to move a table with triggers to another schema (error 1435)
                 for db, objs in triggers.items():
                     for obj in objs:
-                        cur.execute(f"DROP TRIGGER IF EXISTS {_q(db)}.{_q(obj.name)}")
+                        cur.execute(f"DROP TRIGGER IF EXISTS {quote_ident(db)}.{quote_ident(obj.name)}")
                         dropped.setdefault(db, []).append(obj)
                 # One statement: MariaDB and MySQL apply all renames or none.
                 cur.execute("RENAME TABLE " + ", ".join(pairs))
@@ -320,7 +317,7 @@ class ProdRestore:
                 shadow, aside = self.shadow(db), self.aside(db)
                 live = objects.load(cur, shadow, "live")
                 if live:   # the live schema's first: its views are dropped from production next
-                    cur.execute(f"CREATE DATABASE IF NOT EXISTS {_q(aside)} CHARACTER SET utf8mb4")
+                    cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(aside)} CHARACTER SET utf8mb4")
                     lost: list[tuple[objects.DbObject, Exception]] = []
                     objects.create_all(cur, live, aside, failed=lost)
                     for obj, exc in lost:   # an aside copy must not stop production coming back: say it, loudly
@@ -353,7 +350,7 @@ class ProdRestore:
                                       hint="run the job again: it creates them again from the rebuild's "
                                            f"definitions, kept in {self.shadow(db)} until they match")
             for db in self.dbs:   # all verified: the definitions are all the shadow schemas hold
-                cur.execute(f"DROP DATABASE IF EXISTS {_q(self.shadow(db))}")
+                cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(self.shadow(db))}")
         return outcome
 
     def _check_expected(self, sums: dict[str, tuple[int, int | None]], what: str) -> None:
@@ -371,7 +368,7 @@ class ProdRestore:
             for db in self.dbs:
                 aside = self.aside(db)
                 for t in _tables(cur, aside):
-                    cur.execute(f"SELECT COUNT(*) FROM {_q(aside)}.{_q(t)}")
+                    cur.execute(f"SELECT COUNT(*) FROM {quote_ident(aside)}.{quote_ident(t)}")
                     out.setdefault(aside, {})[t] = cur.fetchone()[0]
         return out
 

@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from restore.mysql.quote import quote_ident, quote_qualified
+
 SCHEMA = "_restore_bot"
+_SCHEMA, _STATE = quote_ident(SCHEMA), quote_qualified(SCHEMA, "state")
 
 _DDL = [
-    f"CREATE DATABASE IF NOT EXISTS `{SCHEMA}`",
-    f"""CREATE TABLE IF NOT EXISTS `{SCHEMA}`.`state` (
+    f"CREATE DATABASE IF NOT EXISTS {_SCHEMA}",
+    f"""CREATE TABLE IF NOT EXISTS {_STATE} (
         plan_id VARCHAR(64) NOT NULL PRIMARY KEY,
         phase VARCHAR(32) NOT NULL,
         file VARCHAR(255) NULL,
@@ -83,7 +86,7 @@ def load_all(conn) -> list[State]:
         if not cur.fetchone()[0]:
             return []
         cur.execute(f"SELECT plan_id, phase, file, pos, gtid, transactions, ddl_pending, temp_tables_open, "
-                    f"databases_json FROM `{SCHEMA}`.`state` WHERE plan_id NOT LIKE %s", (PROD_KEY + "%",))
+                    f"databases_json FROM {_STATE} WHERE plan_id NOT LIKE %s", (PROD_KEY + "%",))
         return [State(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), json.loads(r[8]))
                 for r in cur.fetchall()]
 
@@ -91,7 +94,7 @@ def load_all(conn) -> list[State]:
 def create(conn, plan_id: str, databases: list[str], plan_json: str) -> None:
     ensure_schema(conn)
     with conn.cursor() as cur:
-        cur.execute(f"REPLACE INTO `{SCHEMA}`.`state` (plan_id, phase, databases_json, plan_json) "
+        cur.execute(f"REPLACE INTO {_STATE} (plan_id, phase, databases_json, plan_json) "
                     "VALUES (%s, 'prepared', %s, %s)", (plan_id, json.dumps(databases), plan_json))
 
 
@@ -102,7 +105,7 @@ def load_prod(conn, job: str) -> ProdRecord | None:
                     (SCHEMA,))
         if not cur.fetchone()[0]:
             return None
-        cur.execute(f"SELECT phase, databases_json, plan_json FROM `{SCHEMA}`.`state` WHERE plan_id=%s",
+        cur.execute(f"SELECT phase, databases_json, plan_json FROM {_STATE} WHERE plan_id=%s",
                     (PROD_KEY + job,))
         row = cur.fetchone()
     return None if row is None else ProdRecord(job, row[0], json.loads(row[1]), json.loads(row[2]))
@@ -114,14 +117,14 @@ def record_prod(conn, record: ProdRecord) -> None:
         raise ValueError(f"unknown prod phase {record.phase!r}")
     ensure_schema(conn)
     with conn.cursor() as cur:
-        cur.execute(f"REPLACE INTO `{SCHEMA}`.`state` (plan_id, phase, databases_json, plan_json) "
+        cur.execute(f"REPLACE INTO {_STATE} (plan_id, phase, databases_json, plan_json) "
                     "VALUES (%s, %s, %s, %s)", (PROD_KEY + record.job, record.phase, json.dumps(record.databases),
                                                 json.dumps(record.doc, default=str)))
 
 
 def set_phase(conn, plan_id: str, phase: str) -> None:
     with conn.cursor() as cur:
-        cur.execute(f"UPDATE `{SCHEMA}`.`state` SET phase=%s WHERE plan_id=%s", (phase, plan_id))
+        cur.execute(f"UPDATE {_STATE} SET phase=%s WHERE plan_id=%s", (phase, plan_id))
 
 
 def position_sql(plan_id: str, file: str, pos: int, gtid: str | None, transactions: int,
@@ -133,14 +136,14 @@ def position_sql(plan_id: str, file: str, pos: int, gtid: str | None, transactio
         if isinstance(v, (int, bool)):
             return str(int(v))
         return "'" + str(v).replace("\\", "\\\\").replace("'", "''") + "'"
-    return (f"UPDATE `{SCHEMA}`.`state` SET phase='replaying', file={lit(file)}, pos={lit(pos)}, "
+    return (f"UPDATE {_STATE} SET phase='replaying', file={lit(file)}, pos={lit(pos)}, "
             f"gtid={lit(gtid)}, transactions={lit(transactions)}, ddl_pending={lit(ddl_pending)}, "
             f"temp_tables_open={lit(temp_open)} WHERE plan_id={lit(plan_id)}").encode()
 
 
 def forget(conn, plan_id: str) -> None:
     with conn.cursor() as cur:
-        cur.execute(f"DELETE FROM `{SCHEMA}`.`state` WHERE plan_id=%s", (plan_id,))
-        cur.execute(f"SELECT COUNT(*) FROM `{SCHEMA}`.`state`")
+        cur.execute(f"DELETE FROM {_STATE} WHERE plan_id=%s", (plan_id,))
+        cur.execute(f"SELECT COUNT(*) FROM {_STATE}")
         if not cur.fetchone()[0]:
-            cur.execute(f"DROP DATABASE `{SCHEMA}`")
+            cur.execute(f"DROP DATABASE {_SCHEMA}")
