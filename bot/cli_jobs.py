@@ -21,7 +21,7 @@ import sys
 from rich.console import Console
 
 from bot.worker import pid_alive
-from handlers.jobstore import Job, JobStore
+from handlers.jobstore import Job, JobKind, JobState, JobStore
 
 WAIT_SECONDS = 7 * 24 * 3600   # a job runs as long as it needs; Ctrl-C leaves it to a worker
 
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace, settings) -> int:
                        f"add [targets.prod] dsn = \"mysql://...\" to {args.config or 'the configuration'}")
     access = settings.access if (settings.access.operators or settings.access.approvers) else OpenAccess()
     # Before the session's worker starts: the jobs whose worker is gone (it would requeue them).
-    stale = [j.id for j in store.jobs(states=("running",), limit=100)
+    stale = [j.id for j in store.jobs(states=(JobState.RUNNING,), limit=100)
              if not (j.worker_pid and pid_alive(j.worker_pid))]
     with ConsoleSession(settings, store, access, user=user, console=out,
                         ask=lambda prompt: getattr(args, "approved_by", "") or "") as session:
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace, settings) -> int:
         if job is None:
             return _refused(args, store, out)
         job = store.get(job.id)   # as the approval (run inside run_line) left it
-        if job.state == "awaiting_approval":   # the approver was refused: the request must not linger
+        if job.state == JobState.AWAITING_APPROVAL:   # the approver was refused: the request must not linger
             session.run_line(f"reject {job.id}")
             return _refuse(args, out, f"{args.approved_by} may not approve {job.id} (see above); it is rejected",
                            f"ask an approver other than {user}, then run: {_again(args, approved_by='NAME')}")
@@ -167,16 +167,16 @@ def _next(out: Console, text: str) -> None:
 
 
 def _finished(args: argparse.Namespace, job: Job, out: Console) -> int:
-    ok = job.state == "succeeded"
+    ok = job.state == JobState.SUCCEEDED
     if args.json:
         json.dump({"ok": ok, "job": {"id": job.id, "kind": job.kind, "state": job.state, "plan_id": job.plan_id,
                                      "requester": job.requester, "approver": job.approver,
                                      "stage_job": job.stage_job, "result": job.result, "error": job.error}},
                   sys.stdout, indent=2, ensure_ascii=False, default=str)
         sys.stdout.write("\n")
-    if ok and job.kind == "stage":
+    if ok and job.kind == JobKind.STAGE:
         _next(out, f"restore this plan into production: {_again(args, command='prod')}")
     elif not ok:
         out.print(f"{job.kind} job {job.id} {job.state}" + (f": {job.error.get('message')}" if job.error else ""),
                   markup=False, highlight=False)
-    return 0 if ok else 3 if job.state == "failed" else 1
+    return 0 if ok else 3 if job.state == JobState.FAILED else 1

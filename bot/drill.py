@@ -27,7 +27,7 @@ from restore.live.watcher import Alert, Watcher
 from handlers.alerts import AlertStore
 from bot.config import load_settings
 from bot.console import ConsoleSession, OpenAccess
-from handlers.jobstore import JobStore
+from handlers.jobstore import JobState, JobStore
 
 console = Console()
 
@@ -166,9 +166,9 @@ def _run(work: Path, rounds: int, seed: int) -> int:
             for step, line in enumerate(("plan", "stage", "prod"), start=4):
                 console.print(f"[bold]{step}. restore> /restore {line}[/]")
                 jobs[line] = session.wait(session.run_line(line), timeout=600)
-                if jobs[line] is None or jobs[line].state != "succeeded":
+                if jobs[line] is None or jobs[line].state != JobState.SUCCEEDED:
                     break
-        ok = all(j is not None and j.state == "succeeded" for j in jobs.values()) and len(jobs) == 3
+        ok = all(j is not None and j.state == JobState.SUCCEEDED for j in jobs.values()) and len(jobs) == 3
         with prod.connect() as conn:
             after = table_checksums(conn, ["homepage", "wiki"])
             with conn.cursor() as cur:

@@ -18,7 +18,7 @@ from restore.errors import RestoreError
 
 from handlers import messages
 from handlers.alerts import AlertStore, Oncall, mention
-from handlers.jobstore import Job, JobStore
+from handlers.jobstore import Job, JobKind, JobState, JobStore
 from handlers.presenter.plan_card import verdict_line
 from handlers.presenter.results import drill_summary, plan_summary, prod_summary, verification_summary
 
@@ -81,12 +81,12 @@ class Worker:
 
     def recover(self) -> None:
         """Jobs a dead worker left running go back to the queue; the engine resumes them."""
-        for job in self.store.jobs(states=("running",), limit=100):
+        for job in self.store.jobs(states=(JobState.RUNNING,), limit=100):
             if job.worker_pid == os.getpid() and job.id in self._threads:
                 continue  # ours and running
             if job.worker_pid and job.worker_pid != os.getpid() and pid_alive(job.worker_pid):
                 continue
-            if self.store.transition(job.id, ("running",), "queued"):
+            if self.store.transition(job.id, (JobState.RUNNING,), JobState.QUEUED):
                 self.store.add_event(job.id, RESUMED)
                 self.store.audit("restore-bot", "resumed after worker restart", job.id)
 
@@ -103,10 +103,10 @@ class Worker:
         self._threads = {k: t for k, t in self._threads.items() if t.is_alive()}
         if len(self._threads) >= self.max_parallel:
             return
-        for job in reversed(self.store.jobs(states=("queued",), limit=20)):
-            if job.kind != "plan" and self.store.running_on(job.target):
+        for job in reversed(self.store.jobs(states=(JobState.QUEUED,), limit=20)):
+            if job.kind != JobKind.PLAN and self.store.running_on(job.target):
                 continue
-            if not self.store.transition(job.id, ("queued",), "running", worker_pid=os.getpid()):
+            if not self.store.transition(job.id, (JobState.QUEUED,), JobState.RUNNING, worker_pid=os.getpid()):
                 continue
             thread = threading.Thread(target=self.run_job, args=(job.id,), name=f"job-{job.id}", daemon=True)
             self._threads[job.id] = thread
@@ -122,28 +122,28 @@ class Worker:
         try:
             result = self._execute(job, hooks)
         except JobAborted:
-            self.store.transition(job_id, ("running",), "aborted", phase="")
+            self.store.transition(job_id, (JobState.RUNNING,), JobState.ABORTED, phase="")
             self.store.add_event(job_id, f"■ {messages.ABORTED}: stopped at a safe point on request")
             return
         except RestoreError as exc:
             log.warning("job %s failed: %s", job_id, exc)
-            self.store.transition(job_id, ("running",), "failed", error=exc.to_dict())
+            self.store.transition(job_id, (JobState.RUNNING,), JobState.FAILED, error=exc.to_dict())
             self._tell_failure(job, str(exc), exc.hint)
             return
         except Exception as exc:  # a bug: report it rather than leave the job hanging
             log.exception("job %s crashed", job_id)
             error = {"message": f"internal error: {type(exc).__name__}: {exc}",
                      "hint": "see the worker's log; run the job again"}
-            self.store.transition(job_id, ("running",), "failed", error=error)
+            self.store.transition(job_id, (JobState.RUNNING,), JobState.FAILED, error=error)
             self._tell_failure(job, error["message"], error["hint"])
             return
         result["seconds"] = round(time.monotonic() - t0, 1)
-        self.store.transition(job_id, ("running",), "succeeded", result=result, phase="done")
+        self.store.transition(job_id, (JobState.RUNNING,), JobState.SUCCEEDED, result=result, phase="done")
         self.store.add_event(job_id, f"✔ {messages.SUCCEEDED}: {result.get('summary', '')}")
 
     def _tell_failure(self, job, message: str, hint: str | None) -> None:
         text = f"✗ {messages.FAILED}: {message}\n{messages.NEXT_STEP_AFTER_FAILURE.format(hint=hint)}"
-        if job.kind == "drill":
+        if job.kind == JobKind.DRILL:
             # A drill usually runs on a schedule with nobody watching its card: a mention in the
             # thread notifies the one person whose job it is to act on it.
             text += "\n" + DRILL_FAILED_ONCALL.format(who=self._oncall_mention())
@@ -169,10 +169,10 @@ class Worker:
         return check
 
     def _execute(self, job: Job, hooks: JobHooks) -> dict:
-        if job.kind == "backup":
+        if job.kind == JobKind.BACKUP:
             return self._backup()
         interrupt = self._interrupt(job.id)
-        if job.kind == "drill":
+        if job.kind == JobKind.DRILL:
             return self._drill(hooks, interrupt)
         src = self.settings.source
         planned = api.plan(api.PlanInput(src.snapshots, src.binlogs, stop=job.args.get("stop_before", "auto"),
@@ -180,11 +180,11 @@ class Worker:
                            hooks=hooks, interrupt=interrupt)
         plan = planned.plan
         hooks.total_rows = sum(t.inserted + t.updated + t.deleted for t in plan.tables.values())
-        self.store.update(job.id, plan_id=plan.plan_id if job.kind != "prod" else job.plan_id)
+        self.store.update(job.id, plan_id=plan.plan_id if job.kind != JobKind.PROD else job.plan_id)
         summary = plan_summary(plan)
-        if job.kind == "plan":
+        if job.kind == JobKind.PLAN:
             return {"summary": summary, "plan": plan.to_dict(), "next": messages.NEXT_STEP_AFTER_PLAN}
-        if job.kind == "stage":
+        if job.kind == JobKind.STAGE:
             return self._stage(job, planned, summary, hooks, interrupt)
         return self._prod(job, planned, summary, hooks, interrupt)
 
