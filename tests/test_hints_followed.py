@@ -233,3 +233,42 @@ def test_no_target_binlog_refused_then_grant_or_leave_it_out(club, cli, follow):
             assert checksums(conn, ["club"]) == club.before
         grown = binlog_bytes(target) - grown_from
         assert (grown < 10_000) if follow == "grant" else (grown > 10_000), grown
+
+
+# -- a restore user that cannot see the other sessions ------------------------------------------------------
+
+def test_a_user_without_process_then_grant_it_or_fence_lock(club, users, cli):
+    """Without PROCESS the fence cannot see the application: refused. Following the hint with
+    --fence lock alone must not leave the application's open session writing: also refused until
+    the user may see and end other sessions; with the grants the hint names, the restore is exact."""
+    _app_db(users)
+    dsn = _user(users, "BINLOG REPLAY", "SELECT", "CREATE USER")
+    with users.connect() as conn, conn.cursor() as cur:   # keep-aside creates club_before_restore_<time>
+        cur.execute("GRANT ALL ON `club\\_%`.* TO restorer@'%'")
+    app = pymysql.connect(host="127.0.0.1", port=users.port, user="app", password="app-pw", database="club",
+                          autocommit=True)
+    try:
+        res = cli(*restore_args(club, dsn, "--existing", "keep-aside"))
+        assert res.code == 2 and "cannot see the target's other sessions" in res.error["message"], res
+        assert "PROCESS" in res.error["hint"] and "CONNECTION ADMIN" in res.error["hint"], res
+
+        res = cli(*restore_args(club, dsn, "--existing", "keep-aside", "--fence", "lock", "--fence-user", "app"))
+        assert res.code == 2, res
+        assert "PROCESS" in res.error["hint"] and "CONNECTION ADMIN" in res.error["hint"], res
+        app.ping(reconnect=False)   # untouched, and unlocked again:
+        pymysql.connect(host="127.0.0.1", port=users.port, user="app", password="app-pw").close()
+        with users.connect() as conn:
+            assert "club" in databases(conn) and not [d for d in databases(conn) if d.startswith("club_")]
+
+        with users.connect() as conn, conn.cursor() as cur:
+            cur.execute("GRANT PROCESS, CONNECTION ADMIN ON *.* TO restorer@'%'")
+        res = cli(*restore_args(club, dsn, "--existing", "keep-aside", "--fence", "lock", "--fence-user", "app"))
+        assert res.code == 0 and res.doc["ok"], res
+        with pytest.raises(pymysql.err.OperationalError):
+            app.ping(reconnect=False)   # its session was ended for the restore
+    finally:
+        app.close()
+    with users.connect() as conn:
+        assert checksums(conn, ["club"]) == club.before
+        aside = res.doc["restore"]["kept_aside"]["club"]
+        assert checksums(conn, [aside])[f"{aside}.members"][0] == 2

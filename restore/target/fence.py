@@ -24,6 +24,7 @@ from restore.errors import TargetError
 
 FENCE_CHOICES = ("refuse", "lock")
 
+_NO_SUCH_THREAD = 1094
 _IGNORED_USERS = {"system user", "event_scheduler", "repl", "replication"}
 
 
@@ -48,15 +49,7 @@ def writers(conn, databases: list[str], ours: Collection[int] = ()) -> list[Sess
         me = cur.fetchone()[0]
         cur.execute("SELECT ID, USER, HOST, DB, COMMAND, TIME FROM information_schema.PROCESSLIST")
         rows = cur.fetchall()
-        try:
-            # Without PROCESS the server shows only our own sessions, and refuses this query.
-            cur.execute("SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX")
-        except pymysql.err.MySQLError as exc:
-            raise TargetError(f"fence: cannot see the target's other sessions: {exc.args[-1]}",
-                              hint="grant the restore user PROCESS, so it can tell whether the application is still "
-                                   "connected, or fence by locking the application's accounts "
-                                   "(fence lock with fence_users; CLI: --fence lock --fence-user APP_USER)") from None
-        in_tx = {r[0] for r in cur.fetchall()}
+        in_tx = {r[0] for r in _transactions(cur)}
     out = []
     for sid, user, host, db, command, seconds in rows:
         if sid == me or sid in ours or user in _IGNORED_USERS or command in ("Binlog Dump", "Daemon", "Killed"):
@@ -64,6 +57,24 @@ def writers(conn, databases: list[str], ours: Collection[int] = ()) -> list[Sess
         if db in databases or sid in in_tx:
             out.append(Session(sid, user, host, db, command, int(seconds or 0)))
     return out
+
+
+# Either fence needs to see every session (PROCESSLIST shows only our own without PROCESS), and
+# `lock` to end the application's (KILL of another user's session: CONNECTION ADMIN or SUPER).
+_SESSION_RIGHTS = ("grant the restore user PROCESS (to see whether the application is connected) and CONNECTION ADMIN "
+                   "(to end its sessions with fence lock): GRANT PROCESS, CONNECTION ADMIN ON *.* TO <restore user>; "
+                   "then run the same command again")
+
+
+def _transactions(cur) -> list[tuple]:
+    """Open InnoDB transactions' connection ids; refused without PROCESS, which also hides the
+    other sessions from PROCESSLIST: a fence would then see nobody, so it stops here."""
+    try:
+        cur.execute("SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX")
+    except pymysql.err.MySQLError as exc:
+        raise TargetError(f"fence: cannot see the target's other sessions: {exc.args[-1]}; nothing was changed",
+                          hint=_SESSION_RIGHTS) from None
+    return list(cur.fetchall())
 
 
 def _listed(found: list[Session]) -> str:
@@ -87,6 +98,8 @@ def preflight(conn, databases: list[str], mode: str, users: list[str], when: str
         refuse_writers(conn, databases, when)
     else:
         accounts(conn, users)
+        with conn.cursor() as cur:
+            _transactions(cur)
 
 
 class Fence:
@@ -150,6 +163,8 @@ class AccountLock:
 
     def __enter__(self) -> "AccountLock":
         accounts = self._accounts()
+        with self.conn.cursor() as cur:
+            _transactions(cur)   # sessions it cannot see, it could not end: refused before locking
         current = None
         try:
             with self.conn.cursor() as cur:
@@ -165,8 +180,9 @@ class AccountLock:
                 for (sid,) in cur.fetchall():
                     try:
                         cur.execute(f"KILL {int(sid)}")
-                    except Exception:  # it may have ended on its own meanwhile
-                        pass
+                    except pymysql.err.MySQLError as exc:
+                        if exc.args[0] != _NO_SUCH_THREAD:   # not merely ended on its own meanwhile
+                            raise
         except BaseException as exc:
             still = self._unlock()
             if not isinstance(exc, Exception):  # Ctrl-C, an abort: unlocked, and it goes on up as it is
@@ -181,7 +197,8 @@ class AccountLock:
             self.locked = still
             raise TargetError(f"fence: {doing} failed: {_server_text(exc)}{undone}; nothing was swapped",
                               hint="check fence_users for the target (each an existing account, not a role) and that "
-                                   "the restore user may ALTER USER (CREATE USER privilege), then run the job again") from None
+                                   "the restore user may ALTER USER (CREATE USER privilege) and end other users' "
+                                   "sessions (CONNECTION ADMIN), then run the job again") from None
         return self
 
     def _accounts(self) -> list[tuple[str, str]]:
