@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pymysql
 
 from restore.binlog import events as be
 from restore.binlog.source import BinlogSource
 from restore.target import checkpoint
+from restore.target.binlog import checkpoint_row_image
 from restore.replay.batch import Batch, BatchFailed, BatchLimits, Piece
 from restore.errors import ApplyError
 from restore.mysql.flavor import Flavor
@@ -88,6 +89,7 @@ class Applier:
         # The replay loop must not touch the connection while the sender thread owns it:
         # load what it may look up (collation names for user variables) now.
         self.flavor.collation_name(self.conn, 0)
+        self.limits = replace(self.limits, checkpoint_image=checkpoint_row_image(self.conn))
         precise = self._non_transactional_tables()
         t0 = time.monotonic()
         try:

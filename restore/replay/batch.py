@@ -45,6 +45,9 @@ class BatchLimits:
     # A binlog-enabled target that annotates row events (restore.target.binlog): one source statement
     # per BINLOG statement, so each annotation holds only that statement.
     statement_per_binlog: bool = False
+    # A ROW-format target: SQL around each checkpoint UPDATE that logs it with a minimal row image
+    # (restore.target.binlog.checkpoint_row_image), or None.
+    checkpoint_image: tuple[bytes, bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class Batch:
         self.on_commit = on_commit
         self.say = say
         self.statement_per_binlog = limits.statement_per_binlog
+        self.checkpoint_image = limits.checkpoint_image
         self.start = start
         self.done = done
         self.precise = precise
@@ -166,9 +170,8 @@ class Batch:
         """DDL commits implicitly: close the batch, mark the DDL as pending, run it alone."""
         self._commit(tx.file, tx.pos)
         mark = f"{tx.file}:{tx.pos}"
-        self.pieces.append(Piece(checkpoint.position_sql(self.plan_id, tx.file, tx.pos, self.last_gtid,
-                                                         self.done, ddl_pending=mark,
-                                                         temp_open=self.temp_open), mark))
+        self._checkpoint(checkpoint.position_sql(self.plan_id, tx.file, tx.pos, self.last_gtid, self.done,
+                                                 ddl_pending=mark, temp_open=self.temp_open), mark)
         self.pieces.append(Piece(b"COMMIT", mark))
         self._send()
         piece.ddl = True
@@ -242,8 +245,8 @@ class Batch:
     def _commit(self, file: str, pos: int) -> None:
         self._flush_rows()
         where = f"{file}:{pos}"
-        self.pieces.append(Piece(checkpoint.position_sql(self.plan_id, file, pos, self.last_gtid, self.done,
-                                                         temp_open=self.temp_open), where))
+        self._checkpoint(checkpoint.position_sql(self.plan_id, file, pos, self.last_gtid, self.done,
+                                                 temp_open=self.temp_open), where)
         self.pieces.append(Piece(b"COMMIT", where))
         self.pieces.append(Piece(b"BEGIN", where))
         self._send()
@@ -251,6 +254,13 @@ class Batch:
         self.start, self.txns, self.bytes = (file, pos), 0, 0
         self.temp_at_start = frozenset(self.open_temp_tables)
         self.on_commit(self.done, where)
+
+    def _checkpoint(self, update: bytes, where: str) -> None:
+        if self.checkpoint_image is None:
+            self.pieces.append(Piece(update, where))
+            return
+        minimal, back = self.checkpoint_image
+        self.pieces.append(Piece(b";\n".join((minimal, update, back)), where, statements=3))
 
     def _send(self, tolerate_ddl: bool = False) -> None:
         pieces, self.pieces = self.pieces, []
