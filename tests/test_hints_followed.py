@@ -12,9 +12,11 @@ import subprocess
 import pymysql
 import pytest
 
+from restore import api
+from restore.hooks import NullHooks
 from restore.mysql.sandbox import Sandbox
 from tests.support.db import checksums, databases, dump, restore_args, target_url
-from tests.support.incident_factory import IncidentSpec, each, many
+from tests.support.incident_factory import In, IncidentSpec, each, many
 from tests.support.target_binlog import binlog_bytes
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
@@ -272,3 +274,58 @@ def test_a_user_without_process_then_grant_it_or_fence_lock(club, users, cli):
         assert checksums(conn, ["club"]) == club.before
         aside = res.doc["restore"]["kept_aside"]["club"]
         assert checksums(conn, [aside])[f"{aside}.members"][0] == 2
+
+
+def test_a_typo_in_fence_user_then_fix_it(club, users, cli):
+    _app_db(users)
+    res = cli(*restore_args(club, users, "--existing", "keep-aside", "--fence", "lock", "--fence-user", "apq"))
+    assert res.code == 2 and "'apq'" in res.error["message"] and "nothing was locked" in res.error["message"], res
+    assert "fence_users" in res.error["hint"] and "run the job again" in res.error["hint"], res
+    res = cli(*restore_args(club, users, "--existing", "keep-aside", "--fence", "lock", "--fence-user", "app"))
+    assert res.code == 0 and res.doc["ok"], res
+    with users.connect() as conn:
+        assert checksums(conn, ["club"]) == club.before
+        aside = res.doc["restore"]["kept_aside"]["club"]
+        assert checksums(conn, [aside])[f"{aside}.members"][0] == 2
+
+
+# -- a run stopped while replayed temporary tables were open: only --restart can redo it -----------------
+
+@pytest.fixture(scope="module")
+def club_temp(tmp_path_factory):
+    """MIXED, with a non-transactional table (every transaction then commits alone, with its
+    checkpoint) and a temporary table that stays open across transactions."""
+    spec = IncidentSpec(
+        databases=("club",),
+        schema=["CREATE DATABASE club", MEMBERS, "CREATE TABLE club.audit (id INT PRIMARY KEY) ENGINE=Aria TRANSACTIONAL=0",
+                "INSERT INTO club.members VALUES (1, 'm1')"],
+        traffic=[In("club", "CREATE TEMPORARY TABLE incoming (id INT, name VARCHAR(30))"),
+                 In("club", "INSERT INTO incoming VALUES (2, 'm2'), (3, 'm3')"),
+                 In("club", "INSERT INTO incoming VALUES (4, 'm4')"),
+                 In("club", "INSERT INTO members SELECT * FROM incoming"),
+                 In("club", "INSERT INTO audit SELECT id FROM incoming"),
+                 In("club", "DROP TEMPORARY TABLE incoming"),
+                 each("INSERT INTO club.members VALUES (%s, %s)", [(i, f"m{i}") for i in range(10, 20)])],
+        disaster=["DROP DATABASE club"])
+    return spec.build_on_new_source(tmp_path_factory.mktemp("hints-temp"), "MIXED")
+
+
+def test_stopped_with_temporary_tables_open_then_restart(club_temp, target, cli):
+    class StopWhileOpen(NullHooks):
+        def progress(self, phase: str, done: int, total, where) -> None:
+            if phase == "replay" and done == 2:   # the temporary table is created and filled, not yet used
+                raise KeyboardInterrupt
+
+    snapshots = api.read_snapshots([str(club_temp.snapshot)])
+    source = api.open_binlogs(str(club_temp.binlog_dir))
+    with pytest.raises(KeyboardInterrupt):
+        api.restore(api.make_plan(snapshots, source), snapshots, source, target.dsn, hooks=StopWhileOpen())
+    res = cli(*restore_args(club_temp, target))
+    assert res.code == 2 and "temporary tables" in res.error["message"], res
+    assert "--restart" in res.error["hint"] and "nothing is deleted" in res.error["hint"], res
+
+    res = cli(*restore_args(club_temp, target, "--restart"))
+    assert res.code == 0 and res.doc["ok"], res
+    with target.connect() as conn:
+        assert checksums(conn, ["club"]) == club_temp.before
+        assert [d for d in databases(conn) if d.startswith("club__unfinished_")], "the first run's rows were dropped"
