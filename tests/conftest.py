@@ -73,8 +73,11 @@ def pytest_configure(config):
     session = OwnedDir("rbtests")
     config.stash[_SESSION_TMP] = (session, os.environ.get("TMPDIR"))
     os.environ["TMPDIR"] = tempfile.tempdir = str(session.path)
-    if not config.option.basetemp:
-        config.option.basetemp = str(session.path / "p")   # short: sandbox sockets may live below tmp_path
+    # Short: sandbox sockets may live below tmp_path. A pytest-xdist worker would get the
+    # controller's default plus /popen-gwN, too long for some sockets: it takes its own.
+    from_controller = os.environ.get("PYTEST_XDIST_WORKER") and "/rbtests-" in str(config.option.basetemp or "")
+    if not config.option.basetemp or from_controller:
+        config.option.basetemp = str(session.path / "p")
 
 
 def pytest_unconfigure(config):
