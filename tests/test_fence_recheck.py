@@ -107,3 +107,21 @@ def test_the_recheck_ignores_the_restores_own_sessions_and_names_others(prod):
                     fence.check_still_alone([replay.thread_id()])
             finally:
                 app.close()
+
+
+def test_the_recheck_survives_its_own_session_being_ended(prod):
+    """An operator's KILL of the fence's session must not pass for a writer, nor end the restore
+    with a raw driver error: it looks again on a new session."""
+    from restore.target.fence import fenced
+    with prod.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE ledger")
+    with prod.connect() as fence_conn, fenced(fence_conn, ["ledger"], "refuse", [], "test") as fence:
+        with prod.connect() as admin, admin.cursor() as cur:
+            cur.execute(f"KILL {fence_conn.thread_id()}")
+        fence.check_still_alone()
+        app = pymysql.connect(host="127.0.0.1", port=prod.port, user="app", password="app-pw", database="ledger")
+        try:
+            with pytest.raises(TargetError, match=f"connection {app.thread_id()}"):
+                fence.check_still_alone()
+        finally:
+            app.close()

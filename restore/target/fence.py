@@ -25,6 +25,8 @@ from restore.errors import TargetError
 FENCE_CHOICES = ("refuse", "lock")
 
 _NO_SUCH_THREAD = 1094
+_ACCESS_DENIED = {1227, 1044, 1045, 1142, 1143}
+_CONNECTION_LOST = {2006, 2013, 2055}
 _IGNORED_USERS = {"system user", "event_scheduler", "repl", "replication"}
 
 
@@ -72,6 +74,8 @@ def _transactions(cur) -> list[tuple]:
     try:
         cur.execute("SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX")
     except pymysql.err.MySQLError as exc:
+        if (exc.args[0] if exc.args else 0) not in _ACCESS_DENIED:
+            raise
         raise TargetError(f"fence: cannot see the target's other sessions: {exc.args[-1]}; nothing was changed",
                           hint=_SESSION_RIGHTS) from None
     return list(cur.fetchall())
@@ -116,7 +120,20 @@ class Fence:
         application cannot log in at all: nothing to look at."""
         if self.mode != "refuse":
             return
-        found = writers(self.conn, self.databases, ours)
+        try:
+            found = writers(self.conn, self.databases, ours)
+        except pymysql.err.OperationalError as exc:
+            if (exc.args[0] if exc.args else 0) not in _CONNECTION_LOST:
+                raise
+            # Its session was ended (an operator's KILL, a restart): look again on a new one.
+            try:
+                self.conn.connect()   # pymysql: opens the connection again with its parameters
+                found = writers(self.conn, self.databases, ours)
+            except pymysql.err.MySQLError as again:
+                raise TargetError(f"fence: lost the connection to the target while the restore ran: {_server_text(again)}; "
+                                  "everything committed so far is kept",
+                                  hint="check that the target is up, then run the same command again: it resumes "
+                                       "from the last checkpoint") from None
         if found:
             raise TargetError(
                 f"restore stopped: {len(found)} other session(s) connected while it ran and may write to "
