@@ -11,7 +11,7 @@ from restore import api
 from restore.api import EXISTING_CHOICES, FENCE_CHOICES, SPEC_HELP, Dsn
 from restore.errors import RestoreError
 
-from bot import cli_jobs, render
+from bot import cli_jobs, cli_undo, render
 from bot.progress import ConsoleHooks
 
 
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     rest.add_argument("--yes", action="store_true", help="do not ask before writing into a non-sandbox target")
     rest.add_argument("--batch", type=int, default=1000, help="source transactions per target commit (default 1000)")
     cli_jobs.add_parsers(sub)
+    cli_undo.add_parser(sub)
     for name, text in (("serve", "run the Slack bot (HTTP on --port, or Socket Mode when SLACK_APP_TOKEN is set) and its worker"),
                        ("worker", "run only the worker process that executes queued jobs"),
                        ("console", "the chat commands in this terminal: no Slack account needed"),
@@ -95,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         return _service(args)
     if args.command == "archive":
         return _archive(args)
+    if args.command == "undo":
+        return cli_undo.run(args)
     if args.command in ("stage", "prod"):
         settings = _settings(args, 30)   # logging.WARNING: the job's cards say what happens
         return 2 if settings is None else cli_jobs.run(args, settings)

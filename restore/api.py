@@ -5,7 +5,7 @@
            whose `evidence` (`StageEvidence`) is what a prod restore of the same plan needs
     prod   the production swap (restore.prod.swap), fed by a stage run's evidence
     drill  the backup drill (restore.live.drill): the newest backup plus the archive, restored
-    undo   the signature a prod swap's undo will have; not built yet (raises NotBuilt)
+    undo   undo one DML transaction in place from the binlog (restore.undo): an `Undone`
     backup take a base backup (mariadb-dump) into the backup directory
 
 Callers (bot.worker, bot.cli) import this module, restore.errors and restore.hooks only (an
@@ -54,7 +54,7 @@ def __getattr__(name: str):
 __all__ = [
     # use cases and their types
     "PlanInput", "Planned", "plan", "StageTarget", "Staged", "StageEvidence", "stage", "ProdTarget", "prod",
-    "DrillInput", "Drilled", "drill", "undo", "NotBuilt", "backup",
+    "DrillInput", "Drilled", "drill", "UndoInput", "Undone", "undo", "NotBuilt", "backup",
     # what callers need of the engine's own types, choices and tools
     "BinlogSource", "open_binlogs", "read_snapshots", "make_plan", "restore", "Plan", "Snapshot",
     "RestoreResult", "RestoreNotVerified", "Dsn", "DestructiveRules", "sweep", "iso", "SPEC_HELP", "FENCE_CHOICES", "EXISTING_CHOICES",
@@ -205,15 +205,44 @@ class NotBuilt(RestoreError):
     """A use case whose signature is kept ready but that does not exist yet."""
 
 
-def undo(job_tag: str, target: ProdTarget, *, hooks: Hooks | None = None) -> ProdOutcome:
-    """Undo prod job `job_tag`: the tables it moved aside (`<db>__before_<job>`) back into
-    production, the restored ones aside. Not built yet (issue 11 keeps the signature ready):
-    raises NotBuilt saying how to do it by hand."""
-    raise NotBuilt(f"undo of prod job {job_tag} is not built yet (issue 11 keeps its signature ready)",
-                   where=job_tag,
-                   hint=f"to put the live tables back by hand: RENAME TABLE each <db>.<t> TO a schema of your "
-                        f"choice and <db>__before_{job_tag}.<t> TO <db>.<t>, in one statement, with the "
-                        "application stopped")
+# -- undo --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UndoInput:
+    """Undo one DML transaction in place (restore.undo): `event` is its GTID or the FILE:POS of
+    any of its events, `binlogs` a directory or a server (as PlanInput's), `target` the server
+    whose rows get back what the transaction destroyed. `dry_run`: the preview only. `preview`:
+    the id of the preview the operator approved; the apply refuses if what it would do differs."""
+    binlogs: str | os.PathLike | Dsn
+    target: Dsn
+    event: str
+    dry_run: bool = True
+    preview: str | None = None
+
+
+@dataclass
+class Undone:
+    """The preview (and, unless a dry run, the outcome) of an undo."""
+    transaction: dict                 # id, where it starts, its statements
+    preview_id: str
+    tables: list[dict]                # per table: counts, a sample, conflicts, later transactions
+    conflicts: list[dict]
+    stale: list[dict]                 # rows where the target does not hold the binlog's end state
+    applied: bool = False
+    verification: list[dict] = field(default_factory=list)   # after applying: rows not as intended
+
+    def to_dict(self) -> dict:
+        return {"transaction": self.transaction, "preview_id": self.preview_id, "tables": self.tables,
+                "conflicts": self.conflicts, "stale": self.stale, "applied": self.applied,
+                "verification": self.verification}
+
+
+def undo(inputs: UndoInput, *, hooks: Hooks | None = None) -> Undone:
+    """Preview, and unless `dry_run` apply in one transaction, the inverse of one DML transaction
+    restricted to the columns it changed, keeping later writes (restore.undo). Raises RestoreError
+    for DDL, statement-format or partial row images, and when the target changed since the preview."""
+    from restore.undo.session import run_undo
+    return Undone(**run_undo(inputs.binlogs, inputs.target, inputs.event, dry_run=inputs.dry_run,
+                             preview=inputs.preview, hooks=hooks or NullHooks()))
 
 
 # -- drill -------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The engine's use cases (restore/api.py) where no server is needed: the typed stage evidence a prod
-restore takes, the refusals before anything is touched, the undo that is not built, and the CLI's
-prod gate refusing without a second approver (fast tier)."""
+restore takes, the refusals before anything is touched, the undo's refusal of an event that is not one
+transaction, and the CLI's prod gate refusing without a second approver (fast tier)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -45,11 +45,17 @@ def test_prod_refuses_evidence_of_another_plan_or_without_tables():
     assert "stage run R4 of plan p1 recorded no verified tables" in str(err.value)
 
 
-def test_undo_says_it_is_not_built_and_how_to_do_it_by_hand():
-    with pytest.raises(api.NotBuilt) as err:
-        api.undo("r7", api.ProdTarget(api.Dsn.parse("mysql://root@127.0.0.1:1")))
-    assert isinstance(err.value, RestoreError) and "issue 11" in str(err.value) and err.value.where == "r7"
-    assert "<db>__before_r7" in err.value.hint
+@pytest.mark.parametrize("event, words", [
+    ("auto", ["--event auto", "not built yet"]),
+    ("0-1-5,1-2-3", ["names a set of transactions"]),
+    ("yesterday", ["is not a SPEC"]),
+])
+def test_undo_refuses_an_event_that_is_not_one_transaction_before_connecting(tmp_path, event, words):
+    # port 1: nothing listens there, so a refusal naming the event proves it came before any connection
+    with pytest.raises(RestoreError) as err:
+        api.undo(api.UndoInput(tmp_path, api.Dsn.parse("mysql://root@127.0.0.1:1"), event))
+    assert all(w in str(err.value) for w in words), str(err.value)
+    assert "cannot connect" not in str(err.value) and err.value.hint
 
 
 def _config(tmp_path, prod: bool = True) -> str:

@@ -1,0 +1,82 @@
+"""One undo, phase by phase: read the binlog, compute the inverse, look at the target (the
+preview), then, unless a dry run, apply in one transaction and verify.
+
+    read     restore.undo.changes: the transaction and the later writes to its rows
+    inverse  restore.undo.inverse: per table, actions and conflicts
+    preview  restore.undo.apply.observe: the target's rows now, and the preview's id
+    apply    one transaction, after the same rows were read again FOR UPDATE and found unchanged
+    verify   every written row holds its intended image
+
+Every phase before `apply` only reads, so a preview is safe to run again at any time; `apply` is
+one transaction, so it is either done or not at all.
+"""
+from __future__ import annotations
+
+import os
+
+from restore.binlog.source import open_binlogs
+from restore.errors import RestoreError
+from restore.hooks import Hooks
+from restore.mysql.dsn import Dsn
+from restore.undo import apply as ap
+from restore.undo.changes import UndoReader, parse_event
+from restore.undo.inverse import TableUndo, inverse, shown
+
+SAMPLE = 5     # rows shown per table in a preview
+
+
+def run_undo(binlogs: str | os.PathLike | Dsn, target: Dsn, event: str, *, dry_run: bool, preview: str | None,
+             hooks: Hooks) -> dict:
+    """The fields of restore.api.Undone."""
+    parse_event(event)     # a typo in it is reported before anything is opened
+    source = open_binlogs(binlogs)
+    conn = ap.connect(target)
+    try:
+        hooks.phase_started("read", None)
+        undone, changes = UndoReader(source, event, conn).read()
+        hooks.phase_finished("read", {"transaction": undone.id, "tables": sorted(changes)})
+        tables = [inverse(c) for c in changes.values()]
+        observed = {t.schema.full_name: ap.observe(conn, t) for t in tables}
+        stale = [m for t in tables for m in ap.mismatches(t, observed[t.schema.full_name])]
+        pid = ap.preview_id(undone.id, tables, observed)
+        doc = {"transaction": {"id": undone.id, "where": f"{undone.file}:{undone.pos}", "end": undone.end,
+                               "timestamp": undone.timestamp, "statements": undone.statements},
+               "preview_id": pid, "tables": [_table_doc(t) for t in tables],
+               "conflicts": [c.to_dict() for t in tables for c in t.conflicts], "stale": stale}
+        hooks.phase_finished("preview", {"preview_id": pid, "conflicts": len(doc["conflicts"]), "stale": len(stale)})
+        if dry_run:
+            return doc
+        if preview is not None and preview != pid:
+            raise RestoreError(f"the undo would now differ from preview {preview} (it is {pid}); nothing was changed",
+                               hint=ap.CHANGED_HINT)
+        if stale:
+            first = stale[0]
+            raise RestoreError(f"{len(stale)} row(s) on the target do not hold what the binlog says they hold at its end "
+                               f"(first: {first['table']} {first['key']}); nothing was changed",
+                               where=first["table"],
+                               hint="the binlog read is older than the target, or the target was written outside "
+                                    "it: read the binlog again (or from the server itself) and run the preview again")
+        hooks.phase_started("apply", sum(len(t.actions) for t in tables))
+        ap.apply(conn, tables, observed)
+        problems = ap.verify(conn, tables, observed)
+        hooks.phase_finished("apply", {"verification": problems})
+        return dict(doc, applied=True, verification=problems)
+    finally:
+        conn.close()
+
+
+def _table_doc(table: TableUndo) -> dict:
+    schema = table.schema
+    names = [c.name for c in schema.columns]
+    sample = []
+    for action in table.actions[:SAMPLE]:
+        row = action.intended() if action.kind != "delete" else action.row
+        entry = {"action": action.kind, "key": schema.key_text(action.row),
+                 "values": {names[i]: shown(v) for i, v in enumerate(row)}}
+        if action.kind == "update":
+            entry["columns"] = [names[i] for i in action.sets]
+        if action.count != 1:
+            entry["count"] = action.count
+        sample.append(entry)
+    return {"table": schema.full_name, "key": [names[i] for i in schema.key] or None, "rows": table.counts(),
+            "sample": sample, "conflicts": len(table.conflicts), "later_transactions": table.later}

@@ -1,0 +1,195 @@
+"""`restore-bot undo` against real servers: a DELETE and an UPDATE without WHERE undone in place on
+the live source, later writes kept, conflicts reported, compared with an oracle server given the
+same history without the disasters (CHECKSUM TABLE), and the refusals."""
+from __future__ import annotations
+
+import pytest
+
+from restore import api
+from restore.errors import RestoreError
+from restore.undo.apply import connect
+from restore.undo.changes import UndoReader
+from tests.support.db import checksums, copy_binlogs, master_status, target_url
+
+pytestmark = pytest.mark.mysql
+
+SCHEMA = [
+    "CREATE DATABASE shop",
+    "CREATE TABLE shop.customer (id INT PRIMARY KEY, name VARCHAR(50) CHARACTER SET utf8mb4, "
+    "email VARCHAR(100) CHARACTER SET utf8mb4)",
+    "CREATE TABLE shop.orders (id INT PRIMARY KEY, customer_id INT, amount DECIMAL(14,4), "
+    "note VARCHAR(100) CHARACTER SET utf8mb4, at DATETIME(6), data BLOB, doc JSON, "
+    "status ENUM('new','paid','it''s sent'), big BIGINT UNSIGNED, tags SET('a','b','c'), flag BIT(3), "
+    "ts TIMESTAMP(3) NULL, born DATE, small TINYINT, yr YEAR)",
+    "CREATE TABLE shop.log (msg VARCHAR(50), n INT)",   # no primary key, duplicates
+]
+
+
+def _seed() -> list[str]:
+    out = [f"INSERT INTO shop.customer VALUES ({i}, 'name {i} ü', 'c{i}@example.com')" for i in range(1, 7)]
+    for i in range(1, 21):
+        values = [
+            f"{(-1) ** i * (i * 1234.5678 + 0.0001):.4f}",                 # DECIMAL, negative too
+            repr(f"note {i} 😀 ñ"),                                         # utf8mb4
+            repr(f"2024-0{i % 9 + 1}-1{i % 9} 12:34:56.{i:06d}"),          # DATETIME(6)
+            "x" + repr(bytes([i, 0, 255, 10]).hex()),                     # BLOB
+            repr('{"k": %d, "s": "ü"}' % i),                              # JSON
+            ["1", "2", "3"][i % 3],                                       # ENUM by index
+            str(18446744073709551615 - i),                                # BIGINT UNSIGNED
+            repr(["a", "a,c", ""][i % 3]),                                # SET
+            "b" + repr(f"{i % 8:03b}"),                                   # BIT
+            repr(f"2023-11-0{i % 9 + 1} 01:02:03.{i:03d}"),               # TIMESTAMP(3)
+            repr(f"19{i + 50}-02-2{i % 9}"),                              # DATE
+            str(-i), str(1990 + i),                                       # TINYINT, YEAR
+        ]
+        if i % 4 == 0:
+            values = ["NULL"] * len(values)
+        out.append(f"INSERT INTO shop.orders VALUES ({i}, {i % 6 + 1}, {', '.join(values)})")
+    out += ["INSERT INTO shop.log VALUES ('dup', 1), ('dup', 1), ('one', 2), (NULL, NULL)"]
+    return out
+
+
+NEW_ORDER_5 = "(5, 3, 9.9900, 'reused key', '2025-01-01 00:00:00.000001', NULL, NULL, 'new', 1, 'b', b'1', NULL, NULL, 1, NULL)"
+LATER_1 = ["INSERT INTO shop.orders (id, customer_id, note) VALUES (100, 1, 'after the delete')",
+           "INSERT INTO shop.log VALUES ('later', 3)"]
+LATER_2 = ["UPDATE shop.customer SET name = 'Renamed Two' WHERE id = 2",         # another column: kept
+           "UPDATE shop.customer SET email = 'again3@example.com' WHERE id = 3",  # the same column: conflict
+           "UPDATE shop.orders SET note = 'later note' WHERE id = 100"]
+
+
+def _run(server, statements) -> None:
+    conn = server.connect()
+    with conn.cursor() as cur:
+        for sql in statements:
+            cur.execute(sql)
+    conn.close()
+
+
+def _history(server, *, disaster: bool) -> dict:
+    """The story, on the source (with the disasters) or on the oracle (without: the reused key is a
+    REPLACE there, since the oracle never lost order 5). Returns the disasters' GTIDs and positions."""
+    marks = {}
+    _run(server, SCHEMA + _seed())
+    if disaster:
+        marks["seeded"] = _rows(server, "shop.orders")
+        _run(server, ["BEGIN", "DELETE FROM shop.orders", "DELETE FROM shop.log", "COMMIT"])
+        marks["delete"] = _last_gtid(server)
+    _run(server, LATER_1 + [f"{'INSERT' if disaster else 'REPLACE'} INTO shop.orders VALUES {NEW_ORDER_5}"])
+    if disaster:
+        marks["update_at"] = master_status(server.connect())[:2]
+        _run(server, ["UPDATE shop.customer SET email = 'same@example.com'"])
+        marks["update"] = _last_gtid(server)
+    _run(server, LATER_2)
+    return marks
+
+
+def _last_gtid(server) -> str:
+    conn = server.connect()
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@gtid_binlog_pos")
+        return cur.fetchone()[0]
+
+
+def _rows(server, table: str) -> dict:
+    conn = connect(server.dsn)
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT * FROM {table}")
+        rows = cur.fetchall()
+    conn.close()
+    return {r[0]: tuple(r) for r in rows}
+
+
+def test_undo_delete_and_update_keep_later_writes_and_match_the_oracle(source_factory, target, tmp_path, cli):
+    source = source_factory("ROW")
+    marks = _history(source, disaster=True)
+    _history(target, disaster=False)
+
+    # every column type decodes to exactly what the server's own SELECT returns
+    conn = connect(source.dsn)
+    undone, changes = UndoReader(api.open_binlogs(copy_binlogs(source, tmp_path / "b0")), marks["delete"], conn).read()
+    conn.close()
+    decoded = {k[0]: s.orig for k, s in changes["shop.orders"].states.items()}
+    assert decoded == marks["seeded"] and len(decoded) == 20
+
+    before = checksums(source.connect(), ["shop"])
+    preview = cli("undo", "--binlogs", copy_binlogs(source, tmp_path / "b1"), "--target", target_url(source),
+                  "--event", marks["delete"], "--dry-run")
+    assert preview.code == 0, preview.doc
+    assert checksums(source.connect(), ["shop"]) == before, "a dry run wrote"
+    tables = {t["table"]: t for t in preview.doc["tables"]}
+    assert tables["shop.orders"]["rows"] == {"insert": 19, "update": 0, "delete": 0}
+    assert tables["shop.log"]["rows"] == {"insert": 4, "update": 0, "delete": 0} and tables["shop.log"]["key"] is None
+    assert tables["shop.orders"]["sample"][0]["values"]["note"] == "note 1 😀 ñ"
+    [reused] = preview.doc["conflicts"]
+    assert reused["table"] == "shop.orders" and reused["key"] == "id=5" and reused["column"] is None
+    assert reused["later_value"][3] == "reused key" and reused["undo_value"][3] == "note 5 😀 ñ"
+    assert not preview.doc["stale"] and tables["shop.orders"]["later_transactions"]
+
+    applied = cli("undo", "--binlogs", copy_binlogs(source, tmp_path / "b2"), "--target", target_url(source),
+                  "--event", marks["delete"], "--yes", "--preview", preview.doc["preview_id"])
+    assert applied.code == 0 and applied.doc["applied"] and not applied.doc["verification"], applied.doc
+
+    # the UPDATE, named by the FILE:POS of its transaction, the binlog read from the server itself
+    file, pos = marks["update_at"]
+    up = cli("undo", "--binlogs", target_url(source), "--target", target_url(source), "--event", f"{file}:{pos}", "--yes")
+    assert up.code == 0 and up.doc["applied"], up.doc
+    assert up.doc["transaction"]["id"] == marks["update"]
+    [conflict] = up.doc["conflicts"]
+    assert (conflict["key"], conflict["column"], conflict["undo_value"], conflict["later_value"]) == \
+        ("id=3", "email", "c3@example.com", "again3@example.com")
+    [customers] = up.doc["tables"]
+    assert customers["rows"]["update"] == 5 and customers["sample"][0]["columns"] == ["email"]
+
+    got, want = checksums(source.connect(), ["shop"]), checksums(target.connect(), ["shop"])
+    assert got == want, (got, want)
+    assert _rows(source, "shop.customer")[2][1] == "Renamed Two"   # the later rename stayed
+
+
+@pytest.fixture
+def small(source_factory):
+    source = source_factory("ROW")
+    _run(source, ["CREATE DATABASE s", "CREATE TABLE s.t (id INT PRIMARY KEY, v VARCHAR(40))",
+                  "INSERT INTO s.t VALUES (1, 'a'), (2, 'b'), (3, 'c')"])
+    return source
+
+
+def test_a_target_changed_after_the_preview_is_refused_and_nothing_changes(small, tmp_path):
+    _run(small, ["DELETE FROM s.t"])
+    gtid = _last_gtid(small)
+    inputs = api.UndoInput(small.binlog_dir, small.dsn, gtid)
+    preview = api.undo(inputs)
+    assert preview.tables[0]["rows"]["insert"] == 3 and not preview.applied
+    _run(small, ["SET sql_log_bin = 0", "INSERT INTO s.t VALUES (2, 'written outside the binlog')"])
+    with pytest.raises(RestoreError) as err:
+        api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False, preview=preview.preview_id))
+    assert "run the preview again" in err.value.hint
+    assert _rows(small, "s.t") == {2: (2, "written outside the binlog")}
+    # without a preview id, the row the binlog does not explain refuses it too
+    with pytest.raises(RestoreError) as err:
+        api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False))
+    assert "s.t id=2" in str(err.value) and "preview again" in err.value.hint
+    assert len(_rows(small, "s.t")) == 1
+
+
+def test_an_inserted_row_is_deleted_only_while_still_as_inserted(small):
+    _run(small, ["BEGIN", "INSERT INTO s.t VALUES (4, 'd'), (5, 'e')", "COMMIT"])
+    gtid = _last_gtid(small)
+    _run(small, ["UPDATE s.t SET v = 'changed' WHERE id = 5"])
+    done = api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False))
+    assert done.applied and not done.verification and done.tables[0]["rows"]["delete"] == 1
+    assert [c["key"] for c in done.conflicts] == ["id=5"]
+    assert sorted(_rows(small, "s.t")) == [1, 2, 3, 5]
+
+
+@pytest.mark.parametrize("session, words", [
+    (["DROP TABLE s.t"], ["DDL", "/restore plan"]),
+    (["SET SESSION binlog_format = 'STATEMENT'", "DELETE FROM s.t"], ["statement", "binlog_format=ROW"]),
+    (["SET SESSION binlog_row_image = 'MINIMAL'", "DELETE FROM s.t"], ["MINIMAL", "binlog_row_image=FULL"]),
+])
+def test_what_cannot_be_undone_is_refused_clearly(small, session, words):
+    _run(small, session)
+    gtid = _last_gtid(small)
+    with pytest.raises(RestoreError) as err:
+        api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid))
+    text = f"{err.value} {err.value.hint}"
+    assert all(w in text for w in words), text
