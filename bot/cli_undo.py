@@ -87,7 +87,10 @@ def _human(doc: dict) -> None:
               f"{c['later_value']!r} (kept) - {c['reason']}")
     for s in doc["stale"]:
         print(f"STALE {s['table']} {s['key']}: the binlog ends with {s['binlog_end']!r}, the target holds {s['target']!r}")
-    if doc.get("applied"):
+    if doc.get("done_before"):
+        print(f"this transaction was undone on the target already ({doc['done_before']['applied_at']}, preview "
+              f"{doc['done_before']['preview_id']}): nothing written")
+    elif doc.get("applied"):
         print("applied in one transaction" + (f"; NOT as intended: {doc['verification']}" if doc["verification"] else
                                                "; every written row holds its intended image"))
     else:

@@ -227,13 +227,14 @@ class Undone:
     tables: list[dict]                # per table: counts, a sample, conflicts, later transactions
     conflicts: list[dict]
     stale: list[dict]                 # rows where the target does not hold the binlog's end state
+    done_before: dict | None = None   # the record of this undo applied earlier on the target: nothing done now
     applied: bool = False
     verification: list[dict] = field(default_factory=list)   # after applying: rows not as intended
 
     def to_dict(self) -> dict:
         return {"transaction": self.transaction, "preview_id": self.preview_id, "tables": self.tables,
-                "conflicts": self.conflicts, "stale": self.stale, "applied": self.applied,
-                "verification": self.verification}
+                "conflicts": self.conflicts, "stale": self.stale, "done_before": self.done_before,
+                "applied": self.applied, "verification": self.verification}
 
 
 def undo(inputs: UndoInput, *, hooks: Hooks | None = None) -> Undone:

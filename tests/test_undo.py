@@ -117,8 +117,8 @@ def test_undo_delete_and_update_keep_later_writes_and_match_the_oracle(source_fa
     assert preview.code == 0, preview.doc
     assert checksums(source.connect(), ["shop"]) == before, "a dry run wrote"
     tables = {t["table"]: t for t in preview.doc["tables"]}
-    assert tables["shop.orders"]["rows"] == {"insert": 19, "update": 0, "delete": 0}
-    assert tables["shop.log"]["rows"] == {"insert": 4, "update": 0, "delete": 0} and tables["shop.log"]["key"] is None
+    assert tables["shop.orders"]["rows"] == {"insert": 19, "update": 0, "delete": 0, "already": 0}
+    assert tables["shop.log"]["rows"] == {"insert": 4, "update": 0, "delete": 0, "already": 0} and tables["shop.log"]["key"] is None
     assert tables["shop.orders"]["sample"][0]["values"]["note"] == "note 1 😀 ñ"
     [reused] = preview.doc["conflicts"]
     assert reused["table"] == "shop.orders" and reused["key"] == "id=5" and reused["column"] is None
@@ -179,6 +179,31 @@ def test_an_inserted_row_is_deleted_only_while_still_as_inserted(small):
     assert done.applied and not done.verification and done.tables[0]["rows"]["delete"] == 1
     assert [c["key"] for c in done.conflicts] == ["id=5"]
     assert sorted(_rows(small, "s.t")) == [1, 2, 3, 5]
+    # run again after success: recognised by its record on the target, nothing changes
+    _run(small, ["INSERT INTO s.t VALUES (4, 'd')"])      # the key the undo freed, taken again
+    again = api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False))
+    assert not again.applied and again.done_before["preview_id"] == done.preview_id
+    assert sorted(_rows(small, "s.t")) == [1, 2, 3, 4, 5]
+
+
+def test_a_table_without_a_key_matches_whole_rows_and_counts_duplicates(small):
+    _run(small, ["CREATE TABLE s.n (v VARCHAR(10), k INT)",
+                 "INSERT INTO s.n VALUES ('a', 1), ('a', 1), ('b', 2), ('b', 2), ('c', 3)"])
+    _run(small, ["BEGIN", "UPDATE s.n SET k = 7 WHERE v = 'a'", "DELETE FROM s.n WHERE v = 'b'",
+                 "INSERT INTO s.n VALUES ('new', 0), ('new', 0)", "COMMIT"])
+    gtid = _last_gtid(small)
+    _run(small, ["UPDATE s.n SET v = 'z' WHERE v = 'a' LIMIT 1",    # one updated row changed later
+                 "DELETE FROM s.n WHERE v = 'new' LIMIT 1",          # one inserted row deleted later
+                 "INSERT INTO s.n VALUES ('c', 3)"])                  # an unrelated duplicate
+    done = api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False))
+    assert done.applied and not done.verification, done
+    assert done.tables[0]["rows"] == {"insert": 2, "update": 1, "delete": 1, "already": 0}
+    [conflict] = done.conflicts
+    assert conflict["key"] == "v='a', k=1" and conflict["column"] is None
+    conn = small.connect()
+    with conn.cursor() as cur:
+        cur.execute("SELECT v, k, COUNT(*) FROM s.n GROUP BY v, k ORDER BY v, k")
+        assert cur.fetchall() == (("a", 1, 1), ("b", 2, 2), ("c", 3, 2), ("z", 7, 1))
 
 
 @pytest.mark.parametrize("session, words", [

@@ -11,10 +11,16 @@ import hashlib
 import json
 
 from restore.errors import RestoreError
-from restore.mysql.quote import quote_ident
+from restore.mysql.quote import quote_ident, quote_qualified
+from restore.target.checkpoint import SCHEMA
 from restore.undo.inverse import Action, TableUndo, shown
 from restore.undo.values import TableSchema
 
+_RECORD = quote_qualified(SCHEMA, "undo")
+_RECORD_DDL = (f"CREATE DATABASE IF NOT EXISTS {quote_ident(SCHEMA)}",
+               f"CREATE TABLE IF NOT EXISTS {_RECORD} (transaction_id VARCHAR(255) PRIMARY KEY, "
+               "preview_id VARCHAR(64) NOT NULL, applied_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), "
+               "summary LONGTEXT NOT NULL) ENGINE=InnoDB")
 CHANGED_HINT = "the target changed since the preview; run the preview again (restore-bot undo ... --dry-run)"
 
 
@@ -63,7 +69,7 @@ def mismatches(table: TableUndo, observed: list) -> list[dict]:
         if schema.key:
             bad = seen != action.expected
         else:
-            bad = action.kind == "delete" and seen < action.count
+            bad = action.kind != "insert" and seen < action.count
         if bad:
             out.append({"table": schema.full_name, "key": schema.key_text(action.row), "action": action.kind,
                         "binlog_end": shown(action.expected), "target": shown(seen)})
@@ -78,11 +84,29 @@ def preview_id(undone_id: str, tables: list[TableUndo], observed: dict[str, list
     return hashlib.sha256(json.dumps(doc, default=str, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def apply(conn, tables: list[TableUndo], observed: dict[str, list]) -> None:
-    """All actions in one transaction, after checking under lock that the rows are as observed."""
+def done_before(conn, undone_id: str) -> dict | None:
+    """The record of this transaction's undo applied earlier on this target, if any."""
     with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s AND TABLE_NAME='undo'", (SCHEMA,))
+        if not cur.fetchone():
+            return None
+        cur.execute(f"SELECT preview_id, applied_at, summary FROM {_RECORD} WHERE transaction_id = %s", (undone_id,))
+        row = cur.fetchone()
+    return None if row is None else {"preview_id": row[0], "applied_at": str(row[1]), "summary": json.loads(row[2])}
+
+
+def apply(conn, tables: list[TableUndo], observed: dict[str, list], *, undone_id: str, pid: str,
+          summary: dict) -> None:
+    """All actions in one transaction, after checking under lock that the rows are as observed;
+    the same transaction records the undo in `_restore_bot.undo`, so a run after a crash either finds
+    nothing done or the record (never a half)."""
+    with conn.cursor() as cur:
+        for sql in _RECORD_DDL:     # DDL commits: before the transaction, never inside it
+            cur.execute(sql)
         cur.execute("START TRANSACTION")
         try:
+            cur.execute(f"INSERT INTO {_RECORD} (transaction_id, preview_id, summary) VALUES (%s, %s, %s)",
+                        (undone_id, pid, json.dumps(summary, default=str)))
             for table in tables:
                 if observe(conn, table, lock=True) != observed[table.schema.full_name]:
                     raise RestoreError(f"{table.schema.full_name}: rows the undo touches changed on the target since "
@@ -104,12 +128,12 @@ def _run(cur, schema: TableSchema, action: Action) -> None:
         cur.executemany(sql, [[action.row[i] for i in cols]] * action.count)
         return
     where, args = _where_key(schema, action.row)
+    limit = "" if schema.key else f" LIMIT {action.count}"     # identical rows: as many as the action's
     if action.kind == "update":
         sets = ", ".join(f"{quote_ident(schema.columns[i].name)} = %s" for i in action.sets)
-        done = cur.execute(f"UPDATE {schema.ident} SET {sets} WHERE {where}", list(action.sets.values()) + args)
+        done = cur.execute(f"UPDATE {schema.ident} SET {sets} WHERE {where}{limit}", list(action.sets.values()) + args)
     else:
-        done = cur.execute(f"DELETE FROM {schema.ident} WHERE {where}{'' if schema.key else f' LIMIT {action.count}'}",
-                           args)
+        done = cur.execute(f"DELETE FROM {schema.ident} WHERE {where}{limit}", args)
     if done != action.count:
         raise RestoreError(f"{schema.full_name} {schema.key_text(action.row)}: the {action.kind} changed {done} rows, "
                            f"{action.count} expected; nothing was changed", hint=CHANGED_HINT)

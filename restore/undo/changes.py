@@ -40,8 +40,18 @@ class TableChanges:
     schema: TableSchema
     states: dict[tuple, RowState] = field(default_factory=dict)    # tables with a primary key
     delta: Counter = field(default_factory=Counter)                 # no key: whole row -> +inserted/-deleted
-    later_delta: Counter = field(default_factory=Counter)           # ... by later transactions
+    pairs: Counter = field(default_factory=Counter)                 # no key: (before, after) of updated rows
+    later_delta: Counter = field(default_factory=Counter)           # no key: +/- by later transactions
+
+    def watched(self, row: tuple) -> bool:
+        """A whole row (no key) whose later fate the inverse needs."""
+        if not self.pairs:
+            return row in self.delta
+        if self._afters is None:
+            self._afters = {after for _, after in self.pairs}
+        return row in self.delta or row in self._afters
     later: list[str] = field(default_factory=list)                  # later transactions touching its rows
+    _afters: set | None = None
 
     def note_later(self, tx: str, state: RowState | None = None) -> None:
         if state is not None and (not state.later or state.later[-1] != tx):
@@ -202,9 +212,11 @@ class UndoReader:
     def _own_change(table: TableChanges, before: tuple | None, after: tuple | None) -> None:
         schema = table.schema
         if not schema.key:
-            if before is not None:
+            if before is not None and after is not None:
+                table.pairs[(before, after)] += 1
+            elif before is not None:
                 table.delta[before] -= 1
-            if after is not None:
+            elif after is not None:
                 table.delta[after] += 1
             return
         if before is not None:
@@ -229,7 +241,7 @@ class UndoReader:
                 a = decode_row(schema, step.tmap, after) if after is not None else None
                 if not schema.key:
                     for row, sign in ((b, -1), (a, 1)):
-                        if row is not None and row in table.delta:
+                        if row is not None and table.watched(row):
                             table.later_delta[row] += sign
                             table.note_later(tx)
                     continue

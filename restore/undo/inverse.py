@@ -62,12 +62,13 @@ class TableUndo:
     actions: list[Action] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
     later: list[str] = field(default_factory=list)
+    already: int = 0                # rows (or columns) that already hold what the undo would put back
 
     def counts(self) -> dict[str, int]:
         out = {"insert": 0, "update": 0, "delete": 0}
         for a in self.actions:
             out[a.kind] += a.count
-        return out
+        return dict(out, already=self.already)
 
 
 def shown(value: object) -> object:
@@ -102,12 +103,16 @@ def inverse(changes: TableChanges) -> TableUndo:
         if now is None:                                   # deleted
             if cur is None:
                 out.actions.append(Action("insert", orig, None))
+            elif cur == orig:                             # put back already (by hand, or an undo before)
+                out.already += 1
             else:
                 conflict(None, orig, cur, "the deleted row's key was taken again later: the later row stays")
         elif orig is None:                                # inserted
             if cur == now:
                 out.actions.append(Action("delete", now, now))
-            elif cur is not None:
+            elif cur is None:
+                out.already += 1
+            else:
                 conflict(None, None, cur, "the inserted row was changed later: it stays")
         else:                                             # updated
             changed = [i for i in range(len(orig)) if orig[i] != now[i] and i not in generated]
@@ -119,6 +124,8 @@ def inverse(changes: TableChanges) -> TableUndo:
             for i in changed:
                 if cur[i] == now[i]:
                     sets[i] = orig[i]
+                elif cur[i] == orig[i]:
+                    out.already += 1
                 else:
                     conflict(schema.columns[i].name, orig[i], cur[i],
                              "a later write changed the same column: the later value stays")
@@ -128,6 +135,9 @@ def inverse(changes: TableChanges) -> TableUndo:
 
 
 def _inverse_whole_rows(changes: TableChanges, out: TableUndo) -> None:
+    """Whole rows, duplicates counted: deleted rows go back as many times; inserted ones are deleted
+    as many times as are left of them; an updated row is updated back while rows identical to its
+    after-image are left (a later write changed the others: a conflict)."""
     for row, delta in changes.delta.items():
         if delta < 0:
             out.actions.append(Action("insert", row, None, count=-delta))
@@ -135,3 +145,20 @@ def _inverse_whole_rows(changes: TableChanges, out: TableUndo) -> None:
             left = delta + min(0, changes.later_delta.get(row, 0))
             if left > 0:
                 out.actions.append(Action("delete", row, row, count=left))
+    left_after: dict[tuple, int] = {}
+    for (_, after), n in changes.pairs.items():
+        left_after[after] = left_after.get(after, 0) + n
+    for after in left_after:
+        left_after[after] += min(0, changes.later_delta.get(after, 0))
+    schema = out.schema
+    for (before, after), n in changes.pairs.items():
+        take = max(0, min(n, left_after[after]))
+        left_after[after] -= take
+        sets = {i: before[i] for i in range(len(before)) if before[i] != after[i] and not schema.columns[i].generated}
+        if take:
+            out.actions.append(Action("update", after, after, sets, count=take))
+        if n - take:
+            out.conflicts.append(Conflict(schema.full_name, schema.key_text(before), None, before, None,
+                                          f"{n - take} row(s) the transaction updated were changed or deleted later "
+                                          "(matched on the whole row: the table has no primary key): not put back",
+                                          list(changes.later)))

@@ -44,8 +44,9 @@ def run_undo(binlogs: str | os.PathLike | Dsn, target: Dsn, event: str, *, dry_r
                "preview_id": pid, "tables": [_table_doc(t) for t in tables],
                "conflicts": [c.to_dict() for t in tables for c in t.conflicts], "stale": stale}
         hooks.phase_finished("preview", {"preview_id": pid, "conflicts": len(doc["conflicts"]), "stale": len(stale)})
-        if dry_run:
-            return doc
+        doc["done_before"] = earlier = ap.done_before(conn, undone.id)
+        if dry_run or earlier is not None:
+            return doc     # undone already (its rows are then later writes of their own): nothing to do
         if preview is not None and preview != pid:
             raise RestoreError(f"the undo would now differ from preview {preview} (it is {pid}); nothing was changed",
                                hint=ap.CHANGED_HINT)
@@ -57,7 +58,8 @@ def run_undo(binlogs: str | os.PathLike | Dsn, target: Dsn, event: str, *, dry_r
                                hint="the binlog read is older than the target, or the target was written outside "
                                     "it: read the binlog again (or from the server itself) and run the preview again")
         hooks.phase_started("apply", sum(len(t.actions) for t in tables))
-        ap.apply(conn, tables, observed)
+        ap.apply(conn, tables, observed, undone_id=undone.id, pid=pid,
+                 summary={t["table"]: t["rows"] for t in doc["tables"]})
         problems = ap.verify(conn, tables, observed)
         hooks.phase_finished("apply", {"verification": problems})
         return dict(doc, applied=True, verification=problems)
