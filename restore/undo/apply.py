@@ -43,11 +43,16 @@ def _where_key(schema: TableSchema, row: tuple) -> tuple[str, list]:
             [row[i] for i in cols])
 
 
+BATCH = 500    # keys looked up per SELECT
+
+
 def observe(conn, table: TableUndo, *, lock: bool = False) -> list:
     """Per action, what the target holds: the row at its key (or None), or, in a table without a
     key, how many rows are identical to it."""
     schema = table.schema
     out: list = []
+    if schema.key:
+        return _observe_keys(conn, table, lock)
     with conn.cursor() as cur:
         for action in table.actions:
             where, args = _where_key(schema, action.row)
@@ -57,6 +62,24 @@ def observe(conn, table: TableUndo, *, lock: bool = False) -> list:
                 out.append(rows[0] if rows else None)
             else:
                 out.append(sum(1 for r in rows if r == action.row))
+    return out
+
+
+def _observe_keys(conn, table: TableUndo, lock: bool) -> list:
+    """The rows at the actions' keys, BATCH keys per SELECT. A key is found by Python equality on
+    what the server returns: a row the server's collation would match but whose key is not exactly
+    the binlog's is "no row", and the undo is refused rather than guessed."""
+    schema = table.schema
+    names = "(" + ", ".join(quote_ident(schema.columns[i].name) for i in schema.key) + ")"
+    one = "(" + ", ".join(["%s"] * len(schema.key)) + ")"
+    out: list = []
+    with conn.cursor() as cur:
+        for start in range(0, len(table.actions), BATCH):
+            keys = [schema.key_of(a.row) for a in table.actions[start:start + BATCH]]
+            cur.execute(f"SELECT {_cols(schema)} FROM {schema.ident} WHERE {names} IN ({', '.join([one] * len(keys))})"
+                        f"{' FOR UPDATE' if lock else ''}", [v for k in keys for v in k])
+            found = {schema.key_of(tuple(r)): tuple(r) for r in cur.fetchall()}
+            out.extend(found.get(k) for k in keys)
     return out
 
 
@@ -112,21 +135,31 @@ def apply(conn, tables: list[TableUndo], observed: dict[str, list], *, undone_id
                     raise RestoreError(f"{table.schema.full_name}: rows the undo touches changed on the target since "
                                        "the preview; nothing was changed", hint=CHANGED_HINT)
             for table in tables:
+                _insert(cur, table.schema, [a for a in table.actions if a.kind == "insert"])
                 for action in table.actions:
-                    _run(cur, table.schema, action)
+                    if action.kind != "insert":
+                        _run(cur, table.schema, action)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
 
 
-def _run(cur, schema: TableSchema, action: Action) -> None:
-    if action.kind == "insert":
-        cols = [i for i, c in enumerate(schema.columns) if not c.generated]
-        sql = (f"INSERT INTO {schema.ident} ({', '.join(quote_ident(schema.columns[i].name) for i in cols)}) "
-               f"VALUES ({', '.join(['%s'] * len(cols))})")
-        cur.executemany(sql, [[action.row[i] for i in cols]] * action.count)
+def _insert(cur, schema: TableSchema, actions: list[Action]) -> None:
+    """The rows put back, as multi-row INSERTs (PyMySQL's executemany batches them)."""
+    if not actions:
         return
+    cols = [i for i, c in enumerate(schema.columns) if not c.generated]
+    sql = (f"INSERT INTO {schema.ident} ({', '.join(quote_ident(schema.columns[i].name) for i in cols)}) "
+           f"VALUES ({', '.join(['%s'] * len(cols))})")
+    rows = [[a.row[i] for i in cols] for a in actions for _ in range(a.count)]
+    done = cur.executemany(sql, rows)
+    if done != len(rows):
+        raise RestoreError(f"{schema.full_name}: {done} of {len(rows)} rows inserted back; nothing was changed",
+                           hint=CHANGED_HINT)
+
+
+def _run(cur, schema: TableSchema, action: Action) -> None:
     where, args = _where_key(schema, action.row)
     limit = "" if schema.key else f" LIMIT {action.count}"     # identical rows: as many as the action's
     if action.kind == "update":
