@@ -76,7 +76,7 @@ def _human(doc: dict) -> None:
     for t in doc["tables"]:
         rows = t["rows"]
         print(f"{t['table']}: {rows['insert']} to insert back, {rows['update']} to update back, "
-              f"{rows['delete']} to delete; {t['conflicts']} conflict(s)")
+              f"{rows['delete']} to delete, {rows['already']} already as before; {t['conflicts']} conflict(s)")
         for s in t["sample"]:
             print(f"  {s['action']} {s['key']}: {json.dumps(s['values'], ensure_ascii=False, default=str)[:300]}")
         if t["later_transactions"]:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from restore import api
+from restore.binlog.events import ROWS_EVENTS
 from restore.errors import RestoreError
+from restore.hooks import NullHooks
 from restore.undo.apply import connect
 from restore.undo.changes import UndoReader
 from tests.support.db import checksums, copy_binlogs, master_status, target_url
@@ -129,8 +131,11 @@ def test_undo_delete_and_update_keep_later_writes_and_match_the_oracle(source_fa
                   "--event", marks["delete"], "--yes", "--preview", preview.doc["preview_id"])
     assert applied.code == 0 and applied.doc["applied"] and not applied.doc["verification"], applied.doc
 
-    # the UPDATE, named by the FILE:POS of its transaction, the binlog read from the server itself
-    file, pos = marks["update_at"]
+    # the UPDATE, named by the FILE:POS of its row event (inside the transaction), the binlog read
+    # from the server itself
+    file, start = marks["update_at"]
+    pos = next(ev.pos for ev in api.open_binlogs(source.binlog_dir).events(file, 4)
+               if ev.pos > start and ev.type in ROWS_EVENTS)
     up = cli("undo", "--binlogs", target_url(source), "--target", target_url(source), "--event", f"{file}:{pos}", "--yes")
     assert up.code == 0 and up.doc["applied"], up.doc
     assert up.doc["transaction"]["id"] == marks["update"]
@@ -169,6 +174,27 @@ def test_a_target_changed_after_the_preview_is_refused_and_nothing_changes(small
         api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False))
     assert "s.t id=2" in str(err.value) and "preview again" in err.value.hint
     assert len(_rows(small, "s.t")) == 1
+
+
+class _WritesBeforeApply(NullHooks):
+    """Writes into the target between the preview's look at its rows and the apply's transaction."""
+
+    def __init__(self, server, sql: str) -> None:
+        self.server, self.sql = server, sql
+
+    def phase_started(self, phase: str, total) -> None:
+        if phase == "apply":
+            _run(self.server, ["SET sql_log_bin = 0", self.sql])
+
+
+def test_a_write_between_the_look_and_the_apply_is_caught_under_lock(small):
+    _run(small, ["UPDATE s.t SET v = 'lost'"])
+    gtid = _last_gtid(small)
+    hooks = _WritesBeforeApply(small, "UPDATE s.t SET v = 'meanwhile' WHERE id = 3")
+    with pytest.raises(RestoreError) as err:
+        api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False), hooks=hooks)
+    assert "changed on the target since the preview" in str(err.value) and "preview again" in err.value.hint
+    assert _rows(small, "s.t") == {1: (1, "lost"), 2: (2, "lost"), 3: (3, "meanwhile")}   # none put back
 
 
 def test_an_inserted_row_is_deleted_only_while_still_as_inserted(small):

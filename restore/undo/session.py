@@ -35,6 +35,7 @@ def run_undo(binlogs: str | os.PathLike | Dsn, target: Dsn, event: str, *, dry_r
         hooks.phase_started("read", None)
         undone, changes = UndoReader(source, event, conn).read()
         hooks.phase_finished("read", {"transaction": undone.id, "tables": sorted(changes)})
+        hooks.phase_started("preview", None)
         tables = [inverse(c) for c in changes.values()]
         observed = {t.schema.full_name: ap.observe(conn, t) for t in tables}
         stale = [m for t in tables for m in ap.mismatches(t, observed[t.schema.full_name])]
