@@ -22,7 +22,7 @@ SCHEMA = [
     "CREATE TABLE shop.orders (id INT PRIMARY KEY, customer_id INT, amount DECIMAL(14,4), "
     "note VARCHAR(100) CHARACTER SET utf8mb4, at DATETIME(6), data BLOB, doc JSON, "
     "status ENUM('new','paid','it''s sent'), big BIGINT UNSIGNED, tags SET('a','b','c'), flag BIT(3), "
-    "ts TIMESTAMP(3) NULL, born DATE, small TINYINT, yr YEAR)",
+    "ts TIMESTAMP(3) NULL, born DATE, small TINYINT, yr YEAR, ratio DOUBLE)",
     "CREATE TABLE shop.log (msg VARCHAR(50), n INT)",   # no primary key, duplicates
 ]
 
@@ -43,6 +43,7 @@ def _seed() -> list[str]:
             repr(f"2023-11-0{i % 9 + 1} 01:02:03.{i:03d}"),               # TIMESTAMP(3)
             repr(f"19{i + 50}-02-2{i % 9}"),                              # DATE
             str(-i), str(1990 + i),                                       # TINYINT, YEAR
+            repr((-1) ** i * i / 7 * 10 ** (i * 7 - 70)),                 # DOUBLE
         ]
         if i % 4 == 0:
             values = ["NULL"] * len(values)
@@ -51,7 +52,7 @@ def _seed() -> list[str]:
     return out
 
 
-NEW_ORDER_5 = "(5, 3, 9.9900, 'reused key', '2025-01-01 00:00:00.000001', NULL, NULL, 'new', 1, 'b', b'1', NULL, NULL, 1, NULL)"
+NEW_ORDER_5 = "(5, 3, 9.9900, 'reused key', '2025-01-01 00:00:00.000001', NULL, NULL, 'new', 1, 'b', b'1', NULL, NULL, 1, NULL, 0.5)"
 LATER_1 = ["INSERT INTO shop.orders (id, customer_id, note) VALUES (100, 1, 'after the delete')",
            "INSERT INTO shop.log VALUES ('later', 3)"]
 LATER_2 = ["UPDATE shop.customer SET name = 'Renamed Two' WHERE id = 2",         # another column: kept
