@@ -1,21 +1,23 @@
 """Row values of a binlog row image, decoded exactly as the target's own `SELECT` returns them.
 
-Why our own decoder and not mysql-replication (pymysqlreplication): its row decoding needs
-`binlog_row_metadata=FULL` to know column names, signedness, charsets and ENUM/SET strings; without
-it (the servers' default, MINIMAL or NO_LOG) it returns unsigned integers as negative numbers and
-strings as bytes, and it reads from a live server only, not from a directory of copied files. The
+Why our own decoder and not mysql-replication (pymysqlreplication): since 1.0 its row decoding takes
+column names, signedness, charsets and ENUM/SET values from the table map's optional metadata only,
+which a server writes with binlog_row_metadata=FULL, not its default (MINIMAL on MySQL, NO_LOG on
+MariaDB): otherwise its columns are UNKNOWN_COLn and unsigned integers read as signed (its issue
+#612); and its reader follows a live server, not a directory of copied files. The
 undo must compare values bit for bit with what the target holds, so the binlog gives the bytes
 (restore.binlog.rows.image_values, which every image walk of the engine already uses) and the
 target's information_schema gives the meaning: a value decodes to the very Python value PyMySQL
 returns for the same column (int, Decimal, str in the column's charset, bytes, datetime/date,
 ENUM/SET strings), so "still as inserted" or "the later value" is a plain equality.
 
-Decoded exactly: integers (signed and unsigned), YEAR, DECIMAL, DOUBLE (MariaDB 10.11's text form of a
-DOUBLE, which PyMySQL reads, gives back the binlog's IEEE value: checked on 4,000 values from 5e-324 to
-1.8e308), CHAR/VARCHAR/TEXT (utf8mb3, utf8mb4,
-latin1, ascii), BINARY/VARBINARY/BLOB, BIT, DATE, DATETIME(0-6), TIMESTAMP(0-6) (read in UTC: the
-target connection's time_zone is +00:00), ENUM, SET, MariaDB's JSON (a LONGTEXT). Refused, naming
-the column: FLOAT (the server shows a FLOAT with 6 digits, not its binary value), TIME,
+Decoded exactly (tests/test_undo.py compares each with the server's own SELECT): integers (signed and
+unsigned), YEAR, DECIMAL, DOUBLE (MariaDB 10.11's text form of a DOUBLE, which PyMySQL reads, gives
+back the binlog's IEEE value: checked on 4,000 values from 5e-324 to 1.8e308), CHAR/VARCHAR/TEXT
+(utf8mb3, utf8mb4, latin1, ascii), BINARY (padded back: the binlog drops its trailing zero bytes),
+VARBINARY/BLOB, BIT, DATE, DATETIME(0-6), TIMESTAMP(0-6) (read in UTC: the
+target connection's time_zone is +00:00), TIME(0-6), ENUM, SET, MariaDB's JSON (a LONGTEXT).
+Refused, naming the column: FLOAT (the server shows a FLOAT with 6 digits, not its binary value),
 MySQL's binary JSON, GEOMETRY, the pre-5.6 temporal formats. Zero dates ('0000-00-00') are refused.
 """
 from __future__ import annotations
@@ -40,7 +42,7 @@ _CODECS = {"utf8mb4": "utf-8", "utf8mb3": "utf-8", "utf8": "utf-8", "latin1": "c
 _LOGGED_AS = {
     "tinyint": {br.T_TINY}, "smallint": {br.T_SHORT}, "mediumint": {br.T_INT24}, "int": {br.T_LONG},
     "bigint": {br.T_LONGLONG}, "year": {br.T_YEAR}, "decimal": {br.T_NEWDECIMAL}, "double": {br.T_DOUBLE}, "date": {br.T_DATE, br.T_NEWDATE},
-    "datetime": {br.T_DATETIME2}, "timestamp": {br.T_TIMESTAMP2}, "bit": {br.T_BIT},
+    "datetime": {br.T_DATETIME2}, "timestamp": {br.T_TIMESTAMP2}, "time": {br.T_TIME2}, "bit": {br.T_BIT},
     "enum": {br.T_STRING}, "set": {br.T_STRING}, "char": {br.T_STRING}, "binary": {br.T_STRING},
     "varchar": {br.T_VARCHAR}, "varbinary": {br.T_VARCHAR},
     **{t: {br.T_BLOB} for t in ("tinytext", "text", "mediumtext", "longtext", "tinyblob", "blob", "mediumblob",
@@ -59,6 +61,7 @@ class Column:
     fsp: int = 0                # DATETIME/TIMESTAMP fractional digits
     members: tuple[str, ...] = ()   # ENUM/SET values
     generated: bool = False
+    octets: int = 0             # BINARY(n): n (the binlog leaves out its trailing zero bytes)
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ def read_schema(conn, db: str, table: str) -> TableSchema:
     """The table's columns and primary key as the target holds them now."""
     with conn.cursor() as cur:
         cur.execute("SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME, NUMERIC_PRECISION, "
-                    "NUMERIC_SCALE, DATETIME_PRECISION, EXTRA FROM information_schema.COLUMNS "
+                    "NUMERIC_SCALE, DATETIME_PRECISION, EXTRA, CHARACTER_OCTET_LENGTH FROM information_schema.COLUMNS "
                     "WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s ORDER BY ORDINAL_POSITION", (db, table))
         rows = cur.fetchall()
         if not rows:
@@ -107,11 +110,12 @@ def read_schema(conn, db: str, table: str) -> TableSchema:
                     "AND INDEX_NAME='PRIMARY' ORDER BY SEQ_IN_INDEX", (db, table))
         pk = [r[0] for r in cur.fetchall()]
     cols = []
-    for name, data_type, column_type, charset, prec, scale, fsp, extra in rows:
+    for name, data_type, column_type, charset, prec, scale, fsp, extra, octets in rows:
         data_type = data_type.lower()
         cols.append(Column(name, data_type, "unsigned" in column_type.lower(), charset, int(prec or 0), int(scale or 0),
                            int(fsp or 0), _members(column_type) if data_type in ("enum", "set") else (),
-                           any(w in (extra or "").upper() for w in ("VIRTUAL", "STORED", "PERSISTENT"))))
+                           any(w in (extra or "").upper() for w in ("VIRTUAL", "STORED", "PERSISTENT")),
+                           int(octets or 0) if data_type == "binary" else 0))
     names = [c.name for c in cols]
     return TableSchema(db, table, tuple(cols), tuple(names.index(n) for n in pk))
 
@@ -159,6 +163,8 @@ def decode_value(col: Column, b: bytes, schema: TableSchema):
             raise RestoreError(f"column {schema.full_name}.{col.name} has charset {col.charset}, which undo does "
                                "not decode yet", hint="use /restore plan")
         return b.decode(codec)
+    if t == "binary":
+        return b.ljust(col.octets, b"\0")
     if t in _BINARY or t == "bit":
         return b
     if t == "decimal":
@@ -182,6 +188,8 @@ def decode_value(col: Column, b: bytes, schema: TableSchema):
         micro = _fraction(b[4:], col.fsp)
         return _zero_checked(col, schema, lambda: dt.datetime(1970, 1, 1) + dt.timedelta(seconds=secs, microseconds=micro)
                              if secs else dt.date(0, 0, 0))
+    if t == "time":
+        return _time(b, col.fsp)
     if t == "enum":
         index = int.from_bytes(b, "little")
         return col.members[index - 1] if index else ""
@@ -205,6 +213,27 @@ def _fraction(b: bytes, fsp: int) -> int:
         return 0
     v = int.from_bytes(b, "big")
     return v * (10000 if fsp <= 2 else 100 if fsp <= 4 else 1)
+
+
+def _time(b: bytes, fsp: int) -> dt.timedelta:
+    """MySQL's TIME2 (my_time_packed_from_binary, then TIME_from_longlong_time_packed): a packed
+    value (hours:10 minutes:6 seconds:6 bits, then 24 bits of microseconds), negated for a negative
+    TIME, stored with an offset; with 1 to 4 digits the fraction is a signed byte or short beside it."""
+    if fsp >= 5:
+        packed = int.from_bytes(b[:6], "big") - 0x800000000000
+    else:
+        intpart = int.from_bytes(b[:3], "big") - 0x800000
+        nfrac = (fsp + 1) // 2
+        frac = int.from_bytes(b[3:3 + nfrac], "big")
+        if intpart < 0 and frac:
+            intpart += 1
+            frac -= 1 << (8 * nfrac)
+        packed = (intpart << 24) + frac * (10000 if nfrac == 1 else 100 if nfrac == 2 else 0)
+    negative = packed < 0
+    packed = -packed if negative else packed
+    hms, micro = packed >> 24, packed % (1 << 24)
+    value = dt.timedelta(hours=(hms >> 12) % 1024, minutes=(hms >> 6) % 64, seconds=hms % 64, microseconds=micro)
+    return -value if negative else value
 
 
 def _decimal(b: bytes, precision: int, scale: int) -> Decimal:
