@@ -19,6 +19,8 @@ VARBINARY/BLOB, BIT, DATE, DATETIME(0-6), TIMESTAMP(0-6) (read in UTC: the
 target connection's time_zone is +00:00), TIME(0-6), ENUM, SET, MariaDB's JSON (a LONGTEXT).
 Refused, naming the column: FLOAT (the server shows a FLOAT with 6 digits, not its binary value),
 MySQL's binary JSON, GEOMETRY, the pre-5.6 temporal formats. Zero dates ('0000-00-00') are refused.
+Generated columns (VIRTUAL, PERSISTENT/STORED) are decoded, to compare rows, but never written: the
+server computes them.
 """
 from __future__ import annotations
 
