@@ -315,3 +315,19 @@ def test_each_decoded_type_equals_the_servers_select_and_goes_back_bit_for_bit(s
     done = api.undo(api.UndoInput(source.binlog_dir, source.dsn, gtid, dry_run=False))
     assert done.applied and not done.verification
     assert _rows(source, "y.t") == selected
+
+
+@pytest.mark.parametrize("later, words", [
+    (["ALTER TABLE s.t ADD INDEX (v)"], ["later transaction", "runs DDL on s.t", "/restore plan"]),
+    (["ALTER TABLE s.t ADD COLUMN w INT"], ["s.t had 2 columns", "the target's has 3", "/restore plan"]),
+    (["SET SESSION binlog_format = 'STATEMENT'", "UPDATE s.t SET v = 'stmt' WHERE id = 1"],
+     ["later transaction", "statement-format write on s.t", "ROW format"]),
+])
+def test_a_later_write_whose_rows_cannot_be_told_is_refused(small, later, words):
+    _run(small, ["DELETE FROM s.t WHERE id = 2"])
+    gtid = _last_gtid(small)
+    _run(small, later)
+    with pytest.raises(RestoreError) as err:
+        api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid))
+    text = f"{err.value} {err.value.hint}"
+    assert all(w in text for w in words), text

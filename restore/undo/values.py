@@ -127,7 +127,8 @@ def check_map(schema: TableSchema, tmap: br.TableMap, where: str) -> None:
     if len(tmap.column_types) != len(schema.columns):
         raise RestoreError(f"{where}: {schema.full_name} had {len(tmap.column_types)} columns when the binlog was "
                            f"written, the target's has {len(schema.columns)}", where=where,
-                           hint="the table was altered since; undo needs the table as the transaction left it")
+                           hint="the table was altered since: undo needs the table as the transaction left it; "
+                                "restore it from a dump plus the binlog with /restore plan")
     for col, code in zip(schema.columns, tmap.column_types):
         allowed = _LOGGED_AS.get(col.data_type)
         if allowed is None:
