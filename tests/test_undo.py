@@ -3,6 +3,13 @@ the live source, later writes kept, conflicts reported, compared with an oracle 
 same history without the disasters (CHECKSUM TABLE), and the refusals."""
 from __future__ import annotations
 
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 
 from restore import api
@@ -294,7 +301,6 @@ TYPES = {
 
 
 def test_each_decoded_type_equals_the_servers_select_and_goes_back_bit_for_bit(source_factory):
-    import random
     rnd = random.Random(12)
     source = source_factory("ROW")
     _run(source, ["CREATE DATABASE y",
@@ -334,11 +340,6 @@ def test_a_later_write_whose_rows_cannot_be_told_is_refused(small, later, words)
 
 
 def test_a_kill_9_during_the_apply_leaves_nothing_half_done_and_a_rerun_finishes(source_factory, tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
     source = source_factory("ROW")
     _run(source, ["CREATE DATABASE k", "CREATE TABLE k.t (id INT PRIMARY KEY, v VARCHAR(40))"]
          + ["INSERT INTO k.t VALUES " + ", ".join(f"({i}, 'value {i}')" for i in range(n, n + 5000))
