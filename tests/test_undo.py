@@ -220,6 +220,22 @@ def test_an_inserted_row_is_deleted_only_while_still_as_inserted(small):
     assert sorted(_rows(small, "s.t")) == [1, 2, 3, 4, 5]
 
 
+def test_a_primary_key_update_is_undone_and_a_unique_value_taken_later_refuses_it_whole(small):
+    _run(small, ["CREATE TABLE s.u (id INT PRIMARY KEY, email VARCHAR(20) UNIQUE)",
+                 "INSERT INTO s.u VALUES (1, 'a'), (2, 'b'), (3, 'c')", "UPDATE s.u SET id = id + 100"])
+    gtid = _last_gtid(small)
+    done = api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False))
+    assert done.applied and not done.verification and done.tables[0]["rows"]["delete"] == 3
+    assert _rows(small, "s.u") == {1: (1, "a"), 2: (2, "b"), 3: (3, "c")}
+    _run(small, ["DELETE FROM s.u WHERE id = 1"])
+    gtid = _last_gtid(small)
+    _run(small, ["INSERT INTO s.u VALUES (9, 'a')"])   # the deleted row's unique email, taken again
+    with pytest.raises(RestoreError) as err:
+        api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False))
+    assert "refused the undo (Duplicate entry 'a'" in str(err.value) and "nothing was changed" in str(err.value)
+    assert _rows(small, "s.u") == {2: (2, "b"), 3: (3, "c"), 9: (9, "a")}
+
+
 def test_generated_columns_are_left_to_the_server(small):
     _run(small, ["CREATE TABLE s.g (id INT PRIMARY KEY, v VARCHAR(10), twice INT AS (id * 2) VIRTUAL, "
                  "shout VARCHAR(20) AS (CONCAT(v, '!')) PERSISTENT)",

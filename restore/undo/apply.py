@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pymysql
+
 from restore.errors import RestoreError
 from restore.mysql.quote import quote_ident, quote_qualified
 from restore.target.checkpoint import SCHEMA
@@ -134,15 +136,31 @@ def apply(conn, tables: list[TableUndo], observed: dict[str, list], *, undone_id
                 if observe(conn, table, lock=True) != observed[table.schema.full_name]:
                     raise RestoreError(f"{table.schema.full_name}: rows the undo touches changed on the target since "
                                        "the preview; nothing was changed", hint=CHANGED_HINT)
+            # deletes, then updates, then inserts: a row put back never meets a unique value that the
+            # undo itself is about to remove (an UPDATE that changed a primary key is a delete + insert)
+            for kind in ("delete", "update"):
+                for table in tables:
+                    for action in table.actions:
+                        if action.kind == kind:
+                            _run(cur, table.schema, action)
             for table in tables:
                 _insert(cur, table.schema, [a for a in table.actions if a.kind == "insert"])
-                for action in table.actions:
-                    if action.kind != "insert":
-                        _run(cur, table.schema, action)
             cur.execute("COMMIT")
+        except pymysql.MySQLError as exc:
+            _rollback(cur)
+            raise RestoreError(f"the target refused the undo ({exc.args[-1]}); it was rolled back: nothing was changed",
+                               hint="a duplicate key means another undo ran at the same time or a unique value was "
+                                    "taken again later: run the preview again (--dry-run) and read its conflicts") from exc
         except BaseException:
-            cur.execute("ROLLBACK")
+            _rollback(cur)
             raise
+
+
+def _rollback(cur) -> None:
+    try:
+        cur.execute("ROLLBACK")
+    except pymysql.MySQLError:
+        pass    # the session is gone: the server rolls its transaction back itself
 
 
 def _insert(cur, schema: TableSchema, actions: list[Action]) -> None:
