@@ -391,3 +391,9 @@ def test_a_kill_9_during_the_apply_leaves_nothing_half_done_and_a_rerun_finishes
     done = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert checksums(source.connect(), ["k"]) == before
+
+
+def test_the_cli_will_not_apply_without_yes_when_it_cannot_ask(cli, tmp_path):
+    refused = cli("undo", "--binlogs", tmp_path, "--target", "mysql://root@127.0.0.1:1", "--event", "0-1-5")
+    assert refused.code == 2 and "without confirmation" in refused.error["message"], refused
+    assert "--dry-run" in refused.error["hint"]
