@@ -125,7 +125,9 @@ class RestoreRunner:
             fenced = (fencing.fenced(fence_conn, dbs, self.fence, self.fence_users,
                                      f"restore into {self.result.target} refused")
                       if fence_conn is not None else nullcontext())
-            with fenced, DiskFullWatch(self.target, lambda: [conn.thread_id()]) as watch:
+            with fenced as fence, DiskFullWatch(self.target, lambda: [conn.thread_id()]) as watch:
+                if fence is not None:   # refuse: a writer that connects later stops the run within one batch
+                    self.interrupt = fence.after_each_commit(self.interrupt, lambda: [conn.thread_id()])
                 try:
                     self._phases(conn, flavor, binlog)
                 except Exception:
