@@ -17,47 +17,14 @@ import pymysql
 import pytest
 
 from tests.support.db import checksums, databases, restore_args
-from tests.support.incident_factory import IncidentSpec
+from tests.support.target_binlog import SHOP, binlog_bytes, replayed_bytes
 from restore.mysql.sandbox import Sandbox
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 
-ROWS = 1500   # transactions after the dump: a range of some MB
-
-
-def _traffic(cur) -> None:
-    for i in range(2, ROWS + 2):
-        # UUID() is unsafe for statement logging: MIXED logs these as row events too.
-        cur.execute("INSERT INTO shop.items VALUES (%s, 0, UUID(), REPEAT('x', 2000))", (i,))
-        if i % 50 == 0:
-            cur.execute("UPDATE shop.items SET n = n + 1 WHERE id > %s", (i - 40,))
-
-
-SHOP = IncidentSpec(
-    databases=("shop",),
-    schema=["CREATE DATABASE shop",
-            "CREATE TABLE shop.items (id INT PRIMARY KEY, n INT NOT NULL, tag CHAR(36), payload VARCHAR(3000))",
-            "INSERT INTO shop.items VALUES (1, 0, NULL, 'first')"],
-    traffic=[_traffic],
-    disaster=["DROP DATABASE shop"])
-
-
 @pytest.fixture(scope="module", params=["ROW", "MIXED"])
 def shop(request, tmp_path_factory):
     return SHOP.build_on_new_source(tmp_path_factory.mktemp(f"target-binlog-{request.param}"), request.param)
-
-
-def _binlog_bytes(server: Sandbox) -> int:
-    with server.connect() as conn, conn.cursor() as cur:
-        cur.execute("SHOW BINARY LOGS")
-        return sum(int(r[1]) for r in cur.fetchall())
-
-
-def _replayed_bytes(plan: dict, binlogs: Path) -> int:
-    start, end = plan["replay_from"], plan["end"]
-    files = sorted(p.name for p in binlogs.iterdir() if start["file"] <= p.name <= end["file"] and p.name != "binlog.index")
-    total = sum((binlogs / f).stat().st_size for f in files)
-    return total - start["pos"] - ((binlogs / end["file"]).stat().st_size - end["pos"])
 
 
 def _replicated(server: Sandbox, work: Path) -> dict:
@@ -73,11 +40,11 @@ def _replicated(server: Sandbox, work: Path) -> dict:
 @pytest.mark.parametrize("batch", ["1000", "5"])
 def test_binlog_grows_by_about_what_is_replayed(shop, batch, cli, tmp_path):
     with Sandbox(binlog=True, binlog_format="MIXED") as target:
-        grown_from = _binlog_bytes(target)
+        grown_from = binlog_bytes(target)
         res = cli(*restore_args(shop, target, "--batch", batch))
         assert res.code == 0 and res.doc["ok"], res
-        grown = _binlog_bytes(target) - grown_from
-        replayed = _replayed_bytes(res.plan, shop.binlog_dir)
+        grown = binlog_bytes(target) - grown_from
+        replayed = replayed_bytes(res.plan, shop.binlog_dir)
         with target.connect() as conn:
             assert checksums(conn, ["shop"]) == shop.before
         assert replayed > 1_000_000, replayed
@@ -98,11 +65,11 @@ def test_without_the_right_to_turn_annotations_off_one_statement_per_binlog(shop
             cur.execute("GRANT ALL ON shop.* TO restorer@'%'")
             cur.execute("GRANT ALL ON _restore_bot.* TO restorer@'%'")
             cur.execute("GRANT BINLOG REPLAY, SELECT, PROCESS ON *.* TO restorer@'%'")
-        grown_from = _binlog_bytes(target)
+        grown_from = binlog_bytes(target)
         res = cli(*restore_args(shop, f"mysql://restorer:pw@127.0.0.1:{target.port}"))
         assert res.code == 0 and res.doc["ok"], res
-        grown = _binlog_bytes(target) - grown_from
-        replayed = _replayed_bytes(res.plan, shop.binlog_dir)
+        grown = binlog_bytes(target) - grown_from
+        replayed = replayed_bytes(res.plan, shop.binlog_dir)
         with target.connect() as conn:
             assert checksums(conn, ["shop"]) == shop.before
         # Each annotation now holds one statement's base64 events: linear, about 2.5x at worst.
@@ -112,12 +79,12 @@ def test_without_the_right_to_turn_annotations_off_one_statement_per_binlog(shop
 
 def test_no_target_binlog_keeps_the_restore_out_of_it(shop, cli):
     with Sandbox(binlog=True, binlog_format="ROW") as target:
-        grown_from = _binlog_bytes(target)
+        grown_from = binlog_bytes(target)
         res = cli(*restore_args(shop, target, "--no-target-binlog"))
         assert res.code == 0 and res.doc["ok"], res
         with target.connect() as conn:
             assert checksums(conn, ["shop"]) == shop.before
-        assert _binlog_bytes(target) - grown_from < 10_000   # the dump and the replay left no trace
+        assert binlog_bytes(target) - grown_from < 10_000   # the dump and the replay left no trace
         assert "sql_log_bin=0" in res.doc["restore"]["target_binlog"], res
 
 
