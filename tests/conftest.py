@@ -70,12 +70,16 @@ _SESSION_TMP = pytest.StashKey[tuple]()
 @pytest.hookimpl(tryfirst=True)   # before pytest's tmp_path plugin reads --basetemp
 def pytest_configure(config):
     sweep()   # what a killed earlier run (or restore-bot) left in /tmp
-    session = OwnedDir("rbtests")
+    # A pytest-xdist worker inherits the controller's TMPDIR (its rbtests dir): it makes its own
+    # beside it, not inside, so its paths stay as short as the controller's.
+    tmp = Path(tempfile.gettempdir())
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    session = OwnedDir("rbtests", tmp.parent if worker and tmp.name.startswith("rbtests-") else None)
     config.stash[_SESSION_TMP] = (session, os.environ.get("TMPDIR"))
     os.environ["TMPDIR"] = tempfile.tempdir = str(session.path)
     # Short: sandbox sockets may live below tmp_path. A pytest-xdist worker would get the
     # controller's default plus /popen-gwN, too long for some sockets: it takes its own.
-    from_controller = os.environ.get("PYTEST_XDIST_WORKER") and "/rbtests-" in str(config.option.basetemp or "")
+    from_controller = worker and "/rbtests-" in str(config.option.basetemp or "")
     if not config.option.basetemp or from_controller:
         config.option.basetemp = str(session.path / "p")
 
