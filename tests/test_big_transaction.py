@@ -11,14 +11,17 @@ from tests.support.incident_factory import IncidentSpec
 ROWS = 1_000_000
 
 # Runs one restore-bot command in a fresh interpreter and reports its own peak RSS, so the
-# figure is the command's alone (not the test process's, nor the servers').
+# figure is the command's alone (not the test process's, nor the servers'). VmHWM, not
+# getrusage's ru_maxrss: Linux keeps ru_maxrss across execve, so a child of a big test process
+# (an xdist worker late in the suite) would report its parent's size at fork.
 _MEASURE = """
-import json, resource, sys
+import json, re, sys
 from bot.cli import main
 try:
     code = main(sys.argv[1:])
 finally:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open("/proc/self/status") as status:
+        peak = int(re.search(r"^VmHWM:\\s+(\\d+) kB", status.read(), re.M).group(1))
     print(json.dumps({"peak_kib": peak}), file=sys.stderr)
 sys.exit(code)
 """
