@@ -7,12 +7,11 @@ import json
 import sys
 import time
 
+from bot import cli_jobs, cli_undo, render
+from bot.progress import ConsoleHooks
 from restore import api
 from restore.api import EXISTING_CHOICES, FENCE_CHOICES, SPEC_HELP, Dsn
 from restore.errors import RestoreError
-
-from bot import cli_jobs, cli_undo, render
-from bot.progress import ConsoleHooks
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace, settings) -> int:
                        f"add [targets.prod] dsn = \"mysql://...\" to {args.config or 'the configuration'}")
     access = settings.access if (settings.access.operators or settings.access.approvers) else OpenAccess()
     # Before the session's worker starts: the jobs whose worker is gone (it would requeue them).
-    from bot.worker import pid_alive   # here: the worker's imports would slow every restore-bot start
+    from bot.worker import pid_alive  # here: the worker's imports would slow every restore-bot start
     stale = [j.id for j in store.jobs(states=(JobState.RUNNING,), limit=100)
              if not (j.worker_pid and pid_alive(j.worker_pid))]
     with ConsoleSession(settings, store, access, user=user, console=out,

@@ -6,11 +6,10 @@ import argparse
 import json
 import sys
 
+from bot import render
 from restore import api
 from restore.api import Dsn
 from restore.errors import RestoreError
-
-from bot import render
 
 
 def add_parser(sub) -> None:

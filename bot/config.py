@@ -15,8 +15,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10: needs the tomli package
     import tomli as tomllib  # type: ignore[no-redef]
 
-from restore.mysql.dsn import Dsn
 from restore.errors import RestoreError
+from restore.mysql.dsn import Dsn
 
 _VAR = re.compile(r"\$\$\{|\$\{([A-Z_][A-Z0-9_]*)\}")
 _SCHEMA: dict[str, dict[str, str]] = {  # section -> key -> kind of value (see _Reader.value)

@@ -14,13 +14,13 @@ from collections.abc import Callable, Iterable
 from rich.console import Console
 from rich.markup import escape
 
+from bot.reporter import Reporter
+from bot.worker import Worker
 from handlers import messages
 from handlers.app import application
 from handlers.commands import APPROVE_ACTION, REJECT_ACTION
 from handlers.dispatcher import Dispatcher, Reply
 from handlers.jobstore import FINISHED, Job, JobStore
-from bot.reporter import Reporter
-from bot.worker import Worker
 
 _STRIP = str.maketrans({"*": "", "`": ""})
 

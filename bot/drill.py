@@ -19,15 +19,14 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bot.config import load_settings
+from bot.console import ConsoleSession, OpenAccess
+from handlers.alerts import AlertStore
+from handlers.jobstore import JobState, JobStore
+from restore.live.watcher import Alert, Watcher
 from restore.mysql.leftovers import OwnedDir
 from restore.mysql.sandbox import Sandbox
 from restore.replay.verify import table_checksums
-from restore.live.watcher import Alert, Watcher
-
-from handlers.alerts import AlertStore
-from bot.config import load_settings
-from bot.console import ConsoleSession, OpenAccess
-from handlers.jobstore import JobState, JobStore
 
 console = Console()
 

@@ -21,11 +21,11 @@ import requests
 from flask import Flask, jsonify, request
 from urllib3.util import Retry
 
+from bot.kakao_webhook import KakaoWebhookPoster, WebhookError, http_session, redacted_host
 from handlers.dispatcher import Dispatcher, Reply
 from handlers.jobstore import Job, JobStore
 from handlers.presenter import kakao as say
 from handlers.presenter.jobs import outcome
-from bot.kakao_webhook import KakaoWebhookPoster, WebhookError, http_session, redacted_host
 
 ERR_UNAUTHORIZED = "unauthorized: send the configured token in X-Restore-Bot-Token"
 ERR_NOT_SKILL = "not a skill request: userRequest.utterance and userRequest.user.id are required"

@@ -27,9 +27,9 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
+from bot.reporter import Reporter
 from handlers.jobstore import Job, JobStore
 from handlers.presenter.kakao import plain
-from bot.reporter import Reporter
 
 SIGNATURE_HEADER = "X-Restore-Bot-Signature"
 TIMESTAMP_HEADER = "X-Restore-Bot-Timestamp"

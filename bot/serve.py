@@ -20,14 +20,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, Histogram, generate_latest
 
-from restore.live.archiver import Archiver
-from restore.mysql.procs import die_with_parent
-
+from bot.reporter import Reporter
+from bot.watch import alert_client, build_watcher, trouble_reporter
+from bot.worker import RESUMED, Worker
 from handlers.app import alert_store, application
 from handlers.jobstore import ACTIVE, JobKind, JobState, JobStore
-from bot.watch import alert_client, build_watcher, trouble_reporter
-from bot.reporter import Reporter
-from bot.worker import RESUMED, Worker
+from restore.live.archiver import Archiver
+from restore.mysql.procs import die_with_parent
 
 log = logging.getLogger("restore-bot")
 

@@ -10,13 +10,12 @@ import threading
 import time
 from collections.abc import Callable
 
-from restore.plan.destructive import DestructiveRules
-from restore.mysql.dsn import Dsn
-from restore.errors import RestoreError
-from restore.live.watcher import Alert, Watcher
-
 from bot.alert_client import AlertSlackClient
 from handlers.alerts import AlertPoster, AlertStore, Oncall, alert_text
+from restore.errors import RestoreError
+from restore.live.watcher import Alert, Watcher
+from restore.mysql.dsn import Dsn
+from restore.plan.destructive import DestructiveRules
 
 log = logging.getLogger("restore-bot.watch")
 

@@ -13,14 +13,13 @@ import sqlite3
 import threading
 import time
 
-from restore import api
-from restore.errors import RestoreError
-
 from handlers import messages
 from handlers.alerts import AlertStore, Oncall, mention
 from handlers.jobstore import Job, JobKind, JobState, JobStore
 from handlers.presenter.plan_card import verdict_line
 from handlers.presenter.results import drill_summary, plan_summary, prod_summary, verification_summary
+from restore import api
+from restore.errors import RestoreError
 
 log = logging.getLogger("restore-bot.worker")
 RESUMED = ("↻ the worker restarted; the job runs again: on a kept target it resumes from the last "

@@ -13,10 +13,9 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from handlers import messages
 from restore.errors import RestoreError
 from restore.plan.spec import parse_spec
-
-from handlers import messages
 
 # The slash commands (Slack registers these; console and KakaoTalk take them with or without the
 # slash). Typed text naming none of them is a `/restore` subcommand: `plan` is `/restore plan`.

@@ -12,7 +12,8 @@ from handlers.commands import Command
 from handlers.dispatcher import Reply
 from handlers.jobstore import JobStore
 from handlers.presenter import replies as say
-from handlers.presenter.answers import oncall_set, oncall as oncall_text
+from handlers.presenter.answers import oncall as oncall_text
+from handlers.presenter.answers import oncall_set
 
 
 class OncallHandler:

@@ -26,9 +26,7 @@ import pytest
 from restore.mysql.leftovers import OwnedDir, sweep
 from restore.mysql.procs import kill_using, using_path
 from restore.mysql.sandbox import Sandbox
-
 from tests.support.db import CliResult, clean, format_id
-
 
 # -- the `mysql` marker: every test that starts a MariaDB server carries it ----------------------------
 # `pytest -m "not mysql"` is the fast tier. Tests that use one of these fixtures are marked here; a

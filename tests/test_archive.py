@@ -8,14 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support.binlog_archive import archived_files, insert_traffic, server_binlog_files
-from tests.support.db import checksums, dump, target_url
-from restore.live.archiver import Archiver
+import pytest
+
 from restore.binlog.files import BinlogDirectory
 from restore.errors import BinlogError
+from restore.live.archiver import Archiver
 from restore.mysql.sandbox import Sandbox
-
-import pytest
+from tests.support.binlog_archive import archived_files, insert_traffic, server_binlog_files
+from tests.support.db import checksums, dump, target_url
 
 
 def _archived_bytes(d: Path) -> int:

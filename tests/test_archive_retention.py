@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from tests.support.db import dump, dump_coordinates
+import pytest
+
 from restore.live.archiver import Archiver
 from restore.mysql.sandbox import Sandbox
 from tests.support.binlog_archive import archived_files, insert_traffic, server_binlog_files
-
-import pytest
+from tests.support.db import dump, dump_coordinates
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.db import checksums, copy_binlogs, dump, master_status, target_url
 from restore.binlog import events as be
 from restore.binlog.files import BinlogDirectory
 from restore.mysql.sandbox import Sandbox
+from tests.support.db import checksums, copy_binlogs, dump, master_status, target_url
 
 
 @pytest.fixture(scope="module")

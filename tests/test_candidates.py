@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.db import checksums, copy_binlogs, dump, target_url
 from restore.mysql.sandbox import Sandbox
+from tests.support.db import checksums, copy_binlogs, dump, target_url
 
 BACKFILL = "UPDATE club.members SET display_name = name, updated_at = '2024-05-01 00:00:00'"
 WIPE = "UPDATE club.members SET name = 'deleted'"

@@ -10,13 +10,12 @@ from __future__ import annotations
 import pymysql
 import pytest
 
-from tests.support.db import checksums, databases, target_url
-from tests.support.incident_factory import IncidentSpec, each, many
 from restore import api
 from restore.errors import ApplyError, TargetError
 from restore.hooks import NullHooks
 from restore.mysql.sandbox import Sandbox
-
+from tests.support.db import checksums, databases, target_url
+from tests.support.incident_factory import IncidentSpec, each, many
 
 # keeper.attendance: rows 1-3 in the dump, 4-30 in the binlog, then DROP DATABASE.
 KEEPER = IncidentSpec(

@@ -11,10 +11,10 @@ import time
 import psutil
 import pytest
 
-from restore.mysql.dsn import Dsn
 from restore.errors import RestoreError
-from restore.replay.loader import client_binary, client_options
+from restore.mysql.dsn import Dsn
 from restore.mysql.sandbox import Sandbox
+from restore.replay.loader import client_binary, client_options
 
 PASSWORD = 'p"w\\d #1'  # a quote, a backslash, a space and a hash: all must survive the option file
 

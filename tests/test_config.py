@@ -10,8 +10,8 @@ import pytest
 from bot.config import ConfigError, Secret, Settings, load_settings
 from restore.binlog.server import ServerBinlogs
 from restore.binlog.source import open_binlogs
-from restore.mysql.dsn import Dsn
 from restore.errors import RestoreError
+from restore.mysql.dsn import Dsn
 
 SECRET = "Zq9-secret"
 

@@ -1,18 +1,17 @@
 """`restore-bot console`: plan, stage and prod (with a second operator's approval) in a terminal."""
 from __future__ import annotations
 
-import pytest
-
 import io
 
+import pytest
 from rich.console import Console
 
 from bot.config import load_settings
 from bot.console import ConsoleSession, OpenAccess
 from handlers.jobstore import JobStore
+from restore.mysql.sandbox import Sandbox
 from tests.support.db import checksums
 from tests.support.incident_factory import IncidentSpec, club_posts, each, many
-from restore.mysql.sandbox import Sandbox
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 

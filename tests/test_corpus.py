@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import binlog_corpus as corpus
-from tests.support.mariadb_decode import Decoded, decode, mariadb_binlog, plan_rows
-from tests.support.db import checksums, clean, databases, q, target_url
 from restore.mysql.sandbox import Sandbox
+from tests.support import binlog_corpus as corpus
+from tests.support.db import checksums, clean, databases, q, target_url
+from tests.support.mariadb_decode import Decoded, decode, mariadb_binlog, plan_rows
 
 COUNTS = "counts"
 # file under /usr/share/mysql/mysql-test -> what plan does with it (see the module's docstring).

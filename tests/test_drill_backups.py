@@ -16,18 +16,18 @@ from pathlib import Path
 import pytest
 
 from bot.config import load_settings
-from restore.live.drill import SourceState, compare_with_source
-from handlers.jobstore import FINISHED, Job, JobStore
 from bot.reporter import Reporter
 from bot.serve import Background
 from bot.slack_app import SlackPoster, web_client
 from bot.worker import Worker
-from tests.support.fake_slack import FakeSlack
+from handlers.jobstore import FINISHED, Job, JobStore
 from restore.binlog import events as be
+from restore.binlog.files import BinlogDirectory
 from restore.live.archiver import Archiver
 from restore.live.backups import take_backup
-from restore.binlog.files import BinlogDirectory
+from restore.live.drill import SourceState, compare_with_source
 from restore.mysql.sandbox import Sandbox
+from tests.support.fake_slack import FakeSlack
 
 CHANNEL = "C0DRILL"
 

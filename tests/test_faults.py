@@ -1,8 +1,6 @@
 """Faults: a source that refuses us is reported once (with retries), a full disk corrupts nothing."""
 from __future__ import annotations
 
-import pytest
-
 import os
 import resource
 import signal
@@ -10,12 +8,14 @@ import subprocess
 import sys
 import threading
 
-from tests.support.fake_slack import FakeSlack
+import pytest
+
 from restore.live.archiver import Archiver
+from restore.live.watcher import Watcher
 from restore.mysql.dsn import Dsn
 from restore.mysql.sandbox import Sandbox
-from restore.live.watcher import Watcher
 from tests.support.binlog_archive import archived_files, insert_traffic, server_binlog_files
+from tests.support.fake_slack import FakeSlack
 from tests.support.watching import MemoryPositions, server_status, wait_until
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server

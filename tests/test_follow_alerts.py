@@ -2,12 +2,12 @@
 a key that stays unique when positions repeat; and a warning when the source hides row counts."""
 from __future__ import annotations
 
-import pytest
-
 import time
 
-from restore.mysql.sandbox import Sandbox
+import pytest
+
 from restore.live.watcher import Alert
+from restore.mysql.sandbox import Sandbox
 from tests.support.watching import MemoryPositions, Watching, wait_until
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server

@@ -24,11 +24,11 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from tests.support import binlog_corpus as corpus
-from tests.support.db import clean, dump, target_url
 from restore.binlog import events as be
 from restore.binlog.files import BinlogDirectory
 from restore.mysql.sandbox import Sandbox
+from tests.support import binlog_corpus as corpus
+from tests.support.db import clean, dump, target_url
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.db import checksums, copy_binlogs, dump
 from restore.binlog import events as be
-from restore.live.archiver import Archiver
 from restore.binlog.files import BinlogDirectory
+from restore.binlog.gtid_continuity import GtidContinuity
 from restore.binlog.server import ServerBinlogs
 from restore.errors import BinlogError
-from restore.binlog.gtid_continuity import GtidContinuity
-from restore.mysql.sandbox import Sandbox
+from restore.live.archiver import Archiver
 from restore.live.watcher import Watcher
+from restore.mysql.sandbox import Sandbox
+from tests.support.db import checksums, copy_binlogs, dump
 from tests.support.mysql_binlog_writer import UUID, BinlogWriter, previous_gtids
 
 MIDDLE = "binlog.000002"

@@ -11,10 +11,10 @@ import shutil
 
 import pytest
 
-from tests.support.db import checksums, copy_binlogs, databases, dump, target_url
-from restore.binlog.gtid import GtidSet
 from restore.binlog.events import Gtid
+from restore.binlog.gtid import GtidSet
 from restore.mysql.sandbox import Sandbox
+from tests.support.db import checksums, copy_binlogs, databases, dump, target_url
 
 
 def _gtid_only(snap, path):

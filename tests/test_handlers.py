@@ -1,15 +1,14 @@
 """The platform-neutral `/restore` handler behind the dispatcher: access, the prod gate, approvals, audit."""
 from __future__ import annotations
 
-import pytest
-
 import json
 import time
 from types import SimpleNamespace
 
+import pytest
+
 from handlers.alerts import AlertStore, Oncall
-from handlers.commands import (ALERT_ACK, ALERT_EXPECTED, ALERT_INCIDENT, SKIP_ACTION, STOP_ACTION, CommandError,
-                               parse)
+from handlers.commands import ALERT_ACK, ALERT_EXPECTED, ALERT_INCIDENT, SKIP_ACTION, STOP_ACTION, CommandError, parse
 from handlers.dispatcher import Dispatcher
 from handlers.jobstore import JobStore
 from handlers.oncall import OncallHandler
@@ -236,6 +235,7 @@ def test_oncall_show_and_set(env):
 def test_every_command_is_routed_and_counted(env):
     """Each Command name a parser or button makes has a handler; the dispatcher counts each request."""
     from prometheus_client import REGISTRY
+
     from handlers.app import application
     from handlers.commands import ACTIONS, from_action
     store, run, _ = env

@@ -16,18 +16,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from flask import Flask
 
-from handlers.alerts import AlertStore
 from bot.config import Secret, load_settings
-from handlers.jobstore import JobStore
-from bot.reporter import Reporter
 from bot.kakao import TOKEN_HEADER, register_kakao
-from bot.kakao_webhook import (SIGNATURE_HEADER, TIMESTAMP_HEADER, KakaoWebhookPoster, WebhookError, from_kakao,
-                               kakao_reporter, verify)
+from bot.kakao_webhook import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    KakaoWebhookPoster,
+    WebhookError,
+    from_kakao,
+    kakao_reporter,
+    verify,
+)
+from bot.reporter import Reporter
 from bot.worker import Worker
+from handlers.alerts import AlertStore
 from handlers.app import application
+from handlers.jobstore import JobStore
+from restore.mysql.sandbox import Sandbox
 from tests.support.db import checksums
 from tests.support.incident_factory import club_posts
-from restore.mysql.sandbox import Sandbox
 
 TOKEN = "kakao-token-3f9a1c"
 SECRET = "webhook-secret-77b2e0"

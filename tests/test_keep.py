@@ -1,22 +1,22 @@
 """Keep: `/backup now` takes a consistent snapshot; `/restore drill` proves snapshot + archive restore."""
 from __future__ import annotations
 
-import pytest
-
 import os
 import threading
 import time
 from types import SimpleNamespace
 
+import pytest
+
 from bot.config import load_settings
-from handlers.jobstore import FINISHED, JobStore
 from bot.worker import Worker
-from tests.support.db import checksums
 from handlers.backup import BackupHandler
 from handlers.dispatcher import Dispatcher
+from handlers.jobstore import FINISHED, JobStore
 from handlers.restore import RestoreHandler
 from restore.live.archiver import Archiver
 from restore.mysql.sandbox import Sandbox
+from tests.support.db import checksums
 from tests.support.handler_doubles import Access, Recorder
 
 

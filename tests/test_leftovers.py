@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.db import plan_args, restore_args
 from restore.mysql.leftovers import OwnedDir, sweep
 from restore.mysql.procs import alive, using_path
 from restore.mysql.sandbox import Sandbox
+from tests.support.db import plan_args, restore_args
 
 CLI = [sys.executable, "-m", "bot.cli"]
 

@@ -1,9 +1,9 @@
 """`--binlogs mysql://...`: reading through the replication protocol gives the same restore."""
 from __future__ import annotations
 
+from restore.mysql.sandbox import Sandbox
 from tests.support.db import checksums, target_url
 from tests.support.incident_factory import IncidentSpec, each
-from restore.mysql.sandbox import Sandbox
 
 
 def test_live_server_equals_offline_files(cli, tmp_path, target):

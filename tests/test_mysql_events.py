@@ -10,13 +10,13 @@ import struct
 
 import pytest
 
+from restore.api import make_plan, read_snapshots
 from restore.binlog import events as be
 from restore.binlog.files import BinlogDirectory
-from restore.api import make_plan, read_snapshots
-from restore.errors import BinlogError, PlanError
 from restore.binlog.gtid import GtidSet
-from restore.plan.destructive import DestructiveRules
 from restore.binlog.walker import QueryStep, RowsStep, StopAt, TxBegin, TxEnd, Walker
+from restore.errors import BinlogError, PlanError
+from restore.plan.destructive import DestructiveRules
 from tests.support.mysql_binlog_writer import UUID, BinlogWriter, previous_gtids
 
 # A mysqldump of shop.items with its two rows, taken after UUID:1.

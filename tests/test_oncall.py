@@ -6,10 +6,10 @@ import time
 from datetime import date
 
 from bot.alert_client import AlertSlackClient
-from handlers.alerts import AlertPoster, AlertStore, Oncall
 from bot.config import load_settings
-from tests.support.fake_slack import FakeSlack
+from handlers.alerts import AlertPoster, AlertStore, Oncall
 from tests.support.alert_samples import alert_at
+from tests.support.fake_slack import FakeSlack
 
 
 def _oncall(tmp_path, toml: str = "", env: dict | None = None) -> tuple[Oncall, AlertStore]:
@@ -141,8 +141,8 @@ def test_alert_slack_refused_before_a_restart_is_posted_after_it(tmp_path):
 def test_a_drill_that_crashes_still_tells_the_channel_and_the_oncall_person(tmp_path, monkeypatch):
     """Not a RestoreError but a bug: the job fails with "internal error", and its thread says so,
     mentioning who is on call, as a failed drill does."""
-    from handlers.jobstore import JobStore
     from bot.worker import Worker
+    from handlers.jobstore import JobStore
 
     config = tmp_path / "restore-bot.toml"
     config.write_text(f'[store]\npath = "{tmp_path / "jobs.sqlite3"}"\n')

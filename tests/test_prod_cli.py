@@ -23,14 +23,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.db import checksums, databases
-from tests.support.incident_factory import club_posts
 from bot.config import load_settings
 from bot.worker import RESUMED, Worker
 from handlers.jobstore import JobStore
 from restore.mysql.sandbox import Sandbox
 from restore.prod import swap
 from restore.target import checkpoint
+from tests.support.db import checksums, databases
+from tests.support.incident_factory import club_posts
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import pytest
 
+from handlers.presenter.results import prod_summary
+from restore import api
+from restore.errors import RestoreError
+from restore.mysql.sandbox import Sandbox
+from restore.prod import objects as prod_objects
+from restore.prod.swap import ProdRestore
 from tests.support.db import checksums
 from tests.support.incident_factory import IncidentSpec, each
-from restore import api
-from restore.prod import objects as prod_objects
-from restore.errors import RestoreError
-from restore.prod.swap import ProdRestore
-from handlers.presenter.results import prod_summary
-from restore.mysql.sandbox import Sandbox
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 

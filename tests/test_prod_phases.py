@@ -17,8 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.db import checksums, databases
-from tests.support.incident_factory import IncidentSpec, each
 from restore import api
 from restore.errors import TargetError
 from restore.hooks import NullHooks
@@ -26,6 +24,8 @@ from restore.mysql.sandbox import Sandbox
 from restore.prod import swap
 from restore.prod.swap import ProdRestore
 from restore.target import checkpoint
+from tests.support.db import checksums, databases
+from tests.support.incident_factory import IncidentSpec, each
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 
@@ -198,6 +198,7 @@ CHILD = textwrap.dedent("""
 @pytest.mark.parametrize("phase", ["rebuilt", "renamed"])
 def test_a_prod_restore_sigkilled_resumes_from_the_record(story, tmp_path, phase):
     import json
+
     from tests.support.db import target_url
     with Sandbox() as prod:
         _app_writes(prod)

@@ -4,13 +4,13 @@ from __future__ import annotations
 import pymysql
 import pytest
 
-from tests.support.db import checksums
-from tests.support.incident_factory import IncidentSpec, each
+from handlers.presenter.results import prod_summary
 from restore import api
 from restore.errors import TargetError
-from restore.prod.swap import ProdRestore
-from handlers.presenter.results import prod_summary
 from restore.mysql.sandbox import Sandbox
+from restore.prod.swap import ProdRestore
+from tests.support.db import checksums
+from tests.support.incident_factory import IncidentSpec, each
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 

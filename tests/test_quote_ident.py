@@ -6,7 +6,8 @@ quoting gets wrong."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from restore.binlog.sql_scope import TableRef, analyze
 from restore.mysql.quote import BadIdentifier, quote_ident, quote_qualified

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.db import checksums, databases, target_url
-from tests.support.incident_factory import IncidentSpec, Mark, each
 from restore import api
 from restore.errors import ApplyError
 from restore.hooks import NullHooks
 from restore.mysql.sandbox import Sandbox
-
+from tests.support.db import checksums, databases, target_url
+from tests.support.incident_factory import IncidentSpec, Mark, each
 
 # shop.items: rows 1-2 in the dump, rows 3..6 in the binlog, then DROP DATABASE; "early" marks the
 # binlog position one transaction before the dump's.

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from handlers.jobstore import JobStore
-from tests.support.fake_slack import FakeSlack, SlackSigner
 from restore.mysql.leftovers import OwnedDir
 from restore.mysql.sandbox import Sandbox
+from tests.support.fake_slack import FakeSlack, SlackSigner
 from tests.support.slack_bot import Bot
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server

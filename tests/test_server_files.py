@@ -16,18 +16,17 @@ import time
 import zlib
 from pathlib import Path
 
+from restore.binlog import events as be
+from restore.binlog.files import BinlogDirectory
+from restore.binlog.walker import RowsStep, TxEnd, Walker
+from restore.live.archiver import Archiver
+from restore.live.watcher import watched_statements
+from restore.mysql.dsn import Dsn
+from restore.mysql.sandbox import Sandbox
 from tests.support import binlog_corpus as corpus
 from tests.support.db import checksums, q, target_url
 from tests.support.mariadb_decode import decode, mariadb_binlog, plan_rows
 from tests.support.mysql_binlog_writer import BinlogWriter
-
-from restore.binlog import events as be
-from restore.live.archiver import Archiver
-from restore.binlog.files import BinlogDirectory
-from restore.mysql.dsn import Dsn
-from restore.mysql.sandbox import Sandbox
-from restore.binlog.walker import RowsStep, TxEnd, Walker
-from restore.live.watcher import watched_statements
 
 MYSQL80 = "std_data/mdev35643_mysql_80_binlog.000001"
 GTID_BEFORE_PAYLOAD, PAYLOAD, AFTER_PAYLOAD = 1389, 1468, 2297   # the compressed transaction and the next one

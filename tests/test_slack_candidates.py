@@ -20,10 +20,10 @@ import time
 
 import pytest
 
-from tests.support.db import checksums, dump
-from tests.support.fake_slack import FakeSlack, SlackSigner
 from restore.mysql.leftovers import OwnedDir
 from restore.mysql.sandbox import Sandbox
+from tests.support.db import checksums, dump
+from tests.support.fake_slack import FakeSlack, SlackSigner
 from tests.support.slack_bot import APP1, CHANNEL, NOBODY, OPS1, OPS2, Bot, World, shut_down, up
 
 DB = "club"

@@ -23,14 +23,26 @@ from urllib.parse import quote
 import pymysql
 import pytest
 
-from tests.support.db import checksums, databases
-from tests.support.incident_factory import IncidentSpec
-from tests.support.fake_slack import FakeSlack, SlackSigner, sign
 from restore.mysql.leftovers import OwnedDir
-from restore.mysql.sandbox import Sandbox
 from restore.mysql.procs import alive
-from tests.support.slack_bot import (ACK_SECONDS, APP1, CHANNEL, JOB_TIMEOUT, NOBODY, OPS1, OPS2, Bot, World, http_get,
-                                     shut_down, up)
+from restore.mysql.sandbox import Sandbox
+from tests.support.db import checksums, databases
+from tests.support.fake_slack import FakeSlack, SlackSigner, sign
+from tests.support.incident_factory import IncidentSpec
+from tests.support.slack_bot import (
+    ACK_SECONDS,
+    APP1,
+    CHANNEL,
+    JOB_TIMEOUT,
+    NOBODY,
+    OPS1,
+    OPS2,
+    Bot,
+    World,
+    http_get,
+    shut_down,
+    up,
+)
 
 DB = "club"
 TXNS = 100_000          # small transactions after the dump

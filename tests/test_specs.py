@@ -15,14 +15,14 @@ import struct
 
 import pytest
 
-from tests.support.db import checksums, copy_binlogs, dump, target_url
+from restore.api import make_plan, read_snapshots
 from restore.binlog import events as be
 from restore.binlog.files import BinlogDirectory
-from restore.api import make_plan, read_snapshots
-from restore.errors import PlanError
 from restore.binlog.gtid import GtidSet
+from restore.errors import PlanError
 from restore.mysql.sandbox import Sandbox
 from restore.plan.spec import parse_spec
+from tests.support.db import checksums, copy_binlogs, dump, target_url
 from tests.support.mysql_binlog_writer import UUID, BinlogWriter
 
 UUID2 = "4f22ab58-71ca-11e1-9e33-c80aa9429562"

@@ -16,9 +16,9 @@ from pathlib import Path
 import pymysql
 import pytest
 
+from restore.mysql.sandbox import Sandbox
 from tests.support.db import checksums, databases, restore_args
 from tests.support.target_binlog import SHOP, binlog_bytes, replayed_bytes
-from restore.mysql.sandbox import Sandbox
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 

@@ -26,7 +26,7 @@ from bot.kakao import TOKEN_HEADER, register_kakao
 from bot.serve import build_http
 from bot.slack_app import build_bolt_app, register_slack, web_client
 from handlers.app import application
-from handlers.commands import APPROVE_ACTION, ALERT_PLAN
+from handlers.commands import ALERT_PLAN, APPROVE_ACTION
 from handlers.jobstore import JobStore
 from tests.support.fake_slack import FakeSlack, SlackSigner
 

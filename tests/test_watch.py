@@ -14,15 +14,15 @@ import psutil
 import pytest
 
 from bot.alert_client import AlertSlackClient
-from handlers.alerts import AlertPoster, AlertStore, Oncall
 from bot.watch import WatcherProcess, build_watcher
-from tests.support.fake_slack import FakeSlack
+from handlers.alerts import AlertPoster, AlertStore, Oncall
 from restore.binlog.server import ServerBinlogs
-from restore.plan.destructive import DestructiveRules
-from restore.mysql.procs import alive
-from restore.mysql.sandbox import Sandbox
 from restore.binlog.walker import QueryStep, RowsStep, TxBegin, TxEnd, Walker
 from restore.live.watcher import Watcher, watched_statements
+from restore.mysql.procs import alive
+from restore.mysql.sandbox import Sandbox
+from restore.plan.destructive import DestructiveRules
+from tests.support.fake_slack import FakeSlack
 
 pytestmark = pytest.mark.mysql   # every test here starts a MariaDB server
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 
-from slack_sdk.models.blocks import (ActionsBlock, Block, ButtonElement, ContextBlock, MarkdownTextObject,
-                                     SectionBlock)
-
-from restore.plan.spec import coord_key
+from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ContextBlock, MarkdownTextObject, SectionBlock
 
 from handlers import messages
 from handlers.commands import SKIP_ACTION, STOP_ACTION
 from handlers.jobstore import Job, JobKind, JobState
+from restore.plan.spec import coord_key
 
 SHOWN = 20          # candidates listed on a card (Slack allows 50 blocks: 2 per candidate + the card)
 SECTION_LIMIT = 2900  # Slack's section text takes 3000 characters

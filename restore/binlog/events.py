@@ -460,7 +460,7 @@ _decompressors = threading.local()   # one per thread: making one costs more tha
 
 
 def _zstd(ev: RawEvent, payload: memoryview, expected: int) -> bytes:
-    import zstandard   # only binlogs of MySQL 8.0.20+ with binlog_transaction_compression=ON need it
+    import zstandard  # only binlogs of MySQL 8.0.20+ with binlog_transaction_compression=ON need it
     try:
         dctx = getattr(_decompressors, "dctx", None)
         if dctx is None:

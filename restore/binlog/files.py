@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from restore.binlog import events as be
-from restore.errors import BinlogError
 from restore.binlog.gtid_continuity import TRACKED, GtidContinuity
+from restore.errors import BinlogError
 
 _NAME = re.compile(r"^(?P<base>.+)\.(?P<num>\d{6,})$")
 _RELAY_NAME = re.compile(r"relay-(?:bin|log)", re.I)   # host-relay-bin.000001, mysqld-relay-bin.000001

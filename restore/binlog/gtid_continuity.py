@@ -16,8 +16,8 @@ import struct
 from dataclasses import dataclass
 
 from restore.binlog import events as be
-from restore.errors import BinlogError
 from restore.binlog.gtid import GtidSet
+from restore.errors import BinlogError
 
 # The event types a reader hands to `feed()`: GTIDs and the list each file begins with.
 TRACKED = frozenset({be.MARIADB_GTID, be.MYSQL_GTID, be.GTID_LIST, be.PREVIOUS_GTIDS})

@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterator
 import pymysql
 
 from restore.binlog import events as be
-from restore.mysql.dsn import Dsn
-from restore.errors import BinlogError
-from restore.mysql.flavor import Flavor
 from restore.binlog.gtid_continuity import TRACKED, GtidContinuity, GtidGap
+from restore.errors import BinlogError
+from restore.mysql.dsn import Dsn
+from restore.mysql.flavor import Flavor
 
 COM_BINLOG_DUMP = 0x12
 BINLOG_DUMP_NON_BLOCK = 0x01

@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from restore.binlog import events as be
-from restore.errors import BinlogError, RestoreError
 from restore.binlog.query import QueryEvent, UnknownStatusVar, UserVar, parse_query, parse_user_var
 from restore.binlog.rows import TableMap, count_rows, parse_table_map
 from restore.binlog.sql_scope import StatementInfo, analyze
+from restore.errors import BinlogError, RestoreError
 
 
 @dataclass(slots=True)

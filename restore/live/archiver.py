@@ -17,12 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from restore.binlog import events as be
-from restore.live.backups import Backup, describe_backup
 from restore.binlog.files import GAP_SUFFIX, BinlogDirectory
-from restore.mysql.dsn import Dsn
-from restore.errors import BinlogError, RestoreError
-from restore.live.follow import Follower
 from restore.binlog.gtid_continuity import GtidContinuity, GtidGap
+from restore.errors import BinlogError, RestoreError
+from restore.live.backups import Backup, describe_backup
+from restore.live.follow import Follower
+from restore.mysql.dsn import Dsn
 
 log = logging.getLogger("restore-bot.archive")
 _NAME = re.compile(r"^(?P<base>.+)\.(?P<num>\d{6,})$")

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from restore.mysql.dsn import Dsn
 from restore.errors import RestoreError
-from restore.replay.loader import client_options
+from restore.mysql.dsn import Dsn
 from restore.plan.snapshot import read_snapshot
+from restore.replay.loader import client_options
 
 
 @dataclass(frozen=True)

@@ -17,20 +17,20 @@ from pathlib import Path
 
 import pymysql
 
-from restore.binlog.source import open_binlogs
-from restore.plan.planner import make_plan
-from restore.plan.snapshot import read_snapshots
-from restore.replay.runner import restore
-from restore.live.backups import dump_files
 from restore.binlog.server import ServerBinlogs
-from restore.mysql.dsn import Dsn
+from restore.binlog.source import open_binlogs
+from restore.binlog.walker import QueryStep, RowsStep, Walker
 from restore.errors import ApplyError, BinlogError, PlanError, RestoreError, SnapshotError, VerifyError
 from restore.hooks import Hooks
-from restore.plan.plan import Plan
+from restore.live.backups import dump_files
+from restore.mysql.dsn import Dsn
 from restore.mysql.sandbox import Sandbox
+from restore.plan.plan import Plan
+from restore.plan.planner import make_plan
+from restore.plan.snapshot import read_snapshots
 from restore.plan.spec import coord_key
+from restore.replay.runner import restore
 from restore.replay.verify import table_checksums
-from restore.binlog.walker import QueryStep, RowsStep, Walker
 
 
 class DrillFailed(RestoreError):

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from restore.binlog.server import ServerBinlogs
-from restore.mysql.dsn import Dsn
 from restore.errors import RestoreError
+from restore.mysql.dsn import Dsn
 
 log = logging.getLogger("restore-bot.follow")
 

@@ -29,17 +29,18 @@ from tenacity import Retrying, stop_after_attempt
 
 from restore.binlog import events as be
 from restore.binlog.events import UPDATE_ROWS, WRITE_ROWS
+from restore.binlog.gtid_continuity import GtidGap
+from restore.binlog.row_images import judge_update
 from restore.binlog.server import BinlogGone, ServerBinlogs
+from restore.binlog.walker import FormatStep, QueryStep, RowsStep, TxBegin, TxEnd, Walker
+from restore.errors import RestoreError
+from restore.live.follow import Follower
+from restore.mysql.dsn import Dsn
+from restore.mysql.flavor import Flavor
 from restore.plan.candidates import CERTAIN, SUSPECT, StatementUpdates
 from restore.plan.destructive import DestructiveRules, Finding
-from restore.mysql.dsn import Dsn
-from restore.errors import RestoreError
-from restore.mysql.flavor import Flavor
-from restore.live.follow import Follower
-from restore.binlog.gtid_continuity import GtidGap
 from restore.plan.plan import TableStats
-from restore.binlog.row_images import judge_update
-from restore.binlog.walker import FormatStep, QueryStep, RowsStep, TxBegin, TxEnd, Walker
+
 
 @dataclass(frozen=True)
 class Alert:

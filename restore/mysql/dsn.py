@@ -14,7 +14,6 @@ import pymysql
 
 from restore.errors import RestoreError
 
-
 # mysql://user:${NAME}@...: a password to take from the environment
 _ENV_PASSWORD = re.compile(r"^(?:mysql|mariadb)://[^:@/]*:(?P<ref>\$\{(?P<var>[A-Za-z_][A-Za-z0-9_]*)\})@")
 

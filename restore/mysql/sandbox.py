@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pymysql
 
-from restore.mysql.dsn import Dsn
 from restore.errors import RestoreError
+from restore.mysql.dsn import Dsn
 from restore.mysql.leftovers import OwnedDir, sweep
 from restore.mysql.procs import die_with_parent
 

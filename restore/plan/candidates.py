@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from restore.binlog import events as be
-from restore.plan.destructive import DestructiveRules, Finding
-from restore.plan.foreign_keys import ForeignKeys
-from restore.plan.plan import Candidate, TableStats
 from restore.binlog.row_images import judge_update
 from restore.binlog.rows import TableMap
 from restore.binlog.walker import QueryStep, TxBegin
+from restore.plan.destructive import DestructiveRules, Finding
+from restore.plan.foreign_keys import ForeignKeys
+from restore.plan.plan import Candidate, TableStats
 
 CERTAIN, SUSPECT, AT_REPLAY, EXPECTED = "certain", "suspect", "judged at replay", "expected"
 UPDATE_SAMPLE_BYTES = 16 << 20   # row events of one statement kept to judge it, at most

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from restore.plan.plan import TableStats
 from restore.binlog.sql_scope import StatementInfo
+from restore.plan.plan import TableStats
 
 
 @dataclass(frozen=True)

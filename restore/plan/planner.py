@@ -10,20 +10,22 @@ from dataclasses import replace
 
 from restore.binlog import events as be
 from restore.binlog.events import DELETE_ROWS, UPDATE_ROWS, WRITE_ROWS
+from restore.binlog.gtid import GtidSet
+from restore.binlog.positions import Watch, locate, refusal
+from restore.binlog.positions import checked as checked_starts
+from restore.binlog.walker import FormatStep, QueryStep, RowsStep, StopAt, TxBegin, TxEnd, Walker
+from restore.errors import BinlogError, PlanError, RestoreError
+from restore.hooks import Hooks, NullHooks
 from restore.plan.candidates import AT_REPLAY, CERTAIN, Candidates, StatementUpdates
 from restore.plan.destructive import DestructiveRules, Finding
-from restore.errors import BinlogError, PlanError, RestoreError
-from restore.plan.foreign_keys import ForeignKeys, dropped as dropped_foreign_keys, parse as parse_foreign_keys
-from restore.binlog.gtid import GtidSet
-from restore.hooks import Hooks, NullHooks
+from restore.plan.foreign_keys import ForeignKeys
+from restore.plan.foreign_keys import dropped as dropped_foreign_keys
+from restore.plan.foreign_keys import parse as parse_foreign_keys
 from restore.plan.plan import Candidate, EventRef, Outcome, Plan, TableStats
 from restore.plan.request import PlanRequest, database_starts, fingerprint, plan_request
-from restore.binlog.positions import Watch, checked as checked_starts, locate, refusal
 from restore.plan.scope import Scope
 from restore.plan.snapshot import Snapshot
 from restore.plan.spec import Spec, coord_key
-from restore.binlog.walker import FormatStep, QueryStep, RowsStep, StopAt, TxBegin, TxEnd, Walker
-
 
 _IF_NOT_EXISTS = re.compile(r"\bIF\s+NOT\s+EXISTS\b", re.I)
 # Index into [inserted, updated, deleted] by row-event type.

@@ -5,11 +5,11 @@ Decided by the databases an event writes — never by its default database, whic
 """
 from __future__ import annotations
 
-from restore.errors import PlanError
 from restore.binlog.gtid import GtidSet
+from restore.binlog.walker import QueryStep, TxBegin
+from restore.errors import PlanError
 from restore.plan.plan import DatabaseStart
 from restore.plan.spec import coord_key
-from restore.binlog.walker import QueryStep, TxBegin
 
 APPLY, LEAVE_OUT = True, False
 

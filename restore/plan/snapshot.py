@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from restore.errors import SnapshotError
-from restore.plan.foreign_keys import ForeignKey, parse as parse_foreign_keys
+from restore.plan.foreign_keys import ForeignKey
+from restore.plan.foreign_keys import parse as parse_foreign_keys
 
 
 @dataclass

@@ -5,8 +5,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from restore.errors import PlanError
 from restore.binlog.gtid import GtidSet, looks_like_gtid
+from restore.errors import PlanError
 
 _FILEPOS = re.compile(r"^(?P<file>[^:\s]+\.\d+):(?P<pos>\d+)$")
 SPEC_HELP = ("SPEC is auto, end, a GTID or GTID set (MariaDB 0-1-113680, several domains 0-1-100,1-2-50; "

@@ -28,19 +28,19 @@ from dataclasses import dataclass, field
 
 import pymysql
 
+from restore.errors import TargetError, VerifyError
+from restore.hooks import Hooks, NullHooks
+from restore.mysql.dsn import Dsn
+from restore.mysql.quote import quote_ident
+from restore.mysql.sandbox import Sandbox
+from restore.plan.plan import Plan
+from restore.prod import objects
+from restore.replay.loader import client_binary, client_options
+from restore.replay.runner import RestoreRunner
+from restore.replay.verify import table_checksums
 from restore.target import checkpoint
 from restore.target import fence as fencing
 from restore.target.checkpoint import ProdRecord
-from restore.prod import objects
-from restore.mysql.dsn import Dsn
-from restore.mysql.quote import quote_ident
-from restore.errors import TargetError, VerifyError
-from restore.hooks import Hooks, NullHooks
-from restore.replay.loader import client_binary, client_options
-from restore.plan.plan import Plan
-from restore.replay.runner import RestoreRunner
-from restore.mysql.sandbox import Sandbox
-from restore.replay.verify import table_checksums
 
 
 @dataclass

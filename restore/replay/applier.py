@@ -16,22 +16,22 @@ from dataclasses import dataclass, replace
 import pymysql
 
 from restore.binlog import events as be
+from restore.binlog.query import session_settings
 from restore.binlog.source import BinlogSource
-from restore.target import checkpoint
-from restore.target.binlog import checkpoint_row_image
-from restore.replay.batch import Batch, BatchFailed, BatchLimits, Piece
+from restore.binlog.walker import FormatStep, QueryStep, RowsStep, TxBegin, TxEnd, Walker
 from restore.errors import ApplyError
+from restore.hooks import Hooks
 from restore.mysql.flavor import Flavor
 from restore.mysql.quote import quote_ident, quote_qualified
-from restore.hooks import Hooks
-from restore.plan.plan import Plan
-from restore.replay import judge as replay_judge
 from restore.plan.candidates import AT_REPLAY, CERTAIN
-from restore.binlog.query import session_settings
-from restore.replay.judge import Verdict
+from restore.plan.plan import Plan
 from restore.plan.scope import Scope
 from restore.plan.spec import coord_key
-from restore.binlog.walker import FormatStep, QueryStep, RowsStep, TxBegin, TxEnd, Walker
+from restore.replay import judge as replay_judge
+from restore.replay.batch import Batch, BatchFailed, BatchLimits, Piece
+from restore.replay.judge import Verdict
+from restore.target import checkpoint
+from restore.target.binlog import checkpoint_row_image
 
 
 @dataclass

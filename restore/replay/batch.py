@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import pymysql
 
 from restore.binlog import events as be
-from restore.target import checkpoint
-from restore.replay.conflicts import explain_failure
-from restore.errors import ApplyError
-from restore.replay.sender import GroupFailed, Sender, SendFailure, run_group
 from restore.binlog.walker import RowsStep, TxBegin, TxEnd
+from restore.errors import ApplyError
+from restore.replay.conflicts import explain_failure
+from restore.replay.sender import GroupFailed, Sender, SendFailure, run_group
+from restore.target import checkpoint
 
 # mysqld error codes that mean a DDL being re-run after a crash had already taken effect.
 DDL_ALREADY_DONE = {1007, 1008, 1050, 1051, 1060, 1061, 1091, 1146, 1054, 1176}

@@ -13,10 +13,10 @@ import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
+from restore.errors import SnapshotError, TargetError
 from restore.mysql.dsn import Dsn
 from restore.mysql.procs import die_with_parent
 from restore.mysql.quote import quote_ident
-from restore.errors import SnapshotError, TargetError
 from restore.plan.snapshot import Snapshot
 
 _REPLICATION = re.compile(rb"^\s*(CHANGE MASTER TO|CHANGE REPLICATION SOURCE TO|SET GLOBAL gtid_slave_pos|"

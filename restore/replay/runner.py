@@ -22,22 +22,20 @@ from dataclasses import dataclass, field
 
 from pymysql.constants import CLIENT
 
-from restore.target import aside
-
-from restore.target import checkpoint
-from restore.target import fence as fencing
-from restore.replay.applier import Applier
-from restore.target.disk_guard import DiskFullWatch, check_free_space, range_bytes
-from restore.mysql.dsn import Dsn
 from restore.errors import TargetError, VerifyError
-from restore.mysql.flavor import Flavor
 from restore.hooks import Hooks, NullHooks
-from restore.replay.loader import load_snapshot
+from restore.mysql.dsn import Dsn
+from restore.mysql.flavor import Flavor
 from restore.plan.plan import Plan
 from restore.plan.scope import Scope
 from restore.plan.snapshot import Snapshot
-from restore.target.binlog import TargetBinlog, init_commands, prepare_session
+from restore.replay.applier import Applier
+from restore.replay.loader import load_snapshot
 from restore.replay.verify import Verification, verify
+from restore.target import aside, checkpoint
+from restore.target import fence as fencing
+from restore.target.binlog import TargetBinlog, init_commands, prepare_session
+from restore.target.disk_guard import DiskFullWatch, check_free_space, range_bytes
 
 EXISTING_CHOICES = ("refuse", "drop", "keep-aside")
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import pymysql
 
-from restore.mysql.dsn import Dsn
 from restore.errors import TargetError
+from restore.mysql.dsn import Dsn
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 _WAITING = "(STATE LIKE '%free space%' OR STATE LIKE '%disk space%')"

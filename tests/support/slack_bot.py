@@ -19,8 +19,8 @@ from pathlib import Path
 import psutil
 import pymysql
 
-from tests.support.fake_slack import FakeSlack, SlackSigner
 from restore.mysql.sandbox import Sandbox
+from tests.support.fake_slack import FakeSlack, SlackSigner
 
 CHANNEL = "CINC"
 OPS1, OPS2, APP1, NOBODY = "UOPS1", "UOPS2", "UAPP1", "UNOBODY9"
