@@ -51,14 +51,19 @@ class UpdateVerdict:
     rows_looked_at: int = 0
 
 
+def column_count(data: bytes, post_header_len: int) -> tuple[int, int]:
+    """A rows event's column count and the offset just after it (a v2 event's extra data skipped)."""
+    pos = be.HEADER_LEN + post_header_len
+    if post_header_len == 10:
+        pos += struct.unpack_from("<H", data, pos - 2)[0] - 2
+    return be.read_lenenc(data, pos)
+
+
 def update_images(ev: be.RawEvent, post_header_len: int, tmap: TableMap):
     """(before, after, full) for every row of an UPDATE rows event; `full`: both images carry
     every column (binlog_row_image=FULL)."""
     data = ev.data
-    pos = be.HEADER_LEN + post_header_len
-    if post_header_len == 10:
-        pos += struct.unpack_from("<H", data, pos - 2)[0] - 2
-    ncols, pos = be.read_lenenc(data, pos)
+    ncols, pos = column_count(data, post_header_len)
     nbm = (ncols + 7) >> 3
     if ev.type == be.PARTIAL_UPDATE_ROWS:   # MySQL PARTIAL_JSON: a shared image between the two
         yield from partial_rows(ev, pos, nbm, tmap)

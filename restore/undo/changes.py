@@ -9,13 +9,12 @@ after the last later write: that is all the inverse needs (restore.undo.inverse)
 """
 from __future__ import annotations
 
-import struct
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from restore.binlog import events as be
-from restore.binlog.row_images import update_images
+from restore.binlog.row_images import column_count, update_images
 from restore.binlog.rows import TableMap, image_values
 from restore.binlog.source import BinlogSource
 from restore.binlog.walker import QueryStep, RowsStep, TxBegin, TxEnd, Walker
@@ -86,10 +85,7 @@ def _images(ev: be.RawEvent, post: int, tmap: TableMap, full_name: str) -> Itera
             yield before, after
         return
     data = ev.data
-    pos = be.HEADER_LEN + post
-    if post == 10:
-        pos += struct.unpack_from("<H", data, pos - 2)[0] - 2
-    ncols, pos = be.read_lenenc(data, pos)
+    ncols, pos = column_count(data, post)
     nbm = (ncols + 7) >> 3
     bits = int.from_bytes(data[pos:pos + nbm], "little")
     present = [i for i in range(ncols) if bits >> i & 1]
