@@ -34,10 +34,6 @@ def connect(dsn):
     return conn
 
 
-def _cols(schema: TableSchema) -> str:
-    return ", ".join(quote_ident(c.name) for c in schema.columns)
-
-
 def _where_key(schema: TableSchema, row: tuple) -> tuple[str, list]:
     cols = schema.key or tuple(range(len(schema.columns)))
     op = "=" if schema.key else "<=>"
@@ -58,7 +54,7 @@ def observe(conn, table: TableUndo, *, lock: bool = False) -> list:
     with conn.cursor() as cur:
         for action in table.actions:
             where, args = _where_key(schema, action.row)
-            cur.execute(f"SELECT {_cols(schema)} FROM {schema.ident} WHERE {where}{' FOR UPDATE' if lock else ''}", args)
+            cur.execute(f"SELECT {schema.select_list()} FROM {schema.ident} WHERE {where}{' FOR UPDATE' if lock else ''}", args)
             rows = [tuple(r) for r in cur.fetchall()]
             if schema.key:
                 out.append(rows[0] if rows else None)
@@ -78,7 +74,7 @@ def _observe_keys(conn, table: TableUndo, lock: bool) -> list:
     with conn.cursor() as cur:
         for start in range(0, len(table.actions), BATCH):
             keys = [schema.key_of(a.row) for a in table.actions[start:start + BATCH]]
-            cur.execute(f"SELECT {_cols(schema)} FROM {schema.ident} WHERE {names} IN ({', '.join([one] * len(keys))})"
+            cur.execute(f"SELECT {schema.select_list()} FROM {schema.ident} WHERE {names} IN ({', '.join([one] * len(keys))})"
                         f"{' FOR UPDATE' if lock else ''}", [v for k in keys for v in k])
             found = {schema.key_of(tuple(r)): tuple(r) for r in cur.fetchall()}
             out.extend(found.get(k) for k in keys)

@@ -32,7 +32,7 @@ from decimal import Decimal
 
 from restore.binlog import rows as br
 from restore.errors import RestoreError
-from restore.mysql.quote import quote_qualified
+from restore.mysql.quote import quote_ident, quote_qualified
 
 _DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
 _INTEGERS = {"tinyint", "smallint", "mediumint", "int", "bigint"}
@@ -83,6 +83,10 @@ class TableSchema:
 
     def key_of(self, row: tuple) -> tuple:
         return tuple(row[i] for i in self.key) if self.key else row
+
+    def select_list(self) -> str:
+        """The columns as the undo SELECTs them, in the order decode_row gives them."""
+        return ", ".join(quote_ident(c.name) for c in self.columns)
 
     def key_text(self, row: tuple) -> str:
         cols = self.key or range(len(self.columns))
