@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 import struct
 
 import pytest
@@ -69,6 +70,13 @@ def test_specs_take_sets_and_a_lone_mysql_start_means_up_to_it():
     with pytest.raises(PlanError) as err:
         parse_spec(f"{UUID}:0", option="--skip")
     assert err.value.message.startswith("--skip "), err.value
+
+
+def test_a_date_is_a_time_not_a_gtid_of_the_same_shape():
+    day = parse_spec("2024-01-01", option="--stop-before")
+    assert day.kind == "time" and day.epoch == datetime(2024, 1, 1).timestamp()
+    assert parse_spec("2024-1-1", option="--stop-before").gtid == "2024-1-1"      # as a server prints a GTID
+    assert parse_spec("2024-13-01", option="--stop-before").gtid == "2024-13-1"   # no such day: a GTID
 
 
 # -- MySQL binlogs, byte-built ----------------------------------------------------------------------

@@ -9,6 +9,8 @@ from restore.binlog.gtid import GtidSet, looks_like_gtid
 from restore.errors import PlanError
 
 _FILEPOS = re.compile(r"^(?P<file>[^:\s]+\.\d+):(?P<pos>\d+)$")
+# 2024-01-01 has a GTID's shape too; the server never prints a GTID's numbers with a leading zero
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 SPEC_HELP = ("SPEC is auto, end, a GTID or GTID set (MariaDB 0-1-113680, several domains 0-1-100,1-2-50; "
              "MySQL uuid:n, uuid:1-4:7-9, uuid:tag:1-5, uuid1:1-9,uuid2:1-3), FILE:POS (binlog.000002:4711, "
              "the start of an event) or a datetime (2023-08-19 02:14:00, local time unless it has an offset). "
@@ -39,13 +41,21 @@ def coord_key(file: str, pos: int) -> tuple[int, int]:
     return (file_number(file), pos)
 
 
+def _is_date(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_spec(text: str, *, option: str, allow: tuple[str, ...] = ("auto", "end", "gtid", "filepos", "time")) -> Spec:
     raw = text.strip()
     low = raw.lower()
     spec: Spec | None = None
     if low in ("auto", "end"):
         spec = Spec(low, raw)
-    elif looks_like_gtid(raw):
+    elif looks_like_gtid(raw) and not (_DATE.match(raw) and _is_date(raw)):
         try:
             gset = GtidSet.parse_start(raw) if option == "--start" else GtidSet.parse(raw)
         except PlanError as exc:
