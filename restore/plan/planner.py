@@ -26,6 +26,7 @@ from restore.plan.request import PlanRequest, database_starts, fingerprint, plan
 from restore.plan.scope import Scope
 from restore.plan.snapshot import Snapshot
 from restore.plan.spec import Spec, coord_key
+from restore.plan.triggers import Triggers
 
 _IF_NOT_EXISTS = re.compile(r"\bIF\s+NOT\s+EXISTS\b", re.I)
 # Index into [inserted, updated, deleted] by row-event type.
@@ -41,6 +42,7 @@ class Planner:
         self.interrupt = interrupt or (lambda: None)
         self._temp: set[str] = set()   # temporary tables open in the replayed session
         self._fks = ForeignKeys()       # cascading foreign keys: the snapshots', then the window's DDL
+        self._triggers = Triggers()     # created in the window: their writes are not in a statement binlog
 
     def build(self) -> Plan:
         req = self.req
@@ -515,6 +517,7 @@ class Planner:
         tables = [t for t in tables if t not in self._temp]
         if info.kind == "ddl":
             self._foreign_key_ddl(info, step, tables)
+            self._triggers.ddl(info, step.query.query)
         if info.verb == "CREATE TABLE":
             keep = _IF_NOT_EXISTS.search(step.query.query[:300]) is not None
             for name in tables:
@@ -540,6 +543,7 @@ class Planner:
                 stats = plan.tables.setdefault(name, TableStats())
                 stats.exact = False
                 stats.note = "changed by statement-format DML: the binlog does not say how many rows"
+                self._triggers.uncount(plan.tables, name)
             if self._fks:
                 # REPLACE deletes the rows it replaces; the others as their verb says.
                 dele, upd = info.verb in ("DELETE", "REPLACE"), info.verb in ("UPDATE", "INSERT", "REPLACE")
@@ -557,9 +561,7 @@ class Planner:
     def _merge(plan: Plan, changes: dict[str, list[int]]) -> None:
         tables = plan.tables
         for name, (ins, upd, dele) in changes.items():
-            stats = tables.get(name)
-            if stats is None:
-                stats = tables[name] = TableStats()
+            stats = tables.get(name) or tables.setdefault(name, TableStats())
             stats.inserted += ins
             stats.updated += upd
             stats.deleted += dele
