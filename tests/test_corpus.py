@@ -32,11 +32,11 @@ COUNTS = "counts"
 EXPECT = {
     # -- MySQL 4.x: binlog format v1/v3 (START_EVENT_V3, no format description) ------------------
     # The message calls them corrupt; it would better say "a MySQL 4.x binlog (format v3)".
-    "std_data/master-bin.000001": "refused: next position 1 does not follow the event size 75",            # 4.0.0
-    "std_data/trunc_binlog.000001": "refused: next position 4 does not follow the event size 75",          # 4.0.23
-    "std_data/bug47142_master-bin.000001": "refused: next position 4 does not follow the event size 75",   # 4.1.26
+    "std_data/master-bin.000001": "refused: was written by MySQL 3.23 or 4.x",            # 4.0.0
+    "std_data/trunc_binlog.000001": "refused: was written by MySQL 3.23 or 4.x",          # 4.0.23
+    "std_data/bug47142_master-bin.000001": "refused: was written by MySQL 3.23 or 4.x",   # 4.1.26
     "suite/binlog/std_data/binlog_old_version_4_1.000001":
-        "refused: next position 4 does not follow the event size 75",                                      # 4.1.24
+        "refused: was written by MySQL 3.23 or 4.x",                                      # 4.1.24
     # -- MySQL 5.0 ---------------------------------------------------------------------------------
     "std_data/bug16266.000001": COUNTS,                       # 5.0.16: statements, a trigger
     "std_data/binlog_transaction.000001": COUNTS,             # 5.0.86: BEGIN..COMMIT/ROLLBACK, mixed engines

@@ -247,6 +247,12 @@ class BinlogDirectory:
                 f"{name} is corrupt at position {pos}: event header makes no sense "
                 f"(type {etype}, size {ev_size})", where=f"{name}:{pos}",
                 hint="copy the file again from the server; if the server's copy is damaged too, stop the plan before this position with --stop-before")
+        if etype == be.START_V3 and pos == 4:
+            raise BinlogError(f"{name} was written by MySQL 3.23 or 4.x (binlog format v1/v3: a START_EVENT_V3 at "
+                              "position 4), which restore-bot does not read: it reads format v4 (MySQL 5.0 and "
+                              "later, every MariaDB)", where=f"{name}:{pos}",
+                              hint="replay this file with the mysqlbinlog of the MySQL version that wrote it, or "
+                                   "restore from a base backup taken after the server was upgraded")
         if next_pos and next_pos != (pos + ev_size) & 0xFFFFFFFF:
             raise BinlogError(f"{name} is corrupt at position {pos}: next position {next_pos} "
                               f"does not follow the event size {ev_size}", where=f"{name}:{pos}",
