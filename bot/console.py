@@ -18,9 +18,10 @@ from bot.reporter import Reporter
 from bot.worker import Worker
 from handlers import messages
 from handlers.app import application
-from handlers.commands import APPROVE_ACTION, REJECT_ACTION
+from handlers.commands import APPROVE_ACTION, REJECT_ACTION, UNDO_APPROVE_ACTION
 from handlers.dispatcher import Dispatcher, Reply
 from handlers.jobstore import FINISHED, Job, JobStore
+from handlers.presenter.undo_card import waiting
 
 _STRIP = str.maketrans({"*": "", "`": ""})
 
@@ -112,13 +113,14 @@ class ConsoleSession:
         return self.store.get(job.id) if job is not None else None
 
     def wait(self, job: Job | None, timeout: float = 600) -> Job | None:
-        """Block until `job` finishes (and its card and thread are printed)."""
+        """Block until `job` finishes or its undo preview waits for approval (and its card and thread
+        are printed)."""
         if job is None:
             return None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             current = self.store.get(job.id)
-            if current.state in FINISHED and current.posted_version >= current.card_version \
+            if (current.state in FINISHED or waiting(current)) and current.posted_version >= current.card_version \
                     and not self.store.unposted_events(job.id):
                 return current
             time.sleep(0.2)
@@ -129,8 +131,20 @@ class ConsoleSession:
         source = lines if lines is not None else _prompt_lines()
         for line in source:
             if line.strip() and (started := self.answer(line).started) is not None:
-                self.wait(started)
+                self.follow(started)
         return 0
+
+    def follow(self, job: Job, asks: int = 3) -> Job | None:
+        """Wait for `job`; an undo preview asks at the prompt who approves it (a name: *Approve undo*
+        clicked by that person, who must be someone else on production; empty: *Reject*)."""
+        current = self.wait(job)
+        while current is not None and waiting(current) and asks > 0:
+            asks -= 1
+            name = self.ask(messages.CONSOLE_UNDO_PROMPT.format(job=job.id)).strip()
+            reply = ConsoleReply(self.console, self.ask, self.app, name or self.user)
+            self.app.action(UNDO_APPROVE_ACTION if name else REJECT_ACTION, job.id, name or self.user, "console", reply)
+            current = self.wait(job)
+        return current
 
 
 def _prompt_lines():

@@ -26,6 +26,7 @@ from handlers.dispatcher import Dispatcher, Reply
 from handlers.jobstore import Job, JobStore
 from handlers.presenter import kakao as say
 from handlers.presenter.jobs import outcome
+from handlers.presenter.undo_card import waiting
 
 ERR_UNAUTHORIZED = "unauthorized: send the configured token in X-Restore-Bot-Token"
 ERR_NOT_SKILL = "not a skill request: userRequest.utterance and userRequest.user.id are required"
@@ -85,10 +86,10 @@ def register_kakao(web: Flask, settings, store: JobStore, app: Dispatcher, *, po
     def follow(job_id: str, url: str, deadline: float) -> None:
         """Wait for the job (until `deadline`), then make the one callback."""
         job = store.get(job_id)
-        while not job.finished and time.monotonic() < deadline:
+        while not (job.finished or waiting(job)) and time.monotonic() < deadline:
             time.sleep(poll)
             job = store.get(job_id)
-        text = outcome(job) if job.finished else say.still_running(job, callback_wait)
+        text = outcome(job) if job.finished or waiting(job) else say.still_running(job, callback_wait)
         try:
             resp = callbacks.post(url, json=say.skill_response(text, say.job_replies(job)), timeout=10)
             if resp.status_code >= 300:

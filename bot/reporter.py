@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from handlers.jobstore import ACTIVE, Job, JobState, JobStore
+from handlers.jobstore import ACTIVE, Job, JobKind, JobState, JobStore
 from handlers.presenter.jobs import card_text
 
 log = logging.getLogger("restore-bot.reporter")
@@ -62,8 +62,8 @@ class Reporter:
         for job in seen.values():
             if not self.accept(job):
                 continue
-            if job.state == JobState.AWAITING_APPROVAL and not job.card_ts:
-                continue  # the approval request stands in for the card until someone approves
+            if job.state == JobState.AWAITING_APPROVAL and not job.card_ts and job.kind != JobKind.UNDO:
+                continue  # a prod approval request stands in for the card (an undo's card asks itself)
             self._report(job)
 
     def _report(self, job: Job) -> None:

@@ -13,6 +13,7 @@ import sqlite3
 import threading
 import time
 
+from bot.undo_job import undo_job
 from handlers import messages
 from handlers.alerts import AlertStore, Oncall, mention
 from handlers.jobstore import Job, JobKind, JobState, JobStore
@@ -127,6 +128,8 @@ class Worker:
         except RestoreError as exc:
             log.warning("job %s failed: %s", job_id, exc)
             self.store.transition(job_id, (JobState.RUNNING,), JobState.FAILED, error=exc.to_dict())
+            if job.kind == JobKind.UNDO:   # an undo's every step is in the audit trail
+                self.store.audit("restore-bot", "undo failed", job_id, str(exc))
             self._tell_failure(job, str(exc), exc.hint)
             return
         except Exception as exc:  # a bug: report it rather than leave the job hanging
@@ -137,7 +140,15 @@ class Worker:
             self._tell_failure(job, error["message"], error["hint"])
             return
         result["seconds"] = round(time.monotonic() - t0, 1)
+        if result.pop("await_approval", False):   # an undo's preview: the card asks for approval
+            self.store.transition(job_id, (JobState.RUNNING,), JobState.AWAITING_APPROVAL, result=result,
+                                  phase="preview")
+            self.store.audit("restore-bot", "undo preview", job_id, result.get("summary", ""))
+            self.store.add_event(job_id, messages.UNDO_PREVIEW_READY.format(pid=result["undo"]["preview_id"]))
+            return
         self.store.transition(job_id, (JobState.RUNNING,), JobState.SUCCEEDED, result=result, phase="done")
+        if job.kind == JobKind.UNDO:
+            self.store.audit("restore-bot", "undo applied", job_id, result.get("summary", ""))
         self.store.add_event(job_id, f"✔ {messages.SUCCEEDED}: {result.get('summary', '')}")
 
     def _tell_failure(self, job, message: str, hint: str | None) -> None:
@@ -170,6 +181,8 @@ class Worker:
     def _execute(self, job: Job, hooks: JobHooks) -> dict:
         if job.kind == JobKind.BACKUP:
             return self._backup()
+        if job.kind == JobKind.UNDO:
+            return undo_job(self.settings, self.store, job, hooks)
         interrupt = self._interrupt(job.id)
         if job.kind == JobKind.DRILL:
             return self._drill(hooks, interrupt)

@@ -212,16 +212,28 @@ def alert_text(alert: Alert, oncall: str | None, source: str) -> str:
             f"```{mask_literals(alert.statement)[:500] or '(row events)'}```")
 
 
+# The reason restore.plan.destructive gives a DELETE/UPDATE found in row events: "mass DELETE on …".
+# ("DELETE without WHERE on …" is a statement-format one: its rows are not in the binlog, no undo.)
+_ROWS_REASON = re.compile(r"^mass (DELETE|UPDATE)\b")
+
+
+def undoable(alert: Alert) -> bool:
+    """A certain DML disaster logged as row events, which an undo can put back in place."""
+    return alert.severity != "suspect" and bool(_ROWS_REASON.match(alert.reason))
+
+
 def alert_buttons(alert: Alert) -> list[dict]:
     """*Acknowledge* (a page only: a notice does not escalate), *Expected* (later plans do not stop
-    there), *This is the incident* (later plans stop there), *Plan restore* (a plan stopping there now)."""
+    there), *This is the incident* (later plans stop there), *Plan restore* (a plan stopping there now),
+    and on a certain DELETE/UPDATE *Undo this* (the undo preview card of its transaction)."""
     def button(action: str, value: str, label: str, **extra) -> dict:
         return {"type": "button", "action_id": action, "value": value,
                 "text": {"type": "plain_text", "text": label}, **extra}
     out = [] if alert.severity == "suspect" else [button("alert_ack", alert.key, "Acknowledge", style="primary")]
-    return out + [button("alert_expected", alert.key, "Expected"),
-                  button("alert_incident", alert.key, "This is the incident", style="danger"),
-                  button("alert_plan", alert.plan_spec, "Plan restore")]
+    out += [button("alert_expected", alert.key, "Expected"),
+            button("alert_incident", alert.key, "This is the incident", style="danger"),
+            button("alert_plan", alert.plan_spec, "Plan restore")]
+    return out + ([button("alert_undo", alert.plan_spec, "Undo this")] if undoable(alert) else [])
 
 
 class AlertPoster:

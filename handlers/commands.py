@@ -21,15 +21,20 @@ from restore.plan.spec import parse_spec
 # slash). Typed text naming none of them is a `/restore` subcommand: `plan` is `/restore plan`.
 SLASH_COMMANDS = ("/restore", "/backup", "/oncall")
 RESTORE_SUBCOMMANDS = ("help", "plan", "stage", "prod", "status", "abort", "history", "approve", "reject", "drill",
-                       "choice")
+                       "choice", "undo")
+UNDO_TARGETS = ("stage", "prod")   # `/restore undo SPEC [stage|prod]`: the configured target it writes into
 
 # Buttons: action ids the presenter puts on messages, and what each one's value carries.
 APPROVE_ACTION, REJECT_ACTION = "approve_prod", "reject_prod"           # value: the job id
 STOP_ACTION, SKIP_ACTION = "candidate_stop", "candidate_skip"           # value: JSON {job, spec, where, chosen}
 ALERT_ACK, ALERT_EXPECTED, ALERT_INCIDENT = "alert_ack", "alert_expected", "alert_incident"  # value: alert key
 ALERT_PLAN = "alert_plan"                                               # value: the event's stop spec
+ALERT_UNDO = "alert_undo"                                               # value: the transaction's GTID or file:pos
+# An undo preview's *Approve undo* (value: the undo job; an operator's, but a target with a prod entry
+# takes the prod gate: an approver other than the requester); its *Reject* is REJECT_ACTION.
+UNDO_APPROVE_ACTION = "approve_undo"
 ACTIONS = (APPROVE_ACTION, REJECT_ACTION, STOP_ACTION, SKIP_ACTION, ALERT_ACK, ALERT_EXPECTED, ALERT_INCIDENT,
-           ALERT_PLAN)
+           ALERT_PLAN, ALERT_UNDO, UNDO_APPROVE_ACTION)
 
 _MENTION = re.compile(r"^<?@?(?P<id>[A-Za-z0-9:_.-]+)(\|[^>]*)?>?$")  # <@U123|kim>, @U123, U123, kakao:7
 
@@ -59,6 +64,7 @@ class Command:
     spec: str | None = None        # choose: the candidate's transaction (GTID or file:pos)
     where: str = ""                # choose: the candidate's file:pos, to say what was chosen
     alert: str | None = None       # alert buttons: the alert's key
+    target: str = "stage"          # undo: the configured target it writes into (UNDO_TARGETS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,6 +94,8 @@ def _build() -> _Parser:
             p.add_argument("job", nargs="?" if name in ("status", "abort") else None)
         if name == "choice":
             p.add_argument("what", nargs="?", choices=("clear",))
+        if name == "undo":   # SPEC [stage|prod], or `approve JOB` (the typed form of *Approve undo*)
+            p.add_argument("words", nargs="+", metavar="SPEC [stage|prod]")
     backup = groups.add_parser("backup", prog="/backup", add_help=False)
     backup.add_argument("what", nargs="?", choices=("now", "list"), default="list")
     oncall = groups.add_parser("oncall", prog="/oncall", add_help=False)
@@ -151,6 +159,8 @@ def _oncall(args: argparse.Namespace, user: str, origin: str) -> Command:
 
 
 def _restore(args: argparse.Namespace, user: str, origin: str) -> Command:
+    if args.name == "undo":
+        return _undo(args.words, user, origin)
     stop = getattr(args, "stop_before", None)
     skips = tuple(getattr(args, "skip", None) or ())
     chosen = stop is not None or bool(skips)
@@ -166,10 +176,34 @@ def _restore(args: argparse.Namespace, user: str, origin: str) -> Command:
                    restart=bool(getattr(args, "restart", False)), chosen=chosen)
 
 
+def _undo(words: list[str], user: str, origin: str) -> Command:
+    if words[0].lower() == "approve":
+        if len(words) != 2:
+            raise CommandError("`/restore undo approve` takes the undo job: `/restore undo approve R5`")
+        return Command("undo approve", user, origin=origin, job=words[1])
+    if len(words) > 2 or (len(words) == 2 and words[1].lower() not in UNDO_TARGETS):
+        raise CommandError(f"`/restore undo` takes one SPEC and then the target, {' or '.join(UNDO_TARGETS)} "
+                           f"(default stage); got {' '.join(words)!r}")
+    return undo_command(words[0], words[1].lower() if len(words) == 2 else "stage", user, origin)
+
+
+def undo_command(spec: str, target: str, user: str, origin: str) -> Command:
+    """`/restore undo SPEC [stage|prod]` (or an alert's *Undo this*): SPEC is checked here, so a typo
+    is answered at once rather than by a failed job."""
+    if spec.strip().lower() != "auto":
+        try:
+            parse_spec(spec, option="undo SPEC", allow=("gtid", "filepos"))
+        except RestoreError as exc:
+            raise CommandError(f"{exc.message} — {messages.UNDO_SPEC_HELP}") from None
+    return Command("undo", user, origin=origin, spec=spec.strip(), target=target)
+
+
 def from_action(action_id: str, value: str, user: str, origin: str = "slack") -> Command:
     """A button click (its action id and value, as the presenter put them on the message) as a Command."""
     if action_id in (APPROVE_ACTION, REJECT_ACTION):
         return Command("approve" if action_id == APPROVE_ACTION else "reject", user, origin=origin, job=value)
+    if action_id == UNDO_APPROVE_ACTION:
+        return Command("undo approve", user, origin=origin, job=value)
     if action_id in (STOP_ACTION, SKIP_ACTION):
         try:
             doc = json.loads(value)
@@ -186,4 +220,6 @@ def from_action(action_id: str, value: str, user: str, origin: str = "slack") ->
         except RestoreError as exc:
             raise CommandError(f"{exc} — {exc.hint}") from None
         return Command("plan", user, origin=origin, stop_before=value, chosen=True)
+    if action_id == ALERT_UNDO:
+        return undo_command(value, "stage", user, origin)
     raise CommandError(f"I don't know the button `{action_id}`.")

@@ -22,7 +22,7 @@ REQUESTS = Counter("restore_bot_requests_total", "chat requests by subcommand", 
 # Who may give which command (the rest: anyone who can reach the bot). A reject is the
 # approvers' or the requester's: that rule needs the job, so the handler applies it.
 OPERATOR_ONLY = frozenset({"plan", "stage", "drill", "prod", "abort", "choice clear", "choose stop", "choose skip",
-                           "alert expected", "alert incident", "backup now", "oncall set"})
+                           "alert expected", "alert incident", "backup now", "oncall set", "undo", "undo approve"})
 APPROVER_ONLY = frozenset({"approve"})
 
 
@@ -137,4 +137,6 @@ def job_args(cmd: Command) -> dict:
 
 
 def _detail(cmd: Command) -> str:
+    if cmd.name == "undo":
+        return f"{cmd.spec} on {cmd.target}"
     return " ".join(t for t in (args_text(job_args(cmd)), cmd.who, cmd.spec, cmd.alert) if t)

@@ -21,7 +21,7 @@ class JobState(str, Enum):
     """A job's state. A str, so it equals its value: "running" == JobState.RUNNING, and JSON and
     SQLite hold the plain word."""
     QUEUED = "queued"                         # waiting for a worker
-    AWAITING_APPROVAL = "awaiting_approval"   # a prod restore waiting for a second operator
+    AWAITING_APPROVAL = "awaiting_approval"   # a prod restore waiting for a second operator; an undo's preview
     RUNNING = "running"                       # a worker has it (worker_pid)
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -40,6 +40,7 @@ class JobKind(str, Enum):
     PROD = "prod"
     DRILL = "drill"
     BACKUP = "backup"
+    UNDO = "undo"      # a preview (dry run) that waits for approval, then the apply of that preview
 
     def __str__(self) -> str:
         return self.value
@@ -55,7 +56,8 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.AWAITING_APPROVAL: frozenset({JobState.QUEUED,    # approved
                                            JobState.REJECTED, JobState.EXPIRED, JobState.ABORTED}),
     JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.ABORTED,
-                                 JobState.QUEUED}),            # its worker stopped or died: another resumes it
+                                 JobState.QUEUED,              # its worker stopped or died: another resumes it
+                                 JobState.AWAITING_APPROVAL}), # an undo's preview is ready: approve to apply
     **{state: frozenset() for state in FINISHED},
 }
 

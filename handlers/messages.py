@@ -8,6 +8,7 @@ USAGE = """*restore-bot* — point-in-time restore from dumps + binlog
 `/restore status [JOB]` · `/restore abort [JOB]` · `/restore history`
 `/restore approve JOB` · `/restore reject JOB` — answer a prod approval request
 `/restore choice [clear]` — the stop and skips chosen with the plan card's or an alert's buttons (used when a command names none) / forget them
+`/restore undo SPEC [prod]` — put back what one DELETE/UPDATE transaction (SPEC: its GTID, FILE:POS, or auto) destroyed, in place on the stage target (or prod), keeping later writes: a preview card first, applied when someone clicks *Approve undo* (on prod: a second person)
 `/restore drill` — restore the newest backup + archived binlogs into a sandbox, to prove they work
 `/backup now` · `/backup list` — take a base snapshot now / list them
 `/oncall` · `/oncall set @user` — who is on call / hand it over
@@ -23,7 +24,8 @@ OPERATORS_ONLY = {   # what NOT_ALLOWED says a person could not do, by command
     "prod": "request a prod restore", "abort": "abort a job", "choice clear": "clear the saved choice",
     "choose stop": "change the plan", "choose skip": "change the plan",
     "alert expected": "mark an event expected", "alert incident": "mark the incident",
-    "backup now": "take a backup", "oncall set": "change who is on call",
+    "backup now": "take a backup", "oncall set": "change who is on call", "undo": "start an undo",
+    "undo approve": "approve an undo",
 }
 NOT_APPROVER = ("Sorry <@{user}>, only approvers may approve a prod restore. (This was logged.)")
 SELF_APPROVAL = ("<@{user}>, you requested {job} yourself: a *different* approver must approve it.")
@@ -82,7 +84,41 @@ ABORT_DONE = "Job {job} already finished ({state}); nothing to abort."
 HISTORY_EMPTY = "Nothing has happened yet."
 
 CARD_TITLE = {"plan": "Plan", "stage": "Stage restore", "prod": "Prod restore", "drill": "Restore drill",
-              "backup": "Backup"}
+              "backup": "Backup", "undo": "Undo"}
+
+# /restore undo: its preview card, approval and results
+UNDO_NO_TARGET = ("Undo writes into a kept server, and target *{target}* is {what}: set [targets.{target}] dsn = "
+                  "\"mysql://...\" in the config (undo never runs into a throwaway sandbox).")
+UNDO_SPEC_HELP = ("undo takes the transaction's GTID (0-1-113680, uuid:n), the FILE:POS of any of its events "
+                  "(binlog.000002:4711: an alert and `/restore plan` list them), or auto (the plan's chosen candidate)")
+UNDO_PREVIEW_HEAD = "*Undo preview* of transaction `{tx}` at `{where}` on *{target}* — preview `{pid}`; nothing written yet"
+UNDO_TABLE = ("• *{table}*: {insert} to insert back, {update} to update back, {delete} to delete, "
+              "{already} already as before; {conflicts} conflict(s)")
+UNDO_SAMPLE = "    {action} {key}: {values}"
+UNDO_LATER = "    later transactions on these rows: {txs}"
+UNDO_CONFLICT = ("⚠ *conflict* {table} {key}{column}: the undo would put {undo!r}, a later write left {later!r} "
+                 "(kept) — {reason}")
+UNDO_STALE = ("⚠ {table} {key}: the binlog ends with {binlog!r}, the target holds {target!r}: the apply will be "
+              "refused; read the binlog again and run a new preview")
+UNDO_ASK_ONE = "*Approve undo* applies it in one transaction; *Reject* writes nothing. Approval within {minutes} minutes."
+UNDO_ASK_TWO = ("*Approve undo* applies it in one transaction — {target} is production: a *different* approver "
+                "than <@{requester}> must approve, within {minutes} minutes; *Reject* writes nothing.")
+UNDO_DONE_BEFORE = ("Undone already on {target} ({at}, preview `{pid}`): this transaction's undo is recorded there, "
+                    "nothing was written now.")
+UNDO_APPLIED = "Undone on {target} in one transaction: {counts}."
+UNDO_VERIFIED = "Verified: every written row holds its intended image (before-image plus kept later writes)."
+UNDO_NOT_VERIFIED = "NOT as intended after the apply ({n} row(s)): {first}"
+UNDO_NO_CONFLICT = "No conflicts."
+UNDO_CONFLICTS = "{n} conflict(s), kept as the later writes left them:"
+UNDO_WAITING = "preview ready, waiting for approval"
+UNDO_PREVIEW_READY = "⏸ preview `{pid}` ready: waiting for *Approve undo* or *Reject* on the card"
+UNDO_VERIFY_OK = "✓ verify: every written row holds its intended image"
+UNDO_VERIFY_BAD = "✗ verify: {n} row(s) NOT as intended: {first}"
+UNDO_NEW_PREVIEW = "nothing was written; run `/restore undo {spec}{target}` for a new preview, then approve that one"
+UNDO_APPROVE_BUTTON = "Approve undo"
+UNDO_APPROVED = "Approved by <@{user}>: undo job *{job}* applies preview `{pid}` now."
+UNDO_REJECTED = "Rejected by <@{user}>: undo job *{job}* writes nothing."
+NOT_APPROVER_UNDO = "Sorry <@{user}>, only approvers may approve an undo. (This was logged.)"
 NO_KEEP = ("Backups are not configured: set [watch] source and [keep] backup_dir (and backup_databases), "
            "plus [keep] archive_dir for drills.")
 BACKUP_USAGE = "`/backup now` takes a base snapshot · `/backup list` shows them"
@@ -118,6 +154,7 @@ KAKAO_ACK_CALLBACK = "{kind} job {job} queued — working on it; I answer here w
 KAKAO_STILL_RUNNING = "Job {job} is not done yet after {seconds} s:\n{status}\n`/restore status {job}` for more."
 KAKAO_APPROVE_HINT = "A different approver sends `/restore approve {job}` (or `/restore reject {job}`)."
 KAKAO_LABELS = {"status": "Status {job}", "abort": "Abort {job}", "approve": "Approve {job}", "reject": "Reject {job}"}
+CONSOLE_UNDO_PROMPT = "Name of the operator approving undo {job} (empty rejects): "
 
 CONSOLE_GREETING = ("restore-bot console — type `help`, `plan`, `stage`, `prod`, `status`, `history`, `backup list`, "
                     "`oncall`; `plan stop=SPEC skip=SPEC` chooses among the candidates a plan lists; Ctrl-D quits")

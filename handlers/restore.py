@@ -28,13 +28,17 @@ class RestoreHandler:
     no self-approval, a requester may take back a request)."""
 
     commands = ("help", "plan", "stage", "prod", "status", "abort", "history", "approve", "reject", "drill", "choice",
-                "choice clear", "choose stop", "choose skip")
+                "choice clear", "choose stop", "choose skip", "undo", "undo approve")
 
-    def __init__(self, store: JobStore, access: Approvers, *, channel: str | None, has_prod: bool) -> None:
+    def __init__(self, store: JobStore, access: Approvers, *, channel: str | None, has_prod: bool,
+                 undo_targets: dict[str, bool] | None = None) -> None:
         self.store = store
         self.access = access
         self.channel = channel
         self.has_prod = has_prod
+        # The kept targets an undo may write into, each with whether it is production (a prod entry
+        # in the config): approving an undo there takes the prod gate. A sandbox is not one of them.
+        self.undo_targets = undo_targets or {}
 
     def handle(self, cmd: Command, reply: Reply) -> None:
         getattr(self, "_" + cmd.name.replace(" ", "_"))(cmd, reply)
@@ -101,9 +105,29 @@ class RestoreHandler:
 
     def _approve(self, cmd: Command, reply: Reply) -> None:
         job = self._job(cmd, reply)
+        if job is not None:
+            self._gate(cmd, reply, job, second_person=job.kind == JobKind.PROD or bool(job.args.get("guarded")))
+
+    def _undo_approve(self, cmd: Command, reply: Reply) -> None:
+        """An undo preview's *Approve undo*: any operator on a target without a prod entry (the
+        requester too), the prod gate on one with it."""
+        job = self._job(cmd, reply)
         if job is None:
             return
-        if cmd.user == job.requester:
+        if job.kind != JobKind.UNDO:
+            reply.ephemeral(say.not_waiting(job))
+            return
+        self._gate(cmd, reply, job, second_person=bool(job.args.get("guarded")))
+
+    def _gate(self, cmd: Command, reply: Reply, job: Job, *, second_person: bool) -> None:
+        """The approval gate, for prod restores and undos alike: `second_person` (production) takes an
+        approver who is not the requester; then the approval window, then the one state change that
+        lets the worker run it."""
+        if second_person and not self.access.can_approve(cmd.user):
+            self.store.audit(cmd.user, "refused approve", job.id, "not an approver")
+            reply.ephemeral(say.not_approver(cmd.user, job))
+            return
+        if second_person and cmd.user == job.requester:
             self.store.audit(cmd.user, "refused approve", job.id, "self-approval")
             reply.ephemeral(say.self_approval(cmd.user, job))
             return
@@ -112,7 +136,7 @@ class RestoreHandler:
         if not self.store.transition(job.id, (JobState.AWAITING_APPROVAL,), JobState.QUEUED, approver=cmd.user):
             reply.ephemeral(say.not_waiting(self.store.get(job.id)))
             return
-        self.store.audit(cmd.user, "approved prod", job.id)
+        self.store.audit(cmd.user, f"approved {job.kind}", job.id, say.approval_detail(job))
         self.store.add_event(job.id, say.approved(cmd.user, job))
         reply.say(say.approved(cmd.user, job))
         reply.queued(self.store.get(job.id), ack=False)
@@ -128,9 +152,27 @@ class RestoreHandler:
         if not self.store.transition(job.id, (JobState.AWAITING_APPROVAL,), JobState.REJECTED, approver=cmd.user):
             reply.ephemeral(say.not_waiting(job))
             return
-        self.store.audit(cmd.user, "rejected prod", job.id)
+        self.store.audit(cmd.user, f"rejected {job.kind}", job.id)
+        if job.kind == JobKind.UNDO:   # its card stands: the thread says why nothing follows
+            self.store.add_event(job.id, say.rejected(cmd.user, job))
         reply.say(say.rejected(cmd.user, job))
         reply.showing(self.store.get(job.id))
+
+    def _undo(self, cmd: Command, reply: Reply) -> None:
+        """`/restore undo SPEC [stage|prod]`, or an alert's *Undo this*: a job whose preview (a dry
+        run) ends on its card with *Approve undo* and *Reject*; approved, the same job applies it."""
+        guarded = self.undo_targets.get(cmd.target)
+        if guarded is None:
+            reply.ephemeral(say.undo_no_target(cmd.target, configured=cmd.target == "stage" or
+                                               (cmd.target == "prod" and self.has_prod)))
+            return
+        if busy := self._busy(cmd.target):
+            reply.ephemeral(say.busy(cmd.target, busy))
+            return
+        job = self.store.create(JobKind.UNDO, cmd.target, cmd.user, args={"event": cmd.spec, "guarded": guarded},
+                                origin=cmd.origin, channel=self.channel)
+        self.store.audit(cmd.user, "queued undo", job.id, f"{cmd.spec} on {cmd.target}")
+        reply.queued(job)
 
     def _status(self, cmd: Command, reply: Reply) -> None:
         job = self._job(cmd, reply, default_active=True)

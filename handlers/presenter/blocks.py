@@ -10,6 +10,7 @@ from handlers import messages
 from handlers.commands import APPROVE_ACTION, REJECT_ACTION
 from handlers.jobstore import Job
 from handlers.presenter.jobs import card_text
+from handlers.presenter import undo_card
 from handlers.presenter.plan_card import slack_blocks
 
 
@@ -23,5 +24,7 @@ def approval_request(job: Job, text: str) -> list[dict]:
 
 
 def card(job: Job) -> list[dict] | None:
-    """A job's card as blocks: a finished plan's candidates with their buttons; None: its text will do."""
-    return slack_blocks(job, card_text(job, candidates=False))
+    """A job's card as blocks: a finished plan's candidates, or an undo's preview, with their buttons;
+    None: its text will do."""
+    head = card_text(job, candidates=False)
+    return slack_blocks(job, head) or undo_card.slack_blocks(job, head)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from handlers import messages
 from handlers.jobstore import Job, JobKind, JobState
+from handlers.presenter import undo_card
 from handlers.presenter.plan_card import candidates_text, short_text, verdicts_text
 
 
@@ -30,14 +31,17 @@ def card_text(job: Job, *, candidates: bool = True) -> str:
     """The job's progress card. `candidates`: with a finished plan's candidate list (Slack shows it
     as blocks with buttons instead)."""
     head = f"*{kind_title(job)}* `{job.id}` requested by <@{job.requester}>"
+    undo = undo_card.card_extra(job)
     if job.state == JobState.SUCCEEDED:
-        extra = [t for t in (candidates_text(job) if candidates else "", verdicts_text(job)) if t]
+        extra = [t for t in (candidates_text(job) if candidates else "", verdicts_text(job), undo) if t]
         return (f"{head}\n✅ *{messages.SUCCEEDED}* in {(job.result or {}).get('seconds', '?')} s\n{describe(job)}"
                 + "".join("\n" + t for t in extra))
     if job.state == JobState.FAILED:
-        return f"{head}\n❌ *{messages.FAILED}*\n{describe(job)}"
+        return f"{head}\n❌ *{messages.FAILED}*\n{describe(job)}" + (f"\n{undo}" if undo else "")
     if job.state in (JobState.ABORTED, JobState.REJECTED, JobState.EXPIRED):
-        return f"{head}\n⏹ *{job.state}*"
+        return f"{head}\n⏹ *{job.state}*" + (f"\n{undo}" if undo else "")
+    if undo:   # an undo's preview, waiting for approval (Slack shows it as blocks with buttons)
+        return f"{head}\n⏸ *{messages.UNDO_WAITING}*" + (f"\n{undo}" if candidates else "")
     p = job.progress or {}
     bar = ""
     if p.get("total"):
@@ -58,6 +62,6 @@ def queued(job: Job, channel: str | None) -> str:
 
 def outcome(job: Job) -> str:
     """A finished job in one answer of at most a few lines a candidate (KakaoTalk's callback)."""
-    listed = short_text(job)   # the card's list in short: answers take 1000 characters
+    listed = short_text(job) or undo_card.short_text(job)   # the card's list in short: answers take 1000 characters
     nxt = (job.result or {}).get("next") if job.state == JobState.SUCCEEDED else None
     return card_text(job, candidates=not listed) + (f"\n{listed}" if listed else "") + (f"\n{nxt}" if nxt else "")

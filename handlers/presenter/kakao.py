@@ -7,6 +7,7 @@ import re
 from handlers import messages
 from handlers.jobstore import Job
 from handlers.presenter.jobs import describe, kind_title
+from handlers.presenter import undo_card
 from handlers.presenter.plan_card import kakao_replies
 
 TEXT_LIMIT = 1000          # simpleText.text
@@ -59,6 +60,8 @@ def quick(verb: str, job: str) -> dict:
 
 
 def job_replies(job: Job) -> list[dict]:
+    if undo_card.waiting(job):   # an undo's preview: the typed forms of *Approve undo* and *Reject*
+        return undo_card.kakao_replies(job) + [quick("status", job.id)]
     if job.finished:   # a plan's candidates: the typed forms of the Slack card's buttons
         return kakao_replies(job) + [quick("status", job.id)]
     return [quick("status", job.id), quick("abort", job.id)]

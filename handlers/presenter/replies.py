@@ -3,7 +3,7 @@ the operators' choice, alerts marked. (Sentences from `handlers.messages`.)"""
 from __future__ import annotations
 
 from handlers import messages
-from handlers.jobstore import Job
+from handlers.jobstore import Job, JobKind
 from handlers.presenter.answers import choice_text
 
 
@@ -13,8 +13,9 @@ def not_allowed(user: str, command: str) -> str:
     return messages.NOT_ALLOWED.format(user=user, what=messages.OPERATORS_ONLY.get(command, f"do `{command}`"))
 
 
-def not_approver(user: str) -> str:
-    return messages.NOT_APPROVER.format(user=user)
+def not_approver(user: str, job: Job | None = None) -> str:
+    undo = job is not None and job.kind == JobKind.UNDO
+    return (messages.NOT_APPROVER_UNDO if undo else messages.NOT_APPROVER).format(user=user)
 
 
 def not_here(name: str) -> str:
@@ -50,11 +51,28 @@ def not_waiting(job: Job) -> str:
 
 
 def approved(user: str, job: Job) -> str:
+    if job.kind == JobKind.UNDO:
+        return messages.UNDO_APPROVED.format(user=user, job=job.id, pid=preview_id(job))
     return messages.APPROVED.format(user=user, job=job.id)
 
 
+def approval_detail(job: Job) -> str:
+    """What the audit trail says was approved."""
+    if job.kind == JobKind.UNDO:
+        return f"{job.args.get('event')} on {job.target}, preview {preview_id(job)}"
+    return f"plan {job.plan_id}" if job.plan_id else ""
+
+
+def preview_id(job: Job) -> str:
+    return ((job.result or {}).get("undo") or {}).get("preview_id") or "?"
+
+
 def rejected(user: str, job: Job) -> str:
-    return messages.REJECTED.format(user=user, job=job.id)
+    return (messages.UNDO_REJECTED if job.kind == JobKind.UNDO else messages.REJECTED).format(user=user, job=job.id)
+
+
+def undo_no_target(target: str, *, configured: bool) -> str:
+    return messages.UNDO_NO_TARGET.format(target=target, what="a throwaway sandbox" if configured else "not configured")
 
 
 def expired(job: Job, minutes: int) -> str:
