@@ -11,14 +11,32 @@ target's information_schema gives the meaning: a value decodes to the very Pytho
 returns for the same column (int, Decimal, str in the column's charset, bytes, datetime/date,
 ENUM/SET strings), so "still as inserted" or "the later value" is a plain equality.
 
-Decoded exactly (tests/test_undo.py compares each with the server's own SELECT): integers (signed and
-unsigned), YEAR, DECIMAL, DOUBLE (MariaDB 10.11's text form of a DOUBLE, which PyMySQL reads, gives
-back the binlog's IEEE value: checked on 4,000 values from 5e-324 to 1.8e308), CHAR/VARCHAR/TEXT
-(utf8mb3, utf8mb4, latin1, ascii), BINARY (padded back: the binlog drops its trailing zero bytes),
-VARBINARY/BLOB, BIT, DATE, DATETIME(0-6), TIMESTAMP(0-6) (read in UTC: the
-target connection's time_zone is +00:00), TIME(0-6), ENUM, SET, MariaDB's JSON (a LONGTEXT).
-Refused, naming the column: FLOAT (the server shows a FLOAT with 6 digits, not its binary value),
-MySQL's binary JSON, GEOMETRY, the pre-5.6 temporal formats. Zero dates ('0000-00-00') are refused.
+Decoded exactly (tests/test_undo.py and tests/test_undo_types.py compare each with the server's own
+SELECT, and put it back bit for bit): integers (signed and unsigned), YEAR, DECIMAL, FLOAT and DOUBLE
+(SELECTed as CAST(col AS DOUBLE): a FLOAT's float32 widens to a double exactly, while the server's own
+text of a FLOAT has 6 digits; MariaDB 10.11's text of a double gives back its IEEE value, and a double
+that holds a float32 written into a FLOAT gives back the same float32 bits), BINARY (padded back: the
+binlog drops its trailing zero bytes), VARBINARY/BLOB, BIT, DATE, DATETIME(0-6), TIMESTAMP(0-6) (read in
+UTC: the target connection's time_zone is +00:00), TIME(0-6), ENUM, SET, MariaDB's JSON (a LONGTEXT),
+GEOMETRY and its subtypes (the server's own bytes, SRID then WKB, which the binlog logs and an INSERT
+takes back as they are), MariaDB's INET6 (its text, formatted as the server's Inet6::to_string does)
+and UUID (the binlog carries its text order, whatever the record's order).
+Zero and partial-zero dates ('0000-00-00', '2024-00-15 10:00:00.5') are the str PyMySQL returns for
+them (it cannot make a date of them), formatted as the server prints them; they go back as that text
+under the server's default sql_mode (a target with NO_ZERO_DATE or NO_ZERO_IN_DATE in its sql_mode
+refuses them, and the undo rolls back whole).
+Text in utf8mb3/utf8mb4, utf16, utf16le, utf32, ucs2, ascii, latin1 (the server's cp1252, whose five
+undefined bytes are the C1 controls), latin2, latin5, latin7, cp1250, cp1251, cp1256, cp1257, cp850,
+cp852, cp866, koi8r, koi8u, greek, hebrew, macroman, macce, tis620, sjis, cp932, ujis, euckr, gbk,
+gb2312 and big5 (CHARSETS): Python's codec for it, with the few bytes where the server's table differs
+put right, and refused where the server has no character for the bytes or would write the text back as
+other bytes (sjis's backslash, cp932's rows 0xED-0xEE, a few big5, greek and cp1256 characters). Each
+table is checked against the server's own conversion, both ways, for every one- and two-byte sequence
+and ujis's three-byte ones (tests/test_undo_types.py).
+Refused, naming the column: MySQL's binary JSON (no MySQL server here to test a decoder against: the
+server's text of a JSON value orders keys and prints doubles its own way, and mysql-replication's
+decoder gives Python objects, not that text), the pre-5.6 temporal formats, charsets without a checked
+table (eucjpms, armscii8, dec8, hp8, swe7, keybcs2, geostd8).
 Generated columns (VIRTUAL, PERSISTENT/STORED) are decoded, to compare rows, but never written: the
 server computes them.
 """
@@ -38,18 +56,83 @@ _DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
 _INTEGERS = {"tinyint", "smallint", "mediumint", "int", "bigint"}
 _TEXT = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext"}
 _BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
-_CODECS = {"utf8mb4": "utf-8", "utf8mb3": "utf-8", "utf8": "utf-8", "latin1": "cp1252", "ascii": "ascii"}
+_GEOMETRY = {"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon",
+             "geometrycollection"}
 # binlog type codes each information_schema DATA_TYPE may be logged as: a schema that changed since
 # the transaction (or a type we would misread) is refused rather than decoded wrongly
 _LOGGED_AS = {
     "tinyint": {br.T_TINY}, "smallint": {br.T_SHORT}, "mediumint": {br.T_INT24}, "int": {br.T_LONG},
-    "bigint": {br.T_LONGLONG}, "year": {br.T_YEAR}, "decimal": {br.T_NEWDECIMAL}, "double": {br.T_DOUBLE}, "date": {br.T_DATE, br.T_NEWDATE},
+    "bigint": {br.T_LONGLONG}, "year": {br.T_YEAR}, "decimal": {br.T_NEWDECIMAL}, "double": {br.T_DOUBLE},
+    "float": {br.T_FLOAT}, "date": {br.T_DATE, br.T_NEWDATE},
     "datetime": {br.T_DATETIME2}, "timestamp": {br.T_TIMESTAMP2}, "time": {br.T_TIME2}, "bit": {br.T_BIT},
     "enum": {br.T_STRING}, "set": {br.T_STRING}, "char": {br.T_STRING}, "binary": {br.T_STRING},
-    "varchar": {br.T_VARCHAR}, "varbinary": {br.T_VARCHAR},
+    "varchar": {br.T_VARCHAR}, "varbinary": {br.T_VARCHAR}, "inet6": {br.T_STRING}, "uuid": {br.T_STRING},
+    **{t: {br.T_GEOMETRY} for t in _GEOMETRY},
     **{t: {br.T_BLOB} for t in ("tinytext", "text", "mediumtext", "longtext", "tinyblob", "blob", "mediumblob",
                                 "longblob")},
 }
+
+
+# The server's charsets as Python decodes them. Each was compared with the server's CONVERT(... USING
+# utf8mb4) for every one- and two-byte sequence (tests/test_undo_types.py); where the tables differ the
+# server's character is put right here, and where the server has no character (it prints '?' or U+FFFD)
+# or two byte sequences give one character (the text could not go back as the same bytes), the value
+# is refused.
+# single-byte: server charset -> (codec, {byte: the server's character}, bytes refused)
+_SINGLE = {
+    "latin1": ("cp1252", {b: chr(b) for b in (0x81, 0x8D, 0x8F, 0x90, 0x9D)}, b""),   # the C1 controls
+    "ascii": ("ascii", {}, b""), "cp1250": ("cp1250", {}, b""), "cp1251": ("cp1251", {}, b""),
+    "cp1257": ("cp1257", {}, b""), "cp850": ("cp850", {}, b""), "cp852": ("cp852", {}, b""),
+    "latin2": ("iso8859_2", {}, b""), "latin5": ("iso8859_9", {}, b""), "latin7": ("iso8859_13", {}, b""),
+    "koi8r": ("koi8_r", {}, b""), "macroman": ("mac_roman", {}, b""), "macce": ("mac_latin2", {}, b""),
+    "tis620": ("tis_620", {}, b""),
+    "cp866": ("cp866", {0xFC: "\u207f", 0xFD: "\u00b2"}, b""),
+    "hebrew": ("iso8859_8", {0xAF: "\u203e"}, b""),
+    "koi8u": ("koi8_u", {0x95: "\u2022"}, b""),
+    "greek": ("iso8859_7", {0xA1: "\u02bd", 0xA2: "\u02bc"}, b"\xa4\xa5\xaa"),
+    "cp1256": ("cp1256", {}, b"\x8a\x8f\x98\x9a\x9f\xaa\xc0\xff"),
+}
+_NONE = "\uffff"     # in a single-byte table: the server has no character for this byte
+
+
+def _byte_table(codec: str, fixes: dict[int, str], refused: bytes) -> str:
+    out = []
+    for i in range(256):
+        try:
+            ch = fixes.get(i) or bytes([i]).decode(codec)
+        except UnicodeDecodeError:
+            ch = _NONE
+        out.append(_NONE if i in refused else ch)
+    return "".join(out)
+
+
+_TABLES = {name: _byte_table(*spec) for name, spec in _SINGLE.items()}
+def _cp932_nec_ibm() -> set[str]:
+    out = set()
+    for lead in (0xED, 0xEE):
+        for trail in range(0x40, 0xFD):
+            try:
+                out.add(bytes([lead, trail]).decode("cp932"))
+            except UnicodeDecodeError:
+                pass
+    return out
+
+
+_ASTRAL = "[\U00010000-\U0010ffff]"
+# multi-byte: server charset -> (codec, characters refused, whether the text must encode back to its bytes)
+_MULTI: dict[str, tuple[str, re.Pattern | None, bool]] = {
+    "utf8mb4": ("utf-8", None, False), "utf8mb3": ("utf-8", None, False), "utf8": ("utf-8", None, False),
+    "utf16": ("utf-16-be", None, False), "utf16le": ("utf-16-le", None, False), "utf32": ("utf-32-be", None, False),
+    "ucs2": ("utf-16-be", re.compile(_ASTRAL), False),     # two ucs2 surrogates are no character to the server
+    # the server reads 0x5C and 0x815F both as '\\' and writes '\\' back as 0x815F
+    "sjis": ("shift_jis", re.compile("[\\\\\uff3c]"), True),
+    "ujis": ("euc_jp", re.compile("\uff3c"), True),       # 0xA1C0 is '\\' to the server, as 0x5C is
+    # rows 0xED and 0xEE (NEC's copy of IBM's kanji) the server writes back as IBM's 0xFA-0xFC
+    "cp932": ("cp932", re.compile("[\x80\uf8f0-\uf8f3" + "".join(sorted(_cp932_nec_ibm())) + "]"), True),
+    "euckr": ("cp949", None, True), "gbk": ("gbk", None, True), "gb2312": ("gb2312", None, True),
+    "big5": ("big5", re.compile("[\u2574\uffe3\u02cd\uff0f\uff3c\u5341\u5345]"), True),
+}
+CHARSETS = frozenset(_TABLES) | frozenset(_MULTI)    # the charsets undo decodes
 
 
 @dataclass(frozen=True)
@@ -86,7 +169,8 @@ class TableSchema:
 
     def select_list(self) -> str:
         """The columns as the undo SELECTs them, in the order decode_row gives them."""
-        return ", ".join(quote_ident(c.name) for c in self.columns)
+        return ", ".join(f"CAST({quote_ident(c.name)} AS DOUBLE)" if c.data_type in ("float", "double")
+                         else quote_ident(c.name) for c in self.columns)
 
     def key_text(self, row: tuple) -> str:
         cols = self.key or range(len(self.columns))
@@ -165,36 +249,34 @@ def decode_value(col: Column, b: bytes, schema: TableSchema):
     if t in _INTEGERS:
         return int.from_bytes(b, "little", signed=not col.unsigned)
     if t in _TEXT:
-        codec = _CODECS.get(col.charset or "")
-        if codec is None:
-            raise RestoreError(f"column {schema.full_name}.{col.name} has charset {col.charset}, which undo does "
-                               "not decode yet", hint="use /restore plan")
-        return b.decode(codec)
+        return _text(col, b, schema)
     if t == "binary":
         return b.ljust(col.octets, b"\0")
-    if t in _BINARY or t == "bit":
+    if t in _BINARY or t in _GEOMETRY or t == "bit":
         return b
     if t == "decimal":
         return _decimal(b, col.precision, col.scale)
     if t == "double":
         return struct.unpack("<d", b)[0]
+    if t == "float":
+        return struct.unpack("<f", b)[0]     # widened to the double CAST(col AS DOUBLE) returns
     if t == "year":
         return b[0] + 1900 if b[0] else 0
     if t == "date":
         v = int.from_bytes(b, "little")
-        return _zero_checked(col, schema, lambda: dt.date(v >> 9, (v >> 5) & 15, v & 31))
+        return _date_or_text(v >> 9, (v >> 5) & 15, v & 31)
     if t == "datetime":
         v = int.from_bytes(b[:5], "big") - 0x8000000000
         ymd, hms = v >> 17, v & 0x1FFFF
         ym = ymd >> 5
-        micro = _fraction(b[5:], col.fsp)
-        return _zero_checked(col, schema, lambda: dt.datetime(ym // 13, ym % 13, ymd & 31, hms >> 12, (hms >> 6) & 63,
-                                                              hms & 63, micro))
+        return _date_or_text(ym // 13, ym % 13, ymd & 31, (hms >> 12, (hms >> 6) & 63, hms & 63,
+                                                           _fraction(b[5:], col.fsp)), col.fsp)
     if t == "timestamp":
         secs = int.from_bytes(b[:4], "big")
         micro = _fraction(b[4:], col.fsp)
-        return _zero_checked(col, schema, lambda: dt.datetime(1970, 1, 1) + dt.timedelta(seconds=secs, microseconds=micro)
-                             if secs else dt.date(0, 0, 0))
+        if not secs:       # the zero TIMESTAMP (1970-01-01 00:00:00 UTC is out of its range)
+            return _date_or_text(0, 0, 0, (0, 0, 0, micro), col.fsp)
+        return dt.datetime(1970, 1, 1) + dt.timedelta(seconds=secs, microseconds=micro)
     if t == "time":
         return _time(b, col.fsp)
     if t == "enum":
@@ -203,16 +285,78 @@ def decode_value(col: Column, b: bytes, schema: TableSchema):
     if t == "set":
         bits = int.from_bytes(b, "little")
         return ",".join(m for i, m in enumerate(col.members) if bits >> i & 1)
+    if t == "inet6":
+        return _inet6(b.ljust(16, b"\0"))
+    if t == "uuid":
+        h = b.ljust(16, b"\0").hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
     raise RestoreError(f"column {schema.full_name}.{col.name} is {t.upper()}, which undo does not decode yet",
                        hint="use /restore plan")
 
 
-def _zero_checked(col: Column, schema: TableSchema, make):
+def _text(col: Column, b: bytes, schema: TableSchema) -> str:
+    """The str PyMySQL returns for the column's bytes (the server converts them to utf8mb4)."""
+    name = col.charset or ""
+    table = _TABLES.get(name)
+    if table is not None:
+        text = b.decode("latin-1").translate(table)
+        if _NONE not in text:
+            return text
+    elif name in _MULTI:
+        codec, refused, back = _MULTI[name]
+        try:
+            text = b.decode(codec)
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and not (refused and refused.search(text)) and not (back and text.encode(codec) != b):
+            return text
+    else:
+        raise RestoreError(f"column {schema.full_name}.{col.name} has charset {name}, which undo does not decode",
+                           hint="undo decodes " + ", ".join(sorted(CHARSETS)) + "; use /restore plan")
+    raise RestoreError(f"column {schema.full_name}.{col.name} holds bytes (0x{b[:24].hex()}) that the server cannot "
+                       f"show in utf8mb4 as they are in {name}, so they cannot be put back exactly",
+                       hint="use /restore plan")
+
+
+def _date_or_text(y: int, m: int, d: int, hms: tuple[int, int, int, int] | None = None, fsp: int = 0):
+    """A date or datetime, or, for a zero or partial-zero one (month or day 0, year 0), the text the
+    server prints for it: PyMySQL cannot make a date of it and returns that text."""
     try:
-        return make()
+        return dt.date(y, m, d) if hms is None else dt.datetime(y, m, d, *hms)
     except ValueError:
-        raise RestoreError(f"column {schema.full_name}.{col.name} holds a zero or invalid date, which undo cannot "
-                           "put back exactly", hint="use /restore plan") from None
+        pass
+    text = f"{y:04d}-{m:02d}-{d:02d}"
+    if hms is None:
+        return text
+    h, mi, sec, micro = hms
+    return f"{text} {h:02d}:{mi:02d}:{sec:02d}" + (f".{micro:06d}"[:fsp + 1] if fsp else "")
+
+
+def _inet6(b: bytes) -> str:
+    """MariaDB's Inet6::to_string: the longest run of zero words (the first of equal ones, even a
+    single word) is "::"; ::a.b.c.d and ::ffff:a.b.c.d print their IPv4 part dotted."""
+    words = struct.unpack(">8H", b)
+    gap_pos, gap_len, i = -1, 0, 0
+    while i < 8:
+        if words[i]:
+            i += 1
+            continue
+        j = i
+        while j < 8 and not words[j]:
+            j += 1
+        if j - i > gap_len:
+            gap_pos, gap_len = i, j - i
+        i = j
+    v4 = ".".join(str(x) for x in b[12:])
+    if gap_pos == 0 and gap_len == 6:
+        return "::" + v4
+    if gap_pos == 0 and gap_len == 5 and words[5] == 0xFFFF:
+        return "::ffff:" + v4
+    if gap_pos < 0:
+        return ":".join(f"{w:x}" for w in words)
+    head = ":".join(f"{w:x}" for w in words[:gap_pos])
+    tail = ":".join(f"{w:x}" for w in words[gap_pos + gap_len:])
+    return f"{head}::{tail}"
 
 
 def _fraction(b: bytes, fsp: int) -> int:
