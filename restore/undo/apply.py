@@ -41,68 +41,62 @@ def _where_key(schema: TableSchema, row: tuple) -> tuple[str, list]:
             [row[i] for i in cols])
 
 
-BATCH = 500    # keys looked up per SELECT
+BATCH = 2000    # keys looked up per SELECT
 
 
-def observe(conn, table: TableUndo, *, lock: bool = False) -> list:
+def literal(conn, value) -> str:
+    """A value as SQL text; integers (most keys) without PyMySQL's per-type dispatch."""
+    return str(value) if type(value) is int else conn.escape(value)
+
+
+def _observe_batch(conn, schema: TableSchema, actions: list[Action], lock: bool) -> list:
     """Per action, what the target holds: the row at its key (or None), or, in a table without a
     key, how many rows are identical to it."""
-    schema = table.schema
-    out: list = []
-    if schema.key:
-        return _observe_keys(conn, table, lock)
+    suffix = " FOR UPDATE" if lock else ""
     with conn.cursor() as cur:
-        for action in table.actions:
-            where, args = _where_key(schema, action.row)
-            cur.execute(f"SELECT {schema.select_list()} FROM {schema.ident} WHERE {where}{' FOR UPDATE' if lock else ''}", args)
-            rows = [tuple(r) for r in cur.fetchall()]
-            if schema.key:
-                out.append(rows[0] if rows else None)
-            else:
-                out.append(sum(1 for r in rows if r == action.row))
-    return out
-
-
-def _observe_keys(conn, table: TableUndo, lock: bool) -> list:
-    """The rows at the actions' keys, BATCH keys per SELECT. A key is found by Python equality on
-    what the server returns: a row the server's collation would match but whose key is not exactly
-    the binlog's is "no row", and the undo is refused rather than guessed."""
-    schema = table.schema
-    names = "(" + ", ".join(quote_ident(schema.columns[i].name) for i in schema.key) + ")"
-    one = "(" + ", ".join(["%s"] * len(schema.key)) + ")"
-    out: list = []
-    with conn.cursor() as cur:
-        for start in range(0, len(table.actions), BATCH):
-            keys = [schema.key_of(a.row) for a in table.actions[start:start + BATCH]]
-            cur.execute(f"SELECT {schema.select_list()} FROM {schema.ident} WHERE {names} IN ({', '.join([one] * len(keys))})"
-                        f"{' FOR UPDATE' if lock else ''}", [v for k in keys for v in k])
-            found = {schema.key_of(tuple(r)): tuple(r) for r in cur.fetchall()}
-            out.extend(found.get(k) for k in keys)
-    return out
-
-
-def mismatches(table: TableUndo, observed: list) -> list[dict]:
-    """Rows where the target does not hold what the binlog's end says: the binlog read is older
-    than the target (or the target was written outside it). The undo is refused while any is left."""
-    out = []
-    schema = table.schema
-    for action, seen in zip(table.actions, observed):
-        if schema.key:
-            bad = seen != action.expected
+        if not schema.key:
+            out = []
+            for action in actions:
+                where, args = _where_key(schema, action.row)
+                cur.execute(f"SELECT {schema.select_list()} FROM {schema.ident} WHERE {where}{suffix}", args)
+                out.append(sum(1 for r in cur.fetchall() if tuple(r) == action.row))
+            return out
+        # A key is found by Python equality on what the server returns: a row the server's collation
+        # would match but whose key is not exactly the binlog's is "no row", and the undo is refused
+        # rather than guessed.
+        keys = [schema.key_of(a.row) for a in actions]
+        if len(schema.key) == 1:
+            names = quote_ident(schema.columns[schema.key[0]].name)
+            values = ", ".join(literal(conn, k[0]) for k in keys)
         else:
-            bad = action.kind != "insert" and seen < action.count
-        if bad:
-            out.append({"table": schema.full_name, "key": schema.key_text(action.row), "action": action.kind,
-                        "binlog_end": shown(action.expected), "target": shown(seen)})
-    return out
+            names = "(" + ", ".join(quote_ident(schema.columns[i].name) for i in schema.key) + ")"
+            values = ", ".join("(" + ", ".join(literal(conn, v) for v in k) + ")" for k in keys)
+        cur.execute(f"SELECT {schema.select_list()} FROM {schema.ident} WHERE {names} IN ({values}){suffix}")
+        found = {schema.key_of(tuple(r)): tuple(r) for r in cur.fetchall()}
+    return [found.get(k) for k in keys]
 
 
-def preview_id(undone_id: str, tables: list[TableUndo], observed: dict[str, list]) -> str:
-    """What the operator saw, as a short hash: the same undo on the same target rows has the same id."""
-    doc = [undone_id] + [[t.schema.full_name, [[a.kind, shown(a.row), shown(sorted(a.sets.items())), a.count]
-                                               for a in t.actions], shown(tuple(observed[t.schema.full_name]))]
-                         for t in tables]
-    return hashlib.sha256(json.dumps(doc, default=str, sort_keys=True).encode()).hexdigest()[:16]
+def look(conn, tables: list[TableUndo], undone_id: str) -> tuple[str, list[dict]]:
+    """The preview's look at the target: what it holds at every action's row, kept with the action
+    (the apply compares against it under lock). Returns the preview's id (what the operator saw, as
+    a short hash: the same undo on the same target rows has the same id) and the stale rows: where
+    the target does not hold what the binlog's end says (the binlog read is older than the target,
+    or the target was written outside it), which refuse the undo."""
+    digest = hashlib.sha256(undone_id.encode())
+    stale: list[dict] = []
+    for table in tables:
+        schema = table.schema
+        digest.update(b"\0table " + schema.full_name.encode())
+        for actions in table.batches(BATCH):
+            seen = _observe_batch(conn, schema, actions, False)
+            table.set_observed(actions, seen)
+            for action, now in zip(actions, seen):
+                digest.update(repr((action.kind, action.row, sorted(action.sets.items()), action.count, now)).encode())
+                bad = now != action.expected if schema.key else action.kind != "insert" and now < action.count
+                if bad:
+                    stale.append({"table": schema.full_name, "key": schema.key_text(action.row), "action": action.kind,
+                                  "binlog_end": shown(action.expected), "target": shown(now)})
+    return digest.hexdigest()[:16], stale
 
 
 def done_before(conn, undone_id: str) -> dict | None:
@@ -116,11 +110,10 @@ def done_before(conn, undone_id: str) -> dict | None:
     return None if row is None else {"preview_id": row[0], "applied_at": str(row[1]), "summary": json.loads(row[2])}
 
 
-def apply(conn, tables: list[TableUndo], observed: dict[str, list], *, undone_id: str, pid: str,
-          summary: dict) -> None:
-    """All actions in one transaction, after checking under lock that the rows are as observed;
-    the same transaction records the undo in `_restore_bot.undo`, so a run after a crash either finds
-    nothing done or the record (never a half)."""
+def apply(conn, tables: list[TableUndo], *, undone_id: str, pid: str, summary: dict) -> None:
+    """All actions in one transaction, after checking under lock that the rows are as the preview
+    saw them; the same transaction records the undo in `_restore_bot.undo`, so a run after a crash
+    either finds nothing done or the record (never a half)."""
     with conn.cursor() as cur:
         for sql in _RECORD_DDL:     # DDL commits: before the transaction, never inside it
             cur.execute(sql)
@@ -129,18 +122,18 @@ def apply(conn, tables: list[TableUndo], observed: dict[str, list], *, undone_id
             cur.execute(f"INSERT INTO {_RECORD} (transaction_id, preview_id, summary) VALUES (%s, %s, %s)",
                         (undone_id, pid, json.dumps(summary, default=str)))
             for table in tables:
-                if observe(conn, table, lock=True) != observed[table.schema.full_name]:
-                    raise RestoreError(f"{table.schema.full_name}: rows the undo touches changed on the target since "
-                                       "the preview; nothing was changed", hint=CHANGED_HINT)
+                for actions in table.batches(BATCH):
+                    if _observe_batch(conn, table.schema, actions, True) != [a.observed for a in actions]:
+                        raise RestoreError(f"{table.schema.full_name}: rows the undo touches changed on the target "
+                                           "since the preview; nothing was changed", hint=CHANGED_HINT)
             # deletes, then updates, then inserts: a row put back never meets a unique value that the
             # undo itself is about to remove (an UPDATE that changed a primary key is a delete + insert)
             for kind in ("delete", "update"):
                 for table in tables:
-                    for action in table.actions:
-                        if action.kind == kind:
-                            _run(cur, table.schema, action)
+                    for action in table.actions(kind):
+                        _run(cur, table.schema, action)
             for table in tables:
-                _insert(cur, table.schema, [a for a in table.actions if a.kind == "insert"])
+                _insert(conn, cur, table)
             cur.execute("COMMIT")
         except pymysql.MySQLError as exc:
             _rollback(cur)
@@ -159,17 +152,32 @@ def _rollback(cur) -> None:
         pass    # the session is gone: the server rolls its transaction back itself
 
 
-def _insert(cur, schema: TableSchema, actions: list[Action]) -> None:
-    """The rows put back, as multi-row INSERTs (PyMySQL's executemany batches them)."""
-    if not actions:
-        return
+INSERT_BYTES = 4 << 20    # SQL text per multi-row INSERT
+
+
+def _insert(conn, cur, table: TableUndo) -> None:
+    """The rows put back, as multi-row INSERTs of about INSERT_BYTES each."""
+    schema = table.schema
     cols = [i for i, c in enumerate(schema.columns) if not c.generated]
-    sql = (f"INSERT INTO {schema.ident} ({', '.join(quote_ident(schema.columns[i].name) for i in cols)}) "
-           f"VALUES ({', '.join(['%s'] * len(cols))})")
-    rows = [[a.row[i] for i in cols] for a in actions for _ in range(a.count)]
-    done = cur.executemany(sql, rows)
-    if done != len(rows):
-        raise RestoreError(f"{schema.full_name}: {done} of {len(rows)} rows inserted back; nothing was changed",
+    head = f"INSERT INTO {schema.ident} ({', '.join(quote_ident(schema.columns[i].name) for i in cols)}) VALUES "
+    parts: list[str] = []
+    size = want = done = 0
+
+    def send() -> int:
+        return cur.execute(head + ",".join(parts))
+    for action in table.actions("insert"):
+        text = "(" + ",".join("NULL" if action.row[i] is None else literal(conn, action.row[i]) for i in cols) + ")"
+        for _ in range(action.count):
+            parts.append(text)
+            size += len(text) + 1
+            want += 1
+        if size >= INSERT_BYTES:
+            done += send()
+            parts, size = [], 0
+    if parts:
+        done += send()
+    if done != want:
+        raise RestoreError(f"{schema.full_name}: {done} of {want} rows inserted back; nothing was changed",
                            hint=CHANGED_HINT)
 
 
@@ -186,22 +194,24 @@ def _run(cur, schema: TableSchema, action: Action) -> None:
                            f"{action.count} expected; nothing was changed", hint=CHANGED_HINT)
 
 
-def verify(conn, tables: list[TableUndo], before: dict[str, list]) -> list[dict]:
+def verify(conn, tables: list[TableUndo]) -> list[dict]:
     """After the commit: every row the undo wrote holds its intended image (PK tables), and a table
     without a key holds as many identical rows as intended."""
     problems = []
     for table in tables:
         schema = table.schema
-        for action, now, was in zip(table.actions, observe(conn, table), before[schema.full_name]):
-            if schema.key:
-                want = action.intended()
-                if want is not None and now is not None:   # generated columns: the server computes them
-                    want, now = _stored(schema, want), _stored(schema, now)
-            else:
-                want = was + action.count if action.kind == "insert" else was - action.count
-            if now != want:
-                problems.append({"table": schema.full_name, "key": schema.key_text(action.row), "action": action.kind,
-                                 "intended": shown(want), "target": shown(now)})
+        for actions in table.batches(BATCH):
+            for action, now in zip(actions, _observe_batch(conn, schema, actions, False)):
+                was = action.observed
+                if schema.key:
+                    want = action.intended()
+                    if want is not None and now is not None:   # generated columns: the server computes them
+                        want, now = _stored(schema, want), _stored(schema, now)
+                else:
+                    want = was + action.count if action.kind == "insert" else was - action.count
+                if now != want:
+                    problems.append({"table": schema.full_name, "key": schema.key_text(action.row),
+                                     "action": action.kind, "intended": shown(want), "target": shown(now)})
     return problems
 
 

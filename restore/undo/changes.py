@@ -9,7 +9,6 @@ after the last later write: that is all the inverse needs (restore.undo.inverse)
 """
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -20,6 +19,7 @@ from restore.binlog.source import BinlogSource
 from restore.binlog.walker import QueryStep, RowsStep, TxBegin, TxEnd, Walker
 from restore.errors import RestoreError
 from restore.plan.spec import Spec, parse_spec
+from restore.undo.store import Store, dumps, loads
 from restore.undo.values import TableSchema, check_map, decode_row, read_schema
 
 _PLAN_HINT = ("a DDL statement cannot be undone from the binlog: restore the table from a dump plus the binlog with "
@@ -34,29 +34,96 @@ class RowState:
     later: list[str] = field(default_factory=list)   # later transactions that wrote this key
 
 
-@dataclass
+# A later transaction's id is appended to a key's `later` unless it is the last one there already.
+_NOTE = "later = CASE WHEN substr(later, -length(?1) - 1) = char(10) || ?1 THEN later ELSE later || char(10) || ?1 END"
+
+
 class TableChanges:
-    schema: TableSchema
-    states: dict[tuple, RowState] = field(default_factory=dict)    # tables with a primary key
-    delta: Counter = field(default_factory=Counter)                 # no key: whole row -> +inserted/-deleted
-    pairs: Counter = field(default_factory=Counter)                 # no key: (before, after) of updated rows
-    later_delta: Counter = field(default_factory=Counter)           # no key: +/- by later transactions
+    """What the transaction and the later ones did to one table's rows, kept in the undo's Store:
+    per key `RowState` (a table with a primary key), or whole rows counted (one without)."""
 
-    def watched(self, row: tuple) -> bool:
-        """A whole row (no key) whose later fate the inverse needs."""
-        if not self.pairs:
-            return row in self.delta
-        if self._afters is None:
-            self._afters = {after for _, after in self.pairs}
-        return row in self.delta or row in self._afters
-    later: list[str] = field(default_factory=list)                  # later transactions touching its rows
-    _afters: set | None = None
+    def __init__(self, schema: TableSchema, store: Store, tid: int) -> None:
+        self.schema, self.store, self.tid = schema, store, tid
+        self.later: list[str] = []          # later transactions touching its rows
+        self._own: list[tuple] = []
 
-    def note_later(self, tx: str, state: RowState | None = None) -> None:
-        if state is not None and (not state.later or state.later[-1] != tx):
-            state.later.append(tx)
-        if not self.later or self.later[-1] != tx:
+    # -- the undone transaction ---------------------------------------------------------------
+    def own_change(self, before: tuple | None, after: tuple | None) -> None:
+        if not self.schema.key:
+            self._own_whole(before, after)
+            return
+        key_of, t = self.schema.key_of, self.tid
+        if before is not None:     # the key's row is gone after this change (its first image stays `orig`)
+            self._own.append((t, dumps(key_of(before)), dumps(before), None))
+        if after is not None:
+            self._own.append((t, dumps(key_of(after)), None, dumps(after)))
+        if len(self._own) >= 5000:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._own:
+            self.store.db.executemany("INSERT INTO st (t, k, orig, now) VALUES (?, ?, ?, ?) "
+                                      "ON CONFLICT (t, k) DO UPDATE SET now = excluded.now", self._own)
+            self._own = []
+
+    def took(self) -> None:
+        """The transaction ended: what it left is what the binlog's end holds, until a later write."""
+        self.flush()
+        self.store.db.execute("UPDATE st SET cur = now WHERE t = ?", (self.tid,))
+
+    def _own_whole(self, before: tuple | None, after: tuple | None) -> None:
+        db, t = self.store.db, self.tid
+        if before is not None and after is not None:
+            db.execute("INSERT INTO pairs VALUES (?, ?, ?, 1) ON CONFLICT (t, before, after) DO UPDATE SET n = n + 1",
+                       (t, dumps(before), dumps(after)))
+            return
+        row, sign = (before, -1) if before is not None else (after, 1)
+        db.execute("INSERT INTO nk (t, row, delta) VALUES (?, ?, ?) ON CONFLICT (t, row) DO UPDATE SET delta = delta + ?",
+                   (t, dumps(row), sign, sign))
+
+    # -- later transactions -------------------------------------------------------------------
+    def later_change(self, tx: str, before: tuple | None, after: tuple | None) -> None:
+        db, t = self.store.db, self.tid
+        touched = False
+        if not self.schema.key:
+            for row, sign in ((before, -1), (after, 1)):
+                if row is None:
+                    continue
+                blob = dumps(row)
+                if db.execute("UPDATE nk SET later = later + ? WHERE t = ? AND row = ?", (sign, t, blob)).rowcount or (
+                        db.execute("SELECT 1 FROM pairs WHERE t = ? AND after = ? LIMIT 1", (t, blob)).fetchone()
+                        and db.execute("INSERT INTO nk (t, row, later) VALUES (?, ?, ?)", (t, blob, sign))):
+                    touched = True
+        else:
+            key_of = self.schema.key_of
+            for row, image in ((before, None), (after, after)):
+                if row is not None and db.execute(
+                        f"UPDATE st SET cur = ?2, {_NOTE} WHERE t = ?3 AND k = ?4",
+                        (tx, None if image is None else dumps(image), t, dumps(key_of(row)))).rowcount:
+                    touched = True
+        if touched and (not self.later or self.later[-1] != tx):
             self.later.append(tx)
+
+    # -- what the inverse reads ---------------------------------------------------------------
+    def states(self) -> Iterator[tuple[tuple, RowState]]:
+        for k, orig, now, cur, later in self.store.query(
+                "SELECT k, orig, now, cur, later FROM st WHERE +t = ? ORDER BY rowid", (self.tid,)):
+            yield loads(k), RowState(loads(orig), loads(now), loads(cur), later.split("\n")[1:])
+
+    def whole_rows(self) -> Iterator[tuple[tuple, int, int]]:
+        """(row, +inserted/-deleted by the transaction, +/- by later ones) of a table without a key."""
+        for row, delta, later in self.store.query("SELECT row, delta, later FROM nk WHERE +t = ? ORDER BY rowid",
+                                                  (self.tid,)):
+            yield loads(row), delta, later
+
+    def pairs(self) -> Iterator[tuple[tuple, tuple, int, int]]:
+        """(before, after, rows updated so, rows left as `after` at the binlog's end for the whole group
+        of pairs with this after-image), grouped by after-image."""
+        for before, after, n, left in self.store.query(
+                "SELECT p.before, p.after, p.n, (SELECT SUM(n) FROM pairs q WHERE q.t = p.t AND q.after = p.after) "
+                "+ MIN(0, COALESCE((SELECT later FROM nk WHERE nk.t = p.t AND nk.row = p.after), 0)) "
+                "FROM pairs p WHERE p.t = ? ORDER BY p.after, p.rowid", (self.tid,)):
+            yield loads(before), loads(after), n, left
 
 
 @dataclass
@@ -120,37 +187,56 @@ def parse_event(text: str) -> Spec:
 
 class UndoReader:
     """Finds the transaction `spec` names in `source` and follows its rows to the binlog's end.
-    `conn`: the target, whose information_schema gives the tables' columns and keys."""
+    `conn`: the target, whose information_schema gives the tables' columns and keys. Per-row state
+    goes to `store`, so nothing held here grows with the rows: the steps of a transaction are
+    handled as they come (a savepoint in the store takes back what a rolled-back one did)."""
 
-    def __init__(self, source: BinlogSource, spec: str, conn) -> None:
+    def __init__(self, source: BinlogSource, spec: str, conn, store: Store) -> None:
         self.source = source
         self.spec = parse_event(spec)
         self.conn = conn
+        self.store = store
         self.tables: dict[str, TableChanges] = {}
         self.undone: UndoneTransaction | None = None
 
     def read(self) -> tuple[UndoneTransaction, dict[str, TableChanges]]:
         spec = self.spec
+        begin_at = self._find_begin() if spec.kind == "filepos" else None
         walker = Walker(self.source.events(spec.file, 4) if spec.kind == "filepos" else self.source.events())
         begin: TxBegin | None = None
-        held: list = []
+        mode = None           # "take": the transaction to undo; "later": one after it; None: not looked at
         fde: be.FormatDescription | None = None
+        statements: list[str] = []
         for step in walker.steps():
             if isinstance(step, TxBegin):
-                begin, held = step, []
-            elif isinstance(step, TxEnd):
-                if begin is None or step.rolled_back:
-                    begin, held = None, []
-                    continue
+                begin, statements = step, []
                 if self.undone is None:
-                    if self._is_it(begin, step):
-                        self._take(begin, step, held, fde)
+                    it = (begin.file, begin.pos) == begin_at if begin_at else (
+                        begin.gtid is not None and str(begin.gtid).lower() == spec.gtid)
+                    mode = "take" if it else None
                 else:
-                    self._later(_tx_id(begin), held, fde)
-                begin, held = None, []
-            elif isinstance(step, (RowsStep, QueryStep)):
-                if self.undone is None or isinstance(step, QueryStep) or step.tmap.full_name in self.tables:
-                    held.append(step)
+                    mode = "later"
+                if mode:
+                    self.store.savepoint("tx")
+                    later_mark = {name: len(t.later) for name, t in self.tables.items()}
+            elif isinstance(step, TxEnd):
+                if mode:
+                    rolled_back = begin is None or step.rolled_back
+                    if rolled_back:
+                        for name, t in self.tables.items():
+                            del t.later[later_mark.get(name, 0):]
+                        if mode == "take":
+                            self.tables = {}
+                    elif mode == "take":
+                        self._took(begin, step, statements)
+                    self.store.release("tx", rollback=rolled_back)
+                begin, mode = None, None
+            elif mode == "take" and isinstance(step, (RowsStep, QueryStep)):
+                self._take_step(step, fde, statements, _tx_id(begin))
+            elif mode == "later" and isinstance(step, QueryStep):
+                self._later_statement(_tx_id(begin), step)
+            elif mode == "later" and isinstance(step, RowsStep) and step.tmap.full_name in self.tables:
+                self._later_rows(_tx_id(begin), step, fde)
             elif walker.fde is not None:
                 fde = walker.fde
         if self.undone is None:
@@ -159,40 +245,48 @@ class UndoReader:
                                     "(restore-bot plan lists the candidates with both)")
         return self.undone, self.tables
 
-    def _is_it(self, begin: TxBegin, end: TxEnd) -> bool:
+    def _find_begin(self) -> tuple[str, int] | None:
+        """Where the transaction holding FILE:POS begins: a first walk, without holding any of it."""
         spec = self.spec
-        if spec.kind == "gtid":
-            return begin.gtid is not None and str(begin.gtid).lower() == spec.gtid
-        return begin.file == spec.file and begin.pos <= (spec.pos or 0) < end.pos
+        begin = None
+        for step in Walker(self.source.events(spec.file, 4)).steps():
+            if isinstance(step, TxBegin):
+                begin = step
+            elif isinstance(step, TxEnd) and begin is not None:
+                if begin.file == spec.file and begin.pos <= (spec.pos or 0) < step.pos and not step.rolled_back:
+                    return begin.file, begin.pos
+                begin = None
+        return None
 
-    def _take(self, begin: TxBegin, end: TxEnd, held: list, fde: be.FormatDescription | None) -> None:
-        undone = UndoneTransaction(_tx_id(begin), begin.file, begin.pos, end.pos, begin.timestamp)
-        for step in held:
-            if isinstance(step, QueryStep):
-                info = step.info
-                if info.kind == "ddl":
-                    raise RestoreError(f"the transaction {undone.id} at {step.event.where} holds DDL "
-                                       f"({info.verb}: {step.query.query[:120]})", where=step.event.where, hint=_PLAN_HINT)
-                if info.kind in ("dml", "load", "other"):
-                    raise RestoreError(f"the transaction {undone.id} at {step.event.where} was logged as a statement "
-                                       f"({step.query.query[:120]}), not as row images: what it changed cannot be "
-                                       "told exactly", where=step.event.where,
-                                       hint="undo needs binlog_format=ROW on the source when the transaction ran; "
-                                            "restore with /restore plan instead")
-                continue
-            if step.annotation and (not undone.statements or undone.statements[-1] != step.annotation):
-                undone.statements.append(step.annotation)
-            table = self._table(step)
-            for before, after in _images(step.event, fde.post_header(step.event.type), step.tmap, table.schema.full_name):
-                b = decode_row(table.schema, step.tmap, before) if before is not None else None
-                a = decode_row(table.schema, step.tmap, after) if after is not None else None
-                self._own_change(table, b, a)
+    def _take_step(self, step, fde: be.FormatDescription | None, statements: list[str], tx: str) -> None:
+        where = step.event.where
+        if isinstance(step, QueryStep):
+            info = step.info
+            if info.kind == "ddl":
+                raise RestoreError(f"the transaction {tx} at {where} holds DDL ({info.verb}: {step.query.query[:120]})",
+                                   where=where, hint=_PLAN_HINT)
+            if info.kind in ("dml", "load", "other"):
+                raise RestoreError(f"the transaction {tx} at {where} was logged as a statement "
+                                   f"({step.query.query[:120]}), not as row images: what it changed cannot be "
+                                   "told exactly", where=where,
+                                   hint="undo needs binlog_format=ROW on the source when the transaction ran; "
+                                        "restore with /restore plan instead")
+            return
+        if step.annotation and (not statements or statements[-1] != step.annotation):
+            statements.append(step.annotation)
+        table = self._table(step)
+        schema, tmap = table.schema, step.tmap
+        for before, after in _images(step.event, fde.post_header(step.event.type), tmap, schema.full_name):
+            table.own_change(decode_row(schema, tmap, before) if before is not None else None,
+                             decode_row(schema, tmap, after) if after is not None else None)
+
+    def _took(self, begin: TxBegin, end: TxEnd, statements: list[str]) -> None:
+        undone = UndoneTransaction(_tx_id(begin), begin.file, begin.pos, end.pos, begin.timestamp, statements)
         if not self.tables:
             raise RestoreError(f"the transaction {undone.id} changed no row", where=f"{begin.file}:{begin.pos}",
                                hint="name the transaction of the DELETE/UPDATE to undo")
         for table in self.tables.values():
-            for state in table.states.values():
-                state.cur = state.now
+            table.took()
         self.undone = undone
 
     def _table(self, step: RowsStep) -> TableChanges:
@@ -200,54 +294,17 @@ class UndoReader:
         table = self.tables.get(name)
         if table is None:
             schema = read_schema(self.conn, step.tmap.db, step.tmap.table)
-            table = self.tables[name] = TableChanges(schema)
+            table = self.tables[name] = TableChanges(schema, self.store, len(self.tables))
         check_map(table.schema, step.tmap, step.event.where)
         return table
 
-    @staticmethod
-    def _own_change(table: TableChanges, before: tuple | None, after: tuple | None) -> None:
-        schema = table.schema
-        if not schema.key:
-            if before is not None and after is not None:
-                table.pairs[(before, after)] += 1
-            elif before is not None:
-                table.delta[before] -= 1
-            elif after is not None:
-                table.delta[after] += 1
-            return
-        if before is not None:
-            k = schema.key_of(before)
-            state = table.states.get(k) or table.states.setdefault(k, RowState(orig=before))
-            state.now = None
-        if after is not None:
-            k = schema.key_of(after)
-            state = table.states.get(k) or table.states.setdefault(k, RowState(orig=None))
-            state.now = after
-
-    def _later(self, tx: str, held: list, fde: be.FormatDescription | None) -> None:
-        for step in held:
-            if isinstance(step, QueryStep):
-                self._later_statement(tx, step)
-                continue
-            table = self.tables[step.tmap.full_name]
-            check_map(table.schema, step.tmap, step.event.where)
-            schema = table.schema
-            for before, after in _images(step.event, fde.post_header(step.event.type), step.tmap, schema.full_name):
-                b = decode_row(schema, step.tmap, before) if before is not None else None
-                a = decode_row(schema, step.tmap, after) if after is not None else None
-                if not schema.key:
-                    for row, sign in ((b, -1), (a, 1)):
-                        if row is not None and table.watched(row):
-                            table.later_delta[row] += sign
-                            table.note_later(tx)
-                    continue
-                for row, image in ((b, None), (a, a)):
-                    if row is None:
-                        continue
-                    state = table.states.get(schema.key_of(row))
-                    if state is not None:
-                        state.cur = image
-                        table.note_later(tx, state)
+    def _later_rows(self, tx: str, step: RowsStep, fde: be.FormatDescription | None) -> None:
+        table = self.tables[step.tmap.full_name]
+        schema, tmap = table.schema, step.tmap
+        check_map(schema, tmap, step.event.where)
+        for before, after in _images(step.event, fde.post_header(step.event.type), tmap, schema.full_name):
+            table.later_change(tx, decode_row(schema, tmap, before) if before is not None else None,
+                               decode_row(schema, tmap, after) if after is not None else None)
 
     def _later_statement(self, tx: str, step: QueryStep) -> None:
         info = step.info

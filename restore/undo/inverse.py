@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from restore.undo.changes import TableChanges
+from restore.undo.store import Store, dumps, loads
 from restore.undo.values import TableSchema
 
 
@@ -31,6 +33,8 @@ class Action:
     expected: tuple | None          # what the target must hold at that key now (None: no row); no key: unused
     sets: dict[int, object] = field(default_factory=dict)   # update: column index -> value put back
     count: int = 1                  # no key: how many identical rows
+    seq: int = 0                    # its place in the table's inverse (restore.undo.store, table act)
+    observed: object = None         # what the target held at its key when the preview looked
 
     def intended(self) -> tuple | None:
         """The row at this key once the undo is applied (None: none)."""
@@ -50,25 +54,80 @@ class Conflict:
     later_value: object             # what a later write left, and what stays
     reason: str
     later: list[str] = field(default_factory=list)
+    index: str | None = None        # a unique (non-primary) index whose value a later row holds
 
     def to_dict(self) -> dict:
-        return {"table": self.table, "key": self.key, "column": self.column, "undo_value": shown(self.restore_value),
-                "later_value": shown(self.later_value), "reason": self.reason, "later_transactions": self.later}
+        out = {"table": self.table, "key": self.key, "column": self.column, "undo_value": shown(self.restore_value),
+               "later_value": shown(self.later_value), "reason": self.reason, "later_transactions": self.later}
+        if self.index is not None:
+            out["unique_index"] = self.index
+        return out
 
 
-@dataclass
 class TableUndo:
-    schema: TableSchema
-    actions: list[Action] = field(default_factory=list)
-    conflicts: list[Conflict] = field(default_factory=list)
-    later: list[str] = field(default_factory=list)
-    already: int = 0                # rows (or columns) that already hold what the undo would put back
+    """One table's inverse: its actions, kept in the undo's Store in the order they are applied
+    (read back in batches), and its conflicts (few, held here)."""
+
+    def __init__(self, schema: TableSchema, store: Store, tid: int, later: list[str]) -> None:
+        self.schema, self.store, self.tid, self.later = schema, store, tid, later
+        self.conflicts: list[Conflict] = []
+        self.already = 0                # rows (or columns) that already hold what the undo would put back
+        self._counts = {"insert": 0, "update": 0, "delete": 0}
+        self._buf: list[tuple] = []
+        self._seq = 0
+
+    def add(self, action: Action) -> None:
+        self._seq += 1
+        self._counts[action.kind] += action.count
+        self._buf.append((self.tid, self._seq, action.kind, dumps(self.schema.key_of(action.row)), dumps(action.row),
+                          None if action.expected is None else dumps(action.expected),
+                          dumps(action.sets) if action.sets else None, action.count))
+        if len(self._buf) >= 5000:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._buf:
+            self.store.db.executemany("INSERT INTO act (t, seq, kind, k, row, expected, sets, count) "
+                                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._buf)
+            self._buf = []
+
+    def drop(self, action: Action) -> None:
+        """An action that turned out to be a conflict: it is not applied."""
+        self.store.db.execute("DELETE FROM act WHERE t = ? AND seq = ?", (self.tid, action.seq))
+        self._counts[action.kind] -= action.count
+
+    def batches(self, size: int = 2000, kind: str | None = None) -> Iterator[list[Action]]:
+        """The actions (of one kind, or all) in order, `size` at a time; each batch read whole
+        before the caller writes (its observation) back."""
+        self.flush()
+        last = 0
+        only = "" if kind is None else " AND kind = ?"
+        while True:
+            rows = self.store.db.execute(
+                f"SELECT seq, kind, row, expected, sets, count, observed FROM act WHERE t = ? AND seq > ?{only} "
+                "ORDER BY seq LIMIT ?", (self.tid, last, *([kind] if kind else []), size)).fetchall()
+            if not rows:
+                return
+            yield [Action(kind_, loads(row), loads(expected), loads(sets) or {}, count, seq, loads(observed))
+                   for seq, kind_, row, expected, sets, count, observed in rows]
+            last = rows[-1][0]
+
+    def actions(self, kind: str | None = None) -> Iterator[Action]:
+        for batch in self.batches(kind=kind):
+            yield from batch
+
+    def first(self, n: int) -> list[Action]:
+        return next(self.batches(n), [])
+
+    def set_observed(self, actions: list[Action], observed: list) -> None:
+        self.store.db.executemany("UPDATE act SET observed = ? WHERE t = ? AND seq = ?",
+                                  [(dumps(o), self.tid, a.seq) for a, o in zip(actions, observed)])
+
+    def total(self) -> int:
+        return sum(self._counts.values())
 
     def counts(self) -> dict[str, int]:
-        out = {"insert": 0, "update": 0, "delete": 0}
-        for a in self.actions:
-            out[a.kind] += a.count
-        return dict(out, already=self.already)
+        return dict(self._counts, already=self.already)
 
 
 def shown(value: object) -> object:
@@ -86,12 +145,13 @@ def shown(value: object) -> object:
 
 def inverse(changes: TableChanges) -> TableUndo:
     schema = changes.schema
-    out = TableUndo(schema, later=list(changes.later))
+    out = TableUndo(schema, changes.store, changes.tid, list(changes.later))
     if not schema.key:
         _inverse_whole_rows(changes, out)
+        out.flush()
         return out
     generated = {i for i, c in enumerate(schema.columns) if c.generated}
-    for state in changes.states.values():
+    for _, state in changes.states():
         orig, now, cur = state.orig, state.now, state.cur
         if orig is None and now is None:
             continue
@@ -102,14 +162,14 @@ def inverse(changes: TableChanges) -> TableUndo:
                                           list(state.later)))
         if now is None:                                   # deleted
             if cur is None:
-                out.actions.append(Action("insert", orig, None))
+                out.add(Action("insert", orig, None))
             elif cur == orig:                             # put back already (by hand, or an undo before)
                 out.already += 1
             else:
                 conflict(None, orig, cur, "the deleted row's key was taken again later: the later row stays")
         elif orig is None:                                # inserted
             if cur == now:
-                out.actions.append(Action("delete", now, now))
+                out.add(Action("delete", now, now))
             elif cur is None:
                 out.already += 1
             else:
@@ -130,7 +190,8 @@ def inverse(changes: TableChanges) -> TableUndo:
                     conflict(schema.columns[i].name, orig[i], cur[i],
                              "a later write changed the same column: the later value stays")
             if sets:
-                out.actions.append(Action("update", cur, cur, sets))
+                out.add(Action("update", cur, cur, sets))
+    out.flush()
     return out
 
 
@@ -138,25 +199,23 @@ def _inverse_whole_rows(changes: TableChanges, out: TableUndo) -> None:
     """Whole rows, duplicates counted: deleted rows go back as many times; inserted ones are deleted
     as many times as are left of them; an updated row is updated back while rows identical to its
     after-image are left (a later write changed the others: a conflict)."""
-    for row, delta in changes.delta.items():
+    for row, delta, later in changes.whole_rows():
         if delta < 0:
-            out.actions.append(Action("insert", row, None, count=-delta))
+            out.add(Action("insert", row, None, count=-delta))
         elif delta > 0:
-            left = delta + min(0, changes.later_delta.get(row, 0))
+            left = delta + min(0, later)
             if left > 0:
-                out.actions.append(Action("delete", row, row, count=left))
-    left_after: dict[tuple, int] = {}
-    for (_, after), n in changes.pairs.items():
-        left_after[after] = left_after.get(after, 0) + n
-    for after in left_after:
-        left_after[after] += min(0, changes.later_delta.get(after, 0))
+                out.add(Action("delete", row, row, count=left))
     schema = out.schema
-    for (before, after), n in changes.pairs.items():
-        take = max(0, min(n, left_after[after]))
-        left_after[after] -= take
+    group, left = None, 0
+    for before, after, n, group_left in changes.pairs():
+        if after != group:                      # pairs come grouped by after-image
+            group, left = after, group_left
+        take = max(0, min(n, left))
+        left -= take
         sets = {i: before[i] for i in range(len(before)) if before[i] != after[i] and not schema.columns[i].generated}
         if take:
-            out.actions.append(Action("update", after, after, sets, count=take))
+            out.add(Action("update", after, after, sets, count=take))
         if n - take:
             out.conflicts.append(Conflict(schema.full_name, schema.key_text(before), None, before, None,
                                           f"{n - take} row(s) the transaction updated were changed or deleted later "

@@ -21,6 +21,8 @@ from restore.mysql.dsn import Dsn
 from restore.undo import apply as ap
 from restore.undo.changes import UndoReader, parse_event
 from restore.undo.inverse import TableUndo, inverse, shown
+from restore.undo.store import Store
+from restore.undo.unique import unique_conflicts
 
 SAMPLE = 5     # rows shown per table in a preview
 
@@ -32,47 +34,51 @@ def run_undo(binlogs: str | os.PathLike | Dsn, target: Dsn, event: str, *, dry_r
     source = open_binlogs(binlogs)
     conn = ap.connect(target)
     try:
-        hooks.phase_started("read", None)
-        undone, changes = UndoReader(source, event, conn).read()
-        hooks.phase_finished("read", {"transaction": undone.id, "tables": sorted(changes)})
-        hooks.phase_started("preview", None)
-        tables = [inverse(c) for c in changes.values()]
-        observed = {t.schema.full_name: ap.observe(conn, t) for t in tables}
-        stale = [m for t in tables for m in ap.mismatches(t, observed[t.schema.full_name])]
-        pid = ap.preview_id(undone.id, tables, observed)
-        doc = {"transaction": {"id": undone.id, "where": f"{undone.file}:{undone.pos}", "end": undone.end,
-                               "timestamp": undone.timestamp, "statements": undone.statements},
-               "preview_id": pid, "tables": [_table_doc(t) for t in tables],
-               "conflicts": [c.to_dict() for t in tables for c in t.conflicts], "stale": stale}
-        hooks.phase_finished("preview", {"preview_id": pid, "conflicts": len(doc["conflicts"]), "stale": len(stale)})
-        doc["done_before"] = earlier = ap.done_before(conn, undone.id)
-        if dry_run or earlier is not None:
-            return doc     # undone already (its rows are then later writes of their own): nothing to do
-        if preview is not None and preview != pid:
-            raise RestoreError(f"the undo would now differ from preview {preview} (it is {pid}); nothing was changed",
-                               hint=ap.CHANGED_HINT)
-        if stale:
-            first = stale[0]
-            raise RestoreError(f"{len(stale)} row(s) on the target do not hold what the binlog says they hold at its end "
-                               f"(first: {first['table']} {first['key']}); nothing was changed",
-                               where=first["table"],
-                               hint="the binlog read is older than the target, or the target was written outside "
-                                    "it: read the binlog again (or from the server itself) and run the preview again")
-        hooks.phase_started("apply", sum(len(t.actions) for t in tables))
-        ap.apply(conn, tables, observed, undone_id=undone.id, pid=pid,
-                 summary={t["table"]: t["rows"] for t in doc["tables"]})
-        problems = ap.verify(conn, tables, observed)
-        hooks.phase_finished("apply", {"verification": problems})
-        return dict(doc, applied=True, verification=problems)
+        with Store() as store:
+            return _run(source, conn, store, event, dry_run=dry_run, preview=preview, hooks=hooks)
     finally:
         conn.close()
+
+
+def _run(source, conn, store: Store, event: str, *, dry_run: bool, preview: str | None, hooks: Hooks) -> dict:
+    hooks.phase_started("read", None)
+    undone, changes = UndoReader(source, event, conn, store).read()
+    hooks.phase_finished("read", {"transaction": undone.id, "tables": sorted(changes)})
+    hooks.phase_started("preview", None)
+    tables = [inverse(c) for c in changes.values()]
+    for table in tables:
+        unique_conflicts(conn, table)
+    pid, stale = ap.look(conn, tables, undone.id)
+    doc = {"transaction": {"id": undone.id, "where": f"{undone.file}:{undone.pos}", "end": undone.end,
+                           "timestamp": undone.timestamp, "statements": undone.statements},
+           "preview_id": pid, "tables": [_table_doc(t) for t in tables],
+           "conflicts": [c.to_dict() for t in tables for c in t.conflicts], "stale": stale}
+    hooks.phase_finished("preview", {"preview_id": pid, "conflicts": len(doc["conflicts"]), "stale": len(stale)})
+    doc["done_before"] = earlier = ap.done_before(conn, undone.id)
+    if dry_run or earlier is not None:
+        return doc     # undone already (its rows are then later writes of their own): nothing to do
+    if preview is not None and preview != pid:
+        raise RestoreError(f"the undo would now differ from preview {preview} (it is {pid}); nothing was changed",
+                           hint=ap.CHANGED_HINT)
+    if stale:
+        first = stale[0]
+        raise RestoreError(f"{len(stale)} row(s) on the target do not hold what the binlog says they hold at its end "
+                           f"(first: {first['table']} {first['key']}); nothing was changed",
+                           where=first["table"],
+                           hint="the binlog read is older than the target, or the target was written outside "
+                                "it: read the binlog again (or from the server itself) and run the preview again")
+    hooks.phase_started("apply", sum(t.total() for t in tables))
+    ap.apply(conn, tables, undone_id=undone.id, pid=pid, summary={t["table"]: t["rows"] for t in doc["tables"]})
+    problems = ap.verify(conn, tables)
+    hooks.phase_finished("apply", {"verification": problems})
+    return dict(doc, applied=True, verification=problems)
 
 
 def _table_doc(table: TableUndo) -> dict:
     schema = table.schema
     names = [c.name for c in schema.columns]
     sample = []
-    for action in table.actions[:SAMPLE]:
+    for action in table.first(SAMPLE):
         row = action.intended() if action.kind != "delete" else action.row
         entry = {"action": action.kind, "key": schema.key_text(action.row),
                  "values": {names[i]: shown(v) for i, v in enumerate(row)}}

@@ -1,0 +1,92 @@
+"""Where an undo keeps its per-row state: a scratch SQLite file, so memory does not grow with the
+rows the transaction changed (a million-row DELETE holds a million before-images).
+
+The file lives in a directory `restore-bot-undo-<pid>-<hex>` that this process holds locked
+(restore.mysql.leftovers.OwnedDir): removed at close, and by the next restore-bot start's sweep when
+the process was killed (kill -9 included), so no scratch file outlives its owner for long.
+
+Rows are stored pickled: the decoded values (int, Decimal, str, bytes, datetime, timedelta...) come
+back as the very objects, so every comparison stays Python's exact equality. A key is the pickle
+of its values; equal keys of one column type pickle to equal bytes (a DECIMAL's scale is the
+column's, never the value's).
+"""
+from __future__ import annotations
+
+import pickle
+import sqlite3
+from collections.abc import Iterator
+
+from restore.mysql.leftovers import OwnedDir, sweep
+
+_SCHEMA = (
+    # tables with a primary key: per key, the row before the undone transaction, right after it,
+    # and at the binlog's end (NULL: no row), and the later transactions that wrote it
+    # (a rowid table: its rowid order is the binlog's order, the order the undo shows and applies)
+    "CREATE TABLE st (t INTEGER, k BLOB, orig BLOB, now BLOB, cur BLOB, later TEXT NOT NULL DEFAULT '', "
+    "UNIQUE (t, k))",
+    # tables without one: whole rows, + inserted / - deleted by the transaction, and by later ones
+    "CREATE TABLE nk (t INTEGER, row BLOB, delta INTEGER NOT NULL DEFAULT 0, later INTEGER NOT NULL DEFAULT 0, "
+    "UNIQUE (t, row))",
+    "CREATE TABLE pairs (t INTEGER, before BLOB, after BLOB, n INTEGER NOT NULL, UNIQUE (t, before, after))",
+    "CREATE INDEX pairs_after ON pairs (t, after)",
+    # the inverse: one row per action, in the order it is applied and shown; `observed` is what the
+    # target held when the preview looked
+    "CREATE TABLE act (t INTEGER, seq INTEGER, kind TEXT NOT NULL, k BLOB NOT NULL, row BLOB NOT NULL, "
+    "expected BLOB, sets BLOB, count INTEGER NOT NULL, observed BLOB, PRIMARY KEY (t, seq))",
+    "CREATE INDEX act_key ON act (t, k)",
+)
+
+dumps = pickle.dumps
+
+
+def loads(blob: bytes | None):
+    return None if blob is None else pickle.loads(blob)
+
+
+class Store:
+    """One undo's scratch database. Writes go in one SQLite transaction (nothing here must survive a
+    crash: the file is thrown away), with savepoints for what a rolled-back binlog transaction did."""
+
+    def __init__(self, base_dir: str | None = None) -> None:
+        sweep(base_dir)      # what killed undos left behind
+        self._dir = OwnedDir("restore-bot-undo", base_dir)
+        try:
+            self.path = self._dir.path / "undo.sqlite"
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            for pragma in ("journal_mode = DELETE", "synchronous = OFF", "cache_size = -16384", "temp_store = FILE"):
+                self.db.execute(f"PRAGMA {pragma}")
+            for sql in _SCHEMA:
+                self.db.execute(sql)
+            self.db.execute("BEGIN")
+        except BaseException:
+            self._dir.remove()
+            raise
+
+    def savepoint(self, name: str) -> None:
+        self.db.execute(f"SAVEPOINT {name}")
+
+    def release(self, name: str, *, rollback: bool = False) -> None:
+        if rollback:
+            self.db.execute(f"ROLLBACK TO {name}")
+        self.db.execute(f"RELEASE {name}")
+
+    def query(self, sql: str, args: tuple = (), size: int = 2000) -> Iterator[tuple]:
+        """The rows of `sql`, fetched `size` at a time: never the whole result in memory."""
+        cur = self.db.execute(sql, args)
+        while True:
+            rows = cur.fetchmany(size)
+            if not rows:
+                return
+            yield from rows
+
+    def close(self) -> None:
+        try:
+            self.db.close()
+        finally:
+            self._dir.remove()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
