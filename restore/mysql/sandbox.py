@@ -28,7 +28,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _find(*names: str) -> str | None:
+def find_program(*names: str) -> str | None:
+    """The first of `names` on PATH or in the sbin/libexec directories server packages install to."""
     extra = ["/usr/sbin", "/usr/local/sbin", "/usr/libexec"]
     path = os.environ.get("PATH", "") + os.pathsep + os.pathsep.join(extra)
     for name in names:
@@ -50,13 +51,19 @@ class Sandbox:
         server_id: int = 1,
         extra_args: list[str] | None = None,
         base_dir: str | None = None,
+        datadir: str | os.PathLike | None = None,
     ) -> None:
+        """`datadir`: start on an existing datadir (a prepared physical backup's copy) instead of a
+        new one. The caller owns it: stop() leaves it in place. Its grant tables are the backed-up
+        server's, whose root password we do not know, so the server skips them; its replication
+        settings are the source's, so replication does not start."""
         self.binlog = binlog
         self.binlog_format = binlog_format
         self.row_metadata = row_metadata
         self.server_id = server_id
         self.extra_args = list(extra_args or [])
         self._base_dir = base_dir
+        self.datadir = Path(datadir) if datadir is not None else None
         self._owned: OwnedDir | None = None
         self.dir: Path | None = None
         self.port = 0
@@ -64,9 +71,9 @@ class Sandbox:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Sandbox":
-        server = _find("mariadbd", "mysqld")
-        installer = _find("mariadb-install-db", "mysql_install_db")
-        if not server or not installer:
+        server = find_program("mariadbd", "mysqld")
+        installer = find_program("mariadb-install-db", "mysql_install_db")
+        if not server or (not installer and self.datadir is None):
             raise RestoreError(
                 "cannot start a sandbox server: mariadbd/mysqld not found on PATH",
                 hint="install the server package (apt-get install mariadb-server) or pass --target DSN",
@@ -80,18 +87,11 @@ class Sandbox:
             raise RestoreError(f"sandbox: the socket path under {self._base_dir or tempfile.gettempdir()} "
                                "is longer than a unix socket allows (107 bytes)",
                                hint="set TMPDIR to a shorter directory, e.g. TMPDIR=/tmp")
-        data = self.dir / "data"
+        data = self.datadir or self.dir / "data"
         tmp = self.dir / "tmp"
         tmp.mkdir()
-        out = subprocess.run(
-            [installer, "--no-defaults", "--user=root", f"--datadir={data}", f"--tmpdir={tmp}",
-             "--auth-root-authentication-method=normal", "--skip-test-db"],
-            capture_output=True, text=True,
-        )
-        if out.returncode != 0:
-            self._cleanup()
-            raise RestoreError(f"sandbox: {installer} failed: {out.stderr.strip()[-500:]}",
-                               hint="check that the server package is installed completely")
+        if self.datadir is None:
+            self._install(str(installer), data, tmp)
         for attempt in range(3):
             self.port = _free_port()
             args = [
@@ -104,6 +104,8 @@ class Sandbox:
                 "--skip-name-resolve", "--character-set-server=utf8mb4",
                 "--collation-server=utf8mb4_general_ci",
             ]
+            if self.datadir is not None:
+                args += ["--skip-grant-tables", "--skip-slave-start"]
             if self.binlog:
                 args += [f"--log-bin={self.dir / 'binlog'}", f"--binlog-format={self.binlog_format}"]
                 if self.row_metadata:
@@ -118,6 +120,17 @@ class Sandbox:
         self._cleanup()
         raise RestoreError(f"sandbox server did not start; its log ends with:\n{log}",
                            hint="see the log above; a full disk or a missing server package are common causes")
+
+    def _install(self, installer: str, data: Path, tmp: Path) -> None:
+        out = subprocess.run(
+            [installer, "--no-defaults", "--user=root", f"--datadir={data}", f"--tmpdir={tmp}",
+             "--auth-root-authentication-method=normal", "--skip-test-db"],
+            capture_output=True, text=True,
+        )
+        if out.returncode != 0:
+            self._cleanup()
+            raise RestoreError(f"sandbox: {installer} failed: {out.stderr.strip()[-500:]}",
+                               hint="check that the server package is installed completely")
 
     def _wait_ready(self, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout

@@ -15,6 +15,7 @@ from typing import BinaryIO
 from restore.errors import SnapshotError
 from restore.plan.foreign_keys import ForeignKey
 from restore.plan.foreign_keys import parse as parse_foreign_keys
+from restore.plan.physical import is_backup_dir
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Snapshot:
     gtid: str | None = None
     coordinates_line: int | None = None
     named_db: str | None = None
+    backup_id: str | None = None   # a physical backup directory (restore.plan.physical): its uuid
 
 
 _STR = re.compile(rb"'[^'\\]*(?:\\.[^'\\]*)*'", re.S)  # unrolled: no per-byte alternation
@@ -303,9 +305,11 @@ def read_snapshot(path: str, database: str | None = None) -> Snapshot:
     try:
         f = open(path, "rb", buffering=0)
     except OSError as e:
-        what = {FileNotFoundError: "no such file", IsADirectoryError: "is a directory, not a dump file"}
+        what = {FileNotFoundError: "no such file",
+                IsADirectoryError: "is a directory, neither a dump file nor a mariadb-backup directory (it has no "
+                                   "xtrabackup_checkpoints or mariadb_backup_checkpoints file)"}
         raise SnapshotError(f"{path}: {what.get(type(e), f'cannot open: {e.strerror}')}", where=path,
-                            hint="check the path of the dump file and its permissions") from None
+                            hint="check the path of the dump file or backup directory and its permissions") from None
     with f:
         try:
             first = f.read(_BLOCK)
@@ -361,11 +365,21 @@ def read_snapshot(path: str, database: str | None = None) -> Snapshot:
 
 
 def read_snapshots(args: Sequence[str]) -> list[Snapshot]:
-    """`FILE` or `DB=FILE` (the latter for dumps taken without --databases)."""
+    """`FILE` or `DB=FILE` (the latter for dumps taken without --databases); `DIR` or `DB[,DB...]=DIR`
+    for a mariadb-backup/xtrabackup directory (the databases narrow what is restored from it)."""
     out = []
     for arg in args:
         db, sep, path = arg.partition("=")
         if not sep or os.path.exists(arg):
             db, path = None, arg
-        out.append(read_snapshot(path, db))
+        if is_backup_dir(path):
+            # Imported here: describing a physical backup starts a server, which a dump never needs.
+            from restore.plan.physical_base import read_physical
+            out.append(read_physical(path, db))
+        else:
+            out.append(read_snapshot(path, db))
+    if len(out) > 1 and (physical := next((s for s in out if s.backup_id), None)) is not None:
+        raise SnapshotError(f"{physical.path} is a physical backup and cannot be combined with other snapshots",
+                            where=physical.path,
+                            hint="a physical backup is the whole server's base: pass it alone (DB,DB=DIR narrows it)")
     return out

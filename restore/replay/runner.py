@@ -26,6 +26,7 @@ from restore.errors import TargetError, VerifyError
 from restore.hooks import Hooks, NullHooks
 from restore.mysql.dsn import Dsn
 from restore.mysql.flavor import Flavor
+from restore.plan.physical_base import in_place
 from restore.plan.plan import Plan
 from restore.plan.scope import Scope
 from restore.plan.snapshot import Snapshot
@@ -102,6 +103,7 @@ class RestoreRunner:
         self.space_check = space_check
         self.given_verdicts = verdicts or {}   # "file:pos" of a stop judged at replay -> severity
         self.result = RestoreResult(plan, target.redacted())
+        self.base_in_place = False   # the target runs on a prepared copy of the physical snapshot
         if fence is not None and fence not in fencing.FENCE_CHOICES:
             raise TargetError(f"unknown fence {fence!r}", hint=f"use one of {', '.join(fencing.FENCE_CHOICES)}")
         if fence == "lock" and target.user in self.fence_users:
@@ -115,6 +117,12 @@ class RestoreRunner:
         fence_conn = self.target.connect() if self.fence else None
         try:
             flavor = Flavor.detect(conn)
+            self.base_in_place = in_place(conn, self.snapshots)
+            if not self.base_in_place and any(s.backup_id for s in self.snapshots):
+                raise TargetError(f"{self.result.target}: a physical backup is restored into the sandbox started "
+                                  "on its prepared copy, and this target is not that server",
+                                  hint="restore it with --target sandbox (stage); into another server, move the "
+                                       "verified tables from there")
             binlog = prepare_session(conn, flavor, log_replay=self.log_replay)
             self.result.target_binlog = binlog.describe()
             if binlog.enabled:
@@ -197,10 +205,11 @@ class RestoreRunner:
                      "so far is moved to <db>__unfinished_<time>, then this plan is restored)")
         if self.space_check:
             space = check_free_space(conn, self.target, replay_bytes=range_bytes(self.source, self.plan.replay_from, self.plan.end),
-                                     load_bytes=sum(os.path.getsize(s.path) for s in self.snapshots),
+                                     load_bytes=0 if self.base_in_place else sum(os.path.getsize(s.path) for s in self.snapshots),
                                      binlog_logged=binlog.enabled and binlog.logged)
             self.hooks.message(f"disk space: {space.detail}")
-        present = _existing_databases(conn, dbs)
+        # On the physical base the databases are the snapshot itself, not something to keep or drop.
+        present = [] if self.base_in_place else _existing_databases(conn, dbs)
         if present:
             if self.existing == "refuse":
                 raise TargetError(
@@ -242,6 +251,9 @@ class RestoreRunner:
                            + (" (check the moved copies for rows a writer committed, then drop them)" if moved else ""))
 
     def _load(self, conn) -> dict:
+        if self.base_in_place:
+            checkpoint.set_phase(conn, self.plan.plan_id, "loaded")
+            return {"snapshots": [s.path for s in self.snapshots], "physical": "the server runs on the backup's copy"}
         if _existing_databases(conn, sorted(self.plan.databases)):
             # An earlier load of this plan that did not finish: set aside like an unfinished run.
             self._set_aside_unfinished(conn, self.plan.databases, "an earlier load of this plan did not finish")

@@ -1,0 +1,123 @@
+"""A physical base snapshot: the target directory of `mariadb-backup --backup` (or xtrabackup),
+prepared or not.
+
+What it holds is read from its files: the binlog coordinates the backup ends at
+(`mariadb_backup_binlog_info` / `xtrabackup_binlog_info`: file, position, GTID) and whether it is
+prepared (`backup_type` in the checkpoints file). Its tables, their columns and row counts are
+read by starting a throwaway server on a prepared copy (restore.plan.physical_base): InnoDB's
+files cannot be counted without the server. The user's directory is only ever read.
+"""
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from restore.errors import SnapshotError
+
+# Names from MariaDB 10.x/11.x and from Percona XtraBackup, newest first.
+BINLOG_INFO = ("mariadb_backup_binlog_info", "xtrabackup_binlog_info")
+CHECKPOINTS = ("mariadb_backup_checkpoints", "xtrabackup_checkpoints")
+INFO = ("mariadb_backup_info", "xtrabackup_info")
+PREPARED = ("full-prepared", "log-applied")        # xtrabackup, mariadb-backup 10.x+
+UNPREPARED = ("full-backuped",)
+SYSTEM_DATABASES = frozenset({"mysql", "performance_schema", "sys", "information_schema"})
+_REMAKE = "take a new backup with mariadb-backup --backup (with the server's binary log enabled)"
+
+
+@dataclass(frozen=True)
+class BackupDir:
+    """What a backup directory's own files say."""
+    path: Path
+    binlog_info: Path
+    binlog_file: str
+    binlog_pos: int
+    gtid: str | None
+    prepared: bool
+    backup_id: str                  # xtrabackup_info's uuid, else the checkpoints' to_lsn
+    tool_version: str | None
+    innodb_options: tuple[str, ...]  # backup-my.cnf's settings a server must start with
+
+
+def is_backup_dir(path: str | os.PathLike) -> bool:
+    """A directory written by mariadb-backup/xtrabackup (it has a checkpoints or binlog-info file)."""
+    p = Path(path)
+    return p.is_dir() and any((p / name).is_file() for name in CHECKPOINTS + BINLOG_INFO)
+
+
+def _first(p: Path, names: tuple[str, ...]) -> Path | None:
+    return next((p / n for n in names if (p / n).is_file()), None)
+
+
+def _refuse(where: Path, message: str, hint: str = _REMAKE) -> SnapshotError:
+    return SnapshotError(f"{where}: {message}", where=str(where), hint=hint)
+
+
+def _key_values(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text(errors="replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def read_backup_dir(path: str | os.PathLike) -> BackupDir:
+    """Check that the directory is a whole backup and read its coordinates; never writes to it."""
+    p = Path(path)
+    checkpoints = _first(p, CHECKPOINTS)
+    if checkpoints is None:
+        raise _refuse(p / CHECKPOINTS[0], "is missing (neither mariadb_backup_checkpoints nor xtrabackup_checkpoints "
+                      "is there): the backup is incomplete or was not written by mariadb-backup",
+                      hint="pass the --target-dir of a finished mariadb-backup --backup; " + _REMAKE)
+    kind = _key_values(checkpoints).get("backup_type", "")
+    if kind not in PREPARED + UNPREPARED:
+        incremental = "incremental" in kind
+        raise _refuse(checkpoints, f"backup_type is {kind or 'missing'!r}: "
+                      + ("an incremental backup is not a base restore-bot can start from" if incremental
+                         else "not a full backup restore-bot knows"),
+                      hint="prepare the full backup with its incrementals merged (mariadb-backup --prepare "
+                           "--incremental-dir) into a copy and pass that" if incremental else _REMAKE)
+    info = _first(p, BINLOG_INFO)
+    if info is None:   # named as this backup's tool names its files
+        raise _refuse(p / BINLOG_INFO[CHECKPOINTS.index(checkpoints.name)], "is missing: the backup does not say at which binlog position it was "
+                      "taken, so the replay cannot start after it (was the server's binary log off?)",
+                      hint="take the backup from a server with log_bin enabled, or restore from a dump")
+    fields = info.read_text(errors="replace").split()
+    if len(fields) < 2 or not fields[1].isdigit():
+        raise _refuse(info, f"holds {' '.join(fields)[:200]!r}, not 'FILE POSITION [GTID]'",
+                      hint="the file is damaged; " + _REMAKE)
+    for name in ("ibdata1", "ib_logfile0"):
+        if not (p / name).is_file():
+            raise _refuse(p / name, "is missing: InnoDB's system tablespace and redo log are part of every "
+                          "backup, so this one is incomplete", hint="copy the whole backup directory; " + _REMAKE)
+    meta = _key_values(f) if (f := _first(p, INFO)) is not None else {}
+    return BackupDir(path=p, binlog_info=info, binlog_file=fields[0], binlog_pos=int(fields[1]),
+                     gtid=fields[2] if len(fields) > 2 and fields[2] else None,
+                     prepared=kind in PREPARED,
+                     backup_id=meta.get("uuid") or _key_values(checkpoints).get("to_lsn", ""),
+                     tool_version=meta.get("tool_version"), innodb_options=_innodb_options(p))
+
+
+def _innodb_options(p: Path) -> tuple[str, ...]:
+    """The InnoDB layout backup-my.cnf records: a server started with other values refuses the files."""
+    cnf = p / "backup-my.cnf"
+    if not cnf.is_file():
+        return ()
+    parser = configparser.ConfigParser(allow_no_value=True, strict=False, interpolation=None)
+    try:
+        parser.read_string(cnf.read_text(errors="replace"))
+    except configparser.Error as e:
+        raise _refuse(cnf, f"cannot be read: {e}", hint="the file is damaged; " + _REMAKE) from None
+    if not parser.has_section("mysqld"):
+        return ()
+    keep = ("innodb_page_size", "innodb_data_file_path", "innodb_undo_tablespaces", "innodb_checksum_algorithm")
+    return tuple(f"--{k.replace('_', '-')}={parser.get('mysqld', k)}" for k in keep
+                 if parser.get("mysqld", k, fallback=None))
+
+
+def database_dirs(p: Path) -> list[str]:
+    """The backup's user databases as directory names (still in the server's filename encoding)."""
+    return sorted(e.name for e in os.scandir(p) if e.is_dir() and e.name not in SYSTEM_DATABASES
+                  and not e.name.startswith(("#", ".")) and e.name != "lost+found")

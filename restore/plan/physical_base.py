@@ -1,0 +1,167 @@
+"""A server running on a copy of a physical backup: to describe the backup at plan time, and as
+the restore's sandbox, which then starts with the backup's tables in place (no load).
+
+The user's backup is never written: it is copied (`cp --reflink=auto`: a reflink where the
+filesystem allows it) into a directory named for the leftovers sweep, and the copy is prepared
+(`mariadb-backup --prepare`) when the backup is not. A marker file in the copy names the backup,
+so the restore runner can tell that its target already holds the base (`in_place`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+from restore.errors import SnapshotError
+from restore.mysql.leftovers import OwnedDir
+from restore.mysql.procs import die_with_parent
+from restore.mysql.quote import quote_qualified
+from restore.mysql.sandbox import Sandbox, find_program
+from restore.plan.foreign_keys import parse as parse_foreign_keys
+from restore.plan.physical import SYSTEM_DATABASES, BackupDir, read_backup_dir
+from restore.plan.snapshot import ColumnInfo, Snapshot, TableInfo
+
+MARKER = "restore-bot-base.json"
+
+
+def backup_tool() -> str:
+    if found := find_program("mariadb-backup", "mariabackup"):
+        return found
+    raise SnapshotError("mariadb-backup is not installed, and a physical backup is prepared with it",
+                        hint="install it (apt-get install mariadb-backup, the same version as the server)")
+
+
+@contextmanager
+def prepared_copy(backup: BackupDir, base_dir: str | None = None) -> Iterator[Path]:
+    """A prepared copy of `backup` in a scratch directory, removed on exit (or by the leftovers
+    sweep of a later run when we are killed)."""
+    owned = OwnedDir("restore-bot-backup", base_dir)
+    try:
+        data = owned.path / "data"
+        _copy(backup.path, data)
+        if not backup.prepared:
+            _prepare(backup, data)
+        (data / MARKER).write_text(json.dumps({"backup": str(backup.path.resolve()), "backup_id": backup.backup_id}))
+        yield data
+    finally:
+        owned.remove()
+
+
+def _copy(src: Path, dst: Path) -> None:
+    need = sum(e.stat().st_size for e in _walk(src))
+    free = shutil.disk_usage(dst.parent).free
+    out = subprocess.run(["cp", "-a", "--reflink=auto", str(src), str(dst)], capture_output=True, text=True)
+    if out.returncode != 0:
+        short = need > free
+        raise SnapshotError(f"{src}: copying the backup to {dst.parent} failed: {out.stderr.strip()[-400:]}",
+                            where=str(src),
+                            hint=(f"the copy needs {need >> 20} MiB and {dst.parent} has {free >> 20} MiB free: "
+                                  "point TMPDIR at a bigger filesystem" if short else
+                                  "check that this user can read every file of the backup directory"))
+
+
+def _walk(p: Path) -> Iterator[os.DirEntry]:
+    for e in os.scandir(p):
+        if e.is_dir(follow_symlinks=False):
+            yield from _walk(Path(e.path))
+        elif e.is_file(follow_symlinks=False):
+            yield e
+
+
+def _prepare(backup: BackupDir, data: Path) -> None:
+    out = subprocess.run([backup_tool(), "--prepare", f"--target-dir={data}"], capture_output=True, text=True,
+                         preexec_fn=die_with_parent())
+    if out.returncode != 0:
+        log = "\n".join(line for line in out.stderr.strip().splitlines()[-8:])
+        tool = subprocess.run([backup_tool(), "--version"], capture_output=True, text=True).stderr.strip()
+        raise SnapshotError(
+            f"{backup.path}: mariadb-backup --prepare failed on a copy of the backup (the backup itself is "
+            f"untouched); its output ends with:\n{log}", where=str(backup.path),
+            hint=f"the backup was written by mariadb-backup {backup.tool_version or '(version unknown)'}, this "
+                 f"host has {tool.split(' based on ')[0] or 'another'}: prepare needs the same major version; "
+                 "otherwise the backup is damaged and a new one must be taken")
+
+
+@contextmanager
+def base_sandbox(snap: Snapshot, base_dir: str | None = None) -> Iterator[Sandbox]:
+    """A throwaway server started on a prepared copy of the physical snapshot `snap`."""
+    backup = _backup(snap)
+    with prepared_copy(backup, base_dir) as data, \
+            Sandbox(datadir=data, extra_args=list(backup.innodb_options), base_dir=base_dir) as box:
+        yield box
+
+
+def sandbox_for(snapshots: Sequence[Snapshot], base_dir: str | None = None) -> AbstractContextManager[Sandbox]:
+    """The restore's sandbox: on the physical base when a snapshot is one, else a new empty server."""
+    physical = [s for s in snapshots if s.backup_id]
+    return base_sandbox(physical[0], base_dir) if physical else Sandbox(base_dir=base_dir)
+
+
+def in_place(conn, snapshots: Sequence[Snapshot]) -> bool:
+    """Whether the server of `conn` runs on a prepared copy of the physical snapshot given: then
+    its tables are the base, and there is nothing to load. Only a server on this host can be."""
+    physical = [s for s in snapshots if s.backup_id]
+    if not physical:
+        return False
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@datadir")
+        marker = Path(cur.fetchone()[0]) / MARKER
+    try:
+        doc = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return False
+    return any(doc.get("backup_id") == s.backup_id and doc.get("backup") == str(Path(s.path).resolve())
+               for s in physical)
+
+
+def _backup(snap: Snapshot) -> BackupDir:
+    backup = read_backup_dir(snap.path)
+    if backup.backup_id != snap.backup_id:
+        raise SnapshotError(f"{snap.path}: the backup directory changed since the plan was made "
+                            f"(backup {snap.backup_id}, now {backup.backup_id})", where=snap.path,
+                            hint="make the plan again")
+    return backup
+
+
+def read_physical(path: str, databases: str | None = None) -> Snapshot:
+    """Describe a backup directory: its coordinates from its files, its tables from a server started
+    on a prepared copy. `databases` ("a" or "a,b") narrows it to those."""
+    backup = read_backup_dir(path)
+    snap = Snapshot(path=path, flavor="mariadb", binlog_file=backup.binlog_file, binlog_pos=backup.binlog_pos,
+                    gtid=backup.gtid, coordinates_line=1, backup_id=backup.backup_id)
+    with base_sandbox(snap) as box, box.connect() as conn, conn.cursor() as cur:
+        cur.execute("SHOW DATABASES")
+        held = sorted(r[0] for r in cur.fetchall() if r[0] not in SYSTEM_DATABASES)
+        wanted = [d.strip() for d in databases.split(",")] if databases else held
+        missing = [d for d in wanted if d not in held]
+        if missing:
+            raise SnapshotError(f"{path}: the backup holds no database {', '.join(missing)}", where=path,
+                                hint=f"it holds {', '.join(held) or 'no user database'}: name one of these")
+        snap.databases = wanted
+        for db in wanted:
+            _describe(cur, snap, db)
+    return snap
+
+
+def _describe(cur, snap: Snapshot, db: str) -> None:
+    cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s "
+                "AND TABLE_TYPE='BASE TABLE' ORDER BY TABLE_NAME", (db,))
+    for (name,) in cur.fetchall():
+        info = TableInfo(db=db, name=name)
+        cur.execute("SELECT COLUMN_NAME, COLUMN_TYPE, IS_GENERATED FROM information_schema.COLUMNS "
+                    "WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s ORDER BY ORDINAL_POSITION", (db, name))
+        for col, ctype, generated in cur.fetchall():
+            info.columns.append(ColumnInfo(name=col, definition=ctype, unsigned="unsigned" in ctype.lower(),
+                                           generated=generated == "ALWAYS"))
+        ident = quote_qualified(db, name)
+        cur.execute(f"SHOW CREATE TABLE {ident}")
+        create = cur.fetchone()[1]
+        info.has_primary_key = "\n  PRIMARY KEY " in create
+        info.foreign_keys = parse_foreign_keys(create, db, name)
+        cur.execute(f"SELECT COUNT(*) FROM {ident}")
+        info.rows = cur.fetchone()[0]
+        snap.tables[(db, name)] = info

@@ -1,0 +1,162 @@
+"""Physical base snapshots: `--snapshot DIR` of a mariadb-backup target directory, prepared or not,
+restored into a sandbox started on a prepared copy of it, then replayed and verified.
+
+One incident for the module: a source with a binlog and data, `mariadb-backup --backup` of it,
+traffic, a DROP TABLE and a DROP DATABASE. Each restore must end exactly as the source was just
+before the disaster (CHECKSUM TABLE), and the user's backup directory must not change.
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from restore import api
+from restore.errors import RestoreError, SnapshotError
+from restore.mysql.sandbox import Sandbox
+from restore.plan.physical_base import sandbox_for
+from restore.replay.runner import restore
+from tests.support.db import checksums, copy_binlogs
+
+pytestmark = [pytest.mark.mysql,
+              pytest.mark.skipif(shutil.which("mariadb-backup") is None, reason="mariadb-backup is not installed "
+                                 "(./dev setup installs it)")]
+
+DBS = ("shop", "wiki")
+
+
+@dataclass
+class Backup:
+    raw: Path          # as mariadb-backup --backup wrote it
+    prepared: Path     # a copy prepared by the user
+    binlogs: Path
+    before: dict
+
+
+def _backup(src: Sandbox, target: Path) -> None:
+    out = subprocess.run(["mariadb-backup", "--backup", f"--socket={src.socket}", "--user=root",
+                          f"--datadir={src.dir / 'data'}", f"--target-dir={target}"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def incident(tmp_path_factory) -> Backup:
+    work = tmp_path_factory.mktemp("physical")
+    with Sandbox(binlog=True, binlog_format="ROW") as src, src.connect(autocommit=True) as conn:
+        cur = conn.cursor()
+        cur.execute("CREATE DATABASE shop CHARACTER SET utf8mb4")
+        cur.execute("CREATE DATABASE wiki CHARACTER SET utf8mb4")
+        cur.execute("CREATE TABLE shop.customer (id INT PRIMARY KEY, name VARCHAR(40), note TEXT)")
+        cur.execute("CREATE TABLE shop.orders (id INT AUTO_INCREMENT PRIMARY KEY, customer INT NOT NULL, "
+                    "total DECIMAL(10,2), FOREIGN KEY (customer) REFERENCES shop.customer (id))")
+        cur.execute("CREATE TABLE shop.log (at INT, what VARCHAR(20))")   # no primary key
+        cur.execute("CREATE TABLE wiki.page (id INT PRIMARY KEY, title VARCHAR(50), body MEDIUMTEXT)")
+        cur.executemany("INSERT INTO shop.customer VALUES (%s, %s, %s)",
+                        [(i, f"손님 {i}", "😀" * (i % 5)) for i in range(1, 301)])
+        cur.executemany("INSERT INTO shop.orders (customer, total) VALUES (%s, %s)",
+                        [(i % 300 + 1, i * 1.5) for i in range(1000)])
+        cur.executemany("INSERT INTO shop.log VALUES (%s, 'seed')", [(i,) for i in range(50)])
+        cur.executemany("INSERT INTO wiki.page VALUES (%s, %s, %s)", [(i, f"p{i}", "x" * i) for i in range(100)])
+        raw = work / "backup"
+        _backup(src, raw)
+        # Traffic after the backup: the replay must start exactly where the backup ends.
+        cur.executemany("INSERT INTO shop.orders (customer, total) VALUES (%s, %s)", [(7, i) for i in range(200)])
+        cur.execute("UPDATE shop.customer SET note = 'vip' WHERE id % 7 = 0")
+        cur.execute("DELETE FROM shop.log WHERE at < 10")
+        cur.execute("INSERT INTO wiki.page VALUES (1000, 'late', 'written after the backup')")
+        cur.execute("CREATE TABLE wiki.tag (id INT PRIMARY KEY, page INT)")
+        cur.executemany("INSERT INTO wiki.tag VALUES (%s, %s)", [(i, i) for i in range(20)])
+        before = checksums(conn, DBS)
+        cur.execute("DROP TABLE shop.orders")          # the disaster
+        cur.execute("DROP DATABASE wiki")
+        cur.execute("CREATE TABLE shop.after_disaster (id INT)")
+        binlogs = copy_binlogs(src, work / "binlogs")
+    prepared = work / "prepared"
+    shutil.copytree(raw, prepared)
+    out = subprocess.run(["mariadb-backup", "--prepare", f"--target-dir={prepared}"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return Backup(raw, prepared, binlogs, before)
+
+
+def _hashes(d: Path) -> dict[str, str]:
+    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*"))
+            if p.is_file()}
+
+
+def _restore(snapshot: str, binlogs: Path) -> tuple[api.Planned, dict, list[dict]]:
+    planned = api.plan(api.PlanInput([snapshot], binlogs))
+    with sandbox_for(planned.snapshots) as box:
+        result = restore(planned.plan, planned.snapshots, planned.source, box.dsn)
+        assert result.ok, result.verification.problems() if result.verification else result
+        with box.connect() as conn:
+            return planned, checksums(conn, sorted(planned.plan.databases)), result.phases
+
+
+@pytest.mark.parametrize("which", ["raw", "prepared"])
+def test_restore_from_backup_dir_is_exact(incident, which):
+    d = getattr(incident, which)
+    files_before = _hashes(d)
+    planned, after, phases = _restore(str(d), incident.binlogs)
+    assert after == incident.before
+    # The plan starts where the backup ends and stops before the DROP TABLE.
+    file, pos = (d / "xtrabackup_binlog_info").read_text().split()[:2]
+    assert planned.plan.replay_from == (file, int(pos))
+    assert planned.plan.stop is not None and "DROP TABLE" in planned.plan.stop.statement.upper()
+    load = next(p for p in phases if p["phase"] == "load")
+    assert "physical" in load
+    assert _hashes(d) == files_before, "the user's backup directory was modified"
+
+
+def test_database_narrows_the_backup(incident):
+    planned, after, _ = _restore(f"wiki={incident.prepared}", incident.binlogs)
+    assert set(planned.plan.databases) == {"wiki"}
+    assert after == {k: v for k, v in incident.before.items() if k.startswith("wiki.")}
+
+
+def test_row_counts_and_coordinates_read_from_the_backup(incident):
+    (snap,) = api.read_snapshots([str(incident.raw)])
+    assert snap.databases == ["shop", "wiki"]
+    assert snap.tables[("shop", "orders")].rows == 1000
+    assert snap.tables[("shop", "customer")].has_primary_key and not snap.tables[("shop", "log")].has_primary_key
+    assert [fk.parent for fk in snap.tables[("shop", "orders")].foreign_keys] == ["shop.customer"]
+    assert snap.binlog_file and snap.binlog_pos and snap.gtid
+
+
+def test_a_dsn_target_is_refused_naming_the_sandbox_path(incident, target):
+    planned = api.plan(api.PlanInput([str(incident.prepared)], incident.binlogs))
+    with pytest.raises(RestoreError, match="physical backup"):
+        restore(planned.plan, planned.snapshots, planned.source, target.dsn)
+
+
+@pytest.mark.parametrize("damage, names", [
+    ("xtrabackup_binlog_info", "xtrabackup_binlog_info"),
+    ("ibdata1", "ibdata1"),
+    ("ib_logfile0", "ib_logfile0"),
+    ("xtrabackup_checkpoints", "checkpoints"),
+])
+def test_a_damaged_backup_is_refused_naming_the_file(incident, tmp_path, damage, names):
+    d = tmp_path / "b"
+    shutil.copytree(incident.raw, d)
+    (d / damage).unlink()
+    if damage == "xtrabackup_checkpoints":
+        (d / "xtrabackup_binlog_info").write_text("binlog.000001\t4\t0-1-1\n")  # still looks like a backup
+    with pytest.raises(SnapshotError) as e:
+        api.read_snapshots([str(d)])
+    assert names in str(e.value) and e.value.hint
+
+
+def test_a_backup_whose_redo_log_is_corrupt_is_refused_at_prepare(incident, tmp_path):
+    d = tmp_path / "b"
+    shutil.copytree(incident.raw, d)
+    log = d / "ib_logfile0"
+    data = bytearray(log.read_bytes())
+    data[0:len(data)] = b"\x00" * len(data)
+    log.write_bytes(bytes(data))
+    with pytest.raises(SnapshotError) as e:
+        api.read_snapshots([str(d)])
+    assert str(d) in str(e.value) and "prepare" in str(e.value) and e.value.hint
+    assert log.read_bytes() == bytes(data), "the user's backup directory was modified"
