@@ -20,9 +20,10 @@ from handlers.presenter.answers import args_text, bad_input
 REQUESTS = Counter("restore_bot_requests_total", "chat requests by subcommand", ["command"])
 
 # Who may give which command (the rest: anyone who can reach the bot). A reject is the
-# approvers' or the requester's: that rule needs the job, so the handler applies it.
+# approvers' or the requester's, an undo's approval an operator's or an approver's (on production
+# an approver's, not the requester's): those rules need the job, so the handler applies them.
 OPERATOR_ONLY = frozenset({"plan", "stage", "drill", "prod", "abort", "choice clear", "choose stop", "choose skip",
-                           "alert expected", "alert incident", "backup now", "oncall set", "undo", "undo approve"})
+                           "alert expected", "alert incident", "backup now", "oncall set", "undo"})
 APPROVER_ONLY = frozenset({"approve"})
 
 

@@ -25,7 +25,6 @@ OPERATORS_ONLY = {   # what NOT_ALLOWED says a person could not do, by command
     "choose stop": "change the plan", "choose skip": "change the plan",
     "alert expected": "mark an event expected", "alert incident": "mark the incident",
     "backup now": "take a backup", "oncall set": "change who is on call", "undo": "start an undo",
-    "undo approve": "approve an undo",
 }
 NOT_APPROVER = ("Sorry <@{user}>, only approvers may approve a prod restore. (This was logged.)")
 SELF_APPROVAL = ("<@{user}>, you requested {job} yourself: a *different* approver must approve it.")

@@ -19,6 +19,7 @@ APPROVAL_MINUTES = 15
 
 
 class Approvers(Protocol):
+    def can_operate(self, user: str) -> bool: ...
     def can_approve(self, user: str) -> bool: ...
 
 
@@ -123,7 +124,7 @@ class RestoreHandler:
         """The approval gate, for prod restores and undos alike: `second_person` (production) takes an
         approver who is not the requester; then the approval window, then the one state change that
         lets the worker run it."""
-        if second_person and not self.access.can_approve(cmd.user):
+        if not (self.access.can_approve(cmd.user) or (not second_person and self.access.can_operate(cmd.user))):
             self.store.audit(cmd.user, "refused approve", job.id, "not an approver")
             reply.ephemeral(say.not_approver(cmd.user, job))
             return

@@ -26,7 +26,7 @@ from bot.kakao import TOKEN_HEADER, register_kakao
 from bot.serve import build_http
 from bot.slack_app import build_bolt_app, register_slack, web_client
 from handlers.app import application
-from handlers.commands import ALERT_PLAN, APPROVE_ACTION
+from handlers.commands import ALERT_PLAN, ALERT_UNDO, APPROVE_ACTION, UNDO_APPROVE_ACTION
 from handlers.jobstore import JobStore
 from tests.support.fake_slack import FakeSlack, SlackSigner
 
@@ -179,6 +179,13 @@ def _prod_waiting(store: JobStore) -> None:
     store.create("prod", "prod", "USOMEONE", state="awaiting_approval", args={"stop_before": "auto", "skips": []})
 
 
+def _undo_waiting(store: JobStore) -> None:
+    """An undo job on prod whose preview (as the worker stores it) waits for approval."""
+    job = store.create("undo", "prod", "USOMEONE", args={"event": "0-1-5", "guarded": True})
+    store.transition(job.id, ("queued",), "running")
+    store.transition(job.id, ("running",), "awaiting_approval", result={"undo": {"preview_id": "p-1"}})
+
+
 CASES = [
     Case("help", "/restore stage [stop=SPEC] [skip=SPEC ...] [--restart]", "help"),
     Case("/restore", "/backup now · /backup list", "help"),
@@ -198,6 +205,12 @@ CASES = [
     Case("approve R1", "Approved by", "approve", who=APPROVER, setup=_prod_waiting),
     Case("approve R1", "only approvers may approve a prod restore", "approve", setup=_prod_waiting),
     Case("reject R1", "Rejected by", "reject", who=APPROVER, setup=_prod_waiting),
+    Case("undo 0-1-5 prod", "queued", "undo", job={"kind": "undo", "args": {"event": "0-1-5", "guarded": True}}),
+    Case("undo 0-1-5", "Undo writes into a kept server, and target stage is a throwaway sandbox", "undo"),
+    Case("undo 0-1-5 prod", "so I can't start an undo", "undo", who=STRANGER),
+    Case("undo DELETE", "undo takes the transaction's GTID", "invalid"),
+    Case("undo approve R1", "Approved by", "undo approve", who=APPROVER, setup=_undo_waiting),
+    Case("undo approve R1", "only approvers may approve an undo", "undo approve", setup=_undo_waiting),
     Case("history", "request history", "history"),
     Case("choice", "No saved choice", "choice"),
     Case("choice clear", "No saved choice", "choice clear"),
@@ -246,19 +259,27 @@ def test_every_command_through_every_transport(way, case, tmp_path, fake):
 
 
 def test_slack_buttons_go_through_the_dispatcher(tmp_path, fake):
-    """*Approve* on a prod approval request and an alert's *Plan restore* are Commands like typed ones."""
+    """*Approve* on a prod approval request, an alert's *Plan restore* and *Undo this*, and an undo
+    preview's *Approve undo* are Commands like typed ones."""
     slack = SlackWay(tmp_path, fake)
     try:
         _prod_waiting(slack.store)
         approved = slack.click(APPROVE_ACTION, "R1", APPROVER, "Approved by")
         planned = slack.click(ALERT_PLAN, "0-1-77", OPS, "queued")
         refused = slack.click(ALERT_PLAN, "0-1-78", STRANGER, "operator list")
+        _undo_waiting(slack.store)
+        undo = slack.click(UNDO_APPROVE_ACTION, "R3", APPROVER, "Approved by")
+        on_stage = slack.click(ALERT_UNDO, "0-1-79", OPS, "throwaway sandbox")
     finally:
         slack.close()
     assert "Approved by UAPP1: prod job R1 starts now." in approved
     assert slack.store.get("R1").state == "queued" and slack.store.get("R1").approver == APPROVER
     plan = slack.store.get("R2")
     assert plan.kind == "plan" and plan.args == {"stop_before": "0-1-77", "skips": []} and "R2" in planned
-    assert "so I can't start a plan job" in refused and slack.store.get("R3") is None
+    assert "so I can't start a plan job" in refused and slack.store.get("R3").kind == "undo"   # R3: the undo set up
+    assert "Approved by UAPP1: undo job R3 applies preview p-1 now." in undo
+    assert slack.store.get("R3").state == "queued" and slack.store.get("R3").approver == APPROVER
+    assert "target stage is a throwaway sandbox" in on_stage and slack.store.get("R4") is None
     actions = [(e["actor"], e["action"]) for e in slack.store.audit_log(100)]
     assert (APPROVER, "request approve") in actions and (STRANGER, "refused plan") in actions
+    assert (APPROVER, "approved undo") in actions and (OPS, "request undo") in actions
