@@ -93,11 +93,11 @@ UNDO_SPEC_HELP = ("undo takes the transaction's GTID (0-1-113680, uuid:n), the F
 UNDO_PREVIEW_HEAD = "*Undo preview* of transaction `{tx}` at `{where}` on *{target}* — preview `{pid}`; nothing written yet"
 UNDO_TABLE = ("• *{table}*: {insert} to insert back, {update} to update back, {delete} to delete, "
               "{already} already as before; {conflicts} conflict(s)")
-UNDO_SAMPLE = "    {action} {key}: {values}"
+UNDO_SAMPLE = "    {action} {key}{sets}: {values}"
 UNDO_LATER = "    later transactions on these rows: {txs}"
-UNDO_CONFLICT = ("⚠ *conflict* {table} {key}{column}: the undo would put {undo!r}, a later write left {later!r} "
+UNDO_CONFLICT = ("⚠ *conflict* {table} {key}{column}: the undo would put {undo}, a later write left {later} "
                  "(kept) — {reason}")
-UNDO_STALE = ("⚠ {table} {key}: the binlog ends with {binlog!r}, the target holds {target!r}: the apply will be "
+UNDO_STALE = ("⚠ {table} {key}: the binlog ends with {binlog}, the target holds {target}: the apply will be "
               "refused; read the binlog again and run a new preview")
 UNDO_ASK_ONE = "*Approve undo* applies it in one transaction; *Reject* writes nothing. Approval within {minutes} minutes."
 UNDO_ASK_TWO = ("*Approve undo* applies it in one transaction — {target} is production: a *different* approver "

@@ -9,15 +9,20 @@ history without the disasters (CHECKSUM TABLE), and the conflict must be on the 
 """
 from __future__ import annotations
 
+import io
 import json
 import re
 import threading
 import time
 
 import pytest
+from flask import Flask
+from rich.console import Console
 from werkzeug.serving import make_server
 
 from bot.config import load_settings
+from bot.console import ConsoleSession
+from bot.kakao import TOKEN_HEADER, register_kakao
 from bot.reporter import Reporter
 from bot.serve import build_http
 from bot.slack_app import SlackPoster, build_bolt_app, register_slack, web_client
@@ -34,18 +39,15 @@ from tests.test_undo import _history, _last_gtid, _run
 pytestmark = pytest.mark.mysql
 
 OPS1, APP1, APP2 = "UOPS1", "UAPP1", "UAPP2"
-SECRET, TOKEN, CHANNEL = "signing-secret-undo", "xoxb-undo", "CINC"
+SECRET, TOKEN, CHANNEL, KAKAO_TOKEN = "signing-secret-undo", "xoxb-undo", "CINC", "kakao-token-undo"
 WAIT = 60.0
 
 
-class Chat:
-    """The bot in this process (dispatcher, bolt over HTTP, worker, reporter) over one source server:
-    stage is that server by its socket, prod the same server by TCP (a target with a prod entry)."""
-
-    def __init__(self, tmp_path, fake: FakeSlack, source) -> None:
-        self.fake, self.source = fake, source
-        config = tmp_path / "restore-bot.toml"
-        config.write_text(f"""
+def _settings(tmp_path, source, api_url: str = "http://127.0.0.1:9/api/"):
+    """Stage is `source` by its socket, prod the same server by TCP (a target with a prod entry)."""
+    config = tmp_path / "restore-bot.toml"
+    people = [OPS1, APP1, APP2]
+    config.write_text(f"""
 [source]
 binlogs = "{source.binlog_dir}"
 [targets.stage]
@@ -55,13 +57,24 @@ dsn = "{source.url}"
 [slack]
 channel = "{CHANNEL}"
 [access]
-operators = ["{OPS1}", "{APP1}", "{APP2}"]
-approvers = ["{APP1}", "{APP2}", "{OPS1}"]
+operators = {json.dumps(people + [f"kakao:{p}" for p in people])}
+approvers = {json.dumps(people + [f"kakao:{p}" for p in people])}
+[kakao]
+token = "{KAKAO_TOKEN}"
 [store]
 path = "{tmp_path / 'jobs.sqlite3'}"
 """)
-        self.settings = load_settings(str(config), env={"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET,
-                                                        "SLACK_API_URL": fake.api_url})
+    return load_settings(str(config), env={"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET,
+                                           "SLACK_API_URL": api_url})
+
+
+class Chat:
+    """The bot in this process (dispatcher, bolt over HTTP, worker, reporter) over one source server:
+    stage is that server by its socket, prod the same server by TCP (a target with a prod entry)."""
+
+    def __init__(self, tmp_path, fake: FakeSlack, source) -> None:
+        self.fake, self.source = fake, source
+        self.settings = _settings(tmp_path, source, fake.api_url)
         self.store = JobStore(self.settings.store_path)
         self.client = web_client(TOKEN, fake.api_url)
         app = application(self.settings, self.store, self.settings.access, channel=CHANNEL)
@@ -274,3 +287,63 @@ def test_undo_this_on_an_alert_opens_the_preview_card(small, chat_on):
     card = chat.preview(job)
     assert f"transaction `{gtid}`" in card.text and "s.t*: 12 to insert back" in card.text, card.text
     assert chat.store.get(job).args == {"event": gtid, "guarded": False}
+
+
+def _rows(server) -> tuple:
+    with server.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT id, v FROM s.t ORDER BY id")
+        return cur.fetchall()
+
+
+def test_the_console_asks_who_approves_and_production_refuses_the_requester(small, tmp_path):
+    before = _rows(small)
+    _run(small, ["DELETE FROM s.t"])
+    gtid = _last_gtid(small)
+    settings = _settings(tmp_path, small)
+    out, asked = io.StringIO(), []
+    answers = iter([OPS1, APP1])   # the requester first (refused on prod), then a second approver
+
+    def ask(prompt: str) -> str:
+        asked.append(prompt)
+        return next(answers)
+    with ConsoleSession(settings, JobStore(settings.store_path), settings.access, user=OPS1,
+                        console=Console(file=out, width=300), ask=ask) as session:
+        session.repl([f"undo {gtid} prod"])
+    text = out.getvalue()
+    assert asked == ["Name of the operator approving undo R1 (empty rejects): "] * 2, asked
+    assert "s.t: 12 to insert back" in text and "a different approver" in text, text
+    assert "you requested R1 yourself" in text and "Approved by @UAPP1" in text, text
+    assert "Undone on prod in one transaction" in text and "every written row holds its intended image" in text
+    assert _rows(small) == before
+
+
+def test_kakao_answers_with_the_preview_and_its_quick_replies_then_applies(small, tmp_path, fake):
+    before = _rows(small)
+    _run(small, ["DELETE FROM s.t"])
+    gtid = _last_gtid(small)
+    settings = _settings(tmp_path, small, fake.api_url)
+    store = JobStore(settings.store_path)
+    web = Flask("kakao-undo-test")
+    register_kakao(web, settings, store, application(settings, store, settings.access, channel=None), poll=0.05)
+    client = web.test_client()
+    worker = Worker(settings, store)
+    threading.Thread(target=worker.run_forever, kwargs={"poll": 0.05}, daemon=True).start()
+
+    def say(text: str, key: str) -> dict:
+        req = {"utterance": text, "user": {"id": OPS1}, "callbackUrl": fake.response_url(key)}
+        resp = client.post("/kakao/skill", json={"userRequest": req}, headers={TOKEN_HEADER: KAKAO_TOKEN})
+        assert resp.status_code == 200 and resp.get_json()["useCallback"], resp.get_json()
+        return fake.wait_for(lambda calls: [c.body for c in calls if c.path == f"/response_url/{key}"], WAIT,
+                             f"the callback {key}")[0]
+    try:
+        preview = say(f"/restore undo {gtid}", "k1")
+        shown = "\n".join(o["simpleText"]["text"] for o in preview["template"]["outputs"])
+        assert "s.t: 12 to insert back" in shown and "Approve undo" in shown, shown
+        replies = {r["label"]: r["messageText"] for r in preview["template"]["quickReplies"]}
+        assert replies["Approve R1"] == "/restore undo approve R1" and replies["Reject R1"] == "/restore reject R1"
+        done = say(replies["Approve R1"], "k2")
+        shown = "\n".join(o["simpleText"]["text"] for o in done["template"]["outputs"])
+        assert "Undone on stage in one transaction" in shown, shown
+    finally:
+        worker.stopping.set()
+    assert _rows(small) == before

@@ -8,7 +8,18 @@ from types import SimpleNamespace
 import pytest
 
 from handlers.alerts import AlertStore, Oncall
-from handlers.commands import ALERT_ACK, ALERT_EXPECTED, ALERT_INCIDENT, SKIP_ACTION, STOP_ACTION, CommandError, parse
+from handlers.alerts import alert_buttons
+from handlers.commands import (
+    ALERT_ACK,
+    ALERT_EXPECTED,
+    ALERT_INCIDENT,
+    REJECT_ACTION,
+    SKIP_ACTION,
+    STOP_ACTION,
+    UNDO_APPROVE_ACTION,
+    CommandError,
+    parse,
+)
 from handlers.dispatcher import Dispatcher
 from handlers.jobstore import JobStore
 from handlers.oncall import OncallHandler
@@ -30,7 +41,8 @@ def env(tmp_path):
     store = JobStore(tmp_path / "jobs.sqlite3", clock=clock)
     alerts = AlertStore(str(tmp_path / "jobs.sqlite3"), "mysql://src")
     settings = SimpleNamespace(oncall=SimpleNamespace(rotation=("UKIM", "ULEE"), rotation_start=None, fallback=None))
-    app = Dispatcher(store, Access(), [RestoreHandler(store, Access(), channel="CINC", has_prod=True),
+    app = Dispatcher(store, Access(), [RestoreHandler(store, Access(), channel="CINC", has_prod=True,
+                                                      undo_targets={"stage": False, "prod": True}),
                                        OncallHandler(Oncall(settings, alerts), alerts, store)])
 
     def answered(rec: Recorder):
@@ -126,6 +138,70 @@ def test_self_approval_refused_and_second_approver_accepted(env):
     assert job.state == "queued" and job.approver == "UAPP1" and "Approved" in rec.public[0]
     actions = [e["action"] for e in store.audit_log()]
     assert {"refused approve", "approved prod", "requested prod"} <= set(actions)
+
+
+def _previewed(store: JobStore, job_id: str) -> None:
+    """What the worker does with an undo job's dry run: its preview on the card, waiting for approval."""
+    store.transition(job_id, ("queued",), "running")
+    store.transition(job_id, ("running",), "awaiting_approval", result={"undo": {"preview_id": "p9"}})
+
+
+def test_undo_on_stage_is_approved_by_any_operator_on_prod_by_a_second_approver(env):
+    store, run, clock = env
+    job, rec = run("undo 0-1-5")
+    assert (job.kind, job.target, job.state, job.args) == ("undo", "stage", "queued", {"event": "0-1-5", "guarded": False})
+    assert job.id in rec.private[0]
+    busy, rec = run("undo 0-1-6")
+    assert busy is None and "busy" in rec.private[0]
+    _previewed(store, job.id)
+    approved, rec = run.click(UNDO_APPROVE_ACTION, job.id, "UOPS1")   # its requester, an operator: stage needs no second
+    assert approved.state == "queued" and approved.approver == "UOPS1" and "applies preview `p9`" in rec.public[0]
+
+    prod, _ = run("undo 0-1-7 prod", user="UOPS2")
+    assert prod.args == {"event": "0-1-7", "guarded": True}
+    _previewed(store, prod.id)
+    _, rec = run.click(UNDO_APPROVE_ACTION, prod.id, "UOPS2")
+    assert "different" in rec.private[0]
+    _, rec = run(f"undo approve {prod.id}", user="UOPS1")      # an operator, not an approver
+    assert "only approvers may approve an undo" in rec.private[0] and store.get(prod.id).state == "awaiting_approval"
+    clock.now += APPROVAL_MINUTES * 60 + 1
+    _, rec = run.click(UNDO_APPROVE_ACTION, prod.id, "UAPP1")
+    assert "expired" in rec.private[0] and store.get(prod.id).state == "expired"
+
+    again, _ = run("undo 0-1-7 prod", user="UOPS2")
+    _previewed(store, again.id)
+    job, rec = run.click(UNDO_APPROVE_ACTION, again.id, "UAPP1")
+    assert job.state == "queued" and job.approver == "UAPP1"
+    actions = [(e["actor"], e["action"]) for e in store.audit_log(50)]
+    assert {("UOPS2", "refused approve"), ("UOPS1", "refused approve"), ("UAPP1", "approved undo"),
+            ("UOPS1", "queued undo")} <= set(actions)
+
+
+def test_undo_reject_and_what_cannot_be_undone_from_chat(env):
+    store, run, _ = env
+    job, _ = run("undo binlog.000002:4711 prod")
+    _previewed(store, job.id)
+    _, rec = run.click(REJECT_ACTION, job.id, "UAPP1")
+    assert store.get(job.id).state == "rejected" and "writes nothing" in rec.public[0]
+    assert any("Rejected by <@UAPP1>" in e for e in store.events(job.id))
+    _, rec = run(f"undo approve {job.id}", user="UAPP1")
+    assert "not waiting for approval" in rec.private[0]
+    for text, says in (("undo DROP", "undo takes the transaction's GTID"), ("undo 0-1-5 dev", "stage or prod"),
+                       ("undo end", "does not take end"), ("undo 0-1-5 prod", "operator list")):
+        _, rec = run(text, user="USTRANGER" if "operator" in says else "UOPS1")
+        assert says in rec.private[0], (text, rec.private)
+
+
+def test_undo_this_is_on_certain_row_event_dml_alerts_only():
+    def alert(reason: str, severity: str = "certain") -> Alert:
+        return Alert(key="k", reason=reason, statement="", database="s", table="t", rows=12, file="b.000001",
+                     pos=400, tx_file="b.000001", tx_pos=300, gtid=None, server_time=0, thread_id=None,
+                     detected_at=0.0, severity=severity)
+    undo = {b["action_id"]: b["value"] for b in alert_buttons(alert("mass DELETE on s.t: 12 of about 12 rows"))}
+    assert undo["alert_undo"] == "b.000001:300"
+    for no in (alert("mass UPDATE on s.t: 12 of about 12 rows", "suspect"), alert("DELETE without WHERE on s.t: every row"),
+               alert("DROP TABLE s.t")):
+        assert "alert_undo" not in {b["action_id"] for b in alert_buttons(no)}, no.reason
 
 
 def test_approval_expires_after_fifteen_minutes(env):

@@ -14,6 +14,7 @@ import json
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, MarkdownTextObject, SectionBlock
 
 from handlers import messages
+from handlers.alerts import mask_literals
 from handlers.commands import REJECT_ACTION, UNDO_APPROVE_ACTION
 from handlers.jobstore import Job, JobKind, JobState
 
@@ -34,16 +35,20 @@ def waiting(job: Job) -> bool:
     return job.kind == JobKind.UNDO and job.state == JobState.AWAITING_APPROVAL and undo_doc(job) is not None
 
 
-def _values(values: dict) -> str:
-    text = json.dumps(values, ensure_ascii=False, default=str)
+def _cut(text: str) -> str:
     return text if len(text) <= VALUES_CHARS else text[:VALUES_CHARS - 1] + "…"
+
+
+def _values(values: dict) -> str:
+    return _cut(json.dumps(values, ensure_ascii=False, default=str))
 
 
 def tables_text(doc: dict, *, sample: int = SAMPLE) -> list[str]:
     lines = []
     for t in doc["tables"]:
         lines.append(messages.UNDO_TABLE.format(table=t["table"], conflicts=t["conflicts"], **t["rows"]))
-        lines += [messages.UNDO_SAMPLE.format(action=s["action"], key=s["key"], values=_values(s["values"]))
+        lines += [messages.UNDO_SAMPLE.format(action=s["action"], key=s["key"], values=_values(s["values"]),
+                                              sets=f" (sets {', '.join(s['columns'])})" if s.get("columns") else "")
                   for s in t["sample"][:sample]]
         if t["later_transactions"]:
             more = len(t["later_transactions"]) - 10
@@ -58,8 +63,8 @@ def conflicts_text(doc: dict) -> list[str]:
         return [messages.UNDO_NO_CONFLICT]
     lines = [messages.UNDO_CONFLICTS.format(n=len(conflicts))]
     for c in conflicts[:CONFLICTS]:
-        lines.append(messages.UNDO_CONFLICT.format(table=c["table"], key=c["key"], undo=c["undo_value"],
-                                                   later=c["later_value"], reason=c["reason"],
+        lines.append(messages.UNDO_CONFLICT.format(table=c["table"], key=c["key"], undo=_cut(repr(c["undo_value"])),
+                                                   later=_cut(repr(c["later_value"])), reason=c["reason"],
                                                    column=f" column {c['column']}" if c.get("column") else ""))
     if len(conflicts) > CONFLICTS:
         lines.append(f"… and {len(conflicts) - CONFLICTS} more")
@@ -70,9 +75,12 @@ def preview_text(job: Job, doc: dict) -> str:
     tx = doc["transaction"]
     lines = [messages.UNDO_PREVIEW_HEAD.format(tx=tx["id"], where=tx["where"], target=job.target,
                                                pid=doc["preview_id"])]
-    lines += [f"> {s[:200]}" for s in tx.get("statements", [])[:3]]
+    # Masked as an alert's statement is: the card goes to the whole channel. (The sample rows show
+    # values, which is what the preview is for; a password in a WHERE clause is not.)
+    lines += [f"> {mask_literals(s)[:200]}" for s in tx.get("statements", [])[:3]]
     lines += tables_text(doc) + conflicts_text(doc)
-    lines += [messages.UNDO_STALE.format(table=s["table"], key=s["key"], binlog=s["binlog_end"], target=s["target"])
+    lines += [messages.UNDO_STALE.format(table=s["table"], key=s["key"], binlog=_cut(repr(s["binlog_end"])),
+                                         target=_cut(repr(s["target"])))
               for s in doc["stale"][:5]]
     return "\n".join(lines)
 
