@@ -3,12 +3,7 @@ the live source, later writes kept, conflicts reported, compared with an oracle 
 same history without the disasters (CHECKSUM TABLE), and the refusals."""
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -380,42 +375,7 @@ def test_a_later_write_whose_rows_cannot_be_told_is_refused(small, later, words)
     assert all(w in text for w in words), text
 
 
-def test_a_kill_9_during_the_apply_leaves_nothing_half_done_and_a_rerun_finishes(source_factory, tmp_path):
-    source = source_factory("ROW")
-    _run(source, ["CREATE DATABASE k", "CREATE TABLE k.t (id INT PRIMARY KEY, v VARCHAR(40))"]
-         + ["INSERT INTO k.t VALUES " + ", ".join(f"({i}, 'value {i}')" for i in range(n, n + 5000))
-            for n in range(0, 60000, 5000)])
-    before = checksums(source.connect(), ["k"])
-    _run(source, ["DELETE FROM k.t"])
-    gtid = _last_gtid(source)
-    args = [sys.executable, "-m", "bot.cli", "undo", "--binlogs", str(source.binlog_dir), "--target",
-            target_url(source), "--event", gtid, "--yes", "--json"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    watch = source.connect()
-    try:
-        with watch.cursor() as cur:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and proc.poll() is None:
-                cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'INSERT INTO `k`.`t`%'")
-                if cur.fetchone()[0]:
-                    break
-                time.sleep(0.005)
-            assert proc.poll() is None, "the undo ended before it could be killed mid-apply: make the table bigger"
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            for _ in range(100):   # the server rolls the dead session's transaction back
-                cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'INSERT INTO `k`.`t`%'")
-                if not cur.fetchone()[0]:
-                    break
-                time.sleep(0.1)
-            cur.execute("SELECT COUNT(*) FROM k.t")
-            # untouched, or (had the kill come after the commit, on a loaded machine) fully undone: never a part
-            assert cur.fetchone()[0] in (0, 60000), "a killed undo left part of its rows"
-    finally:
-        watch.close()
-    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert checksums(source.connect(), ["k"]) == before
+# a kill -9 during the apply, and the rerun after it: tests/test_undo_scale.py
 
 
 def test_the_cli_will_not_apply_without_yes_when_it_cannot_ask(cli, tmp_path):

@@ -42,11 +42,30 @@ def _where_key(schema: TableSchema, row: tuple) -> tuple[str, list]:
 
 
 BATCH = 2000    # keys looked up per SELECT
+ER_DUP_ENTRY = 1062
 
 
 def literal(conn, value) -> str:
     """A value as SQL text; integers (most keys) without PyMySQL's per-type dispatch."""
     return str(value) if type(value) is int else conn.escape(value)
+
+
+def row_literal(conn, row: tuple, cols: list[int]) -> str:
+    """`(v1,v2,...)` of the columns `cols` of a row: PyMySQL's own escaping, called per type
+    directly (this runs once per value of every row put back)."""
+    enc, escape, out = conn.encoders, conn.escape, []
+    for i in cols:
+        v = row[i]
+        t = type(v)
+        if t is int:
+            out.append(str(v))
+        elif v is None:
+            out.append("NULL")
+        elif t is str or t not in enc:
+            out.append(escape(v))
+        else:
+            out.append(enc[t](v, enc))
+    return "(" + ",".join(out) + ")"
 
 
 def _observe_batch(conn, schema: TableSchema, actions: list[Action], lock: bool) -> list:
@@ -123,9 +142,11 @@ def apply(conn, tables: list[TableUndo], *, undone_id: str, pid: str, summary: d
                         (undone_id, pid, json.dumps(summary, default=str)))
             for table in tables:
                 for actions in table.batches(BATCH):
-                    if _observe_batch(conn, table.schema, actions, True) != [a.observed for a in actions]:
-                        raise RestoreError(f"{table.schema.full_name}: rows the undo touches changed on the target "
-                                           "since the preview; nothing was changed", hint=CHANGED_HINT)
+                    # a row put back where the preview saw none needs no look: if one came meanwhile,
+                    # its INSERT fails on the key and the whole undo rolls back
+                    actions = [a for a in actions if not (a.kind == "insert" and a.observed is None and table.schema.key)]
+                    if actions and _observe_batch(conn, table.schema, actions, True) != [a.observed for a in actions]:
+                        raise _changed(table)
             # deletes, then updates, then inserts: a row put back never meets a unique value that the
             # undo itself is about to remove (an UPDATE that changed a primary key is a delete + insert)
             for kind in ("delete", "update"):
@@ -133,7 +154,12 @@ def apply(conn, tables: list[TableUndo], *, undone_id: str, pid: str, summary: d
                     for action in table.actions(kind):
                         _run(cur, table.schema, action)
             for table in tables:
-                _insert(conn, cur, table)
+                try:
+                    _insert(conn, cur, table)
+                except pymysql.err.IntegrityError as exc:
+                    if exc.args[0] == ER_DUP_ENTRY and "for key 'PRIMARY'" in str(exc.args[-1]):
+                        raise _changed(table) from exc
+                    raise
             cur.execute("COMMIT")
         except pymysql.MySQLError as exc:
             _rollback(cur)
@@ -143,6 +169,11 @@ def apply(conn, tables: list[TableUndo], *, undone_id: str, pid: str, summary: d
         except BaseException:
             _rollback(cur)
             raise
+
+
+def _changed(table: TableUndo) -> RestoreError:
+    return RestoreError(f"{table.schema.full_name}: rows the undo touches changed on the target since the preview; "
+                        "nothing was changed", hint=CHANGED_HINT)
 
 
 def _rollback(cur) -> None:
@@ -166,7 +197,7 @@ def _insert(conn, cur, table: TableUndo) -> None:
     def send() -> int:
         return cur.execute(head + ",".join(parts))
     for action in table.actions("insert"):
-        text = "(" + ",".join("NULL" if action.row[i] is None else literal(conn, action.row[i]) for i in cols) + ")"
+        text = row_literal(conn, action.row, cols)
         for _ in range(action.count):
             parts.append(text)
             size += len(text) + 1
