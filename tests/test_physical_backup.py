@@ -61,6 +61,13 @@ def incident(tmp_path_factory) -> Backup:
                         [(i % 300 + 1, i * 1.5) for i in range(1000)])
         cur.executemany("INSERT INTO shop.log VALUES (%s, 'seed')", [(i,) for i in range(50)])
         cur.executemany("INSERT INTO wiki.page VALUES (%s, %s, %s)", [(i, f"p{i}", "x" * i) for i in range(100)])
+        cur.execute("CREATE TABLE shop.legacy (id INT PRIMARY KEY, v VARCHAR(10)) ENGINE=MyISAM")
+        cur.executemany("INSERT INTO shop.legacy VALUES (%s, %s)", [(i, str(i)) for i in range(30)])
+        cur.execute("CREATE TABLE shop.`order lines` (id INT PRIMARY KEY, qty INT, twice INT AS (qty * 2) VIRTUAL)")
+        cur.executemany("INSERT INTO shop.`order lines` (id, qty) VALUES (%s, %s)", [(i, i) for i in range(40)])
+        cur.execute("CREATE VIEW shop.big AS SELECT * FROM shop.orders WHERE total > 100")
+        cur.execute("CREATE VIEW shop.big_count AS SELECT COUNT(*) AS n FROM shop.big")
+        cur.execute("CREATE PROCEDURE shop.touch() SELECT 1")
         raw = work / "backup"
         _backup(src, raw)
         # Traffic after the backup: the replay must start exactly where the backup ends.
@@ -126,9 +133,31 @@ def test_row_counts_and_coordinates_read_from_the_backup(incident):
     assert snap.binlog_file and snap.binlog_pos and snap.gtid
 
 
-def test_a_dsn_target_is_refused_naming_the_sandbox_path(incident, target):
-    planned = api.plan(api.PlanInput([str(incident.prepared)], incident.binlogs))
-    with pytest.raises(RestoreError, match="physical backup"):
+def test_restore_into_a_dsn_target_moves_tablespaces(incident, target):
+    files_before = _hashes(incident.raw)
+    planned = api.plan(api.PlanInput([str(incident.raw)], incident.binlogs))
+    result = restore(planned.plan, planned.snapshots, planned.source, target.dsn)
+    assert result.ok, result.verification.problems() if result.verification else result
+    with target.connect() as conn:
+        assert checksums(conn, DBS) == incident.before
+        with conn.cursor() as cur:
+            cur.execute("SELECT (SELECT n FROM shop.big_count), (SELECT COUNT(*) FROM shop.orders WHERE total > 100)")
+            assert cur.fetchone() == (1032, 1032)   # 933 from the backup, 99 replayed
+            cur.execute("SHOW PROCEDURE STATUS WHERE Db='shop'")
+            assert [r[1] for r in cur.fetchall()] == ["touch"]
+    moved = next(p for p in result.phases if p["phase"] == "load")["physical"]
+    assert moved["path"] == "transportable tablespaces"
+    assert moved["tables"]["shop.customer"] == "tablespace imported"
+    assert moved["tables"]["shop.legacy"].startswith("rows copied (engine MyISAM")
+    assert moved["tables"]["shop.order lines"].startswith("rows copied (its file name is encoded")
+    assert _hashes(incident.raw) == files_before
+
+
+def test_a_dsn_target_that_already_holds_the_databases_is_refused(incident, target):
+    with target.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE wiki")
+    planned = api.plan(api.PlanInput([f"wiki={incident.prepared}"], incident.binlogs))
+    with pytest.raises(RestoreError, match="already holds wiki"):
         restore(planned.plan, planned.snapshots, planned.source, target.dsn)
 
 

@@ -118,6 +118,11 @@ def in_place(conn, snapshots: Sequence[Snapshot]) -> bool:
                for s in physical)
 
 
+def physical_bytes(snap: Snapshot, dbs: Sequence[str]) -> int:
+    """What moving `dbs` out of the physical snapshot writes on a target, about: their files' size."""
+    return sum(e.stat().st_size for db in dbs if (Path(snap.path) / db).is_dir() for e in _walk(Path(snap.path) / db))
+
+
 def _backup(snap: Snapshot) -> BackupDir:
     backup = read_backup_dir(snap.path)
     if backup.backup_id != snap.backup_id:

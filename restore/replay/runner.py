@@ -26,7 +26,8 @@ from restore.errors import TargetError, VerifyError
 from restore.hooks import Hooks, NullHooks
 from restore.mysql.dsn import Dsn
 from restore.mysql.flavor import Flavor
-from restore.plan.physical_base import in_place
+from restore.plan.physical_base import base_sandbox, in_place, physical_bytes
+from restore.plan.physical_move import datadir_on_this_host, move_tables
 from restore.plan.plan import Plan
 from restore.plan.scope import Scope
 from restore.plan.snapshot import Snapshot
@@ -118,11 +119,12 @@ class RestoreRunner:
         try:
             flavor = Flavor.detect(conn)
             self.base_in_place = in_place(conn, self.snapshots)
-            if not self.base_in_place and any(s.backup_id for s in self.snapshots):
-                raise TargetError(f"{self.result.target}: a physical backup is restored into the sandbox started "
-                                  "on its prepared copy, and this target is not that server",
-                                  hint="restore it with --target sandbox (stage); into another server, move the "
-                                       "verified tables from there")
+            if not self.base_in_place and any(s.backup_id for s in self.snapshots) \
+                    and datadir_on_this_host(conn) is None:
+                raise TargetError(f"{self.result.target}: a physical backup is moved into a target as tablespace "
+                                  "files, and this target's datadir is not on this host (or not writable here)",
+                                  hint="restore it with --target sandbox (stage), or run restore-bot on the target's "
+                                       "host as a user that can write its datadir")
             binlog = prepare_session(conn, flavor, log_replay=self.log_replay)
             self.result.target_binlog = binlog.describe()
             if binlog.enabled:
@@ -205,7 +207,9 @@ class RestoreRunner:
                      "so far is moved to <db>__unfinished_<time>, then this plan is restored)")
         if self.space_check:
             space = check_free_space(conn, self.target, replay_bytes=range_bytes(self.source, self.plan.replay_from, self.plan.end),
-                                     load_bytes=0 if self.base_in_place else sum(os.path.getsize(s.path) for s in self.snapshots),
+                                     load_bytes=0 if self.base_in_place else sum(
+                                         physical_bytes(s, dbs) if s.backup_id else os.path.getsize(s.path)
+                                         for s in self.snapshots),
                                      binlog_logged=binlog.enabled and binlog.logged)
             self.hooks.message(f"disk space: {space.detail}")
         # On the physical base the databases are the snapshot itself, not something to keep or drop.
@@ -257,6 +261,12 @@ class RestoreRunner:
         if _existing_databases(conn, sorted(self.plan.databases)):
             # An earlier load of this plan that did not finish: set aside like an unfinished run.
             self._set_aside_unfinished(conn, self.plan.databases, "an earlier load of this plan did not finish")
+        if self.snapshots and self.snapshots[0].backup_id:   # a physical backup comes alone (read_snapshots)
+            with base_sandbox(self.snapshots[0]) as box:
+                moved = move_tables(box, conn, sorted(self.plan.databases), self.hooks.message)
+            self.hooks.message(f"physical backup moved by {moved['path']}: {moved['why']}")
+            checkpoint.set_phase(conn, self.plan.plan_id, "loaded")
+            return {"snapshots": [s.path for s in self.snapshots], "physical": moved}
         for snap in self.snapshots:
             self.hooks.phase_started(f"load {snap.path}", None)
             load_snapshot(self.target, snap,
