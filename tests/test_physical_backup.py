@@ -18,6 +18,7 @@ import pytest
 from restore import api
 from restore.errors import RestoreError, SnapshotError
 from restore.mysql.sandbox import Sandbox
+from restore.plan import physical_base
 from restore.plan.physical_base import sandbox_for
 from restore.replay.runner import restore
 from tests.support.db import checksums, copy_binlogs
@@ -27,6 +28,14 @@ pytestmark = [pytest.mark.mysql,
                                  "(./dev setup installs it)")]
 
 DBS = ("shop", "wiki")
+
+
+@pytest.fixture(autouse=True)
+def _no_spare_copy():
+    """The copy a plan keeps for the restore that follows (physical_base._spare) is removed at exit;
+    the suite checks its temp dir before that."""
+    yield
+    physical_base._drop_spare()
 
 
 @dataclass

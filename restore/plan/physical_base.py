@@ -8,6 +8,7 @@ so the restore runner can tell that its target already holds the base (`in_place
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -35,19 +36,44 @@ def backup_tool() -> str:
                         hint="install it (apt-get install mariadb-backup, the same version as the server)")
 
 
+# The copy the plan read the backup from, kept for the restore that usually follows in the same
+# process (a CLI `restore`), so the backup is copied and prepared once. One at most: it is as big as
+# the backup. Removed when taken and used, when another replaces it, and at exit.
+_spare: dict[tuple[str, str, str | None], OwnedDir] = {}
+
+
+def _drop_spare() -> None:
+    while _spare:
+        _spare.popitem()[1].remove()
+
+
+atexit.register(_drop_spare)
+
+
 @contextmanager
-def prepared_copy(backup: BackupDir, base_dir: str | None = None) -> Iterator[Path]:
+def prepared_copy(backup: BackupDir, base_dir: str | None = None, *, keep: bool = False) -> Iterator[Path]:
     """A prepared copy of `backup` in a scratch directory, removed on exit (or by the leftovers
-    sweep of a later run when we are killed)."""
-    owned = OwnedDir("restore-bot-backup", base_dir)
+    sweep of a later run when we are killed). `keep`: left as the spare for the next use instead
+    (a copy only read by its server is still the backup's state)."""
+    key = (str(backup.path.resolve()), backup.backup_id, base_dir)
+    owned = _spare.pop(key, None)
     try:
-        data = owned.path / "data"
-        _copy(backup.path, data)
-        if not backup.prepared:
-            _prepare(backup, data)
-        (data / MARKER).write_text(json.dumps({"backup": str(backup.path.resolve()), "backup_id": backup.backup_id}))
-        yield data
-    finally:
+        if owned is None:
+            owned = OwnedDir("restore-bot-backup", base_dir)
+            _copy(backup.path, owned.path / "data")
+            if not backup.prepared:
+                _prepare(backup, owned.path / "data")
+            (owned.path / "data" / MARKER).write_text(
+                json.dumps({"backup": key[0], "backup_id": backup.backup_id}))
+        yield owned.path / "data"
+    except BaseException:
+        if owned is not None:
+            owned.remove()
+        raise
+    if keep:
+        _drop_spare()
+        _spare[key] = owned
+    else:
         owned.remove()
 
 
@@ -87,10 +113,11 @@ def _prepare(backup: BackupDir, data: Path) -> None:
 
 
 @contextmanager
-def base_sandbox(snap: Snapshot, base_dir: str | None = None) -> Iterator[Sandbox]:
-    """A throwaway server started on a prepared copy of the physical snapshot `snap`."""
+def base_sandbox(snap: Snapshot, base_dir: str | None = None, *, keep: bool = False) -> Iterator[Sandbox]:
+    """A throwaway server started on a prepared copy of the physical snapshot `snap` (`keep`: only
+    read, so its copy is kept for the next base_sandbox of the same backup)."""
     backup = _backup(snap)
-    with prepared_copy(backup, base_dir) as data, \
+    with prepared_copy(backup, base_dir, keep=keep) as data, \
             Sandbox(datadir=data, extra_args=list(backup.innodb_options), base_dir=base_dir) as box:
         yield box
 
@@ -138,7 +165,7 @@ def read_physical(path: str, databases: str | None = None) -> Snapshot:
     backup = read_backup_dir(path)
     snap = Snapshot(path=path, flavor="mariadb", binlog_file=backup.binlog_file, binlog_pos=backup.binlog_pos,
                     gtid=backup.gtid, coordinates_line=1, backup_id=backup.backup_id)
-    with base_sandbox(snap) as box, box.connect() as conn, conn.cursor() as cur:
+    with base_sandbox(snap, keep=True) as box, box.connect() as conn, conn.cursor() as cur:
         cur.execute("SHOW DATABASES")
         held = sorted(r[0] for r in cur.fetchall() if r[0] not in SYSTEM_DATABASES)
         wanted = [d.strip() for d in databases.split(",")] if databases else held
