@@ -1,91 +1,101 @@
 """Loads a snapshot (a SQL dump) into the target with the server's own client.
 
-The dump is streamed through us rather than handed over as a file so that progress can be
-reported and replication commands in it (`--master-data=1` writes a live `CHANGE MASTER TO`)
-are neutralised instead of re-pointing the target's replication.
+With `jobs` > 1 the dump is split (restore.replay.dump_split) and its tables are loaded by several
+clients at once (restore.replay.load_parallel); a dump the splitter does not understand is loaded
+by one client, as before, and the caller is told why. Either way the dump is streamed through us
+(restore.replay.load_client): never held in memory, replication commands neutralised.
 """
 from __future__ import annotations
 
+import hashlib
 import os
-import re
-import shutil
-import subprocess
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 
-from restore.errors import SnapshotError, TargetError
+from restore.errors import SnapshotError
 from restore.mysql.dsn import Dsn
-from restore.mysql.procs import die_with_parent
 from restore.mysql.quote import quote_ident
 from restore.plan.snapshot import Snapshot
+from restore.replay import load_progress
+from restore.replay.dump_split import Unsplittable, split
+from restore.replay.load_client import Client, client_binary, client_options  # noqa: F401  (re-exported)
+from restore.replay.load_parallel import LoadReport, ParallelLoad
 
-_REPLICATION = re.compile(rb"^\s*(CHANGE MASTER TO|CHANGE REPLICATION SOURCE TO|SET GLOBAL gtid_slave_pos|"
-                          rb"SET @@GLOBAL\.GTID_PURGED|START SLAVE|START REPLICA)", re.I)
-
-
-def client_binary() -> str:
-    found = shutil.which("mariadb") or shutil.which("mysql")
-    if not found:
-        raise TargetError("the mariadb/mysql command-line client is not installed",
-                          hint="install it (apt-get install mariadb-client) so snapshots can be loaded")
-    return found
+MAX_JOBS = 8
 
 
-@contextmanager
-def client_options(dsn: Dsn) -> Iterator[tuple[str, list[int]]]:
-    """`--defaults-file=/dev/fd/N` and the fds to pass to one mariadb/mysql client run.
-
-    The credentials reach the client through a pipe it reads as its option file: never on a
-    command line others can read (ps), and never in a file a killed process would leave behind.
-    A pipe is read once: one `with` per client run."""
-    lines = ["[client]", f"user={dsn.user}"]
-    if dsn.password:
-        lines.append('password="' + dsn.password.replace("\\", "\\\\").replace('"', '\\"') + '"')
-    if dsn.unix_socket:
-        lines.append(f"socket={dsn.unix_socket}")
-    else:
-        lines += [f"host={dsn.host}", f"port={dsn.port}", "protocol=tcp"]
-    read_end, write_end = os.pipe()
+def default_jobs(dsn: Dsn) -> int:
+    """The target's cores, at most MAX_JOBS. MariaDB sizes thread_pool_size to its cores; a
+    server without it (MySQL) is taken to have as many as this host."""
     try:
-        os.write(write_end, ("\n".join(lines) + "\n").encode())  # a few hundred bytes: fits the pipe's buffer
-    finally:
-        os.close(write_end)
-    try:
-        yield f"--defaults-file=/dev/fd/{read_end}", [read_end]
-    finally:
-        os.close(read_end)
+        with dsn.connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT @@thread_pool_size")
+            cores = int(cur.fetchone()[0])
+    except Exception:   # noqa: BLE001 - MySQL has no such variable: an estimate is all we need
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_JOBS))
 
 
 def load_snapshot(dsn: Dsn, snap: Snapshot, progress: Callable[[int, int], None] | None = None, *,
-                  init: Sequence[str] = ()) -> None:
-    """`init`: session statements the client runs first (`SET SESSION sql_log_bin=0`)."""
+                  init: Sequence[str] = (), jobs: int | None = None, resume: str | None = None,
+                  message: Callable[[str], None] | None = None) -> LoadReport:
+    """`init`: session statements every client runs first (`SET SESSION sql_log_bin=0`).
+    `jobs`: clients at once, one table each (None: the target's cores, at most 8; 1: one client).
+    `resume`: the key under which finished tables are recorded on the target, so that a killed
+    load called again with it loads only the others; the records stay until
+    `load_progress.forget(conn, key)`. None: a key of this file's own, forgotten once loaded.
+    `message`: told when the dump is loaded by one client although jobs > 1, and why.
+    `progress(done, size)`: bytes of the file loaded so far."""
     size = os.path.getsize(snap.path)
-    with client_options(dsn) as (option, fds):
-        init_command = [f"--init-command={';'.join(init)}"] if init else []
-        proc = subprocess.Popen([client_binary(), option, "--binary-mode", "--max-allowed-packet=1G", *init_command],
-                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                pass_fds=fds, preexec_fn=die_with_parent())
-    assert proc.stdin is not None
-    done = 0
+    jobs = default_jobs(dsn) if jobs is None else max(1, jobs)
+    if jobs == 1:
+        _load_single(dsn, snap, progress, init)
+        return LoadReport(1, False, reason="one job asked for")
     try:
-        if snap.named_db:
-            name = quote_ident(snap.named_db)
-            proc.stdin.write(f"CREATE DATABASE IF NOT EXISTS {name};\nUSE {name};\n".encode())
         with open(snap.path, "rb") as fh:
-            for line in fh:
-                done += len(line)
-                if _REPLICATION.match(line):
-                    line = b"-- (restore-bot left out) " + line
-                proc.stdin.write(line)
-                if progress and done % (4 << 20) < len(line):
-                    progress(done, size)
-        proc.stdin.close()
-    except BrokenPipeError:
-        pass
-    err = proc.stderr.read().decode("utf-8", "replace").strip() if proc.stderr else ""
-    code = proc.wait()
+            layout = split(fh, snap.named_db)
+    except Unsplittable as e:
+        reason = f"{snap.path} is loaded by one client, not {jobs}: {e}"
+        if message:
+            message(reason)
+        _load_single(dsn, snap, progress, init)
+        return LoadReport(1, False, reason=reason)
+    key = resume or _own_key(snap.path)
+    report = ParallelLoad(dsn, snap.path, layout, jobs=jobs, init=init, key=key, named_db=snap.named_db,
+                          progress=progress).run()
+    if resume is None:
+        with dsn.connect() as conn:
+            load_progress.forget(conn, key)
+    if progress:
+        progress(size, size)
+    return report
+
+
+def _own_key(path: str) -> str:
+    st = os.stat(path)
+    ident = f"{os.path.realpath(path)}\0{st.st_size}\0{st.st_mtime_ns}"
+    return "file:" + hashlib.sha1(ident.encode()).hexdigest()
+
+
+def _load_single(dsn: Dsn, snap: Snapshot, progress: Callable[[int, int], None] | None,
+                 init: Sequence[str]) -> None:
+    size = os.path.getsize(snap.path)
+    client = Client(dsn, init)
+    if snap.named_db:
+        name = quote_ident(snap.named_db)
+        client.send(f"CREATE DATABASE IF NOT EXISTS {name};\nUSE {name};\n".encode())
+    done = 0
+
+    def count(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress and done % (4 << 20) < n:
+            progress(done, size)
+
+    with open(snap.path, "rb") as fh:
+        client.send_lines(fh, 0, size, count)
+    code, err = client.finish()
     if code != 0:
-        raise SnapshotError(f"loading {snap.path} into {dsn.redacted()} failed: {err[-800:]}",
+        raise SnapshotError(f"loading {snap.path} into {dsn.redacted()} failed: {err}",
                             where=snap.path,
                             hint="the client's message names the line of the dump at fault; fix the target or the dump and run again")
     if progress:
