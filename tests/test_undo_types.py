@@ -11,6 +11,7 @@ import pytest
 
 from restore import api
 from restore.binlog import events as be
+from restore.binlog import rows as br
 from restore.binlog.row_images import column_count
 from restore.binlog.rows import image_values
 from restore.binlog.walker import RowsStep, Walker
@@ -172,18 +173,18 @@ def _select(server, table: str, schema: TableSchema) -> dict:
     return {r[0]: r for r in rows} if schema.key else sorted(rows, key=repr)
 
 
-@pytest.mark.parametrize("key", ["id INT PRIMARY KEY", "id INT"], ids=["primary-key", "whole-row"])
-def test_every_type_decodes_as_the_servers_select_and_a_delete_undone_gives_the_same_checksum(source_factory, key):
-    rnd = random.Random(2026)
-    source = source_factory("ROW")
+def _delete_and_undo(source, key: str, types: dict, rnd: random.Random, *, setup: tuple[str, ...] = ()) -> None:
+    """50 rows of random values of `types` (and, without a primary key, 10 duplicates) deleted: each
+    value decoded from the binlog equals the server's SELECT; the undo gives the checksum back."""
     conn = source.connect()
     with conn.cursor() as cur:
-        cur.execute("CREATE DATABASE y")
-        cur.execute(f"CREATE TABLE y.t ({key}, " + ", ".join(f"{k} {t}" for k, (t, _) in TYPES.items()) + ")")
+        for sql in ("CREATE DATABASE y", *setup,
+                    f"CREATE TABLE y.t ({key}, " + ", ".join(f"{k} {t}" for k, (t, _) in types.items()) + ")"):
+            cur.execute(sql)
         for i in range(50):
             cur.execute(f"INSERT INTO y.t VALUES ({i}, " + ", ".join(
                 "NULL" if rnd.random() < 0.05 and k not in ("g", "p") else make(rnd)
-                for k, (_, make) in TYPES.items()) + ")")
+                for k, (_, make) in types.items()) + ")")
         if "PRIMARY" not in key:     # duplicates: whole rows of every type matched and counted
             cur.execute("INSERT INTO y.t SELECT * FROM y.t WHERE id < 10")
     conn.close()
@@ -213,6 +214,40 @@ def test_every_type_decodes_as_the_servers_select_and_a_delete_undone_gives_the_
     assert done.applied and not done.verification, done.verification
     assert checksums(source.connect(), ["y"]) == before
     assert _select(source, "y.t", schema) == selected
+
+
+@pytest.mark.parametrize("key", ["id INT PRIMARY KEY", "id INT"], ids=["primary-key", "whole-row"])
+def test_every_type_decodes_as_the_servers_select_and_a_delete_undone_gives_the_same_checksum(source_factory, key):
+    _delete_and_undo(source_factory("ROW"), key, TYPES, random.Random(2026))
+
+
+OLD_TEMPORAL = {
+    "d0": ("DATETIME", lambda r: _zero_date(r, True).split(".")[0] + "'"),
+    "t0": ("TIME", lambda r: _time(r)),
+    "s0": ("TIMESTAMP NULL", lambda r: r.choice(["'0000-00-00 00:00:00'", "'1970-01-01 00:00:01'",
+                                                 f"FROM_UNIXTIME({r.randint(1, 2 ** 31 - 1)})"])),
+}
+
+
+def _time(rnd: random.Random) -> str:
+    return f"'{rnd.choice('-+')}{rnd.randint(0, 838)}:{rnd.randint(0, 59):02d}:{rnd.randint(0, 59):02d}'"
+
+
+def test_the_pre_5_6_temporal_formats_decode_as_the_servers_select(source_factory):
+    """MariaDB makes DATETIME/TIME/TIMESTAMP columns in the old formats with mysql56_temporal_format=OFF
+    (and a datadir from 5.3-10.0 has them): logged as the old binlog types."""
+    source = source_factory("ROW")
+    try:
+        _delete_and_undo(source, "id INT PRIMARY KEY", OLD_TEMPORAL, random.Random(56),
+                         setup=("SET GLOBAL mysql56_temporal_format = OFF", "SET time_zone = '+00:00'"))
+    finally:
+        conn = source.connect()
+        with conn.cursor() as cur:
+            cur.execute("SET GLOBAL mysql56_temporal_format = ON")
+        conn.close()
+    logged = {bytes(step.tmap.column_types) for step in Walker(api.open_binlogs(source.binlog_dir).events()).steps()
+              if isinstance(step, RowsStep) and step.tmap.full_name == "y.t"}
+    assert logged == {bytes([br.T_LONG, br.T_DATETIME, br.T_TIME, br.T_TIMESTAMP])}
 
 
 def test_a_value_the_server_cannot_show_exactly_is_refused_naming_the_column():

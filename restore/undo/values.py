@@ -33,10 +33,14 @@ put right, and refused where the server has no character for the bytes or would 
 other bytes (sjis's backslash, cp932's rows 0xED-0xEE, a few big5, greek and cp1256 characters). Each
 table is checked against the server's own conversion, both ways, for every one- and two-byte sequence
 and ujis's three-byte ones (tests/test_undo_types.py).
-Refused, naming the column: MySQL's binary JSON (no MySQL server here to test a decoder against: the
-server's text of a JSON value orders keys and prints doubles its own way, and mysql-replication's
-decoder gives Python objects, not that text), the pre-5.6 temporal formats, charsets without a checked
-table (eucjpms, armscii8, dec8, hp8, swe7, keybcs2, geostd8).
+The pre-5.6 temporal formats (MariaDB's tables made with mysql56_temporal_format=OFF, or in a datadir
+from 5.3 to 10.0): DATETIME, TIME and TIMESTAMP without fraction (the integers YYYYMMDDhhmmss, hhmmss and
+seconds). With a fraction (MariaDB 5.3's format) the binlog gives no size for them: the binlog reader
+refuses the row event before a value is seen.
+Refused, naming the column: MySQL's binary JSON (no MySQL server here to test a decoder against: its
+text of a JSON value orders keys and prints doubles and dates its own way, and mysql-replication's
+decoder gives Python objects, not that text), and charsets without a checked table (eucjpms, armscii8,
+dec8, hp8, swe7, keybcs2, geostd8).
 Generated columns (VIRTUAL, PERSISTENT/STORED) are decoded, to compare rows, but never written: the
 server computes them.
 """
@@ -56,6 +60,7 @@ _DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
 _INTEGERS = {"tinyint", "smallint", "mediumint", "int", "bigint"}
 _TEXT = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext"}
 _BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
+_OLD_TEMPORAL = {br.T_DATETIME, br.T_TIMESTAMP, br.T_TIME}
 _GEOMETRY = {"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon",
              "geometrycollection"}
 # binlog type codes each information_schema DATA_TYPE may be logged as: a schema that changed since
@@ -64,7 +69,9 @@ _LOGGED_AS = {
     "tinyint": {br.T_TINY}, "smallint": {br.T_SHORT}, "mediumint": {br.T_INT24}, "int": {br.T_LONG},
     "bigint": {br.T_LONGLONG}, "year": {br.T_YEAR}, "decimal": {br.T_NEWDECIMAL}, "double": {br.T_DOUBLE},
     "float": {br.T_FLOAT}, "date": {br.T_DATE, br.T_NEWDATE},
-    "datetime": {br.T_DATETIME2}, "timestamp": {br.T_TIMESTAMP2}, "time": {br.T_TIME2}, "bit": {br.T_BIT},
+    # MariaDB's tables made with mysql56_temporal_format=OFF (or from 5.3 to 10.0) log the old types
+    "datetime": {br.T_DATETIME2, br.T_DATETIME}, "timestamp": {br.T_TIMESTAMP2, br.T_TIMESTAMP},
+    "time": {br.T_TIME2, br.T_TIME}, "bit": {br.T_BIT},
     "enum": {br.T_STRING}, "set": {br.T_STRING}, "char": {br.T_STRING}, "binary": {br.T_STRING},
     "varchar": {br.T_VARCHAR}, "varbinary": {br.T_VARCHAR}, "inet6": {br.T_STRING}, "uuid": {br.T_STRING},
     **{t: {br.T_GEOMETRY} for t in _GEOMETRY},
@@ -223,8 +230,9 @@ def check_map(schema: TableSchema, tmap: br.TableMap, where: str) -> None:
             raise RestoreError(f"{where}: column {schema.full_name}.{col.name} is {col.data_type.upper()}, which undo "
                                "does not decode exactly yet", where=where,
                                hint="undo this transaction with a restore instead: /restore plan")
-        if code not in allowed:
-            raise RestoreError(f"{where}: column {schema.full_name}.{col.name} is {col.data_type.upper()} on the target "
+        if code not in allowed or (code in _OLD_TEMPORAL and col.fsp):
+            raise RestoreError(f"{where}: column {schema.full_name}.{col.name} is {col.data_type.upper()}"
+                               f"{f'({col.fsp})' if col.fsp else ''} on the target "
                                f"but was logged as binlog type {code}", where=where,
                                hint="the table was altered since, or it is an old temporal format: undo cannot "
                                     "decode it; use /restore plan")
@@ -240,12 +248,15 @@ def decode_row(schema: TableSchema, tmap: br.TableMap, image: dict[int, bytes | 
             out.append(None)
             continue
         size = sizes[i]
-        out.append(decode_value(col, bytes(raw[-size:] if size < 0 else raw), schema))
+        out.append(decode_value(col, bytes(raw[-size:] if size < 0 else raw), schema, tmap.column_types[i]))
     return tuple(out)
 
 
-def decode_value(col: Column, b: bytes, schema: TableSchema):
+def decode_value(col: Column, b: bytes, schema: TableSchema, logged: int = 0):
+    """One value's bytes as PyMySQL returns the column's value; `logged`: its binlog type code."""
     t = col.data_type
+    if logged in _OLD_TEMPORAL:
+        return _old_temporal(logged, b)
     if t in _INTEGERS:
         return int.from_bytes(b, "little", signed=not col.unsigned)
     if t in _TEXT:
@@ -316,6 +327,21 @@ def _text(col: Column, b: bytes, schema: TableSchema) -> str:
     raise RestoreError(f"column {schema.full_name}.{col.name} holds bytes (0x{b[:24].hex()}) that the server cannot "
                        f"show in utf8mb4 as they are in {name}, so they cannot be put back exactly",
                        hint="use /restore plan")
+
+
+def _old_temporal(logged: int, b: bytes):
+    """The formats before MySQL 5.6 (no fraction): DATETIME as the integer YYYYMMDDhhmmss, TIME as
+    the signed integer hhmmss, TIMESTAMP as seconds, all little-endian."""
+    if logged == br.T_TIMESTAMP:
+        secs = int.from_bytes(b, "little")
+        return dt.datetime(1970, 1, 1) + dt.timedelta(seconds=secs) if secs else _date_or_text(0, 0, 0, (0, 0, 0, 0))
+    if logged == br.T_TIME:
+        v = int.from_bytes(b, "little", signed=True)
+        h, rest = divmod(abs(v), 10000)
+        value = dt.timedelta(hours=h, minutes=rest // 100, seconds=rest % 100)
+        return -value if v < 0 else value
+    day, clock = divmod(int.from_bytes(b, "little"), 1000000)
+    return _date_or_text(day // 10000, day // 100 % 100, day % 100, (clock // 10000, clock // 100 % 100, clock % 100, 0))
 
 
 def _date_or_text(y: int, m: int, d: int, hms: tuple[int, int, int, int] | None = None, fsp: int = 0):
