@@ -141,11 +141,10 @@ def apply(conn, tables: list[TableUndo], *, undone_id: str, pid: str, summary: d
             cur.execute(f"INSERT INTO {_RECORD} (transaction_id, preview_id, summary) VALUES (%s, %s, %s)",
                         (undone_id, pid, json.dumps(summary, default=str)))
             for table in tables:
-                for actions in table.batches(BATCH):
-                    # a row put back where the preview saw none needs no look: if one came meanwhile,
-                    # its INSERT fails on the key and the whole undo rolls back
-                    actions = [a for a in actions if not (a.kind == "insert" and a.observed is None and table.schema.key)]
-                    if actions and _observe_batch(conn, table.schema, actions, True) != [a.observed for a in actions]:
+                # a row put back where the preview saw none needs no look: if one came meanwhile,
+                # its INSERT fails on the key and the whole undo rolls back
+                for actions in table.batches(BATCH, seen=bool(table.schema.key)):
+                    if _observe_batch(conn, table.schema, actions, True) != [a.observed for a in actions]:
                         raise _changed(table)
             # deletes, then updates, then inserts: a row put back never meets a unique value that the
             # undo itself is about to remove (an UPDATE that changed a primary key is a delete + insert)

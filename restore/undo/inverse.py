@@ -96,12 +96,13 @@ class TableUndo:
         self.store.db.execute("DELETE FROM act WHERE t = ? AND seq = ?", (self.tid, action.seq))
         self._counts[action.kind] -= action.count
 
-    def batches(self, size: int = 2000, kind: str | None = None) -> Iterator[list[Action]]:
-        """The actions (of one kind, or all) in order, `size` at a time; each batch read whole
-        before the caller writes (its observation) back."""
+    def batches(self, size: int = 2000, kind: str | None = None, *, seen: bool = False) -> Iterator[list[Action]]:
+        """The actions (of one kind, or all; `seen`: but the inserts where the preview saw no row) in
+        order, `size` at a time; each batch read whole before the caller writes (its observation) back."""
         self.flush()
         last = 0
-        only = "" if kind is None else " AND kind = ?"
+        only = ("" if kind is None else " AND kind = ?") + (" AND NOT (kind = 'insert' AND observed IS NULL)"
+                                                            if seen else "")
         while True:
             rows = self.store.db.execute(
                 f"SELECT seq, kind, row, expected, sets, count, observed FROM act WHERE t = ? AND seq > ?{only} "
@@ -120,8 +121,9 @@ class TableUndo:
         return next(self.batches(n), [])
 
     def set_observed(self, actions: list[Action], observed: list) -> None:
+        """Keep what the target held at each action's row (NULL, the column's default, is "no row")."""
         self.store.db.executemany("UPDATE act SET observed = ? WHERE t = ? AND seq = ?",
-                                  [(dumps(o), self.tid, a.seq) for a, o in zip(actions, observed)])
+                                  [(dumps(o), self.tid, a.seq) for a, o in zip(actions, observed) if o is not None])
 
     def total(self) -> int:
         return sum(self._counts.values())
