@@ -76,7 +76,7 @@ APPROVAL_REQUEST = ("*Prod restore requested* by <@{requester}> — job *{job}*\
                     "A different approver must approve within {minutes} minutes.")
 APPROVED = "Approved by <@{user}>: prod job *{job}* starts now."
 REJECTED = "Rejected by <@{user}>: prod job *{job}* will not run."
-EXPIRED = "Approval window for prod job *{job}* expired after {minutes} minutes; nothing was run."
+EXPIRED = "Approval window for {kind} job *{job}* expired after {minutes} minutes; nothing was run."
 NOT_WAITING = "Job {job} is not waiting for approval (it is {state})."
 ABORT_REQUESTED = "Abort requested for job *{job}*; it stops at the next safe point."
 ABORT_DONE = "Job {job} already finished ({state}); nothing to abort."

@@ -198,6 +198,7 @@ def test_the_disasters_undone_from_chat_equal_the_oracle_and_prod_needs_a_second
     done = chat.finished(job, "succeeded")
     final = chat.card(job, says="succeeded")
     assert "Undone on stage in one transaction" in final.text and "Verified: every written row" in final.text
+    assert UNDO_APPROVE_ACTION not in final.text, final.text   # the buttons go once answered
     steps = chat.thread(job)
     for step in ("▶ read started", "▶ preview started", "preview `", "Approved by <@UOPS1>", "▶ apply started",
                  "✓ verify", "✔ succeeded"):

@@ -76,7 +76,7 @@ def undo_no_target(target: str, *, configured: bool) -> str:
 
 
 def expired(job: Job, minutes: int) -> str:
-    return messages.EXPIRED.format(job=job.id, minutes=minutes)
+    return messages.EXPIRED.format(kind=job.kind, job=job.id, minutes=minutes)
 
 
 def abort_done(job: Job) -> str:

@@ -121,17 +121,32 @@ def card_extra(job: Job) -> str:
 
 
 def slack_blocks(job: Job, head: str) -> list[dict] | None:
-    """The waiting preview as blocks with *Approve undo* and *Reject* (value: the job id); None otherwise."""
-    if not waiting(job):
+    """An undo job's card as blocks: while its preview waits, the preview with *Approve undo* and
+    *Reject* (value: the job id); in any other state its text. (Always blocks: chat.update keeps a
+    message's earlier blocks unless given new ones, and the buttons must go once answered.)"""
+    if job.kind != JobKind.UNDO:
         return None
+    if not waiting(job):
+        return [_section(part).to_dict() for part in _parts(head)]
     doc = undo_doc(job)
-    blocks: list[Block] = [_section(head), _section(preview_text(job, doc)), _section(ask_text(job)),
+    blocks: list[Block] = [_section(head), *map(_section, _parts(preview_text(job, doc))), _section(ask_text(job)),
                            ActionsBlock(block_id=f"undo-{job.id}", elements=[
                                ButtonElement(text=messages.UNDO_APPROVE_BUTTON, action_id=UNDO_APPROVE_ACTION,
                                              value=job.id, style="primary"),
                                ButtonElement(text=messages.REJECT_BUTTON, action_id=REJECT_ACTION, value=job.id,
                                              style="danger")])]
     return [b.to_dict() for b in blocks]
+
+
+def _parts(text: str, limit: int = SECTION_LIMIT, most: int = 10) -> list[str]:
+    """`text` in sections of at most `limit` characters, cut at line ends (a section takes 3000)."""
+    parts: list[str] = []
+    for line in text.split("\n"):
+        if parts and len(parts[-1]) + 1 + len(line) <= limit:
+            parts[-1] += "\n" + line
+        else:
+            parts.append(line[:limit])
+    return parts[:most]
 
 
 def _section(text: str) -> SectionBlock:
