@@ -8,20 +8,27 @@ before the disaster (CHECKSUM TABLE), and the user's backup directory must not c
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from restore import api
 from restore.errors import RestoreError, SnapshotError
+from restore.hooks import NullHooks
 from restore.mysql.sandbox import Sandbox
 from restore.plan import physical_base
 from restore.plan.physical_base import sandbox_for
 from restore.replay.runner import restore
-from tests.support.db import checksums, copy_binlogs
+from tests.support.db import checksums, copy_binlogs, restore_args
 
 pytestmark = [pytest.mark.mysql,
               pytest.mark.skipif(shutil.which("mariadb-backup") is None, reason="mariadb-backup is not installed "
@@ -198,3 +205,62 @@ def test_a_backup_whose_redo_log_is_corrupt_is_refused_at_prepare(incident, tmp_
         api.read_snapshots([str(d)])
     assert str(d) in str(e.value) and "prepare" in str(e.value) and e.value.hint
     assert log.read_bytes() == bytes(data), "the user's backup directory was modified"
+
+
+class _StopAt(NullHooks):
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def message(self, text: str) -> None:
+        if text == self.text:
+            raise KeyboardInterrupt
+
+
+def _tables_on(conn, db: str) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s", (db,))
+        return cur.fetchone()[0]
+
+
+@pytest.mark.parametrize("when", ["moving", "moved"])
+def test_kill_minus_nine_while_moving_then_rerun_is_exact(incident, target, when):
+    """SIGKILL while the tablespaces are being moved (some tables created, some discarded) or right
+    after: the same command run again sets aside what the first left and ends exact."""
+    cmd = [sys.executable, "-m", "bot.cli", *restore_args(SimpleNamespace(dumps=[incident.raw],
+                                                                           binlog_dir=incident.binlogs), target)]
+    conn = target.connect(autocommit=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if (_tables_on(conn, "shop") >= 2 if when == "moving" else _tables_on(conn, "wiki") >= 1):
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.002)
+        proc.wait()
+    finally:
+        conn.close()
+    assert proc.returncode == -signal.SIGKILL, "the restore ended before it could be killed"
+    out = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
+    doc = json.loads(out.stdout)
+    # What the killed run left is set aside (or dropped when it held no rows yet), then moved again.
+    assert doc["restore"]["resumed"] is True
+    assert when == "moving" or "shop" in doc["restore"]["unfinished_aside"]
+    with target.connect() as conn:
+        assert checksums(conn, DBS) == incident.before
+
+
+def test_a_table_left_between_discard_and_import_is_dropped_on_rerun(incident, target):
+    """A kill between DISCARD and IMPORT TABLESPACE leaves a table nothing can read, not even the
+    set-aside of an unfinished run: the rerun drops it and moves the backup again."""
+    planned = api.plan(api.PlanInput([f"wiki={incident.prepared}"], incident.binlogs))
+    with pytest.raises(KeyboardInterrupt):   # stands in for the kill: the load stops after its first steps
+        restore(planned.plan, planned.snapshots, planned.source, target.dsn,
+                hooks=_StopAt("wiki: 1 tablespace(s) imported"))
+    with target.connect() as conn, conn.cursor() as cur:
+        cur.execute("ALTER TABLE wiki.page DISCARD TABLESPACE")   # as the kill would have left it
+    result = restore(planned.plan, planned.snapshots, planned.source, target.dsn)
+    assert result.resumed and result.ok
+    with target.connect() as conn:
+        assert checksums(conn, ["wiki"]) == {k: v for k, v in incident.before.items() if k.startswith("wiki.")}

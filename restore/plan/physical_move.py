@@ -16,12 +16,15 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pymysql
+
 from restore.errors import TargetError
 from restore.mysql.quote import quote_ident, quote_qualified
 from restore.mysql.sandbox import Sandbox
 
 _PLAIN = re.compile(r"[0-9A-Za-z_]+")   # stored under its own name (others are encoded, @XXXX)
 _ROWS_PER_INSERT = 1000
+_DISCARDED = 1814   # ER_TABLESPACE_DISCARDED
 
 
 def datadir_on_this_host(conn) -> Path | None:
@@ -81,6 +84,25 @@ def move_tables(box: Sandbox, conn, dbs: list[str], progress: Callable[[str], No
     moved = sum(v == "tablespace imported" for v in how.values())
     return {"path": "transportable tablespaces", "tables": how,
             "why": f"the target's datadir {datadir} is on this host; {moved} of {len(how)} tables imported as files"}
+
+
+def drop_discarded(conn, dbs: list[str]) -> list[str]:
+    """Drop the tables a killed move left between DISCARD and IMPORT TABLESPACE: they hold nothing
+    (nobody can write one) and nothing can read them, not even to set them aside."""
+    dropped = []
+    with conn.cursor() as cur:
+        for db in dbs:
+            cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s "
+                        "AND TABLE_TYPE='BASE TABLE' AND ENGINE='InnoDB'", (db,))
+            for (name,) in cur.fetchall():
+                try:
+                    cur.execute(f"SELECT 1 FROM {quote_qualified(db, name)} LIMIT 1")
+                except pymysql.err.MySQLError as e:
+                    if e.args[0] != _DISCARDED:
+                        raise
+                    cur.execute(f"DROP TABLE {quote_qualified(db, name)}")
+                    dropped.append(f"{db}.{name}")
+    return dropped
 
 
 def _not_transportable(db: str, name: str, engine: str | None, options: str) -> str:

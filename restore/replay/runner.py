@@ -27,7 +27,7 @@ from restore.hooks import Hooks, NullHooks
 from restore.mysql.dsn import Dsn
 from restore.mysql.flavor import Flavor
 from restore.plan.physical_base import base_sandbox, in_place, physical_bytes
-from restore.plan.physical_move import datadir_on_this_host, move_tables
+from restore.plan.physical_move import datadir_on_this_host, drop_discarded, move_tables
 from restore.plan.plan import Plan
 from restore.plan.scope import Scope
 from restore.plan.snapshot import Snapshot
@@ -258,11 +258,15 @@ class RestoreRunner:
         if self.base_in_place:
             checkpoint.set_phase(conn, self.plan.plan_id, "loaded")
             return {"snapshots": [s.path for s in self.snapshots], "physical": "the server runs on the backup's copy"}
+        physical = self.snapshots[0] if self.snapshots and self.snapshots[0].backup_id else None  # comes alone
+        if physical and (dropped := drop_discarded(conn, _existing_databases(conn, sorted(self.plan.databases)))):
+            self.hooks.message(f"dropped {', '.join(dropped)}: left empty between DISCARD and IMPORT TABLESPACE "
+                               "by an earlier run")
         if _existing_databases(conn, sorted(self.plan.databases)):
             # An earlier load of this plan that did not finish: set aside like an unfinished run.
             self._set_aside_unfinished(conn, self.plan.databases, "an earlier load of this plan did not finish")
-        if self.snapshots and self.snapshots[0].backup_id:   # a physical backup comes alone (read_snapshots)
-            with base_sandbox(self.snapshots[0]) as box:
+        if physical:
+            with base_sandbox(physical) as box:
                 moved = move_tables(box, conn, sorted(self.plan.databases), self.hooks.message)
             self.hooks.message(f"physical backup moved by {moved['path']}: {moved['why']}")
             checkpoint.set_phase(conn, self.plan.plan_id, "loaded")
