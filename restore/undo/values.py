@@ -19,12 +19,12 @@ that holds a float32 written into a FLOAT gives back the same float32 bits), BIN
 binlog drops its trailing zero bytes), VARBINARY/BLOB, BIT, DATE, DATETIME(0-6), TIMESTAMP(0-6) (read in
 UTC: the target connection's time_zone is +00:00), TIME(0-6), ENUM, SET, MariaDB's JSON (a LONGTEXT),
 GEOMETRY and its subtypes (the server's own bytes, SRID then WKB, which the binlog logs and an INSERT
-takes back as they are), MariaDB's INET6 (its text, formatted as the server's Inet6::to_string does)
-and UUID (the binlog carries its text order, whatever the record's order).
+takes back as they are), MariaDB's INET4 and INET6 (their text, formatted as the server's
+Inet6::to_string does) and UUID (the binlog carries its text order, whatever the record's order; the
+binlog leaves out the trailing zero bytes of all three).
 Zero and partial-zero dates ('0000-00-00', '2024-00-15 10:00:00.5') are the str PyMySQL returns for
 them (it cannot make a date of them), formatted as the server prints them; they go back as that text
-under the server's default sql_mode (a target with NO_ZERO_DATE or NO_ZERO_IN_DATE in its sql_mode
-refuses them, and the undo rolls back whole).
+in a session whose sql_mode has no NO_ZERO_DATE or NO_ZERO_IN_DATE (SESSION_SQL).
 Text in utf8mb3/utf8mb4, utf16, utf16le, utf32, ucs2, ascii, latin1 (the server's cp1252, whose five
 undefined bytes are the C1 controls), latin2, latin5, latin7, cp1250, cp1251, cp1256, cp1257, cp850,
 cp852, cp866, koi8r, koi8u, greek, hebrew, macroman, macce, tis620, sjis, cp932, ujis, euckr, gbk,
@@ -60,6 +60,11 @@ _DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
 _INTEGERS = {"tinyint", "smallint", "mediumint", "int", "bigint"}
 _TEXT = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext"}
 _BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
+# What a target session needs for these values to be read, compared and written back as decoded:
+# TIMESTAMPs in UTC, and zero dates taken (NO_ZERO_DATE and NO_ZERO_IN_DATE, a MySQL default, would
+# refuse the '0000-00-00' the server itself shows and PyMySQL returns).
+SESSION_SQL = ("SET time_zone = '+00:00'",
+               "SET SESSION sql_mode = REPLACE(REPLACE(@@SESSION.sql_mode, 'NO_ZERO_IN_DATE', ''), 'NO_ZERO_DATE', '')")
 _OLD_TEMPORAL = {br.T_DATETIME, br.T_TIMESTAMP, br.T_TIME}
 _GEOMETRY = {"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon",
              "geometrycollection"}
@@ -73,7 +78,8 @@ _LOGGED_AS = {
     "datetime": {br.T_DATETIME2, br.T_DATETIME}, "timestamp": {br.T_TIMESTAMP2, br.T_TIMESTAMP},
     "time": {br.T_TIME2, br.T_TIME}, "bit": {br.T_BIT},
     "enum": {br.T_STRING}, "set": {br.T_STRING}, "char": {br.T_STRING}, "binary": {br.T_STRING},
-    "varchar": {br.T_VARCHAR}, "varbinary": {br.T_VARCHAR}, "inet6": {br.T_STRING}, "uuid": {br.T_STRING},
+    "varchar": {br.T_VARCHAR}, "varbinary": {br.T_VARCHAR}, "inet6": {br.T_STRING}, "inet4": {br.T_STRING},
+    "uuid": {br.T_STRING},
     **{t: {br.T_GEOMETRY} for t in _GEOMETRY},
     **{t: {br.T_BLOB} for t in ("tinytext", "text", "mediumtext", "longtext", "tinyblob", "blob", "mediumblob",
                                 "longblob")},
@@ -298,6 +304,8 @@ def decode_value(col: Column, b: bytes, schema: TableSchema, logged: int = 0):
         return ",".join(m for i, m in enumerate(col.members) if bits >> i & 1)
     if t == "inet6":
         return _inet6(b.ljust(16, b"\0"))
+    if t == "inet4":
+        return ".".join(str(x) for x in b.ljust(4, b"\0"))
     if t == "uuid":
         h = b.ljust(16, b"\0").hex()
         return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
