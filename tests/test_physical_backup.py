@@ -194,6 +194,15 @@ def test_a_damaged_backup_is_refused_naming_the_file(incident, tmp_path, damage,
     assert names in str(e.value) and e.value.hint
 
 
+def test_a_backup_missing_a_tablespace_is_refused_naming_the_table(incident, tmp_path):
+    d = tmp_path / "b"
+    shutil.copytree(incident.prepared, d)
+    (d / "shop" / "customer.ibd").unlink()
+    with pytest.raises(SnapshotError) as e:
+        api.read_snapshots([str(d)])
+    assert "shop.customer" in str(e.value) and "shop/customer" in e.value.hint
+
+
 def test_a_backup_whose_redo_log_is_corrupt_is_refused_at_prepare(incident, tmp_path):
     d = tmp_path / "b"
     shutil.copytree(incident.raw, d)

@@ -17,6 +17,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+import pymysql
+
 from restore.errors import SnapshotError
 from restore.mysql.leftovers import OwnedDir
 from restore.mysql.procs import die_with_parent
@@ -190,10 +192,17 @@ def _describe(cur, snap: Snapshot, db: str) -> None:
             info.columns.append(ColumnInfo(name=col, definition=ctype, unsigned="unsigned" in ctype.lower(),
                                            generated=generated == "ALWAYS"))
         ident = quote_qualified(db, name)
-        cur.execute(f"SHOW CREATE TABLE {ident}")
-        create = cur.fetchone()[1]
+        try:
+            cur.execute(f"SHOW CREATE TABLE {ident}")
+            create = cur.fetchone()[1]
+            cur.execute(f"SELECT COUNT(*) FROM {ident}")
+            info.rows = cur.fetchone()[0]
+        except pymysql.err.MySQLError as e:
+            # A tablespace missing or damaged in the backup: the server names the table, we name the backup.
+            raise SnapshotError(f"{snap.path}: table {db}.{name} cannot be read from the backup: {e.args[-1]}",
+                                where=f"{snap.path}/{db}/{name}",
+                                hint=f"the backup is damaged or incomplete (look at its files {db}/{name}.*); "
+                                     "take a new one, or leave the database out (DB,DB=DIR)") from None
         info.has_primary_key = "\n  PRIMARY KEY " in create
         info.foreign_keys = parse_foreign_keys(create, db, name)
-        cur.execute(f"SELECT COUNT(*) FROM {ident}")
-        info.rows = cur.fetchone()[0]
         snap.tables[(db, name)] = info
