@@ -141,6 +141,7 @@ class Worker:
             return
         result["seconds"] = round(time.monotonic() - t0, 1)
         if result.pop("await_approval", False):   # an undo's preview: the card asks for approval
+            result["waiting_since"] = self.store.clock()   # the approval window starts now, not at the request
             self.store.transition(job_id, (JobState.RUNNING,), JobState.AWAITING_APPROVAL, result=result,
                                   phase="preview")
             self.store.audit("restore-bot", "undo preview", job_id, result.get("summary", ""))

@@ -46,6 +46,8 @@ class JobKind(str, Enum):
         return self.value
 
 
+APPROVAL_MINUTES = 15   # a job awaiting approval (prod, an undo's preview) expires after this long
+
 ACTIVE = (JobState.QUEUED, JobState.AWAITING_APPROVAL, JobState.RUNNING)
 FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.ABORTED, JobState.REJECTED, JobState.EXPIRED)
 

@@ -10,12 +10,12 @@ from typing import Protocol
 from handlers import messages
 from handlers.commands import Command
 from handlers.dispatcher import Reply, job_args
-from handlers.jobstore import ACTIVE, Job, JobKind, JobState, JobStore
+from handlers.jobstore import ACTIVE, APPROVAL_MINUTES, Job, JobKind, JobState, JobStore
 from handlers.presenter import replies as say
 from handlers.presenter.answers import args_text, choice_shown, history
 from handlers.presenter.jobs import describe
 
-APPROVAL_MINUTES = 15
+__all__ = ["APPROVAL_MINUTES", "RestoreHandler"]
 
 
 class Approvers(Protocol):
@@ -265,7 +265,8 @@ class RestoreHandler:
         return jobs[0]
 
     def _expire(self, job: Job, reply: Reply | None) -> bool:
-        if job.state == JobState.AWAITING_APPROVAL and self.store.clock() - job.created > APPROVAL_MINUTES * 60:
+        since = max(job.created, (job.result or {}).get("waiting_since") or 0)   # an undo waits once previewed
+        if job.state == JobState.AWAITING_APPROVAL and self.store.clock() - since > APPROVAL_MINUTES * 60:
             if self.store.transition(job.id, (JobState.AWAITING_APPROVAL,), JobState.EXPIRED):
                 self.store.audit("restore-bot", "approval expired", job.id)
             if reply:

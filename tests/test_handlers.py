@@ -177,6 +177,18 @@ def test_undo_on_stage_is_approved_by_any_operator_on_prod_by_a_second_approver(
             ("UOPS1", "queued undo")} <= set(actions)
 
 
+def test_an_undo_approval_window_starts_when_its_preview_is_ready(env):
+    store, run, clock = env
+    job, _ = run("undo 0-1-5")
+    store.transition(job.id, ("queued",), "running")
+    clock.now += APPROVAL_MINUTES * 60   # a long preview
+    store.transition(job.id, ("running",), "awaiting_approval",
+                     result={"undo": {"preview_id": "p9"}, "waiting_since": clock.now})
+    clock.now += APPROVAL_MINUTES * 60 - 1
+    approved, _ = run.click(UNDO_APPROVE_ACTION, job.id, "UOPS1")
+    assert approved.state == "queued"
+
+
 def test_undo_reject_and_what_cannot_be_undone_from_chat(env):
     store, run, _ = env
     job, _ = run("undo binlog.000002:4711 prod")

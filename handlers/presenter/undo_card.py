@@ -16,7 +16,7 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, Markdown
 from handlers import messages
 from handlers.alerts import mask_literals
 from handlers.commands import REJECT_ACTION, UNDO_APPROVE_ACTION
-from handlers.jobstore import Job, JobKind, JobState
+from handlers.jobstore import APPROVAL_MINUTES, Job, JobKind, JobState
 
 SAMPLE = 3            # sample rows shown per table (the engine sends up to 5)
 VALUES_CHARS = 240    # of one sample row's values
@@ -86,7 +86,6 @@ def preview_text(job: Job, doc: dict) -> str:
 
 
 def ask_text(job: Job) -> str:
-    from handlers.restore import APPROVAL_MINUTES   # the prod gate's window (restore imports this module's users)
     if job.args.get("guarded"):
         return messages.UNDO_ASK_TWO.format(target=job.target, requester=job.requester, minutes=APPROVAL_MINUTES)
     return messages.UNDO_ASK_ONE.format(minutes=APPROVAL_MINUTES)
