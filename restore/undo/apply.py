@@ -84,15 +84,18 @@ def _observe_batch(conn, schema: TableSchema, actions: list[Action], lock: bool)
         # would match but whose key is not exactly the binlog's is "no row", and the undo is refused
         # rather than guessed.
         keys = [schema.key_of(a.row) for a in actions]
-        if len(schema.key) == 1:
-            names = quote_ident(schema.columns[schema.key[0]].name)
-            values = ", ".join(literal(conn, k[0]) for k in keys)
-        else:
-            names = "(" + ", ".join(quote_ident(schema.columns[i].name) for i in schema.key) + ")"
-            values = ", ".join("(" + ", ".join(literal(conn, v) for v in k) + ")" for k in keys)
-        cur.execute(f"SELECT {schema.select_list()} FROM {schema.ident} WHERE {names} IN ({values}){suffix}")
+        cur.execute(f"SELECT {schema.select_list()} FROM {schema.ident} WHERE {_key_in(conn, schema, keys)}{suffix}")
         found = {schema.key_of(tuple(r)): tuple(r) for r in cur.fetchall()}
     return [found.get(k) for k in keys]
+
+
+def _key_in(conn, schema: TableSchema, keys: list[tuple]) -> str:
+    """`pk IN (...)` (or `(a, b) IN ((...), ...)`) for the primary keys `keys`."""
+    if len(schema.key) == 1:
+        return (f"{quote_ident(schema.columns[schema.key[0]].name)} IN ("
+                + ", ".join(literal(conn, k[0]) for k in keys) + ")")
+    names = "(" + ", ".join(quote_ident(schema.columns[i].name) for i in schema.key) + ")"
+    return f"{names} IN (" + ", ".join("(" + ", ".join(literal(conn, v) for v in k) + ")" for k in keys) + ")"
 
 
 def look(conn, tables: list[TableUndo], undone_id: str) -> tuple[str, list[dict]]:
@@ -150,8 +153,7 @@ def apply(conn, tables: list[TableUndo], *, undone_id: str, pid: str, summary: d
             # undo itself is about to remove (an UPDATE that changed a primary key is a delete + insert)
             for kind in ("delete", "update"):
                 for table in tables:
-                    for action in table.actions(kind):
-                        _run(cur, table.schema, action)
+                    _write(conn, cur, table, kind)
             for table in tables:
                 try:
                     _insert(conn, cur, table)
@@ -209,6 +211,48 @@ def _insert(conn, cur, table: TableUndo) -> None:
     if done != want:
         raise RestoreError(f"{schema.full_name}: {done} of {want} rows inserted back; nothing was changed",
                            hint=CHANGED_HINT)
+
+
+def _write(conn, cur, table: TableUndo, kind: str) -> None:
+    """The deletes or updates of a table: by batches of keys in a table with a primary key (an
+    update batch per set of columns put back), one statement per action in a table without."""
+    schema = table.schema
+    if not schema.key:
+        for action in table.actions(kind):
+            _run(cur, schema, action)
+        return
+    for actions in table.batches(BATCH, kind):
+        if kind == "delete":
+            _expect(schema, kind, actions, cur.execute(f"DELETE FROM {schema.ident} WHERE "
+                                                       f"{_key_in(conn, schema, [schema.key_of(a.row) for a in actions])}"))
+            continue
+        groups: dict[tuple, list[Action]] = {}
+        for action in actions:
+            groups.setdefault(tuple(action.sets), []).append(action)
+        for cols, group in groups.items():
+            _update(conn, cur, schema, cols, group)
+
+
+def _update(conn, cur, schema: TableSchema, cols: tuple[int, ...], actions: list[Action]) -> None:
+    """One multi-table UPDATE putting `cols` back in every row of `actions`, the values carried by
+    a derived table of literals (each converted to its column's type on assignment, as a plain
+    `SET col = literal` is)."""
+    key = schema.key
+    names = [f"c{j}" for j in range(len(key) + len(cols))]
+    rows = []
+    for action in actions:
+        values = [literal(conn, action.row[i]) for i in key] + [literal(conn, action.sets[i]) for i in cols]
+        rows.append("SELECT " + ", ".join(f"{v} AS {n}" if not rows else v for v, n in zip(values, names)))
+    on = " AND ".join(f"t.{quote_ident(schema.columns[i].name)} = v.{names[j]}" for j, i in enumerate(key))
+    sets = ", ".join(f"t.{quote_ident(schema.columns[i].name)} = v.{names[len(key) + j]}" for j, i in enumerate(cols))
+    done = cur.execute(f"UPDATE {schema.ident} AS t JOIN ({' UNION ALL '.join(rows)}) AS v ON {on} SET {sets}")
+    _expect(schema, "update", actions, done)
+
+
+def _expect(schema: TableSchema, kind: str, actions: list[Action], done: int) -> None:
+    if done != len(actions):
+        raise RestoreError(f"{schema.full_name}: {kind}s from {schema.key_text(actions[0].row)} on changed {done} rows, "
+                           f"{len(actions)} expected; nothing was changed", hint=CHANGED_HINT)
 
 
 def _run(cur, schema: TableSchema, action: Action) -> None:
