@@ -156,6 +156,7 @@ KAKAO_LABELS = {"status": "Status {job}", "abort": "Abort {job}", "approve": "Ap
 CONSOLE_UNDO_PROMPT = "Name of the operator approving undo {job} (empty rejects): "
 
 CONSOLE_GREETING = ("restore-bot console — type `help`, `plan`, `stage`, `prod`, `status`, `history`, `backup list`, "
-                    "`oncall`; `plan stop=SPEC skip=SPEC` chooses among the candidates a plan lists; Ctrl-D quits")
+                    "`oncall`; `plan stop=SPEC skip=SPEC` chooses among the candidates a plan lists; `undo SPEC` "
+                    "undoes one DELETE/UPDATE in place; Ctrl-D quits")
 CONSOLE_APPROVER_PROMPT = "Second operator's name to approve {job} (empty rejects): "
 NOT_HERE = "`{name}` is not available here: it needs settings this process did not load (use `restore-bot serve`)."
