@@ -169,6 +169,21 @@ def test_restore_into_a_dsn_target_moves_tablespaces(incident, target):
     assert _hashes(incident.raw) == files_before
 
 
+def test_restore_into_a_dsn_target_by_rows_when_files_cannot_be_moved(incident, target):
+    """The logical fallback (a target whose datadir is not on this host), chosen here explicitly."""
+    planned = api.plan(api.PlanInput([str(incident.prepared)], incident.binlogs))
+    result = restore(planned.plan, planned.snapshots, planned.source, target.dsn, physical_copy="rows")
+    assert result.ok, result.verification.problems() if result.verification else result
+    with target.connect() as conn:
+        assert checksums(conn, DBS) == incident.before
+        with conn.cursor() as cur:
+            cur.execute("SELECT (SELECT n FROM shop.big_count), (SELECT COUNT(*) FROM shop.orders WHERE total > 100)")
+            assert cur.fetchone() == (1032, 1032)
+    moved = next(p for p in result.phases if p["phase"] == "load")["physical"]
+    assert moved["path"] == "parallel logical copy" and "not on this host" in moved["why"]
+    assert set(moved["tables"].values()) == {"rows copied (the target's datadir is not on this host)"}
+
+
 def test_a_dsn_target_that_already_holds_the_databases_is_refused(incident, target):
     with target.connect() as conn, conn.cursor() as cur:
         cur.execute("CREATE DATABASE wiki")

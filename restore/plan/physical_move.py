@@ -1,10 +1,11 @@
-"""Moving a physical backup's tables into a target server whose datadir is on this host: the
+"""Moving a physical backup's tables into a target server. When its datadir is on this host: the
 transportable-tablespace path (`FLUSH TABLES … FOR EXPORT` on a server started on the prepared
 copy, the .ibd/.cfg files copied beside the target's `DISCARD`ed table, `IMPORT TABLESPACE`).
 The files are copied at disk speed instead of being turned into SQL and parsed again.
 
 A table InnoDB cannot transport this way (another engine, partitions, a name the server encodes
-in its file name) is copied row by row instead, and the result says which path each took and why.
+in its file name), and every table of a target whose datadir is elsewhere, is copied by rows,
+several tables at once; the result says which path each table took and why.
 Views, triggers and routines follow the tables, from the server's own SHOW CREATE.
 """
 from __future__ import annotations
@@ -13,12 +14,15 @@ import os
 import re
 import secrets
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pymysql
+import pymysql.cursors
 
 from restore.errors import TargetError
+from restore.mysql.dsn import Dsn
 from restore.mysql.quote import quote_ident, quote_qualified
 from restore.mysql.sandbox import Sandbox
 
@@ -44,44 +48,49 @@ def datadir_on_this_host(conn) -> Path | None:
     return datadir if seen else None
 
 
-def move_tables(box: Sandbox, conn, dbs: list[str], progress: Callable[[str], None] = lambda _: None) -> dict:
+def move_tables(box: Sandbox, conn, target: Dsn, dbs: list[str], *, datadir: Path | None,
+                init: Sequence[str] = (), jobs: int = 4, progress: Callable[[str], None] = lambda _: None) -> dict:
     """Create `dbs` on the target of `conn` with the tables, views, triggers and routines of `box`
-    (a server on a prepared backup copy). Returns {"path": ..., "why": ..., "tables": {name: how}}."""
-    datadir = datadir_on_this_host(conn)
-    if datadir is None:
-        raise TargetError("the target's datadir is not on this host (or not writable by restore-bot), so a physical "
-                          "backup's tablespaces cannot be moved into it", hint="restore into --target sandbox, or "
-                          "run restore-bot on the target's host as a user that can write its datadir")
+    (a server on a prepared backup copy). `datadir`: the target's, when on this host
+    (datadir_on_this_host); None copies every table by rows, `jobs` tables at a time, over
+    connections to `target` that first run `init`. Returns {"path", "why", "tables": {name: how}}."""
     assert box.datadir is not None
     how: dict[str, str] = {}
+    by_rows: list[tuple[str, str]] = []
     with box.connect() as src, src.cursor() as scur, conn.cursor() as tcur:
-        tcur.execute("SET SESSION foreign_key_checks=0, unique_checks=0")
+        tcur.execute("SET SESSION foreign_key_checks=0")
         for db in dbs:
             scur.execute(f"SHOW CREATE DATABASE {quote_ident(db)}")
             tcur.execute(scur.fetchone()[1])
             scur.execute("SELECT TABLE_NAME, ENGINE, CREATE_OPTIONS FROM information_schema.TABLES "
                          "WHERE TABLE_SCHEMA=%s AND TABLE_TYPE='BASE TABLE' ORDER BY TABLE_NAME", (db,))
-            tables = scur.fetchall()
             transport = []
-            for name, engine, options in tables:
+            for name, engine, options in scur.fetchall():
                 scur.execute(f"SHOW CREATE TABLE {quote_qualified(db, name)}")
                 tcur.execute(f"USE {quote_ident(db)}")
                 tcur.execute(scur.fetchone()[1])
-                why = _not_transportable(db, name, engine, options or "")
+                why = "the target's datadir is not on this host" if datadir is None else \
+                    _not_transportable(db, name, engine, options or "")
                 if why:
                     how[f"{db}.{name}"] = f"rows copied ({why})"
+                    by_rows.append((db, name))
                 else:
                     transport.append(name)
             if transport:
+                assert datadir is not None
                 _transport(box.datadir, datadir, scur, tcur, db, transport)
                 how.update({f"{db}.{t}": "tablespace imported" for t in transport})
                 progress(f"{db}: {len(transport)} tablespace(s) imported")
-            for name, _, _ in tables:
-                if how[f"{db}.{name}"].startswith("rows"):
-                    _copy_rows(scur, tcur, db, name)
+        tcur.execute("SET SESSION foreign_key_checks=1")
+    _copy_rows_parallel(box, target, init, by_rows, jobs, progress)
+    with box.connect() as src, src.cursor() as scur, conn.cursor() as tcur:
+        for db in dbs:   # after the rows: a trigger must not fire on the copy
             _objects(scur, tcur, db)
-        tcur.execute("SET SESSION foreign_key_checks=1, unique_checks=1")
-    moved = sum(v == "tablespace imported" for v in how.values())
+    moved = len(how) - len(by_rows)
+    if datadir is None:
+        return {"path": "parallel logical copy", "tables": how,
+                "why": f"the target's datadir is not on this host; {len(how)} tables copied by rows, "
+                       f"{min(jobs, len(by_rows) or 1)} at a time"}
     return {"path": "transportable tablespaces", "tables": how,
             "why": f"the target's datadir {datadir} is on this host; {moved} of {len(how)} tables imported as files"}
 
@@ -141,7 +150,32 @@ def _transport(src_datadir: Path, datadir: Path, scur, tcur, db: str, tables: li
                 pass
 
 
+def _copy_rows_parallel(box: Sandbox, target: Dsn, init: Sequence[str], tables: list[tuple[str, str]], jobs: int,
+                        progress: Callable[[str], None]) -> None:
+    """Each table over its own pair of connections, biggest first so the last to finish is small."""
+    if not tables:
+        return
+    with box.connect() as src, src.cursor() as cur:
+        size = {}
+        for db, name in tables:
+            cur.execute("SELECT DATA_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s",
+                        (db, name))
+            size[(db, name)] = cur.fetchone()[0] or 0
+
+    def copy(table: tuple[str, str]) -> None:
+        with box.connect(cursorclass=pymysql.cursors.SSCursor) as s, target.connect() as t, \
+                s.cursor() as scur, t.cursor() as tcur:
+            for sql in [*init, "SET SESSION foreign_key_checks=0, unique_checks=0"]:
+                tcur.execute(sql)
+            _copy_rows(scur, tcur, *table)
+        progress(f"{table[0]}.{table[1]}: rows copied")
+
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(tables)))) as pool:
+        list(pool.map(copy, sorted(tables, key=lambda t: -size[t])))   # list(): a table's error is raised here
+
+
 def _copy_rows(scur, tcur, db: str, name: str) -> None:
+    """One table, streamed (`scur` unbuffered): its non-generated columns, in multi-row INSERTs."""
     scur.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s "
                  "AND IS_GENERATED='NEVER' ORDER BY ORDINAL_POSITION", (db, name))
     cols = ", ".join(quote_ident(r[0]) for r in scur.fetchall())

@@ -40,6 +40,7 @@ from restore.target.binlog import TargetBinlog, init_commands, prepare_session
 from restore.target.disk_guard import DiskFullWatch, check_free_space, range_bytes
 
 EXISTING_CHOICES = ("refuse", "drop", "keep-aside")
+PHYSICAL_COPY_CHOICES = ("auto", "rows")
 
 
 @dataclass
@@ -86,9 +87,11 @@ class RestoreRunner:
                  interrupt: Callable[[], None] | None = None, batch_transactions: int = 1000,
                  restart: bool = False, fence: str | None = None, fence_users: list[str] | None = None,
                  log_replay: bool = True, space_check: bool = True,
-                 verdicts: dict[str, str] | None = None) -> None:
+                 verdicts: dict[str, str] | None = None, physical_copy: str = "auto") -> None:
         """`fence`: None for a target nobody else uses (a sandbox), else "refuse" or "lock" (with
-        `fence_users`), as for a prod restore. `log_replay=False`: sql_log_bin=0 for the restore."""
+        `fence_users`), as for a prod restore. `log_replay=False`: sql_log_bin=0 for the restore.
+        `physical_copy`: how a physical backup's tables reach a target not started on it: "auto"
+        (tablespace files when its datadir is on this host, else rows) or "rows"."""
         self.plan = plan
         self.snapshots = snapshots
         self.source = source
@@ -103,6 +106,10 @@ class RestoreRunner:
         self.log_replay = log_replay
         self.space_check = space_check
         self.given_verdicts = verdicts or {}   # "file:pos" of a stop judged at replay -> severity
+        if physical_copy not in PHYSICAL_COPY_CHOICES:
+            raise TargetError(f"unknown physical copy {physical_copy!r}",
+                              hint=f"use one of {', '.join(PHYSICAL_COPY_CHOICES)}")
+        self.physical_copy = physical_copy
         self.result = RestoreResult(plan, target.redacted())
         self.base_in_place = False   # the target runs on a prepared copy of the physical snapshot
         if fence is not None and fence not in fencing.FENCE_CHOICES:
@@ -119,12 +126,6 @@ class RestoreRunner:
         try:
             flavor = Flavor.detect(conn)
             self.base_in_place = in_place(conn, self.snapshots)
-            if not self.base_in_place and any(s.backup_id for s in self.snapshots) \
-                    and datadir_on_this_host(conn) is None:
-                raise TargetError(f"{self.result.target}: a physical backup is moved into a target as tablespace "
-                                  "files, and this target's datadir is not on this host (or not writable here)",
-                                  hint="restore it with --target sandbox (stage), or run restore-bot on the target's "
-                                       "host as a user that can write its datadir")
             binlog = prepare_session(conn, flavor, log_replay=self.log_replay)
             self.result.target_binlog = binlog.describe()
             if binlog.enabled:
@@ -266,8 +267,10 @@ class RestoreRunner:
             # An earlier load of this plan that did not finish: set aside like an unfinished run.
             self._set_aside_unfinished(conn, self.plan.databases, "an earlier load of this plan did not finish")
         if physical:
+            datadir = datadir_on_this_host(conn) if self.physical_copy == "auto" else None
             with base_sandbox(physical) as box:
-                moved = move_tables(box, conn, sorted(self.plan.databases), self.hooks.message)
+                moved = move_tables(box, conn, self.target, sorted(self.plan.databases), datadir=datadir,
+                                    init=init_commands(self.log_replay), progress=self.hooks.message)
             self.hooks.message(f"physical backup moved by {moved['path']}: {moved['why']}")
             checkpoint.set_phase(conn, self.plan.plan_id, "loaded")
             return {"snapshots": [s.path for s in self.snapshots], "physical": moved}
@@ -291,17 +294,17 @@ def restore(plan: Plan, snapshots: list[Snapshot], source, target: Dsn, *, exist
             hooks: Hooks | None = None, interrupt: Callable[[], None] | None = None,
             batch_transactions: int = 1000, restart: bool = False, fence: str | None = None,
             fence_users: Sequence[str] = (), log_replay: bool = True, space_check: bool = True,
-            verdicts: dict[str, str] | None = None) -> RestoreResult:
+            verdicts: dict[str, str] | None = None, physical_copy: str = "auto") -> RestoreResult:
     """`restart`: forget an earlier run of this plan on the target and start over from the dumps
     (otherwise an earlier run is resumed from its checkpoint). `fence`: None only for a target
     nobody else uses (a sandbox); "refuse" or "lock" (`fence_users`) as for a prod restore.
     `log_replay=False`: keep the restore out of the target's binlog (its replicas do not get it).
     `verdicts`: stops judged at replay by an earlier run (stage), applied as they were ("file:pos" ->
-    "certain" or "suspect") instead of being judged again."""
+    "certain" or "suspect") instead of being judged again. `physical_copy`: see RestoreRunner."""
     return RestoreRunner(plan, snapshots, source, target, existing=existing, hooks=hooks,
                          interrupt=interrupt, batch_transactions=batch_transactions, restart=restart,
                          fence=fence, fence_users=list(fence_users), log_replay=log_replay,
-                         space_check=space_check, verdicts=verdicts).run()
+                         space_check=space_check, verdicts=verdicts, physical_copy=physical_copy).run()
 
 
 def _with_phase(state: checkpoint.State, phase: str) -> checkpoint.State:
