@@ -103,6 +103,21 @@ def shop(target, tmp_path):
     return target, path, before
 
 
+@pytest.mark.parametrize("options", [("--no-autocommit", "--add-drop-database"),
+                                     ("--skip-add-drop-table", "--skip-extended-insert"),
+                                     ("--skip-add-locks", "--skip-disable-keys", "--skip-comments"),
+                                     ("--insert-ignore", "--skip-tz-utc")])
+def test_dump_options_are_loaded_in_parallel_exactly(target, tmp_path, options):
+    with target.connect() as conn:
+        _fill(conn)
+    before = _state(target)
+    path = dump(target, tmp_path / "opts.sql", list(DBS), extra=("--events", *options), coordinates=False)
+    clean(target)
+    report = load_snapshot(target.dsn, Snapshot(str(path)), init=INIT, jobs=3)
+    assert report.parallel and sorted(report.loaded) == _tables(before)
+    assert _state(target) == before
+
+
 def _tables(state: dict) -> list[str]:
     return sorted(state["checksums"])
 

@@ -32,7 +32,9 @@ _CS_RESTORE = re.compile(rb"SET\s+character_set_client\s*=\s*@saved_cs_client\s*
 _DATA = re.compile(rb"(?:(?:INSERT|REPLACE)\s+(?:(?:IGNORE|LOW_PRIORITY|DELAYED|HIGH_PRIORITY)\s+)*INTO|"
                    rb"LOCK\s+TABLES|ALTER\s+TABLE)\s+(?:" + _ID + rb"\s*\.\s*)?" + _ID, re.I)
 _KEYS = re.compile(rb"ALTER\s+TABLE\s+\S+\s+(?:DISABLE|ENABLE)\s+KEYS", re.I)
-_SECTION_ALSO = re.compile(rb"(?:UNLOCK\s+TABLES|SET\s+autocommit\s*=\s*[01]|COMMIT)\s*;", re.I)
+# --no-autocommit wraps the data in SET @OLD_AUTOCOMMIT=@@AUTOCOMMIT, @@AUTOCOMMIT=0 ... COMMIT; SET AUTOCOMMIT=@OLD_AUTOCOMMIT
+_SECTION_ALSO = re.compile(rb"(?:UNLOCK\s+TABLES|COMMIT|SET\s+(?:@OLD_AUTOCOMMIT\s*=\s*@@AUTOCOMMIT\s*,\s*)?"
+                           rb"(?:@@)?autocommit\s*=\s*(?:[01]|@OLD_AUTOCOMMIT))\s*;", re.I)
 _DATABASE = re.compile(rb"(CREATE|DROP)\s+(?:DATABASE|SCHEMA)\b", re.I)
 _USE = re.compile(rb"USE\s+" + _ID + rb"\s*;", re.I)
 # Left in dump order for the one client that runs after the tables: session settings, views and
