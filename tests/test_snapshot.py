@@ -16,7 +16,7 @@ from pymysql.converters import escape_bytes, escape_string
 from restore.errors import SnapshotError
 from restore.mysql.quote import quote_qualified
 from restore.mysql.sandbox import Sandbox
-from restore.plan.snapshot import read_snapshot
+from restore.plan.snapshot import read_snapshot, read_snapshots
 
 TRICKY = ["),(", "'", "''", "\\", "\\'", "\n", "\r", ";", "(", ")", "한국어", "😀", "\x00", "a",
           "'),('", "0x41", "NULL", '"', "\x1a", "\t", "`", "\\n", ");\n", "_binary '", " "]
@@ -325,3 +325,25 @@ def test_random_escaped_values(tmp_path, seed):
     path = tmp_path / "r.sql"
     path.write_bytes(b"".join(lines))
     assert read_snapshot(str(path)).tables[("d", "t")].rows == sum(counts)
+
+
+def test_a_directory_that_is_no_backup_is_refused(tmp_path):
+    with pytest.raises(SnapshotError, match="neither a dump file nor a mariadb-backup directory"):
+        read_snapshots([str(tmp_path)])
+
+
+def test_an_xbstream_archive_is_refused_with_how_to_extract_it(tmp_path):
+    f = tmp_path / "backup.xb"
+    f.write_bytes(b"XBSTCK01" + bytes(100))
+    with pytest.raises(SnapshotError, match="mbstream") as e:
+        read_snapshots([str(f)])
+    assert "mbstream -x" in e.value.hint
+
+
+def test_a_compressed_backup_dir_is_refused_with_how_to_decompress_it(tmp_path):
+    (tmp_path / "xtrabackup_checkpoints").write_text("backup_type = full-backuped\nto_lsn = 5\n")
+    (tmp_path / "xtrabackup_binlog_info").write_text("binlog.000001\t328\t0-1-1\n")
+    (tmp_path / "ibdata1.qp").write_bytes(b"x")
+    with pytest.raises(SnapshotError, match="ibdata1: is compressed") as e:
+        read_snapshots([str(tmp_path)])
+    assert "--decompress" in e.value.hint

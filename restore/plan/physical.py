@@ -89,6 +89,10 @@ def read_backup_dir(path: str | os.PathLike) -> BackupDir:
         raise _refuse(info, f"holds {' '.join(fields)[:200]!r}, not 'FILE POSITION [GTID]'",
                       hint="the file is damaged; " + _REMAKE)
     for name in ("ibdata1", "ib_logfile0"):
+        if (p / f"{name}.qp").is_file() or (p / f"{name}.zst").is_file():
+            raise _refuse(p / name, "is compressed in this backup (mariadb-backup --compress)",
+                          hint=f"decompress a copy (mariadb-backup --decompress --target-dir=COPY) and pass "
+                               f"--snapshot COPY; {p} itself is never modified")
         if not (p / name).is_file():
             raise _refuse(p / name, "is missing: InnoDB's system tablespace and redo log are part of every "
                           "backup, so this one is incomplete", hint="copy the whole backup directory; " + _REMAKE)

@@ -42,7 +42,9 @@ def datadir_on_this_host(conn) -> Path | None:
         probe = f"restore_bot_probe_{secrets.token_hex(4)}"
         cur.execute(f"CREATE DATABASE {probe}")
         try:
-            seen = (datadir / probe).is_dir() and os.access(datadir / probe, os.W_OK)
+            # As root we hand the files to the server's user; otherwise they must already be ours.
+            seen = (datadir / probe).is_dir() and os.access(datadir / probe, os.W_OK) and (
+                os.geteuid() in (0, (datadir / probe).stat().st_uid))
         finally:
             cur.execute(f"DROP DATABASE {probe}")
     return datadir if seen else None

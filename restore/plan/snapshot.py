@@ -317,6 +317,10 @@ def read_snapshot(path: str, database: str | None = None) -> Snapshot:
             if kind is not None:
                 raise SnapshotError(f"{path}: is {kind}-compressed, not a SQL dump", where=f"{path}:1",
                                     hint="decompress it first and pass the .sql file")
+            if first.startswith(b"XBSTCK01"):
+                raise SnapshotError(f"{path}: is a mbstream/xbstream archive of a physical backup, not a SQL dump",
+                                    where=f"{path}:1", hint=f"extract it into a directory (mbstream -x -C DIR < "
+                                                            f"{path}) and pass --snapshot DIR")
             if first.startswith(b"\xfebin") or b"\x00" in first[:65536]:
                 raise SnapshotError(f"{path}: is a binary file, not a SQL dump"
                                     + (" (it looks like a binlog)" if first.startswith(b"\xfebin") else ""),
