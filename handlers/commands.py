@@ -64,7 +64,8 @@ class Command:
     spec: str | None = None        # choose: the candidate's transaction (GTID or file:pos)
     where: str = ""                # choose: the candidate's file:pos, to say what was chosen
     alert: str | None = None       # alert buttons: the alert's key
-    target: str = "stage"          # undo: the configured target it writes into (UNDO_TARGETS)
+    target: str = "stage"          # undo: the configured target it writes into (UNDO_TARGETS); "" from an
+                                   # alert's *Undo this*: stage if it is a kept server, else prod
 
 
 class _Parser(argparse.ArgumentParser):
@@ -221,5 +222,5 @@ def from_action(action_id: str, value: str, user: str, origin: str = "slack") ->
             raise CommandError(f"{exc} — {exc.hint}") from None
         return Command("plan", user, origin=origin, stop_before=value, chosen=True)
     if action_id == ALERT_UNDO:
-        return undo_command(value, "stage", user, origin)
+        return undo_command(value, "", user, origin)
     raise CommandError(f"I don't know the button `{action_id}`.")

@@ -139,5 +139,5 @@ def job_args(cmd: Command) -> dict:
 
 def _detail(cmd: Command) -> str:
     if cmd.name == "undo":
-        return f"{cmd.spec} on {cmd.target}"
+        return f"{cmd.spec} on {cmd.target or 'the alert target'}"
     return " ".join(t for t in (args_text(job_args(cmd)), cmd.who, cmd.spec, cmd.alert) if t)

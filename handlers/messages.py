@@ -87,7 +87,8 @@ CARD_TITLE = {"plan": "Plan", "stage": "Stage restore", "prod": "Prod restore", 
 
 # /restore undo: its preview card, approval and results
 UNDO_NO_TARGET = ("Undo writes into a kept server, and target *{target}* is {what}: set [targets.{target}] dsn = "
-                  "\"mysql://...\" in the config (undo never runs into a throwaway sandbox).")
+                  "\"mysql://...\" in the config (undo never runs into a throwaway sandbox), or name production: "
+                  "`/restore undo SPEC prod`.")
 UNDO_SPEC_HELP = ("undo takes the transaction's GTID (0-1-113680, uuid:n), the FILE:POS of any of its events "
                   "(binlog.000002:4711: an alert and `/restore plan` list them), or auto (the plan's chosen candidate)")
 UNDO_PREVIEW_HEAD = "*Undo preview* of transaction `{tx}` at `{where}` on *{target}* — preview `{pid}`; nothing written yet"

@@ -161,18 +161,20 @@ class RestoreHandler:
 
     def _undo(self, cmd: Command, reply: Reply) -> None:
         """`/restore undo SPEC [stage|prod]`, or an alert's *Undo this*: a job whose preview (a dry
-        run) ends on its card with *Approve undo* and *Reject*; approved, the same job applies it."""
-        guarded = self.undo_targets.get(cmd.target)
+        run) ends on its card with *Approve undo* and *Reject*; approved, the same job applies it.
+        An alert names no target: stage when it is a kept server, else prod (by default stage is a
+        throwaway sandbox, where an undo has nothing to write into; prod still takes its gate)."""
+        target = cmd.target or ("prod" if "stage" not in self.undo_targets and "prod" in self.undo_targets else "stage")
+        guarded = self.undo_targets.get(target)
         if guarded is None:
-            reply.ephemeral(say.undo_no_target(cmd.target, configured=cmd.target == "stage" or
-                                               (cmd.target == "prod" and self.has_prod)))
+            reply.ephemeral(say.undo_no_target(target, configured=target == "stage"))
             return
-        if busy := self._busy(cmd.target):
-            reply.ephemeral(say.busy(cmd.target, busy))
+        if busy := self._busy(target):
+            reply.ephemeral(say.busy(target, busy))
             return
-        job = self.store.create(JobKind.UNDO, cmd.target, cmd.user, args={"event": cmd.spec, "guarded": guarded},
+        job = self.store.create(JobKind.UNDO, target, cmd.user, args={"event": cmd.spec, "guarded": guarded},
                                 origin=cmd.origin, channel=self.channel)
-        self.store.audit(cmd.user, "queued undo", job.id, f"{cmd.spec} on {cmd.target}")
+        self.store.audit(cmd.user, "queued undo", job.id, f"{cmd.spec} on {target}")
         reply.queued(job)
 
     def _status(self, cmd: Command, reply: Reply) -> None:

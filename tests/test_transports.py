@@ -269,7 +269,7 @@ def test_slack_buttons_go_through_the_dispatcher(tmp_path, fake):
         refused = slack.click(ALERT_PLAN, "0-1-78", STRANGER, "operator list")
         _undo_waiting(slack.store)
         undo = slack.click(UNDO_APPROVE_ACTION, "R3", APPROVER, "Approved by")
-        on_stage = slack.click(ALERT_UNDO, "0-1-79", OPS, "throwaway sandbox")
+        alerted = slack.click(ALERT_UNDO, "0-1-79", OPS, "busy")
     finally:
         slack.close()
     assert "Approved by UAPP1: prod job R1 starts now." in approved
@@ -279,7 +279,8 @@ def test_slack_buttons_go_through_the_dispatcher(tmp_path, fake):
     assert "so I can't start a plan job" in refused and slack.store.get("R3").kind == "undo"   # R3: the undo set up
     assert "Approved by UAPP1: undo job R3 applies preview p-1 now." in undo
     assert slack.store.get("R3").state == "queued" and slack.store.get("R3").approver == APPROVER
-    assert "target stage is a throwaway sandbox" in on_stage and slack.store.get("R4") is None
+    # stage is a throwaway sandbox here: an alert's undo goes to prod, where the approved R1 and R3 wait to run
+    assert "Target prod is busy with job R3" in alerted and slack.store.get("R4") is None
     actions = [(e["actor"], e["action"]) for e in slack.store.audit_log(100)]
     assert (APPROVER, "request approve") in actions and (STRANGER, "refused plan") in actions
     assert (APPROVER, "approved undo") in actions and (OPS, "request undo") in actions
