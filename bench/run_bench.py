@@ -14,6 +14,7 @@ Prints a table, writes bench/results.json, exits 1 when a restore was not exact 
 did not stop at the DROP DATABASE, 2 when a prerequisite is missing.
 
     . .venv/bin/activate && python bench/run_bench.py [--seconds 30] [--threads 4] ...
+    python bench/run_bench.py --undo 20000     # the undo bench instead (bench/undo_flashback.py)
 """
 from __future__ import annotations
 
@@ -473,7 +474,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plan-runs", type=int, default=3,
                     help="rounds of mariadb-binlog and restore-bot plan, the medians compared (default 3)")
     ap.add_argument("--results", default=str(HERE / "results.json"), help="JSON output (default bench/results.json)")
+    ap.add_argument("--undo", type=int, metavar="ROWS",
+                    help="instead, the undo bench: a ROWS-row DELETE undone by restore-bot undo against mariadb-binlog "
+                         "--flashback | mariadb (bench/undo_flashback.py, which takes more options)")
     args = ap.parse_args(argv)
+    if args.undo:
+        from undo_flashback import main as undo_main
+        return undo_main(["--rows", str(args.undo)])
 
     for tool, pkg in (("sysbench", "sysbench"), ("mariadb", "mariadb-client"), ("mariadb-dump", "mariadb-client"),
                       ("mariadb-binlog", "mariadb-client")):

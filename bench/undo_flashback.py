@@ -6,11 +6,13 @@ in place on two servers given the same history, one after the other:
   anchor       mariadb-binlog --flashback --start-position=P --stop-position=Q FILE | mariadb
   restore-bot  restore-bot undo --binlogs DIR --target DSN --event GTID --yes --json
 
-Both must give back `t` with the pre-DELETE CHECKSUM TABLE, and keep the later traffic. Prints the
-times, the ratio (restore-bot / anchor; goal <= 1.0) and each side's peak RSS (each process's
-VmHWM, sampled from /proc every 5 ms while it runs). Exits 1 when a side is not exact, 2 when a tool is missing.
+`--disaster update` undoes an UPDATE of three columns of every row instead. Both must give back `t`
+with the CHECKSUM TABLE it had before the disaster, and keep the later traffic. Prints the times,
+the ratio (restore-bot / anchor; goal <= 1.0) and each side's peak RSS (each process's VmHWM,
+sampled from /proc every 5 ms while it runs). Exits 1 when a side is not exact, 2 when a tool is
+missing.
 
-    .venv/bin/python bench/undo_flashback.py [--rows 1000000] [--profile]
+    .venv/bin/python bench/undo_flashback.py [--rows 1000000] [--disaster delete|update] [--profile]
 """
 from __future__ import annotations
 
@@ -68,8 +70,12 @@ def checksums(box: Sandbox) -> dict[str, int]:
     return out
 
 
-def history(box: Sandbox, rows: int) -> dict:
-    """Load, DELETE FROM t, later traffic. Returns the checksums before the DELETE and the DELETE's
+DISASTERS = {"delete": "DELETE FROM u.t",
+             "update": "UPDATE u.t SET label = CONCAT('changed ', id), price = NULL, at = at + INTERVAL 1 DAY"}
+
+
+def history(box: Sandbox, rows: int, disaster: str) -> dict:
+    """Load, the disaster (no WHERE), later traffic. Returns the checksums before the DELETE and the DELETE's
     GTID and binlog range."""
     _sql(box, SCHEMA + [
         f"INSERT INTO u.t SELECT seq, seq * 7919, (seq % 100000) / 100, CONCAT('label ', seq, ' ', "
@@ -78,7 +84,7 @@ def history(box: Sandbox, rows: int) -> dict:
         "INSERT INTO u.other SELECT seq, CONCAT('o', seq) FROM u.seq_1_to_100"])
     before = checksums(box)
     file, start = _one(box, "SHOW MASTER STATUS")[:2]
-    _sql(box, ["DELETE FROM u.t"])
+    _sql(box, [DISASTERS[disaster]])
     gtid = _one(box, "SELECT @@gtid_binlog_pos")[0]
     stop = _one(box, "SHOW MASTER STATUS")[1]
     _sql(box, [f"UPDATE u.other SET v = CONCAT(v, ' later {i}') WHERE id = {i}" for i in range(1, 51)]
@@ -179,6 +185,8 @@ def profile(box: Sandbox, inc: dict, run_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=1_000_000, help="rows of the table the DELETE empties")
+    ap.add_argument("--disaster", choices=sorted(DISASTERS), default="delete",
+                    help="the statement undone: DELETE FROM t (default) or an UPDATE of three columns of every row")
     ap.add_argument("--profile", action="store_true", help="cProfile restore-bot's undo on a third copy (untimed)")
     ap.add_argument("--results", help="also write the figures as JSON to this file")
     args = ap.parse_args(argv)
@@ -189,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for _ in range(3 if args.profile else 2):
             boxes.append(Sandbox(binlog=True, binlog_format="ROW").start())
-        log(f"{len(boxes)} servers up; loading {args.rows} rows, DELETE FROM t, later traffic on each")
-        incs = [history(box, args.rows) for box in boxes]
+        log(f"{len(boxes)} servers up; loading {args.rows} rows, {DISASTERS[args.disaster]}, later traffic on each")
+        incs = [history(box, args.rows, args.disaster) for box in boxes]
         if any(i["before"] != incs[0]["before"] for i in incs):
             raise BenchError("the servers' histories differ: the copies are not identical")
         subprocess.run([*restore_bot_cmd(), "--help"], stdout=subprocess.DEVNULL, env=tool_env(run_dir))  # bytecode
@@ -198,13 +206,13 @@ def main(argv: list[str] | None = None) -> int:
         log(f"anchor: {anchor['seconds']} s")
         ours = run_ours(boxes[1], incs[1], run_dir)
         log(f"restore-bot undo: {ours['seconds']} s")
-        res = {"when": _dt.datetime.now().isoformat(timespec="seconds"), "rows": args.rows,
+        res = {"when": _dt.datetime.now().isoformat(timespec="seconds"), "rows": args.rows, "disaster": DISASTERS[args.disaster],
                "binlog_bytes": incs[0]["stop"] - incs[0]["start"], "cpus": os.cpu_count(),
                "loadavg_1min": round(os.getloadavg()[0], 2), "anchor": anchor, "restore_bot": ours,
                "ratio": round(ours["seconds"] / anchor["seconds"], 3), "goal": GOAL,
                "anchor_problems": exact(boxes[0], incs[0]), "restore_bot_problems": exact(boxes[1], incs[1])}
         print(json.dumps(res, indent=2))
-        print(f"\n{args.rows} rows DELETEd, undone: anchor (mariadb-binlog --flashback | mariadb) {anchor['seconds']} s, "
+        print(f"\n{args.rows} rows, {args.disaster} undone: anchor (mariadb-binlog --flashback | mariadb) {anchor['seconds']} s, "
               f"peak RSS {anchor['peak_rss_kib']} KiB; restore-bot undo {ours['seconds']} s, peak RSS "
               f"{ours['peak_rss_kib']} KiB; ratio {res['ratio']} (goal <= {GOAL}); exact: anchor "
               f"{not res['anchor_problems']}, restore-bot {not res['restore_bot_problems']}")

@@ -1,9 +1,14 @@
 """Looking at the target's rows an undo touches, and applying the undo in one transaction.
 
-What the target holds at each row an action touches is `observed` at preview time; the apply reads
-the same rows again `FOR UPDATE` inside its own transaction and goes on only if nothing changed
-(else it rolls back: never half-applied). Values are compared in Python, exactly (restore.undo.values
-decodes the binlog to the values PyMySQL returns), never with the server's collations.
+What the target holds at each row an action touches is `observed` at preview time (kept with the
+action in the undo's Store); the apply reads the same rows again `FOR UPDATE` inside its own
+transaction and goes on only if nothing changed (else it rolls back: never half-applied). A row
+put back where the preview saw none is not read again: a row arriving there meanwhile makes its
+INSERT fail on the key, which rolls everything back the same way. Everything goes by batches of
+keys (SELECT ... IN, multi-row INSERT, DELETE ... IN, one UPDATE joined to a derived table of
+values), so neither memory nor round trips grow per row. Values are compared in Python, exactly
+(restore.undo.values decodes the binlog to the values PyMySQL returns), never with the server's
+collations.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from restore.errors import RestoreError
 from restore.mysql.quote import quote_ident, quote_qualified
 from restore.target.checkpoint import SCHEMA
 from restore.undo.inverse import Action, TableUndo, shown
-from restore.undo.values import TableSchema
+from restore.undo.values import SESSION_SQL, TableSchema
 
 _RECORD = quote_qualified(SCHEMA, "undo")
 _RECORD_DDL = (f"CREATE DATABASE IF NOT EXISTS {quote_ident(SCHEMA)}",
@@ -27,10 +32,12 @@ CHANGED_HINT = "the target changed since the preview; run the preview again (res
 
 
 def connect(dsn):
-    """A target session in UTC (TIMESTAMP values decode in UTC), not autocommitting."""
+    """A target session as restore.undo.values reads and writes values (SESSION_SQL: TIMESTAMPs in
+    UTC, zero dates taken back)."""
     conn = dsn.connect(autocommit=True)
     with conn.cursor() as cur:
-        cur.execute("SET time_zone = '+00:00'")
+        for sql in SESSION_SQL:
+            cur.execute(sql)
     return conn
 
 

@@ -1,11 +1,13 @@
 """Reading the binlog for an undo: the transaction to undo, its row changes, and what every later
 transaction (to the end of the binlog) did to the same rows.
 
-One pass over the binlog, from the spec's file (FILE:POS) or from the first file (a GTID). Each
-transaction's steps are held until its end tells whether it is the one to undo; after it, only the
-row events of its tables are decoded. Per row, by key (the primary key; the whole row in a table
-without one) three images are kept: `orig` before the transaction, `now` right after it, `cur`
-after the last later write: that is all the inverse needs (restore.undo.inverse).
+One pass over the binlog, from the spec's file (FILE:POS, after a first walk that finds where the
+transaction holding it begins) or from the first file (a GTID). Nothing of a transaction is held in
+memory: its rows go to the undo's scratch Store as they come, inside a savepoint that a rolled-back
+transaction takes back. After the undone transaction only the row events of its tables are decoded.
+Per row, by key (the primary key; the whole row in a table without one) three images are kept:
+`orig` before the transaction, `now` right after it, `cur` after the last later write: that is all
+the inverse needs (restore.undo.inverse).
 """
 from __future__ import annotations
 
