@@ -230,8 +230,8 @@ def test_every_type_decodes_as_the_servers_select_and_a_delete_undone_gives_the_
     _delete_and_undo(source_factory("ROW"), key, TYPES, random.Random(2026))
 
 
-@pytest.mark.xfail(strict=True, reason="restore.undo.apply.connect does not run values.SESSION_SQL yet")
 def test_zero_dates_go_back_on_a_target_whose_sql_mode_refuses_them(source_factory):
+    """The target session runs values.SESSION_SQL (restore.undo.apply.connect)."""
     source = source_factory("ROW")
     zeros = {"zd": TYPES["zd"], "zt": TYPES["zt"]}
     _delete_and_undo(source, "id INT PRIMARY KEY", zeros, random.Random(7),
