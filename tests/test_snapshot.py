@@ -347,3 +347,13 @@ def test_a_compressed_backup_dir_is_refused_with_how_to_decompress_it(tmp_path):
     with pytest.raises(SnapshotError, match="ibdata1: is compressed") as e:
         read_snapshots([str(tmp_path)])
     assert "--decompress" in e.value.hint
+
+
+def test_a_backup_of_a_mysql_server_is_refused(tmp_path):
+    (tmp_path / "xtrabackup_checkpoints").write_text("backup_type = full-prepared\nto_lsn = 5\n")
+    (tmp_path / "xtrabackup_binlog_info").write_text("binlog.000001\t328\n")
+    (tmp_path / "xtrabackup_info").write_text("uuid = x\nserver_version = 8.0.36\n")
+    for name in ("ibdata1", "ib_logfile0"):
+        (tmp_path / name).write_bytes(b"x")
+    with pytest.raises(SnapshotError, match="xtrabackup_info: the backup is of server 8.0.36"):
+        read_snapshots([str(tmp_path)])

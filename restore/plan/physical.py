@@ -10,11 +10,12 @@ files cannot be counted without the server. The user's directory is only ever re
 from __future__ import annotations
 
 import configparser
-import os
 from dataclasses import dataclass
+from os import PathLike
 from pathlib import Path
 
 from restore.errors import SnapshotError
+from restore.target.checkpoint import SCHEMA as CHECKPOINT_SCHEMA
 
 # Names from MariaDB 10.x/11.x and from Percona XtraBackup, newest first.
 BINLOG_INFO = ("mariadb_backup_binlog_info", "xtrabackup_binlog_info")
@@ -22,7 +23,8 @@ CHECKPOINTS = ("mariadb_backup_checkpoints", "xtrabackup_checkpoints")
 INFO = ("mariadb_backup_info", "xtrabackup_info")
 PREPARED = ("full-prepared", "log-applied")        # xtrabackup, mariadb-backup 10.x+
 UNPREPARED = ("full-backuped",)
-SYSTEM_DATABASES = frozenset({"mysql", "performance_schema", "sys", "information_schema"})
+# Never restored from a backup: the server's own, and restore-bot's state of a server once a restore target.
+SYSTEM_DATABASES = frozenset({"mysql", "performance_schema", "sys", "information_schema", CHECKPOINT_SCHEMA})
 _REMAKE = "take a new backup with mariadb-backup --backup (with the server's binary log enabled)"
 
 
@@ -40,7 +42,7 @@ class BackupDir:
     innodb_options: tuple[str, ...]  # backup-my.cnf's settings a server must start with
 
 
-def is_backup_dir(path: str | os.PathLike) -> bool:
+def is_backup_dir(path: str | PathLike) -> bool:
     """A directory written by mariadb-backup/xtrabackup (it has a checkpoints or binlog-info file)."""
     p = Path(path)
     return p.is_dir() and any((p / name).is_file() for name in CHECKPOINTS + BINLOG_INFO)
@@ -63,7 +65,7 @@ def _key_values(path: Path) -> dict[str, str]:
     return out
 
 
-def read_backup_dir(path: str | os.PathLike) -> BackupDir:
+def read_backup_dir(path: str | PathLike) -> BackupDir:
     """Check that the directory is a whole backup and read its coordinates; never writes to it."""
     p = Path(path)
     checkpoints = _first(p, CHECKPOINTS)
@@ -97,6 +99,10 @@ def read_backup_dir(path: str | os.PathLike) -> BackupDir:
             raise _refuse(p / name, "is missing: InnoDB's system tablespace and redo log are part of every "
                           "backup, so this one is incomplete", hint="copy the whole backup directory; " + _REMAKE)
     meta = _key_values(f) if (f := _first(p, INFO)) is not None else {}
+    server = meta.get("server_version", "")
+    if server and "mariadb" not in server.lower():
+        raise _refuse(f, f"the backup is of server {server}, and restore-bot starts MariaDB on a backup's files",
+                      hint="restore that server from a dump (mysqldump --source-data), or from a MariaDB backup")
     return BackupDir(path=p, binlog_info=info, binlog_file=fields[0], binlog_pos=int(fields[1]),
                      gtid=fields[2] if len(fields) > 2 and fields[2] else None,
                      prepared=kind in PREPARED,
@@ -119,9 +125,3 @@ def _innodb_options(p: Path) -> tuple[str, ...]:
     keep = ("innodb_page_size", "innodb_data_file_path", "innodb_undo_tablespaces", "innodb_checksum_algorithm")
     return tuple(f"--{k.replace('_', '-')}={parser.get('mysqld', k)}" for k in keep
                  if parser.get("mysqld", k, fallback=None))
-
-
-def database_dirs(p: Path) -> list[str]:
-    """The backup's user databases as directory names (still in the server's filename encoding)."""
-    return sorted(e.name for e in os.scandir(p) if e.is_dir() and e.name not in SYSTEM_DATABASES
-                  and not e.name.startswith(("#", ".")) and e.name != "lost+found")
