@@ -18,10 +18,9 @@ from restore.errors import SnapshotError
 from restore.plan.snapshot import Snapshot
 from restore.replay import load_progress
 from restore.replay.dump_split import Unsplittable, split
+from restore.replay.load_progress import Throughput
 from restore.replay.loader import load_snapshot
 from tests.support.db import checksums, clean, dump, q, schemas
-
-pytestmark = pytest.mark.mysql
 
 DBS = ("shop", "blog")
 REPO = Path(__file__).resolve().parent.parent
@@ -116,6 +115,25 @@ def test_dump_options_are_loaded_in_parallel_exactly(target, tmp_path, options):
     report = load_snapshot(target.dsn, Snapshot(str(path)), init=INIT, jobs=3)
     assert report.parallel and sorted(report.loaded) == _tables(before)
     assert _state(target) == before
+
+
+def test_live_change_master_is_left_out(source_factory, target, tmp_path):
+    """--master-data=1 --gtid writes a live CHANGE MASTER TO and SET GLOBAL gtid_slave_pos: the
+    parallel load neutralises them as the one client does, in the header as after the tables."""
+    source = source_factory()
+    with source.connect() as conn:
+        _fill(conn)
+    before = _state(source)
+    path = dump(source, tmp_path / "live.sql", list(DBS), extra=("--events", "--master-data=1", "--gtid"), coordinates=False)
+    text = path.read_bytes()
+    assert b"\nCHANGE MASTER TO" in text and b"\nSET GLOBAL gtid_slave_pos" in text
+    report = load_snapshot(target.dsn, Snapshot(str(path)), init=INIT, jobs=2)
+    assert report.parallel and _state(target) == before
+    with target.connect() as conn, conn.cursor() as cur:
+        cur.execute("SHOW SLAVE STATUS")
+        assert cur.fetchone() is None
+        cur.execute("SELECT @@GLOBAL.gtid_slave_pos")
+        assert cur.fetchone()[0] == ""
 
 
 def _tables(state: dict) -> list[str]:
@@ -215,6 +233,13 @@ def test_killed_load_resumes_with_the_missing_tables(shop):
     again = load_snapshot(target.dsn, Snapshot(str(path)), init=INIT, jobs=2, resume="crash-test")
     assert again.loaded == [] and sorted(again.skipped) == _tables(before)
     assert _state(target) == before
+
+    # The records outlive a database set aside (dropped) since: its tables are loaded again.
+    with target.connect() as conn, conn.cursor() as cur:
+        cur.execute("DROP DATABASE blog")
+    third = load_snapshot(target.dsn, Snapshot(str(path)), init=INIT, jobs=2, resume="crash-test")
+    assert sorted(third.loaded) == ["blog.posts", "blog.tags"]
+    assert _state(target) == before
     with target.connect() as conn:
         assert load_progress.started(conn, "crash-")
         load_progress.forget(conn, "crash-")
@@ -297,3 +322,11 @@ def test_split_keeps_views_and_triggers_for_after_the_tables():
 def test_split_refuses_what_it_does_not_understand(text, why):
     with pytest.raises(Unsplittable, match=why):
         _layout(text)
+
+
+def test_progress_line_says_how_much_how_fast_how_long():
+    now = [100.0]
+    meter = Throughput(lambda: now[0])
+    assert meter.line(50_000_000, 192_000_000) == "50.0 MB of 192.0 MB (26%)"   # resumed: 50 MB were there
+    now[0] = 110.0
+    assert meter.line(110_000_000, 192_000_000) == "110.0 MB of 192.0 MB (57%), 6.0 MB/s, ETA 0:14"

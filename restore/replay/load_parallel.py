@@ -19,7 +19,7 @@ from restore.mysql.dsn import Dsn
 from restore.mysql.quote import quote_ident, quote_qualified
 from restore.replay import load_progress
 from restore.replay.dump_split import Layout, Section
-from restore.replay.load_client import Client, dump_line
+from restore.replay.load_client import Client, dump_line, neutralised
 
 _TICK = 0.25   # seconds between progress reports
 
@@ -32,6 +32,7 @@ class LoadReport:
     loaded: list[str] = field(default_factory=list)     # "db.table", loaded by this call
     skipped: list[str] = field(default_factory=list)    # recorded as loaded by an earlier, killed call
     reason: str = ""                                    # why one client loaded it
+    split_seconds: float = 0.0                          # reading the dump once to find its tables
 
 
 class _Failure(Exception):
@@ -50,9 +51,10 @@ class ParallelLoad:
         self._clients: set[Client] = set()
         self._failure: _Failure | None = None
         self._stop = threading.Event()
-        with open(path, "rb") as fh:
+        with open(path, "rb") as fh:   # a few lines of SETs (and a --master-data=1 CHANGE MASTER, left out)
             fh.seek(layout.header[0])
-            self.header = fh.read(layout.header[1] - layout.header[0])
+            self.header = b"".join(neutralised(line) for line in fh.read(layout.header[1] - layout.header[0])
+                                   .splitlines(keepends=True))
         self.header_lines = self.header.count(b"\n")
 
     # -- the run -------------------------------------------------------------------------------
@@ -61,15 +63,15 @@ class ParallelLoad:
         with self.dsn.connect() as conn:
             load_progress.ensure(conn)
             finished = load_progress.finished(conn, self.key)
-            if ("", "") in finished:
-                report.skipped = [f"{s.db}.{s.table}" for s in self.layout.sections]
-                self._count(self.layout.size)
-                self._report()
-                return report
+            complete = ("", "") in finished
             resuming = bool(finished)
-            finished &= _existing(conn, finished)   # a record whose table is gone is not trusted
+            finished &= _existing(conn, finished)   # a record whose table is gone (set aside since) is not trusted
         todo = [s for s in self.layout.sections if (s.db, s.table) not in finished]
         report.skipped = [f"{s.db}.{s.table}" for s in self.layout.sections if (s.db, s.table) in finished]
+        if complete and not todo:
+            self.done = self.layout.size
+            self._report()
+            return report
         self._count(self.layout.size - sum(s.size for s in todo) - self._serial_bytes())
         self._serial(self._databases(resuming), "the CREATE DATABASE statements", count_header=True)
         self._parallel(sorted(todo, key=lambda s: -s.size), resuming)
@@ -98,7 +100,7 @@ class ParallelLoad:
         with open(self.path, "rb") as fh:
             client.send(self.header)
             if count_header:
-                self._count(len(self.header))
+                self._count(self.layout.header[1] - self.layout.header[0])
             if self.named_db:
                 name = quote_ident(self.named_db)
                 client.send(f"CREATE DATABASE IF NOT EXISTS {name};\nUSE {name};\n".encode())

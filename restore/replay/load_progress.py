@@ -117,10 +117,12 @@ class Throughput:
 
 
 def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024   # type: ignore[assignment]
+    """Decimal units, as disks and `ls -h --si` count (a 192 MB dump is 192,000,000 bytes)."""
+    if n < 1000:
+        return f"{n} B"
+    for unit, scale in (("KB", 1e3), ("MB", 1e6), ("GB", 1e9)):
+        if n < scale * 1000 or unit == "GB":
+            return f"{n / scale:.1f} {unit}"
     return f"{n} B"   # not reached
 
 

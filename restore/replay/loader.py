@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable, Sequence
 
 from restore.errors import SnapshotError
@@ -50,6 +51,7 @@ def load_snapshot(dsn: Dsn, snap: Snapshot, progress: Callable[[int, int], None]
     if jobs == 1:
         _load_single(dsn, snap, progress, init)
         return LoadReport(1, False, reason="one job asked for")
+    t0 = time.monotonic()
     try:
         with open(snap.path, "rb") as fh:
             layout = split(fh, snap.named_db)
@@ -59,9 +61,11 @@ def load_snapshot(dsn: Dsn, snap: Snapshot, progress: Callable[[int, int], None]
             message(reason)
         _load_single(dsn, snap, progress, init)
         return LoadReport(1, False, reason=reason)
+    split_seconds = time.monotonic() - t0
     key = resume or _own_key(snap.path)
     report = ParallelLoad(dsn, snap.path, layout, jobs=jobs, init=init, key=key, named_db=snap.named_db,
                           progress=progress).run()
+    report.split_seconds = round(split_seconds, 3)
     if resume is None:
         with dsn.connect() as conn:
             load_progress.forget(conn, key)
