@@ -290,6 +290,16 @@ def test_failing_table_is_named_with_its_line(shop, tmp_path):
     assert "table blog.posts" in e.value.message and f"line {at + 1} of the dump" in e.value.message
     assert e.value.hint
 
+    # In the part after the tables: a view's definition (its statement starts two lines above)
+    lines = path.read_bytes().split(b"\n")
+    at = max(i for i, line in enumerate(lines) if line.startswith(b"/*!50001 VIEW `big_names` AS select"))
+    lines[at] = lines[at].replace(b"AS select", b"AS selec")
+    bad.write_bytes(b"\n".join(lines))
+    clean(target)
+    with pytest.raises(SnapshotError) as e:
+        load_snapshot(target.dsn, Snapshot(str(bad)), init=INIT, jobs=2)
+    assert "views, triggers" in e.value.message and f"line {at - 1} of the dump" in e.value.message
+
 
 # -- the splitter alone (no server) -----------------------------------------------------------------
 

@@ -55,7 +55,6 @@ class ParallelLoad:
             fh.seek(layout.header[0])
             self.header = b"".join(neutralised(line) for line in fh.read(layout.header[1] - layout.header[0])
                                    .splitlines(keepends=True))
-        self.header_lines = self.header.count(b"\n")
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> LoadReport:
@@ -104,14 +103,28 @@ class ParallelLoad:
             if self.named_db:
                 name = quote_ident(self.named_db)
                 client.send(f"CREATE DATABASE IF NOT EXISTS {name};\nUSE {name};\n".encode())
+            sent: list[tuple[int, int]] = []    # (lines sent before it, its start) per range
             for start, end in ranges:
+                sent.append((client.lines, start))
                 client.send_lines(fh, start, end, self._count)
         code, err = client.finish()
         if code != 0:
-            raise SnapshotError(f"loading {what} of {self.path} into {self.dsn.redacted()} failed: {err}",
-                                where=self.path,
+            line = self._line_in_dump(err, sent)
+            at = f" at line {line} of the dump" if line else ""
+            raise SnapshotError(f"loading {what} of {self.path}{at} into {self.dsn.redacted()} failed: {err}",
+                                where=f"{self.path}:{line}" if line else self.path,
                                 hint="the client's message names the statement at fault; fix the target or "
                                      "the dump and run again: the tables already loaded are kept")
+
+    def _line_in_dump(self, err: str, sent: list[tuple[int, int]]) -> int | None:
+        """The dump's line for the client's "at line N" in a run fed `sent` ranges. Only on an
+        error: counting the lines before a range reads the file up to it."""
+        for before, start in reversed(sent):
+            if dump_line(err, before, 1) is None:
+                continue   # the error is in an earlier range
+            with open(self.path, "rb") as fh:
+                return dump_line(err, before, 1 + sum(chunk.count(b"\n") for chunk in _chunks(fh, start)))
+        return None
 
     def _parallel(self, todo: list[Section], resuming: bool) -> None:
         queue = list(todo)
@@ -172,6 +185,15 @@ class ParallelLoad:
     def _report(self) -> None:
         if self.progress:
             self.progress(min(self.done, self.layout.size), self.layout.size)
+
+
+def _chunks(fh, size: int):
+    while size > 0:
+        chunk = fh.read(min(size, 1 << 20))
+        if not chunk:
+            return
+        size -= len(chunk)
+        yield chunk
 
 
 def _existing(conn, tables: set[tuple[str, str]]) -> set[tuple[str, str]]:
