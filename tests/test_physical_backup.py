@@ -27,6 +27,7 @@ from restore.hooks import NullHooks
 from restore.mysql.sandbox import Sandbox
 from restore.plan import physical_base
 from restore.plan.physical_base import sandbox_for
+from restore.plan.physical_move import datadir_on_this_host, move_tables
 from restore.replay.runner import restore
 from tests.support.db import checksums, copy_binlogs, restore_args
 
@@ -288,3 +289,19 @@ def test_a_table_left_between_discard_and_import_is_dropped_on_rerun(incident, t
     assert result.resumed and result.ok
     with target.connect() as conn:
         assert checksums(conn, ["wiki"]) == {k: v for k, v in incident.before.items() if k.startswith("wiki.")}
+
+
+def test_tables_move_into_another_schema_name_as_files(target):
+    """What a prod restore's shadow schema needs: a rebuilt sandbox's tables under another name."""
+    with Sandbox() as box, box.connect(autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE shop")
+        cur.execute("CREATE TABLE shop.item (id INT PRIMARY KEY, name VARCHAR(20), price DECIMAL(8,2))")
+        cur.execute("CREATE TABLE shop.legacy (id INT) ENGINE=Aria")
+        cur.executemany("INSERT INTO shop.item VALUES (%s, %s, %s)", [(i, f"이름{i}", i / 4) for i in range(500)])
+        cur.executemany("INSERT INTO shop.legacy VALUES (%s)", [(i,) for i in range(9)])
+        want = {k.replace("shop.", "shop__shadow.", 1): v for k, v in checksums(conn, ["shop"]).items()}
+        with target.connect() as tconn:
+            moved = move_tables(box, tconn, target.dsn, ["shop"], datadir=datadir_on_this_host(tconn),
+                                names={"shop": "shop__shadow"}, objects=False)
+            assert checksums(tconn, ["shop__shadow"]) == want
+    assert moved["tables"] == {"shop.item": "tablespace imported", "shop.legacy": "rows copied (engine Aria)"}

@@ -181,6 +181,12 @@ class Sandbox:
         return self.dir / "sock"
 
     @property
+    def data_path(self) -> Path:
+        """Its datadir: the one given, or the one it made."""
+        assert self.dir is not None
+        return self.datadir or self.dir / "data"
+
+    @property
     def binlog_dir(self) -> Path:
         assert self.dir is not None
         return self.dir

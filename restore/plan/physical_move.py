@@ -51,42 +51,48 @@ def datadir_on_this_host(conn) -> Path | None:
 
 
 def move_tables(box: Sandbox, conn, target: Dsn, dbs: list[str], *, datadir: Path | None,
-                init: Sequence[str] = (), jobs: int = 4, progress: Callable[[str], None] = lambda _: None) -> dict:
+                init: Sequence[str] = (), jobs: int = 4, progress: Callable[[str], None] = lambda _: None,
+                names: dict[str, str] | None = None, objects: bool = True) -> dict:
     """Create `dbs` on the target of `conn` with the tables, views, triggers and routines of `box`
-    (a server on a prepared backup copy). `datadir`: the target's, when on this host
-    (datadir_on_this_host); None copies every table by rows, `jobs` tables at a time, over
-    connections to `target` that first run `init`. Returns {"path", "why", "tables": {name: how}}."""
-    assert box.datadir is not None
+    (a server on a prepared backup copy, or any local sandbox). `datadir`: the target's, when on
+    this host (datadir_on_this_host); None copies every table by rows, `jobs` tables at a time,
+    over connections to `target` that first run `init`. `names`: a database's name on the target
+    when not its own (a prod restore's shadow schema); `objects=False` leaves out views, triggers
+    and routines (their text names the database). Returns {"path", "why", "tables": {name: how}}."""
+    names = names or {}
     how: dict[str, str] = {}
-    by_rows: list[tuple[str, str]] = []
+    by_rows: list[tuple[str, str, str]] = []
     with box.connect() as src, src.cursor() as scur, conn.cursor() as tcur:
         tcur.execute("SET SESSION foreign_key_checks=0")
         for db in dbs:
-            scur.execute(f"SHOW CREATE DATABASE {quote_ident(db)}")
-            tcur.execute(scur.fetchone()[1])
+            to = names.get(db, db)
+            scur.execute("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
+                         "WHERE SCHEMA_NAME=%s", (db,))
+            charset, collation = scur.fetchone()
+            tcur.execute(f"CREATE DATABASE {quote_ident(to)} CHARACTER SET {charset} COLLATE {collation}")
             scur.execute("SELECT TABLE_NAME, ENGINE, CREATE_OPTIONS FROM information_schema.TABLES "
                          "WHERE TABLE_SCHEMA=%s AND TABLE_TYPE='BASE TABLE' ORDER BY TABLE_NAME", (db,))
             transport = []
             for name, engine, options in scur.fetchall():
                 scur.execute(f"SHOW CREATE TABLE {quote_qualified(db, name)}")
-                tcur.execute(f"USE {quote_ident(db)}")
+                tcur.execute(f"USE {quote_ident(to)}")
                 tcur.execute(scur.fetchone()[1])
                 why = "the target's datadir is not on this host" if datadir is None else \
-                    _not_transportable(db, name, engine, options or "")
+                    _not_transportable(db, name, engine, options or "") or _not_transportable(to, name, engine, "")
                 if why:
                     how[f"{db}.{name}"] = f"rows copied ({why})"
-                    by_rows.append((db, name))
+                    by_rows.append((db, to, name))
                 else:
                     transport.append(name)
             if transport:
                 assert datadir is not None
-                _transport(box.datadir, datadir, scur, tcur, db, transport)
+                _transport(box.data_path, datadir, scur, tcur, db, to, transport)
                 how.update({f"{db}.{t}": "tablespace imported" for t in transport})
                 progress(f"{db}: {len(transport)} tablespace(s) imported")
         tcur.execute("SET SESSION foreign_key_checks=1")
     _copy_rows_parallel(box, target, init, by_rows, jobs, progress)
     with box.connect() as src, src.cursor() as scur, conn.cursor() as tcur:
-        for db in dbs:   # after the rows: a trigger must not fire on the copy
+        for db in dbs if objects else ():   # after the rows: a trigger must not fire on the copy
             _objects(scur, tcur, db)
     moved = len(how) - len(by_rows)
     if datadir is None:
@@ -126,66 +132,65 @@ def _not_transportable(db: str, name: str, engine: str | None, options: str) -> 
     return ""
 
 
-def _transport(src_datadir: Path, datadir: Path, scur, tcur, db: str, tables: list[str]) -> None:
+def _transport(src_datadir: Path, datadir: Path, scur, tcur, db: str, to: str, tables: list[str]) -> None:
+    """`db`'s `tables` in the source become `to`'s on the target."""
     for t in tables:
-        tcur.execute(f"ALTER TABLE {quote_qualified(db, t)} DISCARD TABLESPACE")
+        tcur.execute(f"ALTER TABLE {quote_qualified(to, t)} DISCARD TABLESPACE")
     scur.execute("FLUSH TABLES " + ", ".join(quote_qualified(db, t) for t in tables) + " FOR EXPORT")
     try:
         files = [str(src_datadir / db / f"{t}{ext}") for t in tables for ext in (".ibd", ".cfg")]
-        out = subprocess.run(["cp", "--reflink=auto", *files, str(datadir / db)], capture_output=True, text=True)
+        out = subprocess.run(["cp", "--reflink=auto", *files, str(datadir / to)], capture_output=True, text=True)
         if out.returncode != 0:
-            raise TargetError(f"copying {db}'s tablespaces into {datadir / db} failed: {out.stderr.strip()[-400:]}",
-                              where=str(datadir / db), hint="check the free space and rights of the target's datadir")
-        owner = (datadir / db).stat()
+            raise TargetError(f"copying {db}'s tablespaces into {datadir / to} failed: {out.stderr.strip()[-400:]}",
+                              where=str(datadir / to), hint="check the free space and rights of the target's datadir")
+        owner = (datadir / to).stat()
         if os.geteuid() == 0:   # the target's server (often user mysql) must own what it imports
             for t in tables:
                 for ext in (".ibd", ".cfg"):
-                    os.chown(datadir / db / f"{t}{ext}", owner.st_uid, owner.st_gid)
+                    os.chown(datadir / to / f"{t}{ext}", owner.st_uid, owner.st_gid)
     finally:
         scur.execute("UNLOCK TABLES")
     for t in tables:
-        tcur.execute(f"ALTER TABLE {quote_qualified(db, t)} IMPORT TABLESPACE")
-        for ext in (".cfg",):   # the server leaves the .cfg it read
-            try:
-                (datadir / db / f"{t}{ext}").unlink()
-            except OSError:
-                pass
+        tcur.execute(f"ALTER TABLE {quote_qualified(to, t)} IMPORT TABLESPACE")
+        try:   # the server leaves the .cfg it read
+            (datadir / to / f"{t}.cfg").unlink()
+        except OSError:
+            pass
 
 
-def _copy_rows_parallel(box: Sandbox, target: Dsn, init: Sequence[str], tables: list[tuple[str, str]], jobs: int,
+def _copy_rows_parallel(box: Sandbox, target: Dsn, init: Sequence[str], tables: list[tuple[str, str, str]], jobs: int,
                         progress: Callable[[str], None]) -> None:
     """Each table over its own pair of connections, biggest first so the last to finish is small."""
     if not tables:
         return
     with box.connect() as src, src.cursor() as cur:
         size = {}
-        for db, name in tables:
+        for db, to, name in tables:
             cur.execute("SELECT DATA_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s",
                         (db, name))
-            size[(db, name)] = cur.fetchone()[0] or 0
+            size[(db, to, name)] = cur.fetchone()[0] or 0
 
-    def copy(table: tuple[str, str]) -> None:
+    def copy(table: tuple[str, str, str]) -> None:
         with box.connect(cursorclass=pymysql.cursors.SSCursor) as s, target.connect() as t, \
                 s.cursor() as scur, t.cursor() as tcur:
             for sql in [*init, "SET SESSION foreign_key_checks=0, unique_checks=0"]:
                 tcur.execute(sql)
             _copy_rows(scur, tcur, *table)
-        progress(f"{table[0]}.{table[1]}: rows copied")
+        progress(f"{table[0]}.{table[2]}: rows copied")
 
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(tables)))) as pool:
         list(pool.map(copy, sorted(tables, key=lambda t: -size[t])))   # list(): a table's error is raised here
 
 
-def _copy_rows(scur, tcur, db: str, name: str) -> None:
+def _copy_rows(scur, tcur, db: str, to: str, name: str) -> None:
     """One table, streamed (`scur` unbuffered): its non-generated columns, in multi-row INSERTs."""
     scur.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s "
                  "AND IS_GENERATED='NEVER' ORDER BY ORDINAL_POSITION", (db, name))
     cols = ", ".join(quote_ident(r[0]) for r in scur.fetchall())
-    ident = quote_qualified(db, name)
-    scur.execute(f"SELECT {cols} FROM {ident}")
+    scur.execute(f"SELECT {cols} FROM {quote_qualified(db, name)}")
     marks = ", ".join(["%s"] * len(scur.description))
     while rows := scur.fetchmany(_ROWS_PER_INSERT):
-        tcur.executemany(f"INSERT INTO {ident} ({cols}) VALUES ({marks})", rows)
+        tcur.executemany(f"INSERT INTO {quote_qualified(to, name)} ({cols}) VALUES ({marks})", rows)
 
 
 def _objects(scur, tcur, db: str) -> None:
