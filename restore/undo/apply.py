@@ -21,6 +21,7 @@ from restore.errors import RestoreError
 from restore.mysql.quote import quote_ident, quote_qualified
 from restore.target.checkpoint import SCHEMA
 from restore.undo.inverse import Action, TableUndo, shown
+from restore.undo.store import dumps
 from restore.undo.values import SESSION_SQL, TableSchema
 
 _RECORD = quote_qualified(SCHEMA, "undo")
@@ -90,7 +91,7 @@ def _observe_batch(conn, schema: TableSchema, actions: list[Action], lock: bool)
         # A key is found by Python equality on what the server returns: a row the server's collation
         # would match but whose key is not exactly the binlog's is "no row", and the undo is refused
         # rather than guessed.
-        keys = [schema.key_of(a.row) for a in actions]
+        keys = [a.key(schema) for a in actions]
         cur.execute(f"SELECT {schema.select_list()} FROM {schema.ident} WHERE {_key_in(conn, schema, keys)}{suffix}")
         found = {schema.key_of(tuple(r)): tuple(r) for r in cur.fetchall()}
     return [found.get(k) for k in keys]
@@ -120,7 +121,9 @@ def look(conn, tables: list[TableUndo], undone_id: str) -> tuple[str, list[dict]
             seen = _observe_batch(conn, schema, actions, False)
             table.set_observed(actions, seen)
             for action, now in zip(actions, seen):
-                digest.update(repr((action.kind, action.row, sorted(action.sets.items()), action.count, now)).encode())
+                # the row as stored (pickled once, from the binlog's decoding): not unpickled to be hashed
+                digest.update(action.blob or dumps(action.row))
+                digest.update(repr((action.kind, sorted(action.sets.items()), action.count, now)).encode())
                 bad = now != action.expected if schema.key else action.kind != "insert" and now < action.count
                 if bad:
                     stale.append({"table": schema.full_name, "key": schema.key_text(action.row), "action": action.kind,
@@ -231,7 +234,7 @@ def _write(conn, cur, table: TableUndo, kind: str) -> None:
     for actions in table.batches(BATCH, kind):
         if kind == "delete":
             _expect(schema, kind, actions, cur.execute(f"DELETE FROM {schema.ident} WHERE "
-                                                       f"{_key_in(conn, schema, [schema.key_of(a.row) for a in actions])}"))
+                                                       f"{_key_in(conn, schema, [a.key(schema) for a in actions])}"))
             continue
         groups: dict[tuple, list[Action]] = {}
         for action in actions:
@@ -248,7 +251,7 @@ def _update(conn, cur, schema: TableSchema, cols: tuple[int, ...], actions: list
     names = [f"c{j}" for j in range(len(key) + len(cols))]
     rows = []
     for action in actions:
-        values = [literal(conn, action.row[i]) for i in key] + [literal(conn, action.sets[i]) for i in cols]
+        values = [literal(conn, v) for v in action.key(schema)] + [literal(conn, action.sets[i]) for i in cols]
         rows.append("SELECT " + ", ".join(f"{v} AS {n}" if not rows else v for v, n in zip(values, names)))
     on = " AND ".join(f"t.{quote_ident(schema.columns[i].name)} = v.{names[j]}" for j, i in enumerate(key))
     sets = ", ".join(f"t.{quote_ident(schema.columns[i].name)} = v.{names[len(key) + j]}" for j, i in enumerate(cols))

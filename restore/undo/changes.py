@@ -21,7 +21,7 @@ from restore.binlog.source import BinlogSource
 from restore.binlog.walker import QueryStep, RowsStep, TxBegin, TxEnd, Walker
 from restore.errors import RestoreError
 from restore.plan.spec import Spec, parse_spec
-from restore.undo.store import Store, dumps, loads
+from restore.undo.store import Store, dumps, key_blob, key_value, loads
 from restore.undo.values import TableSchema, check_map, decode_row, read_schema
 
 _PLAN_HINT = ("a DDL statement cannot be undone from the binlog: restore the table from a dump plus the binlog with "
@@ -34,6 +34,19 @@ class RowState:
     now: tuple | None = None        # right after it
     cur: tuple | None = None        # after the last later write (the binlog's end)
     later: list[str] = field(default_factory=list)   # later transactions that wrote this key
+
+
+class _LazyState:
+    """A RowState whose images are unpickled when read."""
+
+    def __init__(self, orig: bytes | None, now: bytes | None, cur: bytes | None, later: str) -> None:
+        self._b = (orig, now, cur)
+        self._later = later
+
+    orig = property(lambda self: loads(self._b[0]))
+    now = property(lambda self: loads(self._b[1]))
+    cur = property(lambda self: loads(self._b[2]))
+    later = property(lambda self: self._later.split("\n")[1:])
 
 
 # A later transaction's id is appended to a key's `later` unless it is the last one there already.
@@ -56,9 +69,9 @@ class TableChanges:
             return
         key_of, t = self.schema.key_of, self.tid
         if before is not None:     # the key's row is gone after this change (its first image stays `orig`)
-            self._own.append((t, dumps(key_of(before)), dumps(before), None))
+            self._own.append((t, key_blob(key_of(before)), dumps(before), None))
         if after is not None:
-            self._own.append((t, dumps(key_of(after)), None, dumps(after)))
+            self._own.append((t, key_blob(key_of(after)), None, dumps(after)))
         if len(self._own) >= 5000:
             self.flush()
 
@@ -101,16 +114,22 @@ class TableChanges:
             for row, image in ((before, None), (after, after)):
                 if row is not None and db.execute(
                         f"UPDATE st SET cur = ?2, {_NOTE} WHERE t = ?3 AND k = ?4",
-                        (tx, None if image is None else dumps(image), t, dumps(key_of(row)))).rowcount:
+                        (tx, None if image is None else dumps(image), t, key_blob(key_of(row)))).rowcount:
                     touched = True
         if touched and (not self.later or self.later[-1] != tx):
             self.later.append(tx)
 
     # -- what the inverse reads ---------------------------------------------------------------
     def states(self) -> Iterator[tuple[tuple, RowState]]:
+        for k, _, _, _, state in self.stored_states():
+            yield key_value(k), state
+
+    def stored_states(self) -> Iterator[tuple[int | bytes, bytes | None, bytes | None, bytes | None, RowState]]:
+        """Per key, in binlog order: the stored key and images, and the RowState they decode to
+        (unpickled only when its fields are read)."""
         for k, orig, now, cur, later in self.store.query(
                 "SELECT k, orig, now, cur, later FROM st WHERE +t = ? ORDER BY rowid", (self.tid,)):
-            yield loads(k), RowState(loads(orig), loads(now), loads(cur), later.split("\n")[1:])
+            yield k, orig, now, cur, _LazyState(orig, now, cur, later)
 
     def whole_rows(self) -> Iterator[tuple[tuple, int, int]]:
         """(row, +inserted/-deleted by the transaction, +/- by later ones) of a table without a key."""

@@ -22,19 +22,42 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from restore.undo.changes import TableChanges
-from restore.undo.store import Store, dumps, loads
+from restore.undo.store import Store, dumps, key_blob, key_value, loads
 from restore.undo.values import TableSchema
 
 
-@dataclass
 class Action:
-    kind: str                       # insert | update | delete
-    row: tuple                      # insert: the row put back; update/delete: the row as the binlog ends (`cur`)
-    expected: tuple | None          # what the target must hold at that key now (None: no row); no key: unused
-    sets: dict[int, object] = field(default_factory=dict)   # update: column index -> value put back
-    count: int = 1                  # no key: how many identical rows
-    seq: int = 0                    # its place in the table's inverse (restore.undo.store, table act)
-    observed: object = None         # what the target held at its key when the preview looked
+    """One row's part of the undo. As read back from the Store its row and expected image stay
+    pickled until asked for: the preview's look at a million rows put back needs only their keys."""
+
+    __slots__ = ("kind", "_row", "_expected", "sets", "count", "seq", "observed", "blob", "_exp_blob", "stored_key")
+
+    def __init__(self, kind: str, row: tuple | None, expected: tuple | None, sets: dict | None = None,
+                 count: int = 1, seq: int = 0, observed: object = None, *, blob: bytes | None = None,
+                 expected_blob: bytes | None = None, stored_key: int | bytes | None = None) -> None:
+        self.kind = kind                # insert | update | delete
+        self._row = row                 # insert: the row put back; update/delete: the row as the binlog ends
+        self._expected = expected       # what the target must hold at that key now (None: no row); no key: unused
+        self.sets = sets or {}          # update: column index -> value put back
+        self.count = count              # no key: how many identical rows
+        self.seq = seq                  # its place in the table's inverse (restore.undo.store, table act)
+        self.observed = observed        # what the target held at its key when the preview looked
+        self.blob, self._exp_blob, self.stored_key = blob, expected_blob, stored_key
+
+    @property
+    def row(self) -> tuple:
+        if self._row is None:
+            self._row = loads(self.blob)
+        return self._row
+
+    @property
+    def expected(self) -> tuple | None:
+        if self._expected is None and self._exp_blob is not None:
+            self._expected = loads(self._exp_blob)
+        return self._expected
+
+    def key(self, schema: TableSchema) -> tuple:
+        return key_value(self.stored_key) if self.stored_key is not None else schema.key_of(self.row)
 
     def intended(self) -> tuple | None:
         """The row at this key once the undo is applied (None: none)."""
@@ -77,11 +100,17 @@ class TableUndo:
         self._seq = 0
 
     def add(self, action: Action) -> None:
+        self.add_stored(action.kind, key_blob(self.schema.key_of(action.row)), dumps(action.row),
+                        None if action.expected is None else dumps(action.expected),
+                        dumps(action.sets) if action.sets else None, action.count)
+
+    def add_stored(self, kind: str, key: int | bytes, row: bytes, expected: bytes | None, sets: bytes | None,
+                   count: int = 1) -> None:
+        """An action as the Store holds it (key_blob, pickled images): a row copied from the
+        per-row state to the inverse without being unpickled and pickled again."""
         self._seq += 1
-        self._counts[action.kind] += action.count
-        self._buf.append((self.tid, self._seq, action.kind, dumps(self.schema.key_of(action.row)), dumps(action.row),
-                          None if action.expected is None else dumps(action.expected),
-                          dumps(action.sets) if action.sets else None, action.count))
+        self._counts[kind] += count
+        self._buf.append((self.tid, self._seq, kind, key, row, expected, sets, count))
         if len(self._buf) >= 5000:
             self.flush()
 
@@ -105,12 +134,14 @@ class TableUndo:
                                                             if seen else "")
         while True:
             rows = self.store.db.execute(
-                f"SELECT seq, kind, row, expected, sets, count, observed FROM act WHERE t = ? AND seq > ?{only} "
+                f"SELECT seq, kind, k, row, expected, sets, count, observed FROM act WHERE t = ? AND seq > ?{only} "
                 "ORDER BY seq LIMIT ?", (self.tid, last, *([kind] if kind else []), size)).fetchall()
             if not rows:
                 return
-            yield [Action(kind_, loads(row), loads(expected), loads(sets) or {}, count, seq, loads(observed))
-                   for seq, kind_, row, expected, sets, count, observed in rows]
+            keyed = bool(self.schema.key)
+            yield [Action(kind_, None, None, loads(sets), count, seq, loads(observed), blob=row, expected_blob=expected,
+                          stored_key=k if keyed else None)
+                   for seq, kind_, k, row, expected, sets, count, observed in rows]
             last = rows[-1][0]
 
     def actions(self, kind: str | None = None) -> Iterator[Action]:
@@ -153,7 +184,15 @@ def inverse(changes: TableChanges) -> TableUndo:
         out.flush()
         return out
     generated = {i for i, c in enumerate(schema.columns) if c.generated}
-    for _, state in changes.states():
+    for k, orig_b, now_b, cur_b, state in changes.stored_states():
+        # the common cases, decided on the stored images: a deleted row nothing wrote again, an
+        # inserted row still as inserted
+        if now_b is None and cur_b is None and orig_b is not None:
+            out.add_stored("insert", k, orig_b, None, None)
+            continue
+        if orig_b is None and now_b is not None and cur_b == now_b:
+            out.add_stored("delete", k, now_b, now_b, None)
+            continue
         orig, now, cur = state.orig, state.now, state.cur
         if orig is None and now is None:
             continue

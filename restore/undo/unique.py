@@ -11,7 +11,7 @@ from __future__ import annotations
 from restore.mysql.quote import quote_ident
 from restore.undo.apply import BATCH, literal
 from restore.undo.inverse import Action, Conflict, TableUndo
-from restore.undo.store import dumps, loads
+from restore.undo.store import key_blob, loads
 
 
 def unique_indexes(conn, table: TableUndo) -> dict[str, tuple[int, ...]]:
@@ -73,7 +73,7 @@ def _check(conn, table: TableUndo, name: str, cols: tuple[int, ...], wanted: lis
 def _leaves(table: TableUndo, holder: tuple, cols: tuple[int, ...]) -> bool:
     """The undo itself deletes the holding row, or sets one of the index's columns of it back."""
     for kind, sets in table.store.db.execute("SELECT kind, sets FROM act WHERE t = ? AND k = ?",
-                                             (table.tid, dumps(table.schema.key_of(holder)))).fetchall():
+                                             (table.tid, key_blob(table.schema.key_of(holder)))).fetchall():
         if kind == "delete" or (kind == "update" and any(i in (loads(sets) or {}) for i in cols)):
             return True
     return False
