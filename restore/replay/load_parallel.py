@@ -47,6 +47,7 @@ class ParallelLoad:
         self.dsn, self.path, self.layout, self.jobs, self.init = dsn, path, layout, jobs, list(init)
         self.key, self.named_db, self.progress = key, named_db, progress
         self.done = 0
+        self._reported = -1
         self._lock = threading.Lock()
         self._clients: set[Client] = set()
         self._failure: _Failure | None = None
@@ -151,30 +152,38 @@ class ParallelLoad:
                                      "already loaded are kept, the others are loaded again")
 
     def _worker(self, queue: list[Section], resuming: bool) -> None:
-        with open(self.path, "rb") as fh:
-            while not self._stop.is_set():
-                with self._lock:
-                    if not queue:
-                        return
-                    section = queue.pop(0)
-                    client = Client(self.dsn, self.init)
-                    self._clients.add(client)
-                client.send(self.header)
-                # A table may now be created before the table its foreign keys name (a --compact
-                # dump does not turn the checks off itself): the dump's data is consistent as a whole.
-                prefix = f"SET FOREIGN_KEY_CHECKS=0;\nUSE {quote_ident(section.db)};\n"
-                if resuming and not section.drops:   # a half-loaded table from the killed run
-                    prefix += f"DROP TABLE IF EXISTS {quote_ident(section.table)};\n"
-                client.send(prefix.encode())
-                sent_before = client.lines
-                client.send_raw(fh, section.start, section.end, self._count)
-                client.send(load_progress.record_sql(self.key, section.db, section.table))
+        """Runs sections in one client, one after the other, as the dump's single client would:
+        a client per table would cost a process start per table, and dumps hold thousands."""
+        client: Client | None = None
+        fed: list[tuple[int, int, Section]] = []   # (lines sent before its prefix, before its first line, section)
+        try:
+            with open(self.path, "rb") as fh:
+                while not self._stop.is_set() and not (client and client.broken):
+                    with self._lock:
+                        if not queue:
+                            break
+                        section = queue.pop(0)
+                        if client is None:
+                            client = Client(self.dsn, self.init)
+                            self._clients.add(client)
+                            client.send(self.header)
+                    before_prefix = client.lines
+                    # A table may now be created before the table its foreign keys name (a --compact
+                    # dump does not turn the checks off itself): the dump's data is consistent as a whole.
+                    prefix = f"SET FOREIGN_KEY_CHECKS=0;\nUSE {quote_ident(section.db)};\n"
+                    if resuming and not section.drops:   # a half-loaded table from the killed run
+                        prefix += f"DROP TABLE IF EXISTS {quote_ident(section.table)};\n"
+                    client.send(prefix.encode())
+                    fed.append((before_prefix, client.lines, section))
+                    client.send_raw(fh, section.start, section.end, self._count)
+                    client.send(load_progress.record_sql(self.key, section.db, section.table))
+        finally:
+            if client is not None:
                 code, err = client.finish()
                 with self._lock:
                     self._clients.discard(client)
                 if code != 0 and not self._stop.is_set():
-                    self._failure = self._failure or _Failure(
-                        f"table {section.db}.{section.table}", err, dump_line(err, sent_before, section.line))
+                    self._failure = self._failure or _culprit(err, fed)
                     self._stop.set()
 
     # -- progress ------------------------------------------------------------------------------
@@ -183,8 +192,20 @@ class ParallelLoad:
             self.done += n
 
     def _report(self) -> None:
-        if self.progress:
-            self.progress(min(self.done, self.layout.size), self.layout.size)
+        done = min(self.done, self.layout.size)
+        if self.progress and done != self._reported:
+            self._reported = done
+            self.progress(done, self.layout.size)
+
+
+def _culprit(err: str, fed: list[tuple[int, int, Section]]) -> _Failure:
+    """The section a client's error belongs to, and the dump's line it names, from the lines
+    the client had been sent before each section."""
+    named = dump_line(err, 0, 1) is not None   # "at line N": else (a lost connection) the last section
+    for before_prefix, before, section in reversed(fed):
+        if not named or dump_line(err, before_prefix, 1) is not None:
+            return _Failure(f"table {section.db}.{section.table}", err, dump_line(err, before, section.line))
+    return _Failure("the dump's session header", err, None)
 
 
 def _chunks(fh, size: int):
