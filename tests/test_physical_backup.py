@@ -82,6 +82,13 @@ def incident(tmp_path_factory) -> Backup:
         cur.executemany("INSERT INTO shop.legacy VALUES (%s, %s)", [(i, str(i)) for i in range(30)])
         cur.execute("CREATE TABLE shop.`order lines` (id INT PRIMARY KEY, qty INT, twice INT AS (qty * 2) VIRTUAL)")
         cur.executemany("INSERT INTO shop.`order lines` (id, qty) VALUES (%s, %s)", [(i, i) for i in range(40)])
+        cur.execute("CREATE TABLE shop.place (id INT PRIMARY KEY, at POINT NOT NULL, seen TIMESTAMP(3) NULL, "
+                    "flags BIT(5), score DOUBLE)")   # geometry goes by INSERT, the others by LOAD DATA
+        cur.executemany("INSERT INTO shop.place VALUES (%s, POINT(%s, %s), FROM_UNIXTIME(%s), %s, %s)",
+                        [(i, i / 3, -i, 1.7e9 + i / 1000, i % 32, 1 / (i + 1)) for i in range(60)])
+        cur.execute("CREATE TABLE shop.seq (id INT AUTO_INCREMENT PRIMARY KEY, v INT) ENGINE=Aria")
+        cur.execute("SET SESSION sql_mode=CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')")
+        cur.execute("INSERT INTO shop.seq VALUES (0, 0), (5, 5)")   # a copy by rows must keep the 0
         cur.execute("CREATE VIEW shop.big AS SELECT * FROM shop.orders WHERE total > 100")
         cur.execute("CREATE VIEW shop.big_count AS SELECT COUNT(*) AS n FROM shop.big")
         cur.execute("CREATE PROCEDURE shop.touch() SELECT 1")
@@ -173,7 +180,9 @@ def test_restore_into_a_dsn_target_moves_tablespaces(incident, target):
 def test_restore_into_a_dsn_target_by_rows_when_files_cannot_be_moved(incident, target):
     """The logical fallback (a target whose datadir is not on this host), chosen here explicitly."""
     planned = api.plan(api.PlanInput([str(incident.prepared)], incident.binlogs))
-    result = restore(planned.plan, planned.snapshots, planned.source, target.dsn, physical_copy="rows")
+    said = _Said()
+    result = restore(planned.plan, planned.snapshots, planned.source, target.dsn, physical_copy="rows", hooks=said)
+    assert {"shop.place: rows copied (INSERT)", "shop.orders: rows copied (LOAD DATA)"} <= set(said.lines)
     assert result.ok, result.verification.problems() if result.verification else result
     with target.connect() as conn:
         assert checksums(conn, DBS) == incident.before
@@ -230,6 +239,14 @@ def test_a_backup_whose_redo_log_is_corrupt_is_refused_at_prepare(incident, tmp_
         api.read_snapshots([str(d)])
     assert str(d) in str(e.value) and "prepare" in str(e.value) and e.value.hint
     assert log.read_bytes() == bytes(data), "the user's backup directory was modified"
+
+
+class _Said(NullHooks):
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.lines.append(text)
 
 
 class _StopAt(NullHooks):
