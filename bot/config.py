@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -27,7 +27,18 @@ _SCHEMA: dict[str, dict[str, str]] = {  # section -> key -> kind of value (see _
               "nice": "nice"},
     "oncall": {"rotation": "strs", "rotation_start": "date", "escalate_after_minutes": "minutes", "usergroup": "str"},
     "keep": {"archive_dir": "path", "keep_days": "count", "keep_bytes": "count", "backup_dir": "path",
-             "backup_databases": "strs", "backup_every_hours": "minutes", "drill_every_hours": "minutes"}}
+             "backup_databases": "strs", "backup_every_hours": "minutes", "drill_every_hours": "minutes"},
+    "worker": {"concurrency": "batch"}, "clusters": {}}
+# A [clusters.NAME] table: its own keys, and these sections of the top level's shape inside it
+_CLUSTER_KEYS = {"snapshots": "snapshots", "binlogs": "binlogs", "channel": "str"}
+_CLUSTER_SECTIONS = ("targets", "watch", "oncall", "keep")
+_PER_CLUSTER = ("source", "targets", "watch", "keep")   # top-level sections [clusters] replaces
+# A cluster's name is typed after the subcommand (`/restore stage billing`), so it must never read
+# as another word there: no SPEC (GTIDs and file:pos hold digits with - or :), no job id (R3), no keyword.
+CLUSTER_NAME = re.compile(r"[a-z][a-z0-9_]*")
+RESERVED_NAMES = frozenset({"stage", "prod", "sandbox", "approve", "clear", "auto", "end", "now", "list", "set",
+                            "help", "all", "drill", "plan", "status", "cluster", "clusters"})
+DEFAULT_CLUSTER = "default"     # the cluster a file without [clusters] describes
 _NUMBERS = {"fraction": (lambda v: 0 < v <= 1, "a number in (0, 1]"), "minutes": (lambda v: v >= 1, "an integer >= 1"),
             "count": (lambda v: v >= 0, "an integer >= 0"), "port": (lambda v: 1 <= v <= 65535, "an integer in 1..65535"),
             "batch": (lambda v: v >= 1, "an integer >= 1"), "nice": (lambda v: -20 <= v <= 19, "an integer in -20..19")}
@@ -130,6 +141,18 @@ class OncallSettings:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """One [clusters.NAME]: the database it protects and where it restores to."""
+    name: str
+    source: SourceSettings = field(default_factory=SourceSettings)
+    targets: dict[str, TargetSettings] = field(default_factory=dict)
+    watch: WatchSettings | None = None
+    keep: KeepSettings = field(default_factory=KeepSettings)
+    oncall: OncallSettings = field(default_factory=OncallSettings)
+    channel: str | None = None               # its incident channel; None: the global [slack] channel
+
+
+@dataclass(frozen=True)
 class Settings:
     source: SourceSettings = field(default_factory=SourceSettings)
     targets: dict[str, TargetSettings] = field(default_factory=dict)
@@ -142,6 +165,28 @@ class Settings:
     store_path: Path = Path("restore-bot.sqlite3")
     port: int = 3000
     config_path: Path | None = None
+    concurrency: int = 2                     # [worker] concurrency: jobs run at once (different clusters)
+    clusters: dict[str, ClusterSettings] = field(default_factory=dict)   # empty: one "default" from the top level
+
+    @property
+    def cluster_names(self) -> tuple[str, ...]:
+        return tuple(self.clusters) or (DEFAULT_CLUSTER,)
+
+    def cluster(self, name: str | None = None) -> "Settings":
+        """These settings as one cluster sees them: its source, targets, watch, keep, on-call and
+        channel in the top-level fields, so code written for one database reads them as before.
+        `name` None: the only cluster (a KeyError when there are several)."""
+        if not self.clusters:
+            if name not in (None, DEFAULT_CLUSTER):
+                raise KeyError(name)
+            return self
+        if name is None:
+            if len(self.clusters) != 1:
+                raise KeyError(name)
+            name = next(iter(self.clusters))
+        c = self.clusters[name]
+        return replace(self, source=c.source, targets=c.targets, watch=c.watch, keep=c.keep, oncall=c.oncall,
+                       slack=replace(self.slack, channel=c.channel or self.slack.channel), clusters={name: c})
 
     def describe(self) -> str:
         """A multi-line summary that is safe to print: each secret shows only as "set" or "not set"."""
@@ -155,7 +200,11 @@ class Settings:
         return "\n".join([f"config file: {self.config_path or 'none (defaults and environment)'}",
                           line("source", self.source), *(line(f"target {n}", t) for n, t in self.targets.items()),
                           *(line(n, getattr(self, n)) for n in ("slack", "access", "kakao", "watch", "oncall")),
-                          f"job store: {self.store_path}", f"server port: {self.port}"])
+                          *(f"cluster {n}: snapshots {show(c.source.snapshots)}; binlogs {show(c.source.binlog_source)}; "
+                            f"targets {', '.join(c.targets)}; watch {show(c.watch and c.watch.source)}; "
+                            f"channel {show(c.channel)}" for n, c in self.clusters.items()),
+                          f"job store: {self.store_path}", f"server port: {self.port}",
+                          f"worker concurrency: {self.concurrency}"])
 
 
 class _Reader:
@@ -237,12 +286,36 @@ def load_settings(path: str | None, env: Mapping[str, str] = os.environ) -> Sett
     r = _Reader(path or "environment", config_path.parent if config_path else Path.cwd(), env)
     for name in (n for n in doc if n not in _SCHEMA):
         r.fail(f"[{name}]", f"unknown section (allowed: {', '.join(_SCHEMA)})")
-    s = {name: r.section(doc, name, keys, f"[{name}]") for name, keys in _SCHEMA.items() if name != "targets"}
+    s = {name: r.section(doc, name, keys, f"[{name}]") for name, keys in _SCHEMA.items()
+         if name not in ("targets", "clusters")}
+    targets = _targets(r, doc, "")
+    if s["oncall"].get("rotation") and "rotation_start" not in s["oncall"]:
+        r.fail("[oncall] rotation_start", "is required with a rotation (a date in the rotation's first week)")
+    tok = [Secret(env[n]) if env.get(n) else None for n in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN")]
+    oncall = OncallSettings(**s["oncall"], fallback=env.get("RESTORE_BOT_ONCALL") or None)
+    return Settings(
+        source=SourceSettings(s["source"].get("snapshots", ()), s["source"].get("binlogs")), targets=targets,
+        slack=SlackSettings(*tok, (env.get("SLACK_API_URL") or SlackSettings.api_url).rstrip("/") + "/",
+                            env.get("RESTORE_BOT_CHANNEL") or s["slack"].get("channel")),
+        access=AccessSettings(**s["access"]), kakao=KakaoSettings(**s["kakao"]),
+        watch=WatchSettings(**s["watch"]) if "watch" in doc else None,
+        oncall=oncall, keep=KeepSettings(**s["keep"]),
+        store_path=s["store"].get("path") or r.base / "restore-bot.sqlite3",
+        port=s["server"].get("port", 3000), config_path=config_path,
+        concurrency=s["worker"].get("concurrency", 2), clusters=_clusters(r, doc, oncall))
+
+
+def _where(prefix: str, name: str) -> str:
+    return "[" + prefix + (name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else f'"{name}"') + "]"
+
+
+def _targets(r: _Reader, doc: dict, prefix: str) -> dict[str, TargetSettings]:
+    """The [targets.NAME] tables of `doc` (the file, or one [clusters.NAME] in it: `prefix`)."""
     if not isinstance(doc.get("targets", {}), dict):
-        r.fail("[targets]", "must be a table of targets, e.g. [targets.prod]")
+        r.fail(f"[{prefix}targets]", f"must be a table of targets, e.g. [{prefix}targets.prod]")
     targets: dict[str, TargetSettings] = {"stage": TargetSettings("sandbox")}
     for name in doc.get("targets", {}):
-        w = "[targets." + (name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else f'"{name}"') + "]"
+        w = _where(prefix + "targets.", name)
         if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
             r.fail(w, "target names must match [a-z][a-z0-9_-]*")
         t = r.section(doc["targets"], name,
@@ -250,19 +323,40 @@ def load_settings(path: str | None, env: Mapping[str, str] = os.environ) -> Sett
         if name == "prod" and t["dsn"] == "sandbox":
             r.fail(f"{w} dsn", 'prod cannot be "sandbox": give the production server\'s mysql:// DSN')
         if name != "stage" and "batch" in t:
-            r.fail(f"{w} batch", "only [targets.stage] takes a batch size (the stage replay's)")
+            r.fail(f"{w} batch", f"only [{prefix}targets.stage] takes a batch size (the stage replay's)")
         if t.get("fence") == "lock" and not t.get("fence_users"):
             r.fail(f"{w} fence_users", 'fence = "lock" needs the accounts to lock out, e.g. ["app"]')
         targets[name] = TargetSettings(**t)
-    if s["oncall"].get("rotation") and "rotation_start" not in s["oncall"]:
-        r.fail("[oncall] rotation_start", "is required with a rotation (a date in the rotation's first week)")
-    tok = [Secret(env[n]) if env.get(n) else None for n in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN")]
-    return Settings(
-        source=SourceSettings(s["source"].get("snapshots", ()), s["source"].get("binlogs")), targets=targets,
-        slack=SlackSettings(*tok, (env.get("SLACK_API_URL") or SlackSettings.api_url).rstrip("/") + "/",
-                            env.get("RESTORE_BOT_CHANNEL") or s["slack"].get("channel")),
-        access=AccessSettings(**s["access"]), kakao=KakaoSettings(**s["kakao"]),
-        watch=WatchSettings(**s["watch"]) if "watch" in doc else None,
-        oncall=OncallSettings(**s["oncall"], fallback=env.get("RESTORE_BOT_ONCALL") or None), keep=KeepSettings(**s["keep"]),
-        store_path=s["store"].get("path") or r.base / "restore-bot.sqlite3",
-        port=s["server"].get("port", 3000), config_path=config_path)
+    return targets
+
+
+def _clusters(r: _Reader, doc: dict, oncall: OncallSettings) -> dict[str, ClusterSettings]:
+    """[clusters.NAME] tables; each one's [oncall] keys fall back to the global [oncall]'s."""
+    tab = doc.get("clusters", {})
+    if not isinstance(tab, dict) or any(not isinstance(v, dict) for v in tab.values()):
+        r.fail("[clusters]", "must be a table of clusters, e.g. [clusters.billing]")
+    if tab and (top := [n for n in _PER_CLUSTER if n in doc]):
+        r.fail(f"[{top[0]}]", f"with [clusters.NAME] sections each cluster has its own {top[0]}: "
+               f"move it into [clusters.{next(iter(tab))}]")
+    out: dict[str, ClusterSettings] = {}
+    for name, body in tab.items():
+        w = _where("clusters.", name)
+        if not CLUSTER_NAME.fullmatch(name) or re.fullmatch(r"r\d+", name):
+            r.fail(w, "cluster names must match [a-z][a-z0-9_]* and not look like a job id (r3)")
+        if name in RESERVED_NAMES:
+            r.fail(w, f"{name!r} is a word of the commands; name the cluster otherwise "
+                   f"(not one of {', '.join(sorted(RESERVED_NAMES))})")
+        keys = r.section({name: {k: v for k, v in body.items() if k not in _CLUSTER_SECTIONS}}, name,
+                         _CLUSTER_KEYS, w)
+        sub = {n: r.section(body, n, _SCHEMA[n], f"[clusters.{name}.{n}]") for n in ("watch", "oncall", "keep")}
+        if "binlogs" not in keys:
+            r.fail(f"{w} binlogs", "is required: the cluster's binlog directory or live server (mysql://...)")
+        own = replace(oncall, **sub["oncall"])
+        if own.rotation and own.rotation_start is None:
+            r.fail(f"[clusters.{name}.oncall] rotation_start",
+                   "is required with a rotation (a date in the rotation's first week)")
+        out[name] = ClusterSettings(
+            name, SourceSettings(keys.get("snapshots", ()), keys["binlogs"]), _targets(r, body, f"clusters.{name}."),
+            WatchSettings(**sub["watch"]) if "watch" in body else None, KeepSettings(**sub["keep"]), own,
+            keys.get("channel"))
+    return out
