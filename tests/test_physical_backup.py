@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ import pytest
 from restore import api
 from restore.errors import RestoreError, SnapshotError
 from restore.hooks import NullHooks
+from restore.mysql.procs import using_path
 from restore.mysql.sandbox import Sandbox
 from restore.plan import physical_base
 from restore.plan.physical_base import sandbox_for
@@ -322,3 +324,28 @@ def test_tables_move_into_another_schema_name_as_files(target):
                                 names={"shop": "shop__shadow"}, objects=False)
             assert checksums(tconn, ["shop__shadow"]) == want
     assert moved["tables"] == {"shop.item": "tablespace imported", "shop.legacy": "rows copied (engine Aria)"}
+
+
+def test_kill_minus_nine_of_a_sandbox_restore_then_rerun(incident):
+    """Killed while a server runs on its copy of the backup: the copy and the servers are left, the
+    next start of restore-bot removes them (restore/mysql/leftovers.py), and the rerun is exact."""
+    tmp = Path(tempfile.gettempdir())
+    cmd = [sys.executable, "-m", "bot.cli", "restore", "--snapshot", str(incident.raw), "--binlogs",
+           str(incident.binlogs), "--target", "sandbox", "--yes", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            copies = [p for p in tmp.glob(f"restore-bot-backup-{proc.pid}-*") if p.is_dir()]
+            if any(using_path(str(p / "data")) for p in copies):
+                break
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    left = [p for p in tmp.glob(f"restore-bot-*-{proc.pid}-*") if p.is_dir()]
+    assert left, "the killed run left nothing to clean up: it was killed too late"
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout)["restore"]["verification"]["ok"]
+    assert not [p for p in left if p.exists()]
