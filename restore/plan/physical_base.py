@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pymysql
+from pymysql.connections import Connection
 
 from restore.errors import SnapshotError
 from restore.mysql.leftovers import OwnedDir
@@ -130,7 +131,7 @@ def sandbox_for(snapshots: Sequence[Snapshot], base_dir: str | None = None) -> A
     return base_sandbox(physical[0], base_dir) if physical else Sandbox(base_dir=base_dir)
 
 
-def in_place(conn, snapshots: Sequence[Snapshot]) -> bool:
+def in_place(conn: Connection, snapshots: Sequence[Snapshot]) -> bool:
     """Whether the server of `conn` runs on a prepared copy of the physical snapshot given: then
     its tables are the base, and there is nothing to load. Only a server on this host can be."""
     physical = [s for s in snapshots if s.backup_id]
@@ -164,6 +165,7 @@ def _backup(snap: Snapshot) -> BackupDir:
 def read_physical(path: str, databases: str | None = None) -> Snapshot:
     """Describe a backup directory: its coordinates from its files, its tables from a server started
     on a prepared copy. `databases` ("a" or "a,b") narrows it to those."""
+    path = os.path.normpath(path)   # "DIR/" names its backup by its basename too
     backup = read_backup_dir(path)
     snap = Snapshot(path=path, flavor="mariadb", binlog_file=backup.binlog_file, binlog_pos=backup.binlog_pos,
                     gtid=backup.gtid, coordinates_line=1, backup_id=backup.backup_id)

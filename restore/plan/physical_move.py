@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pymysql
 import pymysql.cursors
+from pymysql.connections import Connection
 
 from restore.errors import TargetError
 from restore.mysql.dsn import Dsn
@@ -34,7 +35,7 @@ _GEOMETRY = {"geometry", "point", "linestring", "polygon", "multipoint", "multil
              "geometrycollection"}
 
 
-def datadir_on_this_host(conn) -> Path | None:
+def datadir_on_this_host(conn: Connection) -> Path | None:
     """The target's datadir when this host sees it as the target does: a database created through
     `conn` must appear in it as a directory we can write into."""
     with conn.cursor() as cur:
@@ -53,7 +54,7 @@ def datadir_on_this_host(conn) -> Path | None:
     return datadir if seen else None
 
 
-def move_tables(box: Sandbox, conn, target: Dsn, dbs: list[str], *, datadir: Path | None,
+def move_tables(box: Sandbox, conn: Connection, target: Dsn, dbs: list[str], *, datadir: Path | None,
                 init: Sequence[str] = (), jobs: int = 4, progress: Callable[[str], None] = lambda _: None,
                 names: dict[str, str] | None = None, objects: bool = True) -> dict:
     """Create `dbs` on the target of `conn` with the tables, views, triggers and routines of `box`
@@ -106,7 +107,7 @@ def move_tables(box: Sandbox, conn, target: Dsn, dbs: list[str], *, datadir: Pat
             "why": f"the target's datadir {datadir} is on this host; {moved} of {len(how)} tables imported as files"}
 
 
-def drop_discarded(conn, dbs: list[str]) -> list[str]:
+def drop_discarded(conn: Connection, dbs: list[str]) -> list[str]:
     """Drop the tables a killed move left between DISCARD and IMPORT TABLESPACE: they hold nothing
     (nobody can write one) and nothing can read them, not even to set them aside."""
     dropped = []
