@@ -349,3 +349,18 @@ def test_kill_minus_nine_of_a_sandbox_restore_then_rerun(incident):
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout)["restore"]["verification"]["ok"]
     assert not [p for p in left if p.exists()]
+
+
+def test_stage_then_prod_from_a_backup_dir_keeps_the_app_writes_aside(incident, target):
+    """The whole incident from a physical base: stage verifies in a sandbox, prod swaps the result
+    into production (what production held after the disaster is kept in <db>__before_<job>)."""
+    with target.connect(autocommit=True) as conn, conn.cursor() as cur:   # production after the disaster
+        cur.execute("CREATE DATABASE shop")
+        cur.execute("CREATE TABLE shop.after_disaster (id INT)")
+        cur.execute("INSERT INTO shop.after_disaster VALUES (1), (2)")
+    planned = api.plan(api.PlanInput([f"shop={incident.raw}"], incident.binlogs))
+    staged = api.stage(planned, api.StageTarget())
+    outcome = api.prod(planned, staged.evidence, api.ProdTarget(target.dsn), job_tag="p1")
+    assert outcome.swapped and outcome.kept_aside == {"shop__before_p1": {"after_disaster": 2}}
+    with target.connect() as conn:
+        assert checksums(conn, ["shop"]) == {k: v for k, v in incident.before.items() if k.startswith("shop.")}
