@@ -2,7 +2,8 @@
 
 The alert path owns its own Slack client and thread: it never waits behind job cards, a
 running replay, or retries of other messages. Alerts are remembered by their binlog position
-in the job store's database, so a watcher that restarts and re-reads an event never pings twice.
+in the job store's database, so a watcher that restarts and re-reads an event never pings twice,
+nor does another serve instance on the same store that takes the watch over.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import logging
 import queue
 import re
+import socket
 import sqlite3
 import threading
 import time
@@ -18,9 +20,11 @@ from datetime import date, datetime, timedelta
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
+import sqlalchemy as sa
 from slack_sdk.errors import SlackApiError
 
-from handlers.sqlite_store import StoreFile
+from handlers.store import Store, open_store
+from handlers.store_schema import alerts, oncall_override, watch_position
 from restore.live.watcher import Alert
 
 log = logging.getLogger("restore-handlers.alerts")
@@ -28,48 +32,81 @@ _RETRY_DELAYS = (1, 2, 5, 10, 30, 60)   # seconds before each repeated attempt t
 KEEP_WARM_SECONDS = 30.0  # how often an idle alert client touches Slack, so its connection stays open
 
 
+ALERT_CLAIM_SECONDS = 30.0   # an alert claimed by another instance and not posted after this is claimed again
+
+
+def default_instance_id() -> str:
+    """Who claims alerts when the caller names nobody: the host, so a restarted process on the same
+    host carries on with its predecessor's unposted alerts at once, while another host waits
+    ALERT_CLAIM_SECONDS for them."""
+    return socket.gethostname()
+
+
 class AlertStore:
-    """Watch positions, sent alerts and the on-call override, beside the jobs (SQLite; the tables
-    are in handlers/sqlite_store.py)."""
+    """Watch positions, sent alerts and the on-call override, beside the jobs (the tables are in
+    handlers/store_schema.py; a SQLite path or a database URL, as handlers/store.py opens)."""
 
-    def __init__(self, path: str, source: str) -> None:
-        self.path, self.source = str(path), source
+    def __init__(self, path: str | Store, source: str, *, instance_id: str | None = None) -> None:
+        self.source = source
+        self.instance_id = instance_id or default_instance_id()
         # No fsync per alert: a lost record is re-read from the binlog (its position is lost with it).
-        self._file = StoreFile(self.path, durable=False)
+        self.store = open_store(path, durable=False)
+        self.path = self.store.where
 
-    def _db(self) -> sqlite3.Connection:
-        return self._file.conn()
+    def _db(self):
+        """A DB-API connection to a SQLite store, for a test that reads a table as it is stored."""
+        return sqlite3.connect(self.store.path)
 
     # PositionStore for restore.live.watcher.Watcher
     def load(self) -> tuple[str, int] | None:
-        row = self._db().execute("SELECT file, pos FROM watch_position WHERE source = ?", (self.source,)).fetchone()
+        w = watch_position.c
+        with self.store.read() as db:
+            row = db.execute(sa.select(w.file, w.pos).where(w.source == self.source)).first()
         return (row[0], int(row[1])) if row else None
 
     def save(self, file: str, pos: int) -> None:
-        self._db().execute("INSERT INTO watch_position (source, file, pos) VALUES (?,?,?) ON CONFLICT(source) "
-                           "DO UPDATE SET file = excluded.file, pos = excluded.pos", (self.source, file, pos))
+        with self.store.read() as db:
+            self.store.upsert(db, watch_position, {"source": self.source, "file": file, "pos": pos}, "source")
 
     def claim(self, alert: Alert, oncall: str | None) -> bool:
-        """Record an alert; False if this event was alerted before (a re-read after a restart).
-        One recorded but never posted (Slack failed, or we died in between) is claimed again."""
-        db = self._db()
+        """Record an alert; False if this event was alerted before (a re-read after a restart, or by
+        another instance: the alert's key is unique in the store, the insert decides). One recorded
+        but never posted (Slack failed, or its poster died in between) is claimed again by the
+        instance that claimed it, or by any once ALERT_CLAIM_SECONDS have passed."""
         # The whole alert (values masked), so that one Slack never took can be posted after a restart.
         body = json.dumps({**dataclasses.asdict(alert), "statement": mask_literals(alert.statement)}, ensure_ascii=False)
-        cur = db.execute("INSERT OR IGNORE INTO alerts (key, source, reason, oncall, created, body, severity) "
-                         "VALUES (?,?,?,?,?,?,?)", (alert.key, self.source, alert.reason, oncall, time.time(), body,
-                                                    alert.severity))
-        if cur.rowcount == 1:
+        if self.store.insert_new(alerts, {
+                "key": alert.key, "source": self.source, "reason": alert.reason, "oncall": oncall,
+                "created": time.time(), "body": body, "severity": alert.severity, "escalations": 0,
+                "claimed_by": self.instance_id, "claimed_at": self.store.now()}):
             return True
-        row = db.execute("SELECT ts FROM alerts WHERE key = ?", (alert.key,)).fetchone()
-        return row is not None and row[0] is None
+        a = alerts.c
+        with self.store.read() as db:
+            cur = db.execute(alerts.update().where(
+                a.key == alert.key, a.ts.is_(None),
+                sa.or_(a.claimed_by.is_(None), a.claimed_by == self.instance_id,
+                       a.claimed_at < self.store.now() - ALERT_CLAIM_SECONDS))
+                .values(claimed_by=self.instance_id, claimed_at=self.store.now()))
+        return cur.rowcount == 1
+
+    def claimed_elsewhere(self, key: str) -> bool:
+        """Another instance claimed this alert and may be posting it now: ask again later."""
+        a = alerts.c
+        with self.store.read() as db:
+            return db.execute(sa.select(a.key).where(
+                a.key == key, a.ts.is_(None), a.claimed_by != self.instance_id,
+                a.claimed_at >= self.store.now() - ALERT_CLAIM_SECONDS)).first() is not None
 
     def posted(self, key: str, channel: str, ts: str) -> None:
-        self._db().execute("UPDATE alerts SET channel = ?, ts = ? WHERE key = ?", (channel, ts, key))
+        with self.store.read() as db:
+            db.execute(alerts.update().where(alerts.c.key == key).values(channel=channel, ts=ts))
 
     def unposted(self, since: float) -> list[Alert]:
         """Alerts recorded after `since` that never reached Slack (it refused, and we stopped before a retry)."""
-        rows = self._db().execute("SELECT body FROM alerts WHERE source = ? AND ts IS NULL AND created > ? "
-                                  "ORDER BY created", (self.source, since)).fetchall()
+        a = alerts.c
+        with self.store.read() as db:
+            rows = db.execute(sa.select(a.body).where(a.source == self.source, a.ts.is_(None), a.created > since)
+                              .order_by(a.created)).all()
         out = []
         for (body,) in rows:
             try:
@@ -80,20 +117,25 @@ class AlertStore:
 
     def unacknowledged(self, since: float) -> list[str]:
         """Keys of alerts posted after `since` that nobody acknowledged and that still escalate."""
-        rows = self._db().execute("SELECT key FROM alerts WHERE source = ? AND ts IS NOT NULL AND acked_by IS NULL "
-                                  "AND severity != 'suspect' AND escalations < 3 AND created > ? ORDER BY created",
-                                  (self.source, since))
-        return [r[0] for r in rows.fetchall()]
+        a = alerts.c
+        with self.store.read() as db:
+            return list(db.execute(sa.select(a.key).where(
+                a.source == self.source, a.ts.is_not(None), a.acked_by.is_(None), a.severity != "suspect",
+                a.escalations < 3, a.created > since).order_by(a.created)).scalars())
 
     def ack(self, key: str, user: str) -> bool:
-        cur = self._db().execute("UPDATE alerts SET acked_by = ? WHERE key = ? AND acked_by IS NULL", (user, key))
+        with self.store.read() as db:
+            cur = db.execute(alerts.update().where(alerts.c.key == key, alerts.c.acked_by.is_(None))
+                             .values(acked_by=user))
         return cur.rowcount == 1
 
     def mark(self, key: str, what: str, user: str) -> bool:
         """An operator says what the event was ("expected" or "incident"); it counts as acknowledged
         (escalation stops). False if it was marked so before."""
-        cur = self._db().execute("UPDATE alerts SET marked = ?, marked_by = ?, acked_by = COALESCE(acked_by, ?) "
-                                 "WHERE key = ? AND (marked IS NULL OR marked != ?)", (what, user, user, key, what))
+        a = alerts.c
+        with self.store.read() as db:
+            cur = db.execute(alerts.update().where(a.key == key, sa.or_(a.marked.is_(None), a.marked != what))
+                             .values(marked=what, marked_by=user, acked_by=sa.func.coalesce(a.acked_by, user)))
         return cur.rowcount == 1
 
     _FIELDS = ("key", "reason", "oncall", "ts", "channel", "acked_by", "escalations", "severity", "marked",
@@ -101,7 +143,8 @@ class AlertStore:
 
     def get(self, key: str) -> dict | None:
         """The alert as recorded; "event" is what the watcher reported (values masked), when known."""
-        row = self._db().execute(f"SELECT {', '.join(self._FIELDS)} FROM alerts WHERE key = ?", (key,)).fetchone()
+        with self.store.read() as db:
+            row = db.execute(sa.select(*(alerts.c[f] for f in self._FIELDS)).where(alerts.c.key == key)).first()
         if not row:
             return None
         info = dict(zip(self._FIELDS, row))
@@ -112,16 +155,22 @@ class AlertStore:
         return info
 
     def escalated(self, key: str) -> int:
-        self._db().execute("UPDATE alerts SET escalations = escalations + 1 WHERE key = ?", (key,))
+        with self.store.read() as db:
+            db.execute(alerts.update().where(alerts.c.key == key).values(escalations=alerts.c.escalations + 1))
         return self.get(key)["escalations"]
 
     def set_oncall(self, user: str) -> None:
-        self._db().execute("INSERT INTO oncall_override (id, user, since) VALUES (1, ?, ?) ON CONFLICT(id) "
-                           "DO UPDATE SET user = excluded.user, since = excluded.since", (user, time.time()))
+        with self.store.read() as db:
+            self.store.upsert(db, oncall_override, {"id": 1, "user": user, "since": time.time()}, "id")
 
     def oncall_override(self) -> str | None:
-        row = self._db().execute("SELECT user FROM oncall_override WHERE id = 1").fetchone()
+        with self.store.read() as db:
+            row = db.execute(sa.select(oncall_override.c.user).where(oncall_override.c.id == 1)).first()
         return row[0] if row else None
+
+
+class _ClaimedElsewhere(RuntimeError):
+    """Another instance claimed the alert and has not posted it yet: post() retries with backoff."""
 
 
 class Oncall:
@@ -311,6 +360,8 @@ class AlertPoster:
         suspect = alert.severity == "suspect"
         person = None if suspect else self.oncall.current()   # a notice pages nobody
         if not self.store.claim(alert, person):
+            if self.store.claimed_elsewhere(alert.key):   # its poster may have died: retried, then ours
+                raise _ClaimedElsewhere(f"alert {alert.key} is being posted by another instance")
             return
         text = alert_text(alert, person, self.source)
         blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text}},

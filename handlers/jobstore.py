@@ -1,20 +1,25 @@
-"""The persistent job store (SQLite): jobs, their progress and thread events, and the audit log.
+"""The persistent job store: jobs, their progress and thread events, and the audit log.
 
-Shared by the bot process (creates jobs, reports progress) and the worker process (runs them).
-Everything a restarted bot or worker needs to carry on is here. A job's states and the changes
-between them are in TRANSITIONS; the tables, and how an older file is brought up to date, are in
-handlers/sqlite_store.py.
+Shared by the bot process (creates jobs, reports progress) and the worker process (runs them), and
+by several serve instances when the store is a database server. Everything a restarted bot or
+worker needs to carry on is here. A job's states and the changes between them are in TRANSITIONS;
+the tables are in handlers/store_schema.py, where they live and how they are migrated in
+handlers/store.py.
 """
 from __future__ import annotations
 
 import json
-import sqlite3
+import os
 import time
+import uuid
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from handlers.sqlite_store import StoreFile
+import sqlalchemy as sa
+
+from handlers.store import Store, open_store
+from handlers.store_schema import audit, choice, events, expected_events, jobs
 
 
 class JobState(str, Enum):
@@ -92,6 +97,8 @@ class Job:
     posted_version: int
     created: float
     updated: float
+    owner: str | None = None           # the serve instance running it (claim_next), when it heartbeats
+    heartbeat_at: float | None = None  # the store's clock at its owner's last heartbeat
 
     @property
     def finished(self) -> bool:
@@ -102,69 +109,59 @@ _JSON = {"args", "progress", "result", "error"}
 
 
 class JobStore:
-    def __init__(self, path: str | Path, clock=time.time) -> None:
-        self.path = str(path)
-        self.clock = clock
-        self._file = StoreFile(self.path)
+    """Jobs, their thread events, the operators' choices and the audit log, in the store at a SQLite
+    path or a database URL (handlers/store.py). Several serve instances may share one on a server:
+    claim_next, heartbeat and take_over_stale are how their workers split the queue."""
 
-    def _conn(self) -> sqlite3.Connection:
-        return self._file.conn()
+    def __init__(self, path: str | Path | Store, clock=time.time) -> None:
+        self.clock = clock
+        self.store = open_store(path)
+        self.path = self.store.where
 
     # -- jobs ----------------------------------------------------------------------------------
     def create(self, kind: str, target: str, requester: str, *, state: str = JobState.QUEUED,
                args: dict | None = None, origin: str = "console", channel: str | None = None,
                plan_id: str | None = None, stage_job: str | None = None) -> Job:
-        """A new job, R1, R2, ..."""
+        """A new job, R1, R2, ... (numbered by the store's own sequence: instances never collide)."""
         kind, state = _kind(kind), _state(state)
         if state not in ACTIVE:
             raise IllegalTransition(f"a job cannot start {state}: it starts as one of {_words(ACTIVE)}")
         now = self.clock()
-        db = self._conn()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            seq = (db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0])
+        with self.store.write() as db:
+            seq = db.execute(jobs.insert().values(
+                id=f"new-{uuid.uuid4().hex}", kind=kind.value, target=target, state=state.value,
+                requester=requester, args=json.dumps(args or {}), progress="{}", origin=origin,
+                channel=channel, plan_id=plan_id, stage_job=stage_job, created=now,
+                updated=now)).inserted_primary_key[0]
             job_id = f"R{seq}"
-            db.execute("INSERT INTO jobs (id, kind, target, state, requester, args, origin, channel, plan_id, "
-                       "stage_job, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                       (job_id, kind, target, state, requester, json.dumps(args or {}), origin, channel,
-                        plan_id, stage_job, now, now))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+            db.execute(jobs.update().where(jobs.c.seq == seq).values(id=job_id))
         return self.get(job_id)
 
     def get(self, job_id: str) -> Job | None:
-        row = self._conn().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        with self.store.read() as db:
+            row = db.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
         return _job(row) if row else None
 
     def jobs(self, *, states: tuple[str, ...] | None = None, kind: str | None = None, limit: int = 50) -> list[Job]:
-        sql, params = "SELECT * FROM jobs WHERE 1=1", []
+        query = sa.select(jobs)
         if states:
-            sql += f" AND state IN ({','.join('?' * len(states))})"
-            params += [_state(s) for s in states]   # a misspelt state is an error, not an empty list
+            query = query.where(jobs.c.state.in_([_state(s).value for s in states]))   # a misspelt state is an error
         if kind:
-            sql += " AND kind = ?"
-            params.append(_kind(kind))
-        sql += " ORDER BY seq DESC LIMIT ?"
-        params.append(limit)
-        return [_job(r) for r in self._conn().execute(sql, params).fetchall()]
+            query = query.where(jobs.c.kind == _kind(kind).value)
+        with self.store.read() as db:
+            rows = db.execute(query.order_by(jobs.c.seq.desc()).limit(limit)).mappings().all()
+        return [_job(r) for r in rows]
 
     def update(self, job_id: str, *, bump_card: bool = True, **fields: object) -> None:
         """Set fields of a job; never its state, which only `transition` changes."""
         if "state" in fields:
             raise IllegalTransition(f"job {job_id}: update() does not change a state; use transition(), "
                                     f"which checks TRANSITIONS")
-        sets, params = [], []
-        for key, value in fields.items():
-            sets.append(f"{key} = ?")
-            params.append(json.dumps(value, default=str) if key in _JSON else value)
-        sets.append("updated = ?")
-        params.append(self.clock())
+        values = {**_encoded(fields), "updated": self.clock()}
         if bump_card:
-            sets.append("card_version = card_version + 1")
-        params.append(job_id)
-        self._conn().execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", params)
+            values["card_version"] = jobs.c.card_version + 1
+        with self.store.read() as db:
+            db.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
 
     def transition(self, job_id: str, from_states: tuple[str, ...], to_state: str, **fields: object) -> bool:
         """Atomically move a job from one of `from_states`; False if someone else moved it first.
@@ -177,64 +174,122 @@ class JobStore:
                 raise IllegalTransition(f"job {job_id}: {from_state} -> {to_state} is not a state change a job "
                                         f"makes; from {from_state} it goes to {allowed} "
                                         f"(TRANSITIONS in handlers/jobstore.py)")
-        sets = ["state = ?", "updated = ?", "card_version = card_version + 1"]
-        params: list = [to_state, self.clock()]
-        for key, value in fields.items():
-            sets.append(f"{key} = ?")
-            params.append(json.dumps(value, default=str) if key in _JSON else value)
-        cur = self._conn().execute(
-            f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND state IN ({','.join('?' * len(from_states))})",
-            [*params, job_id, *from_states])
+        values = {**_encoded(fields), "state": to_state.value, "updated": self.clock(),
+                  "card_version": jobs.c.card_version + 1}
+        with self.store.read() as db:
+            cur = db.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.state.in_([s.value for s in from_states]))
+                             .values(**values))
         return cur.rowcount == 1
 
     def running_on(self, target: str) -> Job | None:
-        row = self._conn().execute("SELECT * FROM jobs WHERE target = ? AND kind != ? AND state = ? ORDER BY seq LIMIT 1",
-                                   (target, JobKind.PLAN, JobState.RUNNING)).fetchone()
+        with self.store.read() as db:
+            row = db.execute(_running_on(target).order_by(jobs.c.seq).limit(1)).mappings().first()
         return _job(row) if row else None
+
+    # -- several instances on one store ---------------------------------------------------------------
+    def claim_next(self, instance_id: str, *, pid: int | None = None) -> Job | None:
+        """Take the oldest queued job this instance may run (one restore per target at a time; a plan
+        runs beside anything): RUNNING, owned by `instance_id`, heartbeat now. None if there is none.
+        Rows another instance is claiming are skipped, not waited for (FOR UPDATE SKIP LOCKED; on
+        SQLite the transaction holds the file's write lock)."""
+        with self.store.write() as db:
+            queued = db.execute(sa.select(jobs.c.id, jobs.c.kind, jobs.c.target)
+                                .where(jobs.c.state == JobState.QUEUED.value).order_by(jobs.c.seq).limit(20)
+                                .with_for_update(skip_locked=True)).all()
+            for job_id, kind, target in queued:
+                if kind != JobKind.PLAN.value and db.execute(_running_on(target).limit(1)).first():
+                    continue
+                db.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.state == JobState.QUEUED.value).values(
+                    state=JobState.RUNNING.value, owner=instance_id, heartbeat_at=self.store.now(),
+                    worker_pid=pid if pid is not None else os.getpid(), updated=self.clock(),
+                    card_version=jobs.c.card_version + 1))
+                break
+            else:
+                return None
+        return self.get(job_id)
+
+    def heartbeat(self, job_id: str, instance_id: str) -> bool:
+        """The running job's owner says it lives. False: the job is no longer this instance's (it
+        finished, or another instance took it over): its worker must stop working on it."""
+        with self.store.read() as db:
+            cur = db.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.owner == instance_id,
+                                                 jobs.c.state == JobState.RUNNING.value)
+                             .values(heartbeat_at=self.store.now()))
+        return cur.rowcount == 1
+
+    def take_over_stale(self, instance_id: str, older_than: float, *, pid: int | None = None) -> list[Job]:
+        """Running jobs whose owner has not heartbeaten for `older_than` seconds become this instance's,
+        still RUNNING with their phase and progress: the worker resumes each from its target's checkpoint.
+        Each take-over is in the audit log. Jobs a worker of before heartbeats (no owner) are left to
+        Worker.recover."""
+        taken = []
+        with self.store.write() as db:
+            stale = db.execute(sa.select(jobs.c.id, jobs.c.owner).where(
+                jobs.c.state == JobState.RUNNING.value, jobs.c.owner.is_not(None), jobs.c.owner != instance_id,
+                jobs.c.heartbeat_at < self.store.now() - older_than).with_for_update(skip_locked=True)).all()
+            for job_id, owner in stale:
+                cur = db.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.owner == owner,
+                                                     jobs.c.state == JobState.RUNNING.value).values(
+                    owner=instance_id, heartbeat_at=self.store.now(), updated=self.clock(),
+                    worker_pid=pid if pid is not None else os.getpid(), card_version=jobs.c.card_version + 1))
+                if cur.rowcount == 1:
+                    db.execute(audit.insert().values(ts=self.clock(), actor=instance_id, action="took over",
+                                                     job=job_id, detail=f"{owner} stopped heartbeating"))
+                    taken.append(job_id)
+        return [self.get(job_id) for job_id in taken]
 
     # -- thread events ---------------------------------------------------------------------------
     def add_event(self, job_id: str, text: str) -> None:
-        self._conn().execute("INSERT INTO events (job, ts, text) VALUES (?,?,?)", (job_id, self.clock(), text))
+        with self.store.read() as db:
+            db.execute(events.insert().values(job=job_id, ts=self.clock(), text=text, posted=0))
 
     def unposted_events(self, job_id: str) -> list[tuple[int, str]]:
-        return [(r[0], r[1]) for r in self._conn().execute(
-            "SELECT id, text FROM events WHERE job = ? AND posted = 0 ORDER BY id", (job_id,)).fetchall()]
+        with self.store.read() as db:
+            rows = db.execute(sa.select(events.c.id, events.c.text).where(events.c.job == job_id, events.c.posted == 0)
+                              .order_by(events.c.id)).all()
+        return [(r[0], r[1]) for r in rows]
 
     def events(self, job_id: str) -> list[str]:
-        return [r[0] for r in self._conn().execute("SELECT text FROM events WHERE job = ? ORDER BY id", (job_id,))]
+        with self.store.read() as db:
+            return list(db.execute(sa.select(events.c.text).where(events.c.job == job_id).order_by(events.c.id))
+                        .scalars())
 
     def mark_posted(self, event_id: int) -> None:
-        self._conn().execute("UPDATE events SET posted = 1 WHERE id = ?", (event_id,))
+        with self.store.read() as db:
+            db.execute(events.update().where(events.c.id == event_id).values(posted=1))
 
     # -- what operators decided about the incident ------------------------------------------------
     def set_choice(self, stop: str | None, skips: list[str], user: str, why: str) -> None:
         """The operators' choice: where plans stop (None: the bot decides) and what they skip, for
         every later plan, stage and prod that does not name its own stop or skips."""
-        self._conn().execute("INSERT INTO choice (id, stop, skips, user, why, ts) VALUES (1,?,?,?,?,?) "
-                             "ON CONFLICT(id) DO UPDATE SET stop = excluded.stop, skips = excluded.skips, "
-                             "user = excluded.user, why = excluded.why, ts = excluded.ts",
-                             (stop, json.dumps(list(skips)), user, why, self.clock()))
+        with self.store.read() as db:
+            self.store.upsert(db, choice, {"id": 1, "stop": stop, "skips": json.dumps(list(skips)), "user": user,
+                                           "why": why, "ts": self.clock()}, "id")
 
     def choice(self) -> dict | None:
-        row = self._conn().execute("SELECT stop, skips, user, why, ts FROM choice WHERE id = 1").fetchone()
+        with self.store.read() as db:
+            row = db.execute(sa.select(choice.c.stop, choice.c.skips, choice.c.user, choice.c.why, choice.c.ts)
+                             .where(choice.c.id == 1)).mappings().first()
         if row is None:
             return None
-        return {"stop": row["stop"], "skips": json.loads(row["skips"]), "user": row["user"], "why": row["why"],
-                "ts": row["ts"]}
+        return {**row, "skips": json.loads(row["skips"])}
 
     def clear_choice(self) -> bool:
-        return self._conn().execute("DELETE FROM choice").rowcount > 0
+        with self.store.read() as db:
+            return db.execute(choice.delete()).rowcount > 0
 
     def mark_expected(self, tx: str, gtid: str | None, user: str, reason: str) -> None:
         """An event an operator called expected (its transaction's file:pos and GTID): later plans
         list it as "expected" and never stop there by themselves."""
-        self._conn().execute("INSERT INTO expected_events (tx, gtid, user, reason, ts) VALUES (?,?,?,?,?) "
-                             "ON CONFLICT(tx) DO UPDATE SET gtid = excluded.gtid, user = excluded.user, "
-                             "reason = excluded.reason, ts = excluded.ts", (tx, gtid, user, reason, self.clock()))
+        with self.store.read() as db:
+            self.store.upsert(db, expected_events, {"tx": tx, "gtid": gtid, "user": user, "reason": reason,
+                                                    "ts": self.clock()}, "tx")
 
     def expected_events(self) -> list[dict]:
-        return [dict(r) for r in self._conn().execute(
-            "SELECT tx, gtid, user, reason, ts FROM expected_events ORDER BY ts, tx").fetchall()]
+        e = expected_events.c
+        with self.store.read() as db:
+            rows = db.execute(sa.select(e.tx, e.gtid, e.user, e.reason, e.ts).order_by(e.ts, e.tx)).mappings().all()
+        return [dict(r) for r in rows]
 
     def expected(self) -> list[str]:
         """What a plan takes as PlanRequest.expected: every transaction's file:pos and GTID."""
@@ -242,16 +297,27 @@ class JobStore:
 
     # -- audit -----------------------------------------------------------------------------------
     def audit(self, actor: str, action: str, job: str | None = None, detail: str = "") -> None:
-        self._conn().execute("INSERT INTO audit (ts, actor, action, job, detail) VALUES (?,?,?,?,?)",
-                             (self.clock(), actor, action, job, detail))
+        with self.store.read() as db:
+            db.execute(audit.insert().values(ts=self.clock(), actor=actor, action=action, job=job, detail=detail))
 
     def audit_log(self, limit: int = 30) -> list[dict]:
-        rows = self._conn().execute("SELECT ts, actor, action, job, detail FROM audit ORDER BY id DESC LIMIT ?",
-                                    (limit,)).fetchall()
-        return [dict(r) for r in rows]
+        a = audit.c
+        with self.store.read() as db:
+            rows = db.execute(sa.select(a.ts, a.actor, a.action, a.job, a.detail).order_by(a.id.desc()).limit(limit))
+            return [dict(r) for r in rows.mappings()]
 
 
-def _job(row: sqlite3.Row) -> Job:
+def _running_on(target: str) -> sa.Select:
+    return sa.select(jobs).where(jobs.c.target == target, jobs.c.kind != JobKind.PLAN.value,
+                                 jobs.c.state == JobState.RUNNING.value)
+
+
+def _encoded(fields: dict) -> dict:
+    return {k: (json.dumps(v, default=str) if k in _JSON else (v.value if isinstance(v, Enum) else v))
+            for k, v in fields.items()}
+
+
+def _job(row) -> Job:
     data = dict(row)
     data.pop("seq", None)
     for key in _JSON:

@@ -1,21 +1,20 @@
-"""The bot's one SQLite file: how it is opened, and its schema, numbered with `PRAGMA user_version`.
+"""The bot's SQLite file before Alembic: its schema as numbered with `PRAGMA user_version` (0-2).
 
-The job store (handlers/jobstore.py) and the alert store (handlers/alerts.py) keep their tables in
-the same file, which the bot, the worker and the watcher have open at the same time. Both open it
-here, so they share one set of connection settings and one schema version for the whole file.
+The stores open any backend through handlers/store.py, whose schema is Alembic's
+(handlers/store_migrations). A file of an earlier release is first brought to user_version 2 here
+(`convert_legacy`), the layout Alembic's revision 0001 stands for; handlers/store.py then stamps it
+0001, upgrades it, and sets user_version to ALEMBIC_VERSION, so a restore-bot of before Alembic
+refuses the file rather than writing to tables it does not know.
 
-A file is brought to the newest version when a store opens it: every migration after the file's
-version runs, in order, in one transaction with the version bump, so a process killed half-way
-leaves the file at its old version and the next open runs the same steps again. A file written by
-a newer restore-bot (a version this one does not know) is refused, never guessed at.
+Every migration after the file's version runs, in order, in one transaction with the version bump,
+so a process killed half-way leaves the file at its old version and the next open runs the same
+steps again. A file written by a newer restore-bot (a version this one does not know) is refused.
 """
 from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 log = logging.getLogger("restore-handlers.store")
@@ -164,6 +163,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "jobs lose `reply` (Slack's response_url, never read)", _jobs_without_reply),
 )
 LATEST = MIGRATIONS[-1].version
+ALEMBIC_VERSION = LATEST + 1   # the file's schema is Alembic's (its alembic_version table says which)
 assert [m.version for m in MIGRATIONS] == list(range(1, LATEST + 1)), "migrations are numbered 1, 2, 3, ..."
 
 
@@ -178,6 +178,8 @@ def migrate(db: sqlite3.Connection, path: str) -> int:
     try:
         found = _version(db)
         _refuse_newer(found, path)
+        if found > LATEST:   # another process converted it meanwhile
+            found = LATEST
         for migration in MIGRATIONS[found:]:
             migration.apply(db)
             db.execute(f"PRAGMA user_version = {migration.version}")
@@ -195,9 +197,9 @@ def _version(db: sqlite3.Connection) -> int:
 
 
 def _refuse_newer(version: int, path: str) -> None:
-    if version > LATEST:
+    if version > ALEMBIC_VERSION:
         raise StoreFileError(
-            f"store file {path} has schema version {version}, newer than this restore-bot knows ({LATEST}): "
+            f"store file {path} has schema version {version}, newer than this restore-bot knows ({ALEMBIC_VERSION}): "
             f"a newer restore-bot wrote it. Run that version or a later one with this file, or point "
             f"[store] path at another file; a store is never migrated back.")
 
@@ -221,21 +223,17 @@ def connect(path: str, *, durable: bool = True) -> sqlite3.Connection:
     return db
 
 
-class StoreFile:
-    """Per-thread connections to one store file (an sqlite3 connection stays on its thread); the
-    file is checked and brought to the newest schema when the first one opens."""
-
-    def __init__(self, path: str | Path, *, durable: bool = True) -> None:
-        self.path = str(path)
-        self.durable = durable
-        self._local = threading.local()
-        migrate(self.conn(), self.path)
-
-    def conn(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = connect(self.path, durable=self.durable)
-        return db
-
-    def version(self) -> int:
-        return _version(self.conn())
+def convert_legacy(path: str) -> None:
+    """Check that `path` is a SQLite file this restore-bot can use, and bring a file of the releases
+    before Alembic to user_version 2. An empty file is left empty: Alembic creates its tables."""
+    db = connect(path)
+    try:
+        found = _version(db)
+        _refuse_newer(found, path)
+        if found == ALEMBIC_VERSION:
+            return
+        if found == 0 and db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] == 0:
+            return
+        migrate(db, path)
+    finally:
+        db.close()

@@ -12,7 +12,8 @@ import pytest
 from handlers import sqlite_store
 from handlers.alerts import AlertStore
 from handlers.jobstore import FINISHED, TRANSITIONS, IllegalTransition, JobKind, JobState, JobStore
-from handlers.sqlite_store import LATEST, StoreFileError
+from handlers.sqlite_store import ALEMBIC_VERSION, LATEST, StoreFileError
+from handlers.store import head
 from tests.support.alert_samples import alert_at as _alert
 
 # -- "version 0": the file as the releases before schema versions wrote it ------------------------------
@@ -144,6 +145,17 @@ def _layout(path) -> dict[str, list[tuple]]:
         return {t: [tuple(c[1:]) for c in db.execute(f"PRAGMA table_info({t})")] for t in tables}
 
 
+def _columns(path) -> dict[str, list[tuple]]:
+    """Every table's columns by name, not null and primary key: a converted file declares the types
+    of its release (TEXT, REAL), a new one Alembic's (VARCHAR, DOUBLE), which SQLite treats alike."""
+    return {t: sorted((c[0], bool(c[2] or c[4]), c[4]) for c in cols) for t, cols in _layout(path).items()}
+
+
+def _revision(path) -> str:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+
+
 def _user_version(path) -> int:
     with sqlite3.connect(path) as db:
         return db.execute("PRAGMA user_version").fetchone()[0]
@@ -157,7 +169,7 @@ def test_a_file_of_the_old_schema_opens_migrates_and_keeps_everything(tmp_path, 
 
     store = JobStore(path, clock=lambda: 2000.0)
     alerts = AlertStore(str(path), SOURCE)
-    assert _user_version(path) == LATEST
+    assert _user_version(path) == ALEMBIC_VERSION and _revision(path) == head()
 
     # jobs: every field read back as written; kind and state are the enums and still equal the words
     for seq, job_id, kind, target, state, requester, approver, args, plan_id, stage_job, result in old["jobs"]:
@@ -200,18 +212,18 @@ def test_a_file_of_the_old_schema_opens_migrates_and_keeps_everything(tmp_path, 
     assert alerts.unacknowledged(0) == [old["posted"].key]
     assert alerts.mark(old["posted"].key, "incident", "UOPS2") and alerts.unacknowledged(0) == []
 
-    # the migrated file has exactly the layout of a file the store creates today
+    # the migrated file has the tables and columns of a file the store creates today
     fresh = tmp_path / "fresh.sqlite3"
     JobStore(fresh)
-    assert _layout(path) == _layout(fresh)
+    assert _columns(path) == _columns(fresh)
 
 
 def test_a_fresh_file_gets_the_newest_version_and_every_table(tmp_path):
     path = tmp_path / "new.sqlite3"
     AlertStore(str(path), SOURCE)          # either store may be first to open the file
-    assert _user_version(path) == LATEST
+    assert _user_version(path) == ALEMBIC_VERSION and _revision(path) == head()
     assert set(_layout(path)) >= {"jobs", "events", "choice", "expected_events", "audit", "watch_position",
-                                  "alerts", "oncall_override"}
+                                  "alerts", "oncall_override", "leases", "alembic_version"}
     store = JobStore(path)
     job = store.create("stage", "stage", "UOPS1")
     assert job.id == "R1" and job.state is JobState.QUEUED and job.kind is JobKind.STAGE
@@ -222,14 +234,36 @@ def test_a_file_of_a_newer_version_is_refused_and_left_alone(tmp_path):
     path = tmp_path / "jobs.sqlite3"
     JobStore(path).create("plan", "-", "UOPS1")
     with sqlite3.connect(path) as db:
-        db.execute(f"PRAGMA user_version = {LATEST + 1}")
+        db.execute(f"PRAGMA user_version = {ALEMBIC_VERSION + 1}")
     for open_store in (lambda: JobStore(path), lambda: AlertStore(str(path), SOURCE)):
         with pytest.raises(StoreFileError) as err:
             open_store()
         message = str(err.value)
-        assert str(path) in message and f"version {LATEST + 1}" in message and f"knows ({LATEST})" in message
-        assert "newer restore-bot" in message
-    assert _user_version(path) == LATEST + 1
+        assert str(path) in message and f"version {ALEMBIC_VERSION + 1}" in message
+        assert f"knows ({ALEMBIC_VERSION})" in message and "newer restore-bot" in message
+    assert _user_version(path) == ALEMBIC_VERSION + 1
+
+
+def test_a_store_of_a_newer_alembic_revision_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "jobs.sqlite3"
+    JobStore(path).create("plan", "-", "UOPS1")
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    with pytest.raises(StoreFileError, match=f"revision 9999_from_the_future, newer than this restore-bot "
+                                             f"knows \\({head()}\\)"):
+        JobStore(path)
+    assert _revision(path) == "9999_from_the_future" and _user_version(path) == ALEMBIC_VERSION
+
+
+def test_an_older_restore_bot_refuses_a_file_alembic_migrated(tmp_path):
+    """A release of before Alembic knows user_version 2 at most: it must not write to this file."""
+    path = tmp_path / "jobs.sqlite3"
+    JobStore(path)
+    db = sqlite_store.connect(str(path))
+    try:
+        assert sqlite_store._version(db) > LATEST
+    finally:
+        db.close()
 
 
 def test_a_file_that_is_not_sqlite_is_refused_naming_it(tmp_path):
@@ -254,7 +288,7 @@ def test_a_migration_that_fails_half_way_leaves_the_old_file_to_run_again(tmp_pa
     assert _user_version(path) == 0 and _layout(path) == before
     monkeypatch.undo()
     assert JobStore(path).get("R2").result["checksums"] == {"club.members": 123}
-    assert _user_version(path) == LATEST
+    assert _user_version(path) == ALEMBIC_VERSION
 
 
 def test_stores_opening_an_old_file_at_once_migrate_it_once(tmp_path):
@@ -276,7 +310,7 @@ def test_stores_opening_an_old_file_at_once_migrate_it_once(tmp_path):
     for t in threads:
         t.join()
     assert errors == [] and len(stores) == 6
-    assert _user_version(path) == LATEST and [j.id for j in JobStore(path).jobs()] == ["R5", "R2", "R1"]
+    assert _user_version(path) == ALEMBIC_VERSION and [j.id for j in JobStore(path).jobs()] == ["R5", "R2", "R1"]
 
 
 # -- the transition table -----------------------------------------------------------------------------
