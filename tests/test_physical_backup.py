@@ -31,6 +31,7 @@ from restore.plan import physical_base
 from restore.plan.physical_base import sandbox_for
 from restore.plan.physical_move import datadir_on_this_host, move_tables
 from restore.replay.runner import restore
+from restore.target import checkpoint
 from tests.support.db import checksums, copy_binlogs, restore_args
 
 pytestmark = [pytest.mark.mysql,
@@ -94,6 +95,8 @@ def incident(tmp_path_factory) -> Backup:
         cur.execute("CREATE VIEW shop.big AS SELECT * FROM shop.orders WHERE total > 100")
         cur.execute("CREATE VIEW shop.big_count AS SELECT COUNT(*) AS n FROM shop.big")
         cur.execute("CREATE PROCEDURE shop.touch() SELECT 1")
+        # The source was once a restore target: its unfinished state must not stop a restore from its backup.
+        checkpoint.create(conn, "an-old-plan", list(DBS), "{}")
         raw = work / "backup"
         _backup(src, raw)
         # Traffic after the backup: the replay must start exactly where the backup ends.

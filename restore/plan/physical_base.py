@@ -23,11 +23,12 @@ from pymysql.connections import Connection
 from restore.errors import SnapshotError
 from restore.mysql.leftovers import OwnedDir
 from restore.mysql.procs import die_with_parent
-from restore.mysql.quote import quote_qualified
+from restore.mysql.quote import quote_ident, quote_qualified
 from restore.mysql.sandbox import Sandbox, find_program
 from restore.plan.foreign_keys import parse as parse_foreign_keys
 from restore.plan.physical import SYSTEM_DATABASES, BackupDir, read_backup_dir
 from restore.plan.snapshot import ColumnInfo, Snapshot, TableInfo
+from restore.target.checkpoint import SCHEMA as CHECKPOINT_SCHEMA
 
 MARKER = "restore-bot-base.json"
 
@@ -122,6 +123,9 @@ def base_sandbox(snap: Snapshot, base_dir: str | None = None, *, keep: bool = Fa
     backup = _backup(snap)
     with prepared_copy(backup, base_dir, keep=keep) as data, \
             Sandbox(datadir=data, extra_args=list(backup.innodb_options), base_dir=base_dir) as box:
+        with box.connect() as conn, conn.cursor() as cur:
+            # A backup of a server restore-bot once restored into holds that run's state, not this one's.
+            cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(CHECKPOINT_SCHEMA)}")
         yield box
 
 
