@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from handlers.alerts import AlertStore, Oncall
 from handlers.backup import BackupHandler
+from handlers.clusters import Clusters, ClustersHandler
+from handlers.clusters import undo_targets as undo_targets
 from handlers.dispatcher import Access, Dispatcher
 from handlers.jobstore import JobStore
 from handlers.oncall import OncallHandler
@@ -17,22 +19,20 @@ def alert_store(settings) -> AlertStore:
     return AlertStore(str(settings.store_path), settings.watch.source.redacted() if settings.watch else "-")
 
 
-def undo_targets(targets: dict) -> dict[str, bool]:
-    """The kept targets an undo may write into (not a sandbox), each with whether it is production:
-    the prod entry, or a target with the prod entry's DSN."""
-    prod = targets.get("prod")
-    return {name: name == "prod" or (prod is not None and t.dsn == prod.dsn)
-            for name, t in targets.items() if t.dsn != "sandbox"}
-
-
 def application(settings, store: JobStore, access: Access, *, channel: str | None,
-                alerts: AlertStore | None = None) -> Dispatcher:
+                alerts: AlertStore | None = None, watch_state=None) -> Dispatcher:
     """`channel`: where job cards go (Slack's incident channel; None on the console and KakaoTalk-only
-    bots). `alerts`: the process's alert store (default: one opened beside the jobs)."""
+    bots); a cluster's own channel takes its place for its jobs. `alerts`: the process's alert store
+    (default: one opened beside the jobs). `watch_state(cluster)`: its watcher's state, for
+    `/restore clusters` (serve knows it)."""
     alerts = alerts or alert_store(settings)
+    clusters = Clusters(settings, channel=channel)
+    only = next(iter(clusters.by_name.values())).settings   # with one cluster, its settings as before
     return Dispatcher(store, access, [
-        RestoreHandler(store, access, channel=channel, has_prod="prod" in settings.targets,
-                       undo_targets=undo_targets(settings.targets)),
-        BackupHandler(store, settings.keep, channel=channel),
-        OncallHandler(Oncall(settings, alerts), alerts, store),
-    ])
+        RestoreHandler(store, access, channel=channel, has_prod="prod" in only.targets,
+                       undo_targets=undo_targets(only.targets), clusters=clusters),
+        BackupHandler(store, only.keep, channel=channel, clusters=clusters),
+        OncallHandler(Oncall(only, alerts), alerts, store),
+        ClustersHandler(store, clusters, watch_state=watch_state,
+                        alerts_for=alert_store if clusters.named else lambda _s: alerts),
+    ], clusters=clusters)

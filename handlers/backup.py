@@ -14,16 +14,22 @@ LISTED = 20   # the newest dumps `/backup list` shows
 class BackupHandler:
     commands = ("backup now", "backup list")
 
-    def __init__(self, store: JobStore, keep, *, channel: str | None) -> None:
-        """`keep`: the [keep] settings (backup_dir is where dumps go and are listed from)."""
-        self.store, self.keep, self.channel = store, keep, channel
+    def __init__(self, store: JobStore, keep, *, channel: str | None, clusters=None) -> None:
+        """`keep`: the [keep] settings (backup_dir is where dumps go and are listed from);
+        `clusters` (handlers.clusters.Clusters): each cluster's own [keep] and channel instead."""
+        self.store, self.keep, self.channel, self.clusters = store, keep, channel, clusters
 
     def handle(self, cmd: Command, reply: Reply) -> None:
-        if not self.keep.backup_dir:
+        keep, channel = self.keep, self.channel
+        if self.clusters is not None:
+            cluster = self.clusters.resolve(cmd.cluster)
+            keep, channel = cluster.settings.keep, cluster.channel
+        on = {"cluster": cmd.cluster} if cmd.cluster else {}
+        if not keep.backup_dir:
             reply.ephemeral(messages.NO_KEEP)
         elif cmd.name == "backup list":
-            reply.ephemeral(backups(list_backups(self.keep.backup_dir)[:LISTED]))
+            reply.ephemeral(backups(list_backups(keep.backup_dir)[:LISTED]))
         else:
-            job = self.store.create(JobKind.BACKUP, "backup", cmd.user, origin=cmd.origin, channel=self.channel)
-            self.store.audit(cmd.user, "queued backup", job.id)
+            job = self.store.create(JobKind.BACKUP, "backup", cmd.user, args=on, origin=cmd.origin, channel=channel)
+            self.store.audit(cmd.user, "queued backup", job.id, f"cluster={cmd.cluster}" if cmd.cluster else "")
             reply.queued(job)

@@ -11,7 +11,7 @@ import argparse
 import json
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from handlers import messages
 from restore.errors import RestoreError
@@ -21,7 +21,10 @@ from restore.plan.spec import parse_spec
 # slash). Typed text naming none of them is a `/restore` subcommand: `plan` is `/restore plan`.
 SLASH_COMMANDS = ("/restore", "/backup", "/oncall")
 RESTORE_SUBCOMMANDS = ("help", "plan", "stage", "prod", "status", "abort", "history", "approve", "reject", "drill",
-                       "choice", "undo")
+                       "choice", "undo", "clusters")
+# Commands that act on one cluster's databases (the rest are about jobs, people or alerts): the
+# dispatcher settles which cluster before their handler runs.
+CLUSTER_COMMANDS = frozenset({"plan", "stage", "prod", "drill", "undo", "backup now", "backup list"})
 UNDO_TARGETS = ("stage", "prod")   # `/restore undo SPEC [stage|prod]`: the configured target it writes into
 
 # Buttons: action ids the presenter puts on messages, and what each one's value carries.
@@ -36,6 +39,9 @@ UNDO_APPROVE_ACTION = "approve_undo"
 ACTIONS = (APPROVE_ACTION, REJECT_ACTION, STOP_ACTION, SKIP_ACTION, ALERT_ACK, ALERT_EXPECTED, ALERT_INCIDENT,
            ALERT_PLAN, ALERT_UNDO, UNDO_APPROVE_ACTION)
 
+# A cluster's name as typed: the config allows only names of this shape that are no command word
+# (bot.config.CLUSTER_NAME, RESERVED_NAMES), so a SPEC (digits with - or :) or a job id never reads as one.
+_CLUSTER = re.compile(r"^[a-z][a-z0-9_]*$", re.I)
 _MENTION = re.compile(r"^<?@?(?P<id>[A-Za-z0-9:_.-]+)(\|[^>]*)?>?$")  # <@U123|kim>, @U123, U123, kakao:7
 
 
@@ -66,6 +72,7 @@ class Command:
     alert: str | None = None       # alert buttons: the alert's key
     target: str = "stage"          # undo: the configured target it writes into (UNDO_TARGETS); "" from an
                                    # alert's *Undo this*: stage if it is a kept server, else prod
+    cluster: str | None = None     # the cluster named (None: the only one; the dispatcher refuses it with several)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -86,6 +93,8 @@ def _build() -> _Parser:
     subs = restore.add_subparsers(dest="name", parser_class=_Parser)
     for name in RESTORE_SUBCOMMANDS:
         p = subs.add_parser(name, prog=f"/restore {name}", add_help=False)
+        if name in ("plan", "stage", "prod", "drill"):   # the cluster: after the subcommand, before any option
+            p.add_argument("cluster", nargs="?", metavar="CLUSTER")
         if name in ("plan", "stage", "prod"):
             p.add_argument("--stop-before", default=None)
             p.add_argument("--skip", action="append", default=[])
@@ -95,10 +104,11 @@ def _build() -> _Parser:
             p.add_argument("job", nargs="?" if name in ("status", "abort") else None)
         if name == "choice":
             p.add_argument("what", nargs="?", choices=("clear",))
-        if name == "undo":   # SPEC [stage|prod], or `approve JOB` (the typed form of *Approve undo*)
-            p.add_argument("words", nargs="+", metavar="SPEC [stage|prod]")
+        if name == "undo":   # SPEC [stage|prod] [CLUSTER], or `approve JOB` (the typed form of *Approve undo*)
+            p.add_argument("words", nargs="+", metavar="SPEC [stage|prod] [CLUSTER]")
     backup = groups.add_parser("backup", prog="/backup", add_help=False)
     backup.add_argument("what", nargs="?", choices=("now", "list"), default="list")
+    backup.add_argument("cluster", nargs="?", metavar="CLUSTER")
     oncall = groups.add_parser("oncall", prog="/oncall", add_help=False)
     oncall.add_argument("what", nargs="?", choices=("set",))
     oncall.add_argument("who", nargs="?")
@@ -135,6 +145,7 @@ def parse(text: str, user: str, origin: str = "console") -> Command:
         words = words[1:]
     else:
         group = "restore"
+    words, cluster = _cluster_option(words)
     if group == "restore":
         if not words:
             return Command("help", user, origin=origin)
@@ -144,11 +155,35 @@ def parse(text: str, user: str, origin: str = "console") -> Command:
     args, extra = _PARSER.parse_known_args([group] + words)
     if extra:
         raise CommandError(f"unrecognized arguments: {' '.join(extra)}", _usage(f"/{group}"))
-    if group == "backup":
-        return Command(f"backup {args.what}", user, origin=origin)
     if group == "oncall":
         return _oncall(args, user, origin)
-    return _restore(args, user, origin)
+    cmd = Command(f"backup {args.what}", user, origin=origin) if group == "backup" else _restore(args, user, origin)
+    typed = [c for c in (cluster, getattr(args, "cluster", None), cmd.cluster) if c]
+    if len({c.lower() for c in typed}) > 1:
+        raise CommandError(f"two clusters named: {' and '.join(typed)}; name one")
+    return replace(cmd, cluster=_cluster_name(typed[0])) if typed else cmd
+
+
+def _cluster_option(words: list[str]) -> tuple[list[str], str | None]:
+    """`--cluster NAME`, `--cluster=NAME` or `cluster=NAME` anywhere, taken out of the words."""
+    out, cluster, i = [], None, 0
+    while i < len(words):
+        key, eq, value = words[i].partition("=")
+        if key.lower() in ("--cluster", "cluster") and eq:
+            cluster = value
+        elif words[i].lower() == "--cluster" and i + 1 < len(words):
+            cluster, i = words[i + 1], i + 1
+        else:
+            out.append(words[i])
+        i += 1
+    return out, cluster
+
+
+def _cluster_name(word: str) -> str:
+    if not _CLUSTER.match(word):
+        raise CommandError(f"{word!r} is not a cluster name (letters, digits and _, starting with a letter); "
+                           "`/restore clusters` lists them")
+    return word.lower()
 
 
 def _oncall(args: argparse.Namespace, user: str, origin: str) -> Command:
@@ -182,10 +217,13 @@ def _undo(words: list[str], user: str, origin: str) -> Command:
         if len(words) != 2:
             raise CommandError("`/restore undo approve` takes the undo job: `/restore undo approve R5`")
         return Command("undo approve", user, origin=origin, job=words[1])
-    if len(words) > 2 or (len(words) == 2 and words[1].lower() not in UNDO_TARGETS):
+    targets = [w.lower() for w in words[1:] if w.lower() in UNDO_TARGETS]
+    clusters = [w for w in words[1:] if w.lower() not in UNDO_TARGETS]
+    if len(targets) > 1 or len(clusters) > 1:
         raise CommandError(f"`/restore undo` takes one SPEC and then the target, {' or '.join(UNDO_TARGETS)} "
-                           f"(default stage); got {' '.join(words)!r}")
-    return undo_command(words[0], words[1].lower() if len(words) == 2 else "stage", user, origin)
+                           f"(default stage), and the cluster; got {' '.join(words)!r}")
+    cmd = undo_command(words[0], targets[0] if targets else "stage", user, origin)
+    return replace(cmd, cluster=clusters[0]) if clusters else cmd
 
 
 def undo_command(spec: str, target: str, user: str, origin: str) -> Command:
@@ -215,12 +253,16 @@ def from_action(action_id: str, value: str, user: str, origin: str = "slack") ->
                        spec=spec, where=str(doc.get("where") or ""), chosen=bool(doc.get("chosen")))
     if action_id in (ALERT_ACK, ALERT_EXPECTED, ALERT_INCIDENT):
         return Command(action_id.replace("_", " "), user, origin=origin, alert=value)
+    # An alert's Plan restore / Undo this: the value is the event's spec, then `@CLUSTER` when the
+    # alert names its cluster (a GTID or FILE:POS never holds an @).
+    value, _at, cluster = value.partition("@")
+    cluster_name = _cluster_name(cluster) if cluster else None
     if action_id == ALERT_PLAN:
         try:
             parse_spec(value, option="--stop-before")
         except RestoreError as exc:
             raise CommandError(f"{exc} — {exc.hint}") from None
-        return Command("plan", user, origin=origin, stop_before=value, chosen=True)
+        return Command("plan", user, origin=origin, stop_before=value, chosen=True, cluster=cluster_name)
     if action_id == ALERT_UNDO:
-        return undo_command(value, "", user, origin)
+        return replace(undo_command(value, "", user, origin), cluster=cluster_name)
     raise CommandError(f"I don't know the button `{action_id}`.")

@@ -7,11 +7,13 @@ give a command (the table here does) nor count requests.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Protocol
 
 from prometheus_client import Counter
 
-from handlers.commands import Command, CommandError, from_action, parse
+from handlers import messages
+from handlers.commands import CLUSTER_COMMANDS, Command, CommandError, from_action, parse
 from handlers.jobstore import Job, JobStore
 from handlers.presenter import jobs as job_text
 from handlers.presenter import replies as say
@@ -67,6 +69,12 @@ class Reply:
         self.job = job
 
 
+class ClusterNames(Protocol):
+    named: bool                    # the config has [clusters]: commands and jobs name theirs
+
+    def resolve(self, typed: str | None): ...   # the cluster (with .name); CommandError listing the choices
+
+
 class Handler(Protocol):
     commands: tuple[str, ...]   # the Command names it takes
 
@@ -74,8 +82,9 @@ class Handler(Protocol):
 
 
 class Dispatcher:
-    def __init__(self, store: JobStore, access: Access, handlers: list[Handler]) -> None:
-        self.store, self.access = store, access
+    def __init__(self, store: JobStore, access: Access, handlers: list[Handler],
+                 clusters: ClusterNames | None = None) -> None:
+        self.store, self.access, self.clusters = store, access, clusters
         self.routes = {name: handler for handler in handlers for name in handler.commands}
 
     # -- what transports call ------------------------------------------------------------------
@@ -108,6 +117,17 @@ class Dispatcher:
 
     def dispatch(self, cmd: Command, reply: Reply) -> None:
         REQUESTS.labels(cmd.name).inc()
+        if cmd.name in CLUSTER_COMMANDS and (self.clusters is not None or cmd.cluster):
+            try:
+                if self.clusters is None:
+                    raise CommandError(messages.CLUSTER_UNKNOWN.format(name=cmd.cluster, choices="none configured"))
+                cluster = self.clusters.resolve(cmd.cluster)
+            except CommandError as exc:   # none named with several configured, or an unknown name
+                why = str(exc) + (messages.UNDO_WORDS if cmd.name == "undo" and cmd.cluster else "")
+                self.store.audit(cmd.user, f"refused {cmd.name}", cmd.job, why)
+                reply.ephemeral(why)
+                return
+            cmd = replace(cmd, cluster=cluster.name if self.clusters.named else None)
         self.store.audit(cmd.user, f"request {cmd.name}", cmd.job, _detail(cmd))
         handler = self.routes.get(cmd.name)
         if handler is None:   # e.g. /oncall where the on-call settings are not loaded
@@ -132,6 +152,8 @@ class Dispatcher:
 def job_args(cmd: Command) -> dict:
     """What a plan, stage or prod command typed that decides its plan, as stored on the job."""
     args = {"stop_before": cmd.stop_before, "skips": list(cmd.skips)}
+    if cmd.cluster:   # set only when the config names its clusters (the dispatcher settles it)
+        args["cluster"] = cmd.cluster
     if cmd.restart:
         args["restart"] = True
     return args
@@ -139,5 +161,5 @@ def job_args(cmd: Command) -> dict:
 
 def _detail(cmd: Command) -> str:
     if cmd.name == "undo":
-        return f"{cmd.spec} on {cmd.target or 'the alert target'}"
+        return (f"cluster={cmd.cluster} " if cmd.cluster else "") + f"{cmd.spec} on {cmd.target or 'the alert target'}"
     return " ".join(t for t in (args_text(job_args(cmd)), cmd.who, cmd.spec, cmd.alert) if t)

@@ -10,9 +10,11 @@ USAGE = """*restore-bot* — point-in-time restore from dumps + binlog
 `/restore choice [clear]` — the stop and skips chosen with the plan card's or an alert's buttons (used when a command names none) / forget them
 `/restore undo SPEC [prod]` — put back what one DELETE/UPDATE transaction (SPEC: its GTID, FILE:POS, or auto) destroyed, in place on the stage target (or prod), keeping later writes: a preview card first, applied when someone clicks *Approve undo* (on prod: a second person)
 `/restore drill` — restore the newest backup + archived binlogs into a sandbox, to prove they work
+`/restore clusters` — per cluster: newest snapshot, archived binlogs and their lag, the watcher, the last drill
 `/backup now` · `/backup list` — take a base snapshot now / list them
 `/oncall` · `/oncall set @user` — who is on call / hand it over
 SPEC: auto (first certain disaster candidate), end, a GTID, FILE:POS or a datetime; skip= takes a GTID or FILE:POS and repeats.
+With several clusters configured, name one right after the subcommand: `/restore plan billing`, `/restore stage billing stop=SPEC`, `/restore undo SPEC prod billing`, `/restore drill billing`, `/backup now billing`; `cluster=NAME` or `--cluster NAME` anywhere work too (a cluster's name never reads as a SPEC, a job id, stage or prod).
 (`--stop-before SPEC` and `--skip SPEC` work too.)"""
 
 UNKNOWN_SUBCOMMAND = "I don't know `{name}`."
@@ -121,7 +123,10 @@ UNDO_REJECTED = "Rejected by <@{user}>: undo job *{job}* writes nothing."
 NOT_APPROVER_UNDO = "Sorry <@{user}>, only approvers may approve an undo. (This was logged.)"
 NO_KEEP = ("Backups are not configured: set [watch] source and [keep] backup_dir (and backup_databases), "
            "plus [keep] archive_dir for drills.")
-BACKUP_USAGE = "`/backup now` takes a base snapshot · `/backup list` shows them"
+BACKUP_USAGE = "`/backup now [CLUSTER]` takes a base snapshot · `/backup list [CLUSTER]` shows them"
+CLUSTER_MISSING = "Several clusters are configured: name one, e.g. `/restore plan NAME` (choices: {choices})."
+CLUSTER_UNKNOWN = "There is no cluster `{name}` (choices: {choices})."
+UNDO_WORDS = " After SPEC, `/restore undo` takes the target, stage or prod, then the cluster's name."
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 ABORTED = "aborted"

@@ -5,6 +5,7 @@ so an answer never waits on a replay.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Protocol
 
 from handlers import messages
@@ -32,8 +33,11 @@ class RestoreHandler:
                 "choice clear", "choose stop", "choose skip", "undo", "undo approve")
 
     def __init__(self, store: JobStore, access: Approvers, *, channel: str | None, has_prod: bool,
-                 undo_targets: dict[str, bool] | None = None) -> None:
+                 undo_targets: dict[str, bool] | None = None, clusters=None) -> None:
+        """`clusters`: handlers.clusters.Clusters, each with its own prod, undo targets and channel
+        (None: one cluster, described by `has_prod`, `undo_targets` and `channel`)."""
         self.store = store
+        self.clusters = clusters
         self.access = access
         self.channel = channel
         self.has_prod = has_prod
@@ -43,6 +47,13 @@ class RestoreHandler:
 
     def handle(self, cmd: Command, reply: Reply) -> None:
         getattr(self, "_" + cmd.name.replace(" ", "_"))(cmd, reply)
+
+    def _cluster(self, cmd: Command):
+        """The cluster the (dispatched) command is for: its prod, undo targets and channel."""
+        if self.clusters is None:
+            return SimpleNamespace(name=None, has_prod=self.has_prod, undo_targets=self.undo_targets,
+                                   channel=self.channel)
+        return self.clusters.resolve(cmd.cluster)
 
     # -- each subcommand -------------------------------------------------------------------------
     def _help(self, cmd: Command, reply: Reply) -> None:
@@ -59,11 +70,12 @@ class RestoreHandler:
         self._start(cmd, reply, JobKind.DRILL, "drill")
 
     def _start(self, cmd: Command, reply: Reply, kind: JobKind, target: str) -> None:
-        if kind != JobKind.PLAN and (busy := self._busy(target)):
+        if kind != JobKind.PLAN and (busy := self._busy(target, cmd.cluster)):
             reply.ephemeral(say.busy(target, busy))
             return
         args, choice = self._plan_args_of(cmd) if kind != JobKind.DRILL else (job_args(cmd), None)
-        job = self.store.create(kind, target, cmd.user, args=args, origin=cmd.origin, channel=self.channel)
+        job = self.store.create(kind, target, cmd.user, args=args, origin=cmd.origin,
+                                channel=self._cluster(cmd).channel)
         self.store.audit(cmd.user, f"queued {kind}", job.id, args_text(args))
         reply.queued(job)
         if choice is not None:
@@ -76,6 +88,9 @@ class RestoreHandler:
         resumed run all see the same. Returns the args and the choice applied (or None)."""
         args = job_args(cmd)
         choice = None if cmd.chosen else self.store.choice()
+        several = self.clusters is not None and len(self.clusters.names) > 1
+        if choice is not None and not _choice_for(choice, cmd.cluster, several):
+            choice = None
         if choice is not None:
             args["stop_before"] = choice["stop"] or "auto"
             args["skips"] = list(choice["skips"])
@@ -84,10 +99,11 @@ class RestoreHandler:
         return args, choice
 
     def _prod(self, cmd: Command, reply: Reply) -> None:
-        if not self.has_prod:
+        cluster = self._cluster(cmd)
+        if not cluster.has_prod:
             reply.ephemeral(messages.NO_PROD_TARGET)
             return
-        if busy := self._busy("prod"):
+        if busy := self._busy("prod", cmd.cluster):
             reply.ephemeral(say.busy("prod", busy))
             return
         args, _choice = self._plan_args_of(cmd)
@@ -100,7 +116,7 @@ class RestoreHandler:
             reply.ephemeral(say.no_stage(typed))
             return
         job = self.store.create(JobKind.PROD, "prod", cmd.user, state=JobState.AWAITING_APPROVAL, args=args, origin=cmd.origin,
-                                channel=self.channel, plan_id=stage.plan_id, stage_job=stage.id)
+                                channel=cluster.channel, plan_id=stage.plan_id, stage_job=stage.id)
         self.store.audit(cmd.user, "requested prod", job.id, f"plan {stage.plan_id} from stage {stage.id}")
         reply.approval_request(job, say.approval_request(job, stage, APPROVAL_MINUTES))
 
@@ -164,17 +180,21 @@ class RestoreHandler:
         run) ends on its card with *Approve undo* and *Reject*; approved, the same job applies it.
         An alert names no target: stage when it is a kept server, else prod (by default stage is a
         throwaway sandbox, where an undo has nothing to write into; prod still takes its gate)."""
-        target = cmd.target or ("prod" if "stage" not in self.undo_targets and "prod" in self.undo_targets else "stage")
-        guarded = self.undo_targets.get(target)
+        cluster = self._cluster(cmd)
+        kept = cluster.undo_targets
+        target = cmd.target or ("prod" if "stage" not in kept and "prod" in kept else "stage")
+        guarded = kept.get(target)
         if guarded is None:
             reply.ephemeral(say.undo_no_target(target, configured=target == "stage"))
             return
-        if busy := self._busy(target):
+        if busy := self._busy(target, cmd.cluster):
             reply.ephemeral(say.busy(target, busy))
             return
-        job = self.store.create(JobKind.UNDO, target, cmd.user, args={"event": cmd.spec, "guarded": guarded},
-                                origin=cmd.origin, channel=self.channel)
-        self.store.audit(cmd.user, "queued undo", job.id, f"{cmd.spec} on {target}")
+        on = {"cluster": cmd.cluster} if cmd.cluster else {}
+        job = self.store.create(JobKind.UNDO, target, cmd.user, args={"event": cmd.spec, "guarded": guarded, **on},
+                                origin=cmd.origin, channel=cluster.channel)
+        self.store.audit(cmd.user, "queued undo", job.id,
+                         (f"cluster={cmd.cluster} " if cmd.cluster else "") + f"{cmd.spec} on {target}")
         reply.queued(job)
 
     def _status(self, cmd: Command, reply: Reply) -> None:
@@ -238,17 +258,19 @@ class RestoreHandler:
         else:
             stop = "auto" if cmd.chosen or stop == spec else stop
             skips = skips + [spec] if spec not in skips else skips
-        why = say.chose(stop_here, cmd.where or spec, base)
+        cluster = base.args.get("cluster")
+        why = (f"{CHOICE_TAG.format(cluster)}" if cluster else "") + say.chose(stop_here, cmd.where or spec, base)
         self.store.set_choice(None if stop == "auto" else stop, skips, cmd.user, why)
         self.store.audit(cmd.user, "chose", base.id, why)
         reply.say(say.choice_made(cmd.user, why, stop, skips))
-        self._start(Command("plan", cmd.user, origin=cmd.origin, stop_before=stop, skips=tuple(skips), chosen=True),
-                    reply, JobKind.PLAN, "-")
+        self._start(Command("plan", cmd.user, origin=cmd.origin, stop_before=stop, skips=tuple(skips), chosen=True,
+                            cluster=cluster), reply, JobKind.PLAN, "-")
 
     # -- shared checks -----------------------------------------------------------------------------
-    def _busy(self, target: str) -> Job | None:
-        for job in self.store.jobs(states=ACTIVE, limit=20):
-            if job.target == target and not self._expire(job, None):
+    def _busy(self, target: str, cluster: str | None = None) -> Job | None:
+        """The active job on `target` of this cluster (other clusters' targets are other servers)."""
+        for job in self.store.jobs(states=ACTIVE, limit=50):
+            if job.target == target and job.args.get("cluster") == cluster and not self._expire(job, None):
                 return job
         return None
 
@@ -275,6 +297,20 @@ class RestoreHandler:
                 reply.ephemeral(say.expired(job, APPROVAL_MINUTES))
             return True
         return False
+
+
+# The saved choice (one row in the store) names its cluster at the start of its reason: a choice
+# made on one cluster's plan card never decides another cluster's plans.
+CHOICE_TAG = "[{}] "
+
+
+def _choice_for(choice: dict, cluster: str | None, several: bool) -> bool:
+    """Whether the saved choice decides `cluster`'s plans: one made on its plan card does; one that
+    names no cluster (an alert's *This is the incident*) only while there is one cluster."""
+    why = choice.get("why") or ""
+    if cluster is not None and why.startswith(CHOICE_TAG.format(cluster)):
+        return True
+    return not several and not why.startswith("[")
 
 
 def _plan_args(args: dict) -> dict:

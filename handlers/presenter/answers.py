@@ -8,8 +8,8 @@ from handlers.alerts import mention
 
 
 def args_text(args: dict) -> str:
-    """A job's plan arguments as typed: `stop=... skip=... --restart (2 expected)`."""
-    parts = []
+    """A job's plan arguments as typed: `cluster=... stop=... skip=... --restart (2 expected)`."""
+    parts = [f"cluster={args['cluster']}"] if args.get("cluster") else []
     if args.get("stop_before", "auto") != "auto":
         parts.append(f"stop={args['stop_before']}")
     parts += [f"skip={s}" for s in args.get("skips", [])]
