@@ -194,7 +194,7 @@ def _rollback(cur) -> None:
         pass    # the session is gone: the server rolls its transaction back itself
 
 
-INSERT_BYTES = 4 << 20    # SQL text per multi-row INSERT
+INSERT_BYTES = 2 << 20    # SQL text per multi-row INSERT (held about three times over while it is sent)
 
 
 def _insert(conn, cur, table: TableUndo) -> None:

@@ -66,7 +66,7 @@ class Store:
         try:
             self.path = self._dir.path / "undo.sqlite"
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            for pragma in ("journal_mode = DELETE", "synchronous = OFF", "cache_size = -16384", "temp_store = FILE"):
+            for pragma in ("journal_mode = DELETE", "synchronous = OFF", "cache_size = -8192", "temp_store = FILE"):
                 self.db.execute(f"PRAGMA {pragma}")
             for sql in _SCHEMA:
                 self.db.execute(sql)
