@@ -1,0 +1,232 @@
+"""Several serve instances on one store, a real MariaDB server (the `target` test server): the
+migrations on an empty store and on a SQLite file of the last version before Alembic; jobs claimed
+once (FOR UPDATE SKIP LOCKED), a stale job taken over, a lease of a killed process taken within its
+ttl, an alert claimed by two instances posted once."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import sqlalchemy as sa
+
+from bot.alert_client import AlertSlackClient
+from handlers import alerts as alerts_module
+from handlers import sqlite_store
+from handlers.alerts import AlertPoster, AlertStore, Oncall
+from handlers.jobstore import JobState, JobStore
+from handlers.store import head, open_store
+from handlers.store_leases import LeaseStore
+from tests.support.alert_samples import alert_at
+from tests.support.fake_slack import FakeSlack
+from tests.test_store import _write_version_0
+
+pytestmark = pytest.mark.mysql
+ROOT = Path(__file__).resolve().parents[1]
+DB = "rb_shared_store"
+
+
+@pytest.fixture
+def store_url(target):
+    """An empty database on the test server, as `[store] url` names it; dropped afterwards."""
+    with target.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {DB}")
+        cur.execute(f"CREATE DATABASE {DB} CHARACTER SET utf8mb4")
+    url = f"{target.url}/{DB}"
+    yield url
+    with target.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {DB}")
+
+
+def _columns(target, table: str) -> dict[str, str]:
+    with target.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT column_name, column_type FROM information_schema.columns WHERE table_schema = %s "
+                    "AND table_name = %s", (DB, table))
+        return {name: kind for name, kind in cur.fetchall()}
+
+
+def test_migrations_on_an_empty_server_store_create_every_table(store_url, target):
+    store = open_store(store_url)
+    try:
+        with store.read() as db:
+            assert db.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == head()
+        assert open_store(store).where == store.where                     # a second open: nothing to do
+    finally:
+        store.dispose()
+    jobs = _columns(target, "jobs")
+    # a Unix time keeps its milliseconds (a FLOAT would round it to minutes), JSON any size
+    assert jobs["created"] == "double" and jobs["heartbeat_at"] == "double" and jobs["result"] == "longtext"
+    assert {"owner", "heartbeat_at"} <= set(jobs) and {"claimed_by", "claimed_at"} <= set(_columns(target, "alerts"))
+    assert set(_columns(target, "leases")) == {"name", "owner", "expires"}
+    job_store = JobStore(store_url, clock=lambda: 1700000000.123)
+    job = job_store.create("stage", "stage", "UOPS1", args={"text": "한국어 🙂"})
+    assert job_store.get(job.id).created == 1700000000.123 and job_store.get(job.id).args == {"text": "한국어 🙂"}
+
+
+def test_a_sqlite_file_of_the_version_before_alembic_is_stamped_and_upgraded(tmp_path):
+    path = tmp_path / "jobs.sqlite3"
+    _write_version_0(path, issue_10_columns=True)
+    db = sqlite_store.connect(str(path))
+    try:
+        sqlite_store.migrate(db, str(path))   # as the last release before Alembic left it
+        assert sqlite_store._version(db) == sqlite_store.LATEST == 2
+    finally:
+        db.close()
+    store = JobStore(path)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == head()
+        assert db.execute("PRAGMA user_version").fetchone()[0] == sqlite_store.ALEMBIC_VERSION
+    assert [j.id for j in store.jobs()] == ["R5", "R2", "R1"] and store.get("R2").result["checksums"]
+    assert store.transition("R5", ("awaiting_approval",), "queued", approver="UOPS2")   # approved after the upgrade
+    job = store.claim_next("host-a")                     # the new columns work on the converted file
+    assert (job.id, job.owner, job.approver) == ("R5", "host-a", "UOPS2") and store.heartbeat("R5", "host-a")
+
+
+def test_two_instances_claim_each_job_once_and_skip_locked_rows(store_url):
+    a, b = JobStore(store_url), JobStore(store_url)      # two engines: two instances' connection pools
+    ids = [a.create("plan", "-", "UOPS1").id for _ in range(12)]
+    claimed: dict[str, list[str]] = {"a": [], "b": []}
+    start = threading.Barrier(2)
+
+    def work(name: str, store: JobStore) -> None:
+        start.wait()
+        while (job := store.claim_next(f"host-{name}")) is not None:
+            claimed[name].append(job.id)
+    threads = [threading.Thread(target=work, args=(n, s)) for n, s in (("a", a), ("b", b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed["a"] + claimed["b"], key=lambda j: int(j[1:])) == ids   # each once, none lost
+    assert {j.owner for j in a.jobs(limit=100)} <= {"host-a", "host-b"}
+    assert all(j.state == JobState.RUNNING and j.heartbeat_at for j in a.jobs(limit=100))
+
+    # a row one instance holds locked is skipped by the other, which does not wait for it
+    first, second = a.create("plan", "-", "UOPS1").id, a.create("plan", "-", "UOPS1").id
+    engine = sa.create_engine(open_store(store_url).engine.url)
+    try:
+        with engine.begin() as held:
+            held.exec_driver_sql(f"SELECT id FROM jobs WHERE id = '{first}' FOR UPDATE")
+            t0 = time.monotonic()
+            assert b.claim_next("host-b").id == second
+            assert time.monotonic() - t0 < 2
+        assert b.claim_next("host-b").id == first
+    finally:
+        engine.dispose()
+
+
+def test_one_restore_per_target_across_instances(store_url):
+    a, b = JobStore(store_url), JobStore(store_url)
+    stage1, stage2 = a.create("stage", "stage", "U1"), a.create("stage", "stage", "U1")
+    prod = a.create("prod", "prod", "U1")
+    assert a.claim_next("host-a").id == stage1.id
+    assert b.claim_next("host-b").id == prod.id            # stage2 waits: stage1 runs on that target
+    assert b.claim_next("host-b") is None
+    assert a.transition(stage1.id, ("running",), "succeeded")
+    assert b.claim_next("host-b").id == stage2.id
+
+
+def test_a_job_whose_owner_stopped_heartbeating_is_taken_over_with_its_progress(store_url):
+    a, b = JobStore(store_url), JobStore(store_url)
+    job = a.create("prod", "prod", "UOPS1")
+    assert a.claim_next("host-a").id == job.id
+    a.update(job.id, phase="replay", progress={"phase": "replay", "done": 40, "total": 100})
+    assert a.heartbeat(job.id, "host-a")
+    assert b.take_over_stale("host-b", older_than=1.0) == []      # it heartbeats: not stale
+    time.sleep(1.3)                                                # host-a died: no heartbeat
+    taken = b.take_over_stale("host-b", older_than=1.0)
+    assert [j.id for j in taken] == [job.id]
+    now = b.get(job.id)
+    assert (now.state, now.owner, now.phase, now.progress["done"]) == (JobState.RUNNING, "host-b", "replay", 40)
+    assert not a.heartbeat(job.id, "host-a")                       # the old owner learns it lost the job
+    assert b.heartbeat(job.id, "host-b")
+    assert b.take_over_stale("host-c", older_than=1.0) == []       # taken once, not again
+    assert (b.audit_log(1)[0]["action"], b.audit_log(1)[0]["actor"]) == ("took over", "host-b")
+
+
+_HOLDER = """
+import sys, time
+from handlers.store_leases import LeaseStore
+leases = LeaseStore(sys.argv[1])
+assert leases.acquire_lease("watch:homepage", "host-a", 2.0)
+print("held", flush=True)
+while True:
+    leases.renew("watch:homepage", "host-a", 2.0)
+    time.sleep(0.3)
+"""
+
+
+def test_a_lease_of_a_killed_process_is_taken_by_another_within_its_ttl(store_url):
+    leases = LeaseStore(store_url)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, store_url], stdout=subprocess.PIPE, text=True,
+                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        time.sleep(2.5)                                            # longer than the ttl: renewals keep it
+        assert not leases.acquire_lease("watch:homepage", "host-b", 2.0)
+        assert leases.holder("watch:homepage")[0] == "host-a"
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        killed = time.monotonic()
+        while not leases.acquire_lease("watch:homepage", "host-b", 2.0):
+            assert time.monotonic() - killed < 3.0, "the dead owner's lease was not taken within its ttl"
+            time.sleep(0.05)
+        took = time.monotonic() - killed
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        holder.stdout.close()
+    assert took <= 2.1, took
+    assert leases.holder("watch:homepage")[0] == "host-b"
+    assert leases.renew("watch:homepage", "host-b", 2.0) and not leases.renew("watch:homepage", "host-a", 2.0)
+    assert not leases.acquire_lease("watch:homepage", "host-a", 2.0)
+    assert leases.release("watch:homepage", "host-b") and leases.acquire_lease("watch:homepage", "host-a", 2.0)
+
+
+def _poster(fake: FakeSlack, store: AlertStore) -> AlertPoster:
+    settings = SimpleNamespace(oncall=SimpleNamespace(rotation=("UKIM",), rotation_start=None, fallback=None))
+    return AlertPoster(AlertSlackClient("xoxb-test", fake.api_url), "CINC", store, Oncall(settings, store),
+                       "mysql://src", escalate_after=0, keep_warm=0).start()
+
+
+def test_an_alert_two_instances_claim_is_posted_once_and_none_is_lost(store_url, monkeypatch):
+    monkeypatch.setattr(alerts_module, "ALERT_CLAIM_SECONDS", 1.0)
+    a = AlertStore(store_url, "mysql://src", instance_id="host-a")
+    b = AlertStore(store_url, "mysql://src", instance_id="host-b")
+    # both claim one event at once (the watch failed over while it was read): one wins
+    start, won = threading.Barrier(2), []
+    for store in (a, b):
+        threading.Thread(target=lambda s=store: (start.wait(), won.append(s.claim(alert_at(100), "UKIM")))).start()
+    deadline = time.monotonic() + 10
+    while len(won) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(won) == [False, True]
+
+    with FakeSlack() as fake:
+        posters = [_poster(fake, a), _poster(fake, b)]
+        try:
+            # started, each reposts what it claimed and never posted: 100, by its winner alone
+            for poster in posters:                 # both instances post the same alert
+                poster.post(alert_at(200))
+            assert a.claim(alert_at(300), "UKIM")  # host-a claims one and dies before posting it
+            posters[1].post(alert_at(300))         # host-b: claimed elsewhere, retried, then its own
+            fake.wait_for(lambda calls: len([c for c in calls if c.method == "chat.postMessage"]) >= 3,
+                          timeout=15, what="the alert host-a never posted")
+            time.sleep(0.5)
+        finally:
+            for poster in posters:
+                poster.stop()
+        posts = [c for c in fake.snapshot() if c.method == "chat.postMessage"]
+    texts = [c.body["text"] for c in posts]
+    assert len(posts) == 3, texts
+    for pos in (100, 200, 300):
+        assert sum(f"binlog.000001:{pos} " in t for t in texts) == 1, (pos, texts)
+    assert b.get(alert_at(300).key)["ts"] and a.get(alert_at(200).key)["ts"]
