@@ -116,23 +116,52 @@ def _prepare(backup: BackupDir, data: Path) -> None:
                  "otherwise the backup is damaged and a new one must be taken")
 
 
-@contextmanager
-def base_sandbox(snap: Snapshot, base_dir: str | None = None, *, keep: bool = False) -> Iterator[Sandbox]:
-    """A throwaway server started on a prepared copy of the physical snapshot `snap` (`keep`: only
-    read, so its copy is kept for the next base_sandbox of the same backup)."""
-    backup = _backup(snap)
-    with prepared_copy(backup, base_dir, keep=keep) as data, \
-            Sandbox(datadir=data, extra_args=list(backup.innodb_options), base_dir=base_dir) as box:
-        with box.connect() as conn, conn.cursor() as cur:
-            # A backup of a server restore-bot once restored into holds that run's state, not this one's.
-            cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(CHECKPOINT_SCHEMA)}")
-        yield box
+class BaseSandbox(Sandbox):
+    """A throwaway server started on a prepared copy of the physical snapshot `snap`, the copy made
+    by start() and removed by stop() (`keep`: only read, so the copy is kept for the next
+    BaseSandbox of the same backup). A Sandbox like any other to its users."""
+
+    def __init__(self, snap: Snapshot, base_dir: str | None = None, *, keep: bool = False) -> None:
+        super().__init__(base_dir=base_dir)
+        self.snap, self.keep = snap, keep
+        self._copy: AbstractContextManager[Path] | None = None
+
+    def start(self) -> "BaseSandbox":
+        backup = _backup(self.snap)
+        self._copy = prepared_copy(backup, self._base_dir, keep=self.keep)
+        self.datadir = self._copy.__enter__()
+        self.extra_args = list(backup.innodb_options)
+        try:
+            super().start()
+            with self.connect() as conn, conn.cursor() as cur:
+                # A backup of a server restore-bot once restored into holds that run's state, not this one's.
+                cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(CHECKPOINT_SCHEMA)}")
+        except BaseException as e:
+            self._stop(e)
+            raise
+        return self
+
+    def stop(self) -> None:
+        self._stop(None)
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self._stop(exc)
+
+    def _stop(self, error: BaseException | None) -> None:
+        """Stop the server, then drop the copy (kept as the spare when `keep` and all went well)."""
+        try:
+            super().stop()
+        finally:
+            copy, self._copy = self._copy, None
+            if copy is not None:
+                copy.__exit__(None if error is None else type(error), error, None)
 
 
-def sandbox_for(snapshots: Sequence[Snapshot], base_dir: str | None = None) -> AbstractContextManager[Sandbox]:
-    """The restore's sandbox: on the physical base when a snapshot is one, else a new empty server."""
+def sandbox_for(snapshots: Sequence[Snapshot], base_dir: str | None = None) -> Sandbox:
+    """The restore's sandbox (not started): on the physical base when a snapshot is one, else a new
+    empty server."""
     physical = [s for s in snapshots if s.backup_id]
-    return base_sandbox(physical[0], base_dir) if physical else Sandbox(base_dir=base_dir)
+    return BaseSandbox(physical[0], base_dir) if physical else Sandbox(base_dir=base_dir)
 
 
 def in_place(conn: Connection, snapshots: Sequence[Snapshot]) -> bool:
@@ -173,7 +202,7 @@ def read_physical(path: str, databases: str | None = None) -> Snapshot:
     backup = read_backup_dir(path)
     snap = Snapshot(path=path, flavor="mariadb", binlog_file=backup.binlog_file, binlog_pos=backup.binlog_pos,
                     gtid=backup.gtid, coordinates_line=1, backup_id=backup.backup_id)
-    with base_sandbox(snap, keep=True) as box, box.connect() as conn, conn.cursor() as cur:
+    with BaseSandbox(snap, keep=True) as box, box.connect() as conn, conn.cursor() as cur:
         cur.execute("SHOW DATABASES")
         held = sorted(r[0] for r in cur.fetchall() if r[0] not in SYSTEM_DATABASES)
         wanted = [d.strip() for d in databases.split(",")] if databases else held

@@ -26,7 +26,7 @@ from restore.errors import TargetError, VerifyError
 from restore.hooks import Hooks, NullHooks
 from restore.mysql.dsn import Dsn
 from restore.mysql.flavor import Flavor
-from restore.plan.physical_base import base_sandbox, in_place, physical_bytes
+from restore.plan.physical_base import BaseSandbox, in_place, physical_bytes
 from restore.plan.physical_move import datadir_on_this_host, drop_discarded, move_tables
 from restore.plan.plan import Plan
 from restore.plan.scope import Scope
@@ -268,7 +268,7 @@ class RestoreRunner:
             self._set_aside_unfinished(conn, self.plan.databases, "an earlier load of this plan did not finish")
         if physical:
             datadir = datadir_on_this_host(conn) if self.physical_copy == "auto" else None
-            with base_sandbox(physical) as box:
+            with BaseSandbox(physical) as box:
                 moved = move_tables(box, conn, self.target, sorted(self.plan.databases), datadir=datadir,
                                     init=init_commands(self.log_replay), progress=self.hooks.message)
             self.hooks.message(f"physical backup moved by {moved['path']}: {moved['why']}")
