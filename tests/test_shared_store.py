@@ -23,6 +23,7 @@ from handlers import sqlite_store
 from handlers.alerts import AlertPoster, AlertStore, Oncall
 from handlers.jobstore import JobState, JobStore
 from handlers.store import head, open_store
+from handlers.store_leader import SharedScheduler
 from handlers.store_leases import LeaseStore
 from tests.support.alert_samples import alert_at
 from tests.support.fake_slack import FakeSlack
@@ -153,6 +154,7 @@ def test_a_job_whose_owner_stopped_heartbeating_is_taken_over_with_its_progress(
 
 _HOLDER = """
 import sys, time
+from handlers.store_leader import SharedScheduler
 from handlers.store_leases import LeaseStore
 leases = LeaseStore(sys.argv[1])
 assert leases.acquire_lease("watch:homepage", "host-a", 2.0)
@@ -230,3 +232,39 @@ def test_an_alert_two_instances_claim_is_posted_once_and_none_is_lost(store_url,
     for pos in (100, 200, 300):
         assert sum(f"binlog.000001:{pos} " in t for t in texts) == 1, (pos, texts)
     assert b.get(alert_at(300).key)["ts"] and a.get(alert_at(200).key)["ts"]
+
+
+_RUNS: list[tuple[float, str]] = []
+
+
+def _scheduled_drill() -> None:
+    """The scheduled job: a textual reference, as a job in a shared job store must be."""
+    _RUNS.append((time.monotonic(), threading.current_thread().name))
+
+
+def test_a_scheduled_drill_runs_once_per_interval_across_instances_and_after_a_failover(store_url):
+    _RUNS.clear()
+    store_a, store_b = open_store(store_url), open_store(store_url)
+    a = SharedScheduler(store_a, "host-a", ttl=1.5).start()
+    time.sleep(0.3)                                    # host-a takes the lease first
+    b = SharedScheduler(store_b, "host-b", ttl=1.5).start()
+    try:
+        for scheduler in (a, b):                       # each instance adds it at start: one job
+            scheduler.add_once(f"{__name__}:_scheduled_drill", "drill", "interval", seconds=1)
+        time.sleep(3.3)
+        assert a.keeper.held and not b.keeper.held
+        before = len(_RUNS)
+        a.stop(release=False)                          # host-a dies: its lease expires, host-b's scheduler runs
+        died = time.monotonic()
+        time.sleep(4.0)
+    finally:
+        a.stop(release=False)
+        b.stop()
+        store_a.dispose()
+        store_b.dispose()
+    times = [t for t, _thread in _RUNS]
+    assert 2 <= before <= 4, _RUNS
+    assert all(later - earlier > 0.5 for earlier, later in zip(times, times[1:])), _RUNS   # never twice at once
+    after = [t for t in times if t > died]
+    assert after and after[0] - died < 1.5 + 1.0 + 0.5, (died, _RUNS)   # the ttl, one interval, the lease tick
+    assert len({name.split("_")[0] for _t, name in _RUNS}) == 2, _RUNS  # both instances' executors ran it

@@ -1,0 +1,122 @@
+"""One instance of several does a thing: it holds a lease in the store (handlers/store_leases.py) and
+renews it; the others keep trying to take it, and one does within the lease's ttl of the holder's
+death. `LeaseKeeper` runs that on a thread and says when this instance gains or loses the lease
+(start or stop watching a cluster); `SharedScheduler` is an APScheduler whose jobs and next run times
+live in the store and which runs only on the lease's holder, so a scheduled backup or drill runs
+once, not once per instance, and the next holder carries on at the stored next run time.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from apscheduler.jobstores.base import ConflictingIdError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from handlers.store import Store
+from handlers.store_leases import LeaseStore
+
+log = logging.getLogger("restore-handlers.leader")
+
+
+class LeaseKeeper:
+    """Holds the lease `name` for this instance whenever it can. `on_acquired` and `on_lost` run on the
+    keeper's thread. A store that cannot be reached counts as lost once most of the ttl has passed
+    without a renewal: another instance may have the lease by then."""
+
+    def __init__(self, leases: LeaseStore, name: str, instance_id: str, ttl: float = 10.0, *,
+                 on_acquired: Callable[[], None] = lambda: None, on_lost: Callable[[], None] = lambda: None,
+                 every: float | None = None) -> None:
+        self.leases, self.name, self.instance_id, self.ttl = leases, name, instance_id, ttl
+        self.on_acquired, self.on_lost = on_acquired, on_lost
+        self.every = every or ttl / 4
+        self.held = False
+        self._renewed = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"lease-{name}", daemon=True)
+
+    def start(self) -> "LeaseKeeper":
+        self._thread.start()
+        return self
+
+    def stop(self, *, release: bool = True) -> None:
+        """Stop; `release` hands the lease over at once (a clean stop) instead of letting it expire."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        if self.held:
+            self._lose()
+            if release:
+                self.leases.release(self.name, self.instance_id)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.tick()
+            self._stop.wait(self.every)
+
+    def tick(self) -> None:
+        try:
+            if self.held:
+                ok = self.leases.renew(self.name, self.instance_id, self.ttl)
+            else:
+                ok = self.leases.acquire_lease(self.name, self.instance_id, self.ttl)
+        except Exception as exc:   # the store is unreachable: keep trying, give up the role in time
+            log.warning("lease %s: the store did not answer (%s)", self.name, type(exc).__name__)
+            if self.held and time.monotonic() - self._renewed > self.ttl * 0.75:
+                self._lose()
+            return
+        if ok:
+            self._renewed = time.monotonic()
+            if not self.held:
+                self.held = True
+                log.info("lease %s: %s holds it", self.name, self.instance_id)
+                self.on_acquired()
+        elif self.held:
+            self._lose()
+
+    def _lose(self) -> None:
+        self.held = False
+        log.info("lease %s: %s no longer holds it", self.name, self.instance_id)
+        self.on_lost()
+
+
+def shared_jobstores(store: Store) -> dict:
+    """APScheduler job stores keeping jobs and their next run times in the store (apscheduler_jobs)."""
+    return {"default": SQLAlchemyJobStore(engine=store.engine, tablename="apscheduler_jobs")}
+
+
+class SharedScheduler:
+    """A BackgroundScheduler on the store's job table that runs jobs only while this instance holds
+    the lease `scheduler` (APScheduler 3 runs a job once per scheduler: several schedulers on one job
+    store would each run it). Jobs are textual references (`"bot.serve:run_scheduled"`) with plain
+    arguments: another instance's scheduler runs them."""
+
+    def __init__(self, store: Store, instance_id: str, *, ttl: float = 10.0, name: str = "scheduler",
+                 **scheduler_options) -> None:
+        # A run due while no instance held the lease (the holder died) runs late rather than never.
+        defaults = {"misfire_grace_time": None, "coalesce": True, **scheduler_options.pop("job_defaults", {})}
+        self.scheduler = BackgroundScheduler(jobstores=shared_jobstores(store), daemon=True, job_defaults=defaults,
+                                             **scheduler_options)
+        self.keeper = LeaseKeeper(LeaseStore(store), name, instance_id, ttl,
+                                  on_acquired=self.scheduler.resume, on_lost=self.scheduler.pause)
+
+    def add_once(self, func: str, job_id: str, trigger: str, **trigger_args) -> None:
+        """Add the job unless an instance added it before: re-adding would move its next run time.
+        After start(): a job added before would be added, and refused, only then."""
+        try:
+            self.scheduler.add_job(func, trigger, id=job_id, replace_existing=False, **trigger_args)
+        except ConflictingIdError:
+            pass
+
+    def start(self) -> "SharedScheduler":
+        self.scheduler.start(paused=True)
+        self.keeper.start()
+        return self
+
+    def stop(self, *, release: bool = True) -> None:
+        self.keeper.stop(release=release)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
