@@ -15,10 +15,13 @@ from restore.errors import RestoreError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--snapshot", action="append", required=True, metavar="FILE",
-                   help="a base dump (mariadb-dump/mysqldump); DB=FILE for a dump taken without --databases. Repeat per dump.")
-    p.add_argument("--binlogs", required=True, metavar="DIR|DSN",
+    p.add_argument("--snapshot", action="append", metavar="FILE",
+                   help="a base dump (mariadb-dump/mysqldump); DB=FILE for a dump taken without --databases. Repeat per "
+                        "dump. Without --snapshot and --binlogs: the --cluster's (or [source]'s) in --config")
+    p.add_argument("--binlogs", metavar="DIR|DSN",
                    help="a directory of binlog files (read offline) or mysql://user:pass@host:port (read live)")
+    p.add_argument("--config", help="TOML settings file (default: $RESTORE_BOT_CONFIG): where --cluster is read")
+    cli_jobs.add_cluster_option(p)
     p.add_argument("--stop-before", default="auto", metavar="SPEC",
                    help="where replay stops (default auto: right before the first destructive event). " + SPEC_HELP)
     p.add_argument("--skip", action="append", default=[], metavar="SPEC",
@@ -110,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     hooks = ConsoleHooks(enabled=not args.json and sys.stderr.isatty())
     plan = None
     try:
+        _sources(args)
         if args.command == "restore" and args.target != "sandbox":
             Dsn.parse(args.target, what="--target")  # a typo in it is reported before the plan pass, not after
         rules = api.DestructiveRules(fraction=args.mass_fraction, min_rows=args.mass_min_rows)
@@ -132,6 +136,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130
+
+
+def _sources(args) -> None:
+    """--snapshot and --binlogs as given, else (both left out) the configured cluster's."""
+    if args.snapshot and args.binlogs:
+        if args.cluster:
+            raise RestoreError("--cluster takes the snapshots and binlogs from the config: it does not go with "
+                               "--snapshot and --binlogs", hint="leave out --cluster, or --snapshot and --binlogs")
+        return
+    if args.snapshot or args.binlogs:
+        raise RestoreError(f"--{'binlogs' if args.snapshot else 'snapshot'} is missing",
+                           hint="give both --snapshot and --binlogs, or neither to use the config's --cluster")
+    source = cli_jobs.cluster_settings(args).source
+    if not source.snapshots:
+        raise RestoreError(f"cluster {args.cluster or 'default'} names no snapshots",
+                           hint="set snapshots in its [clusters.NAME] (or [source]) section, or pass --snapshot")
+    args.snapshot, args.binlogs = list(source.snapshots), source.binlogs
 
 
 def _archive(args) -> int:

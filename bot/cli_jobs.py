@@ -39,6 +39,7 @@ def add_parsers(sub) -> None:
         p.add_argument("--skip", action="append", default=[], metavar="SPEC",
                        help="leave out the transaction at this GTID or FILE:POS (repeatable)")
         p.add_argument("--json", action="store_true", help="print the finished job as JSON on stdout")
+        add_cluster_option(p)
         if name == "stage":
             p.add_argument("--restart", action="store_true",
                            help="forget an earlier unfinished run of the plan on the stage target")
@@ -46,6 +47,30 @@ def add_parsers(sub) -> None:
             p.add_argument("--approved-by", metavar="NAME",
                            help="the second person who approves this prod restore (not --user; with an "
                                 "[access] list, an approver); recorded in the audit log")
+
+
+def add_cluster_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cluster", metavar="NAME", help="the [clusters.NAME] of the config it is for (needed when "
+                                                     "the config has several)")
+
+
+def cluster_settings(args: argparse.Namespace, settings=None):
+    """The settings of `--config` as `--cluster` sees them; a RestoreError when the config cannot be
+    read, or the cluster is missing (several configured) or unknown, naming the choices."""
+    from bot.config import ConfigError, load_settings
+    from restore.errors import RestoreError
+    if settings is None:
+        try:
+            settings = load_settings(getattr(args, "config", None))
+        except ConfigError as exc:
+            raise RestoreError(str(exc), hint="fix that line of the config file") from None
+    try:
+        return settings.cluster(args.cluster)
+    except KeyError:
+        names = ", ".join(settings.cluster_names)
+        what = f"there is no cluster {args.cluster!r}" if args.cluster else "several clusters are configured"
+        raise RestoreError(f"{what} in {settings.config_path or 'the configuration'} (clusters: {names})",
+                           hint=f"name one with --cluster NAME, one of: {names}") from None
 
 
 def run(args: argparse.Namespace, settings) -> int:
@@ -56,9 +81,15 @@ def run(args: argparse.Namespace, settings) -> int:
     out = Console(file=sys.stderr if args.json else sys.stdout, width=200)
     if args.command == "prod" and not _approver_ok(args, user, store, out):
         return 2
-    if args.command not in settings.targets and args.command == "prod":
+    from restore.errors import RestoreError
+    try:
+        view = cluster_settings(args, settings)
+    except RestoreError as exc:
+        return _refuse(args, out, exc.message, exc.hint or "")
+    if args.command not in view.targets and args.command == "prod":
+        section = f"clusters.{args.cluster}.targets.prod" if settings.clusters else "targets.prod"
         return _refuse(args, out, "no prod target is configured",
-                       f"add [targets.prod] dsn = \"mysql://...\" to {args.config or 'the configuration'}")
+                       f"add [{section}] dsn = \"mysql://...\" to {args.config or 'the configuration'}")
     access = settings.access if (settings.access.operators or settings.access.approvers) else OpenAccess()
     # Before the session's worker starts: the jobs whose worker is gone (it would requeue them).
     from bot.worker import pid_alive  # here: the worker's imports would slow every restore-bot start
@@ -104,6 +135,8 @@ def _resume_unfinished(session, store: JobStore, out: Console, stale: list[str],
 def _line(args: argparse.Namespace) -> str:
     """The console line for this command: the chat's own syntax, so the same parser reads it."""
     words = [args.command]
+    if getattr(args, "cluster", None):
+        words += ["--cluster", args.cluster]
     if args.stop_before:
         words += ["--stop-before", args.stop_before]
     for spec in args.skip:
@@ -151,6 +184,8 @@ def _again(args: argparse.Namespace, *, command: str | None = None, approved_by:
     words = ["restore-bot", command or args.command]
     if args.config:
         words += ["--config", args.config]
+    if getattr(args, "cluster", None):
+        words += ["--cluster", args.cluster]
     if args.user:
         words += ["--user", args.user]
     if args.stop_before:

@@ -7,6 +7,7 @@ import json
 import sys
 
 from bot import render
+from bot.cli_jobs import add_cluster_option, cluster_settings
 from restore import api
 from restore.api import Dsn
 from restore.errors import RestoreError
@@ -15,9 +16,13 @@ from restore.errors import RestoreError
 def add_parser(sub) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "undo", help="undo one DELETE/UPDATE transaction in place, keeping later writes")
-    p.add_argument("--binlogs", required=True, metavar="DIR|DSN",
-                   help="a directory of binlog files or mysql://user:pass@host:port, read to its end")
-    p.add_argument("--target", required=True, metavar="DSN", help="the server whose rows get put back")
+    p.add_argument("--binlogs", metavar="DIR|DSN",
+                   help="a directory of binlog files or mysql://user:pass@host:port, read to its end "
+                        "(default: the --cluster's binlogs in --config)")
+    p.add_argument("--target", required=True, metavar="DSN|NAME",
+                   help="the server whose rows get put back: a DSN, or with --config a target's name (stage, prod)")
+    p.add_argument("--config", help="TOML settings file (default: $RESTORE_BOT_CONFIG): where --cluster is read")
+    add_cluster_option(p)
     p.add_argument("--event", required=True, metavar="SPEC",
                    help="the transaction: its GTID, or FILE:POS of any of its events (restore-bot plan lists them)")
     p.add_argument("--dry-run", action="store_true", help="show the preview only; writes nothing")
@@ -28,7 +33,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     try:
-        target = Dsn.parse(args.target, what="--target")
+        target = _inputs(args)
         inputs = api.UndoInput(args.binlogs, target, args.event, dry_run=True, preview=args.preview)
         if args.dry_run:
             return _show(args, api.undo(inputs))
@@ -51,6 +56,24 @@ def run(args) -> int:
         else:
             render.error(exc)
         return exc.exit_code
+
+
+def _inputs(args) -> Dsn:
+    """The target's DSN; --binlogs filled in from the config's cluster when left out, and a target
+    named (stage, prod) read from it."""
+    if "://" in args.target and args.binlogs:
+        return Dsn.parse(args.target, what="--target")
+    view = cluster_settings(args)
+    args.binlogs = args.binlogs or view.source.binlogs
+    if "://" in args.target:
+        return Dsn.parse(args.target, what="--target")
+    found = view.targets.get(args.target)
+    if found is None or found.dsn == "sandbox":
+        kept = [n for n, t in view.targets.items() if t.dsn != "sandbox"]
+        raise RestoreError(f"--target {args.target}: not a kept server of cluster {args.cluster or 'default'} "
+                           f"(kept targets: {', '.join(kept) or 'none'})",
+                           hint="give a mysql:// DSN, or a target with a dsn in the config")
+    return found.dsn
 
 
 def _show(args, done: api.Undone) -> int:

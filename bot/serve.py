@@ -168,6 +168,7 @@ def run_serve(settings, *, port: int | None = None, with_worker: bool = True) ->
     from bot.slack_app import SlackPoster, build_bolt_app, register_slack, web_client
 
     slack_ready = bool(settings.slack.bot_token and settings.slack.signing_secret)
+    # A cluster's own channel is optional; the global one is where the rest goes (approvals, trouble).
     if not slack_ready and not settings.kakao.token:
         log.error("restore-bot serve: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (Slack) and/or [kakao] token "
                   "(KakaoTalk); or use `restore-bot console`, which needs no account")
@@ -179,7 +180,8 @@ def run_serve(settings, *, port: int | None = None, with_worker: bool = True) ->
     client = web_client(settings.slack.bot_token.reveal(), settings.slack.api_url) if slack_ready else None
     background = Background(settings, store, client)
     web = build_http(store)
-    app = application(settings, store, settings.access, channel=settings.slack.channel, alerts=background.alert_store)
+    app = application(settings, store, settings.access, channel=settings.slack.channel, alerts=background.alert_store,
+                      watch_state=background.watch_state)
     bolt = None
     if slack_ready:
         bolt = build_bolt_app(settings, app, client)
@@ -216,48 +218,64 @@ def run_serve(settings, *, port: int | None = None, with_worker: bool = True) ->
 
 
 class Background:
-    """What serve runs beside the chat: reporters, the watcher, the archiver, scheduled backups and drills."""
+    """What serve runs beside the chat, per cluster: the watcher, the archiver, scheduled backups and
+    drills; and the reporters."""
 
     def __init__(self, settings, store: JobStore, client) -> None:
         self.settings, self.store, self.client = settings, store, client
         self.reporters: list[Reporter] = []
         self.threads: list[tuple[object, threading.Thread]] = []
+        self.watchers: dict[str, threading.Thread] = {}   # cluster -> its watcher's thread
         self.alert_store = alert_store(settings)
         self.scheduler = BackgroundScheduler(daemon=True)
-        self._poster = None
-        self._trouble = trouble_reporter(client, settings.slack.channel)
+        self._posters: list = []
 
     def start(self, on_alert_posted=None) -> None:
-        s = self.settings
-        if s.watch is not None:
-            client = alert_client(s) if self.client is not None else None
-            watcher, self._poster = build_watcher(s, s.watch.source, client=client, on_posted=on_alert_posted,
-                                                  on_trouble=lambda text: self._trouble(f"watch: {text}"))
-            self._spawn(watcher, "watcher")
-            if s.keep.archive_dir:
-                archiver = Archiver(s.watch.source, s.keep.archive_dir, keep_days=s.keep.keep_days,
-                                    keep_bytes=s.keep.keep_bytes, backup_dir=s.keep.backup_dir,
-                                    on_trouble=lambda text: self._trouble(f"archive: {text}"))
-                self._spawn(archiver, "archiver")
-        for kind, hours in ((JobKind.BACKUP, s.keep.backup_every_hours), (JobKind.DRILL, s.keep.drill_every_hours)):
-            if hours:
-                self.scheduler.add_job(self._scheduled, "interval", hours=hours, args=[kind], id=kind)
+        named = bool(self.settings.clusters)
+        for name in self.settings.cluster_names:
+            s = self.settings.cluster(name)
+            tag = f"{name} " if named else ""   # trouble names its cluster when there are names
+            if s.watch is not None:
+                trouble = trouble_reporter(self.client, s.slack.channel)
+                client = alert_client(s) if self.client is not None else None
+                watcher, poster = build_watcher(s, s.watch.source, client=client, on_posted=on_alert_posted,
+                                                on_trouble=lambda text, t=trouble, g=tag: t(f"{g}watch: {text}"))
+                self._posters.append(poster)
+                self.watchers[name] = self._spawn(watcher, f"watcher-{name}" if named else "watcher")
+                if s.keep.archive_dir:
+                    archiver = Archiver(s.watch.source, s.keep.archive_dir, keep_days=s.keep.keep_days,
+                                        keep_bytes=s.keep.keep_bytes, backup_dir=s.keep.backup_dir,
+                                        on_trouble=lambda text, t=trouble, g=tag: t(f"{g}archive: {text}"))
+                    self._spawn(archiver, f"archiver-{name}" if named else "archiver")
+            for kind, hours in ((JobKind.BACKUP, s.keep.backup_every_hours), (JobKind.DRILL, s.keep.drill_every_hours)):
+                if hours:
+                    self.scheduler.add_job(self._scheduled, "interval", hours=hours, args=[kind, name if named else None],
+                                           id=f"{kind}-{name}" if named else kind)
         self.scheduler.start()
 
-    def _spawn(self, worker, name: str) -> None:
+    def watch_state(self, cluster: str) -> str:
+        """For `/restore clusters`: whether this process's watcher of `cluster` runs."""
+        thread = self.watchers.get(cluster)
+        return "not watched here" if thread is None else "watching" if thread.is_alive() else "STOPPED"
+
+    def _spawn(self, worker, name: str) -> threading.Thread:
         thread = threading.Thread(target=worker.run_forever, name=name, daemon=True)
         thread.start()
         self.threads.append((worker, thread))
+        return thread
 
-    def _scheduled(self, kind: JobKind) -> None:
-        job = self.store.create(kind, kind, "restore-bot", origin="slack", channel=self.settings.slack.channel)
-        self.store.audit("restore-bot", f"scheduled {kind}", job.id)
+    def _scheduled(self, kind: JobKind, cluster: str | None = None) -> None:
+        channel = self.settings.cluster(cluster).slack.channel
+        job = self.store.create(kind, kind, "restore-bot", args={"cluster": cluster} if cluster else None,
+                                origin="slack", channel=channel)
+        self.store.audit("restore-bot", f"scheduled {kind}", job.id, f"cluster={cluster}" if cluster else "")
 
     def stop(self) -> None:
         for worker, _thread in self.threads:
             worker.stop()
-        if self._poster is not None:
-            self._poster.stop()
+        for poster in self._posters:
+            if poster is not None:
+                poster.stop()
         self.scheduler.shutdown(wait=False)
         for reporter in self.reporters:
             reporter.stop()

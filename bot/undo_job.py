@@ -20,8 +20,9 @@ def undo_job(settings, store: JobStore, job: Job, hooks: Hooks) -> dict:
     """The job's result: "undo" is `Undone.to_dict()`; "await_approval" after a preview."""
     target = settings.targets.get(job.target)
     if target is None or target.dsn == "sandbox":
+        section = (f"clusters.{job.args['cluster']}." if job.args.get("cluster") else "") + f"targets.{job.target}"
         raise RestoreError(f"undo job {job.id}: target {job.target} is not a kept server",
-                           hint=f"set [targets.{job.target}] dsn in the config, then /restore undo again")
+                           hint=f"set [{section}] dsn in the config, then /restore undo again")
     binlogs = settings.source.binlogs
     preview = (job.result or {}).get("undo")
     if job.approver is None or preview is None:

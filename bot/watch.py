@@ -190,20 +190,29 @@ def build_watcher(settings, source: Dsn, *, client=None, on_posted=None,
     watch = settings.watch
     rules = DestructiveRules(fraction=watch.mass_fraction, min_rows=watch.mass_min_rows) if watch else DestructiveRules()
     poster = None
+    # An alert names its cluster when the config names them (the alert store keys it by its DSN alone).
+    named = getattr(settings, "clusters", None)
+    label = f"{next(iter(named))} · {source.redacted()}" if named and len(named) == 1 else source.redacted()
     if client is not None and settings.slack.channel:
-        poster = AlertPoster(client, settings.slack.channel, store, oncall, source.redacted(),
+        poster = AlertPoster(client, settings.slack.channel, store, oncall, label,
                              escalate_after=settings.oncall.escalate_after_minutes * 60,
                              usergroup=settings.oncall.usergroup, on_posted=on_posted).start()
         on_alert = poster.post  # on the thread reading the watcher process's pipe: it does nothing else
     else:
-        on_alert = ConsoleAlerts(store, oncall, source.redacted())
+        on_alert = ConsoleAlerts(store, oncall, label)
     watcher = WatcherProcess(source, store, on_alert,
                              databases=watch.databases if watch else (), rules=rules, nice=watch.nice if watch else 0,
                              on_trouble=on_trouble or (lambda text: log.warning("watch: %s", text)))
     return watcher, poster
 
 
-def run_watch(settings, source_text: str | None) -> int:
+def run_watch(settings, source_text: str | None, cluster: str | None = None) -> int:
+    """`restore-bot watch`: the [watch] source of `cluster` (needed when several are configured)."""
+    try:
+        settings = settings.cluster(cluster)
+    except KeyError:
+        log.error("restore-bot watch: name the cluster with --cluster (clusters: %s)", ", ".join(settings.cluster_names))
+        return 2
     if source_text:
         source = Dsn.parse(source_text, what="--source")
     elif settings.watch is not None:

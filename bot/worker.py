@@ -71,13 +71,14 @@ class JobHooks:
 
 
 class Worker:
-    def __init__(self, settings, store: JobStore, *, max_parallel: int = 2) -> None:
+    def __init__(self, settings, store: JobStore, *, max_parallel: int | None = None) -> None:
         self.settings = settings
         self.store = store
-        self.max_parallel = max_parallel
+        # [worker] concurrency: jobs at once (one per target of a cluster; different clusters side by side)
+        self.max_parallel = max_parallel or getattr(settings, "concurrency", 2)
         self._threads: dict[str, threading.Thread] = {}
         self.stopping = threading.Event()
-        self._oncall: Oncall | None = None  # made on the first failed drill: most workers never need it
+        self._oncall: dict[str, Oncall] = {}  # per cluster, made on its first failed drill: most workers never need it
 
     def recover(self) -> None:
         """Jobs a dead worker left running go back to the queue; the engine resumes them."""
@@ -103,11 +104,13 @@ class Worker:
         self._threads = {k: t for k, t in self._threads.items() if t.is_alive()}
         if len(self._threads) >= self.max_parallel:
             return
-        for job in reversed(self.store.jobs(states=(JobState.QUEUED,), limit=20)):
-            if job.kind != JobKind.PLAN and self.store.running_on(job.target):
+        running = self.store.jobs(states=(JobState.RUNNING,), limit=100)
+        for job in reversed(self.store.jobs(states=(JobState.QUEUED,), limit=50)):
+            if job.kind != JobKind.PLAN and any(_same_target(job, r) for r in running):
                 continue
             if not self.store.transition(job.id, (JobState.QUEUED,), JobState.RUNNING, worker_pid=os.getpid()):
                 continue
+            running.append(job)
             thread = threading.Thread(target=self.run_job, args=(job.id,), name=f"job-{job.id}", daemon=True)
             self._threads[job.id] = thread
             thread.start()
@@ -157,18 +160,20 @@ class Worker:
         if job.kind == JobKind.DRILL:
             # A drill usually runs on a schedule with nobody watching its card: a mention in the
             # thread notifies the one person whose job it is to act on it.
-            text += "\n" + DRILL_FAILED_ONCALL.format(who=self._oncall_mention())
+            text += "\n" + DRILL_FAILED_ONCALL.format(who=self._oncall_mention(job))
         self.store.add_event(job.id, text)
 
-    def _oncall_mention(self) -> str:
-        """Who is on call, as alerts name them (`/oncall set`, the rotation, RESTORE_BOT_ONCALL)."""
+    def _oncall_mention(self, job: Job) -> str:
+        """Who is on call for the job's cluster, as alerts name them (`/oncall set`, the rotation,
+        RESTORE_BOT_ONCALL)."""
         try:
-            if self._oncall is None:
+            name = job.args.get("cluster") or "-"
+            if name not in self._oncall:
                 # The source only keys watch positions and alerts; the on-call override is global.
-                self._oncall = Oncall(self.settings, AlertStore(str(self.settings.store_path), "-"))
-            person = self._oncall.current()
+                self._oncall[name] = Oncall(self._settings(job), AlertStore(str(self.settings.store_path), "-"))
+            person = self._oncall[name].current()
             return f"{mention(person)} (on call)" if person else mention(None)  # None: says how to set one
-        except sqlite3.Error as exc:  # the failure must still be reported, with or without a name
+        except (sqlite3.Error, RestoreError) as exc:  # the failure must still be reported, with or without a name
             log.warning("cannot tell who is on call: %s", exc)
             return "(who is on call could not be read: see the worker's log)"
 
@@ -179,15 +184,27 @@ class Worker:
                 raise JobAborted(f"job {job_id} aborted", hint="run it again when ready")
         return check
 
+    def _settings(self, job: Job):
+        """The settings as the job's cluster sees them (a job from before [clusters]: the only one)."""
+        name = job.args.get("cluster")
+        try:
+            return self.settings.cluster(name) if hasattr(self.settings, "cluster") else self.settings
+        except KeyError:
+            raise RestoreError(f"job {job.id} is for cluster {name or '(none named)'}, which the config does not "
+                               f"have (clusters: {', '.join(self.settings.cluster_names)})",
+                               hint="put the [clusters.NAME] section back, or run the command again naming a "
+                                    "configured cluster") from None
+
     def _execute(self, job: Job, hooks: JobHooks) -> dict:
+        settings = self._settings(job)
         if job.kind == JobKind.BACKUP:
-            return self._backup()
+            return self._backup(settings)
         if job.kind == JobKind.UNDO:
-            return undo_job(self.settings, self.store, job, hooks)
+            return undo_job(settings, self.store, job, hooks)
         interrupt = self._interrupt(job.id)
         if job.kind == JobKind.DRILL:
-            return self._drill(hooks, interrupt)
-        src = self.settings.source
+            return self._drill(settings, hooks, interrupt)
+        src = settings.source
         planned = api.plan(api.PlanInput(src.snapshots, src.binlogs, stop=job.args.get("stop_before", "auto"),
                                          skips=job.args.get("skips", []), expected=job.args.get("expected", ())),
                            hooks=hooks, interrupt=interrupt)
@@ -198,11 +215,11 @@ class Worker:
         if job.kind == JobKind.PLAN:
             return {"summary": summary, "plan": plan.to_dict(), "next": messages.NEXT_STEP_AFTER_PLAN}
         if job.kind == JobKind.STAGE:
-            return self._stage(job, planned, summary, hooks, interrupt)
-        return self._prod(job, planned, summary, hooks, interrupt)
+            return self._stage(settings, job, planned, summary, hooks, interrupt)
+        return self._prod(settings, job, planned, summary, hooks, interrupt)
 
-    def _stage(self, job: Job, planned: api.Planned, summary: str, hooks: JobHooks, interrupt) -> dict:
-        stage = self.settings.targets["stage"]
+    def _stage(self, settings, job: Job, planned: api.Planned, summary: str, hooks: JobHooks, interrupt) -> dict:
+        stage = settings.targets["stage"]
         if stage.dsn == "sandbox":
             target = api.StageTarget(None, existing="drop", batch=stage.batch)
         else:
@@ -217,7 +234,7 @@ class Worker:
                 "restore": result.to_dict(), "plan_id": planned.plan_id, "evidence": staged.evidence.to_dict(),
                 "next": messages.NEXT_STEP_AFTER_STAGE}
 
-    def _prod(self, job: Job, planned: api.Planned, summary: str, hooks: JobHooks, interrupt) -> dict:
+    def _prod(self, settings, job: Job, planned: api.Planned, summary: str, hooks: JobHooks, interrupt) -> dict:
         stage = self.store.get(job.stage_job) if job.stage_job else None
         if stage is None:
             raise RestoreError(f"prod job {job.id} names no stage run the job store holds ({job.stage_job or 'none'})",
@@ -228,29 +245,35 @@ class Worker:
                                hint="run /restore stage again, then /restore prod")
         if evidence.verdicts:   # stage's verdicts on stops judged at replay: the rebuild applies them
             hooks.message(messages.PROD_VERDICTS.format(n=len(evidence.verdicts), stage=stage.id))
-        target = self.settings.targets["prod"]
+        target = settings.targets["prod"]
         outcome = api.prod(planned, evidence, api.ProdTarget(target.dsn, target.fence, tuple(target.fence_users)),
                            job_tag=job.id.lower(), hooks=hooks, interrupt=interrupt)
         return {"summary": summary + " " + prod_summary(outcome), "prod": outcome.to_dict(), "plan_id": planned.plan_id}
 
-    def _keep(self):
-        keep, watch = self.settings.keep, self.settings.watch
+    @staticmethod
+    def _keep(settings):
+        keep, watch = settings.keep, settings.watch
         if watch is None or not keep.backup_dir:
             raise RestoreError("backups are not configured", hint=messages.NO_KEEP)
         return keep, watch
 
-    def _backup(self) -> dict:
-        keep, watch = self._keep()
+    def _backup(self, settings) -> dict:
+        keep, watch = self._keep(settings)
         taken = api.backup(watch.source, list(keep.backup_databases or watch.databases), keep.backup_dir)
         return {"summary": f"Backup {taken.describe()}", "path": str(taken.path)}
 
-    def _drill(self, hooks: JobHooks, interrupt) -> dict:
+    def _drill(self, settings, hooks: JobHooks, interrupt) -> dict:
         """Raises DrillFailed (the job fails, the channel reads "FAILED" with the file and position)
         when the backups would not restore; see BackupDrill for what is checked."""
-        keep, watch = self._keep()
+        keep, watch = self._keep(settings)
         drilled = api.drill(api.DrillInput(keep.backup_dir, keep.archive_dir, watch.source),
                             hooks=hooks, interrupt=interrupt).to_dict()
         return {"summary": drill_summary(drilled), **drilled}
+
+
+def _same_target(a: Job, b: Job) -> bool:
+    """One restore per target at a time: the same target of the same cluster."""
+    return a.target == b.target and b.kind != JobKind.PLAN and a.args.get("cluster") == b.args.get("cluster")
 
 
 def pid_alive(pid: int) -> bool:

@@ -117,7 +117,7 @@ class RestoreHandler:
             return
         job = self.store.create(JobKind.PROD, "prod", cmd.user, state=JobState.AWAITING_APPROVAL, args=args, origin=cmd.origin,
                                 channel=cluster.channel, plan_id=stage.plan_id, stage_job=stage.id)
-        self.store.audit(cmd.user, "requested prod", job.id, f"plan {stage.plan_id} from stage {stage.id}")
+        self.store.audit(cmd.user, "requested prod", job.id, _on(job) + f"plan {stage.plan_id} from stage {stage.id}")
         reply.approval_request(job, say.approval_request(job, stage, APPROVAL_MINUTES))
 
     def _approve(self, cmd: Command, reply: Reply) -> None:
@@ -153,7 +153,7 @@ class RestoreHandler:
         if not self.store.transition(job.id, (JobState.AWAITING_APPROVAL,), JobState.QUEUED, approver=cmd.user):
             reply.ephemeral(say.not_waiting(self.store.get(job.id)))
             return
-        self.store.audit(cmd.user, f"approved {job.kind}", job.id, say.approval_detail(job))
+        self.store.audit(cmd.user, f"approved {job.kind}", job.id, _on(job) + say.approval_detail(job))
         self.store.add_event(job.id, say.approved(cmd.user, job))
         reply.say(say.approved(cmd.user, job))
         reply.queued(self.store.get(job.id), ack=False)
@@ -169,7 +169,7 @@ class RestoreHandler:
         if not self.store.transition(job.id, (JobState.AWAITING_APPROVAL,), JobState.REJECTED, approver=cmd.user):
             reply.ephemeral(say.not_waiting(job))
             return
-        self.store.audit(cmd.user, f"rejected {job.kind}", job.id)
+        self.store.audit(cmd.user, f"rejected {job.kind}", job.id, _on(job).strip())
         if job.kind == JobKind.UNDO:   # its card stands: the thread says why nothing follows
             self.store.add_event(job.id, say.rejected(cmd.user, job))
         reply.say(say.rejected(cmd.user, job))
@@ -193,8 +193,7 @@ class RestoreHandler:
         on = {"cluster": cmd.cluster} if cmd.cluster else {}
         job = self.store.create(JobKind.UNDO, target, cmd.user, args={"event": cmd.spec, "guarded": guarded, **on},
                                 origin=cmd.origin, channel=cluster.channel)
-        self.store.audit(cmd.user, "queued undo", job.id,
-                         (f"cluster={cmd.cluster} " if cmd.cluster else "") + f"{cmd.spec} on {target}")
+        self.store.audit(cmd.user, "queued undo", job.id, _on(job) + f"{cmd.spec} on {target}")
         reply.queued(job)
 
     def _status(self, cmd: Command, reply: Reply) -> None:
@@ -215,7 +214,7 @@ class RestoreHandler:
             return
         if not self.store.transition(job.id, (JobState.QUEUED, JobState.AWAITING_APPROVAL), JobState.ABORTED):
             self.store.update(job.id, abort_requested=1)
-        self.store.audit(cmd.user, "abort", job.id)
+        self.store.audit(cmd.user, "abort", job.id, _on(job).strip())
         reply.say(say.abort_requested(job))
         reply.showing(self.store.get(job.id))
 
@@ -311,6 +310,11 @@ def _choice_for(choice: dict, cluster: str | None, several: bool) -> bool:
     if cluster is not None and why.startswith(CHOICE_TAG.format(cluster)):
         return True
     return not several and not why.startswith("[")
+
+
+def _on(job: Job) -> str:
+    """`cluster=NAME ` for an audit entry about a job of a named cluster."""
+    return f"cluster={job.args['cluster']} " if job.args.get("cluster") else ""
 
 
 def _plan_args(args: dict) -> dict:

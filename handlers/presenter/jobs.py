@@ -11,9 +11,15 @@ def kind_title(job: Job) -> str:
     return messages.CARD_TITLE.get(job.kind, job.kind)
 
 
+def cluster_of(job: Job) -> str:
+    """` · cluster billing` for a job of a named cluster ([clusters] in the config), else nothing."""
+    name = (job.args or {}).get("cluster")
+    return f" · cluster *{name}*" if name else ""
+
+
 def describe(job: Job) -> str:
     """A job in a few lines: what, state, phase and progress, outcome."""
-    lines = [f"*{kind_title(job)} {job.id}* — {job.state}" + (f", phase {job.phase}" if job.phase else "")]
+    lines = [f"*{kind_title(job)} {job.id}*{cluster_of(job)} — {job.state}" + (f", phase {job.phase}" if job.phase else "")]
     p = job.progress or {}
     if job.state == JobState.RUNNING and p.get("total"):
         pct = 100.0 * p.get("done", 0) / max(1, p["total"])
@@ -30,7 +36,7 @@ def describe(job: Job) -> str:
 def card_text(job: Job, *, candidates: bool = True) -> str:
     """The job's progress card. `candidates`: with a finished plan's candidate list (Slack shows it
     as blocks with buttons instead)."""
-    head = f"*{kind_title(job)}* `{job.id}` requested by <@{job.requester}>"
+    head = f"*{kind_title(job)}* `{job.id}`{cluster_of(job)} requested by <@{job.requester}>"
     undo = undo_card.card_extra(job)
     if job.state == JobState.SUCCEEDED:
         extra = [t for t in (candidates_text(job) if candidates else "", verdicts_text(job), undo) if t]
@@ -53,11 +59,13 @@ def card_text(job: Job, *, candidates: bool = True) -> str:
 
 def queued(job: Job, channel: str | None) -> str:
     """The answer to whoever queued `job`: where its card goes (`channel`), or just that it is queued."""
+    name = (job.args or {}).get("cluster")
+    kind = kind_title(job) + (f" ({name})" if name else "")
     if job.kind == JobKind.BACKUP:
-        return messages.BACKUP_QUEUED.format(job=job.id)
+        return messages.BACKUP_QUEUED.format(job=job.id) + (f" ({name})" if name else "")
     if channel:
-        return messages.ACK.format(kind=kind_title(job), job=job.id, channel=channel)
-    return messages.ACK_CONSOLE.format(kind=kind_title(job), job=job.id)
+        return messages.ACK.format(kind=kind, job=job.id, channel=job.channel or channel)
+    return messages.ACK_CONSOLE.format(kind=kind, job=job.id)
 
 
 def outcome(job: Job) -> str:

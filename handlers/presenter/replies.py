@@ -37,9 +37,10 @@ def no_stage(typed: str) -> str:
 
 
 def approval_request(job: Job, stage: Job, minutes: int) -> str:
-    return messages.APPROVAL_REQUEST.format(requester=job.requester, job=job.id, plan_id=stage.plan_id,
-                                            stage_job=stage.id, summary=(stage.result or {}).get("summary", ""),
-                                            minutes=minutes)
+    name = (job.args or {}).get("cluster")
+    return messages.APPROVAL_REQUEST.format(requester=job.requester, job=job.id + (f"* of cluster *{name}" if name else ""),
+                                            plan_id=stage.plan_id, stage_job=stage.id,
+                                            summary=(stage.result or {}).get("summary", ""), minutes=minutes)
 
 
 def self_approval(user: str, job: Job) -> str:
