@@ -278,6 +278,28 @@ def test_dump_the_splitter_does_not_understand_is_loaded_by_one_client(target, t
         assert cur.fetchone()[0] == "10,20"
 
 
+def test_mysql_style_dump_with_a_gtid_set_of_several_lines(target, tmp_path):
+    """mysqldump 8's header: SQL_LOG_BIN off and a GTID_PURGED over two lines, left out whole."""
+    path = tmp_path / "mysql8.sql"
+    path.write_bytes(b"-- MySQL dump 10.13  Distrib 8.0.36\n/*!40101 SET NAMES utf8mb4 */;\n"
+                     b"SET @MYSQLDUMP_TEMP_LOG_BIN = @@SESSION.SQL_LOG_BIN;\nSET @@SESSION.SQL_LOG_BIN= 0;\n"
+                     b"SET @@GLOBAL.GTID_PURGED=/*!80000 '+'*/ '3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,\n"
+                     b"8a94f357-aab4-11df-86ab-c80aa9429562:1-3:7-9';\n"
+                     b"CREATE DATABASE /*!32312 IF NOT EXISTS*/ `m8` /*!40100 DEFAULT CHARACTER SET utf8mb4 */;\nUSE `m8`;\n"
+                     b"DROP TABLE IF EXISTS `a`;\n/*!50503 SET character_set_client = utf8mb4 */;\n"
+                     b"CREATE TABLE `a` (`id` int NOT NULL, `s` varchar(20), PRIMARY KEY (`id`));\n"
+                     b"LOCK TABLES `a` WRITE;\nINSERT INTO `a` VALUES (1,'x;'),(2,'\\';');\nUNLOCK TABLES;\n"
+                     b"DROP TABLE IF EXISTS `b`;\nCREATE TABLE `b` (`id` int NOT NULL);\n"
+                     b"INSERT INTO `b` VALUES (1),(2),(3);\nSET @@SESSION.SQL_LOG_BIN = @MYSQLDUMP_TEMP_LOG_BIN;\n")
+    report = load_snapshot(target.dsn, Snapshot(str(path)), init=INIT, jobs=2)
+    assert report.parallel and sorted(report.loaded) == ["m8.a", "m8.b"]
+    with target.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT GROUP_CONCAT(s ORDER BY id SEPARATOR '|') FROM m8.a")
+        assert cur.fetchone()[0] == "x;|';"
+        cur.execute("SELECT COUNT(*) FROM m8.b")
+        assert cur.fetchone()[0] == 3
+
+
 def test_failing_table_is_named_with_its_line(shop, tmp_path):
     target, path, _ = shop
     lines = path.read_bytes().split(b"\n")
@@ -320,6 +342,19 @@ def test_split_keeps_views_and_triggers_for_after_the_tables():
     assert text[sec.start:sec.end].endswith(b"UNLOCK TABLES;\n")
     after = b"".join(text[s:e] for s, e in layout.after)
     assert b"TRIGGER" in after and b"CREATE VIEW" in after and b"CREATE TABLE" not in after
+
+
+def test_split_reads_a_raw_newline_inside_a_literal_as_data():
+    """mysqldump escapes newlines; a hand-made dump may not: a line ending in ';' inside a
+    literal does not end the INSERT, and mysqldump's GTID_PURGED of several lines is left out whole."""
+    text = (b"SET @@GLOBAL.GTID_PURGED=/*!80000 '+'*/ 'a:1-5,\nb:1-3';\nUSE `d`;\n"
+            b"DROP TABLE IF EXISTS `t`;\nCREATE TABLE `t` (`a` text COMMENT 'x;');\n"
+            b"INSERT INTO `t` VALUES ('raw\nnewline ),( ;\n'),('it''s \\' ;\n');\nUNLOCK TABLES;\n")
+    layout = _layout(text)
+    assert layout.header == (0, text.index(b"USE")) and layout.replication == [layout.header]
+    sec = layout.sections[0]
+    assert text[sec.start:sec.end].endswith(b"UNLOCK TABLES;\n")
+    assert [text[s:e] for s, e in layout.after] == [b"USE `d`;\n"]
 
 
 @pytest.mark.parametrize("text, why", [

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from restore.plan.snapshot import _count as _quotes   # (rows, ends inside a literal): C-speed, escapes known
+
 _ID = rb"(`(?:[^`]|``)+`|[A-Za-z0-9_$]+)"   # quoted as mariadb-dump does, or bare
 _VERSIONED = re.compile(rb"^/\*[!M]!?\d*\s*")          # /*!40101 ... or /*M!100101 ...
 _PLAIN_COMMENT = re.compile(rb"^(?:/\*(?![!M]).*?\*/\s*|--[^\n]*\n\s*|#[^\n]*\n\s*)+", re.S)
@@ -43,6 +45,8 @@ _AFTER = re.compile(rb"(?:SET\b|DROP\s+(?:TABLE\s+IF\s+EXISTS|VIEW|FUNCTION|PROC
                     rb"CREATE\s+(?:OR\s+REPLACE\s+)?(?:VIEW|ALGORITHM|DEFINER|SQL\s+SECURITY)\b|"
                     rb"ALTER\s+DATABASE\b|UNLOCK\s+TABLES|COMMIT\b|CHANGE\s+(?:MASTER|REPLICATION)|"
                     rb"START\s+(?:SLAVE|REPLICA))", re.I)
+_REPLICATION = re.compile(rb"(?:CHANGE\s+(?:MASTER|REPLICATION\s+SOURCE)\s+TO|START\s+(?:SLAVE|REPLICA)|"
+                          rb"SET\s+(?:GLOBAL\s+|@@GLOBAL\.)(?:gtid_slave_pos|GTID_PURGED))", re.I)
 _HEADER = re.compile(rb"(?:SET\b|CHANGE\s+(?:MASTER|REPLICATION)|START\s+(?:SLAVE|REPLICA))", re.I)
 
 
@@ -71,6 +75,7 @@ class Layout:
     databases: list[tuple[int, int, bool]] = field(default_factory=list)   # (start, end, is DROP DATABASE)
     sections: list[Section] = field(default_factory=list)
     after: list[tuple[int, int]] = field(default_factory=list)     # everything else, in dump order
+    replication: list[tuple[int, int]] = field(default_factory=list)   # CHANGE MASTER, GTID_PURGED...: left out
     size: int = 0
 
 
@@ -100,11 +105,12 @@ def _item(start: int, end: int, line: int, text: bytes, delimited: bool = False)
 
 def _items(fh: BinaryIO) -> Iterator[_Item]:
     """The dump's statements (DELIMITER blocks as one), with their byte ranges; comments and
-    blank lines between statements are not items: they go with whatever range holds them."""
+    blank lines between statements are not items: they go with whatever range holds them. A
+    line ending in ';' inside a literal (a raw newline in a hand-made dump) ends nothing."""
     offset = line_no = 0
     start = first_line = -1
     head = b""
-    delimited = False
+    delimited = quoted = False
     for line in fh:
         line_no += 1
         end = offset + len(line)
@@ -113,16 +119,19 @@ def _items(fh: BinaryIO) -> Iterator[_Item]:
             if bare and not bare.startswith((b"--", b"#")):
                 start, first_line, head = offset, line_no, line[:300]
                 delimited = bool(_DELIM_START.match(line))
+                quoted = False if delimited else _quotes(line, False)[1]
                 if bare.startswith(b"/*M!999999"):   # the client's sandbox-mode command: no ';'
                     yield _Item(start, end, line_no, b"SET")
                     start = -1
-                elif not delimited and bare.endswith(b";"):
+                elif not delimited and not quoted and bare.endswith(b";"):
                     yield _item(start, end, first_line, head)
                     start = -1
         else:
             if len(head) < 300:
                 head += line[:300]
-            if (_DELIM_END.match(line) if delimited else line.rstrip().endswith(b";")):
+            if not delimited:
+                quoted = _quotes(line, quoted)[1]
+            if (_DELIM_END.match(line) if delimited else not quoted and line.rstrip().endswith(b";")):
                 yield _item(start, end, first_line, head, delimited)
                 start = -1
         offset = end
@@ -154,6 +163,8 @@ def split(fh: BinaryIO, named_db: str | None = None) -> Layout:
 
     for item in items:
         head = item.head
+        if not item.delimited and _REPLICATION.match(head):
+            layout.replication.append((item.start, item.end))
         if in_header:
             if not item.delimited and _HEADER.match(head) and not _CS_SAVE.match(head):
                 layout.header = (0, item.end)

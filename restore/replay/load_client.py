@@ -23,6 +23,7 @@ REPLICATION = re.compile(rb"^\s*(CHANGE MASTER TO|CHANGE REPLICATION SOURCE TO|S
                          rb"SET @@GLOBAL\.GTID_PURGED|START SLAVE|START REPLICA)", re.I)
 _AT_LINE = re.compile(r"\bat line (\d+)")
 _CHUNK = 1 << 20
+_LEFT_OUT = b"-- (restore-bot left out) "
 
 
 def client_binary() -> str:
@@ -59,7 +60,22 @@ def client_options(dsn: Dsn) -> Iterator[tuple[str, list[int]]]:
 
 
 def neutralised(line: bytes) -> bytes:
-    return b"-- (restore-bot left out) " + line if REPLICATION.match(line) else line
+    return _LEFT_OUT + line if REPLICATION.match(line) else line
+
+
+def lines_out(fh: BinaryIO, start: int, end: int,
+              muted: Sequence[tuple[int, int]] = ()) -> Iterator[tuple[int, bytes]]:
+    """(bytes read, line to send) for the lines of the file's [start, end): a line that starts a
+    replication command, and every line of the `muted` ranges (a statement of several lines, such
+    as mysqldump's GTID_PURGED of many server uuids), is left out as a comment."""
+    fh.seek(start)
+    at = start
+    while at < end:
+        line = fh.readline(min(end - at, _CHUNK))
+        if not line:
+            return
+        yield len(line), (_LEFT_OUT + line if any(s <= at < e for s, e in muted) else neutralised(line))
+        at += len(line)
 
 
 class Client:
@@ -88,25 +104,27 @@ class Client:
         except BrokenPipeError:
             self.broken = True   # the client stopped on an error: finish() reports it
 
-    def send_lines(self, fh: BinaryIO, start: int, end: int, count: Callable[[int], None] | None = None) -> None:
-        """The file's [start, end) line by line, replication commands neutralised."""
-        self._send_range(fh, start, end, count, lambda n: fh.readline(n), neutralised)
+    def send_lines(self, fh: BinaryIO, start: int, end: int, count: Callable[[int], None] | None = None,
+                   muted: Sequence[tuple[int, int]] = ()) -> None:
+        """The file's [start, end) line by line, replication commands neutralised (lines_out)."""
+        for size, line in lines_out(fh, start, end, muted):
+            if self.broken:
+                return
+            self.send(line)
+            if count:
+                count(size)
 
     def send_raw(self, fh: BinaryIO, start: int, end: int, count: Callable[[int], None] | None = None) -> None:
         """The file's [start, end) as it is, in large reads: a table's section, which holds only
         that table's own statements (restore.replay.dump_split), needs no line-by-line look."""
-        self._send_range(fh, start, end, count, fh.read, lambda data: data)
-
-    def _send_range(self, fh: BinaryIO, start: int, end: int, count: Callable[[int], None] | None,
-                    read: Callable[[int], bytes], transform: Callable[[bytes], bytes]) -> None:
         fh.seek(start)
         left = end - start
         while left > 0 and not self.broken:
-            data = read(min(left, _CHUNK))
+            data = fh.read(min(left, _CHUNK))
             if not data:
                 break
             left -= len(data)
-            self.send(transform(data))
+            self.send(data)
             if count:
                 count(len(data))
 

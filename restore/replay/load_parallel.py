@@ -19,7 +19,7 @@ from restore.mysql.dsn import Dsn
 from restore.mysql.quote import quote_ident, quote_qualified
 from restore.replay import load_progress
 from restore.replay.dump_split import Layout, Section
-from restore.replay.load_client import Client, dump_line, neutralised
+from restore.replay.load_client import Client, dump_line, lines_out
 
 _TICK = 0.25   # seconds between progress reports
 
@@ -52,10 +52,8 @@ class ParallelLoad:
         self._clients: set[Client] = set()
         self._failure: _Failure | None = None
         self._stop = threading.Event()
-        with open(path, "rb") as fh:   # a few lines of SETs (and a --master-data=1 CHANGE MASTER, left out)
-            fh.seek(layout.header[0])
-            self.header = b"".join(neutralised(line) for line in fh.read(layout.header[1] - layout.header[0])
-                                   .splitlines(keepends=True))
+        with open(path, "rb") as fh:   # a few lines of SETs (a --master-data=1 CHANGE MASTER, GTID_PURGED left out)
+            self.header = b"".join(line for _, line in lines_out(fh, *layout.header, muted=layout.replication))
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> LoadReport:
@@ -107,7 +105,7 @@ class ParallelLoad:
             sent: list[tuple[int, int]] = []    # (lines sent before it, its start) per range
             for start, end in ranges:
                 sent.append((client.lines, start))
-                client.send_lines(fh, start, end, self._count)
+                client.send_lines(fh, start, end, self._count, muted=self.layout.replication)
         code, err = client.finish()
         if code != 0:
             line = self._line_in_dump(err, sent)
