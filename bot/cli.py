@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--user", help="who you are in the console (default: your login name)")
         if name == "watch":
             p.add_argument("--source", help="mysql://user:pass@host:port of the server to watch (default: [watch] source)")
+            cli_jobs.add_cluster_option(p)
     arch = sub.add_parser("archive", help="keep a continuous raw copy of a server's binlog files")
     arch.add_argument("--source", required=True, help="mysql://user:pass@host:port (REPLICATION SLAVE, REPLICATION CLIENT)")
     arch.add_argument("--dir", required=True, help="the archive directory (what --binlogs reads)")
@@ -207,7 +208,7 @@ def _service(args) -> int:
     if args.command == "watch":
         from bot.watch import run_watch
         try:
-            return run_watch(settings, args.source)
+            return run_watch(settings, args.source, args.cluster)
         except RestoreError as exc:
             render.error(exc)
             return exc.exit_code
