@@ -59,22 +59,23 @@ def client_options(dsn: Dsn) -> Iterator[tuple[str, list[int]]]:
         os.close(read_end)
 
 
-def neutralised(line: bytes) -> bytes:
-    return _LEFT_OUT + line if REPLICATION.match(line) else line
-
-
 def lines_out(fh: BinaryIO, start: int, end: int,
               muted: Sequence[tuple[int, int]] = ()) -> Iterator[tuple[int, bytes]]:
-    """(bytes read, line to send) for the lines of the file's [start, end): a line that starts a
-    replication command, and every line of the `muted` ranges (a statement of several lines, such
-    as mysqldump's GTID_PURGED of many server uuids), is left out as a comment."""
+    """(bytes read, line to send) for the lines of the file's [start, end): a replication command
+    is left out as a comment, every line of it (mysqldump's GTID_PURGED of many server uuids takes
+    several), as is every line of the `muted` ranges (the splitter's, which knows literals)."""
     fh.seek(start)
     at = start
+    going_on = False   # a left-out statement's first line did not end it: nor does the next, maybe
     while at < end:
         line = fh.readline(min(end - at, _CHUNK))
         if not line:
             return
-        yield len(line), (_LEFT_OUT + line if any(s <= at < e for s, e in muted) else neutralised(line))
+        if going_on or any(s <= at < e for s, e in muted) or REPLICATION.match(line):
+            going_on = not line.rstrip().endswith(b";")
+            yield len(line), _LEFT_OUT + line
+        else:
+            yield len(line), line
         at += len(line)
 
 
