@@ -32,7 +32,8 @@ def application(settings, store: JobStore, access: Access, *, channel: str | Non
         RestoreHandler(store, access, channel=channel, has_prod="prod" in only.targets,
                        undo_targets=undo_targets(only.targets), clusters=clusters),
         BackupHandler(store, only.keep, channel=channel, clusters=clusters),
-        OncallHandler(Oncall(only, alerts), alerts, store),
+        OncallHandler(Oncall(only, alerts), alerts, store,
+                      per_cluster={n: Oncall(c.settings, alerts) for n, c in clusters.by_name.items()}),
         ClustersHandler(store, clusters, watch_state=watch_state,
                         alerts_for=alert_store if clusters.named else lambda _s: alerts),
     ], clusters=clusters)

@@ -117,6 +117,7 @@ class Dispatcher:
 
     def dispatch(self, cmd: Command, reply: Reply) -> None:
         REQUESTS.labels(cmd.name).inc()
+        self.store.audit(cmd.user, f"request {cmd.name}", cmd.job, _detail(cmd))
         if cmd.name in CLUSTER_COMMANDS and (self.clusters is not None or cmd.cluster):
             try:
                 if self.clusters is None:
@@ -128,7 +129,6 @@ class Dispatcher:
                 reply.ephemeral(why)
                 return
             cmd = replace(cmd, cluster=cluster.name if self.clusters.named else None)
-        self.store.audit(cmd.user, f"request {cmd.name}", cmd.job, _detail(cmd))
         handler = self.routes.get(cmd.name)
         if handler is None:   # e.g. /oncall where the on-call settings are not loaded
             reply.ephemeral(say.not_here(cmd.name))

@@ -19,11 +19,17 @@ from handlers.presenter.answers import oncall_set
 class OncallHandler:
     commands = ("oncall", "oncall set", "alert ack", "alert expected", "alert incident")
 
-    def __init__(self, oncall: Oncall, alerts: AlertStore, store: JobStore) -> None:
-        self.oncall, self.alerts, self.store = oncall, alerts, store
+    def __init__(self, oncall: Oncall, alerts: AlertStore, store: JobStore,
+                 per_cluster: dict[str, Oncall] | None = None) -> None:
+        """`per_cluster`: with several clusters, each one's rotation (`/oncall` lists them all;
+        `/oncall set` stays one override for every cluster)."""
+        self.oncall, self.alerts, self.store, self.per_cluster = oncall, alerts, store, per_cluster or {}
 
     def handle(self, cmd: Command, reply: Reply) -> None:
-        if cmd.name == "oncall":
+        if cmd.name == "oncall" and len(self.per_cluster) > 1:
+            reply.ephemeral("\n".join(f"*{name}*: " + oncall_text(o.current(), o.cfg.rotation)
+                                      for name, o in self.per_cluster.items()))
+        elif cmd.name == "oncall":
             reply.ephemeral(oncall_text(self.oncall.current(), self.oncall.cfg.rotation))
         elif cmd.name == "oncall set":
             self.alerts.set_oncall(cmd.who)

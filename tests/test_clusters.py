@@ -190,6 +190,11 @@ def test_several_clusters_a_command_must_name_one(tmp_path):
 
 # -- against real servers: two clusters from chat -----------------------------------------------------
 
+def _made(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _incident(db: str, rows: int, workdir: Path):
     return IncidentSpec(
         databases=(db,),
@@ -201,7 +206,7 @@ def _incident(db: str, rows: int, workdir: Path):
                 f"IF i % 7 = 0 THEN UPDATE {db}.t SET n = n + 1 WHERE id = 1; END IF; SET i = i + 1; END WHILE; END"],
         traffic=[f"CALL {db}.work({rows})"],
         disaster=[f"DROP DATABASE {db}"],
-    ).build_on_new_source(workdir)
+    ).build_on_new_source(_made(workdir))
 
 
 @pytest.fixture(scope="module")
@@ -309,7 +314,7 @@ def test_clusters_command_shows_each_cluster(world, fleet):
         inc = fleet[name][0]
         block = text.split(f"*{name}*")[1].split("\n\n")[0]
         assert f"• snapshot: {inc.snapshot.name}, " in block and " old" in block, text
-        newest = sorted(inc.binlog_dir.iterdir())[-1]
+        newest = sorted(p for p in inc.binlog_dir.iterdir() if p.suffix[1:].isdigit())[-1]
         assert f"• binlogs: {newest.name}:{newest.stat().st_size}, last written" in block, text
         assert "• watch: not watched" in block and "• drill: never run" in block, text
     assert f"*billing* · <#{BILL_CHANNEL}>" in text

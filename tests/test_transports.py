@@ -220,6 +220,9 @@ CASES = [
     Case("oncall", "On call now:", "oncall"),
     Case("oncall set U2", "is on call now (set by", "oncall set"),
     Case("/oncall set", "/oncall set @user", "invalid"),
+    Case("clusters", "default", "clusters"),   # a file without [clusters] is the one cluster "default"
+    Case("plan --cluster default", "queued", "plan", job={"kind": "plan", "args": {"stop_before": "auto", "skips": []}}),
+    Case("stage billing", "There is no cluster billing (choices: default).", "stage"),
 ]
 
 
