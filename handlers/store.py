@@ -26,7 +26,6 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.pool import NullPool
 
 from handlers import sqlite_store
 from handlers.sqlite_store import StoreFileError
@@ -145,9 +144,9 @@ def _driver_url(text: str) -> str:
 def _sqlite(path: str, durable: bool) -> Store:
     if not path:
         raise StoreFileError("a sqlite:/// store URL names no file: write sqlite:///path/to/restore-bot.sqlite3")
-    # Each use opens the file (NullPool): nothing stays open between calls, as many processes and
-    # threads use the file, and a test's removed directory leaves no open handle behind.
-    engine = sa.create_engine(f"sqlite:///{path}", poolclass=NullPool, connect_args={"timeout": 30})
+    # Connections stay open in the engine's pool: closing the last one of a WAL file checkpoints
+    # and removes the WAL (an fsync, ~15 ms a statement if each use opened the file).
+    engine = sa.create_engine(f"sqlite:///{path}", pool_size=2, max_overflow=8, connect_args={"timeout": 30})
     synchronous = "FULL" if durable else "NORMAL"
 
     @sa.event.listens_for(engine, "connect")

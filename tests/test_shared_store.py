@@ -264,7 +264,11 @@ def test_a_scheduled_drill_runs_once_per_interval_across_instances_and_after_a_f
         store_b.dispose()
     times = [t for t, _thread in _RUNS]
     assert 2 <= before <= 4, _RUNS
-    assert all(later - earlier > 0.5 for earlier, later in zip(times, times[1:])), _RUNS   # never twice at once
+    gaps = [round(later - earlier, 2) for earlier, later in zip(times[:before], times[1:before])]
+    assert all(gap > 0.5 for gap in gaps), (gaps, _RUNS)   # both instances up: never twice at once
+    # after the failover a run the dead holder missed runs late, then the schedule goes on: one run a
+    # second, as with one instance (two schedulers would make two)
+    assert len(times) <= (times[-1] - times[0]) / 1.0 + 2, _RUNS
     after = [t for t in times if t > died]
     assert after and after[0] - died < 1.5 + 1.0 + 0.5, (died, _RUNS)   # the ttl, one interval, the lease tick
     assert len({name.split("_")[0] for _t, name in _RUNS}) == 2, _RUNS  # both instances' executors ran it
