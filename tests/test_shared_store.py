@@ -16,13 +16,15 @@ from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 
 from bot.alert_client import AlertSlackClient
 from handlers import alerts as alerts_module
 from handlers import sqlite_store
 from handlers.alerts import AlertPoster, AlertStore, Oncall
 from handlers.jobstore import JobState, JobStore
-from handlers.store import head, open_store
+from handlers.store import MIGRATIONS_DIR, head, open_store
 from handlers.store_leader import SharedScheduler
 from handlers.store_leases import LeaseStore
 from tests.support.alert_samples import alert_at
@@ -69,6 +71,29 @@ def test_migrations_on_an_empty_server_store_create_every_table(store_url, targe
     job_store = JobStore(store_url, clock=lambda: 1700000000.123)
     job = job_store.create("stage", "stage", "UOPS1", args={"text": "한국어 🙂"})
     assert job_store.get(job.id).created == 1700000000.123 and job_store.get(job.id).args == {"text": "한국어 🙂"}
+
+
+def test_a_server_store_of_the_previous_revision_is_upgraded_keeping_its_rows(store_url, target):
+    engine = sa.create_engine(sa.make_url(store_url.replace("mysql://", "mysql+pymysql://")))
+    try:
+        with engine.begin() as conn:                    # the store as the revision before this one left it
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0001")
+            conn.exec_driver_sql("INSERT INTO jobs (id, kind, target, state, requester, args, progress, created, "
+                                 "updated) VALUES ('R1', 'stage', 'stage', 'queued', 'UOPS1', '{}', '{}', 1, 2)")
+            conn.exec_driver_sql("INSERT INTO alerts (`key`, source, reason, created, body) "
+                                 "VALUES ('binlog.000001:100', 'mysql://src', 'DROP TABLE', 1, NULL)")
+    finally:
+        engine.dispose()
+    assert "owner" not in _columns(target, "jobs")
+    jobs = JobStore(store_url)
+    assert (jobs.get("R1").state, jobs.get("R1").owner) == (JobState.QUEUED, None)
+    assert jobs.claim_next("host-a").owner == "host-a" and jobs.create("plan", "-", "U").id == "R2"
+    assert AlertStore(store_url, "mysql://src", instance_id="host-a").claim(alert_at(100), "U")   # unposted: ours now
+    with jobs.store.read() as db:
+        assert db.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == head()
 
 
 def test_a_sqlite_file_of_the_version_before_alembic_is_stamped_and_upgraded(tmp_path):
