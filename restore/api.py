@@ -26,8 +26,8 @@ from restore.errors import PlanError, RestoreError
 from restore.hooks import Hooks, NullHooks
 from restore.mysql.dsn import Dsn
 from restore.mysql.leftovers import sweep
-from restore.mysql.sandbox import Sandbox
 from restore.plan.destructive import DestructiveRules
+from restore.plan.physical_base import sandbox_for
 from restore.plan.plan import Plan, iso
 from restore.plan.planner import make_plan
 from restore.plan.snapshot import Snapshot, read_snapshots
@@ -161,7 +161,7 @@ def stage(planned: Planned, target: StageTarget, *, hooks: Hooks | None = None, 
     """Restore `planned` into `target` and verify. Raises RestoreNotVerified (a VerifyError holding
     the run's `result`) when the target does not match the plan's prediction."""
     hooks = hooks or NullHooks()
-    box = Sandbox() if target.dsn is None else nullcontext()
+    box = sandbox_for(planned.snapshots) if target.dsn is None else nullcontext()
     with box:
         dsn = box.dsn if target.dsn is None else target.dsn
         if target.dsn is None:
