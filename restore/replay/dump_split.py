@@ -103,6 +103,15 @@ def _item(start: int, end: int, line: int, text: bytes, delimited: bool = False)
     return _Item(start, end, line, head, False, len(head) != len(text))
 
 
+def _in_literal(line: bytes, quoted: bool) -> bool:
+    """Whether a literal is still open after `line`. Without a backslash each quote opens or
+    closes one ('' closes and reopens): counting them is one C-level pass, and a dump has
+    millions of row lines."""
+    if b"\\" not in line:
+        return quoted ^ (line.count(b"'") % 2 == 1)
+    return _quotes(line, quoted)[1]
+
+
 def _items(fh: BinaryIO) -> Iterator[_Item]:
     """The dump's statements (DELIMITER blocks as one), with their byte ranges; comments and
     blank lines between statements are not items: they go with whatever range holds them. A
@@ -119,7 +128,7 @@ def _items(fh: BinaryIO) -> Iterator[_Item]:
             if bare and not bare.startswith((b"--", b"#")):
                 start, first_line, head = offset, line_no, line[:300]
                 delimited = bool(_DELIM_START.match(line))
-                quoted = False if delimited else _quotes(line, False)[1]
+                quoted = False if delimited else _in_literal(line, False)
                 if bare.startswith(b"/*M!999999"):   # the client's sandbox-mode command: no ';'
                     yield _Item(start, end, line_no, b"SET")
                     start = -1
@@ -130,7 +139,7 @@ def _items(fh: BinaryIO) -> Iterator[_Item]:
             if len(head) < 300:
                 head += line[:300]
             if not delimited:
-                quoted = _quotes(line, quoted)[1]
+                quoted = _in_literal(line, quoted)
             if (_DELIM_END.match(line) if delimited else not quoted and line.rstrip().endswith(b";")):
                 yield _item(start, end, first_line, head, delimited)
                 start = -1
