@@ -303,6 +303,24 @@ def test_what_cannot_be_undone_is_refused_clearly(small, session, words):
     assert all(w in text for w in words), text
 
 
+def test_a_transaction_whose_deletes_or_key_updates_cascaded_to_children_is_refused(small):
+    _run(small, ["CREATE TABLE s.c (id INT PRIMARY KEY, t_id INT, FOREIGN KEY fk_cascade (t_id) REFERENCES s.t (id) "
+                 "ON DELETE CASCADE ON UPDATE SET NULL) ENGINE=InnoDB",
+                 "CREATE TABLE s.r (id INT PRIMARY KEY, t_v VARCHAR(40), KEY (t_v))",
+                 "INSERT INTO s.c VALUES (10, 1), (20, 2)"])
+    conn = small.connect()
+    before = checksums(conn, ["s"])
+    _run(small, ["UPDATE s.t SET v = CONCAT(v, '!')"])      # no referenced column changed: undone
+    done = api.undo(api.UndoInput(small.binlog_dir, small.dsn, _last_gtid(small), dry_run=False))
+    assert done.applied and not done.verification and checksums(conn, ["s"]) == before
+    for statement, rule in (("DELETE FROM s.t WHERE id = 1", "ON DELETE CASCADE"),
+                            ("UPDATE s.t SET id = id + 100 WHERE id = 2", "ON DELETE CASCADE ON UPDATE SET NULL")):
+        _run(small, [statement])
+        with pytest.raises(RestoreError) as err:
+            api.undo(api.UndoInput(small.binlog_dir, small.dsn, _last_gtid(small)))
+        assert f"fk_cascade from s.c is {rule}" in err.value.message and "/restore plan" in err.value.hint, err.value
+
+
 # Random values per type, NULLs among them: what a DELETE of them logged must decode to exactly what
 # the server's own SELECT returned, and the undo must put them back bit for bit.
 def _time(rnd, digits: int) -> str:

@@ -196,7 +196,7 @@ def _minimal(ev: be.RawEvent, full_name: str) -> None:
 def parse_event(text: str) -> Spec:
     """The transaction to undo: one GTID, or the FILE:POS of any of its events."""
     if text.strip().lower() == "auto":
-        raise RestoreError("--event auto (the plan's chosen candidate) is not built yet",
+        raise RestoreError("--event auto names no transaction until restore.undo.auto resolves it",
                            hint="name the transaction by its GTID or FILE:POS, as restore-bot plan lists it")
     spec = parse_spec(text, option="--event", allow=("gtid", "filepos"))
     gtid = spec.gtid or ""

@@ -19,6 +19,8 @@ from restore.errors import RestoreError
 from restore.hooks import Hooks
 from restore.mysql.dsn import Dsn
 from restore.undo import apply as ap
+from restore.undo.auto import resolve_auto
+from restore.undo.cascades import refuse_cascades
 from restore.undo.changes import UndoReader, parse_event
 from restore.undo.inverse import TableUndo, inverse, shown
 from restore.undo.store import Store
@@ -30,10 +32,14 @@ SAMPLE = 5     # rows shown per table in a preview
 def run_undo(binlogs: str | os.PathLike | Dsn, target: Dsn, event: str, *, dry_run: bool, preview: str | None,
              hooks: Hooks) -> dict:
     """The fields of restore.api.Undone."""
-    parse_event(event)     # a typo in it is reported before anything is opened
+    auto = event.strip().lower() == "auto"
+    if not auto:
+        parse_event(event)     # a typo in it is reported before anything is opened
     source = open_binlogs(binlogs)
     conn = ap.connect(target)
     try:
+        if auto:     # the transaction the plan would choose as the disaster, named before anything is read
+            event = resolve_auto(source, conn)
         with Store() as store:
             return _run(source, conn, store, event, dry_run=dry_run, preview=preview, hooks=hooks)
     finally:
@@ -46,6 +52,7 @@ def _run(source, conn, store: Store, event: str, *, dry_run: bool, preview: str 
     hooks.phase_finished("read", {"transaction": undone.id, "tables": sorted(changes)})
     hooks.phase_started("preview", None)
     tables = [inverse(c) for c in changes.values()]
+    refuse_cascades(conn, tables)
     for table in tables:
         unique_conflicts(conn, table)
     pid, stale = ap.look(conn, tables, undone.id)
