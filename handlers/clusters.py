@@ -142,7 +142,9 @@ class ClustersHandler:
             return f"none in {archive}"
         newest = files[-1].stat()
         head = f"{files[-1].name}:{newest.st_size}, last written {self._age(newest.st_mtime)} ago"
-        return head + _lag(s.watch.source if s.watch else None, files[-1].name, newest.st_size)
+        # How far behind: only an archive of the watched server compares with that server's binlog.
+        live = s.watch.source if s.watch and s.keep.archive_dir else None
+        return head + _lag(live, files[-1].name, newest.st_size)
 
     def _watch(self, c: Cluster) -> str:
         s = c.settings
@@ -152,10 +154,16 @@ class ClustersHandler:
         alerts = self.alerts_for(s) if self.alerts_for else None
         pos = alerts.load() if alerts is not None else None
         text = f"{state}" + (f", read up to {pos[0]}:{pos[1]}" if pos else ", nothing read yet")
-        last = getattr(alerts, "last_alert", None)   # needs AlertStore.last_alert() (the store's owner adds it)
-        info = last() if last else None
-        if info:
+        last = getattr(alerts, "last_alert", None)   # wanted: AlertStore.last_alert() (the store's owner adds it)
+        if last is not None and (info := last()):
             text += f"; last alert {info['reason']} {self._age(info['created'])} ago"
+        elif alerts is not None and (keys := alerts.unacknowledged(self.clock() - 86400)):
+            info = alerts.get(keys[-1]) or {}
+            when = f", posted {self._age(float(info['ts']))} ago" if info.get("ts") else ""
+            text += (f"; last alert not acknowledged: {info.get('reason', '?')}{when} "
+                     f"({len(keys)} unacknowledged in 24 h)")
+        elif alerts is not None:
+            text += "; no unacknowledged alert in 24 h"
         return text
 
     def _drill(self, c: Cluster) -> str:

@@ -215,8 +215,13 @@ def fleet(tmp_path_factory):
     work = tmp_path_factory.mktemp("clusters")
     home = _incident("home", 3000, work / "home")
     bill = _incident("bill", 2000, work / "bill")
-    with Sandbox() as home_prod, Sandbox() as bill_prod:
-        yield {"homepage": (home, home_prod, "home"), "billing": (bill, bill_prod, "bill"), "work": work}
+    with Sandbox() as home_prod, Sandbox() as bill_prod, Sandbox(binlog=True) as live:
+        yield {"homepage": (home, home_prod, "home"), "billing": (bill, bill_prod, "bill"), "work": work,
+               "live": live}
+
+
+def _dsn(server: Sandbox) -> str:
+    return f"mysql://root@127.0.0.1:{server.port}?unix_socket={server.socket}"
 
 
 def _toml(items) -> str:
@@ -236,7 +241,10 @@ def world(fleet, tmp_path_factory):
         inc, prod, _db = fleet[name]
         text += (f"[clusters.{name}]\nsnapshots = {_toml([inc.snapshot])}\nbinlogs = {json.dumps(str(inc.binlog_dir))}\n"
                  + (f'channel = "{BILL_CHANNEL}"\n' if name == "billing" else "")
-                 + f'[clusters.{name}.targets.prod]\ndsn = "mysql://root@127.0.0.1:{prod.port}?unix_socket={prod.socket}"\n')
+                 + f'[clusters.{name}.targets.prod]\ndsn = "{_dsn(prod)}"\n')
+    # billing's server is watched live too, and archived: /restore clusters shows the watcher and the lag
+    text += (f'[clusters.billing.watch]\nsource = "{_dsn(fleet["live"])}"\n'
+             f'[clusters.billing.keep]\narchive_dir = {json.dumps(str(work / "bill-archive"))}\n')
     config.write_text(text)
     secret, token = secrets.token_hex(16), "xoxb-test-" + secrets.token_hex(8)
     fake = FakeSlack().start()
@@ -308,13 +316,29 @@ def test_two_clusters_restored_side_by_side_from_chat(world, fleet):
 @pytest.mark.mysql
 @pytest.mark.timeout(120)
 def test_clusters_command_shows_each_cluster(world, fleet):
-    _answer, key = world.command("clusters")
-    text = world.response(key).text
-    for name in ("homepage", "billing"):
-        inc = fleet[name][0]
-        block = text.split(f"*{name}*")[1].split("\n\n")[0]
-        assert f"• snapshot: {inc.snapshot.name}, " in block and " old" in block, text
-        newest = sorted(p for p in inc.binlog_dir.iterdir() if p.suffix[1:].isdigit())[-1]
-        assert f"• binlogs: {newest.name}:{newest.stat().st_size}, last written" in block, text
-        assert "• watch: not watched" in block and "• drill: never run" in block, text
-    assert f"*billing* · <#{BILL_CHANNEL}>" in text
+    w = world
+    with fleet["live"].connect() as conn, conn.cursor() as cur:   # billing's watched server: a disaster
+        cur.execute("CREATE DATABASE IF NOT EXISTS shop")
+        cur.execute("CREATE TABLE shop.orders (id INT PRIMARY KEY)")
+        cur.execute("DROP TABLE shop.orders")
+    alert = w.fake.wait_for(lambda calls: [c for c in calls if c.method == "chat.postMessage"
+                                           and "DROP TABLE" in c.text], 30, "the alert of billing's DROP TABLE")[0]
+    assert alert.channel == BILL_CHANNEL and "billing · mysql://root@" in alert.text, alert.text
+    deadline = time.monotonic() + 30
+    while True:   # the archiver copies the live binlog to its end
+        _answer, key = w.command("clusters")
+        text = w.response(key).text
+        if "; up to date" in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    blocks = {name: text.split(f"*{name}*")[1].split("\n\n")[0] for name in ("homepage", "billing")}
+    home = fleet["homepage"][0]
+    newest = sorted(p for p in home.binlog_dir.iterdir() if p.suffix[1:].isdigit())[-1]
+    assert f"• snapshot: {home.snapshot.name}, " in blocks["homepage"] and " old" in blocks["homepage"], text
+    assert f"• binlogs: {newest.name}:{newest.stat().st_size}, last written" in blocks["homepage"], text
+    assert "• watch: not watched" in blocks["homepage"] and "• drill: never run" in blocks["homepage"], text
+    bill = blocks["billing"]
+    assert blocks["billing"].startswith(f" · <#{BILL_CHANNEL}>") and "• snapshot: bill.sql, " in bill, text
+    assert re.search(r"• binlogs: \S+\.\d+:\d+, last written \d+ s ago; up to date", bill), text
+    assert re.search(r"• watch: watching, read up to \S+:\d+; last alert not acknowledged: DROP TABLE", bill), text
+    assert "• drill: never run" in bill, text
