@@ -342,3 +342,26 @@ def test_clusters_command_shows_each_cluster(world, fleet):
     assert re.search(r"• binlogs: \S+\.\d+:\d+, last written \d+ s ago; up to date", bill), text
     assert re.search(r"• watch: watching, read up to \S+:\d+; last alert not acknowledged: DROP TABLE", bill), text
     assert "• drill: never run" in bill, text
+
+
+def test_the_command_line_takes_the_cluster(cli, tmp_path):
+    config = _write(tmp_path, TWO)
+    for args, says in ((("plan",), "several clusters are configured"), (("plan", "--cluster", "wiki"), "no cluster 'wiki'"),
+                       (("stage",), "several clusters are configured"), (("undo", "--event", "0-1-5", "--target", "prod"),
+                                                                         "several clusters are configured")):
+        run = cli(*args, "--config", config)
+        assert run.code == 2 and says in run.doc["error"]["message"], run
+        assert "(clusters: homepage, billing)" in run.doc["error"]["message"], run
+    run = cli("plan", "--config", config, "--cluster", "homepage")   # its snapshots are read: here, missing
+    assert run.code == 2 and str(tmp_path / "home.sql") in json.dumps(run.doc), run
+    run = cli("undo", "--config", config, "--cluster", "billing", "--event", "0-1-5", "--target", "prod")
+    assert run.code == 2 and "not a kept server of cluster billing (kept targets: none)" in run.doc["error"]["message"]
+
+
+@pytest.mark.mysql
+@pytest.mark.timeout(120)
+def test_plan_on_the_command_line_from_a_cluster(world, fleet, cli):
+    run = cli("plan", "--config", world.bot.config, "--cluster", "billing")
+    assert run.code == 0, run
+    stop = run.doc["plan"]["stop"]
+    assert "DROP DATABASE" in json.dumps(stop) and "bill" in json.dumps(stop), stop
