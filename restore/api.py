@@ -109,6 +109,7 @@ class StageTarget:
     batch: int = 1000
     log_replay: bool = True
     space_check: bool = True
+    load_jobs: int | None = None          # clients loading a dump's tables at once (None: the target's cores, ≤ 8)
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def stage(planned: Planned, target: StageTarget, *, hooks: Hooks | None = None, 
                          existing=target.existing,
                          hooks=hooks, interrupt=interrupt, batch_transactions=target.batch, restart=target.restart,
                          fence=None if target.dsn is None else target.fence, fence_users=target.fence_users,
-                         log_replay=target.log_replay, space_check=target.space_check)
+                         log_replay=target.log_replay, space_check=target.space_check, load_jobs=target.load_jobs)
     return Staged(result, StageEvidence.from_result(result, stage_job=stage_job), sandbox=target.dsn is None)
 
 

@@ -46,7 +46,6 @@ def test_prod_refuses_evidence_of_another_plan_or_without_tables():
 
 
 @pytest.mark.parametrize("event, words", [
-    ("auto", ["--event auto", "not built yet"]),
     ("0-1-5,1-2-3", ["names a set of transactions"]),
     ("yesterday", ["is not a SPEC"]),
 ])

@@ -32,6 +32,8 @@ from restore.plan.plan import Plan
 from restore.plan.scope import Scope
 from restore.plan.snapshot import Snapshot
 from restore.replay.applier import Applier
+from restore.replay import load_progress
+from restore.replay.load_progress import Throughput
 from restore.replay.loader import load_snapshot
 from restore.replay.verify import Verification, verify
 from restore.target import aside, checkpoint
@@ -87,11 +89,13 @@ class RestoreRunner:
                  interrupt: Callable[[], None] | None = None, batch_transactions: int = 1000,
                  restart: bool = False, fence: str | None = None, fence_users: list[str] | None = None,
                  log_replay: bool = True, space_check: bool = True,
-                 verdicts: dict[str, str] | None = None, physical_copy: str = "auto") -> None:
+                 verdicts: dict[str, str] | None = None, physical_copy: str = "auto",
+                 load_jobs: int | None = None) -> None:
         """`fence`: None for a target nobody else uses (a sandbox), else "refuse" or "lock" (with
         `fence_users`), as for a prod restore. `log_replay=False`: sql_log_bin=0 for the restore.
         `physical_copy`: how a physical backup's tables reach a target not started on it: "auto"
-        (tablespace files when its datadir is on this host, else rows) or "rows"."""
+        (tablespace files when its datadir is on this host, else rows) or "rows". `load_jobs`: clients
+        loading a dump's tables at once (None: the target's cores, at most 8; 1: one client)."""
         self.plan = plan
         self.snapshots = snapshots
         self.source = source
@@ -110,6 +114,7 @@ class RestoreRunner:
             raise TargetError(f"unknown physical copy {physical_copy!r}",
                               hint=f"use one of {', '.join(PHYSICAL_COPY_CHOICES)}")
         self.physical_copy = physical_copy
+        self.load_jobs = load_jobs
         self.result = RestoreResult(plan, target.redacted())
         self.base_in_place = False   # the target runs on a prepared copy of the physical snapshot
         if fence is not None and fence not in fencing.FENCE_CHOICES:
@@ -243,6 +248,7 @@ class RestoreRunner:
             else:
                 self._set_aside_unfinished(conn, s.databases, f"restored up to phase {s.phase} by an earlier run "
                                                               f"of plan {s.plan_id}")
+            load_progress.forget(conn, f"{s.plan_id}/")
             checkpoint.forget(conn, s.plan_id)
         if len(left) == len(states):
             self.hooks.message(f"--restart: {self.result.target} holds no earlier run of this plan; starting normally")
@@ -263,8 +269,10 @@ class RestoreRunner:
         if physical and (dropped := drop_discarded(conn, _existing_databases(conn, sorted(self.plan.databases)))):
             self.hooks.message(f"dropped {', '.join(dropped)}: left empty between DISCARD and IMPORT TABLESPACE "
                                "by an earlier run")
-        if _existing_databases(conn, sorted(self.plan.databases)):
-            # An earlier load of this plan that did not finish: set aside like an unfinished run.
+        resuming = not physical and load_progress.started(conn, f"{self.plan.plan_id}/")
+        if _existing_databases(conn, sorted(self.plan.databases)) and not resuming:
+            # An earlier load of this plan that did not finish (and recorded no table as loaded):
+            # set aside like an unfinished run.
             self._set_aside_unfinished(conn, self.plan.databases, "an earlier load of this plan did not finish")
         if physical:
             datadir = datadir_on_this_host(conn) if self.physical_copy == "auto" else None
@@ -274,13 +282,21 @@ class RestoreRunner:
             self.hooks.message(f"physical backup moved by {moved['path']}: {moved['why']}")
             checkpoint.set_phase(conn, self.plan.plan_id, "loaded")
             return {"snapshots": [s.path for s in self.snapshots], "physical": moved}
-        for snap in self.snapshots:
+        loads = []
+        for i, snap in enumerate(self.snapshots):
             self.hooks.phase_started(f"load {snap.path}", None)
-            load_snapshot(self.target, snap,
-                          lambda done, total: self.hooks.progress("load", done, total, snap.path),
-                          init=init_commands(self.log_replay))
+            meter = Throughput()
+            loads.append(load_snapshot(
+                self.target, snap,
+                lambda done, total, snap=snap, meter=meter: self.hooks.progress(
+                    "load", done, total, f"{snap.path}: {meter.line(done, total)}"),
+                init=init_commands(self.log_replay), jobs=self.load_jobs, resume=f"{self.plan.plan_id}/{i}",
+                message=self.hooks.message))
         checkpoint.set_phase(conn, self.plan.plan_id, "loaded")
-        return {"snapshots": [s.path for s in self.snapshots]}
+        load_progress.forget(conn, f"{self.plan.plan_id}/")
+        return {"snapshots": [s.path for s in self.snapshots],
+                "load_jobs": [r.jobs if r.parallel else 1 for r in loads],
+                "tables_kept": sum(len(r.skipped) for r in loads)}
 
     def _verify(self, conn) -> dict:
         result = verify(conn, self.plan.outcome(self.result.outcome))
@@ -294,17 +310,19 @@ def restore(plan: Plan, snapshots: list[Snapshot], source, target: Dsn, *, exist
             hooks: Hooks | None = None, interrupt: Callable[[], None] | None = None,
             batch_transactions: int = 1000, restart: bool = False, fence: str | None = None,
             fence_users: Sequence[str] = (), log_replay: bool = True, space_check: bool = True,
-            verdicts: dict[str, str] | None = None, physical_copy: str = "auto") -> RestoreResult:
+            verdicts: dict[str, str] | None = None, physical_copy: str = "auto",
+            load_jobs: int | None = None) -> RestoreResult:
     """`restart`: forget an earlier run of this plan on the target and start over from the dumps
     (otherwise an earlier run is resumed from its checkpoint). `fence`: None only for a target
     nobody else uses (a sandbox); "refuse" or "lock" (`fence_users`) as for a prod restore.
     `log_replay=False`: keep the restore out of the target's binlog (its replicas do not get it).
     `verdicts`: stops judged at replay by an earlier run (stage), applied as they were ("file:pos" ->
-    "certain" or "suspect") instead of being judged again. `physical_copy`: see RestoreRunner."""
+    "certain" or "suspect") instead of being judged again. `physical_copy`, `load_jobs`: see RestoreRunner."""
     return RestoreRunner(plan, snapshots, source, target, existing=existing, hooks=hooks,
                          interrupt=interrupt, batch_transactions=batch_transactions, restart=restart,
                          fence=fence, fence_users=list(fence_users), log_replay=log_replay,
-                         space_check=space_check, verdicts=verdicts, physical_copy=physical_copy).run()
+                         space_check=space_check, verdicts=verdicts, physical_copy=physical_copy,
+                         load_jobs=load_jobs).run()
 
 
 def _with_phase(state: checkpoint.State, phase: str) -> checkpoint.State:
