@@ -198,8 +198,10 @@ class Settings:
         def line(title: str, o: Any) -> str:
             return f"{title}: " + ("; ".join(f"{f.name} {show(getattr(o, f.name))}" for f in fields(o)) if o else "off")
         return "\n".join([f"config file: {self.config_path or 'none (defaults and environment)'}",
-                          line("source", self.source), *(line(f"target {n}", t) for n, t in self.targets.items()),
-                          *(line(n, getattr(self, n)) for n in ("slack", "access", "kakao", "watch", "oncall")),
+                          *([] if self.clusters else [line("source", self.source)]),
+                          *([] if self.clusters else [line(f"target {n}", t) for n, t in self.targets.items()]),
+                          *(line(n, getattr(self, n)) for n in ("slack", "access", "kakao", "watch", "oncall")
+                            if not (n == "watch" and self.clusters)),
                           *(f"cluster {n}: snapshots {show(c.source.snapshots)}; binlogs {show(c.source.binlog_source)}; "
                             f"targets {', '.join(c.targets)}; watch {show(c.watch and c.watch.source)}; "
                             f"channel {show(c.channel)}" for n, c in self.clusters.items()),

@@ -54,6 +54,64 @@ source = "mysql://repl@db2:3306"
 """
 
 
+# The README's two-cluster example, as it stands there.
+README_EXAMPLE = """# Two databases, one bot: the homepage and billing, each on its own cluster.
+[slack]
+channel = "C0INCIDENTS"          # cards and alerts of a cluster without a channel of its own
+
+[access]
+operators = ["U0KIM", "U0LEE"]
+approvers = ["U0PARK", "U0LEE"]
+
+[oncall]                          # the rotation every cluster falls back to
+rotation = ["U0KIM", "U0LEE"]
+rotation_start = 2026-01-05
+escalate_after_minutes = 5
+
+[worker]
+concurrency = 2                   # jobs at once: one per target of a cluster, clusters side by side
+
+[store]
+path = "/var/lib/restore-bot/restore-bot.sqlite3"
+
+[clusters.homepage]
+snapshots = ["/backups/homepage/home.sql"]
+binlogs = "/var/lib/restore-bot/homepage-binlogs"     # the archive below: files, read offline
+
+[clusters.homepage.targets.stage]
+dsn = "sandbox"
+[clusters.homepage.targets.prod]
+dsn = "mysql://restore:${HOME_DB_PASSWORD}@db-home.internal:3306"
+fence = "lock"
+fence_users = ["homepage_app"]
+
+[clusters.homepage.watch]
+source = "mysql://repl:${HOME_REPL_PASSWORD}@db-home.internal:3306"
+databases = ["home"]
+
+[clusters.homepage.keep]
+archive_dir = "/var/lib/restore-bot/homepage-binlogs"
+backup_dir = "/backups/homepage"
+backup_every_hours = 24
+drill_every_hours = 168
+
+[clusters.billing]
+snapshots = ["/backups/billing/billing.sql"]
+binlogs = "mysql://repl:${BILL_REPL_PASSWORD}@db-bill.internal:3306"   # a live server, read over replication
+channel = "C0BILLING"             # billing's cards and alerts go here
+
+[clusters.billing.targets.prod]
+dsn = "mysql://restore:${BILL_DB_PASSWORD}@db-bill.internal:3306"
+
+[clusters.billing.watch]
+source = "mysql://repl:${BILL_REPL_PASSWORD}@db-bill.internal:3306"
+mass_min_rows = 100
+
+[clusters.billing.oncall]         # billing has its own rotation; the rest comes from [oncall]
+rotation = ["U0CHOI", "U0JUNG"]
+"""
+
+
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "restore-bot.toml"
     path.write_text(text)
@@ -73,6 +131,18 @@ def test_two_cluster_config(tmp_path):
     with pytest.raises(KeyError):
         s.cluster(None)   # several: a name is needed
     assert "cluster billing: snapshots" in s.describe()
+
+
+def test_the_readme_example_loads(tmp_path):
+    env = {n: "pw" for n in ("HOME_DB_PASSWORD", "HOME_REPL_PASSWORD", "BILL_REPL_PASSWORD", "BILL_DB_PASSWORD")}
+    s = load_settings(str(_write(tmp_path, README_EXAMPLE)), env=env)
+    assert s.cluster_names == ("homepage", "billing") and s.concurrency == 2
+    bill, home = s.cluster("billing"), s.cluster("homepage")
+    assert bill.oncall.rotation == ("U0CHOI", "U0JUNG") and bill.oncall.escalate_after_minutes == 5
+    assert home.oncall.rotation == ("U0KIM", "U0LEE") and home.keep.drill_every_hours == 168
+    assert (home.slack.channel, bill.slack.channel) == ("C0INCIDENTS", "C0BILLING")
+    described = s.describe()
+    assert "pw" not in described and "cluster billing: " in described and "\nsource:" not in described
 
 
 def test_the_old_single_source_file_is_the_cluster_default(tmp_path):
