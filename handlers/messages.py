@@ -123,7 +123,8 @@ UNDO_REJECTED = "Rejected by <@{user}>: undo job *{job}* writes nothing."
 NOT_APPROVER_UNDO = "Sorry <@{user}>, only approvers may approve an undo. (This was logged.)"
 NO_KEEP = ("Backups are not configured: set [watch] source and [keep] backup_dir (and backup_databases), "
            "plus [keep] archive_dir for drills.")
-BACKUP_USAGE = "`/backup now [CLUSTER]` takes a base snapshot · `/backup list [CLUSTER]` shows them"
+BACKUP_USAGE = ("`/backup now` takes a base snapshot · `/backup list` shows them (with several clusters: "
+                "`/backup now NAME`, `/backup list NAME`)")
 CLUSTER_MISSING = "Several clusters are configured: name one, e.g. `/restore plan NAME` (choices: {choices})."
 CLUSTER_UNKNOWN = "There is no cluster `{name}` (choices: {choices})."
 UNDO_WORDS = " After SPEC, `/restore undo` takes the target, stage or prod, then the cluster's name."
