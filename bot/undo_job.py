@@ -54,16 +54,17 @@ def undo_job(settings, store: JobStore, job: Job, hooks: Hooks) -> dict:
 
 def _summary(doc: dict, job: Job) -> str:
     tx, pid = doc["transaction"]["id"], doc["preview_id"]
+    on = job.target + (f" of cluster {job.args['cluster']}" if job.args.get("cluster") else "")
     rows = {k: sum(t["rows"][k] for t in doc["tables"]) for k in ("insert", "update", "delete")}
     if doc.get("done_before"):
-        return f"Transaction {tx} was undone on {job.target} already; nothing written."
+        return f"Transaction {tx} was undone on {on} already; nothing written."
     if doc.get("applied"):
-        return (f"Undid transaction {tx} on {job.target} (preview {pid}): {rows['insert']} row(s) inserted back, "
+        return (f"Undid transaction {tx} on {on} (preview {pid}): {rows['insert']} row(s) inserted back, "
                 f"{rows['update']} updated back, {rows['delete']} deleted; {len(doc['conflicts'])} conflict(s) kept.")
-    return (f"Undo preview {pid} of transaction {tx} on {job.target}: {rows['insert']} row(s) to insert back, "
+    return (f"Undo preview {pid} of transaction {tx} on {on}: {rows['insert']} row(s) to insert back, "
             f"{rows['update']} to update back, {rows['delete']} to delete; {len(doc['conflicts'])} conflict(s).")
 
 
 def _new_preview(job: Job) -> str:
-    target = "" if job.target == "stage" else f" {job.target}"
+    target = ("" if job.target == "stage" else f" {job.target}") + (f" {job.args['cluster']}" if job.args.get("cluster") else "")
     return messages.UNDO_NEW_PREVIEW.format(spec=job.args.get("event"), target=target)

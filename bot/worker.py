@@ -132,7 +132,8 @@ class Worker:
             log.warning("job %s failed: %s", job_id, exc)
             self.store.transition(job_id, (JobState.RUNNING,), JobState.FAILED, error=exc.to_dict())
             if job.kind == JobKind.UNDO:   # an undo's every step is in the audit trail
-                self.store.audit("restore-bot", "undo failed", job_id, str(exc))
+                on = job.args.get("cluster")
+                self.store.audit("restore-bot", "undo failed", job_id, (f"cluster={on} " if on else "") + str(exc))
             self._tell_failure(job, str(exc), exc.hint)
             return
         except Exception as exc:  # a bug: report it rather than leave the job hanging
