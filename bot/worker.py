@@ -214,7 +214,7 @@ class Worker:
         self.store.update(job.id, plan_id=plan.plan_id if job.kind != JobKind.PROD else job.plan_id)
         summary = plan_summary(plan)
         if job.kind == JobKind.PLAN:
-            return {"summary": summary, "plan": plan.to_dict(), "next": messages.NEXT_STEP_AFTER_PLAN}
+            return {"summary": summary, "plan": plan.to_dict(), "next": _named(messages.NEXT_STEP_AFTER_PLAN, job)}
         if job.kind == JobKind.STAGE:
             return self._stage(settings, job, planned, summary, hooks, interrupt)
         return self._prod(settings, job, planned, summary, hooks, interrupt)
@@ -233,7 +233,7 @@ class Worker:
             hooks.message(verdict_line(v))
         return {"summary": summary + " " + verification_summary(result.to_dict()),
                 "restore": result.to_dict(), "plan_id": planned.plan_id, "evidence": staged.evidence.to_dict(),
-                "next": messages.NEXT_STEP_AFTER_STAGE}
+                "next": _named(messages.NEXT_STEP_AFTER_STAGE, job)}
 
     def _prod(self, settings, job: Job, planned: api.Planned, summary: str, hooks: JobHooks, interrupt) -> dict:
         stage = self.store.get(job.stage_job) if job.stage_job else None
@@ -270,6 +270,12 @@ class Worker:
         drilled = api.drill(api.DrillInput(keep.backup_dir, keep.archive_dir, watch.source),
                             hooks=hooks, interrupt=interrupt).to_dict()
         return {"summary": drill_summary(drilled), **drilled}
+
+
+def _named(text: str, job: Job) -> str:
+    """A next step's `/restore stage` or `/restore prod` naming the job's cluster, when it has one."""
+    name = job.args.get("cluster")
+    return text.replace("stage`", f"stage {name}`").replace("prod`", f"prod {name}`") if name else text
 
 
 def _same_target(a: Job, b: Job) -> bool:

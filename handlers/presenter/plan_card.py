@@ -153,10 +153,11 @@ def kakao_replies(job: Job, limit: int = 8) -> list[dict]:
     if not plan:
         return []
     out = []
+    on = f" {job.args['cluster']}" if (job.args or {}).get("cluster") else ""   # a named cluster's plan: the same cluster
     for number, cand in shown(plan.get("candidates") or []):
         out.append({"label": f"Stop #{number}", "action": "message",
-                    "messageText": f"/restore plan stop={spec_of(cand)}"})
+                    "messageText": f"/restore plan{on} stop={spec_of(cand)}"})
         if skippable(cand, plan):
             out.append({"label": f"Skip #{number}", "action": "message",
-                        "messageText": f"/restore plan skip={spec_of(cand)}"})
+                        "messageText": f"/restore plan{on} skip={spec_of(cand)}"})
     return out[:limit]
