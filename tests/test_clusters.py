@@ -435,3 +435,21 @@ def test_plan_on_the_command_line_from_a_cluster(world, fleet, cli):
     assert run.code == 0, run
     stop = run.doc["plan"]["stop"]
     assert "DROP DATABASE" in json.dumps(stop) and "bill" in json.dumps(stop), stop
+
+
+def test_a_choice_made_on_one_clusters_plan_card_decides_only_that_clusters_plans(tmp_path):
+    s = load_settings(str(_write(tmp_path, TWO)), env={})
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    app = application(s, store, _Everyone(), channel=None)
+    rec = _Rec()
+    app.text("plan billing", "U1", "console", rec)
+    base = rec.job
+    rec = _Rec()
+    app.action("candidate_stop", json.dumps({"job": base.id, "spec": "0-2-77", "where": "bin.000001:900"}), "U1",
+               "console", rec)
+    assert rec.job.args == {"stop_before": "0-2-77", "skips": [], "cluster": "billing"}, rec.private
+    assert store.choice()["why"].startswith("[billing] ")
+    for name, stop in (("billing", "0-2-77"), ("homepage", "auto")):
+        rec = _Rec()
+        app.text(f"plan {name}", "U1", "console", rec)
+        assert rec.job.args["stop_before"] == stop and rec.job.args["cluster"] == name, (name, rec.job.args)
