@@ -231,6 +231,8 @@ class Background:
         self._posters: list = []
 
     def start(self, on_alert_posted=None) -> None:
+        global _BACKGROUND
+        _BACKGROUND = self
         named = bool(self.settings.clusters)
         for name in self.settings.cluster_names:
             s = self.settings.cluster(name)
@@ -279,6 +281,17 @@ class Background:
         self.scheduler.shutdown(wait=False)
         for reporter in self.reporters:
             reporter.stop()
+
+
+_BACKGROUND: Background | None = None   # this process's, for run_scheduled
+
+
+def run_scheduled(kind: str, cluster: str | None = None) -> None:
+    """A scheduled backup or drill of `cluster` as a textual reference with plain arguments
+    ("bot.serve:run_scheduled"), which a job store shared by several instances can hold."""
+    if _BACKGROUND is None:
+        raise RuntimeError("run_scheduled runs inside restore-bot serve (its Background has not started)")
+    _BACKGROUND._scheduled(JobKind(kind), cluster)
 
 
 def build_http(store: JobStore) -> Flask:
