@@ -3,7 +3,9 @@ the live source, later writes kept, conflicts reported, compared with an oracle 
 same history without the disasters (CHECKSUM TABLE), and the refusals."""
 from __future__ import annotations
 
+import dataclasses
 import random
+from decimal import Decimal
 
 import pytest
 
@@ -201,6 +203,42 @@ def test_a_write_between_the_look_and_the_apply_is_caught_under_lock(small):
         api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False), hooks=hooks)
     assert "changed on the target since the preview" in str(err.value) and "preview again" in err.value.hint
     assert _rows(small, "s.t") == {1: (1, "lost"), 2: (2, "lost"), 3: (3, "meanwhile")}   # none put back
+
+
+def test_deleted_rows_go_back_as_logged_and_a_key_taken_meanwhile_refuses_them_whole(small):
+    """The rows a DELETE removed go back by BINLOG statements of their logged images; a key taken
+    between the preview and the apply fails that statement: nothing is put back."""
+    _run(small, ["CREATE TABLE s.w (id INT PRIMARY KEY, v VARCHAR(40), d DECIMAL(8,2), b BLOB)",
+                 "INSERT INTO s.w SELECT seq, CONCAT('v', seq), seq / 4, IF(seq % 3, NULL, UNHEX('00FF')) "
+                 "FROM s.seq_1_to_3000",
+                 "DELETE FROM s.w"])
+    gtid = _last_gtid(small)
+    hooks = _WritesBeforeApply(small, "INSERT INTO s.w VALUES (2999, 'meanwhile', NULL, NULL)")
+    with pytest.raises(RestoreError) as err:
+        api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False), hooks=hooks)
+    assert "changed on the target since the preview" in str(err.value) and "preview again" in err.value.hint
+    assert _rows(small, "s.w") == {2999: (2999, "meanwhile", None, None)}
+    _run(small, ["SET sql_log_bin = 0", "DELETE FROM s.w"])
+    done = api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False))
+    assert done.applied and not done.verification and done.tables[0]["put_back_by"].startswith("BINLOG")
+    assert done.tables[0]["rows"]["insert"] == 3000 and done.tables[0]["sample"][0]["values"]["v"] == "v1"
+    rows = _rows(small, "s.w")
+    assert len(rows) == 3000 and rows[3] == (3, "v3", Decimal("0.75"), b"\x00\xff") and rows[4][3] is None
+
+
+def test_a_user_who_may_not_run_binlog_puts_the_rows_back_by_insert(small):
+    _run(small, ["DELETE FROM s.t"])
+    gtid = _last_gtid(small)
+    _run(small, ["CREATE USER 'plain'@'%' IDENTIFIED BY 'pw'",
+                 "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON *.* TO 'plain'@'%'"])
+    try:
+        plain = dataclasses.replace(small.dsn, user="plain", password="pw")
+        done = api.undo(api.UndoInput(small.binlog_dir, plain, gtid, dry_run=False))
+        assert done.applied and not done.verification
+        assert "may not run BINLOG" in done.tables[0]["put_back_by"]
+        assert _rows(small, "s.t") == {1: (1, "a"), 2: (2, "b"), 3: (3, "c")}
+    finally:
+        _run(small, ["DROP USER 'plain'@'%'"])
 
 
 def test_an_inserted_row_is_deleted_only_while_still_as_inserted(small):

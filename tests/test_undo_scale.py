@@ -24,14 +24,19 @@ def _scratch(tmp) -> list[str]:
     return sorted(n for n in os.listdir(tmp) if n.startswith("restore-bot-undo-"))
 
 
+# the undo putting rows back: by BINLOG statements of their logged images (restore.undo.raw), or INSERTs
+_PUTTING_BACK = ("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'INSERT INTO `big`.`t`%' "
+                 "OR INFO LIKE 'BINLOG %'")
+
+
 def _wait_for_insert(server, proc) -> None:
-    """Until the undo's INSERTs run on the server (or the command ended)."""
+    """Until the undo's INSERTs or BINLOG statements run on the server (or the command ended)."""
     conn = server.connect()
     try:
         with conn.cursor() as cur:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and proc.poll() is None:
-                cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'INSERT INTO `big`.`t`%'")
+                cur.execute(_PUTTING_BACK)
                 if cur.fetchone()[0]:
                     return
                 time.sleep(0.005)
@@ -44,7 +49,7 @@ def _count_after_rollback(server) -> int:
     try:
         with conn.cursor() as cur:
             for _ in range(100):   # the server rolls the dead session's transaction back
-                cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'INSERT INTO `big`.`t`%'")
+                cur.execute(_PUTTING_BACK)
                 if not cur.fetchone()[0]:
                     break
                 time.sleep(0.1)

@@ -13,12 +13,14 @@ collations.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 
 import pymysql
 
 from restore.errors import RestoreError
 from restore.mysql.quote import quote_ident, quote_qualified
+from restore.target.binlog import ACCESS_DENIED
 from restore.target.checkpoint import SCHEMA
 from restore.undo.inverse import Action, TableUndo, shown
 from restore.undo.store import dumps
@@ -50,6 +52,7 @@ def _where_key(schema: TableSchema, row: tuple) -> tuple[str, list]:
 
 
 BATCH = 2000    # keys looked up per SELECT
+VERIFY_SAMPLE = 100     # rows put back by BINLOG that are read back after the commit
 ER_DUP_ENTRY = 1062
 
 
@@ -142,13 +145,18 @@ def done_before(conn, undone_id: str) -> dict | None:
     return None if row is None else {"preview_id": row[0], "applied_at": str(row[1]), "summary": json.loads(row[2])}
 
 
-def apply(conn, tables: list[TableUndo], *, undone_id: str, pid: str, summary: dict) -> None:
+BY_BINLOG = "BINLOG row events (the deleted rows' images as logged)"
+
+
+def apply(conn, tables: list[TableUndo], *, undone_id: str, pid: str, summary: dict) -> dict[str, str]:
     """All actions in one transaction, after checking under lock that the rows are as the preview
     saw them; the same transaction records the undo in `_restore_bot.undo`, so a run after a crash
-    either finds nothing done or the record (never a half)."""
+    either finds nothing done or the record (never a half). Returns, per table with rows kept as
+    logged (restore.undo.raw), how they were put back: BY_BINLOG, or why by INSERT instead."""
     with conn.cursor() as cur:
         for sql in _RECORD_DDL:     # DDL commits: before the transaction, never inside it
             cur.execute(sql)
+        how = {t.schema.full_name: _binlog_refused(cur, t) or BY_BINLOG for t in tables if t.raw is not None}
         cur.execute("START TRANSACTION")
         try:
             cur.execute(f"INSERT INTO {_RECORD} (transaction_id, preview_id, summary) VALUES (%s, %s, %s)",
@@ -165,9 +173,12 @@ def apply(conn, tables: list[TableUndo], *, undone_id: str, pid: str, summary: d
                 for table in tables:
                     _write(conn, cur, table, kind)
             for table in tables:
+                binlog = how.get(table.schema.full_name) == BY_BINLOG
                 try:
-                    _insert(conn, cur, table)
-                except pymysql.err.IntegrityError as exc:
+                    if binlog:
+                        _insert_raw(cur, table)
+                    _insert(conn, cur, table, decoded=binlog)
+                except pymysql.MySQLError as exc:
                     if exc.args[0] == ER_DUP_ENTRY and "for key 'PRIMARY'" in str(exc.args[-1]):
                         raise _changed(table) from exc
                     raise
@@ -180,6 +191,42 @@ def apply(conn, tables: list[TableUndo], *, undone_id: str, pid: str, summary: d
         except BaseException:
             _rollback(cur)
             raise
+    return how
+
+
+def _binlog_refused(cur, table: TableUndo) -> str | None:
+    """Why the rows kept as logged cannot be put back by BINLOG statements on this target (they
+    are then decoded and INSERTed), or None. The format description is sent here, once per session."""
+    cur.execute("SELECT @@GLOBAL.slave_exec_mode, @@GLOBAL.slave_type_conversions")
+    mode, conversions = cur.fetchone()
+    if "IDEMPOTENT" in str(mode).upper() or conversions:
+        # a row event would overwrite a row holding the key, or be converted to other column types
+        return f"the target applies row events with slave_exec_mode={mode}, slave_type_conversions='{conversions}'"
+    try:
+        cur.execute(table.raw.fde_statement())
+    except pymysql.MySQLError as exc:
+        if exc.args[0] in ACCESS_DENIED:
+            return f"the target user may not run BINLOG statements ({exc.args[-1]}): put back by INSERT"
+        raise
+    return None
+
+
+def _insert_raw(cur, table: TableUndo) -> None:
+    """The rows kept as logged, as BINLOG statements of WRITE_ROWS events (restore.undo.raw). The
+    server refuses a key taken (no overwrite: STRICT); that every row went in as a new one is
+    checked by the table's row count, inside the transaction."""
+    ident = table.schema.ident
+    cur.execute(f"SELECT COUNT(*) FROM {ident}")
+    before = cur.fetchone()[0]
+    want = 0
+    for sql, rows in table.raw.statements(table.raw_inserts()):
+        cur.execute(sql)
+        want += rows
+    cur.execute(f"SELECT COUNT(*) FROM {ident}")
+    done = cur.fetchone()[0] - before
+    if done != want:
+        raise RestoreError(f"{table.schema.full_name}: {done} of {want} rows put back by BINLOG statements; "
+                           "nothing was changed", hint=CHANGED_HINT)
 
 
 def _changed(table: TableUndo) -> RestoreError:
@@ -197,8 +244,9 @@ def _rollback(cur) -> None:
 INSERT_BYTES = 2 << 20    # SQL text per multi-row INSERT (held about three times over while it is sent)
 
 
-def _insert(conn, cur, table: TableUndo) -> None:
-    """The rows put back, as multi-row INSERTs of about INSERT_BYTES each."""
+def _insert(conn, cur, table: TableUndo, *, decoded: bool = False) -> None:
+    """The rows put back (`decoded`: but those kept as logged), as multi-row INSERTs of about
+    INSERT_BYTES each."""
     schema = table.schema
     cols = [i for i, c in enumerate(schema.columns) if not c.generated]
     head = f"INSERT INTO {schema.ident} ({', '.join(quote_ident(schema.columns[i].name) for i in cols)}) VALUES "
@@ -207,7 +255,7 @@ def _insert(conn, cur, table: TableUndo) -> None:
 
     def send() -> int:
         return cur.execute(head + ",".join(parts))
-    for action in table.actions("insert"):
+    for action in table.actions("insert", decoded=decoded):
         text = row_literal(conn, action.row, cols)
         for _ in range(action.count):
             parts.append(text)
@@ -278,13 +326,19 @@ def _run(cur, schema: TableSchema, action: Action) -> None:
                            f"{action.count} expected; nothing was changed", hint=CHANGED_HINT)
 
 
-def verify(conn, tables: list[TableUndo]) -> list[dict]:
+def verify(conn, tables: list[TableUndo], by_binlog: set[str] = frozenset()) -> list[dict]:
     """After the commit: every row the undo wrote holds its intended image (PK tables), and a table
-    without a key holds as many identical rows as intended."""
+    without a key holds as many identical rows as intended. Rows put back by BINLOG (`by_binlog`
+    tables) went in byte for byte as the server logged them, all of them (counted in the apply):
+    of those, the first SAMPLE are read back and compared with their decoded values."""
     problems = []
     for table in tables:
         schema = table.schema
-        for actions in table.batches(BATCH):
+        binlog = schema.full_name in by_binlog
+        batches = table.batches(BATCH, decoded=binlog)
+        if binlog:
+            batches = itertools.chain(batches, [[a for a in table.first(VERIFY_SAMPLE) if a.raw is not None]])
+        for actions in filter(None, batches):
             for action, now in zip(actions, _observe_batch(conn, schema, actions, False)):
                 was = action.observed
                 if schema.key:

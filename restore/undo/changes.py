@@ -18,9 +18,10 @@ from restore.binlog import events as be
 from restore.binlog.row_images import column_count, update_images
 from restore.binlog.rows import TableMap, image_values
 from restore.binlog.source import BinlogSource
-from restore.binlog.walker import QueryStep, RowsStep, TxBegin, TxEnd, Walker
+from restore.binlog.walker import FormatStep, QueryStep, RowsStep, TxBegin, TxEnd, Walker
 from restore.errors import RestoreError
 from restore.plan.spec import Spec, parse_spec
+from restore.undo.raw import RawTable
 from restore.undo.store import Store, dumps, key_blob, key_value, loads
 from restore.undo.values import TableSchema, check_map, decode_row, read_schema
 
@@ -37,13 +38,21 @@ class RowState:
 
 
 class _LazyState:
-    """A RowState whose images are unpickled when read."""
+    """A RowState whose images are unpickled when read (`orig` decoded from its logged bytes when
+    the row was kept raw: restore.undo.raw)."""
 
-    def __init__(self, orig: bytes | None, now: bytes | None, cur: bytes | None, later: str) -> None:
+    def __init__(self, orig: bytes | None, now: bytes | None, cur: bytes | None, later: str,
+                 raw: bytes | None = None, table: RawTable | None = None) -> None:
         self._b = (orig, now, cur)
         self._later = later
+        self._raw, self._table = raw, table
 
-    orig = property(lambda self: loads(self._b[0]))
+    @property
+    def orig(self) -> tuple | None:
+        if self._b[0] is None and self._raw is not None and self._table is not None:
+            return self._table.decode(self._raw)
+        return loads(self._b[0])
+
     now = property(lambda self: loads(self._b[1]))
     cur = property(lambda self: loads(self._b[2]))
     later = property(lambda self: self._later.split("\n")[1:])
@@ -61,6 +70,7 @@ class TableChanges:
         self.schema, self.store, self.tid = schema, store, tid
         self.later: list[str] = []          # later transactions touching its rows
         self._own: list[tuple] = []
+        self.raw: RawTable | None = None    # deleted rows kept as logged (restore.undo.raw)
 
     # -- the undone transaction ---------------------------------------------------------------
     def own_change(self, before: tuple | None, after: tuple | None) -> None:
@@ -69,15 +79,22 @@ class TableChanges:
             return
         key_of, t = self.schema.key_of, self.tid
         if before is not None:     # the key's row is gone after this change (its first image stays `orig`)
-            self._own.append((t, key_blob(key_of(before)), dumps(before), None))
+            self._own.append((t, key_blob(key_of(before)), dumps(before), None, None))
         if after is not None:
-            self._own.append((t, key_blob(key_of(after)), None, dumps(after)))
+            self._own.append((t, key_blob(key_of(after)), None, dumps(after), None))
+        if len(self._own) >= 5000:
+            self.flush()
+
+    def own_raw_delete(self, key: tuple, raw: bytes) -> None:
+        """A row the transaction deleted, kept as its logged before-image (self.raw decodes it)."""
+        self._own.append((self.tid, key_blob(key), None, None, raw))
         if len(self._own) >= 5000:
             self.flush()
 
     def flush(self) -> None:
         if self._own:
-            self.store.db.executemany("INSERT INTO st (t, k, orig, now) VALUES (?, ?, ?, ?) "
+            # a key seen before keeps its first image (`orig` or `raw`): only `now` follows the transaction
+            self.store.db.executemany("INSERT INTO st (t, k, orig, now, raw) VALUES (?, ?, ?, ?, ?) "
                                       "ON CONFLICT (t, k) DO UPDATE SET now = excluded.now", self._own)
             self._own = []
 
@@ -121,15 +138,16 @@ class TableChanges:
 
     # -- what the inverse reads ---------------------------------------------------------------
     def states(self) -> Iterator[tuple[tuple, RowState]]:
-        for k, _, _, _, state in self.stored_states():
+        for k, _, _, _, _, state in self.stored_states():
             yield key_value(k), state
 
-    def stored_states(self) -> Iterator[tuple[int | bytes, bytes | None, bytes | None, bytes | None, RowState]]:
-        """Per key, in binlog order: the stored key and images, and the RowState they decode to
-        (unpickled only when its fields are read)."""
-        for k, orig, now, cur, later in self.store.query(
-                "SELECT k, orig, now, cur, later FROM st WHERE +t = ? ORDER BY rowid", (self.tid,)):
-            yield k, orig, now, cur, _LazyState(orig, now, cur, later)
+    def stored_states(self) -> Iterator[tuple[int | bytes, bytes | None, bytes | None, bytes | None, bytes | None,
+                                              RowState]]:
+        """Per key, in binlog order: the stored key and images (`orig` pickled, or else `raw`: as
+        logged), and the RowState they decode to (unpickled only when its fields are read)."""
+        for k, orig, now, cur, later, raw in self.store.query(
+                "SELECT k, orig, now, cur, later, raw FROM st WHERE +t = ? ORDER BY rowid", (self.tid,)):
+            yield k, orig, now, cur, raw, _LazyState(orig, now, cur, later, raw, self.raw)
 
     def whole_rows(self) -> Iterator[tuple[tuple, int, int]]:
         """(row, +inserted/-deleted by the transaction, +/- by later ones) of a table without a key."""
@@ -219,6 +237,7 @@ class UndoReader:
         self.store = store
         self.tables: dict[str, TableChanges] = {}
         self.undone: UndoneTransaction | None = None
+        self.fde_event: be.RawEvent | None = None
 
     def read(self) -> tuple[UndoneTransaction, dict[str, TableChanges]]:
         spec = self.spec
@@ -260,6 +279,8 @@ class UndoReader:
                 self._later_rows(_tx_id(begin), step, fde)
             elif walker.fde is not None:
                 fde = walker.fde
+                if isinstance(step, FormatStep):
+                    self.fde_event = step.event
         if self.undone is None:
             raise RestoreError(f"no transaction at {spec.text} in {self.source.describe()}", where=spec.text,
                                hint="name the transaction by its GTID or by the FILE:POS of one of its events "
@@ -297,9 +318,27 @@ class UndoReader:
             statements.append(step.annotation)
         table = self._table(step)
         schema, tmap = table.schema, step.tmap
+        if self._take_raw(table, step, fde):
+            return
         for before, after in _images(step.event, fde.post_header(step.event.type), tmap, schema.full_name):
             table.own_change(decode_row(schema, tmap, before) if before is not None else None,
                              decode_row(schema, tmap, after) if after is not None else None)
+
+    def _take_raw(self, table: TableChanges, step: RowsStep, fde: be.FormatDescription) -> bool:
+        """The rows of a DELETE_ROWS event of a table with a primary key, kept as logged with only
+        their keys decoded (restore.undo.raw); False: the event is decoded as any other."""
+        ev = step.event
+        post, tm_post = fde.post_header(ev.type), fde.post_header(be.TABLE_MAP)
+        if self.fde_event is None or not RawTable.eligible(ev, post, table.schema):
+            return False
+        if table.raw is None:
+            table.raw = RawTable(table.schema, self.fde_event, step.table_map, step.tmap, ev, post, tm_post)
+        raw = table.raw
+        if not raw.fits(ev, step.table_map, tm_post):
+            return False
+        for image, values in raw.images(ev):
+            table.own_raw_delete(raw.key(values), image)
+        return True
 
     def _took(self, begin: TxBegin, end: TxEnd, statements: list[str]) -> None:
         undone = UndoneTransaction(_tx_id(begin), begin.file, begin.pos, end.pos, begin.timestamp, statements)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from restore.undo.changes import TableChanges
+from restore.undo.raw import RawTable
 from restore.undo.store import Store, dumps, key_blob, key_value, loads
 from restore.undo.values import TableSchema
 
@@ -30,11 +31,13 @@ class Action:
     """One row's part of the undo. As read back from the Store its row and expected image stay
     pickled until asked for: the preview's look at a million rows put back needs only their keys."""
 
-    __slots__ = ("kind", "_row", "_expected", "sets", "count", "seq", "observed", "blob", "_exp_blob", "stored_key")
+    __slots__ = ("kind", "_row", "_expected", "sets", "count", "seq", "observed", "blob", "_exp_blob", "stored_key",
+                 "raw")
 
     def __init__(self, kind: str, row: tuple | None, expected: tuple | None, sets: dict | None = None,
                  count: int = 1, seq: int = 0, observed: object = None, *, blob: bytes | None = None,
-                 expected_blob: bytes | None = None, stored_key: int | bytes | None = None) -> None:
+                 expected_blob: bytes | None = None, stored_key: int | bytes | None = None,
+                 raw: RawTable | None = None) -> None:
         self.kind = kind                # insert | update | delete
         self._row = row                 # insert: the row put back; update/delete: the row as the binlog ends
         self._expected = expected       # what the target must hold at that key now (None: no row); no key: unused
@@ -43,11 +46,12 @@ class Action:
         self.seq = seq                  # its place in the table's inverse (restore.undo.store, table act)
         self.observed = observed        # what the target held at its key when the preview looked
         self.blob, self._exp_blob, self.stored_key = blob, expected_blob, stored_key
+        self.raw = raw                  # `blob` is an image as logged, which this decodes (restore.undo.raw)
 
     @property
     def row(self) -> tuple:
         if self._row is None:
-            self._row = loads(self.blob)
+            self._row = self.raw.decode(self.blob) if self.raw is not None else loads(self.blob)
         return self._row
 
     @property
@@ -91,8 +95,10 @@ class TableUndo:
     """One table's inverse: its actions, kept in the undo's Store in the order they are applied
     (read back in batches), and its conflicts (few, held here)."""
 
-    def __init__(self, schema: TableSchema, store: Store, tid: int, later: list[str]) -> None:
+    def __init__(self, schema: TableSchema, store: Store, tid: int, later: list[str],
+                 raw: RawTable | None = None) -> None:
         self.schema, self.store, self.tid, self.later = schema, store, tid, later
+        self.raw = raw                  # how its rows kept as logged decode and are written back
         self.conflicts: list[Conflict] = []
         self.already = 0                # rows (or columns) that already hold what the undo would put back
         self._counts = {"insert": 0, "update": 0, "delete": 0}
@@ -105,19 +111,19 @@ class TableUndo:
                         dumps(action.sets) if action.sets else None, action.count)
 
     def add_stored(self, kind: str, key: int | bytes, row: bytes, expected: bytes | None, sets: bytes | None,
-                   count: int = 1) -> None:
-        """An action as the Store holds it (key_blob, pickled images): a row copied from the
-        per-row state to the inverse without being unpickled and pickled again."""
+                   count: int = 1, *, raw: bool = False) -> None:
+        """An action as the Store holds it (key_blob, pickled images, or `raw`: the image as
+        logged): a row copied from the per-row state to the inverse without being decoded."""
         self._seq += 1
         self._counts[kind] += count
-        self._buf.append((self.tid, self._seq, kind, key, row, expected, sets, count))
+        self._buf.append((self.tid, self._seq, kind, key, row, expected, sets, count, int(raw)))
         if len(self._buf) >= 5000:
             self.flush()
 
     def flush(self) -> None:
         if self._buf:
-            self.store.db.executemany("INSERT INTO act (t, seq, kind, k, row, expected, sets, count) "
-                                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._buf)
+            self.store.db.executemany("INSERT INTO act (t, seq, kind, k, row, expected, sets, count, raw) "
+                                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self._buf)
             self._buf = []
 
     def drop(self, action: Action) -> None:
@@ -125,28 +131,42 @@ class TableUndo:
         self.store.db.execute("DELETE FROM act WHERE t = ? AND seq = ?", (self.tid, action.seq))
         self._counts[action.kind] -= action.count
 
-    def batches(self, size: int = 2000, kind: str | None = None, *, seen: bool = False) -> Iterator[list[Action]]:
-        """The actions (of one kind, or all; `seen`: but the inserts where the preview saw no row) in
-        order, `size` at a time; each batch read whole before the caller writes (its observation) back."""
+    def batches(self, size: int = 2000, kind: str | None = None, *, seen: bool = False,
+                decoded: bool = False) -> Iterator[list[Action]]:
+        """The actions (of one kind, or all; `seen`: but the inserts where the preview saw no row;
+        `decoded`: but the rows kept as logged) in order, `size` at a time; each batch read whole
+        before the caller writes (its observation) back."""
         self.flush()
         last = 0
         only = ("" if kind is None else " AND kind = ?") + (" AND NOT (kind = 'insert' AND observed IS NULL)"
-                                                            if seen else "")
+                                                            if seen else "") + (" AND raw = 0" if decoded else "")
         while True:
             rows = self.store.db.execute(
-                f"SELECT seq, kind, k, row, expected, sets, count, observed FROM act WHERE t = ? AND seq > ?{only} "
+                f"SELECT seq, kind, k, row, expected, sets, count, observed, raw FROM act WHERE t = ? AND seq > ?{only} "
                 "ORDER BY seq LIMIT ?", (self.tid, last, *([kind] if kind else []), size)).fetchall()
             if not rows:
                 return
             keyed = bool(self.schema.key)
             yield [Action(kind_, None, None, loads(sets), count, seq, loads(observed), blob=row, expected_blob=expected,
-                          stored_key=k if keyed else None)
-                   for seq, kind_, k, row, expected, sets, count, observed in rows]
+                          stored_key=k if keyed else None, raw=self.raw if raw else None)
+                   for seq, kind_, k, row, expected, sets, count, observed, raw in rows]
             last = rows[-1][0]
 
-    def actions(self, kind: str | None = None) -> Iterator[Action]:
-        for batch in self.batches(kind=kind):
+    def actions(self, kind: str | None = None, *, decoded: bool = False) -> Iterator[Action]:
+        for batch in self.batches(kind=kind, decoded=decoded):
             yield from batch
+
+    def raw_inserts(self) -> Iterator[bytes]:
+        """The images, as logged, of the rows put back that were kept so (restore.undo.raw), in order."""
+        self.flush()
+        for (row,) in self.store.query("SELECT row FROM act WHERE t = ? AND kind = 'insert' AND raw = 1 ORDER BY seq",
+                                       (self.tid,)):
+            yield row
+
+    def raw_count(self) -> int:
+        self.flush()
+        return self.store.db.execute("SELECT COUNT(*) FROM act WHERE t = ? AND kind = 'insert' AND raw = 1",
+                                     (self.tid,)).fetchone()[0]
 
     def first(self, n: int) -> list[Action]:
         return next(self.batches(n), [])
@@ -178,19 +198,22 @@ def shown(value: object) -> object:
 
 def inverse(changes: TableChanges) -> TableUndo:
     schema = changes.schema
-    out = TableUndo(schema, changes.store, changes.tid, list(changes.later))
+    out = TableUndo(schema, changes.store, changes.tid, list(changes.later), changes.raw)
     if not schema.key:
         _inverse_whole_rows(changes, out)
         out.flush()
         return out
     generated = {i for i, c in enumerate(schema.columns) if c.generated}
-    for k, orig_b, now_b, cur_b, state in changes.stored_states():
+    for k, orig_b, now_b, cur_b, raw_b, state in changes.stored_states():
         # the common cases, decided on the stored images: a deleted row nothing wrote again, an
         # inserted row still as inserted
         if now_b is None and cur_b is None and orig_b is not None:
             out.add_stored("insert", k, orig_b, None, None)
             continue
-        if orig_b is None and now_b is not None and cur_b == now_b:
+        if now_b is None and cur_b is None and raw_b is not None:
+            out.add_stored("insert", k, raw_b, None, None, raw=True)
+            continue
+        if orig_b is None and raw_b is None and now_b is not None and cur_b == now_b:
             out.add_stored("delete", k, now_b, now_b, None)
             continue
         orig, now, cur = state.orig, state.now, state.cur

@@ -75,9 +75,12 @@ def _run(source, conn, store: Store, event: str, *, dry_run: bool, preview: str 
                            hint="the binlog read is older than the target, or the target was written outside "
                                 "it: read the binlog again (or from the server itself) and run the preview again")
     hooks.phase_started("apply", sum(t.total() for t in tables))
-    ap.apply(conn, tables, undone_id=undone.id, pid=pid, summary={t["table"]: t["rows"] for t in doc["tables"]})
-    problems = ap.verify(conn, tables)
-    hooks.phase_finished("apply", {"verification": problems})
+    how = ap.apply(conn, tables, undone_id=undone.id, pid=pid, summary={t["table"]: t["rows"] for t in doc["tables"]})
+    for entry in doc["tables"]:
+        if entry["table"] in how:
+            entry["put_back_by"] = how[entry["table"]]
+    problems = ap.verify(conn, tables, {name for name, way in how.items() if way == ap.BY_BINLOG})
+    hooks.phase_finished("apply", {"verification": problems, "put_back_by": how})
     return dict(doc, applied=True, verification=problems)
 
 

@@ -21,8 +21,9 @@ from restore.mysql.leftovers import OwnedDir, sweep
 _SCHEMA = (
     # tables with a primary key: per key, the row before the undone transaction, right after it,
     # and at the binlog's end (NULL: no row), and the later transactions that wrote it
-    # (a rowid table: its rowid order is the binlog's order, the order the undo shows and applies)
-    "CREATE TABLE st (t INTEGER, k BLOB, orig BLOB, now BLOB, cur BLOB, later TEXT NOT NULL DEFAULT '', "
+    # (a rowid table: its rowid order is the binlog's order, the order the undo shows and applies);
+    # `raw`: instead of `orig`, a deleted row's image as logged (restore.undo.raw)
+    "CREATE TABLE st (t INTEGER, k BLOB, orig BLOB, now BLOB, cur BLOB, later TEXT NOT NULL DEFAULT '', raw BLOB, "
     "UNIQUE (t, k))",
     # tables without one: whole rows, + inserted / - deleted by the transaction, and by later ones
     "CREATE TABLE nk (t INTEGER, row BLOB, delta INTEGER NOT NULL DEFAULT 0, later INTEGER NOT NULL DEFAULT 0, "
@@ -30,9 +31,10 @@ _SCHEMA = (
     "CREATE TABLE pairs (t INTEGER, before BLOB, after BLOB, n INTEGER NOT NULL, UNIQUE (t, before, after))",
     "CREATE INDEX pairs_after ON pairs (t, after)",
     # the inverse: one row per action, in the order it is applied and shown; `observed` is what the
-    # target held when the preview looked
+    # target held when the preview looked; `raw`: `row` is an image as logged, not a pickle
     "CREATE TABLE act (t INTEGER, seq INTEGER, kind TEXT NOT NULL, k BLOB NOT NULL, row BLOB NOT NULL, "
-    "expected BLOB, sets BLOB, count INTEGER NOT NULL, observed BLOB, PRIMARY KEY (t, seq))",
+    "expected BLOB, sets BLOB, count INTEGER NOT NULL, observed BLOB, raw INTEGER NOT NULL DEFAULT 0, "
+    "PRIMARY KEY (t, seq))",
     "CREATE INDEX act_key ON act (t, k)",
 )
 

@@ -1,0 +1,138 @@
+"""Deleted rows kept as the binlog logged them, and written back as the server's own row events.
+
+A DELETE's before-image (the row's NULL bitmap and values, exactly as in its DELETE_ROWS event) is
+what the server held; a WRITE_ROWS event carrying the same bytes, under the same table map, is
+what the server would log for putting that very row back. So the common case of an undo (a row a
+DELETE removed that nothing wrote again) needs neither decoding nor re-encoding: the reader keeps
+the image's bytes and decodes only the key (restore.undo.changes), and the apply sends
+`BINLOG '<table map + WRITE_ROWS>'` statements built from them (restore.undo.apply), as
+`mariadb-binlog --flashback | mariadb` does, but only for the rows nothing wrote again, inside the
+undo's one transaction. An image is decoded in full only where something asks for its values (the
+preview's sample, a conflict, a unique-index check, the INSERT fallback).
+
+The server applies such an event strictly (slave_exec_mode=STRICT, checked before): a row holding
+the key already fails the statement with a duplicate-key error, and a table whose columns differ
+from the table map fails it too. It never overwrites.
+"""
+from __future__ import annotations
+
+import base64
+import zlib
+from collections.abc import Iterable, Iterator
+
+from restore.binlog import events as be
+from restore.binlog.row_images import column_count
+from restore.binlog.rows import TableMap, image_values
+from restore.undo.values import TableSchema, decode_row, decode_value
+
+_WRITE_OF = {be.DELETE_ROWS_V1: be.WRITE_ROWS_V1, be.DELETE_ROWS_V2: be.WRITE_ROWS_V2}
+EVENT_BYTES = 64 << 10          # row images per WRITE_ROWS event
+STATEMENT_BYTES = 2 << 20       # event bytes per BINLOG statement (base64 makes it 4/3 of that on the wire)
+
+
+class RawTable:
+    """One table's deleted rows as logged: its table map and the layout of the first DELETE_ROWS
+    event of the undone transaction that deleted from it. Only rows of events with the same table
+    map and the same layout are kept raw (`fits`); the others are decoded as before."""
+
+    def __init__(self, schema: TableSchema, fde: be.RawEvent, table_map: be.RawEvent, tmap: TableMap,
+                 event: be.RawEvent, post: int, tm_post: int) -> None:
+        self.schema, self.tmap, self.post = schema, tmap, post
+        self.fde = fde.data
+        self.table_map = table_map.data
+        self._tm_shape = bytes(table_map.body[tm_post:])     # the table map but its table id
+        self.checksum = event.checksum
+        self.type = event.type
+        ncols, pos = column_count(event.data, post)
+        self.ncols = ncols
+        self.present = list(range(ncols))
+        self.head = bytearray(event.data[:be.HEADER_LEN])
+        self.head[4] = _WRITE_OF[event.type]
+        # post-header (table id, flags, v2 extra data), column count and the columns bitmap
+        self.prefix = bytearray(event.data[be.HEADER_LEN:pos + ((ncols + 7) >> 3)])
+        self._flags_at = 4 if post == 6 else 6
+
+    @staticmethod
+    def eligible(event: be.RawEvent, post: int, schema: TableSchema) -> bool:
+        """A DELETE_ROWS event (not compressed) of a table with a primary key, its images of
+        every column (else restore.undo.changes refuses it)."""
+        if event.type not in _WRITE_OF or not schema.key:
+            return False
+        ncols, pos = column_count(event.data, post)
+        nbm = (ncols + 7) >> 3
+        return event.data[pos:pos + nbm] == ((1 << ncols) - 1).to_bytes(nbm, "little")
+
+    def fits(self, event: be.RawEvent, table_map: be.RawEvent, tm_post: int) -> bool:
+        """An event of the same table map (but its id) and layout as the first one."""
+        return (event.type == self.type and event.checksum == self.checksum
+                and bytes(table_map.body[tm_post:]) == self._tm_shape
+                and column_count(event.data, self.post)[0] == self.ncols)
+
+    def images(self, event: be.RawEvent) -> Iterator[tuple[bytes, dict[int, bytes | None]]]:
+        """Every row image of a DELETE_ROWS event: its bytes, and its values' bytes per column."""
+        data = event.data
+        ncols, pos = column_count(data, self.post)
+        pos += (ncols + 7) >> 3
+        end = len(data) - 4 if event.checksum else len(data)
+        sizes, present = self.tmap.sizes, self.present
+        while pos < end:
+            image, stop = image_values(data, pos, sizes, present)
+            yield data[pos:stop], image
+            pos = stop
+
+    def key(self, image: dict[int, bytes | None]) -> tuple:
+        """The primary key's values of an image, decoded as restore.undo.values.decode_row would."""
+        schema, sizes, types = self.schema, self.tmap.sizes, self.tmap.column_types
+        out = []
+        for i in schema.key:
+            b = image[i]
+            size = sizes[i]
+            out.append(None if b is None else
+                       decode_value(schema.columns[i], bytes(b[-size:] if size < 0 else b), schema, types[i]))
+        return tuple(out)
+
+    def decode(self, raw: bytes) -> tuple:
+        """A kept image's decoded row."""
+        return decode_row(self.schema, self.tmap, image_values(raw, 0, self.tmap.sizes, self.present)[0])
+
+    def fde_statement(self) -> bytes:
+        return b"BINLOG '" + base64.b64encode(self.fde) + b"'"
+
+    def statements(self, raws: Iterable[bytes]) -> Iterator[tuple[bytes, int]]:
+        """`BINLOG` statements writing the images `raws` back: (statement, rows it carries). Each
+        holds the table map and WRITE_ROWS events, its last one ending the statement."""
+        events: list[bytes] = []
+        rows: list[bytes] = []
+        size = n = count = 0
+        for raw in raws:
+            rows.append(raw)
+            size += len(raw)
+            count += 1
+            if size >= EVENT_BYTES:
+                events.append(b"".join(rows))
+                rows, n, size = [], n + size, 0
+                if n >= STATEMENT_BYTES:
+                    yield self._statement(events), count
+                    events, n, count = [], 0, 0
+        if rows:
+            events.append(b"".join(rows))
+        if events:
+            yield self._statement(events), count
+
+    def _statement(self, bodies: list[bytes]) -> bytes:
+        parts = [self.table_map]
+        for i, body in enumerate(bodies):
+            parts.append(self._event(body, last=i == len(bodies) - 1))
+        return b"BINLOG '" + base64.b64encode(b"".join(parts)) + b"'"
+
+    def _event(self, rows: bytes, *, last: bool) -> bytes:
+        prefix = self.prefix
+        # flags: only STMT_END_F on the statement's last event (foreign and unique checks as an INSERT's)
+        prefix[self._flags_at:self._flags_at + 2] = (be.STMT_END_F if last else 0).to_bytes(2, "little")
+        size = be.HEADER_LEN + len(prefix) + len(rows) + (4 if self.checksum else 0)
+        head = self.head
+        head[9:13] = size.to_bytes(4, "little")
+        out = b"".join((head, prefix, rows))
+        if self.checksum:    # the server drops an event's last four bytes when the FDE announces checksums
+            out += zlib.crc32(out).to_bytes(4, "little")
+        return out
