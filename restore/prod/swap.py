@@ -22,8 +22,8 @@ the tables (RENAME TABLE moves all or none) to know whether it ran.
 """
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import pymysql
@@ -32,10 +32,10 @@ from restore.errors import TargetError, VerifyError
 from restore.hooks import Hooks, NullHooks
 from restore.mysql.dsn import Dsn
 from restore.mysql.quote import quote_ident
-from restore.mysql.sandbox import Sandbox
+from restore.plan.physical_base import sandbox_for
+from restore.plan.physical_move import datadir_on_this_host, move_tables
 from restore.plan.plan import Plan
 from restore.prod import objects
-from restore.replay.loader import client_binary, client_options
 from restore.replay.runner import RestoreRunner
 from restore.replay.verify import table_checksums
 from restore.target import checkpoint
@@ -52,18 +52,20 @@ class ProdOutcome:
     objects: dict[str, list[str]] = field(default_factory=dict)        # db -> restored "trigger t", "view v"...
     objects_aside: dict[str, list[str]] = field(default_factory=dict)  # aside db -> the live schema's, kept there
     left_in_live: dict[str, list[str]] = field(default_factory=dict)   # db -> views/routines the restore lacks
+    shadow_copy: dict[str, str] = field(default_factory=dict)          # {"path", "why"}: how the shadow was filled
 
     def to_dict(self) -> dict:
         return {"tables": {n: {"rows": r, "checksum": c} for n, (r, c) in sorted(self.checksums.items())},
                 "kept_aside": self.kept_aside, "swapped": self.swapped, "objects": self.objects,
-                "objects_aside": self.objects_aside, "left_in_live": self.left_in_live}
+                "objects_aside": self.objects_aside, "left_in_live": self.left_in_live,
+                "shadow_copy": self.shadow_copy}
 
     @classmethod
     def from_dict(cls, doc: dict) -> "ProdOutcome":
         """The outcome `to_dict` wrote (as recorded on the target)."""
         return cls({n: (t["rows"], t["checksum"]) for n, t in doc.get("tables", {}).items()},
                    doc.get("kept_aside", {}), doc.get("swapped", False), doc.get("objects", {}),
-                   doc.get("objects_aside", {}), doc.get("left_in_live", {}))
+                   doc.get("objects_aside", {}), doc.get("left_in_live", {}), doc.get("shadow_copy", {}))
 
 
 class ProdRestore:
@@ -117,10 +119,11 @@ class ProdRestore:
         if not renamed and not (shadowed and self._shadow_intact(conn, record)):
             self._step("fence", lambda: self._fence_check(conn, "before the restore"))
             record = self._mark(conn, record, "fenced")
-            built = self._step("rebuild", self._rebuild)
-            record.doc["built"] = {name: list(v) for name, v in built.items()}
-            self._mark(conn, record, "rebuilt")
-            self._step("shadow", lambda: self._ship(conn, built))
+            with ExitStack() as stack:   # the rebuild's sandbox lives until the shadow copy is made from it
+                built = self._step("rebuild", lambda: self._rebuild(stack))
+                record.doc["built"] = {name: list(v) for name, v in built.items()}
+                self._mark(conn, record, "rebuilt")
+                record.doc["shadow_copy"] = self._step("shadow", lambda: self._ship(conn, built))
             self._mark(conn, record, "shadowed")
         if record.reached("swapped"):
             outcome = ProdOutcome.from_dict(record.doc.get("outcome", {}))
@@ -129,6 +132,7 @@ class ProdRestore:
                 self.interrupt()
             outcome = self._fenced(conn, "swap", lambda: self._swap_and_finish(conn, record))
         outcome = self._step("verify", lambda: self._verify(conn, outcome))
+        outcome.shadow_copy = outcome.shadow_copy or record.doc.get("shadow_copy", {})
         record.doc["outcome"] = outcome.to_dict()
         self._mark(conn, record, "verified")
         return outcome
@@ -190,43 +194,34 @@ class ProdRestore:
     def _fence_check(self, conn, when: str) -> None:
         fencing.preflight(conn, self.dbs, self.fence, self.fence_users, f"prod restore refused {when}")
 
-    def _rebuild(self) -> dict[str, tuple[int, int | None]]:
-        with Sandbox() as box:
-            RestoreRunner(self.plan, self.snapshots, self.source, box.dsn, existing="drop", hooks=self.hooks,
-                          interrupt=self.interrupt, verdicts=self.verdicts).run()
-            with box.connect() as bconn:
-                sums = table_checksums(bconn, self.dbs)
-                # Read here, where the schema has its production name: a trigger written as
-                # `ON club.t` would, loaded into the shadow schema, land on the live table.
-                with bconn.cursor() as bcur:
-                    self._objects = {db: objects.read(bcur, db) for db in self.dbs}
-            self._check_expected(sums, "the rebuilt copy")
-            self._dumps = {db: self._dump(box, db) for db in self.dbs}
+    def _rebuild(self, stack: ExitStack) -> dict[str, tuple[int, int | None]]:
+        """The plan run into a sandbox (on a physical backup's prepared copy when the base is one: no
+        load), verified; the sandbox stays open in `stack` for the shadow copy."""
+        self._box = box = stack.enter_context(sandbox_for(self.snapshots))
+        RestoreRunner(self.plan, self.snapshots, self.source, box.dsn, existing="drop", hooks=self.hooks,
+                      interrupt=self.interrupt, verdicts=self.verdicts).run()
+        with box.connect() as bconn:
+            sums = table_checksums(bconn, self.dbs)
+            # Read here, where the schema has its production name: a trigger written as
+            # `ON club.t` would, loaded into the shadow schema, land on the live table.
+            with bconn.cursor() as bcur:
+                self._objects = {db: objects.read(bcur, db) for db in self.dbs}
+        self._check_expected(sums, "the rebuilt copy")
         return sums
 
-    def _dump(self, box: Sandbox, db: str) -> bytes:
-        """The tables only: their triggers, the views and routines go in after the swap (prod_objects)."""
-        views = [f"--ignore-table={db}.{o.name}" for o in self._objects[db] if o.kind == "VIEW"]
-        out = subprocess.run(["mariadb-dump", *box.client_args(), "--single-transaction", "--skip-triggers",
-                              "--skip-add-locks", *views, db], capture_output=True)
-        if out.returncode != 0:
-            raise TargetError(f"copying {db} out of the rebuild sandbox failed: {out.stderr.decode()[-500:]}",
-                              hint="run the job again")
-        return out.stdout
-
-    def _ship(self, conn, built: dict[str, tuple[int, int | None]]) -> None:
+    def _ship(self, conn, built: dict[str, tuple[int, int | None]]) -> dict[str, str]:
+        """Fill the shadow schemas from the rebuild's sandbox: its tables only (their triggers, views
+        and routines go in after the swap). Transportable tablespaces when the target's datadir is on
+        this host, else a copy by rows, several tables at once (restore.plan.physical_move): no dump
+        is written and parsed again. Returns how, and why."""
         with conn.cursor() as cur:
             for db in self.dbs:
                 self._put_back_after_kill(cur, db)
                 cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(self.shadow(db))}")
-                cur.execute(f"CREATE DATABASE {quote_ident(self.shadow(db))} CHARACTER SET utf8mb4")
-        for db in self.dbs:
-            with client_options(self.target) as (option, fds):
-                out = subprocess.run([client_binary(), option, "--binary-mode", f"--database={self.shadow(db)}"],
-                                     input=self._dumps[db], capture_output=True, pass_fds=fds)
-            if out.returncode != 0:
-                raise TargetError(f"loading the shadow copy {self.shadow(db)} failed: {out.stderr.decode()[-500:]}",
-                                  hint="check space and rights on the target, then run the job again")
+        moved = move_tables(self._box, conn, self.target, self.dbs, datadir=datadir_on_this_host(conn),
+                            names={db: self.shadow(db) for db in self.dbs}, objects=False,
+                            progress=self.hooks.message)
+        self.hooks.message(f"shadow copy filled by {moved['path']}: {moved['why']}")
         if self._shadow_sums(conn) != built:
             raise VerifyError("the shadow copy on the target differs from the verified rebuild",
                               hint="run the job again; if it repeats, check the target's storage")
@@ -237,6 +232,7 @@ class ProdRestore:
                                       "triggers, views and routines under", where=db,
                                       hint="restore it with /restore stage and copy it over by hand")
                 objects.save(cur, self.shadow(db), "restored", self._objects[db])
+        return {"path": moved["path"], "why": moved["why"]}
 
     def _put_back_after_kill(self, cur, db: str) -> None:
         """An earlier run killed between dropping the live tables' triggers and its RENAME: their
