@@ -162,6 +162,11 @@ def test_row_counts_and_coordinates_read_from_the_backup(incident):
     assert snap.tables[("shop", "customer")].has_primary_key and not snap.tables[("shop", "log")].has_primary_key
     assert [fk.parent for fk in snap.tables[("shop", "orders")].foreign_keys] == ["shop.customer"]
     assert snap.binlog_file and snap.binlog_pos and snap.gtid
+    planned = api.plan(api.PlanInput([str(incident.raw)], incident.binlogs))
+    # Named as this mariadb-backup names it (10.11: xtrabackup_binlog_info; 11.x: mariadb_backup_binlog_info).
+    (source,) = {s.source for s in planned.plan.databases.values()}
+    name = source.removesuffix(" in backup")
+    assert name in ("mariadb_backup_binlog_info", "xtrabackup_binlog_info") and (incident.raw / name).is_file()
 
 
 def test_restore_into_a_dsn_target_moves_tablespaces(incident, target):
@@ -367,5 +372,6 @@ def test_stage_then_prod_from_a_backup_dir_keeps_the_app_writes_aside(incident, 
     staged = api.stage(planned, api.StageTarget())
     outcome = api.prod(planned, staged.evidence, api.ProdTarget(target.dsn), job_tag="p1")
     assert outcome.swapped and outcome.kept_aside == {"shop__before_p1": {"after_disaster": 2}}
+    assert outcome.shadow_copy["path"] == "transportable tablespaces", outcome.shadow_copy
     with target.connect() as conn:
         assert checksums(conn, ["shop"]) == {k: v for k, v in incident.before.items() if k.startswith("shop.")}

@@ -52,6 +52,12 @@ def _first(p: Path, names: tuple[str, ...]) -> Path | None:
     return next((p / n for n in names if (p / n).is_file()), None)
 
 
+def binlog_info_name(path: str | PathLike) -> str:
+    """The file of backup directory `path` its coordinates are read from (as its tool names it)."""
+    found = _first(Path(path), BINLOG_INFO)
+    return found.name if found is not None else BINLOG_INFO[0]
+
+
 def _refuse(where: Path, message: str, hint: str = _REMAKE) -> SnapshotError:
     return SnapshotError(f"{where}: {message}", where=str(where), hint=hint)
 

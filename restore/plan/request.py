@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from restore.binlog.gtid import GtidSet
 from restore.errors import PlanError
 from restore.plan.destructive import DestructiveRules
+from restore.plan.physical import binlog_info_name
 from restore.plan.plan import DatabaseStart
 from restore.plan.snapshot import Snapshot
 from restore.plan.spec import Spec, parse_spec
@@ -28,7 +29,10 @@ def database_starts(req: PlanRequest) -> dict[str, DatabaseStart]:
     starts: dict[str, DatabaseStart] = {}
     for snap in req.snapshots:
         name = os.path.basename(snap.path)
-        if snap.binlog_file:
+        if snap.backup_id and (snap.binlog_file or snap.gtid):   # a physical backup: its own file says where
+            file, pos, gtid = snap.binlog_file, snap.binlog_pos, snap.gtid
+            source = f"{binlog_info_name(snap.path)} in {name}"
+        elif snap.binlog_file:
             file, pos, gtid = snap.binlog_file, snap.binlog_pos, snap.gtid
             source = f"CHANGE MASTER TO in {name} line {snap.coordinates_line}"
         elif snap.gtid:
