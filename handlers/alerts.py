@@ -53,8 +53,10 @@ class AlertStore:
         self.store = open_store(path, durable=False)
         self.path = self.store.where
 
-    def _db(self):
+    def _db(self) -> sqlite3.Connection:
         """A DB-API connection to a SQLite store, for a test that reads a table as it is stored."""
+        if self.store.path is None:
+            raise TypeError(f"store {self.store.where} is a database server, not a SQLite file")
         return sqlite3.connect(self.store.path)
 
     # PositionStore for restore.live.watcher.Watcher

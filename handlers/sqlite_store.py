@@ -17,11 +17,13 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Callable
 
+from restore.errors import RestoreError
+
 log = logging.getLogger("restore-handlers.store")
 
 
-class StoreFileError(RuntimeError):
-    """The store file cannot be used by this restore-bot: the message says why and what to do."""
+class StoreFileError(RestoreError):
+    """The store cannot be used by this restore-bot: the message says why, the hint what to do."""
 
 
 # -- the layouts --------------------------------------------------------------------------------------
@@ -200,8 +202,9 @@ def _refuse_newer(version: int, path: str) -> None:
     if version > ALEMBIC_VERSION:
         raise StoreFileError(
             f"store file {path} has schema version {version}, newer than this restore-bot knows ({ALEMBIC_VERSION}): "
-            f"a newer restore-bot wrote it. Run that version or a later one with this file, or point "
-            f"[store] path at another file; a store is never migrated back.")
+            f"a newer restore-bot wrote it",
+            hint="run that version or a later one with this file, or point [store] path at another file; "
+                 "a store is never migrated back")
 
 
 def connect(path: str, *, durable: bool = True) -> sqlite3.Connection:
@@ -217,7 +220,8 @@ def connect(path: str, *, durable: bool = True) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode=WAL")
     except sqlite3.DatabaseError as exc:
         db.close()
-        raise StoreFileError(f"store file {path} cannot be opened as SQLite ({exc}): check [store] path") from exc
+        raise StoreFileError(f"store file {path} cannot be opened as SQLite ({exc})",
+                             hint="check [store] path: it names restore-bot's SQLite file") from exc
     db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
     db.row_factory = sqlite3.Row
     return db

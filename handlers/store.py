@@ -143,7 +143,8 @@ def _driver_url(text: str) -> str:
 
 def _sqlite(path: str, durable: bool) -> Store:
     if not path:
-        raise StoreFileError("a sqlite:/// store URL names no file: write sqlite:///path/to/restore-bot.sqlite3")
+        raise StoreFileError("a sqlite:/// store URL names no file",
+                             hint="write sqlite:///path/to/restore-bot.sqlite3, or [store] path")
     # Connections stay open in the engine's pool: closing the last one of a WAL file checkpoints
     # and removes the WAL (an fsync, ~15 ms a statement if each use opened the file).
     engine = sa.create_engine(f"sqlite:///{path}", pool_size=2, max_overflow=8, connect_args={"timeout": 30})
@@ -204,14 +205,19 @@ def _upgrade(store: Store, conn: sa.Connection) -> None:
     if found is not None and found not in known:
         raise StoreFileError(
             f"store {store.where} has schema revision {found}, newer than this restore-bot knows ({head()}): "
-            f"a newer restore-bot wrote it. Run that version or a later one with this store, or point "
-            f"[store] at another one; a store is never migrated back.")
+            f"a newer restore-bot wrote it",
+            hint="run that version or a later one with this store, or point [store] at another one; "
+                 "a store is never migrated back")
     if found == head():
         return
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["connection"] = conn
     if found is None and sa.inspect(conn).has_table("jobs"):
+        if store.path is None:   # a server store was never written without Alembic
+            raise StoreFileError(
+                f"store {store.where} already has a `jobs` table that restore-bot's migrations did not make",
+                hint="give restore-bot a database of its own: CREATE DATABASE restore_bot, and name it in [store] url")
         command.stamp(cfg, "0001")   # a pre-Alembic file, now at user_version 2: that layout is 0001
     command.upgrade(cfg, "head")
     if store.path is not None:

@@ -24,6 +24,7 @@ from handlers import alerts as alerts_module
 from handlers import sqlite_store
 from handlers.alerts import AlertPoster, AlertStore, Oncall
 from handlers.jobstore import JobState, JobStore
+from handlers.sqlite_store import StoreFileError
 from handlers.store import MIGRATIONS_DIR, head, open_store
 from handlers.store_leader import SharedScheduler
 from handlers.store_leases import LeaseStore
@@ -71,6 +72,15 @@ def test_migrations_on_an_empty_server_store_create_every_table(store_url, targe
     job_store = JobStore(store_url, clock=lambda: 1700000000.123)
     job = job_store.create("stage", "stage", "UOPS1", args={"text": "한국어 🙂"})
     assert job_store.get(job.id).created == 1700000000.123 and job_store.get(job.id).args == {"text": "한국어 🙂"}
+
+
+def test_a_database_with_tables_restore_bot_did_not_make_is_refused(store_url, target):
+    with target.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE {DB}.jobs (id INT PRIMARY KEY)")   # another application's
+    with pytest.raises(StoreFileError, match="already has a `jobs` table") as err:
+        open_store(store_url)
+    assert "password" not in str(err.value) and "database of its own" in err.value.hint
+    assert set(_columns(target, "jobs")) == {"id"}
 
 
 def test_a_server_store_of_the_previous_revision_is_upgraded_keeping_its_rows(store_url, target):
@@ -179,7 +189,6 @@ def test_a_job_whose_owner_stopped_heartbeating_is_taken_over_with_its_progress(
 
 _HOLDER = """
 import sys, time
-from handlers.store_leader import SharedScheduler
 from handlers.store_leases import LeaseStore
 leases = LeaseStore(sys.argv[1])
 assert leases.acquire_lease("watch:homepage", "host-a", 2.0)
