@@ -1,9 +1,10 @@
-"""One instance of several does a thing: it holds a lease in the store (handlers/store_leases.py) and
+"""Several serve instances on one store. One instance of several does a thing: it holds a lease in the store (handlers/store_leases.py) and
 renews it; the others keep trying to take it, and one does within the lease's ttl of the holder's
 death. `LeaseKeeper` runs that on a thread and says when this instance gains or loses the lease
 (start or stop watching a cluster); `SharedScheduler` is an APScheduler whose jobs and next run times
 live in the store and which runs only on the lease's holder, so a scheduled backup or drill runs
 once, not once per instance, and the next holder carries on at the stored next run time.
+`Heartbeats` keeps the jobs an instance runs its own while it lives.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from apscheduler.jobstores.base import ConflictingIdError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from handlers.jobstore import JobStore
 from handlers.store import Store
 from handlers.store_leases import LeaseStore
 
@@ -81,6 +83,55 @@ class LeaseKeeper:
         self.held = False
         log.info("lease %s: %s no longer holds it", self.name, self.instance_id)
         self.on_lost()
+
+
+class Heartbeats:
+    """Heartbeats, on one thread, every job this instance runs (claim_next, take_over_stale), so
+    another instance's take_over_stale(older_than) leaves them alone; `on_lost(job_id)` when a job is
+    no longer ours (another instance took it over after we stalled): its worker must stop writing."""
+
+    def __init__(self, jobs: JobStore, instance_id: str, every: float = 2.0, *,
+                 on_lost: Callable[[str], None] = lambda job_id: None) -> None:
+        self.jobs, self.instance_id, self.every, self.on_lost = jobs, instance_id, every, on_lost
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="heartbeats", daemon=True)
+
+    def add(self, job_id: str) -> None:
+        with self._lock:
+            self._running.add(job_id)
+
+    def discard(self, job_id: str) -> None:
+        """The job finished here (or its worker stopped): no more heartbeats for it."""
+        with self._lock:
+            self._running.discard(job_id)
+
+    def start(self) -> "Heartbeats":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self.beat()
+
+    def beat(self) -> None:
+        with self._lock:
+            running = sorted(self._running)
+        for job_id in running:
+            try:
+                ours = self.jobs.heartbeat(job_id, self.instance_id)
+            except Exception as exc:   # the store is unreachable: the next beat tries again
+                log.warning("heartbeat of %s: the store did not answer (%s)", job_id, type(exc).__name__)
+                continue
+            if not ours:
+                self.discard(job_id)
+                self.on_lost(job_id)
 
 
 def shared_jobstores(store: Store) -> dict:

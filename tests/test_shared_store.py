@@ -26,7 +26,7 @@ from handlers.alerts import AlertPoster, AlertStore, Oncall
 from handlers.jobstore import JobState, JobStore
 from handlers.sqlite_store import StoreFileError
 from handlers.store import MIGRATIONS_DIR, head, open_store
-from handlers.store_leader import SharedScheduler
+from handlers.store_leader import Heartbeats, SharedScheduler
 from handlers.store_leases import LeaseStore
 from tests.support.alert_samples import alert_at
 from tests.support.fake_slack import FakeSlack
@@ -306,3 +306,23 @@ def test_a_scheduled_drill_runs_once_per_interval_across_instances_and_after_a_f
     after = [t for t in times if t > died]
     assert after and after[0] - died < 1.5 + 1.0 + 0.5, (died, _RUNS)   # the ttl, one interval, the lease tick
     assert len({name.split("_")[0] for _t, name in _RUNS}) == 2, _RUNS  # both instances' executors ran it
+
+
+def test_heartbeats_keep_a_running_job_and_report_it_lost_once_taken_over(store_url):
+    a, b = JobStore(store_url), JobStore(store_url)
+    job = a.create("stage", "stage", "UOPS1")
+    assert a.claim_next("host-a").id == job.id
+    lost: list[str] = []
+    beats = Heartbeats(a, "host-a", every=0.2, on_lost=lost.append)
+    beats.add(job.id)
+    beats.start()
+    try:
+        time.sleep(1.0)
+        assert b.take_over_stale("host-b", older_than=0.6) == []        # alive: kept
+        beats.stop()                                                     # host-a stalls
+        time.sleep(0.8)
+        assert [j.id for j in b.take_over_stale("host-b", older_than=0.6)] == [job.id]
+        beats.beat()                                                     # host-a wakes up: no longer its job
+        assert lost == [job.id] and b.get(job.id).owner == "host-b"
+    finally:
+        beats.stop()
