@@ -1,8 +1,10 @@
-"""Base snapshots: consistent dumps that record their binlog coordinates.
+"""Base snapshots: consistent dumps, or physical backups, that record their binlog coordinates.
 
 `mariadb-dump`/`mysqldump --single-transaction --master-data=2 --gtid` gives a dump whose
-`CHANGE MASTER TO` line is exactly where replay starts. Dumps are written under a temporary
-name and renamed when complete, so a snapshot in the directory is always whole.
+`CHANGE MASTER TO` line is exactly where replay starts; `mariadb-backup --backup` a directory
+whose binlog-info file is (restore.plan.physical). Both are written under a temporary name
+(`.partial`) and renamed when complete, so a snapshot in the directory is always whole, and a
+killed one is never taken for a backup.
 """
 from __future__ import annotations
 
@@ -11,14 +13,21 @@ import os
 import shutil
 import stat
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from restore.errors import RestoreError
 from restore.mysql.dsn import Dsn
+from restore.mysql.leftovers import OwnedDir
+from restore.mysql.procs import die_with_parent
+from restore.plan.physical import SYSTEM_DATABASES, read_backup_dir
+from restore.plan.physical_base import backup_tool
 from restore.plan.snapshot import read_snapshot
 from restore.replay.loader import client_options
+
+PHYSICAL = "-physical"   # a physical backup's directory name ends so: STAMP-physical
+PARTIAL = ".partial"
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,7 @@ class Backup:
     # Why the dump cannot be read (it names the file, and the line where it can): then it holds
     # no databases and no coordinates, and nothing can be restored from it.
     problem: str = ""
+    kind: str = "dump"   # or "physical": a mariadb-backup directory
 
     @property
     def readable(self) -> bool:
@@ -41,7 +51,7 @@ class Backup:
         if self.problem:
             return f"{self.path.name}  UNREADABLE: {self.problem}  {self.size / 1e6:.1f} MB  {self.taken:%Y-%m-%d %H:%M}"
         where = f"{self.binlog_file}:{self.binlog_pos}" if self.binlog_file else "no coordinates"
-        return (f"{self.path.name}  {', '.join(self.databases)}  {self.size / 1e6:.1f} MB  "
+        return (f"{self.path.name}  {self.kind}  {', '.join(self.databases)}  {self.size / 1e6:.1f} MB  "
                 f"{self.taken:%Y-%m-%d %H:%M}  starts at {where}")
 
 
@@ -74,10 +84,67 @@ def take_backup(dsn: Dsn, databases: list[str], directory: str | os.PathLike) ->
     return describe_backup(final)
 
 
+def take_physical_backup(dsn: Dsn, directory: str | os.PathLike, compress: bool = False) -> Backup:
+    """`mariadb-backup --backup` of the server of `dsn` into `directory`/STAMP-physical (the server's
+    datadir must be on this host: the tool copies its files). The credentials reach the tool in an
+    option file on a pipe (client_options), never on its command line."""
+    if compress:
+        # mariadb-backup's own --compress (QuickLZ, deprecated) needs qpress to restore, which no
+        # package here provides; a compressed backup nothing can restore is not a backup.
+        raise RestoreError("compressed physical backups are not supported yet",
+                           hint="set [keep] compress = false (or leave it out), or put the backup directory on a "
+                                "filesystem that compresses (btrfs/zfs)")
+    out_dir = Path(directory)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / f"{datetime.now():%Y%m%d-%H%M%S}{PHYSICAL}"
+    partial = final.with_name(final.name + PARTIAL)
+    shutil.rmtree(partial, ignore_errors=True)   # an earlier run killed within the same second
+    with dsn.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT @@datadir")
+        datadir = cur.fetchone()[0]
+    # Not client_options' pipe: mariadb-backup reads its option file twice (server groups, then
+    # client groups), a pipe only gives it once, and it then connects as root to the default socket.
+    # Its text goes in a file of our own 0700 directory, removed at once (by the leftovers sweep if killed).
+    with client_options(dsn) as (_option, fds):
+        text = os.read(fds[0], 1 << 16)
+    private = OwnedDir("restore-bot-backup-options")
+    try:
+        options = private.path / "client.cnf"
+        options.touch(mode=0o600)
+        options.write_bytes(text)
+        proc = subprocess.run([backup_tool(), f"--defaults-file={options}", "--backup", f"--datadir={datadir}",
+                               f"--target-dir={partial}"], capture_output=True, preexec_fn=die_with_parent())
+    finally:
+        private.remove()
+    if proc.returncode != 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise RestoreError(f"physical backup of {dsn.redacted()} into {final} failed: "
+                           f"{proc.stderr.decode('utf-8', 'replace').strip()[-500:]}", where=str(final),
+                           hint="mariadb-backup runs on the server's host and reads its datadir: run restore-bot "
+                                "there as a user that can; the backup user needs RELOAD, PROCESS, LOCK TABLES and "
+                                "BINLOG MONITOR (or take dumps: [keep] physical = false)")
+    os.sync()   # the files are mariadb-backup's: flush them before the name says the backup is whole
+    partial.rename(final)
+    return describe_backup(final)
+
+
+def describe_physical(path: Path) -> Backup:
+    """A physical backup directory from its own files (read_backup_dir): its databases are its
+    subdirectories, its coordinates its binlog-info file. Nothing is started."""
+    backup = read_backup_dir(path)
+    dbs = tuple(sorted(e.name for e in os.scandir(path) if e.is_dir() and e.name not in SYSTEM_DATABASES
+                       and not e.name.startswith("#")))
+    size = sum(e.stat().st_size for e in path.rglob("*") if e.is_file())
+    return Backup(path, dbs, size, datetime.fromtimestamp(path.stat().st_mtime), backup.binlog_file,
+                  backup.binlog_pos, kind="physical")
+
+
 def describe_backup(path: Path) -> Backup:
     """What a dump holds and where its replay starts. Reading a dump means reading all of it (tens
     of GB): the answer is kept beside it (`NAME.sql.meta.json`) and used while the file's size and
-    mtime are unchanged, so `/backup list` and retention stay quick."""
+    mtime are unchanged, so `/backup list` and retention stay quick. A directory is a physical backup."""
+    if path.is_dir():
+        return describe_physical(path)
     st = path.stat()
     meta = path.with_name(path.name + ".meta.json")
     stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
@@ -99,19 +166,26 @@ def describe_backup(path: Path) -> Backup:
 
 
 def dump_files(directory: str | os.PathLike) -> list[Path]:
-    """The dumps in `directory`, newest first by the time each was written; none is opened."""
+    """The finished base snapshots in `directory` (dumps, and physical backup directories), newest
+    first by the time each was written; none is opened."""
     d = Path(directory)
     if not d.is_dir():
         return []
     found = []
-    for path in d.glob("*.sql"):
+    for path in [*d.glob("*.sql"), *d.glob(f"*{PHYSICAL}")]:
         try:
             st = path.stat()
         except FileNotFoundError:  # deleted since the directory was read
             continue
-        if stat.S_ISREG(st.st_mode):
+        if stat.S_ISREG(st.st_mode) or (stat.S_ISDIR(st.st_mode) and path.name.endswith(PHYSICAL)):
             found.append((st.st_mtime, path.name, path))
     return [path for *_, path in sorted(found, reverse=True)]
+
+
+def half_written(directory: str | os.PathLike) -> list[Path]:
+    """Physical backups that never finished (mariadb-backup killed, the host down): never restored from."""
+    d = Path(directory)
+    return sorted(d.glob(f"*{PHYSICAL}{PARTIAL}"), reverse=True) if d.is_dir() else []
 
 
 def list_backups(directory: str | os.PathLike) -> list[Backup]:
@@ -124,6 +198,11 @@ def list_backups(directory: str | os.PathLike) -> list[Backup]:
         except (RestoreError, OSError) as exc:
             if (bad := _unreadable(path, exc)) is not None:
                 out.append(bad)
+    for path in half_written(directory):   # listed so that someone removes them: they can be big
+        bad = _unreadable(path, RestoreError(f"{path}: half-written: mariadb-backup stopped before it finished "
+                                             "(the backup was never renamed complete); delete it"))
+        if bad is not None:
+            out.append(replace(bad, kind="physical"))
     return out
 
 

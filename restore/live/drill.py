@@ -24,7 +24,7 @@ from restore.errors import ApplyError, BinlogError, PlanError, RestoreError, Sna
 from restore.hooks import Hooks
 from restore.live.backups import dump_files
 from restore.mysql.dsn import Dsn
-from restore.mysql.sandbox import Sandbox
+from restore.plan.physical_base import sandbox_for
 from restore.plan.plan import Plan
 from restore.plan.planner import make_plan
 from restore.plan.snapshot import read_snapshots
@@ -44,7 +44,8 @@ _AGAIN = "then run /restore drill again"
 
 
 def newest_snapshot(directory: str | os.PathLike) -> Path | None:
-    """The newest dump in the backup directory (by the time it was written, as `/backup list` orders).
+    """The newest snapshot in the backup directory, dump or physical backup (by the time it was
+    written, as `/backup list` orders; a half-written physical backup is not one).
 
     Not `list_backups()`: that parses every dump kept, and the drill reads only the one it
     restores. A damaged newest dump is not passed over for an older one: archive retention
@@ -204,7 +205,8 @@ class BackupDrill:
         self.hooks.message(f"✓ archive read: {archive['files']} file(s) from {start} to {archive['archive_end']}, "
                            f"every event CRC-checked; {plan.transactions} transactions to replay up to {end}")
         state, why_not = self._source_state(plan)
-        with Sandbox() as box:
+        # A physical backup: the sandbox starts on a prepared copy of it (prepare is part of the drill).
+        with sandbox_for(snapshots) as box:
             self.hooks.message(f"drill: a throwaway sandbox server on port {box.port}")
             result = self._check("the restore into a sandbox",
                                  lambda: restore(plan, snapshots, binlogs, box.dsn, existing="drop",

@@ -1,0 +1,136 @@
+"""Kept physical backups: `take_physical_backup` (mariadb-backup --backup, the credentials on a
+pipe), listed with their coordinates, a killed one never listed as good, and the drill restoring
+the newest physical backup plus the binlog archive exactly (its tables against the source's).
+
+Also the verify checksum of a table with generated columns: the same rows give the same value
+whatever the server's history (CHECKSUM TABLE does not: it reads those columns from a stale
+row buffer, MDEV-22943).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+
+from restore.errors import RestoreError
+from restore.hooks import NullHooks
+from restore.live.archiver import Archiver
+from restore.live.backups import half_written, list_backups, take_physical_backup
+from restore.live.drill import BackupDrill, newest_snapshot
+from restore.mysql.sandbox import Sandbox
+from restore.plan import physical_base
+from restore.replay.verify import table_checksums
+
+pytestmark = [pytest.mark.mysql,
+              pytest.mark.skipif(shutil.which("mariadb-backup") is None, reason="mariadb-backup is not installed "
+                                 "(./dev setup installs it)")]
+PASSWORD = "s3cret 'with' \"quotes\""
+
+
+@pytest.fixture(autouse=True)
+def _no_spare_copy():
+    yield
+    physical_base._drop_spare()
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """(sandbox, its DSN as a backup user with a password, backup dir, archive dir)."""
+    base = tmp_path_factory.mktemp("keep-physical")
+    with Sandbox(binlog=True, binlog_format="ROW") as src:
+        with src.connect(autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute("CREATE DATABASE club")
+            cur.execute("CREATE TABLE club.members (id INT PRIMARY KEY, name VARCHAR(40) NOT NULL)")
+            cur.execute("CREATE TABLE club.lines (id INT PRIMARY KEY, qty INT, twice INT AS (qty * 2) VIRTUAL, "
+                        "kept INT AS (qty + 1) PERSISTENT)")
+            cur.executemany("INSERT INTO club.members VALUES (%s, %s)", [(i, f"멤버 {i}") for i in range(200)])
+            cur.executemany("INSERT INTO club.lines (id, qty) VALUES (%s, %s)", [(i, i) for i in range(50)])
+            for host in ("localhost", "127.0.0.1"):
+                cur.execute(f"CREATE USER 'bk'@'{host}' IDENTIFIED BY %s", (PASSWORD,))
+                cur.execute(f"GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, SELECT ON *.* TO 'bk'@'{host}'")
+        dsn = replace(src.dsn, user="bk", password=PASSWORD)
+        take_physical_backup(dsn, base / "backups")
+        with src.connect(autocommit=True) as conn, conn.cursor() as cur:   # traffic after the backup
+            cur.executemany("INSERT INTO club.members VALUES (%s, %s)", [(i, "late") for i in range(200, 260)])
+            cur.execute("UPDATE club.lines SET qty = qty + 100 WHERE id % 3 = 0")
+            cur.execute("FLUSH BINARY LOGS")
+            cur.execute("DELETE FROM club.members WHERE id < 20")
+        Archiver(src.dsn, base / "archive").copy()
+        yield src, dsn, base / "backups", base / "archive"
+
+
+def test_a_physical_backup_is_listed_with_its_coordinates(source):
+    _src, _dsn, backups, _archive = source
+    (listed,) = [b for b in list_backups(backups) if b.readable]
+    assert listed.kind == "physical" and listed.databases == ("club",) and listed.path.name.endswith("-physical")
+    info = next(p for p in (listed.path / "mariadb_backup_binlog_info", listed.path / "xtrabackup_binlog_info")
+                if p.is_file()).read_text().split()
+    assert (listed.binlog_file, listed.binlog_pos) == (info[0], int(info[1]))
+    assert "physical" in listed.describe() and f"{info[0]}:{info[1]}" in listed.describe()
+
+
+def test_the_drill_restores_the_newest_physical_backup_exactly(source):
+    src, _dsn, backups, archive = source
+    snapshot = newest_snapshot(backups)
+    assert snapshot is not None and snapshot.name.endswith("-physical")
+    report = BackupDrill(snapshot, archive, src.dsn, hooks=NullHooks()).run()["drill"]
+    assert report["verdict"] == "OK"
+    checks = report["checksums"]
+    assert not checks.get("differ") and {"club.members", "club.lines"} <= set(checks["equal"]), checks
+
+
+def test_a_killed_physical_backup_is_never_listed_as_good(source, tmp_path):
+    src, dsn, _backups, _archive = source
+    out = tmp_path / "backups"
+    code = (f"from restore.live.backups import take_physical_backup; from restore.mysql.dsn import Dsn; "
+            f"take_physical_backup(Dsn(user='root', password=None, host='127.0.0.1', port={src.port}, "
+            f"unix_socket={str(src.socket)!r}), {str(out)!r})")
+    with src.connect(autocommit=True) as lock, lock.cursor() as cur:
+        cur.execute("BACKUP STAGE START")   # one session at a time: the backup's own waits on ours
+        child = subprocess.Popen([sys.executable, "-c", code], cwd=os.getcwd(), start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not half_written(out):
+                assert child.poll() is None and time.monotonic() < deadline, "the backup did not start"
+                time.sleep(0.05)
+            time.sleep(0.5)
+        finally:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+        cur.execute("BACKUP STAGE END")
+    listed = list_backups(out)
+    assert [(b.kind, b.readable) for b in listed] == [("physical", False)]
+    assert "half-written" in listed[0].problem and listed[0].path.name.endswith("-physical.partial")
+    assert newest_snapshot(out) is None
+    time.sleep(1)   # another second: another name
+    good = take_physical_backup(dsn, out)
+    assert newest_snapshot(out) == good.path and [b.readable for b in list_backups(out)] == [True, False]
+
+
+def test_a_compressed_physical_backup_is_refused_until_it_can_be_restored(source, tmp_path):
+    _src, dsn, _backups, _archive = source
+    with pytest.raises(RestoreError, match="compressed physical backups"):
+        take_physical_backup(dsn, tmp_path, compress=True)
+    assert not list(tmp_path.iterdir())
+
+
+def test_generated_columns_checksum_the_same_whatever_the_server_did_before(source):
+    src, _dsn, _backups, _archive = source
+    with src.connect(autocommit=True) as conn, conn.cursor() as cur:
+        first = table_checksums(conn, ["club"])["club.lines"]
+        cur.execute("SELECT * FROM club.members")
+        cur.fetchall()
+        cur.execute("FLUSH TABLES")
+        assert table_checksums(conn, ["club"])["club.lines"] == first
+        cur.execute("CREATE TABLE club.copy LIKE club.lines")
+        cur.execute("INSERT INTO club.copy (id, qty) SELECT id, qty FROM club.lines")
+        assert table_checksums(conn, ["club"])["club.copy"] == first
+        cur.execute("UPDATE club.copy SET qty = 7 WHERE id = 1")
+        assert table_checksums(conn, ["club"])["club.copy"] != first
+        cur.execute("DROP TABLE club.copy")
