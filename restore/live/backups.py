@@ -51,7 +51,8 @@ class Backup:
         if self.problem:
             return f"{self.path.name}  UNREADABLE: {self.problem}  {self.size / 1e6:.1f} MB  {self.taken:%Y-%m-%d %H:%M}"
         where = f"{self.binlog_file}:{self.binlog_pos}" if self.binlog_file else "no coordinates"
-        return (f"{self.path.name}  {self.kind}  {', '.join(self.databases)}  {self.size / 1e6:.1f} MB  "
+        kind = "  physical backup" if self.kind == "physical" else ""
+        return (f"{self.path.name}{kind}  {', '.join(self.databases)}  {self.size / 1e6:.1f} MB  "
                 f"{self.taken:%Y-%m-%d %H:%M}  starts at {where}")
 
 
