@@ -262,9 +262,10 @@ def test_suspect_mass_update_is_a_notice_that_pages_nobody_and_does_not_escalate
     assert buttons == ["alert_expected", "alert_incident", "alert_plan"], buttons
     assert "🚨 <@UKIM>" in statement.text and "UPDATE without WHERE on club.members" in statement.text, statement.text
     assert "🚨 <@UKIM>" in spam.text and "mass UPDATE on club.posts" in spam.text and "overwrites" in spam.text
-    for page in (statement, spam):
+    # Undo this only where row images say what was destroyed (the mass UPDATE), not on a statement
+    for page, undo in ((statement, []), (spam, ["alert_undo"])):
         actions = [e["action_id"] for b in page.body["blocks"] if b["type"] == "actions" for e in b["elements"]]
-        assert actions == ["alert_ack", "alert_expected", "alert_incident", "alert_plan"], actions
+        assert actions == ["alert_ack", "alert_expected", "alert_incident", "alert_plan", *undo], actions
         assert any("⏰" in c.text for c in calls if c.thread_ts == page.ts), f"{page.text} did not escalate"
     assert not [c for c in calls if c.thread_ts == notice.ts], FakeSlack.describe(calls)
     assert sorted(severities.values()) == ["certain", "certain", "suspect"], severities
