@@ -18,6 +18,7 @@ from handlers.dispatcher import Reply
 from handlers.jobstore import Job, JobKind, JobStore
 from restore.errors import RestoreError
 from restore.live.backups import list_backups
+from restore.mysql.flavor import Flavor
 
 __all__ = ["CLUSTER_COMMANDS", "Cluster", "Clusters", "ClustersHandler", "undo_targets"]
 
@@ -181,7 +182,7 @@ def _lag(source, file: str, size: int) -> str:
         return ""
     try:
         with source.connect(connect_timeout=2, read_timeout=2) as conn, conn.cursor() as cur:
-            cur.execute("SHOW MASTER STATUS")
+            cur.execute(Flavor.detect(conn).master_status_sql())   # MySQL 8.4 has no SHOW MASTER STATUS
             row = cur.fetchone()
     except Exception as exc:   # a down source is a state to show, not an error of the command
         return f"; source unreachable ({type(exc).__name__})"
