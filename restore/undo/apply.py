@@ -23,7 +23,7 @@ from restore.mysql.quote import quote_ident, quote_qualified
 from restore.target.binlog import ACCESS_DENIED
 from restore.target.checkpoint import SCHEMA
 from restore.undo.inverse import Action, TableUndo, shown
-from restore.undo.store import dumps
+from restore.undo.store import dumps, key_value
 from restore.undo.values import SESSION_SQL, TableSchema
 
 _RECORD = quote_qualified(SCHEMA, "undo")
@@ -120,7 +120,9 @@ def look(conn, tables: list[TableUndo], undone_id: str) -> tuple[str, list[dict]
     for table in tables:
         schema = table.schema
         digest.update(b"\0table " + schema.full_name.encode())
-        for actions in table.batches(BATCH):
+        if table.raw is not None:
+            _look_raw(conn, table, digest, stale)
+        for actions in table.batches(BATCH, decoded=table.raw is not None):
             seen = _observe_batch(conn, schema, actions, False)
             table.set_observed(actions, seen)
             for action, now in zip(actions, seen):
@@ -132,6 +134,27 @@ def look(conn, tables: list[TableUndo], undone_id: str) -> tuple[str, list[dict]
                     stale.append({"table": schema.full_name, "key": schema.key_text(action.row), "action": action.kind,
                                   "binlog_end": shown(action.expected), "target": shown(now)})
     return digest.hexdigest()[:16], stale
+
+
+def _look_raw(conn, table: TableUndo, digest, stale: list[dict]) -> None:
+    """look() for the rows kept as logged (restore.undo.raw): all inserts, so any row found at
+    their keys is stale; their images are hashed as they are stored, none is decoded unless found."""
+    schema = table.schema
+    found_at: list[tuple[int, bytes, tuple]] = []
+    rows = table.store.query("SELECT seq, k, row FROM act WHERE t = ? AND raw = 1 ORDER BY seq", (table.tid,), BATCH)
+    while chunk := list(itertools.islice(rows, BATCH)):
+        keys = [key_value(k) for _, k, _ in chunk]
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT {schema.select_list()} FROM {schema.ident} WHERE {_key_in(conn, schema, keys)}")
+            found = {schema.key_of(tuple(r)): tuple(r) for r in cur.fetchall()}
+        digest.update(b"".join(row for _, _, row in chunk))
+        found_at += [(seq, row, found[key]) for (seq, _, row), key in zip(chunk, keys) if key in found]
+    for seq, row, now in found_at:
+        digest.update(repr((seq, now)).encode())
+        stale.append({"table": schema.full_name, "key": schema.key_text(table.raw.decode(row)), "action": "insert",
+                      "binlog_end": None, "target": shown(now)})
+    table.store.db.executemany("UPDATE act SET observed = ? WHERE t = ? AND seq = ?",
+                               [(dumps(now), table.tid, seq) for seq, _, now in found_at])
 
 
 def done_before(conn, undone_id: str) -> dict | None:

@@ -138,16 +138,18 @@ class TableChanges:
 
     # -- what the inverse reads ---------------------------------------------------------------
     def states(self) -> Iterator[tuple[tuple, RowState]]:
-        for k, _, _, _, _, state in self.stored_states():
+        for _, k, _, _, _, _, state in self.stored_states():
             yield key_value(k), state
 
-    def stored_states(self) -> Iterator[tuple[int | bytes, bytes | None, bytes | None, bytes | None, bytes | None,
-                                              RowState]]:
-        """Per key, in binlog order: the stored key and images (`orig` pickled, or else `raw`: as
-        logged), and the RowState they decode to (unpickled only when its fields are read)."""
-        for k, orig, now, cur, later, raw in self.store.query(
-                "SELECT k, orig, now, cur, later, raw FROM st WHERE +t = ? ORDER BY rowid", (self.tid,)):
-            yield k, orig, now, cur, raw, _LazyState(orig, now, cur, later, raw, self.raw)
+    def stored_states(self, where: str = "1") -> Iterator[tuple[int, int | bytes, bytes | None, bytes | None,
+                                                             bytes | None, bytes | None, RowState]]:
+        """Per key (those `where` picks), in binlog order: its place, the stored key and images
+        (`orig` pickled, or else `raw`: as logged), and the RowState they decode to (unpickled only
+        when its fields are read)."""
+        for seq, k, orig, now, cur, later, raw in self.store.query(
+                f"SELECT rowid, k, orig, now, cur, later, raw FROM st WHERE +t = ? AND {where} ORDER BY rowid",
+                (self.tid,)):
+            yield seq, k, orig, now, cur, raw, _LazyState(orig, now, cur, later, raw, self.raw)
 
     def whole_rows(self) -> Iterator[tuple[tuple, int, int]]:
         """(row, +inserted/-deleted by the transaction, +/- by later ones) of a table without a key."""
@@ -336,8 +338,8 @@ class UndoReader:
         raw = table.raw
         if not raw.fits(ev, step.table_map, tm_post):
             return False
-        for image, values in raw.images(ev):
-            table.own_raw_delete(raw.key(values), image)
+        for image, key in raw.rows(ev):
+            table.own_raw_delete(key, image)
         return True
 
     def _took(self, begin: TxBegin, end: TxEnd, statements: list[str]) -> None:

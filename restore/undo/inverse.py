@@ -105,18 +105,28 @@ class TableUndo:
         self._buf: list[tuple] = []
         self._seq = 0
 
-    def add(self, action: Action) -> None:
+    def add(self, action: Action, seq: int | None = None) -> None:
         self.add_stored(action.kind, key_blob(self.schema.key_of(action.row)), dumps(action.row),
                         None if action.expected is None else dumps(action.expected),
-                        dumps(action.sets) if action.sets else None, action.count)
+                        dumps(action.sets) if action.sets else None, action.count, seq=seq)
 
     def add_stored(self, kind: str, key: int | bytes, row: bytes, expected: bytes | None, sets: bytes | None,
-                   count: int = 1, *, raw: bool = False) -> None:
-        """An action as the Store holds it (key_blob, pickled images, or `raw`: the image as
-        logged): a row copied from the per-row state to the inverse without being decoded."""
-        self._seq += 1
+                   count: int = 1, *, seq: int | None = None) -> None:
+        """An action as the Store holds it (key_blob, pickled images): a row copied from the
+        per-row state to the inverse without being unpickled and pickled again. `seq`: its place
+        (a key's row in `st`), else after the last."""
+        self._seq = self._seq + 1 if seq is None else seq
         self._counts[kind] += count
-        self._buf.append((self.tid, self._seq, kind, key, row, expected, sets, count, int(raw)))
+        self._buf.append((self.tid, self._seq, kind, key, row, expected, sets, count, 0))
+
+    def add_common(self, kind: str, select: str) -> None:
+        """The actions of one common case, copied inside the Store by one statement: `select`
+        gives (seq, k, row, expected, raw) from `st`."""
+        self.flush()
+        done = self.store.db.execute(f"INSERT INTO act (t, seq, kind, k, row, expected, count, raw) "
+                                     f"SELECT ?, seq, ?, k, row, expected, 1, raw FROM ({select})",
+                                     (self.tid, kind, self.tid)).rowcount
+        self._counts[kind] += done
         if len(self._buf) >= 5000:
             self.flush()
 
@@ -196,6 +206,11 @@ def shown(value: object) -> object:
     return value
 
 
+# (restore.undo.store, table st) a deleted row nothing wrote again; an inserted row still as inserted
+_PUT_BACK = "now IS NULL AND cur IS NULL AND (orig IS NOT NULL OR raw IS NOT NULL)"
+_TAKEN_BACK = "orig IS NULL AND raw IS NULL AND now IS NOT NULL AND cur IS now"
+
+
 def inverse(changes: TableChanges) -> TableUndo:
     schema = changes.schema
     out = TableUndo(schema, changes.store, changes.tid, list(changes.later), changes.raw)
@@ -204,18 +219,13 @@ def inverse(changes: TableChanges) -> TableUndo:
         out.flush()
         return out
     generated = {i for i, c in enumerate(schema.columns) if c.generated}
-    for k, orig_b, now_b, cur_b, raw_b, state in changes.stored_states():
-        # the common cases, decided on the stored images: a deleted row nothing wrote again, an
-        # inserted row still as inserted
-        if now_b is None and cur_b is None and orig_b is not None:
-            out.add_stored("insert", k, orig_b, None, None)
-            continue
-        if now_b is None and cur_b is None and raw_b is not None:
-            out.add_stored("insert", k, raw_b, None, None, raw=True)
-            continue
-        if orig_b is None and raw_b is None and now_b is not None and cur_b == now_b:
-            out.add_stored("delete", k, now_b, now_b, None)
-            continue
+    # the common cases, decided on the stored images inside the Store (a million rows are not
+    # read out and back): a deleted row nothing wrote again, an inserted row still as inserted
+    out.add_common("insert", f"SELECT rowid AS seq, k, COALESCE(orig, raw) AS row, NULL AS expected, "
+                             f"orig IS NULL AS raw FROM st WHERE +t = ? AND {_PUT_BACK} ORDER BY rowid")
+    out.add_common("delete", f"SELECT rowid AS seq, k, now AS row, now AS expected, 0 AS raw FROM st "
+                             f"WHERE +t = ? AND {_TAKEN_BACK} ORDER BY rowid")
+    for seq, k, orig_b, now_b, cur_b, raw_b, state in changes.stored_states(f"NOT ({_PUT_BACK}) AND NOT ({_TAKEN_BACK})"):
         orig, now, cur = state.orig, state.now, state.cur
         if orig is None and now is None:
             continue
@@ -226,14 +236,14 @@ def inverse(changes: TableChanges) -> TableUndo:
                                           list(state.later)))
         if now is None:                                   # deleted
             if cur is None:
-                out.add(Action("insert", orig, None))
+                out.add(Action("insert", orig, None), seq)
             elif cur == orig:                             # put back already (by hand, or an undo before)
                 out.already += 1
             else:
                 conflict(None, orig, cur, "the deleted row's key was taken again later: the later row stays")
         elif orig is None:                                # inserted
             if cur == now:
-                out.add(Action("delete", now, now))
+                out.add(Action("delete", now, now), seq)
             elif cur is None:
                 out.already += 1
             else:
@@ -254,7 +264,7 @@ def inverse(changes: TableChanges) -> TableUndo:
                     conflict(schema.columns[i].name, orig[i], cur[i],
                              "a later write changed the same column: the later value stays")
             if sets:
-                out.add(Action("update", cur, cur, sets))
+                out.add(Action("update", cur, cur, sets), seq)
     out.flush()
     return out
 

@@ -51,6 +51,13 @@ class RawTable:
         # post-header (table id, flags, v2 extra data), column count and the columns bitmap
         self.prefix = bytearray(event.data[be.HEADER_LEN:pos + ((ncols + 7) >> 3)])
         self._flags_at = 4 if post == 6 else 6
+        nbm = (ncols + 7) >> 3
+        self._nbm, self._mask, _, self._runs = tmap.image_layout(((1 << ncols) - 1).to_bytes(nbm, "little"))
+        # a one-column key at a fixed offset of a row without NULLs (fixed-size columns before it): read there
+        self._key_at = None
+        if len(schema.key) == 1 and all(s >= 0 for s in tmap.sizes[:schema.key[0] + 1]):
+            i = schema.key[0]
+            self._key_at = (nbm + sum(tmap.sizes[:i]), tmap.sizes[i], schema.columns[i], tmap.column_types[i])
 
     @staticmethod
     def eligible(event: be.RawEvent, post: int, schema: TableSchema) -> bool:
@@ -68,16 +75,28 @@ class RawTable:
                 and bytes(table_map.body[tm_post:]) == self._tm_shape
                 and column_count(event.data, self.post)[0] == self.ncols)
 
-    def images(self, event: be.RawEvent) -> Iterator[tuple[bytes, dict[int, bytes | None]]]:
-        """Every row image of a DELETE_ROWS event: its bytes, and its values' bytes per column."""
+    def rows(self, event: be.RawEvent) -> Iterator[tuple[bytes, tuple]]:
+        """Every row image of a DELETE_ROWS event: its bytes, and its primary key decoded. A row
+        without NULLs is stepped over by the table's layout (restore.binlog.rows.ImageLayout), the
+        others value by value."""
         data = event.data
         ncols, pos = column_count(data, self.post)
         pos += (ncols + 7) >> 3
         end = len(data) - 4 if event.checksum else len(data)
-        sizes, present = self.tmap.sizes, self.present
+        sizes, present, schema = self.tmap.sizes, self.present, self.schema
+        nbm, mask, runs, key_at = self._nbm, self._mask, self._runs, self._key_at
         while pos < end:
-            image, stop = image_values(data, pos, sizes, present)
-            yield data[pos:stop], image
+            if key_at is not None and not int.from_bytes(data[pos:pos + nbm], "little") & mask:
+                stop = pos + nbm
+                for fixed, width in runs:
+                    stop += fixed
+                    if width:
+                        stop += width + int.from_bytes(data[stop:stop + width], "little")
+                at, size, col, logged = key_at
+                yield data[pos:stop], (decode_value(col, data[pos + at:pos + at + size], schema, logged),)
+            else:
+                image, stop = image_values(data, pos, sizes, present)
+                yield data[pos:stop], self.key(image)
             pos = stop
 
     def key(self, image: dict[int, bytes | None]) -> tuple:
