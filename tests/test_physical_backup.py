@@ -30,6 +30,7 @@ from restore.mysql.sandbox import Sandbox
 from restore.plan import physical_base
 from restore.plan.physical_base import sandbox_for
 from restore.plan.physical_move import datadir_on_this_host, move_tables
+from restore.prod.swap import ProdRestore
 from restore.replay.runner import restore
 from restore.target import checkpoint
 from tests.support.db import checksums, copy_binlogs, restore_args
@@ -373,5 +374,18 @@ def test_stage_then_prod_from_a_backup_dir_keeps_the_app_writes_aside(incident, 
     outcome = api.prod(planned, staged.evidence, api.ProdTarget(target.dsn), job_tag="p1")
     assert outcome.swapped and outcome.kept_aside == {"shop__before_p1": {"after_disaster": 2}}
     assert outcome.shadow_copy["path"] == "transportable tablespaces", outcome.shadow_copy
+    with target.connect() as conn:
+        assert checksums(conn, ["shop"]) == {k: v for k, v in incident.before.items() if k.startswith("shop.")}
+
+
+def test_prod_fills_its_shadow_by_rows_when_the_datadir_is_not_here(incident, target):
+    """Prod's logical fallback for the shadow copy (chosen here explicitly), from the prepared backup."""
+    planned = api.plan(api.PlanInput([f"shop={incident.prepared}"], incident.binlogs))
+    staged = api.stage(planned, api.StageTarget())
+    said = _Said()
+    outcome = ProdRestore(planned.plan, planned.snapshots, planned.source, target.dsn, job_tag="r1",
+                          expected=dict(staged.evidence.checksums), hooks=said, shadow_copy="rows").run()
+    assert outcome.shadow_copy["path"] == "parallel logical copy" and "not on this host" in outcome.shadow_copy["why"]
+    assert "shop.orders: rows copied (LOAD DATA)" in said.lines
     with target.connect() as conn:
         assert checksums(conn, ["shop"]) == {k: v for k, v in incident.before.items() if k.startswith("shop.")}

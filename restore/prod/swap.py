@@ -36,7 +36,7 @@ from restore.plan.physical_base import sandbox_for
 from restore.plan.physical_move import datadir_on_this_host, move_tables
 from restore.plan.plan import Plan
 from restore.prod import objects
-from restore.replay.runner import RestoreRunner
+from restore.replay.runner import PHYSICAL_COPY_CHOICES, RestoreRunner
 from restore.replay.verify import table_checksums
 from restore.target import checkpoint
 from restore.target import fence as fencing
@@ -72,7 +72,13 @@ class ProdRestore:
     def __init__(self, plan: Plan, snapshots, source, target: Dsn, *, job_tag: str,
                  expected: dict[str, int] | None = None, fence: str = "refuse", fence_users: list[str] | None = None,
                  hooks: Hooks | None = None, interrupt: Callable[[], None] | None = None,
-                 verdicts: dict[str, str] | None = None) -> None:
+                 verdicts: dict[str, str] | None = None, shadow_copy: str = "auto") -> None:
+        """`shadow_copy`: how the rebuild's tables reach the shadow schema: "auto" (tablespaces when
+        the target's datadir is on this host, else rows) or "rows" (always a copy by rows)."""
+        if shadow_copy not in PHYSICAL_COPY_CHOICES:
+            raise TargetError(f"unknown shadow copy {shadow_copy!r}",
+                              hint=f"use one of {', '.join(PHYSICAL_COPY_CHOICES)}")
+        self.shadow_copy = shadow_copy
         self.verdicts = verdicts   # stage's verdicts on stops judged at replay, applied as they were
         self.plan, self.snapshots, self.source, self.target = plan, snapshots, source, target
         self.tag = job_tag
@@ -218,7 +224,8 @@ class ProdRestore:
             for db in self.dbs:
                 self._put_back_after_kill(cur, db)
                 cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(self.shadow(db))}")
-        moved = move_tables(self._box, conn, self.target, self.dbs, datadir=datadir_on_this_host(conn),
+        datadir = datadir_on_this_host(conn) if self.shadow_copy == "auto" else None
+        moved = move_tables(self._box, conn, self.target, self.dbs, datadir=datadir,
                             names={db: self.shadow(db) for db in self.dbs}, objects=False,
                             progress=self.hooks.message)
         self.hooks.message(f"shadow copy filled by {moved['path']}: {moved['why']}")
