@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="restore even when the target's disk looks too small for it")
     rest.add_argument("--yes", action="store_true", help="do not ask before writing into a non-sandbox target")
     rest.add_argument("--batch", type=int, default=1000, help="source transactions per target commit (default 1000)")
+    rest.add_argument("--load-jobs", type=_positive, metavar="N",
+                      help="clients loading a dump's tables at once, one table each (default: the target's cores, "
+                           "at most 8; 1: one client)")
     cli_jobs.add_parsers(sub)
     cli_undo.add_parser(sub)
     for name, text in (("serve", "run the Slack bot (HTTP on --port, or Socket Mode when SLACK_APP_TOKEN is set) and its worker"),
@@ -240,10 +243,17 @@ def _restore(args, planned: api.Planned, hooks) -> int:
     return _run(args, planned, target, hooks)
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def _run(args, planned: api.Planned, target: Dsn | None, hooks) -> int:
     where = api.StageTarget(target, existing=args.existing, restart=args.restart, fence=args.fence,
                             fence_users=tuple(args.fence_user), batch=args.batch,
-                            log_replay=not args.no_target_binlog, space_check=not args.skip_space_check)
+                            log_replay=not args.no_target_binlog, space_check=not args.skip_space_check,
+                            load_jobs=args.load_jobs)
     with hooks:
         result = api.stage(planned, where, hooks=hooks,
                            sandbox_note="sandbox server started on port {port}; it is removed when this command ends"

@@ -114,3 +114,13 @@ def test_restart_never_drops_a_finished_restore_behind_existing(shop, target, cl
     with target.connect() as conn:
         assert checksums(conn, ["shop"]) == shop["before"]
         assert checksums(conn, [aside]) == {f"{aside}.items": after["shop.items"]}
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_load_jobs_from_the_command_line_load_the_dump_exactly(shop, target, cli, jobs):
+    done = cli(*_args(shop, target, "--restart", "--load-jobs", str(jobs)))
+    assert done.code == 0, done
+    load = next(p for p in done.doc["restore"]["phases"] if p["phase"] == "load")
+    assert load["load_jobs"] == [jobs], load
+    with target.connect() as conn:
+        assert checksums(conn, ["shop"]) == shop["before"]
