@@ -156,7 +156,8 @@ class BackupDrill:
     """The newest snapshot plus the binlog archive, restored into a throwaway sandbox and checked.
 
     A drill passes only when all of these hold, and reports the numbers of each:
-    1. the snapshot is a complete dump with binlog coordinates, and loads;
+    1. the snapshot is a complete dump with binlog coordinates, and loads (a physical backup: it is
+       whole, has its binlog-info file, and its copy prepares and starts);
     2. the archive is read from the snapshot's position to its end: no file missing, every event
        CRC-checked and framed, nothing skipped; the replay reaches the last complete transaction;
     3. every table's row count equals what the dump plus the binlog predict (where the binlog
@@ -190,7 +191,7 @@ class BackupDrill:
     def run(self) -> dict:
         """The drill's report and the restore's; raises DrillFailed when the backups would not restore."""
         snapshots = self._check(f"the snapshot {self.snapshot.name}", lambda: read_snapshots([str(self.snapshot)]),
-                                f"This dump cannot be restored: take a new one with /backup now, {_AGAIN}")
+                                f"This snapshot cannot be restored: take a new one with /backup now, {_AGAIN}")
         snap = snapshots[0]
         start = f"{snap.binlog_file}:{snap.binlog_pos}" if snap.binlog_file else f"GTID {snap.gtid}"
         archive_fault = (f"Restores from {self.snapshot.name} cannot get past this point: copy the file again from "
