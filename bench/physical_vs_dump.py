@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))  # run from a checkout even when the package is no
 
 from bench.load_parallel import DB, fill, log  # noqa: E402
 from restore import api  # noqa: E402
+from restore.hooks import NullHooks  # noqa: E402
 from restore.mysql.sandbox import Sandbox  # noqa: E402
 from restore.plan import physical_base  # noqa: E402
 from restore.replay.verify import table_checksums  # noqa: E402
@@ -51,16 +52,34 @@ def size_of(path: Path) -> int:
     return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+class PhaseTimes(NullHooks):
+    """Seconds per restore phase (load, replay, verify...), and the sandbox start before the first."""
+
+    def __init__(self, t0: float) -> None:
+        self.last, self.times, self.started = t0, {}, {}
+
+    def phase_started(self, phase: str, total: int | None) -> None:
+        self.times.setdefault("before phases", round(time.monotonic() - self.last, 2))
+        self.started[phase] = time.monotonic()
+
+    def phase_finished(self, phase: str, result: dict) -> None:
+        self.last = time.monotonic()
+        self.times[phase] = round(self.last - self.started.pop(phase, self.last), 2)
+
+
 def timed_restore(label: str, snapshot: str, binlogs: Path, before: dict) -> dict:
     t0 = time.monotonic()
     planned = api.plan(api.PlanInput([snapshot], binlogs, stop="end"))
     t1 = time.monotonic()
-    staged = api.stage(planned, api.StageTarget())
+    phases = PhaseTimes(t1)
+    staged = api.stage(planned, api.StageTarget(), hooks=phases)
     t2 = time.monotonic()
+    phases.times["after phases"] = round(t2 - phases.last, 2)
     physical_base._drop_spare()
     exact = staged.evidence.checksums == {name: c for name, (_r, c) in before.items()}
-    log(f"  {label}: plan {t1 - t0:.1f} s, stage {t2 - t1:.1f} s, exact={exact}")
+    log(f"  {label}: plan {t1 - t0:.1f} s, stage {t2 - t1:.1f} s {phases.times}, exact={exact}")
     return {"plan_s": round(t1 - t0, 2), "stage_s": round(t2 - t1, 2), "total_s": round(t2 - t0, 2),
+            "stage_phases_s": phases.times,
             "exact": exact, "transactions": planned.plan.transactions}
 
 
