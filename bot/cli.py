@@ -221,7 +221,7 @@ def _service(args) -> int:
     from bot.console import ConsoleSession, OpenAccess
     from handlers.jobstore import JobStore
     access = settings.access if (settings.access.operators or settings.access.approvers) else OpenAccess()
-    with ConsoleSession(settings, JobStore(settings.store_path), access, user=args.user) as session:
+    with ConsoleSession(settings, JobStore(settings.store), access, user=args.user) as session:
         return session.repl()
 
 

@@ -17,10 +17,12 @@ import getpass
 import json
 import shlex
 import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from handlers.jobstore import Job, JobKind, JobState, JobStore
+if TYPE_CHECKING:   # the job store imports SQLAlchemy and Alembic: only the commands that use it load them
+    from handlers.jobstore import Job, JobStore
 
 WAIT_SECONDS = 7 * 24 * 3600   # a job runs as long as it needs; Ctrl-C leaves it to a worker
 
@@ -75,9 +77,10 @@ def cluster_settings(args: argparse.Namespace, settings=None):
 
 def run(args: argparse.Namespace, settings) -> int:
     from bot.console import ConsoleSession, OpenAccess
+    from handlers.jobstore import JobState, JobStore
 
     user = args.user or getpass.getuser()
-    store = JobStore(settings.store_path)
+    store = JobStore(settings.store)
     out = Console(file=sys.stderr if args.json else sys.stdout, width=200)
     if args.command == "prod" and not _approver_ok(args, user, store, out):
         return 2
@@ -202,6 +205,7 @@ def _next(out: Console, text: str) -> None:
 
 
 def _finished(args: argparse.Namespace, job: Job, out: Console) -> int:
+    from handlers.jobstore import JobKind, JobState
     ok = job.state == JobState.SUCCEEDED
     if args.json:
         json.dump({"ok": ok, "job": {"id": job.id, "kind": job.kind, "state": job.state, "plan_id": job.plan_id,

@@ -21,7 +21,8 @@ from restore.mysql.dsn import Dsn
 _VAR = re.compile(r"\$\$\{|\$\{([A-Z_][A-Z0-9_]*)\}")
 _SCHEMA: dict[str, dict[str, str]] = {  # section -> key -> kind of value (see _Reader.value)
     "source": {"snapshots": "snapshots", "binlogs": "binlogs"}, "targets": {}, "slack": {"channel": "str"},
-    "access": {"operators": "set", "approvers": "set"}, "store": {"path": "path"}, "server": {"port": "port"},
+    "access": {"operators": "set", "approvers": "set"}, "store": {"path": "path", "url": "store_url"},
+    "server": {"port": "port"},
     "kakao": {"token": "secret", "webhook_url": "str", "webhook_secret": "secret"},
     "watch": {"source": "!dsn", "databases": "strs", "mass_fraction": "fraction", "mass_min_rows": "count",
               "nice": "nice"},
@@ -43,6 +44,8 @@ _NUMBERS = {"fraction": (lambda v: 0 < v <= 1, "a number in (0, 1]"), "minutes":
             "count": (lambda v: v >= 0, "an integer >= 0"), "port": (lambda v: 1 <= v <= 65535, "an integer in 1..65535"),
             "batch": (lambda v: v >= 1, "an integer >= 1"), "nice": (lambda v: -20 <= v <= 19, "an integer in -20..19")}
 _LISTS = {"strs": "str", "set": "str", "snapshots": "snapshot"}  # list kind -> kind of its items
+# [store] url: a database server several serve instances share (handlers/store.py opens it), or a SQLite file
+_STORE_SCHEMES = ("mysql", "mariadb", "postgresql", "postgres", "sqlite")
 
 
 class ConfigError(Exception):
@@ -163,10 +166,16 @@ class Settings:
     oncall: OncallSettings = field(default_factory=OncallSettings)
     keep: KeepSettings = field(default_factory=KeepSettings)
     store_path: Path = Path("restore-bot.sqlite3")
+    store_url: str | None = None             # [store] url: a shared store on a database server (wins over path)
     port: int = 3000
     config_path: Path | None = None
     concurrency: int = 2                     # [worker] concurrency: jobs run at once (different clusters)
     clusters: dict[str, ClusterSettings] = field(default_factory=dict)   # empty: one "default" from the top level
+
+    @property
+    def store(self) -> str:
+        """What handlers.store.open_store opens: [store] url, else the SQLite file."""
+        return self.store_url or str(self.store_path)
 
     @property
     def cluster_names(self) -> tuple[str, ...]:
@@ -205,7 +214,8 @@ class Settings:
                           *(f"cluster {n}: snapshots {show(c.source.snapshots)}; binlogs {show(c.source.binlog_source)}; "
                             f"targets {', '.join(c.targets)}; watch {show(c.watch and c.watch.source)}; "
                             f"channel {show(c.channel)}" for n, c in self.clusters.items()),
-                          f"job store: {self.store_path}", f"server port: {self.port}",
+                          f"job store: {_store_shown(self.store_url) if self.store_url else self.store_path}",
+                          f"server port: {self.port}",
                           f"worker concurrency: {self.concurrency}"])
 
 
@@ -244,7 +254,7 @@ class _Reader:
             return v
         if not isinstance(v, str) or not v.strip():
             self.fail(where, "must be a date like 2026-01-05" if kind == "date" else "must be a non-empty string")
-        enc = kind in ("dsn", "target", "binlogs") and "://" in v  # in a DSN, ${VAR} values are percent-encoded
+        enc = kind in ("dsn", "target", "binlogs", "store_url") and "://" in v  # in a DSN, ${VAR} values are percent-encoded
         v = _VAR.sub(lambda m: self.var(m.group(1), where, enc), v)
         if kind == "dsn" or (kind == "binlogs" and "://" in v) or (kind == "target" and v != "sandbox"):
             self.hidden.update(re.findall(r"://[^@/?#]*?:([^@]+)@", v))  # an inline password: out of messages too
@@ -252,6 +262,8 @@ class _Reader:
                 return Dsn.parse(v, what="DSN")
             except RestoreError as exc:
                 self.fail(where, exc.message + (f" ({exc.hint})" if exc.hint else ""))
+        if kind == "store_url":
+            return self.store_url(v, where)
         if kind == "snapshot":  # FILE, or DB=FILE for a dump taken without --databases
             db, sep, f = v.partition("=") if re.match(r"[\w$]+=", v) and not (self.base / v).exists() else ("", "", v)
             return db + sep + str(self.base / f)  # base / an absolute path = that path
@@ -263,6 +275,18 @@ class _Reader:
         if kind == "fence" and v not in ("refuse", "lock"):
             self.fail(where, f'must be "refuse" or "lock", got {v!r}')
         return (Secret(v) if v else None) if kind == "secret" else self.base / v if kind in ("path", "binlogs") else v
+
+    def store_url(self, v: str, where: str) -> str:
+        scheme = v.partition("://")[0].partition("+")[0].lower()
+        if "://" not in v or scheme not in _STORE_SCHEMES:
+            self.fail(where, "must be a database URL: mysql://user:password@host/restore_bot (or mariadb://, "
+                      "postgresql://, sqlite:///path)")
+        self.hidden.update(re.findall(r"://[^@/?#]*?:([^@]+)@", v))   # an inline password: out of messages too
+        try:
+            _store_shown(v)
+        except Exception as exc:   # sqlalchemy's ArgumentError: a URL it cannot read
+            self.fail(where, f"cannot read the URL ({type(exc).__name__})")
+        return v
 
     def var(self, name: str | None, where: str, encode: bool) -> str:
         if name is None:  # $${ escapes a literal ${
@@ -302,9 +326,21 @@ def load_settings(path: str | None, env: Mapping[str, str] = os.environ) -> Sett
         access=AccessSettings(**s["access"]), kakao=KakaoSettings(**s["kakao"]),
         watch=WatchSettings(**s["watch"]) if "watch" in doc else None,
         oncall=oncall, keep=KeepSettings(**s["keep"]),
-        store_path=s["store"].get("path") or r.base / "restore-bot.sqlite3",
+        store_path=s["store"].get("path") or r.base / "restore-bot.sqlite3", store_url=_store_url(r, s["store"]),
         port=s["server"].get("port", 3000), config_path=config_path,
         concurrency=s["worker"].get("concurrency", 2), clusters=_clusters(r, doc, oncall))
+
+
+def _store_url(r: _Reader, store: dict) -> str | None:
+    if "url" in store and "path" in store:
+        r.fail("[store]", "give either path (a SQLite file) or url (a database server), not both")
+    return store.get("url")
+
+
+def _store_shown(url: str) -> str:
+    """The store's URL without its password, for the summary and messages."""
+    from sqlalchemy import make_url   # only when a [store] url is configured: most commands never need it
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _where(prefix: str, name: str) -> str:

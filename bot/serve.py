@@ -102,7 +102,7 @@ class ServiceWorker(Worker):
 
     def hand_back(self, job_id: str) -> None:
         job = self.store.get(job_id)
-        if job is None or job.state != JobState.RUNNING or job.worker_pid != os.getpid():
+        if job is None or job.state != JobState.RUNNING or job.worker_pid != os.getpid() or not self.ours(job_id):
             return
         if self.store.transition(job_id, (JobState.RUNNING,), JobState.QUEUED):
             log.info("job %s goes back to the queue: the worker is stopping", job_id)
@@ -144,7 +144,7 @@ def _kill_children() -> None:
 
 
 def run_worker(settings) -> int:
-    store = JobStore(settings.store_path)
+    store = JobStore(settings.store)
     worker = ServiceWorker(settings, store)
 
     def stop(*_) -> None:
@@ -154,7 +154,7 @@ def run_worker(settings) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         worker.stopping.set()
     signal.signal(signal.SIGTERM, stop)
-    log.info("worker %s polling %s", "up", settings.store_path)
+    log.info("worker %s polling %s", "up", store.store.where)
     try:
         worker.run_forever()
     finally:  # SIGTERM, or Ctrl-C when run by hand
@@ -176,7 +176,7 @@ def run_serve(settings, *, port: int | None = None, with_worker: bool = True) ->
     if slack_ready and not settings.slack.channel:
         log.error("restore-bot serve: no incident channel: set [slack] channel or RESTORE_BOT_CHANNEL")
         return 2
-    store = JobStore(settings.store_path)
+    store = JobStore(settings.store)
     client = web_client(settings.slack.bot_token.reveal(), settings.slack.api_url) if slack_ready else None
     background = Background(settings, store, client)
     web = build_http(store)

@@ -51,7 +51,7 @@ class WatcherProcess:
                  databases: tuple[str, ...] = (), rules: DestructiveRules | None = None,
                  on_trouble: Callable[[str], None] | None = None, nice: int = 0) -> None:
         self.positions = positions
-        self.args = (source, positions.path, positions.source, tuple(databases), rules or DestructiveRules(), nice)
+        self.args = (source, positions.store.url, positions.source, tuple(databases), rules or DestructiveRules(), nice)
         self.nice = nice
         self.on_alert = on_alert
         self.on_trouble = on_trouble or (lambda text: None)
@@ -132,12 +132,12 @@ def set_priority(nice: int) -> str | None:
                 f"priority — give restore-bot CAP_SYS_NICE (docker run --cap-add SYS_NICE) or remove the setting")
 
 
-def _watch_child(messages, control, source: Dsn, store_path: str, store_source: str, databases, rules,
+def _watch_child(messages, control, source: Dsn, store: str, store_source: str, databases, rules,
                  nice: int = 0) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops us
     if nice and (refused := set_priority(nice)):  # before any other thread: they inherit it
         messages.send(("trouble", refused))
-    watcher = Watcher(source, _ParentPositions(AlertStore(store_path, store_source), messages),
+    watcher = Watcher(source, _ParentPositions(AlertStore(store, store_source), messages),
                       lambda alert: messages.send(("alert", alert)), databases=databases, rules=rules,
                       on_trouble=lambda text: messages.send(("trouble", text)))
 
@@ -185,7 +185,7 @@ def alert_client(settings) -> AlertSlackClient | None:
 
 def build_watcher(settings, source: Dsn, *, client=None, on_posted=None,
                   on_trouble=None) -> tuple[WatcherProcess, AlertPoster | None]:
-    store = AlertStore(str(settings.store_path), source.redacted())
+    store = AlertStore(settings.store, source.redacted())
     oncall = Oncall(settings, store)
     watch = settings.watch
     rules = DestructiveRules(fraction=watch.mass_fraction, min_rows=watch.mass_min_rows) if watch else DestructiveRules()

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sqlite3
 import threading
 import time
+
+import sqlalchemy.exc
 
 from bot.undo_job import undo_job
 from handlers import messages
@@ -19,18 +22,34 @@ from handlers.alerts import AlertStore, Oncall, mention
 from handlers.jobstore import Job, JobKind, JobState, JobStore
 from handlers.presenter.plan_card import verdict_line
 from handlers.presenter.results import drill_summary, plan_summary, prod_summary, verification_summary
+from handlers.store_leader import Heartbeats
 from restore import api
 from restore.errors import RestoreError
 
 log = logging.getLogger("restore-bot.worker")
 RESUMED = ("↻ the worker restarted; the job runs again: on a kept target it resumes from the last "
            "checkpoint, a throwaway sandbox starts over")
+TAKEN_OVER = ("↻ resumed on {instance}: the instance running it stopped heartbeating; on a kept target it carries "
+              "on from the last checkpoint, a throwaway sandbox starts over")
+STALE_AFTER = 10.0     # seconds without a heartbeat before another instance takes a running job over
+HEARTBEAT_EVERY = 2.0
 DRILL_FAILED_ONCALL = ("🔔 {who}: this backup drill failed, so the backups are not known to restore "
                        "until a drill passes again. Please act on it.")
 
 
 class JobAborted(RestoreError):
     exit_code = 4
+
+
+class JobLost(BaseException):
+    """Raised at a job's next safe point when another instance took it over (this one stalled past
+    STALE_AFTER): the job is theirs now, so this worker stops without writing its state. A
+    BaseException, like serve's WorkerStopping, so no error handling on the way records it."""
+
+
+def instance_id() -> str:
+    """This worker among the instances sharing a store: the host and the process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class JobHooks:
@@ -71,9 +90,13 @@ class JobHooks:
 
 
 class Worker:
-    def __init__(self, settings, store: JobStore, *, max_parallel: int | None = None) -> None:
+    def __init__(self, settings, store: JobStore, *, max_parallel: int | None = None,
+                 instance: str | None = None) -> None:
         self.settings = settings
         self.store = store
+        self.instance = instance or instance_id()
+        self._lost: set[str] = set()   # jobs another instance took over: stop them at their next safe point
+        self.heartbeats = Heartbeats(store, self.instance, every=HEARTBEAT_EVERY, on_lost=self._lost.add)
         # [worker] concurrency: jobs at once (one per target of a cluster; different clusters side by side)
         self.max_parallel = max_parallel or getattr(settings, "concurrency", 2)
         self._threads: dict[str, threading.Thread] = {}
@@ -81,8 +104,13 @@ class Worker:
         self._oncall: dict[str, Oncall] = {}  # per cluster, made on its first failed drill: most workers never need it
 
     def recover(self) -> None:
-        """Jobs a dead worker left running go back to the queue; the engine resumes them."""
+        """Jobs a dead worker left running: those of a worker that did not heartbeat (no owner) go back
+        to the queue when its pid is gone; those whose owner stopped heartbeating (another instance, or
+        this host's previous worker) run here, still RUNNING. The engine resumes either from the
+        target's checkpoint."""
         for job in self.store.jobs(states=(JobState.RUNNING,), limit=100):
+            if job.owner is not None:
+                continue  # heartbeats and take_over_stale decide
             if job.worker_pid == os.getpid() and job.id in self._threads:
                 continue  # ours and running
             if job.worker_pid and job.worker_pid != os.getpid() and pid_alive(job.worker_pid):
@@ -90,32 +118,54 @@ class Worker:
             if self.store.transition(job.id, (JobState.RUNNING,), JobState.QUEUED):
                 self.store.add_event(job.id, RESUMED)
                 self.store.audit("restore-bot", "resumed after worker restart", job.id)
+        for job in self.store.take_over_stale(self.instance, older_than=STALE_AFTER):
+            log.info("job %s: taken over from an instance that stopped heartbeating", job.id)
+            self.store.add_event(job.id, TAKEN_OVER.format(instance=self.instance))
+            self._start(job)
 
     def run_forever(self, poll: float = 0.2) -> None:
         last_recover = 0.0
         while not self.stopping.is_set():
-            if time.monotonic() - last_recover > 10:  # also catches a predecessor that died later
+            if time.monotonic() - last_recover > STALE_AFTER / 4:  # also catches an instance that died later
                 self.recover()
                 last_recover = time.monotonic()
             self.tick()
             time.sleep(poll)
+        self.heartbeats.stop()
 
     def tick(self) -> None:
+        """Claim queued jobs while there is room: claim_next keeps one restore per target of a cluster
+        and hands each job to one instance of those sharing the store."""
         self._threads = {k: t for k, t in self._threads.items() if t.is_alive()}
-        if len(self._threads) >= self.max_parallel:
-            return
-        running = self.store.jobs(states=(JobState.RUNNING,), limit=100)
-        for job in reversed(self.store.jobs(states=(JobState.QUEUED,), limit=50)):
-            if job.kind != JobKind.PLAN and any(_same_target(job, r) for r in running):
-                continue
-            if not self.store.transition(job.id, (JobState.QUEUED,), JobState.RUNNING, worker_pid=os.getpid()):
-                continue
-            running.append(job)
-            thread = threading.Thread(target=self.run_job, args=(job.id,), name=f"job-{job.id}", daemon=True)
-            self._threads[job.id] = thread
-            thread.start()
-            if len(self._threads) >= self.max_parallel:
+        while len(self._threads) < self.max_parallel:
+            job = self.store.claim_next(self.instance)
+            if job is None:
                 return
+            self._start(job)
+
+    def _start(self, job: Job) -> None:
+        if not self.heartbeats.started:
+            self.heartbeats.start()
+        self.heartbeats.add(job.id)
+        thread = threading.Thread(target=self._run_owned, args=(job.id,), name=f"job-{job.id}", daemon=True)
+        self._threads[job.id] = thread
+        thread.start()
+
+    def _run_owned(self, job_id: str) -> None:
+        try:
+            self.run_job(job_id)
+        except JobLost:
+            log.warning("job %s: another instance took it over; stopped here", job_id)
+        finally:
+            self.heartbeats.discard(job_id)
+            self._lost.discard(job_id)
+
+    def ours(self, job_id: str) -> bool:
+        """Whether the job is still this instance's to finish (not taken over elsewhere)."""
+        if job_id in self._lost:
+            return False
+        job = self.store.get(job_id)
+        return job is not None and job.owner in (None, self.instance)
 
     # -- one job -------------------------------------------------------------------------------
     def run_job(self, job_id: str) -> None:
@@ -125,10 +175,12 @@ class Worker:
         try:
             result = self._execute(job, hooks)
         except JobAborted:
+            self._still_ours(job_id)
             self.store.transition(job_id, (JobState.RUNNING,), JobState.ABORTED, phase="")
             self.store.add_event(job_id, f"■ {messages.ABORTED}: stopped at a safe point on request")
             return
         except RestoreError as exc:
+            self._still_ours(job_id)
             log.warning("job %s failed: %s", job_id, exc)
             self.store.transition(job_id, (JobState.RUNNING,), JobState.FAILED, error=exc.to_dict())
             if job.kind == JobKind.UNDO:   # an undo's every step is in the audit trail
@@ -137,12 +189,14 @@ class Worker:
             self._tell_failure(job, str(exc), exc.hint)
             return
         except Exception as exc:  # a bug: report it rather than leave the job hanging
+            self._still_ours(job_id)
             log.exception("job %s crashed", job_id)
             error = {"message": f"internal error: {type(exc).__name__}: {exc}",
                      "hint": "see the worker's log; run the job again"}
             self.store.transition(job_id, (JobState.RUNNING,), JobState.FAILED, error=error)
             self._tell_failure(job, error["message"], error["hint"])
             return
+        self._still_ours(job_id)
         result["seconds"] = round(time.monotonic() - t0, 1)
         if result.pop("await_approval", False):   # an undo's preview: the card asks for approval
             result["waiting_since"] = self.store.clock()   # the approval window starts now, not at the request
@@ -155,6 +209,11 @@ class Worker:
         if job.kind == JobKind.UNDO:
             self.store.audit("restore-bot", "undo applied", job_id, result.get("summary", ""))
         self.store.add_event(job_id, f"✔ {messages.SUCCEEDED}: {result.get('summary', '')}")
+
+    def _still_ours(self, job_id: str) -> None:
+        """Before a job's outcome is written: not when another instance took it over meanwhile."""
+        if not self.ours(job_id):
+            raise JobLost(job_id)
 
     def _tell_failure(self, job, message: str, hint: str | None) -> None:
         text = f"✗ {messages.FAILED}: {message}\n{messages.NEXT_STEP_AFTER_FAILURE.format(hint=hint)}"
@@ -171,15 +230,17 @@ class Worker:
             name = job.args.get("cluster") or "-"
             if name not in self._oncall:
                 # The source only keys watch positions and alerts; the on-call override is global.
-                self._oncall[name] = Oncall(self._settings(job), AlertStore(str(self.settings.store_path), "-"))
+                self._oncall[name] = Oncall(self._settings(job), AlertStore(self.settings.store, "-"))
             person = self._oncall[name].current()
             return f"{mention(person)} (on call)" if person else mention(None)  # None: says how to set one
-        except (sqlite3.Error, RestoreError) as exc:  # the failure must still be reported, with or without a name
+        except (sqlite3.Error, sqlalchemy.exc.SQLAlchemyError, RestoreError) as exc:  # the failure must still be reported, with or without a name
             log.warning("cannot tell who is on call: %s", exc)
             return "(who is on call could not be read: see the worker's log)"
 
     def _interrupt(self, job_id: str):
         def check() -> None:
+            if job_id in self._lost:
+                raise JobLost(job_id)
             job = self.store.get(job_id)
             if job is not None and job.abort_requested:
                 raise JobAborted(f"job {job_id} aborted", hint="run it again when ready")

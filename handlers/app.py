@@ -14,9 +14,11 @@ from handlers.oncall import OncallHandler
 from handlers.restore import RestoreHandler
 
 
-def alert_store(settings) -> AlertStore:
-    """The alert store beside the jobs, for the [watch] source (if any)."""
-    return AlertStore(str(settings.store_path), settings.watch.source.redacted() if settings.watch else "-")
+def alert_store(settings, store=None, *, instance_id: str | None = None) -> AlertStore:
+    """The alert store beside the jobs (`store`: the job store's own Store, else the configured one),
+    for the [watch] source (if any)."""
+    return AlertStore(store or settings.store, settings.watch.source.redacted() if settings.watch else "-",
+                      instance_id=instance_id)
 
 
 def application(settings, store: JobStore, access: Access, *, channel: str | None,
@@ -25,7 +27,7 @@ def application(settings, store: JobStore, access: Access, *, channel: str | Non
     bots); a cluster's own channel takes its place for its jobs. `alerts`: the process's alert store
     (default: one opened beside the jobs). `watch_state(cluster)`: its watcher's state, for
     `/restore clusters` (serve knows it)."""
-    alerts = alerts or alert_store(settings)
+    alerts = alerts or alert_store(settings, store.store)
     clusters = Clusters(settings, channel=channel)
     only = next(iter(clusters.by_name.values())).settings   # with one cluster, its settings as before
     return Dispatcher(store, access, [

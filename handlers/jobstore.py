@@ -188,16 +188,17 @@ class JobStore:
 
     # -- several instances on one store ---------------------------------------------------------------
     def claim_next(self, instance_id: str, *, pid: int | None = None) -> Job | None:
-        """Take the oldest queued job this instance may run (one restore per target at a time; a plan
-        runs beside anything): RUNNING, owned by `instance_id`, heartbeat now. None if there is none.
-        Rows another instance is claiming are skipped, not waited for (FOR UPDATE SKIP LOCKED; on
-        SQLite the transaction holds the file's write lock)."""
-        with self.store.write() as db:
-            queued = db.execute(sa.select(jobs.c.id, jobs.c.kind, jobs.c.target)
+        """Take the oldest queued job this instance may run (one restore per target of a cluster at a
+        time; a plan runs beside anything): RUNNING, owned by `instance_id`, heartbeat now. None if
+        there is none. Claims are one at a time across instances (the store's claim lock; on SQLite
+        the file's write lock): two instances claiming two jobs for one target at once would each see
+        it free. Rows another transaction holds are skipped, not waited for (FOR UPDATE SKIP LOCKED)."""
+        with self.store.claiming() as db:
+            queued = db.execute(sa.select(jobs.c.id, jobs.c.kind, jobs.c.target, jobs.c.args)
                                 .where(jobs.c.state == JobState.QUEUED.value).order_by(jobs.c.seq).limit(20)
                                 .with_for_update(skip_locked=True)).all()
-            for job_id, kind, target in queued:
-                if kind != JobKind.PLAN.value and db.execute(_running_on(target).limit(1)).first():
+            for job_id, kind, target, args in queued:
+                if kind != JobKind.PLAN.value and _busy(db, target, _cluster(args)):
                     continue
                 db.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.state == JobState.QUEUED.value).values(
                     state=JobState.RUNNING.value, owner=instance_id, heartbeat_at=self.store.now(),
@@ -307,9 +308,18 @@ class JobStore:
             return [dict(r) for r in rows.mappings()]
 
 
-def _running_on(target: str) -> sa.Select:
-    return sa.select(jobs).where(jobs.c.target == target, jobs.c.kind != JobKind.PLAN.value,
-                                 jobs.c.state == JobState.RUNNING.value)
+def _running_on(target: str, *columns: sa.Column) -> sa.Select:
+    return sa.select(*(columns or (jobs,))).where(jobs.c.target == target, jobs.c.kind != JobKind.PLAN.value,
+                                                  jobs.c.state == JobState.RUNNING.value)
+
+
+def _cluster(args: str | None) -> str | None:
+    return (json.loads(args) if args else {}).get("cluster")
+
+
+def _busy(db: sa.Connection, target: str, cluster: str | None) -> bool:
+    """A restore runs on `target` of `cluster` (the same target name in another cluster is another server)."""
+    return any(_cluster(args) == cluster for (args,) in db.execute(_running_on(target, jobs.c.args)))
 
 
 def _encoded(fields: dict) -> dict:

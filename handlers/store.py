@@ -35,6 +35,7 @@ log = logging.getLogger("restore-handlers.store")
 MIGRATIONS_DIR = Path(__file__).with_name("store_migrations")
 _LOCK_NAME = "restore_bot_store_migrate"
 _LOCK_KEY = 0x7265_7374   # PostgreSQL's advisory lock key for the same
+_CLAIM_LOCK = "restore_bot_claim"   # Store.claim_lock
 # The clock of each backend's server, in Unix seconds with sub-second precision.
 _NOW = {
     "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
@@ -56,6 +57,12 @@ class Store:
         return self.engine.dialect.name
 
     @property
+    def url(self) -> str:
+        """What open_store opens this store again from, password included: for a child process, never
+        for a message (`where` is that)."""
+        return self.path if self.path is not None else self.engine.url.render_as_string(hide_password=False)
+
+    @property
     def shared(self) -> bool:
         """A database server (several instances may use it), not the embedded file."""
         return self.path is None
@@ -66,6 +73,25 @@ class Store:
         BEGIN (BEGIN IMMEDIATE), so two processes never both read "free" and then both take it."""
         with self.engine.connect().execution_options(write=True) as conn, conn.begin():
             yield conn
+
+    @contextlib.contextmanager
+    def claiming(self) -> Iterator[sa.Connection]:
+        """A write transaction no other instance's `claiming` overlaps, lock released after the commit:
+        a named lock on MySQL/MariaDB, an advisory one on PostgreSQL (SQLite's BEGIN IMMEDIATE is one)."""
+        mysql = self.dialect in ("mysql", "mariadb")
+        with self.engine.connect().execution_options(write=True) as conn:
+            if mysql:
+                conn.exec_driver_sql(f"SELECT GET_LOCK('{_CLAIM_LOCK}', 30)")
+                conn.commit()
+            try:
+                with conn.begin():
+                    if self.dialect == "postgresql":
+                        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY + 1})")
+                    yield conn
+            finally:
+                if mysql:
+                    conn.exec_driver_sql(f"SELECT RELEASE_LOCK('{_CLAIM_LOCK}')")
+                    conn.commit()
 
     def read(self) -> contextlib.AbstractContextManager[sa.Connection]:
         return self.engine.begin()

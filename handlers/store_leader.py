@@ -107,6 +107,10 @@ class Heartbeats:
         with self._lock:
             self._running.discard(job_id)
 
+    @property
+    def started(self) -> bool:
+        return self._thread.is_alive()
+
     def start(self) -> "Heartbeats":
         self._thread.start()
         return self

@@ -311,3 +311,51 @@ def test_settings_is_frozen(tmp_path):
     assert isinstance(s, Settings)
     with pytest.raises(AttributeError):
         s.port = 1  # type: ignore[misc]
+
+
+def test_store_url_beside_path_shows_without_its_password(tmp_path):
+    path = write(tmp_path, '[store]\nurl = "mysql://bot:${PROD_DB_PASSWORD}@db.internal/restore_bot"\n')
+    settings = load_settings(str(path), env=ENV)
+    assert settings.store == f"mysql://bot:{SECRET}@db.internal/restore_bot"
+    assert "job store: mysql://bot:***@db.internal/restore_bot" in settings.describe()
+    assert SECRET not in settings.describe()
+    assert load_settings(None, env={}).store == str(Path.cwd() / "restore-bot.sqlite3")   # the SQLite default
+
+
+@pytest.mark.parametrize("text, what", [
+    ('[store]\npath = "a.sqlite3"\nurl = "sqlite:///b.sqlite3"\n', "either path"),
+    ('[store]\nurl = "oracle://bot@db/restore_bot"\n', "must be a database URL"),
+    ('[store]\nurl = "restore_bot"\n', "must be a database URL"),
+])
+def test_store_url_errors(tmp_path, text, what):
+    message = error(tmp_path, text)
+    assert "[store]" in message and what in message, message
+
+
+@pytest.mark.mysql
+def test_store_url_opens_the_mariadb_store(tmp_path, target):
+    """[store] url with its password from the environment: the job store is on the server."""
+    from handlers.jobstore import JobStore
+    password = "p@ss/w:rd " + SECRET   # characters a URL must escape: the ${VAR} is percent-encoded
+    with target.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE rb_config_store")
+        cur.execute("CREATE USER rb_store@'%%' IDENTIFIED BY %s", (password,))
+        cur.execute("GRANT ALL ON rb_config_store.* TO rb_store@'%'")
+    try:
+        path = write(tmp_path, f'[store]\nurl = "mysql://rb_store:${{STORE_PASSWORD}}@127.0.0.1:{target.port}'
+                               '/rb_config_store"\n')
+        settings = load_settings(str(path), env={"STORE_PASSWORD": password})
+        assert SECRET not in settings.describe()
+        jobs = JobStore(settings.store)
+        try:
+            job = jobs.create("plan", "plan", "UOPS1")
+            assert jobs.store.dialect in ("mysql", "mariadb") and "***" in jobs.path
+        finally:
+            jobs.store.dispose()
+        with target.connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT id FROM rb_config_store.jobs")
+            assert [r[0] for r in cur.fetchall()] == [job.id]
+    finally:
+        with target.connect() as conn, conn.cursor() as cur:
+            cur.execute("DROP DATABASE IF EXISTS rb_config_store")
+            cur.execute("DROP USER IF EXISTS rb_store@'%'")
