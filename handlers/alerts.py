@@ -273,18 +273,20 @@ def undoable(alert: Alert) -> bool:
     return alert.severity != "suspect" and bool(_ROWS_REASON.match(alert.reason))
 
 
-def alert_buttons(alert: Alert) -> list[dict]:
+def alert_buttons(alert: Alert, cluster: str | None = None) -> list[dict]:
     """*Acknowledge* (a page only: a notice does not escalate), *Expected* (later plans do not stop
     there), *This is the incident* (later plans stop there), *Plan restore* (a plan stopping there now),
-    and on a certain DELETE/UPDATE *Undo this* (the undo preview card of its transaction)."""
+    and on a certain DELETE/UPDATE *Undo this* (the undo preview card of its transaction).
+    `cluster` (not `default`): Plan restore and Undo this act on that cluster (`SPEC@cluster`)."""
+    spec = alert.plan_spec + (f"@{cluster}" if cluster and cluster != "default" else "")   # the unnamed one
     def button(action: str, value: str, label: str, **extra) -> dict:
         return {"type": "button", "action_id": action, "value": value,
                 "text": {"type": "plain_text", "text": label}, **extra}
     out = [] if alert.severity == "suspect" else [button("alert_ack", alert.key, "Acknowledge", style="primary")]
     out += [button("alert_expected", alert.key, "Expected"),
             button("alert_incident", alert.key, "This is the incident", style="danger"),
-            button("alert_plan", alert.plan_spec, "Plan restore")]
-    return out + ([button("alert_undo", alert.plan_spec, "Undo this")] if undoable(alert) else [])
+            button("alert_plan", spec, "Plan restore")]
+    return out + ([button("alert_undo", spec, "Undo this")] if undoable(alert) else [])
 
 
 class AlertPoster:
@@ -292,8 +294,9 @@ class AlertPoster:
 
     def __init__(self, client, channel: str, store: AlertStore, oncall: Oncall, source: str, *,
                  escalate_after: float = 300.0, usergroup: str | None = None, on_posted=None,
-                 keep_warm: float = KEEP_WARM_SECONDS) -> None:
+                 keep_warm: float = KEEP_WARM_SECONDS, cluster: str | None = None) -> None:
         self.client, self.channel, self.store, self.oncall, self.source = client, channel, store, oncall, source
+        self.cluster = cluster   # the buttons' plan and undo act on it
         self.escalate_after = escalate_after
         self.keep_warm = keep_warm
         self.usergroup = usergroup
@@ -367,7 +370,7 @@ class AlertPoster:
             return
         text = alert_text(alert, person, self.source)
         blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text}},
-                  {"type": "actions", "elements": alert_buttons(alert)}]
+                  {"type": "actions", "elements": alert_buttons(alert, self.cluster)}]
         resp = self.client.chat_postMessage(channel=self.channel, text=text, blocks=blocks)
         self.store.posted(alert.key, self.channel, resp["ts"])
         self.on_posted(alert, time.time() - alert.detected_at)

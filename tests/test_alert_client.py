@@ -124,3 +124,27 @@ def test_alert_masks_quoted_values_in_the_statement(tmp_path):
 def test_no_reading_of_the_quotes_leaks_a_value(statement):
     masked = mask_literals(statement)
     assert "hunter2" not in masked and masked.split()[0] == statement.split()[0], masked
+
+
+def test_a_named_clusters_alert_buttons_plan_and_undo_on_that_cluster(tmp_path):
+    """The buttons' value is the event's spec, then @CLUSTER (the command parser's SPEC@cluster);
+    the unnamed cluster ("default", or none) keeps the bare spec."""
+    import json
+
+    def values(call) -> dict[str, str]:
+        blocks = call.body["blocks"]
+        blocks = json.loads(blocks) if isinstance(blocks, str) else blocks
+        return {e["action_id"]: e["value"] for b in blocks if b["type"] == "actions" for e in b["elements"]}
+
+    for cluster, suffix in (("billing", "@billing"), ("default", ""), (None, "")):
+        (tmp_path / str(cluster)).mkdir()
+        with FakeSlack() as fake:
+            poster = _poster(fake, tmp_path / str(cluster), keep_warm=0, cluster=cluster)
+            try:
+                poster.post(alert_at(100))
+            finally:
+                poster.stop()
+            post = next(c for c in fake.snapshot() if c.method == "chat.postMessage")
+        got = values(post)
+        assert got["alert_plan"].endswith(suffix) and got["alert_plan"].count("@") == (1 if suffix else 0), got
+        assert got["alert_ack"] == alert_at(100).key
