@@ -16,15 +16,16 @@ import time
 from pathlib import Path
 
 import psutil
-from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, Histogram, generate_latest
 
 from bot.reporter import Reporter
 from bot.watch import alert_client, build_watcher, trouble_reporter
-from bot.worker import RESUMED, Worker
+from bot.watch_lease import LeasedWatch
+from bot.worker import RESUMED, Worker, instance_id
 from handlers.app import alert_store, application
 from handlers.jobstore import ACTIVE, JobKind, JobState, JobStore
+from handlers.store_leader import SharedScheduler
 from restore.live.archiver import Archiver
 from restore.mysql.procs import die_with_parent
 
@@ -221,44 +222,47 @@ class Background:
     """What serve runs beside the chat, per cluster: the watcher, the archiver, scheduled backups and
     drills; and the reporters."""
 
-    def __init__(self, settings, store: JobStore, client) -> None:
+    def __init__(self, settings, store: JobStore, client, *, instance: str | None = None) -> None:
         self.settings, self.store, self.client = settings, store, client
+        self.instance = instance or instance_id()
         self.reporters: list[Reporter] = []
         self.threads: list[tuple[object, threading.Thread]] = []
-        self.watchers: dict[str, threading.Thread] = {}   # cluster -> its watcher's thread
-        self.alert_store = alert_store(settings)
-        self.scheduler = BackgroundScheduler(daemon=True)
-        self._posters: list = []
+        self.watchers: dict[str, LeasedWatch] = {}   # cluster -> its watcher, run while this instance holds its lease
+        self.alert_store = alert_store(settings, store.store, instance_id=self.instance)
+        # Jobs and next run times in the store; run by the one instance holding the scheduler's lease
+        self.scheduler = SharedScheduler(store.store, self.instance)
 
     def start(self, on_alert_posted=None) -> None:
         global _BACKGROUND
         _BACKGROUND = self
         named = bool(self.settings.clusters)
+        self.scheduler.start()
         for name in self.settings.cluster_names:
             s = self.settings.cluster(name)
             tag = f"{name} " if named else ""   # trouble names its cluster when there are names
             if s.watch is not None:
                 trouble = trouble_reporter(self.client, s.slack.channel)
                 client = alert_client(s) if self.client is not None else None
-                watcher, poster = build_watcher(s, s.watch.source, client=client, on_posted=on_alert_posted,
-                                                on_trouble=lambda text, t=trouble, g=tag: t(f"{g}watch: {text}"))
-                self._posters.append(poster)
-                self.watchers[name] = self._spawn(watcher, f"watcher-{name}" if named else "watcher")
-                if s.keep.archive_dir:
+
+                def build(s=s, client=client, trouble=trouble, tag=tag, name=name):
+                    return build_watcher(s, s.watch.source, client=client, on_posted=on_alert_posted,
+                                         on_trouble=lambda text: trouble(f"{tag}watch: {text}"),
+                                         instance_id=self.instance, cluster=name if named else None)
+                self.watchers[name] = LeasedWatch(self.store.store, name, self.instance, build).start()
+                if s.keep.archive_dir:   # every instance archives into its own directory
                     archiver = Archiver(s.watch.source, s.keep.archive_dir, keep_days=s.keep.keep_days,
                                         keep_bytes=s.keep.keep_bytes, backup_dir=s.keep.backup_dir,
                                         on_trouble=lambda text, t=trouble, g=tag: t(f"{g}archive: {text}"))
                     self._spawn(archiver, f"archiver-{name}" if named else "archiver")
             for kind, hours in ((JobKind.BACKUP, s.keep.backup_every_hours), (JobKind.DRILL, s.keep.drill_every_hours)):
-                if hours:
-                    self.scheduler.add_job(self._scheduled, "interval", hours=hours, args=[kind, name if named else None],
-                                           id=f"{kind}-{name}" if named else kind)
-        self.scheduler.start()
+                if hours:   # added once, by the first instance: the others find it in the store
+                    self.scheduler.add_once("bot.serve:run_scheduled", f"{kind}-{name}" if named else str(kind),
+                                            "interval", hours=hours, args=[str(kind), name if named else None])
 
     def watch_state(self, cluster: str) -> str:
-        """For `/restore clusters`: whether this process's watcher of `cluster` runs."""
-        thread = self.watchers.get(cluster)
-        return "not watched here" if thread is None else "watching" if thread.is_alive() else "STOPPED"
+        """For `/restore clusters`: whether this process watches `cluster` (or another instance does)."""
+        watch = self.watchers.get(cluster)
+        return "not watched here" if watch is None else watch.state
 
     def _spawn(self, worker, name: str) -> threading.Thread:
         thread = threading.Thread(target=worker.run_forever, name=name, daemon=True)
@@ -275,10 +279,9 @@ class Background:
     def stop(self) -> None:
         for worker, _thread in self.threads:
             worker.stop()
-        for poster in self._posters:
-            if poster is not None:
-                poster.stop()
-        self.scheduler.shutdown(wait=False)
+        for watch in self.watchers.values():
+            watch.stop()
+        self.scheduler.stop()
         for reporter in self.reporters:
             reporter.stop()
 

@@ -183,9 +183,10 @@ def alert_client(settings) -> AlertSlackClient | None:
     return None
 
 
-def build_watcher(settings, source: Dsn, *, client=None, on_posted=None,
-                  on_trouble=None) -> tuple[WatcherProcess, AlertPoster | None]:
-    store = AlertStore(settings.store, source.redacted())
+def build_watcher(settings, source: Dsn, *, client=None, on_posted=None, on_trouble=None,
+                  instance_id: str | None = None, cluster: str | None = None) -> tuple[WatcherProcess, AlertPoster | None]:
+    """`instance_id`: who claims the alerts in a shared store; `cluster`: the one its buttons act on."""
+    store = AlertStore(settings.store, source.redacted(), instance_id=instance_id)
     oncall = Oncall(settings, store)
     watch = settings.watch
     rules = DestructiveRules(fraction=watch.mass_fraction, min_rows=watch.mass_min_rows) if watch else DestructiveRules()
@@ -196,7 +197,7 @@ def build_watcher(settings, source: Dsn, *, client=None, on_posted=None,
     if client is not None and settings.slack.channel:
         poster = AlertPoster(client, settings.slack.channel, store, oncall, label,
                              escalate_after=settings.oncall.escalate_after_minutes * 60,
-                             usergroup=settings.oncall.usergroup, on_posted=on_posted).start()
+                             usergroup=settings.oncall.usergroup, on_posted=on_posted, cluster=cluster).start()
         on_alert = poster.post  # on the thread reading the watcher process's pipe: it does nothing else
     else:
         on_alert = ConsoleAlerts(store, oncall, label)
