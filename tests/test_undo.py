@@ -241,6 +241,19 @@ def test_a_user_who_may_not_run_binlog_puts_the_rows_back_by_insert(small):
         _run(small, ["DROP USER 'plain'@'%'"])
 
 
+def test_a_target_whose_row_events_would_overwrite_gets_the_rows_by_insert(small):
+    """slave_exec_mode=IDEMPOTENT makes a row event overwrite a row holding its key: not used then."""
+    _run(small, ["DELETE FROM s.t"])
+    gtid = _last_gtid(small)
+    _run(small, ["SET GLOBAL slave_exec_mode = 'IDEMPOTENT'"])
+    try:
+        done = api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False))
+        assert done.applied and not done.verification and "slave_exec_mode=IDEMPOTENT" in done.tables[0]["put_back_by"]
+        assert _rows(small, "s.t") == {1: (1, "a"), 2: (2, "b"), 3: (3, "c")}
+    finally:
+        _run(small, ["SET GLOBAL slave_exec_mode = 'STRICT'"])
+
+
 def test_an_inserted_row_is_deleted_only_while_still_as_inserted(small):
     _run(small, ["BEGIN", "INSERT INTO s.t VALUES (4, 'd'), (5, 'e')", "COMMIT"])
     gtid = _last_gtid(small)

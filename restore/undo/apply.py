@@ -147,7 +147,7 @@ def _look_raw(conn, table: TableUndo, digest, stale: list[dict]) -> None:
         with conn.cursor() as cur:
             cur.execute(f"SELECT {schema.select_list()} FROM {schema.ident} WHERE {_key_in(conn, schema, keys)}")
             found = {schema.key_of(tuple(r)): tuple(r) for r in cur.fetchall()}
-        digest.update(b"".join(row for _, _, row in chunk))
+        digest.update(b"".join(row if type(row) is bytes else row.to_bytes(8, "little") for _, _, row in chunk))
         found_at += [(seq, row, found[key]) for (seq, _, row), key in zip(chunk, keys) if key in found]
     for seq, row, now in found_at:
         digest.update(repr((seq, now)).encode())
@@ -220,11 +220,14 @@ def apply(conn, tables: list[TableUndo], *, undone_id: str, pid: str, summary: d
 def _binlog_refused(cur, table: TableUndo) -> str | None:
     """Why the rows kept as logged cannot be put back by BINLOG statements on this target (they
     are then decoded and INSERTed), or None. The format description is sent here, once per session."""
-    cur.execute("SELECT @@GLOBAL.slave_exec_mode, @@GLOBAL.slave_type_conversions")
-    mode, conversions = cur.fetchone()
+    cur.execute("SELECT @@GLOBAL.slave_exec_mode, @@GLOBAL.slave_type_conversions, @@log_bin, @@SESSION.binlog_format")
+    mode, conversions, log_bin, binlog_format = cur.fetchone()
     if "IDEMPOTENT" in str(mode).upper() or conversions:
         # a row event would overwrite a row holding the key, or be converted to other column types
-        return f"the target applies row events with slave_exec_mode={mode}, slave_type_conversions='{conversions}'"
+        return (f"the target applies row events with slave_exec_mode={mode}, slave_type_conversions='{conversions}': "
+                "put back by INSERT")
+    if log_bin and str(binlog_format).upper() == "STATEMENT":
+        return "the target logs binlog_format=STATEMENT, which cannot log row events: put back by INSERT"
     try:
         cur.execute(table.raw.fde_statement())
     except pymysql.MySQLError as exc:

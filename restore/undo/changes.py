@@ -85,7 +85,7 @@ class TableChanges:
         if len(self._own) >= 5000:
             self.flush()
 
-    def own_raw_delete(self, key: tuple, raw: bytes) -> None:
+    def own_raw_delete(self, key: tuple, raw: int | bytes) -> None:
         """A row the transaction deleted, kept as its logged before-image (self.raw decodes it)."""
         self._own.append((self.tid, key_blob(key), None, None, raw))
         if len(self._own) >= 5000:
@@ -101,7 +101,8 @@ class TableChanges:
     def took(self) -> None:
         """The transaction ended: what it left is what the binlog's end holds, until a later write."""
         self.flush()
-        self.store.db.execute("UPDATE st SET cur = now WHERE t = ?", (self.tid,))
+        # (not rewriting the rows where both are NULL already: every row a DELETE removed)
+        self.store.db.execute("UPDATE st SET cur = now WHERE t = ? AND cur IS NOT now", (self.tid,))
 
     def _own_whole(self, before: tuple | None, after: tuple | None) -> None:
         db, t = self.store.db, self.tid
@@ -334,12 +335,12 @@ class UndoReader:
         if self.fde_event is None or not RawTable.eligible(ev, post, table.schema):
             return False
         if table.raw is None:
-            table.raw = RawTable(table.schema, self.fde_event, step.table_map, step.tmap, ev, post, tm_post)
+            table.raw = RawTable(self.store, table.schema, self.fde_event, step.table_map, step.tmap, ev, post, tm_post)
         raw = table.raw
         if not raw.fits(ev, step.table_map, tm_post):
             return False
-        for image, key in raw.rows(ev):
-            table.own_raw_delete(key, image)
+        for key, ref in raw.keep(ev):
+            table.own_raw_delete(key, ref)
         return True
 
     def _took(self, begin: TxBegin, end: TxEnd, statements: list[str]) -> None:

@@ -166,17 +166,13 @@ class TableUndo:
         for batch in self.batches(kind=kind, decoded=decoded):
             yield from batch
 
-    def raw_inserts(self) -> Iterator[bytes]:
-        """The images, as logged, of the rows put back that were kept so (restore.undo.raw), in order."""
+    def raw_inserts(self) -> Iterator[int | bytes]:
+        """The images, as logged (references: restore.undo.raw), of the rows put back that were kept so, in order."""
         self.flush()
         for (row,) in self.store.query("SELECT row FROM act WHERE t = ? AND kind = 'insert' AND raw = 1 ORDER BY seq",
                                        (self.tid,)):
             yield row
 
-    def raw_count(self) -> int:
-        self.flush()
-        return self.store.db.execute("SELECT COUNT(*) FROM act WHERE t = ? AND kind = 'insert' AND raw = 1",
-                                     (self.tid,)).fetchone()[0]
 
     def first(self, n: int) -> list[Action]:
         return next(self.batches(n), [])

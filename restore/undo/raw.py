@@ -23,10 +23,15 @@ from collections.abc import Iterable, Iterator
 from restore.binlog import events as be
 from restore.binlog.row_images import column_count
 from restore.binlog.rows import TableMap, image_values
+from restore.undo.store import Store
 from restore.undo.values import TableSchema, decode_row, decode_value
 
 _WRITE_OF = {be.DELETE_ROWS_V1: be.WRITE_ROWS_V1, be.DELETE_ROWS_V2: be.WRITE_ROWS_V2}
 EVENT_BYTES = 64 << 10          # row images per WRITE_ROWS event
+# A kept image is referred to as `offset << _SIZE_BITS | size` in the spill file (an int in the
+# Store: a million of them copied between its tables cost little), or as its bytes when it is big.
+_SIZE_BITS = 24
+_BIG = 1 << _SIZE_BITS
 STATEMENT_BYTES = 2 << 20       # event bytes per BINLOG statement (base64 makes it 4/3 of that on the wire)
 
 
@@ -35,9 +40,9 @@ class RawTable:
     event of the undone transaction that deleted from it. Only rows of events with the same table
     map and the same layout are kept raw (`fits`); the others are decoded as before."""
 
-    def __init__(self, schema: TableSchema, fde: be.RawEvent, table_map: be.RawEvent, tmap: TableMap,
+    def __init__(self, store: Store, schema: TableSchema, fde: be.RawEvent, table_map: be.RawEvent, tmap: TableMap,
                  event: be.RawEvent, post: int, tm_post: int) -> None:
-        self.schema, self.tmap, self.post = schema, tmap, post
+        self.store, self.schema, self.tmap, self.post = store, schema, tmap, post
         self.fde = fde.data
         self.table_map = table_map.data
         self._tm_shape = bytes(table_map.body[tm_post:])     # the table map but its table id
@@ -75,10 +80,26 @@ class RawTable:
                 and bytes(table_map.body[tm_post:]) == self._tm_shape
                 and column_count(event.data, self.post)[0] == self.ncols)
 
-    def rows(self, event: be.RawEvent) -> Iterator[tuple[bytes, tuple]]:
-        """Every row image of a DELETE_ROWS event: its bytes, and its primary key decoded. A row
-        without NULLs is stepped over by the table's layout (restore.binlog.rows.ImageLayout), the
-        others value by value."""
+    def keep(self, event: be.RawEvent) -> list[tuple[tuple, int | bytes]]:
+        """Every row image of a DELETE_ROWS event, kept: its primary key, and a reference to its
+        bytes (Ref) in the Store's spill file, where the event's images go in one piece."""
+        rows = list(self._rows(event))
+        if not rows:
+            return []
+        data, first = event.data, rows[0][0]
+        base = self.store.spill(data[first:rows[-1][1]]) - first
+        return [(key, (base + start) << _SIZE_BITS | (stop - start) if stop - start < _BIG else data[start:stop])
+                for start, stop, key in rows]
+
+    def image(self, ref: int | bytes) -> bytes:
+        if type(ref) is not int:
+            return ref
+        return self.store.spilled(ref >> _SIZE_BITS, ref & (_BIG - 1))
+
+    def _rows(self, event: be.RawEvent) -> Iterator[tuple[int, int, tuple]]:
+        """Where every row image of a DELETE_ROWS event starts and ends, and its primary key
+        decoded. A row without NULLs is stepped over by the table's layout
+        (restore.binlog.rows.ImageLayout), the others value by value."""
         data = event.data
         ncols, pos = column_count(data, self.post)
         pos += (ncols + 7) >> 3
@@ -93,10 +114,10 @@ class RawTable:
                     if width:
                         stop += width + int.from_bytes(data[stop:stop + width], "little")
                 at, size, col, logged = key_at
-                yield data[pos:stop], (decode_value(col, data[pos + at:pos + at + size], schema, logged),)
+                yield pos, stop, (decode_value(col, data[pos + at:pos + at + size], schema, logged),)
             else:
                 image, stop = image_values(data, pos, sizes, present)
-                yield data[pos:stop], self.key(image)
+                yield pos, stop, self.key(image)
             pos = stop
 
     def key(self, image: dict[int, bytes | None]) -> tuple:
@@ -110,33 +131,49 @@ class RawTable:
                        decode_value(schema.columns[i], bytes(b[-size:] if size < 0 else b), schema, types[i]))
         return tuple(out)
 
-    def decode(self, raw: bytes) -> tuple:
+    def decode(self, ref: int | bytes) -> tuple:
         """A kept image's decoded row."""
-        return decode_row(self.schema, self.tmap, image_values(raw, 0, self.tmap.sizes, self.present)[0])
+        return decode_row(self.schema, self.tmap, image_values(self.image(ref), 0, self.tmap.sizes, self.present)[0])
 
     def fde_statement(self) -> bytes:
         return b"BINLOG '" + base64.b64encode(self.fde) + b"'"
 
-    def statements(self, raws: Iterable[bytes]) -> Iterator[tuple[bytes, int]]:
-        """`BINLOG` statements writing the images `raws` back: (statement, rows it carries). Each
+    def statements(self, refs: Iterable[int | bytes]) -> Iterator[tuple[bytes, int]]:
+        """`BINLOG` statements writing the images `refs` back: (statement, rows it carries). Each
         holds the table map and WRITE_ROWS events, its last one ending the statement."""
         events: list[bytes] = []
-        rows: list[bytes] = []
-        size = n = count = 0
-        for raw in raws:
-            rows.append(raw)
-            size += len(raw)
-            count += 1
-            if size >= EVENT_BYTES:
-                events.append(b"".join(rows))
-                rows, n, size = [], n + size, 0
-                if n >= STATEMENT_BYTES:
-                    yield self._statement(events), count
-                    events, n, count = [], 0, 0
-        if rows:
-            events.append(b"".join(rows))
+        size = count = 0
+        for rows, n in self._runs_of(refs):
+            events.append(rows)
+            size += len(rows)
+            count += n
+            if size >= STATEMENT_BYTES:
+                yield self._statement(events), count
+                events, size, count = [], 0, 0
         if events:
             yield self._statement(events), count
+
+    def _runs_of(self, refs: Iterable[int | bytes]) -> Iterator[tuple[bytes, int]]:
+        """The images `refs` point to, images adjacent in the spill file read in one piece of at
+        most about EVENT_BYTES (a WRITE_ROWS event's images): (bytes, images in them)."""
+        start = end = n = 0
+        for ref in refs:
+            if type(ref) is not int:
+                if n:
+                    yield self.store.spilled(start, end - start), n
+                    n = 0
+                yield ref, 1
+                continue
+            at, size = ref >> _SIZE_BITS, ref & (_BIG - 1)
+            if n and (at != end or end - start >= EVENT_BYTES):
+                yield self.store.spilled(start, end - start), n
+                n = 0
+            if not n:
+                start = at
+            end = at + size
+            n += 1
+        if n:
+            yield self.store.spilled(start, end - start), n
 
     def _statement(self, bodies: list[bytes]) -> bytes:
         parts = [self.table_map]

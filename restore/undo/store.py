@@ -12,6 +12,7 @@ column's, never the value's); a one-integer key is stored as that integer (key_b
 """
 from __future__ import annotations
 
+import os
 import pickle
 import sqlite3
 from collections.abc import Iterator
@@ -73,6 +74,9 @@ class Store:
             for sql in _SCHEMA:
                 self.db.execute(sql)
             self.db.execute("BEGIN")
+            # bytes kept as they are (restore.undo.raw: deleted rows' images), appended, read by offset
+            self._spill = open(self._dir.path / "rows.bin", "w+b", buffering=0)
+            self._spill_end = 0
         except BaseException:
             self._dir.remove()
             raise
@@ -94,8 +98,19 @@ class Store:
                 return
             yield from rows
 
+    def spill(self, data: bytes) -> int:
+        """Keep `data` in the scratch directory's spill file: where it starts there."""
+        at = self._spill_end
+        self._spill.write(data)
+        self._spill_end += len(data)
+        return at
+
+    def spilled(self, at: int, size: int) -> bytes:
+        return os.pread(self._spill.fileno(), size, at)
+
     def close(self) -> None:
         try:
+            self._spill.close()
             self.db.close()
         finally:
             self._dir.remove()
