@@ -277,7 +277,12 @@ def drill(inputs: DrillInput, *, hooks: Hooks | None = None, interrupt: Interrup
     return Drilled(doc["drill"], doc["restore"])
 
 
-def backup(source: Dsn, databases: Sequence[str], directory: str | os.PathLike) -> Backup:
-    """A base backup of `databases` into `directory` (what the drill and a restore start from)."""
+def backup(source: Dsn, databases: Sequence[str], directory: str | os.PathLike, *, physical: bool = False,
+           compress: bool = False) -> Backup:
+    """A base backup of `databases` into `directory` (what the drill and a restore start from):
+    a dump, or with `physical` a mariadb-backup directory of the whole server."""
+    if physical:
+        from restore.live.backups import take_physical_backup
+        return take_physical_backup(source, directory, compress)
     from restore.live.backups import take_backup
     return take_backup(source, list(databases), directory)

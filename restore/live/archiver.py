@@ -20,7 +20,7 @@ from restore.binlog import events as be
 from restore.binlog.files import GAP_SUFFIX, BinlogDirectory
 from restore.binlog.gtid_continuity import GtidContinuity, GtidGap
 from restore.errors import BinlogError, RestoreError
-from restore.live.backups import Backup, describe_backup
+from restore.live.backups import Backup, describe_backup, dump_files
 from restore.live.follow import Follower
 from restore.mysql.dsn import Dsn
 
@@ -267,7 +267,7 @@ class Archiver(Follower):
             return self._keep_all("the archiver was not told where the base backups are",
                                   "give it the backup directory ([keep] backup_dir)")
         try:
-            newest = max(self.backup_dir.glob("*.sql"), key=lambda p: p.stat().st_mtime, default=None)
+            newest = next(iter(dump_files(self.backup_dir)), None)
             if newest is None:
                 return self._keep_all(f"there is no base backup in {self.backup_dir}",
                                       "take one (/backup now); retention resumes after it")
