@@ -20,6 +20,7 @@ import pymysql
 
 from restore.errors import RestoreError
 from restore.mysql.quote import quote_ident, quote_qualified
+from restore.replay.sender import Sender, SendFailure
 from restore.target.binlog import ACCESS_DENIED
 from restore.target.checkpoint import SCHEMA
 from restore.undo.inverse import Action, TableUndo, shown
@@ -144,9 +145,7 @@ def _look_raw(conn, table: TableUndo, digest, stale: list[dict]) -> None:
     rows = table.store.query("SELECT seq, k, row FROM act WHERE t = ? AND raw = 1 ORDER BY seq", (table.tid,), BATCH)
     while chunk := list(itertools.islice(rows, BATCH)):
         keys = [key_value(k) for _, k, _ in chunk]
-        with conn.cursor() as cur:
-            cur.execute(f"SELECT {schema.select_list()} FROM {schema.ident} WHERE {_key_in(conn, schema, keys)}")
-            found = {schema.key_of(tuple(r)): tuple(r) for r in cur.fetchall()}
+        found = {} if _none_between(conn, schema, keys) else _found(conn, schema, keys)
         digest.update(b"".join(row if type(row) is bytes else row.to_bytes(8, "little") for _, _, row in chunk))
         found_at += [(seq, row, found[key]) for (seq, _, row), key in zip(chunk, keys) if key in found]
     for seq, row, now in found_at:
@@ -155,6 +154,24 @@ def _look_raw(conn, table: TableUndo, digest, stale: list[dict]) -> None:
                       "binlog_end": None, "target": shown(now)})
     table.store.db.executemany("UPDATE act SET observed = ? WHERE t = ? AND seq = ?",
                                [(dumps(now), table.tid, seq) for seq, _, now in found_at])
+
+
+def _found(conn, schema: TableSchema, keys: list[tuple]) -> dict[tuple, tuple]:
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {schema.select_list()} FROM {schema.ident} WHERE {_key_in(conn, schema, keys)}")
+        return {schema.key_of(tuple(r)): tuple(r) for r in cur.fetchall()}
+
+
+def _none_between(conn, schema: TableSchema, keys: list[tuple]) -> bool:
+    """The target holds no row between the least and the greatest of integer keys `keys` (one
+    index range instead of a look-up per key: a DELETE logs its rows in key order, so its rows put
+    back come by ranges, most often empty ones on the target)."""
+    if len(schema.key) != 1 or any(type(k[0]) is not int for k in keys):
+        return False
+    name = quote_ident(schema.columns[schema.key[0]].name)
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT 1 FROM {schema.ident} WHERE {name} BETWEEN {min(keys)[0]} AND {max(keys)[0]} LIMIT 1")
+        return cur.fetchone() is None
 
 
 def done_before(conn, undone_id: str) -> dict | None:
@@ -245,9 +262,17 @@ def _insert_raw(cur, table: TableUndo) -> None:
     cur.execute(f"SELECT COUNT(*) FROM {ident}")
     before = cur.fetchone()[0]
     want = 0
-    for sql, rows in table.raw.statements(table.raw_inserts()):
-        cur.execute(sql)
-        want += rows
+    # sent from a thread of its own: the next statement is read and encoded while the server runs one
+    sender = Sender(cur.connection)
+    try:
+        for sql, rows in table.raw.statements(table.raw_inserts()):
+            sender.submit([sql], None, None)
+            want += rows
+        sender.drain()
+    except SendFailure as exc:
+        raise exc.failed.error from None
+    finally:
+        sender.close()
     cur.execute(f"SELECT COUNT(*) FROM {ident}")
     done = cur.fetchone()[0] - before
     if done != want:
