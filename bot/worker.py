@@ -47,9 +47,16 @@ class JobLost(BaseException):
     BaseException, like serve's WorkerStopping, so no error handling on the way records it."""
 
 
+def host_name() -> str:
+    """This host among those sharing a store: $RESTORE_BOT_HOST (say, a container's stable name),
+    else the host name. A worker's jobs whose process is gone are resumed at once by the next
+    worker of the same host; another host's wait for their heartbeat to go stale."""
+    return os.environ.get("RESTORE_BOT_HOST") or socket.gethostname()
+
+
 def instance_id() -> str:
     """This worker among the instances sharing a store: the host and the process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{host_name()}:{os.getpid()}"
 
 
 class JobHooks:
@@ -104,18 +111,19 @@ class Worker:
         self._oncall: dict[str, Oncall] = {}  # per cluster, made on its first failed drill: most workers never need it
 
     def recover(self) -> None:
-        """Jobs a dead worker left running: those of a worker that did not heartbeat (no owner) go back
-        to the queue when its pid is gone; those whose owner stopped heartbeating (another instance, or
-        this host's previous worker) run here, still RUNNING. The engine resumes either from the
-        target's checkpoint."""
+        """Jobs a dead worker left running: this host's (or a worker's of before heartbeats: no owner)
+        go back to the queue when its pid is gone; another host's whose owner stopped heartbeating
+        run here, still RUNNING. The engine resumes either from the target's checkpoint."""
+        host = host_name()
         for job in self.store.jobs(states=(JobState.RUNNING,), limit=100):
-            if job.owner is not None:
-                continue  # heartbeats and take_over_stale decide
+            if job.owner is not None and job.owner.rpartition(":")[0] != host:
+                continue  # another host's: heartbeats and take_over_stale decide
             if job.worker_pid == os.getpid() and job.id in self._threads:
                 continue  # ours and running
             if job.worker_pid and job.worker_pid != os.getpid() and pid_alive(job.worker_pid):
                 continue
-            if self.store.transition(job.id, (JobState.RUNNING,), JobState.QUEUED):
+            # this host's worker that died (its pid is gone): at once, not after STALE_AFTER
+            if self.store.transition(job.id, (JobState.RUNNING,), JobState.QUEUED, owned_by=job.owner):
                 self.store.add_event(job.id, RESUMED)
                 self.store.audit("restore-bot", "resumed after worker restart", job.id)
         for job in self.store.take_over_stale(self.instance, older_than=STALE_AFTER):

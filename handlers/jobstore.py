@@ -163,9 +163,11 @@ class JobStore:
         with self.store.read() as db:
             db.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
 
-    def transition(self, job_id: str, from_states: tuple[str, ...], to_state: str, **fields: object) -> bool:
-        """Atomically move a job from one of `from_states`; False if someone else moved it first.
-        A move the transition table does not allow raises IllegalTransition, whatever the job's state."""
+    def transition(self, job_id: str, from_states: tuple[str, ...], to_state: str, *,
+                   owned_by: str | None = None, **fields: object) -> bool:
+        """Atomically move a job from one of `from_states`; False if someone else moved it first
+        (`owned_by`: or if another instance owns it now). A move the transition table does not allow
+        raises IllegalTransition, whatever the job's state."""
         to_state = _state(to_state)
         from_states = tuple(_state(s) for s in from_states)
         for from_state in from_states:
@@ -177,7 +179,8 @@ class JobStore:
         values = {**_encoded(fields), "state": to_state.value, "updated": self.clock(),
                   "card_version": jobs.c.card_version + 1}
         with self.store.read() as db:
-            cur = db.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.state.in_([s.value for s in from_states]))
+            cur = db.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.state.in_([s.value for s in from_states]),
+                                                 *([jobs.c.owner == owned_by] if owned_by else []))
                              .values(**values))
         return cur.rowcount == 1
 

@@ -48,8 +48,11 @@ def ha(shop, target, tmp_path):
     procs: list[subprocess.Popen] = []
 
     def start_worker() -> subprocess.Popen:
+        # each as if on a host of its own: a dead worker's job is then taken over by heartbeat
+        host = f"host-{len(procs)}"
         proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker", "--config", str(config)], cwd=ROOT,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                                env={**os.environ, "PYTHONPATH": str(ROOT), "RESTORE_BOT_HOST": host},
+                                stdout=subprocess.DEVNULL,
                                 stderr=open(tmp_path / f"worker-{len(procs)}.log", "wb"))
         procs.append(proc)
         return proc
