@@ -326,3 +326,26 @@ def test_heartbeats_keep_a_running_job_and_report_it_lost_once_taken_over(store_
         assert lost == [job.id] and b.get(job.id).owner == "host-b"
     finally:
         beats.stop()
+
+
+def test_claims_keep_one_restore_per_target_of_a_cluster_across_instances(store_url):
+    """Two instances claiming at once never both start a restore on one target of one cluster
+    (claims are serialised: each would see the target free); another cluster's runs beside it."""
+    a, b = JobStore(store_url), JobStore(store_url)
+    for cluster in ("wiki", "wiki", "billing", "billing"):
+        a.create("stage", "stage", "UOPS1", args={"cluster": cluster})
+    claimed: list = []
+    start = threading.Barrier(2)
+
+    def work(name: str, store: JobStore) -> None:
+        start.wait()
+        for _ in range(4):
+            if (job := store.claim_next(f"host-{name}")) is not None:
+                claimed.append(job)
+    threads = [threading.Thread(target=work, args=(n, s)) for n, s in (("a", a), ("b", b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(j.args["cluster"] for j in claimed) == ["billing", "wiki"]
+    assert len(a.jobs(states=(JobState.QUEUED,))) == 2
