@@ -10,9 +10,17 @@ the image's bytes and decodes only the key (restore.undo.changes), and the apply
 undo's one transaction. An image is decoded in full only where something asks for its values (the
 preview's sample, a conflict, a unique-index check, the INSERT fallback).
 
-The server applies such an event strictly (slave_exec_mode=STRICT, checked before): a row holding
-the key already fails the statement with a duplicate-key error, and a table whose columns differ
-from the table map fails it too. It never overwrites.
+The server applies such an event strictly (slave_exec_mode=STRICT and no slave_type_conversions,
+checked before: else the rows go back by INSERT): a row holding the key already fails the
+statement with a duplicate-key error, and a table whose columns differ from the table map fails it
+too. It never overwrites and never converts, so each row goes back byte for byte as the server
+held it; that every one went in as a new row is checked by the table's row count inside the
+transaction, and a sample is read back and compared with its decoded values after the commit
+(restore.undo.apply.verify).
+
+The images themselves are not held in memory nor in the SQLite store: each event's images go in
+one piece to a spill file in the undo's scratch directory (restore.undo.store), and the store keeps
+per row `offset << 24 | size` (an int: copying a million of them between its tables is cheap).
 """
 from __future__ import annotations
 
