@@ -272,7 +272,7 @@ def test_suspect_mass_update_is_a_notice_that_pages_nobody_and_does_not_escalate
 
 
 def _watch_settings(store_path, nice=0):
-    return SimpleNamespace(store_path=store_path, slack=SimpleNamespace(channel="CINC"),
+    return SimpleNamespace(store_path=store_path, store=str(store_path), slack=SimpleNamespace(channel="CINC"),
                            watch=SimpleNamespace(databases=("club",), mass_fraction=0.9, mass_min_rows=10, nice=nice),
                            oncall=_settings().oncall)
 
