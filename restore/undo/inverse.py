@@ -118,6 +118,8 @@ class TableUndo:
         self._seq = self._seq + 1 if seq is None else seq
         self._counts[kind] += count
         self._buf.append((self.tid, self._seq, kind, key, row, expected, sets, count, 0))
+        if len(self._buf) >= 5000:
+            self.flush()
 
     def add_common(self, kind: str, select: str) -> None:
         """The actions of one common case, copied inside the Store by one statement: `select`
@@ -127,8 +129,6 @@ class TableUndo:
                                      f"SELECT ?, seq, ?, k, row, expected, 1, raw FROM ({select})",
                                      (self.tid, kind, self.tid)).rowcount
         self._counts[kind] += done
-        if len(self._buf) >= 5000:
-            self.flush()
 
     def flush(self) -> None:
         if self._buf:
