@@ -28,7 +28,8 @@ _SCHEMA: dict[str, dict[str, str]] = {  # section -> key -> kind of value (see _
               "nice": "nice"},
     "oncall": {"rotation": "strs", "rotation_start": "date", "escalate_after_minutes": "minutes", "usergroup": "str"},
     "keep": {"archive_dir": "path", "keep_days": "count", "keep_bytes": "count", "backup_dir": "path",
-             "backup_databases": "strs", "backup_every_hours": "minutes", "drill_every_hours": "minutes"},
+             "backup_databases": "strs", "backup_every_hours": "minutes", "drill_every_hours": "minutes",
+             "physical": "bool", "compress": "bool"},
     "worker": {"concurrency": "batch"}, "clusters": {}}
 # A [clusters.NAME] table: its own keys, and these sections of the top level's shape inside it
 _CLUSTER_KEYS = {"snapshots": "snapshots", "binlogs": "binlogs", "channel": "str"}
@@ -123,6 +124,8 @@ class KeepSettings:
     backup_databases: tuple[str, ...] = ()
     backup_every_hours: int | None = None
     drill_every_hours: int | None = None
+    physical: bool = False                   # scheduled backups with mariadb-backup (the whole server), not dumps
+    compress: bool = False
 
 
 @dataclass(frozen=True)
@@ -240,6 +243,10 @@ class _Reader:
         return {k: self.value(kind.lstrip("!"), tab[k], f"{where} {k}") for k, kind in schema.items() if k in tab}
 
     def value(self, kind: str, v: Any, where: str) -> Any:
+        if kind == "bool":
+            if not isinstance(v, bool):
+                self.fail(where, "must be true or false")
+            return v
         if kind in _NUMBERS:
             ok, what = _NUMBERS[kind]
             if isinstance(v, bool) or not isinstance(v, (int, float) if kind == "fraction" else int) or not ok(v):

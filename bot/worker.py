@@ -329,7 +329,8 @@ class Worker:
 
     def _backup(self, settings) -> dict:
         keep, watch = self._keep(settings)
-        taken = api.backup(watch.source, list(keep.backup_databases or watch.databases), keep.backup_dir)
+        taken = api.backup(watch.source, list(keep.backup_databases or watch.databases), keep.backup_dir,
+                           physical=keep.physical, compress=keep.compress)
         return {"summary": f"Backup {taken.describe()}", "path": str(taken.path)}
 
     def _drill(self, settings, hooks: JobHooks, interrupt) -> dict:

@@ -181,6 +181,7 @@ def test_variables_and_escapes(tmp_path):
     ("[server]\nport = 65536\n", "[server] port", "1..65535"),
     ("[server]\nport = true\n", "[server] port", "an integer"),
     ("[server]\nport = '3000'\n", "[server] port", "an integer"),
+    ("[keep]\nphysical = 'yes'\n", "[keep] physical", "must be true or false"),
 ])
 def test_errors_name_file_and_key(tmp_path, text, where, what):
     message = error(tmp_path, text)
@@ -194,6 +195,12 @@ def test_stage_batch(tmp_path):
     assert load_settings(None, env={}).targets["stage"].batch == 1000
     s = load_settings(str(write(tmp_path, "[targets.stage]\ndsn = 'sandbox'\nbatch = 1\n")), env={})
     assert s.targets["stage"].batch == 1 and "batch 1" in s.describe()
+
+
+def test_keep_takes_physical_backups_when_asked(tmp_path):
+    assert not load_settings(None, env={}).keep.physical
+    s = load_settings(str(write(tmp_path, "[keep]\nbackup_dir = 'b'\nphysical = true\ncompress = false\n")), env={})
+    assert s.keep.physical and not s.keep.compress
 
 
 def test_valid_edge_values(tmp_path):

@@ -39,6 +39,8 @@ def prod_summary(outcome: "ProdOutcome | dict") -> str:
             f"{f', with {count} triggers, views and routines' if count else ''}. Kept aside: {aside}.")
     text += "".join(f" {db} also keeps the live schema's {', '.join(o)}." for db, o in doc["objects_aside"].items())
     text += "".join(f" Left in {db}, not in the restored copy: {', '.join(o)}." for db, o in doc["left_in_live"].items())
+    if copy := doc.get("shadow_copy"):
+        text += f" Shadow filled by {copy['path']}: {copy['why']}."
     return text
 
 
