@@ -85,9 +85,10 @@ class TableChanges:
         if len(self._own) >= 5000:
             self.flush()
 
-    def own_raw_delete(self, key: tuple, raw: int | bytes) -> None:
-        """A row the transaction deleted, kept as its logged before-image (self.raw decodes it)."""
-        self._own.append((self.tid, key_blob(key), None, None, raw))
+    def own_raw_deletes(self, rows: list[tuple[tuple, int | bytes]]) -> None:
+        """Rows the transaction deleted, (key, image kept as logged: self.raw reads and decodes it)."""
+        t = self.tid
+        self._own += [(t, key_blob(key), None, None, raw) for key, raw in rows]
         if len(self._own) >= 5000:
             self.flush()
 
@@ -339,8 +340,7 @@ class UndoReader:
         raw = table.raw
         if not raw.fits(ev, step.table_map, tm_post):
             return False
-        for key, ref in raw.keep(ev):
-            table.own_raw_delete(key, ref)
+        table.own_raw_deletes(raw.keep(ev))
         return True
 
     def _took(self, begin: TxBegin, end: TxEnd, statements: list[str]) -> None:
