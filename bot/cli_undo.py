@@ -101,6 +101,8 @@ def _human(doc: dict) -> None:
               f"{rows['delete']} to delete, {rows['already']} already as before; {t['conflicts']} conflict(s)")
         for s in t["sample"]:
             print(f"  {s['action']} {s['key']}: {json.dumps(s['values'], ensure_ascii=False, default=str)[:300]}")
+        if t.get("put_back_by"):
+            print(f"  rows put back by {t['put_back_by']}")
         if t["later_transactions"]:
             print(f"  later transactions on these rows: {', '.join(t['later_transactions'][:10])}")
     for c in doc["conflicts"]:
