@@ -34,7 +34,7 @@ from handlers.jobstore import JobStore
 from restore.live.watcher import Alert
 from tests.support.db import checksums, master_status, target_url
 from tests.support.fake_slack import FakeSlack, SlackSigner
-from tests.test_undo import _history, _last_gtid, _run
+from tests.support.undo_story import history as _history, last_gtid as _last_gtid, run as _run
 
 pytestmark = pytest.mark.mysql
 

@@ -16,101 +16,16 @@ from restore.hooks import NullHooks
 from restore.undo.apply import connect
 from restore.undo.changes import UndoReader
 from restore.undo.store import Store
-from tests.support.db import checksums, copy_binlogs, master_status, target_url
+from tests.support.db import checksums, copy_binlogs, target_url
+from tests.support.undo_story import history, last_gtid, run, table_rows
 
 pytestmark = pytest.mark.mysql
-
-SCHEMA = [
-    "CREATE DATABASE shop",
-    "CREATE TABLE shop.customer (id INT PRIMARY KEY, name VARCHAR(50) CHARACTER SET utf8mb4, "
-    "email VARCHAR(100) CHARACTER SET utf8mb4)",
-    "CREATE TABLE shop.orders (id INT PRIMARY KEY, customer_id INT, amount DECIMAL(14,4), "
-    "note VARCHAR(100) CHARACTER SET utf8mb4, at DATETIME(6), data BLOB, doc JSON, "
-    "status ENUM('new','paid','it''s sent'), big BIGINT UNSIGNED, tags SET('a','b','c'), flag BIT(3), "
-    "ts TIMESTAMP(3) NULL, born DATE, small TINYINT, yr YEAR, ratio DOUBLE)",
-    "CREATE TABLE shop.log (msg VARCHAR(50), n INT)",   # no primary key, duplicates
-]
-
-
-def _seed() -> list[str]:
-    out = [f"INSERT INTO shop.customer VALUES ({i}, 'name {i} ü', 'c{i}@example.com')" for i in range(1, 7)]
-    for i in range(1, 21):
-        values = [
-            f"{(-1) ** i * (i * 1234.5678 + 0.0001):.4f}",                 # DECIMAL, negative too
-            repr(f"note {i} 😀 ñ"),                                         # utf8mb4
-            repr(f"2024-0{i % 9 + 1}-1{i % 9} 12:34:56.{i:06d}"),          # DATETIME(6)
-            "x" + repr(bytes([i, 0, 255, 10]).hex()),                     # BLOB
-            repr('{"k": %d, "s": "ü"}' % i),                              # JSON
-            ["1", "2", "3"][i % 3],                                       # ENUM by index
-            str(18446744073709551615 - i),                                # BIGINT UNSIGNED
-            repr(["a", "a,c", ""][i % 3]),                                # SET
-            "b" + repr(f"{i % 8:03b}"),                                   # BIT
-            repr(f"2023-11-0{i % 9 + 1} 01:02:03.{i:03d}"),               # TIMESTAMP(3)
-            repr(f"19{i + 50}-02-2{i % 9}"),                              # DATE
-            str(-i), str(1990 + i),                                       # TINYINT, YEAR
-            repr((-1) ** i * i / 7 * 10 ** (i * 7 - 70)),                 # DOUBLE
-        ]
-        if i % 4 == 0:
-            values = ["NULL"] * len(values)
-        out.append(f"INSERT INTO shop.orders VALUES ({i}, {i % 6 + 1}, {', '.join(values)})")
-    out += ["INSERT INTO shop.log VALUES ('dup', 1), ('dup', 1), ('one', 2), (NULL, NULL)"]
-    return out
-
-
-NEW_ORDER_5 = "(5, 3, 9.9900, 'reused key', '2025-01-01 00:00:00.000001', NULL, NULL, 'new', 1, 'b', b'1', NULL, NULL, 1, NULL, 0.5)"
-LATER_1 = ["INSERT INTO shop.orders (id, customer_id, note) VALUES (100, 1, 'after the delete')",
-           "INSERT INTO shop.log VALUES ('later', 3)"]
-LATER_2 = ["UPDATE shop.customer SET name = 'Renamed Two' WHERE id = 2",         # another column: kept
-           "UPDATE shop.customer SET email = 'again3@example.com' WHERE id = 3",  # the same column: conflict
-           "UPDATE shop.orders SET note = 'later note' WHERE id = 100"]
-
-
-def _run(server, statements) -> None:
-    conn = server.connect()
-    with conn.cursor() as cur:
-        for sql in statements:
-            cur.execute(sql)
-    conn.close()
-
-
-def _history(server, *, disaster: bool) -> dict:
-    """The story, on the source (with the disasters) or on the oracle (without: the reused key is a
-    REPLACE there, since the oracle never lost order 5). Returns the disasters' GTIDs and positions."""
-    marks = {}
-    _run(server, SCHEMA + _seed())
-    if disaster:
-        marks["seeded"] = _rows(server, "shop.orders")
-        _run(server, ["BEGIN", "DELETE FROM shop.orders", "DELETE FROM shop.log", "COMMIT"])
-        marks["delete"] = _last_gtid(server)
-    _run(server, LATER_1 + [f"{'INSERT' if disaster else 'REPLACE'} INTO shop.orders VALUES {NEW_ORDER_5}"])
-    if disaster:
-        marks["update_at"] = master_status(server.connect())[:2]
-        _run(server, ["UPDATE shop.customer SET email = 'same@example.com'"])
-        marks["update"] = _last_gtid(server)
-    _run(server, LATER_2)
-    return marks
-
-
-def _last_gtid(server) -> str:
-    conn = server.connect()
-    with conn.cursor() as cur:
-        cur.execute("SELECT @@gtid_binlog_pos")
-        return cur.fetchone()[0]
-
-
-def _rows(server, table: str) -> dict:
-    conn = connect(server.dsn)
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT * FROM {table}")
-        rows = cur.fetchall()
-    conn.close()
-    return {r[0]: tuple(r) for r in rows}
 
 
 def test_undo_delete_and_update_keep_later_writes_and_match_the_oracle(source_factory, target, tmp_path, cli):
     source = source_factory("ROW")
-    marks = _history(source, disaster=True)
-    _history(target, disaster=False)
+    marks = history(source, disaster=True)
+    history(target, disaster=False)
 
     # every column type decodes to exactly what the server's own SELECT returns
     conn = connect(source.dsn)
@@ -155,33 +70,33 @@ def test_undo_delete_and_update_keep_later_writes_and_match_the_oracle(source_fa
 
     got, want = checksums(source.connect(), ["shop"]), checksums(target.connect(), ["shop"])
     assert got == want, (got, want)
-    assert _rows(source, "shop.customer")[2][1] == "Renamed Two"   # the later rename stayed
+    assert table_rows(source, "shop.customer")[2][1] == "Renamed Two"   # the later rename stayed
 
 
 @pytest.fixture
 def small(source_factory):
     source = source_factory("ROW")
-    _run(source, ["CREATE DATABASE s", "CREATE TABLE s.t (id INT PRIMARY KEY, v VARCHAR(40))",
+    run(source, ["CREATE DATABASE s", "CREATE TABLE s.t (id INT PRIMARY KEY, v VARCHAR(40))",
                   "INSERT INTO s.t VALUES (1, 'a'), (2, 'b'), (3, 'c')"])
     return source
 
 
 def test_a_target_changed_after_the_preview_is_refused_and_nothing_changes(small, tmp_path):
-    _run(small, ["DELETE FROM s.t"])
-    gtid = _last_gtid(small)
+    run(small, ["DELETE FROM s.t"])
+    gtid = last_gtid(small)
     inputs = api.UndoInput(small.binlog_dir, small.dsn, gtid)
     preview = api.undo(inputs)
     assert preview.tables[0]["rows"]["insert"] == 3 and not preview.applied
-    _run(small, ["SET sql_log_bin = 0", "INSERT INTO s.t VALUES (2, 'written outside the binlog')"])
+    run(small, ["SET sql_log_bin = 0", "INSERT INTO s.t VALUES (2, 'written outside the binlog')"])
     with pytest.raises(RestoreError) as err:
         api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False, preview=preview.preview_id))
     assert "run the preview again" in err.value.hint
-    assert _rows(small, "s.t") == {2: (2, "written outside the binlog")}
+    assert table_rows(small, "s.t") == {2: (2, "written outside the binlog")}
     # without a preview id, the row the binlog does not explain refuses it too
     with pytest.raises(RestoreError) as err:
         api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False))
     assert "s.t id=2" in str(err.value) and "preview again" in err.value.hint
-    assert len(_rows(small, "s.t")) == 1
+    assert len(table_rows(small, "s.t")) == 1
 
 
 class _WritesBeforeApply(NullHooks):
@@ -192,95 +107,95 @@ class _WritesBeforeApply(NullHooks):
 
     def phase_started(self, phase: str, total) -> None:
         if phase == "apply":
-            _run(self.server, ["SET sql_log_bin = 0", self.sql])
+            run(self.server, ["SET sql_log_bin = 0", self.sql])
 
 
 def test_a_write_between_the_look_and_the_apply_is_caught_under_lock(small):
-    _run(small, ["UPDATE s.t SET v = 'lost'"])
-    gtid = _last_gtid(small)
+    run(small, ["UPDATE s.t SET v = 'lost'"])
+    gtid = last_gtid(small)
     hooks = _WritesBeforeApply(small, "UPDATE s.t SET v = 'meanwhile' WHERE id = 3")
     with pytest.raises(RestoreError) as err:
         api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False), hooks=hooks)
     assert "changed on the target since the preview" in str(err.value) and "preview again" in err.value.hint
-    assert _rows(small, "s.t") == {1: (1, "lost"), 2: (2, "lost"), 3: (3, "meanwhile")}   # none put back
+    assert table_rows(small, "s.t") == {1: (1, "lost"), 2: (2, "lost"), 3: (3, "meanwhile")}   # none put back
 
 
 def test_deleted_rows_go_back_as_logged_and_a_key_taken_meanwhile_refuses_them_whole(small):
     """The rows a DELETE removed go back by BINLOG statements of their logged images; a key taken
     between the preview and the apply fails that statement: nothing is put back."""
-    _run(small, ["CREATE TABLE s.w (id INT PRIMARY KEY, v VARCHAR(40), d DECIMAL(8,2), b BLOB)",
+    run(small, ["CREATE TABLE s.w (id INT PRIMARY KEY, v VARCHAR(40), d DECIMAL(8,2), b BLOB)",
                  "INSERT INTO s.w SELECT seq, CONCAT('v', seq), seq / 4, IF(seq % 3, NULL, UNHEX('00FF')) "
                  "FROM s.seq_1_to_3000",
                  "DELETE FROM s.w"])
-    gtid = _last_gtid(small)
+    gtid = last_gtid(small)
     hooks = _WritesBeforeApply(small, "INSERT INTO s.w VALUES (2999, 'meanwhile', NULL, NULL)")
     with pytest.raises(RestoreError) as err:
         api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False), hooks=hooks)
     assert "changed on the target since the preview" in str(err.value) and "preview again" in err.value.hint
-    assert _rows(small, "s.w") == {2999: (2999, "meanwhile", None, None)}
-    _run(small, ["SET sql_log_bin = 0", "DELETE FROM s.w"])
+    assert table_rows(small, "s.w") == {2999: (2999, "meanwhile", None, None)}
+    run(small, ["SET sql_log_bin = 0", "DELETE FROM s.w"])
     done = api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False))
     assert done.applied and not done.verification and done.tables[0]["put_back_by"].startswith("BINLOG")
     assert done.tables[0]["rows"]["insert"] == 3000 and done.tables[0]["sample"][0]["values"]["v"] == "v1"
-    rows = _rows(small, "s.w")
-    assert len(rows) == 3000 and rows[3] == (3, "v3", Decimal("0.75"), b"\x00\xff") and rows[4][3] is None
+    back = table_rows(small, "s.w")
+    assert len(back) == 3000 and back[3] == (3, "v3", Decimal("0.75"), b"\x00\xff") and back[4][3] is None
 
 
 def test_a_user_who_may_not_run_binlog_puts_the_rows_back_by_insert(small):
-    _run(small, ["DELETE FROM s.t"])
-    gtid = _last_gtid(small)
-    _run(small, ["CREATE USER 'plain'@'%' IDENTIFIED BY 'pw'",
+    run(small, ["DELETE FROM s.t"])
+    gtid = last_gtid(small)
+    run(small, ["CREATE USER 'plain'@'%' IDENTIFIED BY 'pw'",
                  "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON *.* TO 'plain'@'%'"])
     try:
         plain = dataclasses.replace(small.dsn, user="plain", password="pw")
         done = api.undo(api.UndoInput(small.binlog_dir, plain, gtid, dry_run=False))
         assert done.applied and not done.verification
         assert "may not run BINLOG" in done.tables[0]["put_back_by"]
-        assert _rows(small, "s.t") == {1: (1, "a"), 2: (2, "b"), 3: (3, "c")}
+        assert table_rows(small, "s.t") == {1: (1, "a"), 2: (2, "b"), 3: (3, "c")}
     finally:
-        _run(small, ["DROP USER 'plain'@'%'"])
+        run(small, ["DROP USER 'plain'@'%'"])
 
 
 def test_a_target_whose_row_events_would_overwrite_gets_the_rows_by_insert(small):
     """slave_exec_mode=IDEMPOTENT makes a row event overwrite a row holding its key: not used then."""
-    _run(small, ["DELETE FROM s.t"])
-    gtid = _last_gtid(small)
-    _run(small, ["SET GLOBAL slave_exec_mode = 'IDEMPOTENT'"])
+    run(small, ["DELETE FROM s.t"])
+    gtid = last_gtid(small)
+    run(small, ["SET GLOBAL slave_exec_mode = 'IDEMPOTENT'"])
     try:
         done = api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False))
         assert done.applied and not done.verification and "slave_exec_mode=IDEMPOTENT" in done.tables[0]["put_back_by"]
-        assert _rows(small, "s.t") == {1: (1, "a"), 2: (2, "b"), 3: (3, "c")}
+        assert table_rows(small, "s.t") == {1: (1, "a"), 2: (2, "b"), 3: (3, "c")}
     finally:
-        _run(small, ["SET GLOBAL slave_exec_mode = 'STRICT'"])
+        run(small, ["SET GLOBAL slave_exec_mode = 'STRICT'"])
 
 
 def test_an_inserted_row_is_deleted_only_while_still_as_inserted(small):
-    _run(small, ["BEGIN", "INSERT INTO s.t VALUES (4, 'd'), (5, 'e')", "COMMIT"])
-    gtid = _last_gtid(small)
-    _run(small, ["UPDATE s.t SET v = 'changed' WHERE id = 5"])
+    run(small, ["BEGIN", "INSERT INTO s.t VALUES (4, 'd'), (5, 'e')", "COMMIT"])
+    gtid = last_gtid(small)
+    run(small, ["UPDATE s.t SET v = 'changed' WHERE id = 5"])
     done = api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False))
     assert done.applied and not done.verification and done.tables[0]["rows"]["delete"] == 1
     assert [c["key"] for c in done.conflicts] == ["id=5"]
-    assert sorted(_rows(small, "s.t")) == [1, 2, 3, 5]
+    assert sorted(table_rows(small, "s.t")) == [1, 2, 3, 5]
     # run again after success: recognised by its record on the target, nothing changes
-    _run(small, ["INSERT INTO s.t VALUES (4, 'd')"])      # the key the undo freed, taken again
+    run(small, ["INSERT INTO s.t VALUES (4, 'd')"])      # the key the undo freed, taken again
     again = api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False))
     assert not again.applied and again.done_before["preview_id"] == done.preview_id
-    assert sorted(_rows(small, "s.t")) == [1, 2, 3, 4, 5]
+    assert sorted(table_rows(small, "s.t")) == [1, 2, 3, 4, 5]
 
 
 def test_a_primary_key_update_is_undone_and_a_unique_value_taken_later_is_a_conflict(small):
-    _run(small, ["CREATE TABLE s.u (id INT PRIMARY KEY, email VARCHAR(20) UNIQUE, nick VARCHAR(20), "
+    run(small, ["CREATE TABLE s.u (id INT PRIMARY KEY, email VARCHAR(20) UNIQUE, nick VARCHAR(20), "
                  "UNIQUE KEY nick_u (nick))",
                  "INSERT INTO s.u VALUES (1, 'a', 'n1'), (2, 'b', 'n2'), (3, 'c', 'n3')", "UPDATE s.u SET id = id + 100"])
-    gtid = _last_gtid(small)
+    gtid = last_gtid(small)
     done = api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False))
     # the rows put back take the unique values of rows the undo itself deletes: no conflict
     assert done.applied and not done.verification and not done.conflicts and done.tables[0]["rows"]["delete"] == 3
-    assert _rows(small, "s.u") == {1: (1, "a", "n1"), 2: (2, "b", "n2"), 3: (3, "c", "n3")}
-    _run(small, ["BEGIN", "DELETE FROM s.u WHERE id = 1", "UPDATE s.u SET nick = 'renamed' WHERE id = 2", "COMMIT"])
-    gtid = _last_gtid(small)
-    _run(small, ["INSERT INTO s.u VALUES (9, 'A', 'x')",          # the deleted row's email (the collation: 'A' = 'a')
+    assert table_rows(small, "s.u") == {1: (1, "a", "n1"), 2: (2, "b", "n2"), 3: (3, "c", "n3")}
+    run(small, ["BEGIN", "DELETE FROM s.u WHERE id = 1", "UPDATE s.u SET nick = 'renamed' WHERE id = 2", "COMMIT"])
+    gtid = last_gtid(small)
+    run(small, ["INSERT INTO s.u VALUES (9, 'A', 'x')",          # the deleted row's email (the collation: 'A' = 'a')
                  "UPDATE s.u SET nick = 'n2' WHERE id = 3"])       # the nick row 2 had, taken by row 3
     preview = api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid))
     by_key = {c["key"]: c for c in preview.conflicts}
@@ -294,39 +209,39 @@ def test_a_primary_key_update_is_undone_and_a_unique_value_taken_later_is_a_conf
     assert preview.tables[0]["rows"] == {"insert": 0, "update": 0, "delete": 0, "already": 0}
     done = api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False, preview=preview.preview_id))
     assert done.applied and not done.verification
-    assert _rows(small, "s.u") == {2: (2, "b", "renamed"), 3: (3, "c", "n2"), 9: (9, "A", "x")}
+    assert table_rows(small, "s.u") == {2: (2, "b", "renamed"), 3: (3, "c", "n2"), 9: (9, "A", "x")}
 
 
 def test_a_unique_value_taken_between_preview_and_apply_refuses_the_undo_whole(small):
-    _run(small, ["CREATE TABLE s.u (id INT PRIMARY KEY, email VARCHAR(20) UNIQUE)",
+    run(small, ["CREATE TABLE s.u (id INT PRIMARY KEY, email VARCHAR(20) UNIQUE)",
                  "INSERT INTO s.u VALUES (1, 'a'), (2, 'b')", "DELETE FROM s.u"])
-    gtid = _last_gtid(small)
+    gtid = last_gtid(small)
     hooks = _WritesBeforeApply(small, "INSERT INTO s.u VALUES (9, 'b')")
     with pytest.raises(RestoreError) as err:
         api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False), hooks=hooks)
     assert "refused the undo (Duplicate entry 'b'" in str(err.value) and "nothing was changed" in str(err.value)
-    assert _rows(small, "s.u") == {9: (9, "b")}
+    assert table_rows(small, "s.u") == {9: (9, "b")}
 
 
 def test_generated_columns_are_left_to_the_server(small):
-    _run(small, ["CREATE TABLE s.g (id INT PRIMARY KEY, v VARCHAR(10), twice INT AS (id * 2) VIRTUAL, "
+    run(small, ["CREATE TABLE s.g (id INT PRIMARY KEY, v VARCHAR(10), twice INT AS (id * 2) VIRTUAL, "
                  "shout VARCHAR(20) AS (CONCAT(v, '!')) PERSISTENT)",
                  "INSERT INTO s.g (id, v) VALUES (1, 'a'), (2, 'b')"])
-    before = _rows(small, "s.g")
-    _run(small, ["UPDATE s.g SET v = 'z'"])
-    done = api.undo(api.UndoInput(small.binlog_dir, small.dsn, _last_gtid(small), dry_run=False))
+    before = table_rows(small, "s.g")
+    run(small, ["UPDATE s.g SET v = 'z'"])
+    done = api.undo(api.UndoInput(small.binlog_dir, small.dsn, last_gtid(small), dry_run=False))
     assert done.applied and not done.verification, done.verification
     assert [s["columns"] for s in done.tables[0]["sample"]] == [["v"], ["v"]]
-    assert _rows(small, "s.g") == before == {1: (1, "a", 2, "a!"), 2: (2, "b", 4, "b!")}
+    assert table_rows(small, "s.g") == before == {1: (1, "a", 2, "a!"), 2: (2, "b", 4, "b!")}
 
 
 def test_a_table_without_a_key_matches_whole_rows_and_counts_duplicates(small):
-    _run(small, ["CREATE TABLE s.n (v VARCHAR(10), k INT)",
+    run(small, ["CREATE TABLE s.n (v VARCHAR(10), k INT)",
                  "INSERT INTO s.n VALUES ('a', 1), ('a', 1), ('b', 2), ('b', 2), ('c', 3)"])
-    _run(small, ["BEGIN", "UPDATE s.n SET k = 7 WHERE v = 'a'", "DELETE FROM s.n WHERE v = 'b'",
+    run(small, ["BEGIN", "UPDATE s.n SET k = 7 WHERE v = 'a'", "DELETE FROM s.n WHERE v = 'b'",
                  "INSERT INTO s.n VALUES ('new', 0), ('new', 0)", "COMMIT"])
-    gtid = _last_gtid(small)
-    _run(small, ["UPDATE s.n SET v = 'z' WHERE v = 'a' LIMIT 1",    # one updated row changed later
+    gtid = last_gtid(small)
+    run(small, ["UPDATE s.n SET v = 'z' WHERE v = 'a' LIMIT 1",    # one updated row changed later
                  "DELETE FROM s.n WHERE v = 'new' LIMIT 1",          # one inserted row deleted later
                  "INSERT INTO s.n VALUES ('c', 3)"])                  # an unrelated duplicate
     done = api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid, dry_run=False))
@@ -346,8 +261,8 @@ def test_a_table_without_a_key_matches_whole_rows_and_counts_duplicates(small):
     (["SET SESSION binlog_row_image = 'MINIMAL'", "DELETE FROM s.t"], ["MINIMAL", "binlog_row_image=FULL"]),
 ])
 def test_what_cannot_be_undone_is_refused_clearly(small, session, words):
-    _run(small, session)
-    gtid = _last_gtid(small)
+    run(small, session)
+    gtid = last_gtid(small)
     with pytest.raises(RestoreError) as err:
         api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid))
     text = f"{err.value} {err.value.hint}"
@@ -355,20 +270,20 @@ def test_what_cannot_be_undone_is_refused_clearly(small, session, words):
 
 
 def test_a_transaction_whose_deletes_or_key_updates_cascaded_to_children_is_refused(small):
-    _run(small, ["CREATE TABLE s.c (id INT PRIMARY KEY, t_id INT, FOREIGN KEY fk_cascade (t_id) REFERENCES s.t (id) "
+    run(small, ["CREATE TABLE s.c (id INT PRIMARY KEY, t_id INT, FOREIGN KEY fk_cascade (t_id) REFERENCES s.t (id) "
                  "ON DELETE CASCADE ON UPDATE SET NULL) ENGINE=InnoDB",
                  "CREATE TABLE s.r (id INT PRIMARY KEY, t_v VARCHAR(40), KEY (t_v))",
                  "INSERT INTO s.c VALUES (10, 1), (20, 2)"])
     conn = small.connect()
     before = checksums(conn, ["s"])
-    _run(small, ["UPDATE s.t SET v = CONCAT(v, '!')"])      # no referenced column changed: undone
-    done = api.undo(api.UndoInput(small.binlog_dir, small.dsn, _last_gtid(small), dry_run=False))
+    run(small, ["UPDATE s.t SET v = CONCAT(v, '!')"])      # no referenced column changed: undone
+    done = api.undo(api.UndoInput(small.binlog_dir, small.dsn, last_gtid(small), dry_run=False))
     assert done.applied and not done.verification and checksums(conn, ["s"]) == before
     for statement, rule in (("DELETE FROM s.t WHERE id = 1", "ON DELETE CASCADE"),
                             ("UPDATE s.t SET id = id + 100 WHERE id = 2", "ON DELETE CASCADE ON UPDATE SET NULL")):
-        _run(small, [statement])
+        run(small, [statement])
         with pytest.raises(RestoreError) as err:
-            api.undo(api.UndoInput(small.binlog_dir, small.dsn, _last_gtid(small)))
+            api.undo(api.UndoInput(small.binlog_dir, small.dsn, last_gtid(small)))
         assert f"fk_cascade from s.c is {rule}" in err.value.message and "/restore plan" in err.value.hint, err.value
 
 
@@ -407,13 +322,13 @@ TYPES = {
 def test_each_decoded_type_equals_the_servers_select_and_goes_back_bit_for_bit(source_factory):
     rnd = random.Random(12)
     source = source_factory("ROW")
-    _run(source, ["CREATE DATABASE y",
+    run(source, ["CREATE DATABASE y",
                   "CREATE TABLE y.t (id INT PRIMARY KEY, " + ", ".join(f"{k} {t}" for k, (t, _) in TYPES.items()) + ")"]
          + [f"INSERT INTO y.t VALUES ({i}, " + ", ".join("NULL" if rnd.random() < 0.05 else make(rnd)
                                                           for _, make in TYPES.values()) + ")" for i in range(200)])
-    selected = _rows(source, "y.t")
-    _run(source, ["DELETE FROM y.t"])
-    gtid = _last_gtid(source)
+    selected = table_rows(source, "y.t")
+    run(source, ["DELETE FROM y.t"])
+    gtid = last_gtid(source)
     conn = connect(source.dsn)
     with Store() as store:
         _, changes = UndoReader(api.open_binlogs(source.binlog_dir), gtid, conn, store).read()
@@ -425,12 +340,12 @@ def test_each_decoded_type_equals_the_servers_select_and_goes_back_bit_for_bit(s
     assert not wrong and len(decoded) == 200, wrong
     done = api.undo(api.UndoInput(source.binlog_dir, source.dsn, gtid, dry_run=False))
     assert done.applied and not done.verification
-    assert _rows(source, "y.t") == selected
+    assert table_rows(source, "y.t") == selected
     # every column of every row set back by the batched UPDATE (literals through a derived table)
-    _run(source, ["UPDATE y.t SET " + ", ".join(f"{k} = {v}" for k, v in OTHER.items())])
-    done = api.undo(api.UndoInput(source.binlog_dir, source.dsn, _last_gtid(source), dry_run=False))
+    run(source, ["UPDATE y.t SET " + ", ".join(f"{k} = {v}" for k, v in OTHER.items())])
+    done = api.undo(api.UndoInput(source.binlog_dir, source.dsn, last_gtid(source), dry_run=False))
     assert done.applied and not done.verification and done.tables[0]["rows"]["update"] == 200
-    assert _rows(source, "y.t") == selected
+    assert table_rows(source, "y.t") == selected
 
 
 OTHER = {"t0": "'01:02:03'", "t2": "'01:02:03.5'", "t3": "'-01:02:03.5'", "t6": "'00:00:00.000001'", "bn": "x'01'",
@@ -445,9 +360,9 @@ OTHER = {"t0": "'01:02:03'", "t2": "'01:02:03.5'", "t3": "'-01:02:03.5'", "t6": 
      ["later transaction", "statement-format write on s.t", "ROW format"]),
 ])
 def test_a_later_write_whose_rows_cannot_be_told_is_refused(small, later, words):
-    _run(small, ["DELETE FROM s.t WHERE id = 2"])
-    gtid = _last_gtid(small)
-    _run(small, later)
+    run(small, ["DELETE FROM s.t WHERE id = 2"])
+    gtid = last_gtid(small)
+    run(small, later)
     with pytest.raises(RestoreError) as err:
         api.undo(api.UndoInput(small.binlog_dir, small.dsn, gtid))
     text = f"{err.value} {err.value.hint}"

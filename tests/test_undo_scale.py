@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.db import checksums, master_status, target_url
 from tests.test_big_transaction import _run_measured
-from tests.test_undo import _run
+from tests.support.undo_story import run as _run
 
 pytestmark = pytest.mark.mysql
 
