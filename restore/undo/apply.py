@@ -20,12 +20,12 @@ import pymysql
 
 from restore.errors import RestoreError
 from restore.mysql.quote import quote_ident, quote_qualified
-from restore.replay.sender import Sender, SendFailure
 from restore.target.binlog import ACCESS_DENIED
 from restore.target.checkpoint import SCHEMA
 from restore.undo.inverse import Action, TableUndo, shown
 from restore.undo.store import dumps, key_value
 from restore.undo.values import SESSION_SQL, TableSchema
+from restore.undo.verify_rows import verify_binlog_rows
 
 _RECORD = quote_qualified(SCHEMA, "undo")
 _RECORD_DDL = (f"CREATE DATABASE IF NOT EXISTS {quote_ident(SCHEMA)}",
@@ -53,7 +53,6 @@ def _where_key(schema: TableSchema, row: tuple) -> tuple[str, list]:
 
 
 BATCH = 2000    # keys looked up per SELECT
-VERIFY_SAMPLE = 100     # rows put back by BINLOG that are read back after the commit
 ER_DUP_ENTRY = 1062
 
 
@@ -261,18 +260,7 @@ def _insert_raw(cur, table: TableUndo) -> None:
     ident = table.schema.ident
     cur.execute(f"SELECT COUNT(*) FROM {ident}")
     before = cur.fetchone()[0]
-    want = 0
-    # sent from a thread of its own: the next statement is read and encoded while the server runs one
-    sender = Sender(cur.connection)
-    try:
-        for sql, rows in table.raw.statements(table.raw_inserts()):
-            sender.submit([sql], None, None)
-            want += rows
-        sender.drain()
-    except SendFailure as exc:
-        raise exc.failed.error from None
-    finally:
-        sender.close()
+    want = table.raw.send(cur.connection, table.raw_inserts())
     cur.execute(f"SELECT COUNT(*) FROM {ident}")
     done = cur.fetchone()[0] - before
     if done != want:
@@ -380,16 +368,15 @@ def _run(cur, schema: TableSchema, action: Action) -> None:
 def verify(conn, tables: list[TableUndo], by_binlog: set[str] = frozenset()) -> list[dict]:
     """After the commit: every row the undo wrote holds its intended image (PK tables), and a table
     without a key holds as many identical rows as intended. Rows put back by BINLOG (`by_binlog`
-    tables) went in byte for byte as the server logged them, all of them (counted in the apply):
-    of those, the first SAMPLE are read back and compared with their decoded values."""
+    tables) are compared by the server, all of them, with a scratch copy the same statements
+    write (restore.undo.verify_rows)."""
     problems = []
     for table in tables:
         schema = table.schema
         binlog = schema.full_name in by_binlog
-        batches = table.batches(BATCH, decoded=binlog)
         if binlog:
-            batches = itertools.chain(batches, [[a for a in table.first(VERIFY_SAMPLE) if a.raw is not None]])
-        for actions in filter(None, batches):
+            problems += verify_binlog_rows(conn, table)
+        for actions in filter(None, table.batches(BATCH, decoded=binlog)):
             for action, now in zip(actions, _observe_batch(conn, schema, actions, False)):
                 was = action.observed
                 if schema.key:

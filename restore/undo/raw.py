@@ -15,8 +15,8 @@ checked before: else the rows go back by INSERT): a row holding the key already 
 statement with a duplicate-key error, and a table whose columns differ from the table map fails it
 too. It never overwrites and never converts, so each row goes back byte for byte as the server
 held it; that every one went in as a new row is checked by the table's row count inside the
-transaction, and a sample is read back and compared with its decoded values after the commit
-(restore.undo.apply.verify).
+transaction, and after the commit the same statements, their table map naming a scratch copy of
+the table, let the server compare every row with the target's (restore.undo.verify_rows).
 
 The images themselves are not held in memory nor in the SQLite store: each event's images go in
 one piece to a spill file in the undo's scratch directory (restore.undo.store), and the store keeps
@@ -25,12 +25,14 @@ per row `offset << 24 | size` (an int: copying a million of them between its tab
 from __future__ import annotations
 
 import base64
+import copy
 import zlib
 from collections.abc import Iterable, Iterator
 
 from restore.binlog import events as be
 from restore.binlog.row_images import column_count
 from restore.binlog.rows import TableMap, image_values
+from restore.replay.sender import Sender, SendFailure
 from restore.undo.store import Store
 from restore.undo.values import TableSchema, decode_row, decode_value
 
@@ -53,6 +55,7 @@ class RawTable:
         self.store, self.schema, self.tmap, self.post = store, schema, tmap, post
         self.fde = fde.data
         self.table_map = table_map.data
+        self._tm_post = tm_post
         self._tm_shape = bytes(table_map.body[tm_post:])     # the table map but its table id
         self.checksum = event.checksum
         self.type = event.type
@@ -143,6 +146,24 @@ class RawTable:
         """A kept image's decoded row."""
         return decode_row(self.schema, self.tmap, image_values(self.image(ref), 0, self.tmap.sizes, self.present)[0])
 
+    def for_table(self, db: str, name: str) -> RawTable:
+        """The same rows written to another table of the same definition (the verification's
+        scratch copy, restore.undo.verify_rows): its table map names `db`.`name`, all else alike."""
+        data, post = self.table_map, be.HEADER_LEN + self._tm_post
+        end = len(data) - 4 if self.checksum else len(data)
+        at = post + 1 + data[post] + 1          # past the database's name and its NUL
+        at += 1 + data[at] + 1                  # past the table's
+        names = b"".join(len(n).to_bytes(1, "little") + n + b"\0" for n in (db.encode(), name.encode()))
+        head = bytearray(data[:be.HEADER_LEN])
+        body = data[be.HEADER_LEN:post] + names + data[at:end]
+        head[9:13] = (be.HEADER_LEN + len(body) + (4 if self.checksum else 0)).to_bytes(4, "little")
+        event = bytes(head) + body
+        if self.checksum:
+            event += zlib.crc32(event).to_bytes(4, "little")
+        other = copy.copy(self)
+        other.table_map, other.prefix, other.head = event, bytearray(self.prefix), bytearray(self.head)
+        return other
+
     def fde_statement(self) -> bytes:
         return b"BINLOG '" + base64.b64encode(self.fde) + b"'"
 
@@ -160,6 +181,23 @@ class RawTable:
                 events, size, count = [], 0, 0
         if events:
             yield self._statement(events), count
+
+    def send(self, conn, refs: Iterable[int | bytes]) -> int:
+        """Send the statements writing `refs` back over `conn` (the format description sent before
+        in its session); returns the rows they carry. Sent from a thread of its own: the next
+        statement is read and encoded while the server runs one. A statement's error is raised."""
+        sender = Sender(conn)
+        want = 0
+        try:
+            for sql, rows in self.statements(refs):
+                sender.submit([sql], None, None)
+                want += rows
+            sender.drain()
+        except SendFailure as exc:
+            raise exc.failed.error from None
+        finally:
+            sender.close()
+        return want
 
     def _runs_of(self, refs: Iterable[int | bytes]) -> Iterator[tuple[bytes, int]]:
         """The images `refs` point to, images adjacent in the spill file read in one piece of at

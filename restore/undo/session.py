@@ -25,6 +25,7 @@ from restore.undo.changes import UndoReader, parse_event
 from restore.undo.inverse import TableUndo, inverse, shown
 from restore.undo.store import Store
 from restore.undo.unique import unique_conflicts
+from restore.undo.verify_rows import drop_stale
 
 SAMPLE = 5     # rows shown per table in a preview
 
@@ -74,6 +75,7 @@ def _run(source, conn, store: Store, event: str, *, dry_run: bool, preview: str 
                            where=first["table"],
                            hint="the binlog read is older than the target, or the target was written outside "
                                 "it: read the binlog again (or from the server itself) and run the preview again")
+    drop_stale(conn)     # scratch copies of earlier undos' verifications whose process died
     hooks.phase_started("apply", sum(t.total() for t in tables))
     how = ap.apply(conn, tables, undone_id=undone.id, pid=pid, summary={t["table"]: t["rows"] for t in doc["tables"]})
     for entry in doc["tables"]:
