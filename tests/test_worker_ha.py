@@ -20,7 +20,7 @@ from tests.support.incident_factory import IncidentSpec, each
 pytestmark = pytest.mark.mysql
 ROOT = Path(__file__).resolve().parents[1]
 DB = "rb_worker_ha"
-ROWS = 3000   # single-row transactions after the dump: a replay that lasts long enough to kill mid-way
+ROWS = 3000   # single-row transactions after the dump, 5 per commit: a replay long enough to kill mid-way
 
 SHOP = IncidentSpec(
     databases=("shop",),
@@ -43,7 +43,7 @@ def ha(shop, target, tmp_path):
         cur.execute(f"CREATE DATABASE {DB} CHARACTER SET utf8mb4")
     config = tmp_path / "restore-bot.toml"
     config.write_text(f'[source]\nsnapshots = ["{shop.snapshot}"]\nbinlogs = "{shop.binlog_dir}"\n'
-                      f'[targets.stage]\ndsn = "{target_url(target)}"\nbatch = 20\n'
+                      f'[targets.stage]\ndsn = "{target_url(target)}"\nbatch = 5\n'
                       f'[store]\nurl = "{target.url}/{DB}"\n[worker]\nconcurrency = 1\n')
     procs: list[subprocess.Popen] = []
 
@@ -105,12 +105,22 @@ def test_a_queued_job_is_run_by_exactly_one_of_two_workers(ha):
     assert not [a for a in jobs.audit_log(100) if a["action"] == "took over"]
 
 
-def test_kill_9_of_the_worker_running_a_stage_job_the_other_finishes_it_exact(ha, shop, target):
+def test_kill_9_of_the_worker_running_a_stage_job_the_other_finishes_it_exact(ha, shop, target, tmp_path):
     jobs, start_worker = ha
     workers = {p.pid: p for p in (start_worker(), start_worker())}
     job = jobs.create("stage", "stage", "UOPS1")
-    running = _wait(lambda: (j if (j := jobs.get(job.id)).phase == "replay" and (j.progress or {}).get("done")
-                             else None), 120)
+
+    def replaying():
+        j = jobs.get(job.id)
+        assert not j.finished, f"the job ended before it was seen replaying: {j.state} {j.error} {jobs.events(job.id)}"
+        return j if j.phase == "replay" and (j.progress or {}).get("done") else None
+    try:
+        running = _wait(replaying, 120)
+    except AssertionError as exc:
+        j = jobs.get(job.id)
+        logs = {p.name: p.read_text(errors="replace")[-2000:] for p in tmp_path.glob("worker-*.log")}
+        raise AssertionError(f"{exc}; state {j.state}, phase {j.phase}, progress {j.progress}, owner {j.owner}, "
+                             f"events {jobs.events(job.id)}, worker logs {logs}") from None
     victim = running.worker_pid
     killed_at = time.monotonic()
     os.kill(victim, signal.SIGKILL)
