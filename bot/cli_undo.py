@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
     p.add_argument("--config", help="TOML settings file (default: $RESTORE_BOT_CONFIG): where --cluster is read")
     add_cluster_option(p)
     p.add_argument("--event", required=True, metavar="SPEC",
-                   help="the transaction: its GTID, or FILE:POS of any of its events (restore-bot plan lists them)")
+                   help="the transaction: its GTID, FILE:POS of any of its events (restore-bot plan lists them), or "
+                        "auto: the disaster restore-bot plan would choose")
     p.add_argument("--dry-run", action="store_true", help="show the preview only; writes nothing")
     p.add_argument("--preview", metavar="ID", help="apply only if the undo is still the one this preview showed")
     p.add_argument("--yes", action="store_true", help="apply without asking")

@@ -209,8 +209,8 @@ class NotBuilt(RestoreError):
 # -- undo --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class UndoInput:
-    """Undo one DML transaction in place (restore.undo): `event` is its GTID or the FILE:POS of
-    any of its events, `binlogs` a directory or a server (as PlanInput's), `target` the server
+    """Undo one DML transaction in place (restore.undo): `event` is its GTID, the FILE:POS of
+    any of its events, or "auto" (the disaster the plan would choose), `binlogs` a directory or a server (as PlanInput's), `target` the server
     whose rows get back what the transaction destroyed. `dry_run`: the preview only. `preview`:
     the id of the preview the operator approved; the apply refuses if what it would do differs."""
     binlogs: str | os.PathLike | Dsn
