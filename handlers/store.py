@@ -147,7 +147,11 @@ def open_store(url_or_path: str | Path | Store, *, durable: bool = True) -> Stor
         else:
             where = url.render_as_string(hide_password=True)
             options = {"isolation_level": "READ COMMITTED"} if url.get_backend_name() in ("mysql", "mariadb") else {}
-            engine = sa.create_engine(url, pool_pre_ping=True, pool_recycle=1800, **options)
+            try:
+                engine = sa.create_engine(url, pool_pre_ping=True, pool_recycle=1800, **options)
+            except ModuleNotFoundError as exc:   # psycopg is not a dependency of every install
+                raise StoreFileError(f"store {where}: its database driver is not installed ({exc.name})",
+                                     hint="pip install 'psycopg[binary]>=3.1,<4' for PostgreSQL") from exc
             store = Store(engine, where)
     try:
         migrate(store)
@@ -159,9 +163,11 @@ def open_store(url_or_path: str | Path | Store, *, durable: bool = True) -> Stor
 
 def _driver_url(text: str) -> str:
     """restore-bot's own spelling of a server (`mysql://user:pw@host/db`, as in [source]) with the
-    driver the project ships (PyMySQL), utf8mb4 so every character of a statement is kept."""
+    driver the project ships (PyMySQL), utf8mb4 so every character of a statement is kept;
+    `postgresql://` with psycopg 3 (SQLAlchemy's default would be psycopg2)."""
     scheme, rest = text.split("://", 1)
-    scheme = {"mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql", "postgres": "postgresql"}.get(scheme, scheme)
+    scheme = {"mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql", "postgres": "postgresql+psycopg",
+              "postgresql": "postgresql+psycopg"}.get(scheme, scheme)
     if scheme.endswith("+pymysql") and "charset=" not in rest:
         rest += ("&" if "?" in rest else "?") + "charset=utf8mb4"
     return f"{scheme}://{rest}"

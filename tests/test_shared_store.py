@@ -4,6 +4,7 @@ once (FOR UPDATE SKIP LOCKED), a stale job taken over, a lease of a killed proce
 ttl, an alert claimed by two instances posted once."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -25,10 +26,11 @@ from handlers import sqlite_store
 from handlers.alerts import AlertPoster, AlertStore, Oncall
 from handlers.jobstore import JobState, JobStore
 from handlers.sqlite_store import StoreFileError
-from handlers.store import MIGRATIONS_DIR, head, open_store
+from handlers.store import MIGRATIONS_DIR, _driver_url, head, open_store
 from handlers.store_leader import Heartbeats, SharedScheduler
 from handlers.store_leases import LeaseStore
 from tests.support.alert_samples import alert_at
+from tests.support.postgres import start_pg
 from tests.support.fake_slack import FakeSlack
 from tests.test_store import _write_version_0
 
@@ -37,67 +39,95 @@ ROOT = Path(__file__).resolve().parents[1]
 DB = "rb_shared_store"
 
 
-@pytest.fixture
-def store_url(target):
-    """An empty database on the test server, as `[store] url` names it; dropped afterwards."""
+@pytest.fixture(scope="module")
+def pg_server():
+    server = start_pg()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["mariadb", "postgresql"])
+def store_url(request):
+    """An empty database on a MariaDB test server or a throwaway PostgreSQL one, as `[store] url`
+    names it; dropped afterwards."""
+    if request.param == "postgresql":
+        server = request.getfixturevalue("pg_server")
+        yield server.fresh_database(DB)
+        server.admin(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        return
+    target = request.getfixturevalue("target")
     with target.connect() as conn, conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {DB}")
         cur.execute(f"CREATE DATABASE {DB} CHARACTER SET utf8mb4")
-    url = f"{target.url}/{DB}"
-    yield url
+    yield f"{target.url}/{DB}"
     with target.connect() as conn, conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {DB}")
 
 
-def _columns(target, table: str) -> dict[str, str]:
-    with target.connect() as conn, conn.cursor() as cur:
-        cur.execute("SELECT column_name, column_type FROM information_schema.columns WHERE table_schema = %s "
-                    "AND table_name = %s", (DB, table))
-        return {name: kind for name, kind in cur.fetchall()}
+@contextlib.contextmanager
+def _engine(store_url: str):
+    """A plain engine on the store's database (no migration), as another program would see it."""
+    engine = sa.create_engine(sa.make_url(_driver_url(store_url)))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
-def test_migrations_on_an_empty_server_store_create_every_table(store_url, target):
+def _columns(store_url: str, table: str) -> dict[str, str]:
+    """The table's columns and their types as the server names them (`double`, `longtext`...)."""
+    with _engine(store_url) as engine:
+        if not sa.inspect(engine).has_table(table):
+            return {}
+        return {c["name"]: c["type"].compile(engine.dialect).lower() for c in sa.inspect(engine).get_columns(table)}
+
+
+def test_migrations_on_an_empty_server_store_create_every_table(store_url):
     store = open_store(store_url)
     try:
         with store.read() as db:
             assert db.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == head()
         assert open_store(store).where == store.where                     # a second open: nothing to do
+        postgresql = store.dialect == "postgresql"
     finally:
         store.dispose()
-    jobs = _columns(target, "jobs")
+    jobs = _columns(store_url, "jobs")
     # a Unix time keeps its milliseconds (a FLOAT would round it to minutes), JSON any size
-    assert jobs["created"] == "double" and jobs["heartbeat_at"] == "double" and jobs["result"] == "longtext"
-    assert {"owner", "heartbeat_at"} <= set(jobs) and {"claimed_by", "claimed_at"} <= set(_columns(target, "alerts"))
-    assert set(_columns(target, "leases")) == {"name", "owner", "expires"}
+    double, long = ("double precision", "text") if postgresql else ("double", "longtext")
+    assert jobs["created"] == double and jobs["heartbeat_at"] == double and jobs["result"] == long
+    assert {"owner", "heartbeat_at"} <= set(jobs) and {"claimed_by", "claimed_at"} <= set(_columns(store_url, "alerts"))
+    assert set(_columns(store_url, "leases")) == {"name", "owner", "expires"}
     job_store = JobStore(store_url, clock=lambda: 1700000000.123)
     job = job_store.create("stage", "stage", "UOPS1", args={"text": "한국어 🙂"})
     assert job_store.get(job.id).created == 1700000000.123 and job_store.get(job.id).args == {"text": "한국어 🙂"}
 
 
-def test_a_database_with_tables_restore_bot_did_not_make_is_refused(store_url, target):
-    with target.connect() as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE TABLE {DB}.jobs (id INT PRIMARY KEY)")   # another application's
+def test_a_database_with_tables_restore_bot_did_not_make_is_refused(store_url):
+    with _engine(store_url) as engine, engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE jobs (id INT PRIMARY KEY)")   # another application's
     with pytest.raises(StoreFileError, match="already has a `jobs` table") as err:
         open_store(store_url)
     assert "password" not in str(err.value) and "database of its own" in err.value.hint
-    assert set(_columns(target, "jobs")) == {"id"}
+    assert set(_columns(store_url, "jobs")) == {"id"}
 
 
-def test_a_server_store_of_the_previous_revision_is_upgraded_keeping_its_rows(store_url, target):
-    engine = sa.create_engine(sa.make_url(store_url.replace("mysql://", "mysql+pymysql://")))
-    try:
-        with engine.begin() as conn:                    # the store as the revision before this one left it
-            cfg = Config()
-            cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0001")
-            conn.exec_driver_sql("INSERT INTO jobs (id, kind, target, state, requester, args, progress, created, "
-                                 "updated) VALUES ('R1', 'stage', 'stage', 'queued', 'UOPS1', '{}', '{}', 1, 2)")
-            conn.exec_driver_sql("INSERT INTO alerts (`key`, source, reason, created, body) "
-                                 "VALUES ('binlog.000001:100', 'mysql://src', 'DROP TABLE', 1, NULL)")
-    finally:
-        engine.dispose()
-    assert "owner" not in _columns(target, "jobs")
+def _upgrade_to(conn: sa.Connection, revision: str) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, revision)
+
+
+def test_a_server_store_of_the_previous_revision_is_upgraded_keeping_its_rows(store_url):
+    with _engine(store_url) as engine, engine.begin() as conn:   # the store as revision 0001 left it
+        _upgrade_to(conn, "0001")
+        conn.execute(sa.table("jobs", *map(sa.column, ("id", "kind", "target", "state", "requester", "args",
+                                                        "progress", "created", "updated"))).insert().values(
+            id="R1", kind="stage", target="stage", state="queued", requester="UOPS1", args="{}", progress="{}",
+            created=1, updated=2))
+        conn.execute(sa.table("alerts", *map(sa.column, ("key", "source", "reason", "created"))).insert().values(
+            key="binlog.000001:100", source="mysql://src", reason="DROP TABLE", created=1))
+    assert "owner" not in _columns(store_url, "jobs")
     jobs = JobStore(store_url)
     assert (jobs.get("R1").state, jobs.get("R1").owner) == (JobState.QUEUED, None)
     assert jobs.claim_next("host-a").owner == "host-a" and jobs.create("plan", "-", "U").id == "R2"
