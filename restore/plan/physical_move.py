@@ -14,7 +14,7 @@ import os
 import re
 import secrets
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,7 +29,6 @@ from restore.mysql.sandbox import Sandbox
 
 _PLAIN = re.compile(r"[0-9A-Za-z_]+")   # stored under its own name (others are encoded, @XXXX)
 _ROWS_PER_INSERT = 1000
-_DISCARDED = 1814   # ER_TABLESPACE_DISCARDED
 _LOCAL_INFILE_REFUSED = {1148, 2068, 3948, 4166}   # not allowed: by the server, the client, local_infile=0
 _GEOMETRY = {"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon",
              "geometrycollection"}
@@ -56,13 +55,17 @@ def datadir_on_this_host(conn: Connection) -> Path | None:
 
 def move_tables(box: Sandbox, conn: Connection, target: Dsn, dbs: list[str], *, datadir: Path | None,
                 init: Sequence[str] = (), jobs: int = 4, progress: Callable[[str], None] = lambda _: None,
-                names: dict[str, str] | None = None, objects: bool = True) -> dict:
+                names: dict[str, str] | None = None, objects: bool = True, skip: Collection[str] = (),
+                on_moved: Callable[[str, str], None] = lambda _name, _how: None) -> dict:
     """Create `dbs` on the target of `conn` with the tables, views, triggers and routines of `box`
     (a server on a prepared backup copy, or any local sandbox). `datadir`: the target's, when on
     this host (datadir_on_this_host); None copies every table by rows, `jobs` tables at a time,
     over connections to `target` that first run `init`. `names`: a database's name on the target
     when not its own (a prod restore's shadow schema); `objects=False` leaves out views, triggers
-    and routines (their text names the database). Returns {"path", "why", "tables": {name: how}}."""
+    and routines (their text names the database). `skip`: tables ("db.name") a killed earlier move
+    finished, left as they are; `on_moved(name, how)` is called (from any thread) once a table's
+    move is complete, so a rerun can skip it. Views, triggers and routines are made again over an
+    earlier run's. Returns {"path", "why", "tables": {name: how}}."""
     names = names or {}
     how: dict[str, str] = {}
     by_rows: list[tuple[str, str, str]] = []
@@ -73,11 +76,14 @@ def move_tables(box: Sandbox, conn: Connection, target: Dsn, dbs: list[str], *, 
             scur.execute("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
                          "WHERE SCHEMA_NAME=%s", (db,))
             charset, collation = scur.fetchone()
-            tcur.execute(f"CREATE DATABASE {quote_ident(to)} CHARACTER SET {charset} COLLATE {collation}")
+            tcur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(to)} CHARACTER SET {charset} COLLATE {collation}")
             scur.execute("SELECT TABLE_NAME, ENGINE, CREATE_OPTIONS FROM information_schema.TABLES "
                          "WHERE TABLE_SCHEMA=%s AND TABLE_TYPE='BASE TABLE' ORDER BY TABLE_NAME", (db,))
             transport = []
             for name, engine, options in scur.fetchall():
+                if f"{db}.{name}" in skip:
+                    how[f"{db}.{name}"] = "moved by an earlier run"
+                    continue
                 scur.execute(f"SHOW CREATE TABLE {quote_qualified(db, name)}")
                 tcur.execute(f"USE {quote_ident(to)}")
                 tcur.execute(scur.fetchone()[1])
@@ -90,40 +96,22 @@ def move_tables(box: Sandbox, conn: Connection, target: Dsn, dbs: list[str], *, 
                     transport.append(name)
             if transport:
                 assert datadir is not None
-                _transport(box.data_path, datadir, scur, tcur, db, to, transport)
+                _transport(box.data_path, datadir, scur, tcur, db, to, transport,
+                           lambda t: on_moved(f"{db}.{t}", "tablespace imported"))
                 how.update({f"{db}.{t}": "tablespace imported" for t in transport})
                 progress(f"{db}: {len(transport)} tablespace(s) imported")
         tcur.execute("SET SESSION foreign_key_checks=1")
-    _copy_rows_parallel(box, target, init, by_rows, jobs, progress)
+    _copy_rows_parallel(box, target, init, by_rows, jobs, progress, lambda t: on_moved(t, how[t]))
     with box.connect() as src, src.cursor() as scur, conn.cursor() as tcur:
         for db in dbs if objects else ():   # after the rows: a trigger must not fire on the copy
             _objects(scur, tcur, db)
-    moved = len(how) - len(by_rows)
+    moved = sum(v == "tablespace imported" for v in how.values())
     if datadir is None:
         return {"path": "parallel logical copy", "tables": how,
                 "why": f"the target's datadir is not on this host; {len(how)} tables copied by rows, "
                        f"{min(jobs, len(by_rows) or 1)} at a time"}
     return {"path": "transportable tablespaces", "tables": how,
             "why": f"the target's datadir {datadir} is on this host; {moved} of {len(how)} tables imported as files"}
-
-
-def drop_discarded(conn: Connection, dbs: list[str]) -> list[str]:
-    """Drop the tables a killed move left between DISCARD and IMPORT TABLESPACE: they hold nothing
-    (nobody can write one) and nothing can read them, not even to set them aside."""
-    dropped = []
-    with conn.cursor() as cur:
-        for db in dbs:
-            cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s "
-                        "AND TABLE_TYPE='BASE TABLE' AND ENGINE='InnoDB'", (db,))
-            for (name,) in cur.fetchall():
-                try:
-                    cur.execute(f"SELECT 1 FROM {quote_qualified(db, name)} LIMIT 1")
-                except pymysql.err.MySQLError as e:
-                    if e.args[0] != _DISCARDED:
-                        raise
-                    cur.execute(f"DROP TABLE {quote_qualified(db, name)}")
-                    dropped.append(f"{db}.{name}")
-    return dropped
 
 
 def _not_transportable(db: str, name: str, engine: str | None, options: str) -> str:
@@ -136,7 +124,8 @@ def _not_transportable(db: str, name: str, engine: str | None, options: str) -> 
     return ""
 
 
-def _transport(src_datadir: Path, datadir: Path, scur, tcur, db: str, to: str, tables: list[str]) -> None:
+def _transport(src_datadir: Path, datadir: Path, scur, tcur, db: str, to: str, tables: list[str],
+               imported: Callable[[str], None]) -> None:
     """`db`'s `tables` in the source become `to`'s on the target."""
     for t in tables:
         tcur.execute(f"ALTER TABLE {quote_qualified(to, t)} DISCARD TABLESPACE")
@@ -156,6 +145,7 @@ def _transport(src_datadir: Path, datadir: Path, scur, tcur, db: str, to: str, t
         scur.execute("UNLOCK TABLES")
     for t in tables:
         tcur.execute(f"ALTER TABLE {quote_qualified(to, t)} IMPORT TABLESPACE")
+        imported(t)
         try:   # the server leaves the .cfg it read
             (datadir / to / f"{t}.cfg").unlink()
         except OSError:
@@ -163,7 +153,7 @@ def _transport(src_datadir: Path, datadir: Path, scur, tcur, db: str, to: str, t
 
 
 def _copy_rows_parallel(box: Sandbox, target: Dsn, init: Sequence[str], tables: list[tuple[str, str, str]], jobs: int,
-                        progress: Callable[[str], None]) -> None:
+                        progress: Callable[[str], None], copied: Callable[[str], None]) -> None:
     """Each table over its own pair of connections, biggest first so the last to finish is small."""
     if not tables:
         return
@@ -185,6 +175,7 @@ def _copy_rows_parallel(box: Sandbox, target: Dsn, init: Sequence[str], tables: 
             if how == "INSERT":
                 with s.cursor(pymysql.cursors.SSCursor) as stream:
                     _copy_rows(stream, tcur, *table)
+        copied(f"{table[0]}.{table[2]}")
         progress(f"{table[0]}.{table[2]}: rows copied ({how})")
 
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(tables)))) as pool:
@@ -258,6 +249,13 @@ def _objects(scur, tcur, db: str) -> None:
     for (name,) in scur.fetchall():
         scur.execute(f"SHOW CREATE TRIGGER {quote_qualified(db, name)}")
         triggers.append(scur.fetchone()[2])
+    # An earlier run killed while making them left some: made again from the backup's text.
+    tcur.execute("SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA=%s "
+                 "UNION ALL SELECT 'VIEW', TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA=%s "
+                 "UNION ALL SELECT 'TRIGGER', TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA=%s",
+                 (db, db, db))
+    for kind, name in tcur.fetchall():
+        tcur.execute(f"DROP {kind} IF EXISTS {quote_qualified(db, name)}")
     for sql in statements:
         tcur.execute(sql)
     while views:   # in an order each view's views exist first

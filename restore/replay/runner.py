@@ -5,6 +5,9 @@
     replay   -> apply the binlog range, checkpoint per batch (state: replaying -> replayed)
     verify   -> row counts and CHECKSUM TABLE                (state: verified)
 
+A physical backup into a server not started on it takes other phases after prepare: sandbox,
+replay and verify there, move, verify on the target (restore.replay.physical_flow).
+
 Running the same command again after a crash resumes at the first unfinished phase; `restart`
 (`--restart`) forgets an earlier run of the plan instead and starts over from the dumps, moving
 what that run left aside (`<db>__unfinished_<time>`): no option deletes a row the replay did not
@@ -26,8 +29,7 @@ from restore.errors import TargetError, VerifyError
 from restore.hooks import Hooks, NullHooks
 from restore.mysql.dsn import Dsn
 from restore.mysql.flavor import Flavor
-from restore.plan.physical_base import BaseSandbox, in_place, physical_bytes
-from restore.plan.physical_move import datadir_on_this_host, drop_discarded, move_tables
+from restore.plan.physical_base import in_place, physical_bytes
 from restore.plan.plan import Plan
 from restore.plan.scope import Scope
 from restore.plan.snapshot import Snapshot
@@ -35,6 +37,7 @@ from restore.replay.applier import Applier
 from restore.replay import load_progress
 from restore.replay.load_progress import Throughput
 from restore.replay.loader import load_snapshot
+from restore.replay.physical_flow import run_physical_into_dsn
 from restore.replay.verify import Verification, verify
 from restore.target import aside, checkpoint
 from restore.target import fence as fencing
@@ -158,6 +161,11 @@ class RestoreRunner:
 
     def _phases(self, conn, flavor: Flavor, binlog: TargetBinlog) -> None:
         state = self._phase("prepare", lambda: self._prepare(conn, binlog))
+        if self.snapshots and self.snapshots[0].backup_id and not self.base_in_place:
+            # A physical backup into a server not started on it: built, replayed and verified in a
+            # local sandbox, then moved (restore.replay.physical_flow).
+            run_physical_into_dsn(self, conn, state)
+            return
         if not state or not state.reached("loaded"):
             self._phase("load", lambda: self._load(conn))
             state = None if state is None else _with_phase(state, "loaded")
@@ -265,23 +273,11 @@ class RestoreRunner:
         if self.base_in_place:
             checkpoint.set_phase(conn, self.plan.plan_id, "loaded")
             return {"snapshots": [s.path for s in self.snapshots], "physical": "the server runs on the backup's copy"}
-        physical = self.snapshots[0] if self.snapshots and self.snapshots[0].backup_id else None  # comes alone
-        if physical and (dropped := drop_discarded(conn, _existing_databases(conn, sorted(self.plan.databases)))):
-            self.hooks.message(f"dropped {', '.join(dropped)}: left empty between DISCARD and IMPORT TABLESPACE "
-                               "by an earlier run")
-        resuming = not physical and load_progress.started(conn, f"{self.plan.plan_id}/")
+        resuming = load_progress.started(conn, f"{self.plan.plan_id}/")
         if _existing_databases(conn, sorted(self.plan.databases)) and not resuming:
             # An earlier load of this plan that did not finish (and recorded no table as loaded):
             # set aside like an unfinished run.
             self._set_aside_unfinished(conn, self.plan.databases, "an earlier load of this plan did not finish")
-        if physical:
-            datadir = datadir_on_this_host(conn) if self.physical_copy == "auto" else None
-            with BaseSandbox(physical) as box:
-                moved = move_tables(box, conn, self.target, sorted(self.plan.databases), datadir=datadir,
-                                    init=init_commands(self.log_replay), progress=self.hooks.message)
-            self.hooks.message(f"physical backup moved by {moved['path']}: {moved['why']}")
-            checkpoint.set_phase(conn, self.plan.plan_id, "loaded")
-            return {"snapshots": [s.path for s in self.snapshots], "physical": moved}
         loads = []
         for i, snap in enumerate(self.snapshots):
             self.hooks.phase_started(f"load {snap.path}", None)
