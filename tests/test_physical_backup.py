@@ -286,11 +286,13 @@ def test_a_table_left_between_discard_and_import_is_dropped_on_rerun(incident, t
     planned = api.plan(api.PlanInput([f"wiki={incident.prepared}"], incident.binlogs))
     with pytest.raises(KeyboardInterrupt):   # stands in for the kill: the load stops after its first steps
         restore(planned.plan, planned.snapshots, planned.source, target.dsn,
-                hooks=_StopAt("wiki: 1 tablespace(s) imported"))
+                hooks=_StopAt("wiki: 2 tablespace(s) imported"))
     with target.connect() as conn, conn.cursor() as cur:
         cur.execute("ALTER TABLE wiki.page DISCARD TABLESPACE")   # as the kill would have left it
     result = restore(planned.plan, planned.snapshots, planned.source, target.dsn)
     assert result.resumed and result.ok
+    move = next(p for p in result.phases if p["phase"] == "move")
+    assert move["dropped"] == ["wiki.page"] and move["kept_from_earlier_run"] == 1   # wiki.tag: recorded, kept
     with target.connect() as conn:
         assert checksums(conn, ["wiki"]) == {k: v for k, v in incident.before.items() if k.startswith("wiki.")}
 
