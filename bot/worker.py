@@ -126,7 +126,10 @@ class Worker:
             if self.store.transition(job.id, (JobState.RUNNING,), JobState.QUEUED, owned_by=job.owner):
                 self.store.add_event(job.id, RESUMED)
                 self.store.audit("restore-bot", "resumed after worker restart", job.id)
-        for job in self.store.take_over_stale(self.instance, older_than=STALE_AFTER):
+        taken = self.store.take_over_stale(self.instance, older_than=STALE_AFTER)
+        if taken:   # the dead instance's sandboxes, when it shared this host's temp dir: before ours start
+            api.sweep()
+        for job in taken:
             log.info("job %s: taken over from an instance that stopped heartbeating", job.id)
             self.store.add_event(job.id, TAKEN_OVER.format(instance=self.instance))
             self._start(job)

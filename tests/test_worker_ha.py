@@ -4,21 +4,16 @@ a kept server and the other takes it over (its heartbeat went stale) and finishe
 target's checkpoint, the data exact by CHECKSUM TABLE."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from handlers.jobstore import JobState, JobStore
 from tests.support.db import checksums, target_url
 from tests.support.incident_factory import IncidentSpec, each
+from tests.support.workers import Workers
 
 pytestmark = pytest.mark.mysql
-ROOT = Path(__file__).resolve().parents[1]
 DB = "rb_worker_ha"
 ROWS = 3000   # single-row transactions after the dump, 5 per commit: a replay long enough to kill mid-way
 
@@ -45,29 +40,10 @@ def ha(shop, target, tmp_path):
     config.write_text(f'[source]\nsnapshots = ["{shop.snapshot}"]\nbinlogs = "{shop.binlog_dir}"\n'
                       f'[targets.stage]\ndsn = "{target_url(target)}"\nbatch = 5\n'
                       f'[store]\nurl = "{target.url}/{DB}"\n[worker]\nconcurrency = 1\n')
-    procs: list[subprocess.Popen] = []
-
-    def start_worker() -> subprocess.Popen:
-        # each as if on a host of its own: a dead worker's job is then taken over by heartbeat
-        host = f"host-{len(procs)}"
-        proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker", "--config", str(config)], cwd=ROOT,
-                                env={**os.environ, "PYTHONPATH": str(ROOT), "RESTORE_BOT_HOST": host},
-                                stdout=subprocess.DEVNULL,
-                                stderr=open(tmp_path / f"worker-{len(procs)}.log", "wb"))
-        procs.append(proc)
-        return proc
-
+    workers = Workers(config, tmp_path)   # each as if on a host of its own: a dead worker's job is taken over by heartbeat
     jobs = JobStore(f"{target.url}/{DB}")
-    yield jobs, start_worker
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    yield jobs, workers
+    workers.stop()
     jobs.store.dispose()
     with target.connect() as conn, conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {DB}")
@@ -91,12 +67,12 @@ def _finished(jobs: JobStore, job_id: str, timeout: float):
 
 
 def test_a_queued_job_is_run_by_exactly_one_of_two_workers(ha):
-    jobs, start_worker = ha
-    workers = [start_worker(), start_worker()]
+    jobs, workers = ha
+    workers.start(), workers.start()
     queued = [jobs.create("plan", "plan", "UOPS1") for _ in range(4)]
     done = [_finished(jobs, job.id, 120) for job in queued]
     assert [j.state for j in done] == [JobState.SUCCEEDED] * 4, [j.error for j in done]
-    pids = {w.pid for w in workers}
+    pids = set(workers.alive())
     for job in done:
         events = jobs.events(job.id)
         assert sum(e.startswith("✔") for e in events) == 1, events                # finished once
@@ -105,29 +81,19 @@ def test_a_queued_job_is_run_by_exactly_one_of_two_workers(ha):
     assert not [a for a in jobs.audit_log(100) if a["action"] == "took over"]
 
 
-def test_kill_9_of_the_worker_running_a_stage_job_the_other_finishes_it_exact(ha, shop, target, tmp_path):
-    jobs, start_worker = ha
-    workers = {p.pid: p for p in (start_worker(), start_worker())}
+def test_kill_9_of_the_worker_running_a_stage_job_the_other_finishes_it_exact(ha, shop, target):
+    jobs, workers = ha
+    workers.start(), workers.start()
     job = jobs.create("stage", "stage", "UOPS1")
 
     def replaying():
         j = jobs.get(job.id)
         assert not j.finished, f"the job ended before it was seen replaying: {j.state} {j.error} {jobs.events(job.id)}"
         return j if j.phase == "replay" and (j.progress or {}).get("done") else None
-    try:
-        running = _wait(replaying, 120)
-    except AssertionError as exc:
-        j = jobs.get(job.id)
-        logs = {p.name: p.read_text(errors="replace")[-2000:] for p in tmp_path.glob("worker-*.log")}
-        raise AssertionError(f"{exc}; state {j.state}, phase {j.phase}, progress {j.progress}, owner {j.owner}, "
-                             f"events {jobs.events(job.id)}, worker logs {logs}") from None
-    victim = running.worker_pid
-    killed_at = time.monotonic()
-    os.kill(victim, signal.SIGKILL)
-    workers.pop(victim).wait()
+    _running, victim, killed_at = workers.kill_9_when(jobs, job.id, replaying)
     done = _finished(jobs, job.id, 180)
     assert done.state == JobState.SUCCEEDED, done.error
-    survivor = next(iter(workers))
+    survivor, = workers.alive()
     assert done.worker_pid == survivor and done.owner.endswith(f":{survivor}")
     events = jobs.events(job.id)
     assert any(e.startswith("↻ resumed on") and str(survivor) in e for e in events), events

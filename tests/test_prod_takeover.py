@@ -1,0 +1,121 @@
+"""Two workers (each as on a host of its own, as under two `serve` instances) on one job store on a
+MariaDB server: kill -9 the one running a prod job while it rebuilds in its sandbox, and the other
+takes the job over once its heartbeat is stale, resumes it from the phase recorded on the target,
+removes the dead worker's sandbox and finishes: production equals the source before the disaster
+(CHECKSUM TABLE), the application's writes since are kept aside, and the takeover is in the job's
+thread and the audit log once. Prints the takeover and finish times after the kill."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from handlers.jobstore import JobState, JobStore
+from restore.mysql.leftovers import OwnedDir
+from tests.support.db import checksums, target_url
+from tests.support.incident_factory import IncidentSpec, each
+from tests.support.slack_bot import processes_mentioning
+from tests.support.workers import Workers
+from tests.test_worker_ha import _finished, _wait
+
+pytestmark = pytest.mark.mysql
+DB = "rb_prod_takeover"
+
+SHOP = IncidentSpec(
+    databases=("shop",),
+    schema=["CREATE DATABASE shop", "CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(30))",
+            "INSERT INTO shop.items VALUES (1, 'first')"],
+    traffic=[each("INSERT INTO shop.items VALUES (%s, %s)", [(i, f"row {i}") for i in range(2, 300)]),
+             "UPDATE shop.items SET name = 'renamed' WHERE id % 7 = 0", "DELETE FROM shop.items WHERE id % 11 = 0"],
+    disaster=["DROP DATABASE shop"])
+APP_WRITES = ["CREATE DATABASE shop", "CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(30))",
+              "INSERT INTO shop.items VALUES (1, 'written after the disaster'), (2, 'so was this')"]
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    return SHOP.build_on_new_source(tmp_path_factory.mktemp("prod_takeover"))
+
+
+@pytest.fixture
+def fleet(shop, target, tmp_path):
+    """Production on the target server (the application wrote to it after the disaster), the store on
+    it too; stage in a throwaway sandbox. The workers share a private temp dir, as a host's /tmp."""
+    with target.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {DB} CHARACTER SET utf8mb4")
+        for sql in APP_WRITES:
+            cur.execute(sql)
+    config = tmp_path / "restore-bot.toml"
+    config.write_text(f'[source]\nsnapshots = ["{shop.snapshot}"]\nbinlogs = "{shop.binlog_dir}"\n'
+                      f'[targets.stage]\ndsn = "sandbox"\n[targets.prod]\ndsn = "{target_url(target)}"\n'
+                      f'[store]\nurl = "{target.url}/{DB}"\n[worker]\nconcurrency = 1\n')
+    tmp = OwnedDir("rbp")
+    workers = Workers(config, tmp_path, {"TMPDIR": str(tmp.path)})
+    jobs = JobStore(f"{target.url}/{DB}")
+    try:
+        yield jobs, workers, str(tmp.path)
+    finally:
+        workers.stop()
+        for pid in processes_mentioning(str(tmp.path)):   # a sandbox server nobody removed
+            os.kill(pid, signal.SIGKILL)
+        tmp.remove()
+        jobs.store.dispose()
+
+
+def _rebuilding(jobs: JobStore, job_id: str, tmp: str) -> list[int] | None:
+    """While the prod job's worker's rebuild sandbox server runs: that server's pids."""
+    job = jobs.get(job_id)
+    assert not job.finished, f"the prod job ended before it was seen rebuilding: {job.state} {job.error}"
+    if job.state != JobState.RUNNING or "▶ rebuild started" not in jobs.events(job_id):
+        return None
+    servers = processes_mentioning(f"{tmp}/restore-bot-sandbox-{job.worker_pid}-")
+    return servers or None
+
+
+def test_kill_9_of_the_worker_running_a_prod_job_the_other_finishes_it_exact(fleet, shop, target):
+    jobs, workers, tmp = fleet
+    workers.start(), workers.start()
+    stage = _finished(jobs, jobs.create("stage", "stage", "UOPS1").id, 120)
+    assert stage.state == JobState.SUCCEEDED, (stage.error, workers.log_tails())
+    prod = jobs.create("prod", "prod", "UOPS1", plan_id=stage.plan_id, stage_job=stage.id)   # approved
+
+    servers, victim, killed_at = workers.kill_9_when(jobs, prod.id, lambda: _rebuilding(jobs, prod.id, tmp))
+    survivor, = workers.alive()
+
+    def took_over():
+        return time.monotonic() if any(a["action"] == "took over" for a in jobs.audit_log(20)) else None
+    takeover = _wait(took_over, 60, 0.1) - killed_at
+    done = _finished(jobs, prod.id, 120)
+    finished = time.monotonic() - killed_at
+    assert done.state == JobState.SUCCEEDED, (done.error, jobs.events(prod.id), workers.log_tails())
+    assert done.worker_pid == survivor and done.owner.endswith(f":{survivor}")
+
+    events = jobs.events(prod.id)
+    resumed = [e for e in events if e.startswith("↻ resumed on")]
+    assert len(resumed) == 1 and f":{survivor}:" in resumed[0], events
+    assert any("resuming prod job" in e and "fenced" in e for e in events), events   # from the target's record
+    assert sum(e.startswith("✔") for e in events) == 1, events
+    took = [a for a in jobs.audit_log(100) if a["action"] == "took over"]
+    assert [a["job"] for a in took] == [prod.id] and str(victim) in took[0]["detail"], took
+
+    with target.connect() as conn, conn.cursor() as cur:
+        assert checksums(conn, ["shop"]) == shop.before                 # production: exact
+        aside = f"shop__before_{prod.id.lower()}"
+        cur.execute(f"SELECT id, name FROM {aside}.items ORDER BY id")   # the application's writes: kept
+        assert cur.fetchall() == ((1, "written after the disaster"), (2, "so was this"))
+        cur.execute("SHOW DATABASES LIKE 'shop\\_\\_shadow%'")
+        assert cur.fetchall() == ()
+    # the dead worker's rebuild sandbox: its server gone, its directory removed by the survivor's sweep
+    assert not [pid for pid in servers if _alive(pid)]
+    assert not [n for n in os.listdir(tmp) if n.startswith(f"restore-bot-sandbox-{victim}-")], os.listdir(tmp)
+    print(f"prod job: kill -9 to taken over {takeover:.1f}s, to finished on the survivor {finished:.1f}s")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
