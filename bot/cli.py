@@ -15,9 +15,12 @@ from restore.errors import RestoreError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--snapshot", action="append", metavar="FILE",
-                   help="a base dump (mariadb-dump/mysqldump); DB=FILE for a dump taken without --databases. Repeat per "
-                        "dump. Without --snapshot and --binlogs: the --cluster's (or [source]'s) in --config")
+    p.add_argument("--snapshot", action="append", metavar="FILE|DIR",
+                   help="a base dump (mariadb-dump/mysqldump), or a mariadb-backup/xtrabackup directory (prepared or "
+                        "not); DB=FILE for a dump taken without --databases. Repeat per dump. Without --snapshot and --binlogs: the --cluster's (or [source]'s) in --config")
+    p.add_argument("--database", action="append", default=[], metavar="DB",
+                   help="restore only this database of a physical backup directory (repeatable; default: every "
+                        "database its files hold)")
     p.add_argument("--binlogs", metavar="DIR|DSN",
                    help="a directory of binlog files (read offline) or mysql://user:pass@host:port (read live)")
     p.add_argument("--config", help="TOML settings file (default: $RESTORE_BOT_CONFIG): where --cluster is read")
@@ -124,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         with hooks:
             planned = api.plan(api.PlanInput(args.snapshot, args.binlogs, stop=args.stop_before, skips=args.skip,
-                                             start=args.start, rules=rules), hooks=hooks)
+                                             start=args.start, rules=rules, databases=args.database),
+                               hooks=hooks)
         plan = planned.plan
         args.plan_seconds = round(time.monotonic() - started, 3)
         if args.command == "plan":

@@ -27,6 +27,7 @@ from restore.hooks import Hooks, NullHooks
 from restore.mysql.dsn import Dsn
 from restore.mysql.leftovers import sweep
 from restore.plan.destructive import DestructiveRules
+from restore.plan.physical import narrow
 from restore.plan.physical_base import sandbox_for
 from restore.plan.plan import Plan, iso
 from restore.plan.planner import make_plan
@@ -75,6 +76,7 @@ class PlanInput:
     start: str | None = None
     expected: Sequence[str] = ()          # candidates an operator marked expected ("file:pos" or GTID)
     rules: DestructiveRules | None = None
+    databases: Sequence[str] = ()         # narrows a physical backup to these (--database); () is all it holds
 
 
 @dataclass
@@ -90,7 +92,7 @@ class Planned:
 
 
 def plan(inputs: PlanInput, *, hooks: Hooks | None = None, interrupt: Interrupt = None) -> Planned:
-    snapshots = read_snapshots(list(inputs.snapshots))
+    snapshots = read_snapshots(narrow(inputs.snapshots, inputs.databases))
     source = open_binlogs(inputs.binlogs)
     made = make_plan(snapshots, source, stop=inputs.stop, skips=inputs.skips, start=inputs.start,
                      rules=inputs.rules, hooks=hooks, interrupt=interrupt, expected=inputs.expected)

@@ -156,6 +156,20 @@ def test_database_narrows_the_backup(incident):
     assert after == {k: v for k, v in incident.before.items() if k.startswith("wiki.")}
 
 
+def test_database_option_narrows_the_backup(incident):
+    planned = api.plan(api.PlanInput([str(incident.raw)], incident.binlogs, databases=["wiki"]))
+    assert set(planned.plan.databases) == {"wiki"} and planned.snapshots[0].databases == ["wiki"]
+    # From the command line, a name the backup does not hold is refused, naming the ones it holds.
+    out = subprocess.run([sys.executable, "-m", "bot.cli", "plan", "--snapshot", str(incident.raw), "--binlogs",
+                          str(incident.binlogs), "--database", "wiki", "--database", "nope", "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0, out.stdout[-2000:]
+    error = json.loads(out.stdout)["error"]
+    assert "no database nope" in error["message"] and "shop, wiki" in error["hint"], error
+    with pytest.raises(SnapshotError, match="no --snapshot is one"):
+        api.plan(api.PlanInput([str(incident.binlogs / "nothing.sql")], incident.binlogs, databases=["wiki"]))
+
+
 def test_row_counts_and_coordinates_read_from_the_backup(incident):
     (snap,) = api.read_snapshots([str(incident.raw)])
     assert snap.databases == ["shop", "wiki"]

@@ -10,6 +10,7 @@ files cannot be counted without the server. The user's directory is only ever re
 from __future__ import annotations
 
 import configparser
+from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -131,3 +132,31 @@ def _innodb_options(p: Path) -> tuple[str, ...]:
     keep = ("innodb_page_size", "innodb_data_file_path", "innodb_undo_tablespaces", "innodb_checksum_algorithm")
     return tuple(f"--{k.replace('_', '-')}={parser.get('mysqld', k)}" for k in keep
                  if parser.get("mysqld", k, fallback=None))
+
+
+def narrow(snapshots: Sequence[str], databases: Sequence[str]) -> list[str]:
+    """`--snapshot` arguments with `--database` applied: a backup directory `DIR` becomes `DB,DB=DIR`
+    (restore.plan.snapshot.read_snapshots then refuses a name the backup does not hold, naming
+    the ones it does). Dumps are restored whole, so `databases` with only dumps is refused."""
+    wanted = list(dict.fromkeys(d.strip() for d in databases if d.strip()))
+    if not wanted:
+        return list(snapshots)
+    if bad := [d for d in wanted if "," in d or "=" in d]:
+        raise SnapshotError(f"--database {bad[0]}: a database name with ',' or '=' cannot narrow a backup",
+                            hint="leave out --database to restore every database of the backup")
+    out, narrowed = [], False
+    for arg in snapshots:
+        if is_backup_dir(arg):
+            out.append(",".join(wanted) + "=" + str(arg))
+            narrowed = True
+            continue
+        db, sep, path = str(arg).partition("=")
+        if sep and is_backup_dir(path):
+            raise SnapshotError(f"--snapshot {arg} names its databases and --database names them again",
+                                where=path, hint=f"give them once: --snapshot {path} --database {db.split(',')[0]} ...")
+        out.append(str(arg))
+    if not narrowed:
+        raise SnapshotError("--database narrows a physical backup directory, and no --snapshot is one",
+                            hint="a dump is restored whole: leave out --database (DB=FILE names the database of a dump "
+                                 "taken without --databases)")
+    return out
