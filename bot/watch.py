@@ -186,7 +186,7 @@ def alert_client(settings) -> AlertSlackClient | None:
 def build_watcher(settings, source: Dsn, *, client=None, on_posted=None, on_trouble=None,
                   instance_id: str | None = None, cluster: str | None = None) -> tuple[WatcherProcess, AlertPoster | None]:
     """`instance_id`: who claims the alerts in a shared store; `cluster`: the one its buttons act on."""
-    store = AlertStore(settings.store, source.redacted(), instance_id=instance_id)
+    store = AlertStore(settings.store, source.redacted(), instance_id=instance_id, cluster=cluster)
     oncall = Oncall(settings, store)
     watch = settings.watch
     rules = DestructiveRules(fraction=watch.mass_fraction, min_rows=watch.mass_min_rows) if watch else DestructiveRules()

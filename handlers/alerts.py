@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from slack_sdk.errors import SlackApiError
 
 from handlers.store import Store, open_store
-from handlers.store_schema import alerts, oncall_override, watch_position
+from handlers.store_schema import DEFAULT_CLUSTER, alerts, oncall_override, watch_position
 from restore.live.watcher import Alert
 
 log = logging.getLogger("restore-handlers.alerts")
@@ -46,8 +46,10 @@ class AlertStore:
     """Watch positions, sent alerts and the on-call override, beside the jobs (the tables are in
     handlers/store_schema.py; a SQLite path or a database URL, as handlers/store.py opens)."""
 
-    def __init__(self, path: str | Store, source: str, *, instance_id: str | None = None) -> None:
+    def __init__(self, path: str | Store, source: str, *, instance_id: str | None = None,
+                 cluster: str | None = None) -> None:
         self.source = source
+        self.cluster = cluster or DEFAULT_CLUSTER   # the watched cluster: in its alerts' keys
         self.instance_id = instance_id or default_instance_id()
         # No fsync per alert: a lost record is re-read from the binlog (its position is lost with it).
         self.store = open_store(path, durable=False)
@@ -70,15 +72,24 @@ class AlertStore:
         with self.store.read() as db:
             self.store.upsert(db, watch_position, {"source": self.source, "file": file, "pos": pos}, "source")
 
+    def scoped(self, alert: Alert) -> Alert:
+        """The alert with its cluster in its key: two clusters whose servers share a server_id (and
+        the same binlog file:pos and second) never take each other's alert for theirs. The
+        `default` cluster's keys stay as they were (a store written before clusters had names)."""
+        if self.cluster == DEFAULT_CLUSTER or alert.key.startswith(f"{self.cluster}/"):
+            return alert
+        return dataclasses.replace(alert, key=f"{self.cluster}/{alert.key}")
+
     def claim(self, alert: Alert, oncall: str | None) -> bool:
         """Record an alert; False if this event was alerted before (a re-read after a restart, or by
         another instance: the alert's key is unique in the store, the insert decides). One recorded
         but never posted (Slack failed, or its poster died in between) is claimed again by the
         instance that claimed it, or by any once ALERT_CLAIM_SECONDS have passed."""
+        alert = self.scoped(alert)
         # The whole alert (values masked), so that one Slack never took can be posted after a restart.
         body = json.dumps({**dataclasses.asdict(alert), "statement": mask_literals(alert.statement)}, ensure_ascii=False)
         if self.store.insert_new(alerts, {
-                "key": alert.key, "source": self.source, "reason": alert.reason, "oncall": oncall,
+                "key": alert.key, "source": self.source, "cluster": self.cluster, "reason": alert.reason, "oncall": oncall,
                 "created": time.time(), "body": body, "severity": alert.severity, "escalations": 0,
                 "claimed_by": self.instance_id, "claimed_at": self.store.now()}):
             return True
@@ -141,7 +152,7 @@ class AlertStore:
         return cur.rowcount == 1
 
     _FIELDS = ("key", "reason", "oncall", "ts", "channel", "acked_by", "escalations", "severity", "marked",
-               "marked_by", "body")
+               "marked_by", "cluster", "body")
 
     def get(self, key: str) -> dict | None:
         """The alert as recorded; "event" is what the watcher reported (values masked), when known."""
@@ -339,6 +350,7 @@ class AlertPoster:
         """Post on the calling thread: for a caller that is itself only the alert path's thread (the
         thread reading a watcher process's pipe), one hand-over less between statement and Slack.
         A failed post is retried with backoff (on the scheduler's thread) until Slack takes it."""
+        alert = self.store.scoped(alert)   # its key, in the store and on its buttons, names the cluster
         with self._lock:
             if alert.key in self._posting:
                 return

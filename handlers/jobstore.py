@@ -19,7 +19,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from handlers.store import Store, open_store
-from handlers.store_schema import audit, choice, events, expected_events, jobs
+from handlers.store_schema import DEFAULT_CLUSTER, audit, choice, events, expected_events, jobs
 
 
 class JobState(str, Enum):
@@ -263,41 +263,45 @@ class JobStore:
             db.execute(events.update().where(events.c.id == event_id).values(posted=1))
 
     # -- what operators decided about the incident ------------------------------------------------
-    def set_choice(self, stop: str | None, skips: list[str], user: str, why: str) -> None:
-        """The operators' choice: where plans stop (None: the bot decides) and what they skip, for
-        every later plan, stage and prod that does not name its own stop or skips."""
+    def set_choice(self, stop: str | None, skips: list[str], user: str, why: str,
+                   cluster: str = DEFAULT_CLUSTER) -> None:
+        """The operators' choice for `cluster`: where its plans stop (None: the bot decides) and what
+        they skip, for every later plan, stage and prod of it that does not name its own stop or skips."""
         with self.store.read() as db:
-            self.store.upsert(db, choice, {"id": 1, "stop": stop, "skips": json.dumps(list(skips)), "user": user,
-                                           "why": why, "ts": self.clock()}, "id")
+            self.store.upsert(db, choice, {"cluster": cluster, "stop": stop, "skips": json.dumps(list(skips)),
+                                           "user": user, "why": why, "ts": self.clock()}, "cluster")
 
-    def choice(self) -> dict | None:
+    def choice(self, cluster: str = DEFAULT_CLUSTER) -> dict | None:
         with self.store.read() as db:
             row = db.execute(sa.select(choice.c.stop, choice.c.skips, choice.c.user, choice.c.why, choice.c.ts)
-                             .where(choice.c.id == 1)).mappings().first()
+                             .where(choice.c.cluster == cluster)).mappings().first()
         if row is None:
             return None
         return {**row, "skips": json.loads(row["skips"])}
 
-    def clear_choice(self) -> bool:
+    def clear_choice(self, cluster: str = DEFAULT_CLUSTER) -> bool:
         with self.store.read() as db:
-            return db.execute(choice.delete()).rowcount > 0
+            return db.execute(choice.delete().where(choice.c.cluster == cluster)).rowcount > 0
 
-    def mark_expected(self, tx: str, gtid: str | None, user: str, reason: str) -> None:
-        """An event an operator called expected (its transaction's file:pos and GTID): later plans
-        list it as "expected" and never stop there by themselves."""
-        with self.store.read() as db:
-            self.store.upsert(db, expected_events, {"tx": tx, "gtid": gtid, "user": user, "reason": reason,
-                                                    "ts": self.clock()}, "tx")
+    def mark_expected(self, tx: str, gtid: str | None, user: str, reason: str, cluster: str = DEFAULT_CLUSTER) -> None:
+        """An event an operator called expected (its transaction's file:pos and GTID) on `cluster`:
+        later plans of it list it as "expected" and never stop there by themselves."""
+        values = {"cluster": cluster, "tx": tx, "gtid": gtid, "user": user, "reason": reason, "ts": self.clock()}
+        e = expected_events.c
+        with self.store.write() as db:   # the key is (cluster, tx): an update, else an insert
+            if db.execute(expected_events.update().where(e.cluster == cluster, e.tx == tx).values(**values)).rowcount == 0:
+                db.execute(expected_events.insert().values(**values))
 
-    def expected_events(self) -> list[dict]:
+    def expected_events(self, cluster: str = DEFAULT_CLUSTER) -> list[dict]:
         e = expected_events.c
         with self.store.read() as db:
-            rows = db.execute(sa.select(e.tx, e.gtid, e.user, e.reason, e.ts).order_by(e.ts, e.tx)).mappings().all()
+            rows = db.execute(sa.select(e.tx, e.gtid, e.user, e.reason, e.ts).where(e.cluster == cluster)
+                              .order_by(e.ts, e.tx)).mappings().all()
         return [dict(r) for r in rows]
 
-    def expected(self) -> list[str]:
-        """What a plan takes as PlanRequest.expected: every transaction's file:pos and GTID."""
-        return sorted({v for e in self.expected_events() for v in (e["tx"], e["gtid"]) if v})
+    def expected(self, cluster: str = DEFAULT_CLUSTER) -> list[str]:
+        """What a plan of `cluster` takes as PlanRequest.expected: every transaction's file:pos and GTID."""
+        return sorted({v for e in self.expected_events(cluster) for v in (e["tx"], e["gtid"]) if v})
 
     # -- audit -----------------------------------------------------------------------------------
     def audit(self, actor: str, action: str, job: str | None = None, detail: str = "") -> None:

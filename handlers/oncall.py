@@ -14,6 +14,7 @@ from handlers.jobstore import JobStore
 from handlers.presenter import replies as say
 from handlers.presenter.answers import oncall as oncall_text
 from handlers.presenter.answers import oncall_set
+from handlers.store_schema import DEFAULT_CLUSTER
 
 
 class OncallHandler:
@@ -50,14 +51,15 @@ class OncallHandler:
             reply.ephemeral(messages.ALERT_UNKNOWN)
             return
         tx, gtid = f"{event['tx_file']}:{event['tx_pos']}", event.get("gtid")
+        cluster = info.get("cluster") or DEFAULT_CLUSTER   # the alert's: its choice and expected events
         if cmd.name == "alert expected":
-            self.store.mark_expected(tx, gtid, cmd.user, info["reason"])
+            self.store.mark_expected(tx, gtid, cmd.user, info["reason"], cluster)
             self.store.audit(cmd.user, "marked expected", None, f"{tx}{' GTID ' + gtid if gtid else ''}: {info['reason']}")
             self.alerts.mark(cmd.alert, "expected", cmd.user)
             text = say.alert_expected(cmd.user, tx, gtid)
         else:
             spec = gtid or tx
-            self.store.set_choice(spec, [], cmd.user, say.incident_why(info["reason"]))
+            self.store.set_choice(spec, [], cmd.user, say.incident_why(info["reason"]), cluster)
             self.store.audit(cmd.user, "marked incident", None, f"stop before {spec}: {info['reason']}")
             self.alerts.mark(cmd.alert, "incident", cmd.user)
             text = say.alert_incident(cmd.user, spec)

@@ -15,6 +15,7 @@ from handlers.jobstore import ACTIVE, APPROVAL_MINUTES, Job, JobKind, JobState, 
 from handlers.presenter import replies as say
 from handlers.presenter.answers import args_text, choice_shown, history
 from handlers.presenter.jobs import describe
+from handlers.store_schema import DEFAULT_CLUSTER
 
 __all__ = ["APPROVAL_MINUTES", "RestoreHandler"]
 
@@ -87,14 +88,12 @@ class RestoreHandler:
         and every event marked Expected. Stored on the job, so the worker, the prod gate and a
         resumed run all see the same. Returns the args and the choice applied (or None)."""
         args = job_args(cmd)
-        choice = None if cmd.chosen else self.store.choice()
-        several = self.clusters is not None and len(self.clusters.names) > 1
-        if choice is not None and not _choice_for(choice, cmd.cluster, several):
-            choice = None
+        cluster = self._cluster(cmd).name or DEFAULT_CLUSTER   # the choice and expected events are its own
+        choice = None if cmd.chosen else self.store.choice(cluster)
         if choice is not None:
             args["stop_before"] = choice["stop"] or "auto"
             args["skips"] = list(choice["skips"])
-        if expected := self.store.expected():
+        if expected := self.store.expected(cluster):
             args["expected"] = expected
         return args, choice
 
@@ -223,11 +222,12 @@ class RestoreHandler:
 
     def _choice(self, cmd: Command, reply: Reply) -> None:
         """`/restore choice`: the operators' saved stop/skips and the events marked Expected."""
-        reply.ephemeral(choice_shown(self.store.choice(), self.store.expected_events()))
+        cluster = self._cluster(cmd).name or DEFAULT_CLUSTER
+        reply.ephemeral(choice_shown(self.store.choice(cluster), self.store.expected_events(cluster)))
 
     def _choice_clear(self, cmd: Command, reply: Reply) -> None:
         """`/restore choice clear` forgets the saved stop and skips (the bot decides again)."""
-        had = self.store.clear_choice()
+        had = self.store.clear_choice(self._cluster(cmd).name or DEFAULT_CLUSTER)
         self.store.audit(cmd.user, "cleared choice", None)
         if had:
             reply.say(say.choice_cleared(cmd.user))
@@ -258,9 +258,9 @@ class RestoreHandler:
             stop = "auto" if cmd.chosen or stop == spec else stop
             skips = skips + [spec] if spec not in skips else skips
         cluster = base.args.get("cluster")
-        why = (f"{CHOICE_TAG.format(cluster)}" if cluster else "") + say.chose(stop_here, cmd.where or spec, base)
-        self.store.set_choice(None if stop == "auto" else stop, skips, cmd.user, why)
-        self.store.audit(cmd.user, "chose", base.id, why)
+        why = say.chose(stop_here, cmd.where or spec, base)
+        self.store.set_choice(None if stop == "auto" else stop, skips, cmd.user, why, cluster or DEFAULT_CLUSTER)
+        self.store.audit(cmd.user, "chose", base.id, _on(base) + why)
         reply.say(say.choice_made(cmd.user, why, stop, skips))
         self._start(Command("plan", cmd.user, origin=cmd.origin, stop_before=stop, skips=tuple(skips), chosen=True,
                             cluster=cluster), reply, JobKind.PLAN, "-")
@@ -296,20 +296,6 @@ class RestoreHandler:
                 reply.ephemeral(say.expired(job, APPROVAL_MINUTES))
             return True
         return False
-
-
-# The saved choice (one row in the store) names its cluster at the start of its reason: a choice
-# made on one cluster's plan card never decides another cluster's plans.
-CHOICE_TAG = "[{}] "
-
-
-def _choice_for(choice: dict, cluster: str | None, several: bool) -> bool:
-    """Whether the saved choice decides `cluster`'s plans: one made on its plan card does; one that
-    names no cluster (an alert's *This is the incident*) only while there is one cluster."""
-    why = choice.get("why") or ""
-    if cluster is not None and why.startswith(CHOICE_TAG.format(cluster)):
-        return True
-    return not several and not why.startswith("[")
 
 
 def _on(job: Job) -> str:

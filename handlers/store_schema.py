@@ -59,9 +59,12 @@ events = sa.Table(
     sqlite_autoincrement=True,
 )
 
+DEFAULT_CLUSTER = "default"   # a config without [clusters]; rows written before clusters had names
+
+# One saved choice per cluster (a plan card's buttons, an alert's *This is the incident*).
 choice = sa.Table(
     "choice", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("cluster", sa.String(KEY), primary_key=True),
     sa.Column("stop", sa.String(KEY)),
     sa.Column("skips", LongText, nullable=False, default="[]"),
     sa.Column("user", sa.String(KEY), nullable=False),
@@ -71,6 +74,7 @@ choice = sa.Table(
 
 expected_events = sa.Table(
     "expected_events", metadata,
+    sa.Column("cluster", sa.String(KEY), primary_key=True),
     sa.Column("tx", sa.String(KEY), primary_key=True),
     sa.Column("gtid", sa.String(KEY)),
     sa.Column("user", sa.String(KEY), nullable=False),
@@ -113,6 +117,7 @@ alerts = sa.Table(
     sa.Column("marked_by", sa.String(KEY)),
     sa.Column("claimed_by", sa.String(KEY)),     # the instance posting it now
     sa.Column("claimed_at", sa.Double),          # the store's clock at that claim
+    sa.Column("cluster", sa.String(KEY), nullable=False, default=DEFAULT_CLUSTER),   # also in `key` (alerts.py)
 )
 
 oncall_override = sa.Table(

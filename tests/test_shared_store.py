@@ -5,6 +5,7 @@ ttl, an alert claimed by two instances posted once."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -19,6 +20,8 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.alert_client import AlertSlackClient
 from handlers import alerts as alerts_module
@@ -134,6 +137,100 @@ def test_a_server_store_of_the_previous_revision_is_upgraded_keeping_its_rows(st
     assert AlertStore(store_url, "mysql://src", instance_id="host-a").claim(alert_at(100), "U")   # unposted: ours now
     with jobs.store.read() as db:
         assert db.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == head()
+
+
+def test_a_store_of_revision_0002_gets_apschedulers_table_and_cluster_columns_keeping_its_rows(store_url):
+    """The store as the release before clusters had columns left it: its one saved choice made on
+    billing's plan card (the cluster a `[billing] ` prefix of why), an event marked expected, an
+    alert, and the job table APScheduler made itself with a scheduled drill in it."""
+    with _engine(store_url) as engine:
+        with engine.begin() as conn:
+            _upgrade_to(conn, "0002")
+            conn.execute(sa.table("choice", *map(sa.column, ("id", "stop", "skips", "user", "why", "ts"))).insert()
+                         .values(id=1, stop="0-2-77", skips="[]", user="U1", why="[billing] stop before bin.000001:900", ts=5))
+            conn.execute(sa.table("expected_events", *map(sa.column, ("tx", "gtid", "user", "reason", "ts"))).insert()
+                         .values(tx="binlog.000001:300", gtid="0-1-3", user="U2", reason="UPDATE without WHERE", ts=6))
+            conn.execute(sa.table("alerts", *map(sa.column, ("key", "source", "reason", "created"))).insert().values(
+                key="binlog.000001:100:1:1700000000", source="mysql://src", reason="DROP TABLE", created=1))
+        scheduler = BackgroundScheduler(jobstores={"default": SQLAlchemyJobStore(engine=engine)})
+        scheduler.start(paused=True)
+        scheduler.add_job(f"{__name__}:_scheduled_drill", "interval", hours=24, id="drill-billing")
+        scheduler.shutdown(wait=False)
+    assert "cluster" not in _columns(store_url, "choice") and _columns(store_url, "apscheduler_jobs")
+    jobs = JobStore(store_url)                               # migrated to the newest revision
+    assert jobs.choice("billing")["why"] == "stop before bin.000001:900" and jobs.choice() is None
+    assert jobs.expected() == ["0-1-3", "binlog.000001:300"] and jobs.expected("billing") == []
+    alert = AlertStore(jobs.store, "mysql://src").get("binlog.000001:100:1:1700000000")
+    assert (alert["reason"], alert["cluster"]) == ("DROP TABLE", "default")
+    with _engine(store_url) as engine:
+        store = SQLAlchemyJobStore(engine=engine)
+        assert [j.id for j in store.get_all_jobs()] == ["drill-billing"]   # the scheduled drill kept
+    with jobs.store.read() as db:
+        assert db.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == head()
+
+
+def _table_shape(engine: sa.Engine, table: str) -> tuple:
+    inspector = sa.inspect(engine)
+    columns = {c["name"]: (c["type"].compile(engine.dialect), c["nullable"]) for c in inspector.get_columns(table)}
+    indexes = {i["name"].replace(table, "T"): (i["column_names"], bool(i["unique"])) for i in inspector.get_indexes(table)}
+    return columns, inspector.get_pk_constraint(table)["constrained_columns"], indexes
+
+
+def test_the_migrations_make_apschedulers_job_table_as_apscheduler_would(store_url):
+    store = open_store(store_url)
+    try:
+        # APScheduler makes its own table beside ours, as it does when it starts on a store without one
+        reference = SQLAlchemyJobStore(engine=store.engine, tablename="apscheduler_reference")
+        reference.jobs_t.create(store.engine)
+        assert _table_shape(store.engine, "apscheduler_jobs") == _table_shape(store.engine, "apscheduler_reference")
+        shared = SharedScheduler(store, "host-a")
+        shared.scheduler.start(paused=True)                   # APScheduler finds its table made
+        shared.add_once(f"{__name__}:_scheduled_drill", "drill", "interval", hours=1)
+        assert [j.id for j in shared.scheduler.get_jobs()] == ["drill"]
+        shared.scheduler.shutdown(wait=False)
+    finally:
+        store.dispose()
+
+
+def test_choices_and_expected_events_of_two_clusters_do_not_collide(store_url):
+    a, b = JobStore(store_url), JobStore(store_url)      # two instances
+    a.set_choice("0-1-7", [], "U1", "this is the incident: DROP TABLE club.posts", "homepage")
+    b.set_choice("0-2-77", ["0-2-70"], "U2", "stop before bin.000001:900", "billing")
+    a.mark_expected("binlog.000001:300", "0-1-3", "U1", "UPDATE without WHERE", "homepage")
+    b.mark_expected("binlog.000001:300", "0-1-3", "U2", "a batch job", "billing")   # same position, other server
+    b.mark_expected("binlog.000001:300", "0-1-3", "U3", "the nightly batch", "billing")   # said again: updated
+    assert (a.choice("homepage")["stop"], a.choice("billing")["stop"], a.choice("billing")["skips"]) == \
+        ("0-1-7", "0-2-77", ["0-2-70"])
+    assert [e["reason"] for e in a.expected_events("homepage")] == ["UPDATE without WHERE"]
+    assert [(e["user"], e["reason"]) for e in a.expected_events("billing")] == [("U3", "the nightly batch")]
+    assert a.choice() is None and a.expected() == []                  # the unnamed cluster has neither
+    assert b.clear_choice("billing") and b.choice("billing") is None and a.choice("homepage")["stop"] == "0-1-7"
+
+
+def test_the_same_looking_event_in_two_clusters_is_alerted_in_each(store_url):
+    """Two clusters' servers with the same server_id write the same file:pos in the same second:
+    each cluster's alert is claimed and posted; each one's re-read is still deduplicated."""
+    wiki = AlertStore(store_url, "mysql://wiki-db", instance_id="host-a", cluster="wiki")
+    billing = AlertStore(store_url, "mysql://billing-db", instance_id="host-b", cluster="billing")
+    same = alert_at(100)
+    with FakeSlack() as fake:
+        posters = [_poster(fake, wiki, "wiki"), _poster(fake, billing, "billing")]
+        try:
+            for poster in posters:
+                poster.post(same)
+                poster.post(same)                          # the watcher re-read it after a restart
+            fake.wait_for(lambda calls: len([c for c in calls if c.method == "chat.postMessage"]) >= 2,
+                          timeout=10, what="both clusters' alerts")
+            time.sleep(0.3)
+        finally:
+            for poster in posters:
+                poster.stop()
+        posts = [c for c in fake.snapshot() if c.method == "chat.postMessage"]
+    assert len(posts) == 2, [c.body["text"] for c in posts]
+    keys = {json.dumps(c.body["blocks"]).count(f"{name}/{same.key}") > 0 for c in posts for name in ("wiki", "billing")}
+    assert keys == {True, False}                            # each post's buttons carry its own cluster's key
+    assert wiki.get(f"wiki/{same.key}")["cluster"] == "wiki" and billing.get(f"billing/{same.key}")["ts"]
+    assert wiki.get(same.key) is None and not wiki.claim(same, "U") and not billing.claim(same, "U")
 
 
 def test_a_sqlite_file_of_the_version_before_alembic_is_stamped_and_upgraded(tmp_path):
@@ -257,10 +354,10 @@ def test_a_lease_of_a_killed_process_is_taken_by_another_within_its_ttl(store_ur
     assert leases.release("watch:homepage", "host-b") and leases.acquire_lease("watch:homepage", "host-a", 2.0)
 
 
-def _poster(fake: FakeSlack, store: AlertStore) -> AlertPoster:
+def _poster(fake: FakeSlack, store: AlertStore, cluster: str | None = None) -> AlertPoster:
     settings = SimpleNamespace(oncall=SimpleNamespace(rotation=("UKIM",), rotation_start=None, fallback=None))
     return AlertPoster(AlertSlackClient("xoxb-test", fake.api_url), "CINC", store, Oncall(settings, store),
-                       "mysql://src", escalate_after=0, keep_warm=0).start()
+                       "mysql://src", escalate_after=0, keep_warm=0, cluster=cluster).start()
 
 
 def test_an_alert_two_instances_claim_is_posted_once_and_none_is_lost(store_url, monkeypatch):
