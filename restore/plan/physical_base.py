@@ -165,12 +165,26 @@ class BaseSandbox(Sandbox):
 
     def _stop(self, error: BaseException | None) -> None:
         """Stop the server, then drop the copy (kept as the spare when `keep` and all went well)."""
+        if not (self.keep and error is None):
+            _no_flush_at_shutdown(self)
         try:
             super().stop()
         finally:
             copy, self._copy = self._copy, None
             if copy is not None:
                 copy.__exit__(None if error is None else type(error), error, None)
+
+
+def _no_flush_at_shutdown(box: Sandbox) -> None:
+    """The copy is removed right after the server stops: its dirty pages need not be written first
+    (innodb_fast_shutdown=2, as after a crash; nothing starts on these files again)."""
+    if box.proc is None or box.proc.poll() is not None:
+        return
+    try:
+        with box.connect() as conn, conn.cursor() as cur:
+            cur.execute("SET GLOBAL innodb_fast_shutdown = 2")
+    except pymysql.err.MySQLError:
+        pass   # a server that does not answer is stopped the usual way (or killed)
 
 
 def sandbox_for(snapshots: Sequence[Snapshot], base_dir: str | None = None) -> Sandbox:
