@@ -237,6 +237,7 @@ class Background:
         _BACKGROUND = self
         named = bool(self.settings.clusters)
         self.scheduler.start()
+        scheduled: dict[str, tuple] = {}
         for name in self.settings.cluster_names:
             s = self.settings.cluster(name)
             tag = f"{name} " if named else ""   # trouble names its cluster when there are names
@@ -255,9 +256,10 @@ class Background:
                                         on_trouble=lambda text, t=trouble, g=tag: t(f"{g}archive: {text}"))
                     self._spawn(archiver, f"archiver-{name}" if named else "archiver")
             for kind, hours in ((JobKind.BACKUP, s.keep.backup_every_hours), (JobKind.DRILL, s.keep.drill_every_hours)):
-                if hours:   # added once, by the first instance: the others find it in the store
-                    self.scheduler.add_once("bot.serve:run_scheduled", f"{kind}-{name}" if named else str(kind),
-                                            "interval", hours=hours, args=[str(kind), name if named else None])
+                if hours:   # in the store once; a changed interval replaces it, an unchanged one keeps its next run
+                    scheduled[f"{kind}-{name}" if named else str(kind)] = (
+                        "bot.serve:run_scheduled", "interval", {"hours": hours}, [str(kind), name if named else None])
+        self.scheduler.configure(scheduled)
 
     def watch_state(self, cluster: str) -> str:
         """For `/restore clusters`: whether this process watches `cluster` (or another instance does)."""

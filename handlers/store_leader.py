@@ -166,6 +166,26 @@ class SharedScheduler:
         except ConflictingIdError:
             pass
 
+    def configure(self, wanted: dict[str, tuple[str, str, dict, list]]) -> None:
+        """Make the stored jobs what the config says, after start(): `wanted` is job id -> (function
+        reference, trigger, trigger arguments, arguments). A job whose trigger or arguments changed
+        is replaced (its next run counted from now: the store kept the old trigger otherwise); one
+        unchanged keeps its next run time (a restart must not push a drill back); one no longer
+        configured is removed. Every instance does this at start: instances must share one config."""
+        stored = {job.id: job for job in self.scheduler.get_jobs()}
+        for job_id in stored.keys() - wanted.keys():
+            self.scheduler.remove_job(job_id)
+            log.info("scheduled job %s removed: it is no longer configured", job_id)
+        for job_id, (func, trigger, trigger_args, args) in wanted.items():
+            job = stored.get(job_id)
+            # The scheduler's own trigger factory (its time zone; APScheduler is pinned below 4)
+            new = self.scheduler._create_trigger(trigger, dict(trigger_args))
+            if job is not None and (str(job.trigger), job.func_ref, list(job.args)) == (str(new), func, list(args)):
+                continue
+            self.scheduler.add_job(func, new, id=job_id, args=args, replace_existing=True)
+            if job is not None:
+                log.info("scheduled job %s now runs %s (was %s)", job_id, new, job.trigger)
+
     def start(self) -> "SharedScheduler":
         self.scheduler.start(paused=True)
         self.keeper.start()

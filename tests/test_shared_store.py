@@ -435,6 +435,40 @@ def test_a_scheduled_drill_runs_once_per_interval_across_instances_and_after_a_f
     assert len({name.split("_")[0] for _t, name in _RUNS}) == 2, _RUNS  # both instances' executors ran it
 
 
+def test_a_changed_schedule_replaces_the_stored_job_and_an_unchanged_one_keeps_its_next_run(store_url):
+    drill = backup = f"{__name__}:_scheduled_backup"
+
+    def start(config: dict) -> dict:
+        """A serve instance starting with this config: the stored jobs it leaves, by id."""
+        store = open_store(store_url)
+        shared = SharedScheduler(store, "host-a")
+        shared.scheduler.start(paused=True)
+        try:
+            shared.configure(config)
+            return {j.id: (str(j.trigger), list(j.args), j.next_run_time) for j in shared.scheduler.get_jobs()}
+        finally:
+            shared.scheduler.shutdown(wait=False)
+            store.dispose()
+    first = start({"drill-wiki": (drill, "interval", {"hours": 24}, ["drill", "wiki"]),
+                   "backup-wiki": (backup, "interval", {"hours": 6}, ["backup", "wiki"])})
+    assert first["drill-wiki"][0] == "interval[1 day, 0:00:00]" and first["backup-wiki"][0] == "interval[6:00:00]"
+    time.sleep(0.05)
+    again = start({"drill-wiki": (drill, "interval", {"hours": 24}, ["drill", "wiki"]),
+                   "backup-wiki": (backup, "interval", {"hours": 6}, ["backup", "wiki"])})
+    assert again == first                                     # a restart keeps the next run times
+    changed = start({"drill-wiki": (drill, "interval", {"hours": 2}, ["drill", "wiki"]),   # drill_every_hours = 2
+                     "backup-billing": (backup, "interval", {"hours": 6}, ["backup", "billing"])})
+    assert set(changed) == {"drill-wiki", "backup-billing"}   # backup-wiki is no longer configured: removed
+    assert changed["drill-wiki"][0] == "interval[2:00:00]" and changed["drill-wiki"][2] < first["drill-wiki"][2]
+    assert changed["backup-billing"][1] == ["backup", "billing"]
+    with _engine(store_url) as engine:                        # what the store holds, as another instance reads it
+        assert sorted(j.id for j in SQLAlchemyJobStore(engine=engine).get_all_jobs()) == ["backup-billing", "drill-wiki"]
+
+
+def _scheduled_backup(kind: str, cluster: str) -> None:
+    """Stands for bot.serve:run_scheduled (never runs here: the schedulers stay paused)."""
+
+
 def test_heartbeats_keep_a_running_job_and_report_it_lost_once_taken_over(store_url):
     a, b = JobStore(store_url), JobStore(store_url)
     job = a.create("stage", "stage", "UOPS1")
