@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, Histogram, generate_la
 
 from bot.reporter import Reporter
 from bot.watch import alert_client, build_watcher, trouble_reporter
-from bot.watch_lease import LeasedWatch
+from bot.watch_lease import LeasedArchiver, LeasedWatch
 from bot.worker import RESUMED, Worker, instance_id
 from handlers.app import alert_store, application
 from handlers.jobstore import ACTIVE, JobKind, JobState, JobStore
@@ -226,8 +226,8 @@ class Background:
         self.settings, self.store, self.client = settings, store, client
         self.instance = instance or instance_id()
         self.reporters: list[Reporter] = []
-        self.threads: list[tuple[object, threading.Thread]] = []
         self.watchers: dict[str, LeasedWatch] = {}   # cluster -> its watcher, run while this instance holds its lease
+        self.archivers: dict[str, LeasedArchiver] = {}   # the same for its archiver
         self.alert_store = alert_store(settings, store.store, instance_id=self.instance)
         # Jobs and next run times in the store; run by the one instance holding the scheduler's lease
         self.scheduler = SharedScheduler(store.store, self.instance)
@@ -250,11 +250,12 @@ class Background:
                                          on_trouble=lambda text: trouble(f"{tag}watch: {text}"),
                                          instance_id=self.instance, cluster=name if named else None)
                 self.watchers[name] = LeasedWatch(self.store.store, name, self.instance, build).start()
-                if s.keep.archive_dir:   # every instance archives into its own directory
-                    archiver = Archiver(s.watch.source, s.keep.archive_dir, keep_days=s.keep.keep_days,
-                                        keep_bytes=s.keep.keep_bytes, backup_dir=s.keep.backup_dir,
-                                        on_trouble=lambda text, t=trouble, g=tag: t(f"{g}archive: {text}"))
-                    self._spawn(archiver, f"archiver-{name}" if named else "archiver")
+                if s.keep.archive_dir:   # one instance archives a cluster: the one holding its lease
+                    def archiver(s=s, trouble=trouble, tag=tag):
+                        return (Archiver(s.watch.source, s.keep.archive_dir, keep_days=s.keep.keep_days,
+                                         keep_bytes=s.keep.keep_bytes, backup_dir=s.keep.backup_dir,
+                                         on_trouble=lambda text: trouble(f"{tag}archive: {text}")),)
+                    self.archivers[name] = LeasedArchiver(self.store.store, name, self.instance, archiver).start()
             for kind, hours in ((JobKind.BACKUP, s.keep.backup_every_hours), (JobKind.DRILL, s.keep.drill_every_hours)):
                 if hours:   # in the store once; a changed interval replaces it, an unchanged one keeps its next run
                     scheduled[f"{kind}-{name}" if named else str(kind)] = (
@@ -266,12 +267,6 @@ class Background:
         watch = self.watchers.get(cluster)
         return "not watched here" if watch is None else watch.state
 
-    def _spawn(self, worker, name: str) -> threading.Thread:
-        thread = threading.Thread(target=worker.run_forever, name=name, daemon=True)
-        thread.start()
-        self.threads.append((worker, thread))
-        return thread
-
     def _scheduled(self, kind: JobKind, cluster: str | None = None) -> None:
         channel = self.settings.cluster(cluster).slack.channel
         job = self.store.create(kind, kind, "restore-bot", args={"cluster": cluster} if cluster else None,
@@ -279,10 +274,8 @@ class Background:
         self.store.audit("restore-bot", f"scheduled {kind}", job.id, f"cluster={cluster}" if cluster else "")
 
     def stop(self) -> None:
-        for worker, _thread in self.threads:
-            worker.stop()
-        for watch in self.watchers.values():
-            watch.stop()
+        for role in (*self.watchers.values(), *self.archivers.values()):
+            role.stop()
         self.scheduler.stop()
         for reporter in self.reporters:
             reporter.stop()
