@@ -10,6 +10,9 @@ path the CLI takes (restore.api.plan + restore.api.stage, stop at the binlogs' e
   dump      load the dump (restore.replay.loader, parallel) into a new server, then replay
   physical  copy + prepare the backup, start the sandbox on it (no load), then replay
 
+The physical path's fixed costs are timed step by step (copy, prepare, server start and stop,
+the plan's table description) by wrapping those functions for the run: `steps_s` in the JSON.
+
 Both must end with the source's checksums (restore.replay.verify.table_checksums) for every
 table. Prints sizes, seconds (plan and stage apart), the ratio; exits 1 when one was not exact.
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import functools
 import json
 import os
 import shutil
@@ -34,6 +38,7 @@ sys.path.insert(0, str(REPO))  # run from a checkout even when the package is no
 from bench.load_parallel import DB, fill, log  # noqa: E402
 from restore import api  # noqa: E402
 from restore.hooks import NullHooks  # noqa: E402
+from restore.mysql import sandbox as _sandbox  # noqa: E402
 from restore.mysql.sandbox import Sandbox  # noqa: E402
 from restore.plan import physical_base  # noqa: E402
 from restore.replay.verify import table_checksums  # noqa: E402
@@ -67,19 +72,54 @@ class PhaseTimes(NullHooks):
         self.times[phase] = round(self.last - self.started.pop(phase, self.last), 2)
 
 
+class Steps:
+    """Seconds spent in the physical path's fixed-cost functions (summed per step) while active."""
+
+    WRAPPED = ((physical_base, "_copy", "copy"), (physical_base, "_prepare", "prepare"),
+               (physical_base, "_describe", "describe tables"), (_sandbox.Sandbox, "_install", "install db"),
+               (_sandbox.Sandbox, "start", "server start"), (_sandbox.Sandbox, "stop", "server stop"))
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._saved: list[tuple[object, str, object]] = []
+
+    def __enter__(self) -> "Steps":
+        for owner, name, label in self.WRAPPED:
+            fn = getattr(owner, name)
+            self._saved.append((owner, name, fn))
+            setattr(owner, name, self._timed(fn, label))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, name, fn in reversed(self._saved):
+            setattr(owner, name, fn)
+
+    def _timed(self, fn, label: str):
+        @functools.wraps(fn)
+        def timed(*a, **kw):
+            t = time.monotonic()
+            try:
+                return fn(*a, **kw)
+            finally:
+                self.seconds[label] = round(self.seconds.get(label, 0.0) + time.monotonic() - t, 2)
+        return timed
+
+
 def timed_restore(label: str, snapshot: str, binlogs: Path, before: dict) -> dict:
-    t0 = time.monotonic()
-    planned = api.plan(api.PlanInput([snapshot], binlogs, stop="end"))
-    t1 = time.monotonic()
-    phases = PhaseTimes(t1)
-    staged = api.stage(planned, api.StageTarget(), hooks=phases)
-    t2 = time.monotonic()
+    with Steps() as steps:
+        t0 = time.monotonic()
+        planned = api.plan(api.PlanInput([snapshot], binlogs, stop="end"))
+        t1 = time.monotonic()
+        phases = PhaseTimes(t1)
+        staged = api.stage(planned, api.StageTarget(), hooks=phases)
+        t2 = time.monotonic()
     phases.times["after phases"] = round(t2 - phases.last, 2)
     physical_base._drop_spare()
     exact = staged.evidence.checksums == {name: c for name, (_r, c) in before.items()}
-    log(f"  {label}: plan {t1 - t0:.1f} s, stage {t2 - t1:.1f} s {phases.times}, exact={exact}")
+    log(f"  {label}: plan {t1 - t0:.1f} s, stage {t2 - t1:.1f} s {phases.times}, steps {steps.seconds}, "
+        f"exact={exact}")
     return {"plan_s": round(t1 - t0, 2), "stage_s": round(t2 - t1, 2), "total_s": round(t2 - t0, 2),
-            "stage_phases_s": phases.times,
+            "stage_phases_s": phases.times, "steps_s": steps.seconds,
             "exact": exact, "transactions": planned.plan.transactions}
 
 
@@ -124,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
           f"stage {r['dump']['stage_s']:.1f})\n"
           f"  from the backup:  {r['physical']['total_s']:.1f} s (plan {r['physical']['plan_s']:.1f}, "
           f"stage {r['physical']['stage_s']:.1f})\n"
-          f"  ratio {r['ratio']}x, both exact: {r['exact']}")
+          f"  ratio {r['ratio']}x, both exact: {r['exact']}\n"
+          f"  physical steps (s): {r['physical']['steps_s']} (server start includes install db)")
     print(json.dumps(r))
     return 0 if r["exact"] else 1
 

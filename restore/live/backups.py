@@ -13,6 +13,8 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -23,10 +25,12 @@ from restore.mysql.leftovers import OwnedDir
 from restore.mysql.procs import die_with_parent
 from restore.plan.physical import SYSTEM_DATABASES, read_backup_dir
 from restore.plan.physical_base import backup_tool
+from restore.plan.physical_stream import compress_into, is_stream, mirror
 from restore.plan.snapshot import read_snapshot
 from restore.replay.loader import client_options
 
 PHYSICAL = "-physical"   # a physical backup's directory name ends so: STAMP-physical
+STREAM = ".mbstream.zst"  # ... and a compressed one's file: STAMP-physical.mbstream.zst
 PARTIAL = ".partial"
 
 
@@ -87,19 +91,14 @@ def take_backup(dsn: Dsn, databases: list[str], directory: str | os.PathLike) ->
 
 def take_physical_backup(dsn: Dsn, directory: str | os.PathLike, compress: bool = False) -> Backup:
     """`mariadb-backup --backup` of the server of `dsn` into `directory`/STAMP-physical (the server's
-    datadir must be on this host: the tool copies its files). The credentials reach the tool in an
-    option file on a pipe (client_options), never on its command line."""
-    if compress:
-        # mariadb-backup's own --compress (QuickLZ, deprecated) needs qpress to restore, which no
-        # package here provides; a compressed backup nothing can restore is not a backup.
-        raise RestoreError("compressed physical backups are not supported yet",
-                           hint="set [keep] compress = false (or leave it out), or put the backup directory on a "
-                                "filesystem that compresses (btrfs/zfs)")
+    datadir must be on this host: the tool copies its files); `compress`: streamed (mbstream) and
+    compressed with zstd into STAMP-physical.mbstream.zst instead (restore.plan.physical_stream).
+    The credentials reach the tool in a private option file, never on its command line."""
     out_dir = Path(directory)
     out_dir.mkdir(parents=True, exist_ok=True)
-    final = out_dir / f"{datetime.now():%Y%m%d-%H%M%S}{PHYSICAL}"
+    final = out_dir / f"{datetime.now():%Y%m%d-%H%M%S}{PHYSICAL}{STREAM if compress else ''}"
     partial = final.with_name(final.name + PARTIAL)
-    shutil.rmtree(partial, ignore_errors=True)   # an earlier run killed within the same second
+    _remove(partial)   # an earlier run killed within the same second
     with dsn.connect() as conn, conn.cursor() as cur:
         cur.execute("SELECT @@datadir")
         datadir = cur.fetchone()[0]
@@ -113,14 +112,19 @@ def take_physical_backup(dsn: Dsn, directory: str | os.PathLike, compress: bool 
         options = private.path / "client.cnf"
         options.touch(mode=0o600)
         options.write_bytes(text)
-        proc = subprocess.run([backup_tool(), f"--defaults-file={options}", "--backup", f"--datadir={datadir}",
-                               f"--target-dir={partial}"], capture_output=True, preexec_fn=die_with_parent())
+        args = [backup_tool(), f"--defaults-file={options}", "--backup", f"--datadir={datadir}"]
+        if compress:
+            returncode, stderr = _streamed(args + ["--stream=mbstream", f"--target-dir={private.path}"], partial)
+        else:
+            proc = subprocess.run(args + [f"--target-dir={partial}"], capture_output=True,
+                                  preexec_fn=die_with_parent())
+            returncode, stderr = proc.returncode, proc.stderr
     finally:
         private.remove()
-    if proc.returncode != 0:
-        shutil.rmtree(partial, ignore_errors=True)
+    if returncode != 0:
+        _remove(partial)
         raise RestoreError(f"physical backup of {dsn.redacted()} into {final} failed: "
-                           f"{proc.stderr.decode('utf-8', 'replace').strip()[-500:]}", where=str(final),
+                           f"{stderr.decode('utf-8', 'replace').strip()[-500:]}", where=str(final),
                            hint="mariadb-backup runs on the server's host and reads its datadir: run restore-bot "
                                 "there as a user that can; the backup user needs RELOAD, PROCESS, LOCK TABLES and "
                                 "BINLOG MONITOR (or take dumps: [keep] physical = false)")
@@ -129,13 +133,40 @@ def take_physical_backup(dsn: Dsn, directory: str | os.PathLike, compress: bool 
     return describe_backup(final)
 
 
+def _streamed(args: list[str], partial: Path) -> tuple[int, bytes]:
+    """Run mariadb-backup --stream, its output compressed into `partial` (synced); (exit code, stderr)."""
+    with open(partial, "wb") as fh, tempfile.TemporaryFile() as err:
+        # stderr to a file: the tool's log is long, and a full pipe would stop it mid-backup.
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, preexec_fn=die_with_parent())
+        assert proc.stdout is not None
+        try:
+            compress_into(proc.stdout, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        finally:
+            proc.stdout.close()
+            returncode = proc.wait()
+        err.seek(0)
+        return returncode, err.read()
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def describe_physical(path: Path) -> Backup:
-    """A physical backup directory from its own files (read_backup_dir): its databases are its
-    subdirectories, its coordinates its binlog-info file. Nothing is started."""
+    """A physical backup (a directory, or a compressed stream file) from its own files
+    (read_backup_dir): its databases are its subdirectories, its coordinates its binlog-info file.
+    Nothing is started; a compressed one is read through once, then described from its .meta.json."""
     backup = read_backup_dir(path)
-    dbs = tuple(sorted(e.name for e in os.scandir(path) if e.is_dir() and e.name not in SYSTEM_DATABASES
-                       and not e.name.startswith("#")))
-    size = sum(e.stat().st_size for e in path.rglob("*") if e.is_file())
+    stream = is_stream(path)
+    with mirror(path) if stream else nullcontext(path) as root:
+        dbs = tuple(sorted(e.name for e in os.scandir(root) if e.is_dir() and e.name not in SYSTEM_DATABASES
+                           and not e.name.startswith("#")))
+    size = path.stat().st_size if stream else sum(e.stat().st_size for e in path.rglob("*") if e.is_file())
     return Backup(path, dbs, size, datetime.fromtimestamp(path.stat().st_mtime), backup.binlog_file,
                   backup.binlog_pos, kind="physical")
 
@@ -144,7 +175,7 @@ def describe_backup(path: Path) -> Backup:
     """What a dump holds and where its replay starts. Reading a dump means reading all of it (tens
     of GB): the answer is kept beside it (`NAME.sql.meta.json`) and used while the file's size and
     mtime are unchanged, so `/backup list` and retention stay quick. A directory is a physical backup."""
-    if path.is_dir():
+    if path.is_dir() or path.name.endswith(STREAM):
         return describe_physical(path)
     st = path.stat()
     meta = path.with_name(path.name + ".meta.json")
@@ -173,7 +204,7 @@ def dump_files(directory: str | os.PathLike) -> list[Path]:
     if not d.is_dir():
         return []
     found = []
-    for path in [*d.glob("*.sql"), *d.glob(f"*{PHYSICAL}")]:
+    for path in [*d.glob("*.sql"), *d.glob(f"*{PHYSICAL}"), *d.glob(f"*{PHYSICAL}{STREAM}")]:
         try:
             st = path.stat()
         except FileNotFoundError:  # deleted since the directory was read
@@ -186,7 +217,8 @@ def dump_files(directory: str | os.PathLike) -> list[Path]:
 def half_written(directory: str | os.PathLike) -> list[Path]:
     """Physical backups that never finished (mariadb-backup killed, the host down): never restored from."""
     d = Path(directory)
-    return sorted(d.glob(f"*{PHYSICAL}{PARTIAL}"), reverse=True) if d.is_dir() else []
+    return sorted([*d.glob(f"*{PHYSICAL}{PARTIAL}"), *d.glob(f"*{PHYSICAL}{STREAM}{PARTIAL}")],
+                  reverse=True) if d.is_dir() else []
 
 
 def list_backups(directory: str | os.PathLike) -> list[Backup]:

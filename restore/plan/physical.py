@@ -16,6 +16,7 @@ from os import PathLike
 from pathlib import Path
 
 from restore.errors import SnapshotError
+from restore.plan.physical_stream import is_stream, stream_backup
 from restore.target.checkpoint import SCHEMA as CHECKPOINT_SCHEMA
 
 # Names from MariaDB 10.x/11.x and from Percona XtraBackup, newest first.
@@ -44,9 +45,10 @@ class BackupDir:
 
 
 def is_backup_dir(path: str | PathLike) -> bool:
-    """A directory written by mariadb-backup/xtrabackup (it has a checkpoints or binlog-info file)."""
+    """A directory written by mariadb-backup/xtrabackup (it has a checkpoints or binlog-info file),
+    or a compressed stream of one (NAME.mbstream.zst)."""
     p = Path(path)
-    return p.is_dir() and any((p / name).is_file() for name in CHECKPOINTS + BINLOG_INFO)
+    return is_stream(p) or p.is_dir() and any((p / name).is_file() for name in CHECKPOINTS + BINLOG_INFO)
 
 
 def _first(p: Path, names: tuple[str, ...]) -> Path | None:
@@ -75,6 +77,8 @@ def _key_values(path: Path) -> dict[str, str]:
 def read_backup_dir(path: str | PathLike) -> BackupDir:
     """Check that the directory is a whole backup and read its coordinates; never writes to it."""
     p = Path(path)
+    if is_stream(p):   # a compressed one: its files as a directory mirrors them (restore.plan.physical_stream)
+        return stream_backup(p, read_backup_dir)
     checkpoints = _first(p, CHECKPOINTS)
     if checkpoints is None:
         raise _refuse(p / CHECKPOINTS[0], "is missing (neither mariadb_backup_checkpoints nor xtrabackup_checkpoints "

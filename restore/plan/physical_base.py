@@ -14,7 +14,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 import psutil
@@ -28,6 +28,7 @@ from restore.mysql.quote import quote_ident, quote_qualified
 from restore.mysql.sandbox import Sandbox, find_program
 from restore.plan.foreign_keys import parse as parse_foreign_keys
 from restore.plan.physical import SYSTEM_DATABASES, BackupDir, read_backup_dir
+from restore.plan.physical_stream import extract, is_stream, mirror
 from restore.plan.snapshot import ColumnInfo, Snapshot, TableInfo
 from restore.target.checkpoint import SCHEMA as CHECKPOINT_SCHEMA
 
@@ -65,7 +66,10 @@ def prepared_copy(backup: BackupDir, base_dir: str | None = None, *, keep: bool 
     try:
         if owned is None:
             owned = OwnedDir("restore-bot-backup", base_dir)
-            _copy(backup.path, owned.path / "data")
+            if is_stream(backup.path):   # a compressed backup: unpacked, that is its copy
+                extract(backup.path, owned.path / "data")
+            else:
+                _copy(backup.path, owned.path / "data")
             if not backup.prepared:
                 _prepare(backup, owned.path / "data")
             (owned.path / "data" / MARKER).write_text(
@@ -213,7 +217,9 @@ def in_place(conn: Connection, snapshots: Sequence[Snapshot]) -> bool:
 
 def physical_bytes(snap: Snapshot, dbs: Sequence[str]) -> int:
     """What moving `dbs` out of the physical snapshot writes on a target, about: their files' size."""
-    return sum(e.stat().st_size for db in dbs if (Path(snap.path) / db).is_dir() for e in _walk(Path(snap.path) / db))
+    with mirror(snap.path) if is_stream(snap.path) else nullcontext(Path(snap.path)) as root:
+        # a stream's mirror holds sparse files of their size
+        return sum(e.stat().st_size for db in dbs if (root / db).is_dir() for e in _walk(root / db))
 
 
 def _backup(snap: Snapshot) -> BackupDir:
