@@ -6,16 +6,12 @@ Prints the failover time: kill -9 to the survivor's alert in Slack."""
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import time
 
 import pytest
 
-from restore.mysql.leftovers import OwnedDir
 from restore.mysql.sandbox import Sandbox
-from tests.support.fake_slack import FakeSlack
-from tests.support.slack_bot import Bot
+from tests.support.serves import serving
 
 pytestmark = pytest.mark.mysql
 CHANNEL = "CHA"
@@ -44,7 +40,6 @@ def _wait(what, timeout: float, message: str):
 
 @pytest.fixture
 def two_serves(tmp_path, target):
-    owned = OwnedDir("rbh")
     with target.connect() as conn, conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {DB}")
         cur.execute(f"CREATE DATABASE {DB} CHARACTER SET utf8mb4")
@@ -57,21 +52,10 @@ def two_serves(tmp_path, target):
         config.write_text(f'[slack]\nchannel = "{CHANNEL}"\n[watch]\nsource = {json.dumps(src.url)}\n'
                           f'databases = ["club"]\n[oncall]\nrotation = ["UKIM"]\nrotation_start = "2026-01-05"\n'
                           f'[store]\nurl = "{target.url}/{DB}"\n')
-        fake = FakeSlack().start()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "RESTORE_BOT_"))}
-        env.update(SLACK_BOT_TOKEN="xoxb-" + secrets.token_hex(6), SLACK_SIGNING_SECRET=secrets.token_hex(16),
-                   SLACK_API_URL=fake.api_url, PYTHONUNBUFFERED="1", TMPDIR=str(owned.path))
-        bots = [Bot(config, env, tmp_path / f"serve-{i}.log", str(owned.path)) for i in range(2)]
         try:
-            for bot in bots:
-                bot.start()
-            yield src, fake, bots
+            with serving(config, tmp_path) as (fake, bots):
+                yield src, fake, bots
         finally:
-            for bot in bots:
-                bot.stop()
-                bot.sweep()
-            fake.stop()
-            owned.remove()
             with target.connect() as conn, conn.cursor() as cur:
                 cur.execute(f"DROP DATABASE IF EXISTS {DB}")
 
