@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """restore-bot undo against `mariadb-binlog --flashback | mariadb` (issue 12): a big `DELETE FROM t`
 (no WHERE, ROW format, binlog_row_image=FULL) followed by later traffic on another table, undone
-in place on two servers given the same history, one after the other:
+in place on two servers given the same history, several rounds, the two sides taking turns to go
+first (the machine's load then weighs on both alike); each round purges the binlogs before its
+disaster, so every undo reads the same amount:
 
   anchor       mariadb-binlog --flashback --start-position=P --stop-position=Q FILE | mariadb
   restore-bot  restore-bot undo --binlogs DIR --target DSN --event GTID --yes --json
@@ -12,7 +14,7 @@ the ratio (restore-bot / anchor; goal <= 1.0) and each side's peak RSS (each pro
 sampled from /proc every 5 ms while it runs). Exits 1 when a side is not exact, 2 when a tool is
 missing.
 
-    .venv/bin/python bench/undo_flashback.py [--rows 1000000] [--disaster delete|update] [--profile]
+    .venv/bin/python bench/undo_flashback.py [--rows 1000000] [--disaster delete|update] [--rounds 3] [--profile]
 """
 from __future__ import annotations
 
@@ -74,24 +76,28 @@ DISASTERS = {"delete": "DELETE FROM u.t",
              "update": "UPDATE u.t SET label = CONCAT('changed ', id), price = NULL, at = at + INTERVAL 1 DAY"}
 
 
-def history(box: Sandbox, rows: int, disaster: str) -> dict:
-    """Load, the disaster (no WHERE), later traffic. Returns the checksums before the DELETE and the DELETE's
-    GTID and binlog range."""
+def load(box: Sandbox, rows: int) -> dict[str, int]:
+    """The table and its rows; returns the checksums every undo must give back."""
     _sql(box, SCHEMA + [
         f"INSERT INTO u.t SELECT seq, seq * 7919, (seq % 100000) / 100, CONCAT('label ', seq, ' ', "
         f"REPEAT(CHAR(97 + seq % 26), seq % 20)), TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq * 1001 MICROSECOND, "
         f"IF(seq % 7 = 0, NULL, seq % 100) FROM u.seq_1_to_{rows}",
         "INSERT INTO u.other SELECT seq, CONCAT('o', seq) FROM u.seq_1_to_100"])
-    before = checksums(box)
+    return checksums(box)
+
+
+def history(box: Sandbox, disaster: str, round_: int) -> dict:
+    """A fresh binlog (the earlier rounds' purged: each undo reads the same amount), the disaster (no
+    WHERE), later traffic. Returns the checksums after it and the disaster's GTID and binlog range."""
+    _sql(box, ["FLUSH BINARY LOGS"])
     file, start = _one(box, "SHOW MASTER STATUS")[:2]
-    _sql(box, [DISASTERS[disaster]])
+    _sql(box, [f"PURGE BINARY LOGS TO '{file}'", DISASTERS[disaster]])
     gtid = _one(box, "SELECT @@gtid_binlog_pos")[0]
     stop = _one(box, "SHOW MASTER STATUS")[1]
+    base = 1000 * (round_ + 1)
     _sql(box, [f"UPDATE u.other SET v = CONCAT(v, ' later {i}') WHERE id = {i}" for i in range(1, 51)]
-         + [f"INSERT INTO u.other VALUES ({i}, 'after the delete')" for i in range(101, 151)])
-    after = checksums(box)
-    return {"before": before, "after_traffic": after, "file": file, "start": int(start), "stop": int(stop),
-            "gtid": gtid}
+         + [f"INSERT INTO u.other VALUES ({base + i}, 'after the disaster')" for i in range(50)])
+    return {"after_traffic": checksums(box), "file": file, "start": int(start), "stop": int(stop), "gtid": gtid}
 
 
 class PeakSampler(threading.Thread):
@@ -168,18 +174,27 @@ def run_ours(box: Sandbox, inc: dict, run_dir: Path) -> dict:
             "conflicts": len(doc["conflicts"])}
 
 
-def exact(box: Sandbox, inc: dict) -> list[str]:
+def exact(box: Sandbox, before: dict, inc: dict) -> list[str]:
     got = checksums(box)
-    want = {"u.t": inc["before"]["u.t"], "u.other": inc["after_traffic"]["u.other"]}
+    want = {"u.t": before["u.t"], "u.other": inc["after_traffic"]["u.other"]}
     return [f"{t}: {got.get(t)} != {v}" for t, v in want.items() if got.get(t) != v]
 
 
 def profile(box: Sandbox, inc: dict, run_dir: Path) -> None:
     prof = run_dir / "undo.prof"
+    t0 = time.monotonic()
     subprocess.run([sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "bot.cli", *undo_cmd(box, inc)],
                    stdout=subprocess.DEVNULL, env=tool_env(run_dir))
+    log(f"profiled undo: {time.monotonic() - t0:.2f} s")
     import pstats
-    pstats.Stats(str(prof)).sort_stats("cumulative").print_stats(35)
+    stats = pstats.Stats(str(prof)).sort_stats("cumulative")
+    stats.print_stats("restore/undo|restore/replay|socket|sqlite|base64", 40)
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else round((values[mid - 1] + values[mid]) / 2, 3)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=1_000_000, help="rows of the table the DELETE empties")
     ap.add_argument("--disaster", choices=sorted(DISASTERS), default="delete",
                     help="the statement undone: DELETE FROM t (default) or an UPDATE of three columns of every row")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="disasters undone on each server, the two sides taking turns to go first; medians reported")
     ap.add_argument("--profile", action="store_true", help="cProfile restore-bot's undo on a third copy (untimed)")
     ap.add_argument("--results", help="also write the figures as JSON to this file")
     args = ap.parse_args(argv)
@@ -197,29 +214,46 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for _ in range(3 if args.profile else 2):
             boxes.append(Sandbox(binlog=True, binlog_format="ROW").start())
-        log(f"{len(boxes)} servers up; loading {args.rows} rows, {DISASTERS[args.disaster]}, later traffic on each")
-        incs = [history(box, args.rows, args.disaster) for box in boxes]
-        if any(i["before"] != incs[0]["before"] for i in incs):
-            raise BenchError("the servers' histories differ: the copies are not identical")
+        log(f"{len(boxes)} servers up; loading {args.rows} rows; {args.rounds} rounds of {DISASTERS[args.disaster]} "
+            "and later traffic")
+        before = [load(box, args.rows) for box in boxes]
+        if any(b != before[0] for b in before):
+            raise BenchError("the servers' tables differ: the copies are not identical")
         subprocess.run([*restore_bot_cmd(), "--help"], stdout=subprocess.DEVNULL, env=tool_env(run_dir))  # bytecode
-        anchor = run_anchor(boxes[0], incs[0])
-        log(f"anchor: {anchor['seconds']} s")
-        ours = run_ours(boxes[1], incs[1], run_dir)
-        log(f"restore-bot undo: {ours['seconds']} s")
-        res = {"when": _dt.datetime.now().isoformat(timespec="seconds"), "rows": args.rows, "disaster": DISASTERS[args.disaster],
-               "binlog_bytes": incs[0]["stop"] - incs[0]["start"], "cpus": os.cpu_count(),
-               "loadavg_1min": round(os.getloadavg()[0], 2), "anchor": anchor, "restore_bot": ours,
-               "ratio": round(ours["seconds"] / anchor["seconds"], 3), "goal": GOAL,
-               "anchor_problems": exact(boxes[0], incs[0]), "restore_bot_problems": exact(boxes[1], incs[1])}
+        rounds = []
+        for r in range(args.rounds):
+            incs = [history(box, args.disaster, r) for box in boxes[:2]]
+            sides = [("anchor", lambda: run_anchor(boxes[0], incs[0])),
+                     ("restore_bot", lambda: run_ours(boxes[1], incs[1], run_dir))]
+            got = {}
+            for name, side in sides if r % 2 == 0 else sides[::-1]:     # each goes first in turn
+                got[name] = side()
+                log(f"round {r + 1}: {name} {got[name]['seconds']} s")
+            got["anchor_problems"] = exact(boxes[0], before[0], incs[0])
+            got["restore_bot_problems"] = exact(boxes[1], before[1], incs[1])
+            got["ratio"] = round(got["restore_bot"]["seconds"] / got["anchor"]["seconds"], 3)
+            rounds.append(got)
+        anchor_s = _median([g["anchor"]["seconds"] for g in rounds])
+        ours_s = _median([g["restore_bot"]["seconds"] for g in rounds])
+        anchor_peak = {k: max(g["anchor"]["peak_rss_kib"][k] for g in rounds) for k in ("mariadb-binlog", "mariadb")}
+        ours_peak = max(g["restore_bot"]["peak_rss_kib"] for g in rounds)
+        res = {"when": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "rows": args.rows,
+               "disaster": DISASTERS[args.disaster], "binlog_bytes": incs[0]["stop"] - incs[0]["start"],
+               "cpus": os.cpu_count(), "loadavg_1min": round(os.getloadavg()[0], 2), "rounds": rounds,
+               "anchor_seconds": anchor_s, "restore_bot_seconds": ours_s, "anchor_peak_rss_kib": anchor_peak,
+               "restore_bot_peak_rss_kib": ours_peak, "ratio": round(ours_s / anchor_s, 3), "goal": GOAL,
+               "anchor_problems": [p for g in rounds for p in g["anchor_problems"]],
+               "restore_bot_problems": [p for g in rounds for p in g["restore_bot_problems"]]}
         print(json.dumps(res, indent=2))
-        print(f"\n{args.rows} rows, {args.disaster} undone: anchor (mariadb-binlog --flashback | mariadb) {anchor['seconds']} s, "
-              f"peak RSS {anchor['peak_rss_kib']} KiB; restore-bot undo {ours['seconds']} s, peak RSS "
-              f"{ours['peak_rss_kib']} KiB; ratio {res['ratio']} (goal <= {GOAL}); exact: anchor "
-              f"{not res['anchor_problems']}, restore-bot {not res['restore_bot_problems']}")
+        print(f"\n{args.rows} rows, {args.disaster} undone, median of {args.rounds} rounds taking turns: anchor "
+              f"(mariadb-binlog --flashback | mariadb) {anchor_s} s, peak RSS {anchor_peak} KiB; restore-bot undo "
+              f"{ours_s} s, peak RSS {ours_peak} KiB; ratio {res['ratio']} (goal <= {GOAL}; per round "
+              f"{[g['ratio'] for g in rounds]}); exact: anchor {not res['anchor_problems']}, restore-bot "
+              f"{not res['restore_bot_problems']}")
         if args.results:
             Path(args.results).write_text(json.dumps(res, indent=2) + "\n")
         if args.profile:
-            profile(boxes[2], incs[2], run_dir)
+            profile(boxes[2], history(boxes[2], args.disaster, 0), run_dir)
         return 0 if not res["anchor_problems"] and not res["restore_bot_problems"] else 1
     except BenchError as exc:
         print(f"undo_flashback: {exc}", file=sys.stderr)

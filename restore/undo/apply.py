@@ -95,12 +95,12 @@ def _observe_batch(conn, schema: TableSchema, actions: list[Action], lock: bool)
         # would match but whose key is not exactly the binlog's is "no row", and the undo is refused
         # rather than guessed.
         keys = [a.key(schema) for a in actions]
-        cur.execute(f"SELECT {schema.select_list()} FROM {schema.ident} WHERE {_key_in(conn, schema, keys)}{suffix}")
+        cur.execute(f"SELECT {schema.select_list()} FROM {schema.ident} WHERE {key_in(conn, schema, keys)}{suffix}")
         found = {schema.key_of(tuple(r)): tuple(r) for r in cur.fetchall()}
     return [found.get(k) for k in keys]
 
 
-def _key_in(conn, schema: TableSchema, keys: list[tuple]) -> str:
+def key_in(conn, schema: TableSchema, keys: list[tuple]) -> str:
     """`pk IN (...)` (or `(a, b) IN ((...), ...)`) for the primary keys `keys`."""
     if len(schema.key) == 1:
         return (f"{quote_ident(schema.columns[schema.key[0]].name)} IN ("
@@ -120,7 +120,9 @@ def look(conn, tables: list[TableUndo], undone_id: str) -> tuple[str, list[dict]
     for table in tables:
         schema = table.schema
         digest.update(b"\0table " + schema.full_name.encode())
-        if table.raw is not None:
+        if table.fast is not None:
+            table.fast.look(conn, digest, stale)
+        elif table.raw is not None:
             _look_raw(conn, table, digest, stale)
         for actions in table.batches(BATCH, decoded=table.raw is not None):
             seen = _observe_batch(conn, schema, actions, False)
@@ -157,7 +159,7 @@ def _look_raw(conn, table: TableUndo, digest, stale: list[dict]) -> None:
 
 def _found(conn, schema: TableSchema, keys: list[tuple]) -> dict[tuple, tuple]:
     with conn.cursor() as cur:
-        cur.execute(f"SELECT {schema.select_list()} FROM {schema.ident} WHERE {_key_in(conn, schema, keys)}")
+        cur.execute(f"SELECT {schema.select_list()} FROM {schema.ident} WHERE {key_in(conn, schema, keys)}")
         return {schema.key_of(tuple(r)): tuple(r) for r in cur.fetchall()}
 
 
@@ -195,7 +197,7 @@ def apply(conn, tables: list[TableUndo], *, undone_id: str, pid: str, summary: d
     with conn.cursor() as cur:
         for sql in _RECORD_DDL:     # DDL commits: before the transaction, never inside it
             cur.execute(sql)
-        how = {t.schema.full_name: _binlog_refused(cur, t) or BY_BINLOG for t in tables if t.raw is not None}
+        how = {t.schema.full_name: binlog_refused(cur, t) or BY_BINLOG for t in tables if t.raw is not None}
         cur.execute("START TRANSACTION")
         try:
             cur.execute(f"INSERT INTO {_RECORD} (transaction_id, preview_id, summary) VALUES (%s, %s, %s)",
@@ -233,7 +235,7 @@ def apply(conn, tables: list[TableUndo], *, undone_id: str, pid: str, summary: d
     return how
 
 
-def _binlog_refused(cur, table: TableUndo) -> str | None:
+def binlog_refused(cur, table: TableUndo) -> str | None:
     """Why the rows kept as logged cannot be put back by BINLOG statements on this target (they
     are then decoded and INSERTed), or None. The format description is sent here, once per session."""
     cur.execute("SELECT @@GLOBAL.slave_exec_mode, @@GLOBAL.slave_type_conversions, @@log_bin, @@SESSION.binlog_format")
@@ -260,7 +262,11 @@ def _insert_raw(cur, table: TableUndo) -> None:
     ident = table.schema.ident
     cur.execute(f"SELECT COUNT(*) FROM {ident}")
     before = cur.fetchone()[0]
-    want = table.raw.send(cur.connection, table.raw_inserts())
+    if table.fast is not None:     # the pieces kept whole (restore.undo.fast): the scratch copy counted them
+        table.raw.send(cur.connection, table.fast.refs())
+        want = table.fast.count
+    else:
+        want = table.raw.send(cur.connection, table.raw_inserts())
     cur.execute(f"SELECT COUNT(*) FROM {ident}")
     done = cur.fetchone()[0] - before
     if done != want:
@@ -321,7 +327,7 @@ def _write(conn, cur, table: TableUndo, kind: str) -> None:
     for actions in table.batches(BATCH, kind):
         if kind == "delete":
             _expect(schema, kind, actions, cur.execute(f"DELETE FROM {schema.ident} WHERE "
-                                                       f"{_key_in(conn, schema, [a.key(schema) for a in actions])}"))
+                                                       f"{key_in(conn, schema, [a.key(schema) for a in actions])}"))
             continue
         groups: dict[tuple, list[Action]] = {}
         for action in actions:

@@ -71,9 +71,15 @@ class TableChanges:
         self.later: list[str] = []          # later transactions touching its rows
         self._own: list[tuple] = []
         self.raw: RawTable | None = None    # deleted rows kept as logged (restore.undo.raw)
+        # deleted rows kept whole per event, not row by row (restore.undo.fast): how many pieces; and
+        # whether the table's rows are kept row by row (then they all are)
+        self.runs = 0
+        self.per_row = False
+        self.fast = None                    # restore.undo.fast.FastRows: the server holds the pieces' rows
 
     # -- the undone transaction ---------------------------------------------------------------
     def own_change(self, before: tuple | None, after: tuple | None) -> None:
+        self.materialize()
         if not self.schema.key:
             self._own_whole(before, after)
             return
@@ -91,6 +97,51 @@ class TableChanges:
         self._own += [(t, key_blob(key), None, None, raw) for key, raw in rows]
         if len(self._own) >= 5000:
             self.flush()
+
+    def own_run(self, ref: int) -> None:
+        """Rows the transaction deleted, kept whole as restore.undo.raw.RawTable.keep_run gives them."""
+        if ref:
+            self.runs += 1
+            self.store.db.execute("INSERT INTO runs VALUES (?, ?)", (self.tid, ref))
+
+    def run_refs(self) -> Iterator[int]:
+        for (ref,) in self.store.query("SELECT ref FROM runs WHERE t = ? ORDER BY rowid", (self.tid,)):
+            yield ref
+
+    def materialize(self) -> None:
+        """From here on, rows kept row by row: the pieces kept whole are split into their rows (in
+        their order), and the later writes held meanwhile are applied to them."""
+        self.per_row = True
+        if not self.runs:
+            return
+        self.runs = 0
+        for ref in self.run_refs():
+            self.own_raw_deletes(self.raw.run_rows(ref))
+        self.flush()
+        db = self.store.db
+        db.execute("DELETE FROM runs WHERE t = ?", (self.tid,))
+        for tx, before, after in self.store.query("SELECT tx, before, after FROM lw WHERE t = ? ORDER BY rowid",
+                                                  (self.tid,)):
+            self.later_change(tx, loads(before), loads(after))
+        db.execute("DELETE FROM lw WHERE t = ?", (self.tid,))
+
+    def held_later(self, tx: str, before: tuple | None, after: tuple | None) -> None:
+        """A later write to a table whose deleted rows are kept whole: held until restore.undo.fast
+        knows whether it touches them (applied by materialize if it does)."""
+        self.store.db.execute("INSERT INTO lw VALUES (?, ?, ?, ?)", (self.tid, tx, None if before is None else
+                                                                    dumps(before), None if after is None else dumps(after)))
+
+    def later_keys(self) -> Iterator[tuple]:
+        """The keys the held later writes wrote (each once)."""
+        seen: set = set()
+        key_of = self.schema.key_of
+        for before, after in self.store.query("SELECT before, after FROM lw WHERE t = ? ORDER BY rowid", (self.tid,)):
+            for blob in (before, after):
+                if blob is not None:
+                    key = key_of(loads(blob))
+                    if key not in seen:
+                        seen.add(key)
+                        yield key
 
     def flush(self) -> None:
         if self._own:
@@ -140,6 +191,7 @@ class TableChanges:
 
     # -- what the inverse reads ---------------------------------------------------------------
     def states(self) -> Iterator[tuple[tuple, RowState]]:
+        self.materialize()
         for _, k, _, _, _, _, state in self.stored_states():
             yield key_value(k), state
 
@@ -340,6 +392,12 @@ class UndoReader:
         raw = table.raw
         if not raw.fits(ev, step.table_map, tm_post):
             return False
+        if not table.per_row:
+            ref = raw.keep_run(ev)
+            if ref is not None:
+                table.own_run(ref)
+                return True
+            table.materialize()
         table.own_raw_deletes(raw.keep(ev))
         return True
 
@@ -365,8 +423,9 @@ class UndoReader:
         table = self.tables[step.tmap.full_name]
         schema, tmap = table.schema, step.tmap
         check_map(schema, tmap, step.event.where)
+        change = table.held_later if table.runs else table.later_change
         for before, after in _images(step.event, fde.post_header(step.event.type), tmap, schema.full_name):
-            table.later_change(tx, decode_row(schema, tmap, before) if before is not None else None,
+            change(tx, decode_row(schema, tmap, before) if before is not None else None,
                                decode_row(schema, tmap, after) if after is not None else None)
 
     def _later_statement(self, tx: str, step: QueryStep) -> None:

@@ -99,6 +99,7 @@ class TableUndo:
                  raw: RawTable | None = None) -> None:
         self.schema, self.store, self.tid, self.later = schema, store, tid, later
         self.raw = raw                  # how its rows kept as logged decode and are written back
+        self.fast = None                # restore.undo.fast.FastRows: deleted rows kept whole, not in `act`
         self.conflicts: list[Conflict] = []
         self.already = 0                # rows (or columns) that already hold what the undo would put back
         self._counts = {"insert": 0, "update": 0, "delete": 0}
@@ -210,6 +211,10 @@ _TAKEN_BACK = "orig IS NULL AND raw IS NULL AND now IS NOT NULL AND cur IS now"
 def inverse(changes: TableChanges) -> TableUndo:
     schema = changes.schema
     out = TableUndo(schema, changes.store, changes.tid, list(changes.later), changes.raw)
+    if changes.fast is not None:     # every row of the table kept whole: all put back, none in `act`
+        out.fast = changes.fast
+        out._counts["insert"] += changes.fast.count
+        return out
     if not schema.key:
         _inverse_whole_rows(changes, out)
         out.flush()

@@ -59,6 +59,8 @@ class RawTable:
         self._tm_shape = bytes(table_map.body[tm_post:])     # the table map but its table id
         self.checksum = event.checksum
         self.type = event.type
+        self.crc = 0            # of the pieces keep_run kept, in order (the preview's id covers them)
+        self.tag = b""          # what the statements start with (the scratch copy's say so: see for_table)
         ncols, pos = column_count(event.data, post)
         self.ncols = ncols
         self.present = list(range(ncols))
@@ -94,27 +96,54 @@ class RawTable:
     def keep(self, event: be.RawEvent) -> list[tuple[tuple, int | bytes]]:
         """Every row image of a DELETE_ROWS event, kept: its primary key, and a reference to its
         bytes (Ref) in the Store's spill file, where the event's images go in one piece."""
-        rows = list(self._rows(event))
+        data = event.data
+        rows = list(self._rows(data, *self._span(event)))
         if not rows:
             return []
-        data, first = event.data, rows[0][0]
+        first = rows[0][0]
         base = self.store.spill(data[first:rows[-1][1]]) - first
         return [(key, (base + start) << _SIZE_BITS | (stop - start) if stop - start < _BIG else data[start:stop])
                 for start, stop, key in rows]
+
+    def keep_run(self, event: be.RawEvent) -> int | None:
+        """A DELETE_ROWS event's images kept in one piece, none of them looked at (restore.undo.fast
+        has the server count and check them): a reference to them all, as `keep` gives per row;
+        None when they are too big for one (kept row by row then), 0 when there are none."""
+        start, end = self._span(event)
+        if end - start >= _BIG:
+            return None
+        if start == end:
+            return 0            # no row: nothing to keep
+        body = event.data[start:end]
+        self.crc = zlib.crc32(body, self.crc)
+        return self.store.spill(body) << _SIZE_BITS | (end - start)
+
+    def run_rows(self, ref: int, limit: int | None = None) -> list[tuple[tuple, int | bytes]]:
+        """The rows of a piece `keep_run` kept, as `keep` gives them (the first `limit` only)."""
+        at, size = ref >> _SIZE_BITS, ref & (_BIG - 1)
+        data = self.store.spilled(at, size)
+        out = []
+        for start, stop, key in self._rows(data, 0, size):
+            out.append((key, (at + start) << _SIZE_BITS | (stop - start)))
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    def _span(self, event: be.RawEvent) -> tuple[int, int]:
+        """Where a DELETE_ROWS event's row images start and end."""
+        data = event.data
+        ncols, pos = column_count(data, self.post)
+        return pos + ((ncols + 7) >> 3), len(data) - 4 if event.checksum else len(data)
 
     def image(self, ref: int | bytes) -> bytes:
         if type(ref) is not int:
             return ref
         return self.store.spilled(ref >> _SIZE_BITS, ref & (_BIG - 1))
 
-    def _rows(self, event: be.RawEvent) -> Iterator[tuple[int, int, tuple]]:
-        """Where every row image of a DELETE_ROWS event starts and ends, and its primary key
-        decoded. A row without NULLs is stepped over by the table's layout
-        (restore.binlog.rows.ImageLayout), the others value by value."""
-        data = event.data
-        ncols, pos = column_count(data, self.post)
-        pos += (ncols + 7) >> 3
-        end = len(data) - 4 if event.checksum else len(data)
+    def _rows(self, data: bytes, pos: int, end: int) -> Iterator[tuple[int, int, tuple]]:
+        """Where every row image in data[pos:end] starts and ends, and its primary key decoded. A
+        row without NULLs is stepped over by the table's layout (restore.binlog.rows.ImageLayout),
+        the others value by value."""
         sizes, present, schema = self.tmap.sizes, self.present, self.schema
         nbm, mask, runs, key_at = self._nbm, self._mask, self._runs, self._key_at
         while pos < end:
@@ -162,6 +191,7 @@ class RawTable:
             event += zlib.crc32(event).to_bytes(4, "little")
         other = copy.copy(self)
         other.table_map, other.prefix, other.head = event, bytearray(self.prefix), bytearray(self.head)
+        other.tag = b"/* restore-bot undo: scratch copy */ "     # told apart from the apply's in the process list
         return other
 
     def fde_statement(self) -> bytes:
@@ -225,7 +255,7 @@ class RawTable:
         parts = [self.table_map]
         for i, body in enumerate(bodies):
             parts.append(self._event(body, last=i == len(bodies) - 1))
-        return b"BINLOG '" + base64.b64encode(b"".join(parts)) + b"'"
+        return self.tag + b"BINLOG '" + base64.b64encode(b"".join(parts)) + b"'"
 
     def _event(self, rows: bytes, *, last: bool) -> bytes:
         prefix = self.prefix

@@ -22,6 +22,7 @@ from restore.undo import apply as ap
 from restore.undo.auto import resolve_auto
 from restore.undo.cascades import refuse_cascades
 from restore.undo.changes import UndoReader, parse_event
+from restore.undo.fast import prepare
 from restore.undo.inverse import TableUndo, inverse, shown
 from restore.undo.store import Store
 from restore.undo.unique import unique_conflicts
@@ -52,6 +53,15 @@ def _run(source, conn, store: Store, event: str, *, dry_run: bool, preview: str 
     undone, changes = UndoReader(source, event, conn, store).read()
     hooks.phase_finished("read", {"transaction": undone.id, "tables": sorted(changes)})
     hooks.phase_started("preview", None)
+    scratch = prepare(conn, changes)
+    try:
+        return _preview_and_apply(conn, undone, changes, dry_run=dry_run, preview=preview, hooks=hooks)
+    finally:
+        for fast in scratch:
+            fast.drop(conn)
+
+
+def _preview_and_apply(conn, undone, changes, *, dry_run: bool, preview: str | None, hooks: Hooks) -> dict:
     tables = [inverse(c) for c in changes.values()]
     refuse_cascades(conn, tables)
     for table in tables:
@@ -90,7 +100,7 @@ def _table_doc(table: TableUndo) -> dict:
     schema = table.schema
     names = [c.name for c in schema.columns]
     sample = []
-    for action in table.first(SAMPLE):
+    for action in table.first(SAMPLE) or (table.fast.sample(SAMPLE) if table.fast is not None else []):
         row = action.intended() if action.kind != "delete" else action.row
         entry = {"action": action.kind, "key": schema.key_text(action.row),
                  "values": {names[i]: shown(v) for i, v in enumerate(row)}}

@@ -37,6 +37,11 @@ _SCHEMA = (
     "expected BLOB, sets BLOB, count INTEGER NOT NULL, observed BLOB, raw INTEGER NOT NULL DEFAULT 0, "
     "PRIMARY KEY (t, seq))",
     "CREATE INDEX act_key ON act (t, k)",
+    # a table's deleted rows kept whole per DELETE_ROWS event, not row by row (restore.undo.fast):
+    # `ref` as restore.undo.raw refers to them; and the later writes to such a table, held until it
+    # is known whether they touch those rows
+    "CREATE TABLE runs (t INTEGER, ref INTEGER NOT NULL)",
+    "CREATE TABLE lw (t INTEGER, tx TEXT NOT NULL, before BLOB, after BLOB)",
 )
 
 dumps = pickle.dumps
