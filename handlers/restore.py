@@ -222,6 +222,11 @@ class RestoreHandler:
 
     def _choice(self, cmd: Command, reply: Reply) -> None:
         """`/restore choice`: the operators' saved stop/skips and the events marked Expected."""
+        if cmd.cluster is None and self.clusters is not None and len(self.clusters.names) > 1:
+            # each cluster has its own: all of them, each under its name (`--cluster NAME` for one)
+            reply.ephemeral("\n".join(f"*{name}*: " + choice_shown(self.store.choice(name), self.store.expected_events(name))
+                                      for name in self.clusters.names))
+            return
         cluster = self._cluster(cmd).name or DEFAULT_CLUSTER
         reply.ephemeral(choice_shown(self.store.choice(cluster), self.store.expected_events(cluster)))
 
