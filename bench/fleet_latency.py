@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import random
-import secrets
 import shutil
 import signal
 import sqlite3
@@ -51,13 +50,12 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-import psutil  # noqa: E402
-
 from handlers.alerts import AlertStore  # noqa: E402
 from restore.mysql.dsn import Dsn  # noqa: E402
 from restore.mysql.leftovers import OwnedDir  # noqa: E402
 from restore.mysql.sandbox import Sandbox  # noqa: E402
 from tests.support.fake_slack import FakeSlack  # noqa: E402
+from tests.support.fleet import fleet_config, serve_env, watcher_processes  # noqa: E402
 from tests.support.slack_bot import Bot  # noqa: E402
 
 # The latency bench's own parts, beside this file (the script's folder is first on sys.path).
@@ -67,7 +65,6 @@ from latency_report import KINDS, fmt, stats_ms  # noqa: E402
 from latency_slack import alert_re, is_alert  # noqa: E402
 
 NAMES = ("a", "b", "c")
-CHANNEL = "CINC"
 
 
 def log(msg: str) -> None:
@@ -134,46 +131,8 @@ class Source:
             return com_commit(cur)
 
 
-def serve_config(path: Path, sources: list[Source]) -> Path:
-    """A [clusters.NAME] per source, each watching its `victim` database (sysbench's traffic is read and skipped)."""
-    text = f"""
-[slack]
-channel = "{CHANNEL}"
-[access]
-operators = ["UOPS"]
-approvers = ["UAPP"]
-[oncall]
-rotation = ["UKIM"]
-rotation_start = "2026-01-05"
-[store]
-path = "store.sqlite3"
-"""
-    for s in sources:
-        text += f"""
-[clusters.{s.name}]
-binlogs = {json.dumps(s.source_text)}
-[clusters.{s.name}.watch]
-source = {json.dumps(s.source_text)}
-databases = ["{VICTIM}"]
-"""
-    path.write_text(text)
-    return path
-
-
 def watcher_pids(bot: Bot) -> list[int]:
-    """serve's watcher processes (multiprocessing spawn children; the worker is `bot.cli worker`)."""
-    try:
-        kids = psutil.Process(bot.proc.pid).children()
-    except psutil.Error:
-        return []
-    out = []
-    for kid in kids:
-        try:
-            if "spawn_main" in " ".join(kid.cmdline()):
-                out.append(kid.pid)
-        except psutil.Error:
-            pass
-    return out
+    return [p.pid for p in watcher_processes(bot.proc.pid)]
 
 
 def issue_statements(src: Source, phase: str, plan: list[tuple[str, int]], pause: float, rows: int,
@@ -246,10 +205,9 @@ def run_phase(phase: str, sources: list[Source], args, slack: FakeSlack, workdir
         for s in sources:
             s.check_load()
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "RESTORE_BOT_"))}
-        env.update(SLACK_BOT_TOKEN="xoxb-" + secrets.token_hex(6), SLACK_SIGNING_SECRET=secrets.token_hex(16),
-                   SLACK_API_URL=slack.api_url, PYTHONUNBUFFERED="1", TMPDIR=tmpdir)
-        bot = Bot(serve_config(pdir / "restore-bot.toml", sources), env, pdir / "serve.log", tmpdir)
+        # one [clusters.NAME] per source, each watching `victim` (sysbench's traffic is read and skipped)
+        config = fleet_config(pdir / "restore-bot.toml", {s.name: s.source_text for s in sources}, [VICTIM])
+        bot = Bot(config, serve_env(slack.api_url, tmpdir), pdir / "serve.log", tmpdir)
         started = time.monotonic()
         bot.start(timeout=60)
         positions = {s.name: AlertStore(str(pdir / "store.sqlite3"), s.source_key) for s in sources}

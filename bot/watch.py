@@ -44,8 +44,12 @@ class WatcherProcess:
     `on_alert`, each position it reached to `positions.save()` (after the alert that came before
     it), each trouble report to `on_trouble`. The child ends when `stop()` is called or when this
     process goes away (its control pipe closes); if it dies, it is started again where the last
-    saved position says.
+    saved position says. A child that keeps dying is started again after a pause that doubles up to
+    `restart_pause_max` and is reported twice: at its first end and once it has ended three times
+    in a row, not at every restart (one that ran `stable_after` seconds starts the count anew).
     """
+
+    restart_pause, restart_pause_max, stable_after = 1.0, 30.0, 30.0
 
     def __init__(self, source: Dsn, positions: AlertStore, on_alert: Callable[[Alert], None], *,
                  databases: tuple[str, ...] = (), rules: DestructiveRules | None = None,
@@ -70,7 +74,9 @@ class WatcherProcess:
             Watcher(self.args[0], self.positions, self.on_alert).start_position()
         except RestoreError:
             pass  # the child reports it, and retries
+        pause, ends = self.restart_pause, 0   # ends in a row, each soon after its start
         while not self.stopping.is_set():
+            started = time.monotonic()
             messages, messages_child = ctx.Pipe(duplex=False)
             control_child, control = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_watch_child, args=(messages_child, control_child, *self.args),
@@ -91,9 +97,19 @@ class WatcherProcess:
                 messages.close()
                 self._let_go()
             proc.join()
-            if not self.stopping.is_set():
+            if self.stopping.is_set():
+                break
+            if time.monotonic() - started >= self.stable_after:
+                pause, ends = self.restart_pause, 0   # it had been running: this end is news
+            ends += 1
+            if ends == 1:
                 self.on_trouble(f"the watcher process ended (exit code {proc.exitcode}); starting it again")
-                self.stopping.wait(1.0)
+            elif ends == 3:
+                self.on_trouble(f"the watcher process keeps ending (exit code {proc.exitcode}, {ends} times in a row); "
+                                f"starting it again after pauses growing to {self.restart_pause_max:.0f} s — its "
+                                "log (serve's stderr) says why")
+            self.stopping.wait(pause)
+            pause = min(pause * 2, self.restart_pause_max)
 
     def stop(self) -> None:
         """From another thread: the child stops following and exits; `run_forever()` returns."""
