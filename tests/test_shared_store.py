@@ -176,6 +176,39 @@ def _table_shape(engine: sa.Engine, table: str) -> tuple:
     return columns, inspector.get_pk_constraint(table)["constrained_columns"], indexes
 
 
+def test_the_cluster_migration_killed_half_way_finishes_when_run_again(store_url, monkeypatch):
+    """0004 dies between copying expected_events and renaming the copy: PostgreSQL rolls it all back;
+    on MariaDB (DDL commits by itself) choice is done, the old expected_events gone and its copy
+    left: the next start goes on from there. Either way no row is lost or doubled."""
+    with _engine(store_url) as engine, engine.begin() as conn:
+        _upgrade_to(conn, "0003")
+        conn.execute(sa.table("choice", *map(sa.column, ("id", "stop", "skips", "user", "why", "ts"))).insert()
+                     .values(id=1, stop="0-1-7", skips="[]", user="U1", why="this is the incident: DROP", ts=5))
+        conn.execute(sa.table("expected_events", *map(sa.column, ("tx", "gtid", "user", "reason", "ts"))).insert()
+                     .values(tx="binlog.000001:300", gtid=None, user="U2", reason="batch", ts=6))
+    from alembic import op
+    real, renames = op.rename_table, []
+
+    def rename_then_die(old: str, new: str, **kw) -> None:
+        renames.append(old)
+        if old == "expected_events_v4":
+            raise RuntimeError("killed")
+        real(old, new, **kw)
+    monkeypatch.setattr(op, "rename_table", rename_then_die)
+    with pytest.raises(RuntimeError, match="killed"):
+        open_store(store_url)
+    monkeypatch.setattr(op, "rename_table", real)
+    assert renames == ["choice_v4", "expected_events_v4"]
+    if store_url.startswith("postgresql"):                    # as revision 0003 left it
+        assert "cluster" not in _columns(store_url, "choice") and not _columns(store_url, "expected_events_v4")
+    else:                                                     # half-way: choice done, the copy left
+        assert "cluster" in _columns(store_url, "choice") and not _columns(store_url, "expected_events")
+        assert "cluster" in _columns(store_url, "expected_events_v4")
+    jobs = JobStore(store_url)
+    assert jobs.choice()["stop"] == "0-1-7" and [e["reason"] for e in jobs.expected_events()] == ["batch"]
+    assert "cluster" in _columns(store_url, "expected_events") and not _columns(store_url, "expected_events_v4")
+
+
 def test_the_migrations_make_apschedulers_job_table_as_apscheduler_would(store_url):
     store = open_store(store_url)
     try:
