@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Callable
 
-from apscheduler.jobstores.base import ConflictingIdError
+from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -174,7 +174,10 @@ class SharedScheduler:
         configured is removed. Every instance does this at start: instances must share one config."""
         stored = {job.id: job for job in self.scheduler.get_jobs()}
         for job_id in stored.keys() - wanted.keys():
-            self.scheduler.remove_job(job_id)
+            try:
+                self.scheduler.remove_job(job_id)
+            except JobLookupError:   # another instance starting at the same time removed it first
+                continue
             log.info("scheduled job %s removed: it is no longer configured", job_id)
         for job_id, (func, trigger, trigger_args, args) in wanted.items():
             job = stored.get(job_id)

@@ -498,6 +498,32 @@ def test_a_changed_schedule_replaces_the_stored_job_and_an_unchanged_one_keeps_i
     with _engine(store_url) as engine:                        # what the store holds, as another instance reads it
         assert sorted(j.id for j in SQLAlchemyJobStore(engine=engine).get_all_jobs()) == ["backup-billing", "drill-wiki"]
 
+    # two instances start at once with a config that schedules nothing: both remove the jobs, neither fails
+    stores = [open_store(store_url) for _ in range(2)]
+    schedulers = [SharedScheduler(store, f"host-{i}") for i, store in enumerate(stores)]
+    for shared in schedulers:
+        shared.scheduler.start(paused=True)
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def configure(shared: SharedScheduler) -> None:
+        start.wait()
+        try:
+            shared.configure({})
+        except BaseException as exc:   # reported by the assertion below
+            errors.append(exc)
+    threads = [threading.Thread(target=configure, args=(shared,)) for shared in schedulers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for shared, store in zip(schedulers, stores):
+        shared.scheduler.shutdown(wait=False)
+        store.dispose()
+    assert errors == []
+    with _engine(store_url) as engine:
+        assert SQLAlchemyJobStore(engine=engine).get_all_jobs() == []
+
 
 def _scheduled_backup(kind: str, cluster: str) -> None:
     """Stands for bot.serve:run_scheduled (never runs here: the schedulers stay paused)."""
