@@ -28,7 +28,7 @@ from restore.mysql.dsn import Dsn
 from restore.mysql.leftovers import sweep
 from restore.plan.destructive import DestructiveRules
 from restore.plan.physical import narrow
-from restore.plan.physical_base import sandbox_for
+from restore.plan.physical_base import reporting_copies, sandbox_for
 from restore.plan.plan import Plan, iso
 from restore.plan.planner import make_plan
 from restore.plan.snapshot import Snapshot, read_snapshots
@@ -92,7 +92,8 @@ class Planned:
 
 
 def plan(inputs: PlanInput, *, hooks: Hooks | None = None, interrupt: Interrupt = None) -> Planned:
-    snapshots = read_snapshots(narrow(inputs.snapshots, inputs.databases))
+    with reporting_copies(hooks):   # a physical backup is copied (and prepared) to be read
+        snapshots = read_snapshots(narrow(inputs.snapshots, inputs.databases))
     source = open_binlogs(inputs.binlogs)
     made = make_plan(snapshots, source, stop=inputs.stop, skips=inputs.skips, start=inputs.start,
                      rules=inputs.rules, hooks=hooks, interrupt=interrupt, expected=inputs.expected)
@@ -165,7 +166,7 @@ def stage(planned: Planned, target: StageTarget, *, hooks: Hooks | None = None, 
     the run's `result`) when the target does not match the plan's prediction."""
     hooks = hooks or NullHooks()
     box = sandbox_for(planned.snapshots) if target.dsn is None else nullcontext()
-    with box:
+    with reporting_copies(hooks), box:
         dsn = box.dsn if target.dsn is None else target.dsn
         if target.dsn is None:
             hooks.message(sandbox_note.format(port=box.port))
@@ -199,9 +200,11 @@ def prod(planned: Planned, evidence: StageEvidence, target: ProdTarget, *, job_t
         raise PlanError(f"the stage run{' ' + evidence.stage_job if evidence.stage_job else ''} of plan "
                         f"{evidence.plan_id} recorded no verified tables, so production could not be checked "
                         "against it", hint="run /restore stage again, then /restore prod")
-    return ProdRestore(planned.plan, planned.snapshots, planned.source, target.dsn, job_tag=job_tag,
-                       expected=dict(evidence.checksums), fence=target.fence, fence_users=list(target.fence_users),
-                       hooks=hooks, interrupt=interrupt, verdicts=dict(evidence.verdicts) or None).run()
+    with reporting_copies(hooks):
+        return ProdRestore(planned.plan, planned.snapshots, planned.source, target.dsn, job_tag=job_tag,
+                           expected=dict(evidence.checksums), fence=target.fence,
+                           fence_users=list(target.fence_users), hooks=hooks, interrupt=interrupt,
+                           verdicts=dict(evidence.verdicts) or None).run()
 
 
 class NotBuilt(RestoreError):
@@ -274,8 +277,9 @@ def drill(inputs: DrillInput, *, hooks: Hooks | None = None, interrupt: Interrup
     if newest is None or not inputs.archive_dir:
         raise RestoreError("nothing to drill: no backup yet, or no [keep] archive_dir",
                            hint="take one with /backup now and run the archiver ([keep] archive_dir)")
-    doc = BackupDrill(Path(newest), inputs.archive_dir, inputs.source, hooks=hooks or NullHooks(),
-                      interrupt=interrupt).run()
+    with reporting_copies(hooks):
+        doc = BackupDrill(Path(newest), inputs.archive_dir, inputs.source, hooks=hooks or NullHooks(),
+                          interrupt=interrupt).run()
     return Drilled(doc["drill"], doc["restore"])
 
 

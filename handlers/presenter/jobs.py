@@ -23,7 +23,7 @@ def describe(job: Job) -> str:
     p = job.progress or {}
     if job.state == JobState.RUNNING and p.get("total"):
         pct = 100.0 * p.get("done", 0) / max(1, p["total"])
-        lines.append(f"{pct:.0f}% · {p.get('rate', 0):,.0f} rows/s · ETA {p.get('eta', '?')} s")
+        lines.append(f"{pct:.0f}%{_pace(p)}")
     if job.result and job.result.get("summary"):
         lines.append(job.result["summary"])
     if job.error:
@@ -31,6 +31,14 @@ def describe(job: Job) -> str:
         if job.error.get("hint"):
             lines.append(messages.NEXT_STEP_AFTER_FAILURE.format(hint=job.error["hint"]))
     return "\n".join(lines)
+
+
+def _pace(p: dict) -> str:
+    """How fast the running phase goes: rows for the replay; bytes for the others (load, copy of a
+    physical backup, move), whose engine line says how much of how much, the rate and the ETA."""
+    if p.get("phase") != "replay":
+        return f" · {p['detail']}" if p.get("detail") else ""
+    return f" · {p.get('rate', 0):,.0f} rows/s · ETA {p.get('eta', '?')} s"
 
 
 def card_text(job: Job, *, candidates: bool = True) -> str:
@@ -52,8 +60,7 @@ def card_text(job: Job, *, candidates: bool = True) -> str:
     bar = ""
     if p.get("total"):
         frac = min(1.0, p.get("done", 0) / max(1, p["total"]))
-        bar = (f"\n`{'█' * int(frac * 20):<20}` {frac * 100:.0f}% · {p.get('rate', 0):,.0f} rows/s · "
-               f"ETA {p.get('eta', '?')} s")
+        bar = f"\n`{'█' * int(frac * 20):<20}` {frac * 100:.0f}%{_pace(p)}"
     return f"{head}\n⏳ {job.state}{', phase *' + job.phase + '*' if job.phase else ''}{bar}"
 
 

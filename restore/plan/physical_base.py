@@ -13,8 +13,10 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from pathlib import Path
 
 import psutil
@@ -22,6 +24,8 @@ import pymysql
 from pymysql.connections import Connection
 
 from restore.errors import SnapshotError
+from restore.hooks import Hooks
+from restore.meter import ByteProgress
 from restore.mysql.leftovers import OwnedDir
 from restore.mysql.procs import die_with_parent
 from restore.mysql.quote import quote_ident, quote_qualified
@@ -66,10 +70,7 @@ def prepared_copy(backup: BackupDir, base_dir: str | None = None, *, keep: bool 
     try:
         if owned is None:
             owned = OwnedDir("restore-bot-backup", base_dir)
-            if is_stream(backup.path):   # a compressed backup: unpacked, that is its copy
-                extract(backup.path, owned.path / "data")
-            else:
-                _copy(backup.path, owned.path / "data")
+            _copy_reported(backup.path, owned.path / "data")
             if not backup.prepared:
                 _prepare(backup, owned.path / "data")
             (owned.path / "data" / MARKER).write_text(
@@ -86,10 +87,53 @@ def prepared_copy(backup: BackupDir, base_dir: str | None = None, *, keep: bool 
         owned.remove()
 
 
-def _copy(src: Path, dst: Path) -> None:
+# The hooks the copies of this thread (a job's) report their bytes to: set by restore.api around
+# the plan and the stage, which make the copies, so no layer in between has to carry them.
+_copy_hooks: ContextVar[Hooks | None] = ContextVar("restore_bot_copy_hooks", default=None)
+
+
+@contextmanager
+def reporting_copies(hooks: Hooks | None) -> Iterator[None]:
+    """Within: the copy (or unpacking) of a physical backup reports its bytes, rate and ETA to `hooks`."""
+    token = _copy_hooks.set(hooks)
+    try:
+        yield
+    finally:
+        _copy_hooks.reset(token)
+
+
+def _copy_reported(src: Path, dst: Path) -> None:
+    """The backup copied (a directory) or unpacked (a compressed stream) into `dst`, reported as
+    the phase "copy backup" (bytes of the backup read) when reporting_copies() is on."""
+    stream = is_stream(src)
+    hooks = _copy_hooks.get()
+    meter = None
+    if hooks is not None:
+        total = src.stat().st_size if stream else sum(e.stat().st_size for e in _walk(src))
+        meter = ByteProgress(hooks, "copy backup", total, label=f"{src.name}{' unpacked' if stream else ''}")
+    if stream:
+        extract(src, dst, None if meter is None else lambda done, _total: meter.update(done))
+    else:
+        _copy(src, dst, meter)
+    if meter is not None:
+        meter.close()
+
+
+def _copy(src: Path, dst: Path, meter: ByteProgress | None = None) -> None:
     need = sum(e.stat().st_size for e in _walk(src))
     free = shutil.disk_usage(dst.parent).free
-    out = subprocess.run(["cp", "-a", "--reflink=auto", str(src), str(dst)], capture_output=True, text=True)
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(["cp", "-a", "--reflink=auto", str(src), str(dst)], stderr=err, text=True,
+                                preexec_fn=die_with_parent())
+        while True:
+            try:
+                proc.wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                if meter is not None:   # what cp has written so far (a reflink's extents count too)
+                    meter.update(sum(e.stat().st_size for e in _walk(dst)) if dst.is_dir() else 0)
+        err.seek(0)
+        out = subprocess.CompletedProcess(proc.args, proc.returncode, "", err.read())
     if out.returncode != 0:
         short = need > free
         raise SnapshotError(f"{src}: copying the backup to {dst.parent} failed: {out.stderr.strip()[-400:]}",

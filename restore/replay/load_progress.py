@@ -8,9 +8,7 @@ the restore's checkpoint (restore.target.checkpoint), keyed by the caller's resu
 """
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
+from restore.meter import Throughput  # noqa: F401  (where the runner and the benches take it from)
 from restore.mysql.quote import quote_ident, quote_qualified
 from restore.target.checkpoint import SCHEMA
 
@@ -91,41 +89,3 @@ def forget(conn, prefix: str) -> None:
         cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s", (SCHEMA,))
         if not cur.fetchone()[0]:
             cur.execute(f"DROP DATABASE {quote_ident(SCHEMA)}")
-
-
-class Throughput:
-    """Turns successive (done, total) byte counts into a line a person reads: how much, how fast,
-    how long still. The rate is measured from the first report on, so bytes a resumed load skips
-    do not inflate it."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._first: tuple[float, int] | None = None
-
-    def line(self, done: int, total: int | None) -> str:
-        now = self._clock()
-        if self._first is None:
-            self._first = (now, done)
-        t0, d0 = self._first
-        rate = (done - d0) / (now - t0) if now - t0 >= 0.5 else 0.0
-        text = _size(done) + (f" of {_size(total)} ({100 * done // max(total, 1)}%)" if total else "")
-        if rate > 0:
-            text += f", {_size(int(rate))}/s"
-            if total and total > done:
-                text += f", ETA {_duration((total - done) / rate)}"
-        return text
-
-
-def _size(n: int) -> str:
-    """Decimal units, as disks and `ls -h --si` count (a 192 MB dump is 192,000,000 bytes)."""
-    if n < 1000:
-        return f"{n} B"
-    for unit, scale in (("KB", 1e3), ("MB", 1e6), ("GB", 1e9)):
-        if n < scale * 1000 or unit == "GB":
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"   # not reached
-
-
-def _duration(seconds: float) -> str:
-    s = int(seconds + 0.5)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
