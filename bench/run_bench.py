@@ -15,6 +15,7 @@ did not stop at the DROP DATABASE, 2 when a prerequisite is missing.
 
     . .venv/bin/activate && python bench/run_bench.py [--seconds 30] [--threads 4] ...
     python bench/run_bench.py --undo 20000     # the undo bench instead (bench/undo_flashback.py)
+    python bench/run_bench.py --fleet          # three watched clusters' alert latency (bench/fleet_latency.py)
 """
 from __future__ import annotations
 
@@ -477,7 +478,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--undo", type=int, metavar="ROWS",
                     help="instead, the undo bench: a ROWS-row DELETE undone by restore-bot undo against mariadb-binlog "
                          "--flashback | mariadb (bench/undo_flashback.py, which takes more options)")
+    ap.add_argument("--fleet", action="store_true",
+                    help="instead, alert latency with three watched clusters under load against one "
+                         "(bench/fleet_latency.py with its defaults; run it directly for its options)")
     args = ap.parse_args(argv)
+    if args.fleet:
+        from fleet_latency import main as fleet_main
+        return fleet_main([])
     if args.undo:
         from undo_flashback import main as undo_main
         return undo_main(["--rows", str(args.undo)])
