@@ -3,6 +3,12 @@
 One card per job, created on first sight and updated in place at most every `interval`
 seconds; each phase's start/end and the outcome go into the card's thread. Runs in the bot
 process, so a restarted bot simply carries on from what the store says was posted.
+
+Several serve instances on one store would each post every card and message (a post takes as
+long as Slack answers, and another instance reads the message still unposted meanwhile): given a
+`lease`, a reporter posts only while its instance holds that lease in the store, so one instance
+reports and another takes over within the lease's ttl of its death (then re-posting at most the
+one message the dead one had posted and not yet marked).
 """
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ from typing import Protocol
 
 from handlers.jobstore import ACTIVE, Job, JobKind, JobState, JobStore
 from handlers.presenter.jobs import card_text
+from handlers.store_leader import LeaseKeeper
+from handlers.store_leases import LeaseStore
 
 log = logging.getLogger("restore-bot.reporter")
 
@@ -26,7 +34,9 @@ class Poster(Protocol):
 
 class Reporter:
     def __init__(self, store: JobStore, poster: Poster, *, interval: float = 2.5, poll: float = 0.3,
-                 accept: Callable[[Job], bool] = lambda job: True) -> None:
+                 accept: Callable[[Job], bool] = lambda job: True,
+                 lease: tuple[str, str] | None = None, lease_ttl: float = 10.0) -> None:
+        """`lease`: (lease name, this instance's id) when instances share the store (see the module)."""
         self.store = store
         self.poster = poster
         self.accept = accept  # which jobs this reporter owns (e.g. Slack's, not Kakao's)
@@ -35,8 +45,11 @@ class Reporter:
         self._last_update: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._keeper = LeaseKeeper(LeaseStore(store.store), lease[0], lease[1], lease_ttl) if lease else None
 
     def start(self) -> "Reporter":
+        if self._keeper is not None:
+            self._keeper.start()
         self._thread = threading.Thread(target=self._loop, name="reporter", daemon=True)
         self._thread.start()
         return self
@@ -45,11 +58,14 @@ class Reporter:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
+        if self._keeper is not None:
+            self._keeper.stop()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.tick()
+                if self._keeper is None or self._keeper.held:
+                    self.tick()
             except Exception:  # a Slack outage must not kill reporting for good
                 log.exception("reporting failed; retrying")
             self._stop.wait(self.poll)

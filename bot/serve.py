@@ -184,16 +184,19 @@ def run_serve(settings, *, port: int | None = None, with_worker: bool = True) ->
     app = application(settings, store, settings.access, channel=settings.slack.channel, alerts=background.alert_store,
                       watch_state=background.watch_state)
     bolt = None
+
+    def lease(kind: str) -> tuple[str, str] | None:   # on a shared store one instance reports (bot/reporter.py)
+        return (f"reporter:{kind}", background.instance) if store.store.shared else None
     if slack_ready:
         bolt = build_bolt_app(settings, app, client)
         register_slack(web, bolt)
         background.reporters.append(Reporter(store, SlackPoster(client, settings.slack.channel),
-                                             accept=lambda job: job.origin != "kakao").start())
+                                             accept=lambda job: job.origin != "kakao", lease=lease("slack")).start())
     if settings.kakao.token:
         from bot.kakao import register_kakao
         from bot.kakao_webhook import kakao_reporter
         register_kakao(web, settings, store, app)
-        if (kr := kakao_reporter(settings, store)) is not None:
+        if (kr := kakao_reporter(settings, store, lease=lease("kakao"))) is not None:
             background.reporters.append(kr.start())
     background.start(on_alert_posted=lambda alert, seconds: ALERT_SECONDS.observe(seconds))
     worker = WorkerProcess(str(settings.config_path) if settings.config_path else None).start() if with_worker else None

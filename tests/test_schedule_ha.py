@@ -6,11 +6,13 @@ over and runs the next due drill, once (the runs the dead holder missed coalesce
 The schedule lives in the store (APScheduler's SQLAlchemy job store), put there by the instances from
 `drill_every_hours = 1`; tests/support/fast_schedule makes that hour INTERVAL seconds in the serve
 processes. Every run is a drill job and a "scheduled drill" audit row (the drill itself fails at once:
-no backups are configured; what is counted is that it runs). Prints the failover time: kill -9 to the
-survivor's first drill."""
+no backups are configured; what is counted is that it runs), whose card is posted in Slack once, by
+the instance holding the reporter's lease. Prints the failover time: kill -9 to the survivor's first
+drill."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -37,8 +39,8 @@ def two_serves(tmp_path, target):
     jobs = JobStore(url)
     try:
         with serving(config, tmp_path, env={"PYTHONPATH": str(FAST_SCHEDULE),
-                                            "TEST_SCHEDULE_HOUR_SECONDS": str(INTERVAL)}) as (_fake, bots):
-            yield jobs, bots
+                                            "TEST_SCHEDULE_HOUR_SECONDS": str(INTERVAL)}) as (fake, bots):
+            yield jobs, fake, bots
     finally:
         jobs.store.dispose()
 
@@ -66,7 +68,7 @@ def _due_times(runs: list[tuple[float, str]], first: float, late: float | None =
 
 
 def test_a_scheduled_drill_runs_once_per_due_time_and_after_a_kill_9_on_the_survivor(two_serves):
-    jobs, bots = two_serves
+    jobs, fake, bots = two_serves
     up = time.time()   # both instances answer
     try:
         _wait(lambda: len([r for r in _runs(jobs) if r[0] > up]) >= 2, 30, "two scheduled drills with both up")
@@ -96,4 +98,15 @@ def test_a_scheduled_drill_runs_once_per_due_time_and_after_a_kill_9_on_the_surv
     assert len(_due_times(runs, first, late=after[0][0])) == len(runs) - 1   # none run twice across the kill
     drills = jobs.jobs(kind="drill", limit=100)
     assert sorted(j.id for j in drills) == sorted(job for _ts, job in runs)   # one drill job per run
+
+    def cards(calls):   # each drill's card, once both instances' reporters have had time to post it twice
+        per_job = {j.id: [c for c in calls if c.method == "chat.postMessage" and not c.thread_ts
+                          and f"`{j.id}`" in c.text] for j in drills}
+        return per_job if all(per_job.values()) else None
+    fake.wait_for(cards, 30, "every drill's card")
+    time.sleep(1.0)
+    calls = fake.snapshot()
+    assert {job: len(posted) for job, posted in cards(calls).items()} == {j.id: 1 for j in drills}
+    threads = Counter((c.thread_ts, c.text) for c in calls if c.method == "chat.postMessage" and c.thread_ts)
+    assert not [text for (_ts, text), n in threads.items() if n > 1], "a thread message posted twice"
     print(f"scheduled drill: kill -9 of the scheduling instance to the survivor's first drill {failover:.1f}s")
