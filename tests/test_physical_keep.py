@@ -101,12 +101,13 @@ def test_the_drill_restores_the_newest_physical_backup_exactly(source):
     _drill_is_exact(source[2], "-physical", source)
 
 
-def test_a_killed_physical_backup_is_never_listed_as_good(source, tmp_path):
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_killed_physical_backup_is_never_listed_as_good(source, tmp_path, compress):
     src, dsn, _backups, _archive = source
     out = tmp_path / "backups"
     code = (f"from restore.live.backups import take_physical_backup; from restore.mysql.dsn import Dsn; "
             f"take_physical_backup(Dsn(user='root', password=None, host='127.0.0.1', port={src.port}, "
-            f"unix_socket={str(src.socket)!r}), {str(out)!r})")
+            f"unix_socket={str(src.socket)!r}), {str(out)!r}, compress={compress})")
     with src.connect(autocommit=True) as lock, lock.cursor() as cur:
         cur.execute("BACKUP STAGE START")   # one session at a time: the backup's own waits on ours
         child = subprocess.Popen([sys.executable, "-c", code], cwd=os.getcwd(), start_new_session=True)
@@ -122,10 +123,11 @@ def test_a_killed_physical_backup_is_never_listed_as_good(source, tmp_path):
         cur.execute("BACKUP STAGE END")
     listed = list_backups(out)
     assert [(b.kind, b.readable) for b in listed] == [("physical", False)]
-    assert "half-written" in listed[0].problem and listed[0].path.name.endswith("-physical.partial")
+    ending = "-physical.mbstream.zst.partial" if compress else "-physical.partial"
+    assert "half-written" in listed[0].problem and listed[0].path.name.endswith(ending)
     assert newest_snapshot(out) is None
     time.sleep(1)   # another second: another name
-    good = take_physical_backup(dsn, out)
+    good = take_physical_backup(dsn, out, compress=compress)
     assert newest_snapshot(out) == good.path and [b.readable for b in list_backups(out)] == [True, False]
 
 
