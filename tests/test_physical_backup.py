@@ -18,7 +18,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -33,7 +32,8 @@ from restore.plan.physical_move import datadir_on_this_host, move_tables
 from restore.prod.swap import ProdRestore
 from restore.replay.runner import restore
 from restore.target import checkpoint
-from tests.support.db import checksums, copy_binlogs, restore_args
+from tests.support.db import checksums, copy_binlogs
+from tests.support.physical import take_backup
 
 pytestmark = [pytest.mark.mysql,
               pytest.mark.skipif(shutil.which("mariadb-backup") is None, reason="mariadb-backup is not installed "
@@ -56,12 +56,6 @@ class Backup:
     prepared: Path     # a copy prepared by the user
     binlogs: Path
     before: dict
-
-
-def _backup(src: Sandbox, target: Path) -> None:
-    out = subprocess.run(["mariadb-backup", "--backup", f"--socket={src.socket}", "--user=root",
-                          f"--datadir={src.dir / 'data'}", f"--target-dir={target}"], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-2000:]
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +95,7 @@ def incident(tmp_path_factory) -> Backup:
         # The source was once a restore target: its unfinished state must not stop a restore from its backup.
         checkpoint.create(conn, "an-old-plan", list(DBS), "{}")
         raw = work / "backup"
-        _backup(src, raw)
+        take_backup(src, raw)
         # Traffic after the backup: the replay must start exactly where the backup ends.
         cur.executemany("INSERT INTO shop.orders (customer, total) VALUES (%s, %s)", [(7, i) for i in range(200)])
         cur.execute("UPDATE shop.customer SET note = 'vip' WHERE id % 7 = 0")
@@ -307,6 +301,21 @@ def test_a_table_left_between_discard_and_import_is_dropped_on_rerun(incident, t
     assert result.resumed and result.ok
     move = next(p for p in result.phases if p["phase"] == "move")
     assert move["dropped"] == ["wiki.page"] and move["kept_from_earlier_run"] == 1   # wiki.tag: recorded, kept
+    with target.connect() as conn:
+        assert checksums(conn, ["wiki"]) == {k: v for k, v in incident.before.items() if k.startswith("wiki.")}
+
+
+def test_an_interrupted_copy_by_rows_resumes_per_table(incident, target):
+    """The logical fallback stopped after its first table: the rerun keeps the tables recorded as
+    copied (their checksum is the new sandbox's), copies the others again, and ends exact."""
+    planned = api.plan(api.PlanInput([f"wiki={incident.prepared}"], incident.binlogs))
+    with pytest.raises(KeyboardInterrupt):
+        restore(planned.plan, planned.snapshots, planned.source, target.dsn, physical_copy="rows",
+                hooks=_StopAt("wiki.page: rows copied (LOAD DATA)"))
+    result = restore(planned.plan, planned.snapshots, planned.source, target.dsn, physical_copy="rows")
+    assert result.resumed and result.ok
+    move = next(p for p in result.phases if p["phase"] == "move")
+    assert move["physical"]["tables"]["wiki.page"] == "moved by an earlier run", move
     with target.connect() as conn:
         assert checksums(conn, ["wiki"]) == {k: v for k, v in incident.before.items() if k.startswith("wiki.")}
 

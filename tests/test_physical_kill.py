@@ -29,6 +29,7 @@ import pytest
 from restore.mysql.sandbox import Sandbox
 from restore.plan import physical_base
 from tests.support.db import checksums, copy_binlogs, dump, restore_args
+from tests.support.physical import take_backup
 
 pytestmark = [pytest.mark.mysql,
               pytest.mark.skipif(shutil.which("mariadb-backup") is None, reason="mariadb-backup is not installed "
@@ -68,10 +69,7 @@ def incident(tmp_path_factory) -> Incident:
         cur.execute("CREATE VIEW shop.big AS SELECT id, qty FROM shop.t0 WHERE qty > 2900")
         cur.execute("CREATE TABLE wiki.page (id INT PRIMARY KEY, title VARCHAR(50), body MEDIUMTEXT)")
         cur.executemany("INSERT INTO wiki.page VALUES (%s, %s, %s)", [(i, f"p{i}", "x" * i) for i in range(200)])
-        backup = work / "backup"
-        out = subprocess.run(["mariadb-backup", "--backup", f"--socket={src.socket}", "--user=root",
-                              f"--datadir={src.dir / 'data'}", f"--target-dir={backup}"], capture_output=True, text=True)
-        assert out.returncode == 0, out.stderr[-2000:]
+        backup = take_backup(src, work / "backup")
         path = dump(src, work / "base.sql", list(DBS))
         for k in range(TRANSACTIONS):
             cur.execute(f"UPDATE shop.t{k % 6} SET qty = qty + 1 WHERE id = %s", (k * 7 % 3000,))
@@ -123,6 +121,15 @@ def _query(connect: Callable[[], pymysql.connections.Connection], sql: str) -> l
             return list(cur.fetchall())
     except Exception:   # noqa: BLE001 - polled again
         return []
+
+
+def _kill_once_counted(cmd: list[str], target, count_sql: str, what: str) -> int:
+    """Kill `cmd` once the target's record (`count_sql`) counts a table; what it counts then."""
+    def count() -> int:
+        return (_query(target.connect, count_sql) or [(0,)])[0][0]
+    _kill_when(cmd, lambda _pid: count() >= 1, what)
+    assert (done := count()) >= 1
+    return done
 
 
 def _phases(doc: dict) -> list[str]:
@@ -192,10 +199,7 @@ def test_killed_during_the_move(incident, target):
     the recorded tables whose checksum is the new sandbox's, drops what the kill left half done and
     moves the rest."""
     cmd = _cmd(incident, target, incident.backup)
-    moved = "SELECT COUNT(*) FROM _restore_bot.moved"
-    _kill_when(cmd, lambda _pid: (_query(target.connect, moved) or [(0,)])[0][0] >= 1, "a table was moved")
-    kept = _query(target.connect, moved)[0][0]
-    assert kept >= 1
+    kept = _kill_once_counted(cmd, target, "SELECT COUNT(*) FROM _restore_bot.moved", "a table was moved")
     doc = _rerun(cmd)
     assert doc["resumed"] is True
     move = next(p for p in doc["phases"] if p["phase"] == "move")
@@ -208,10 +212,8 @@ def test_killed_during_a_parallel_load_of_a_dump(incident, target):
     """A dump loaded by two clients, killed once the target records a loaded table: the rerun
     loads the other tables only and ends exact."""
     cmd = _cmd(incident, target, incident.dump, "--load-jobs", "2")
-    loaded = "SELECT COUNT(*) FROM _restore_bot.load_done WHERE tbl <> ''"
-    _kill_when(cmd, lambda _pid: (_query(target.connect, loaded) or [(0,)])[0][0] >= 1, "a table was loaded")
-    done = _query(target.connect, loaded)[0][0]
-    assert done >= 1
+    done = _kill_once_counted(cmd, target, "SELECT COUNT(*) FROM _restore_bot.load_done WHERE tbl <> ''",
+                              "a table was loaded")
     doc = _rerun(cmd)
     assert doc["resumed"] is True
     load = next(p for p in doc["phases"] if p["phase"] == "load")
