@@ -44,7 +44,8 @@ class WatcherProcess:
     `on_alert`, each position it reached to `positions.save()` (after the alert that came before
     it), each trouble report to `on_trouble`. The child ends when `stop()` is called or when this
     process goes away (its control pipe closes); if it dies, it is started again where the last
-    saved position says. A child that keeps dying is started again after a pause that doubles up to
+    saved position says; so does one whose message this side failed to handle (a position the store
+    could not save). A child that keeps dying is started again after a pause that doubles up to
     `restart_pause_max` and is reported twice: at its first end and once it has ended three times
     in a row, not at every restart (one that ran `stable_after` seconds starts the count anew).
     """
@@ -87,12 +88,18 @@ class WatcherProcess:
             self.proc, self._control = proc, control
             if self.stopping.is_set():
                 self._let_go()
+            failed = None
             try:
                 while True:
                     kind, value = messages.recv()
                     handle[kind](value)
             except (EOFError, OSError):  # the child ended
                 pass
+            except Exception as exc:  # noqa: BLE001 (saving a position failed: the store is down or locked)
+                # Not this thread's end, which stopped the cluster's watching for good and told no one:
+                # the child goes too, and the next one reads again from the last position saved.
+                log.warning("watch: handling the watcher's %s failed", kind, exc_info=True)
+                failed = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"   # (not SQLAlchemy's SQL)
             finally:
                 messages.close()
                 self._let_go()
@@ -102,7 +109,9 @@ class WatcherProcess:
             if time.monotonic() - started >= self.stable_after:
                 pause, ends = self.restart_pause, 0   # it had been running: this end is news
             ends += 1
-            if ends == 1:
+            if ends == 1 and failed:
+                self.on_trouble(f"the watcher stopped: {failed}; starting it again from the last saved position")
+            elif ends == 1:
                 self.on_trouble(f"the watcher process ended (exit code {proc.exitcode}); starting it again")
             elif ends == 3:
                 self.on_trouble(f"the watcher process keeps ending (exit code {proc.exitcode}, {ends} times in a row); "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import threading
 import time
 
@@ -154,3 +155,50 @@ def test_a_watcher_that_dies_at_every_start_is_restarted_without_a_report_per_re
     assert len(reported) == 2, reported
     assert "ended (exit code 3); starting it again" in reported[0], reported
     assert "keeps ending (exit code 3, 3 times in a row)" in reported[1], reported
+
+
+class _StoreDownOnce(AlertStore):
+    """The store refuses one position save, once armed (a locked SQLite file, a shared store restarting)."""
+
+    armed = False
+
+    def save(self, file: str, pos: int) -> None:
+        if self.armed:
+            self.armed = False
+            raise sqlite3.OperationalError("database is locked")
+        super().save(file, pos)
+
+
+@pytest.mark.mysql
+def test_a_position_the_store_cannot_save_restarts_the_watcher_and_no_alert_is_lost(tmp_path):
+    """The thread reading the watcher's pipe used to die with the store's error: that cluster was
+    watched no more, and nobody was told."""
+    with Sandbox(binlog=True, binlog_format="ROW") as src:
+        with src.connect() as conn, conn.cursor() as cur:
+            cur.execute("CREATE DATABASE club")
+            for t in ("t1", "t2"):
+                cur.execute(f"CREATE TABLE club.{t} (id INT PRIMARY KEY)")
+        store = _StoreDownOnce(str(tmp_path / "s.sqlite3"), src.url)
+        alerts: list = []
+        troubles: list[str] = []
+        watcher = WatcherProcess(src.dsn, store, alerts.append, databases=("club",), on_trouble=troubles.append)
+        thread = threading.Thread(target=watcher.run_forever, daemon=True)
+        thread.start()
+        try:
+            _until("the watcher process", lambda: store.load() is not None and watcher.proc is not None)
+            first = watcher.proc
+            store.armed = True   # the position saved after the alert fails
+            with src.connect() as conn, conn.cursor() as cur:
+                cur.execute("DROP TABLE club.t1")
+                _until("the restarted watcher process", lambda: watcher.proc is not first and troubles,
+                       diagnose=lambda: f"alerts {alerts}, troubles {troubles}")
+                cur.execute("DROP TABLE club.t2")
+            _until("the alert for club.t2", lambda: any(a.table == "t2" for a in alerts),
+                   diagnose=lambda: f"alerts {alerts}, troubles {troubles}, thread alive {thread.is_alive()}")
+            alive = thread.is_alive()
+        finally:
+            watcher.stop()
+            thread.join(timeout=10)
+    assert alive and not thread.is_alive()
+    assert {a.table for a in alerts} == {"t1", "t2"}, alerts   # t1 read again from the saved position: the store dedupes
+    assert len(troubles) == 1 and "database is locked" in troubles[0], troubles
