@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pymysql
 
@@ -31,21 +33,27 @@ from restore.target.checkpoint import SCHEMA
 from restore.undo.apply import BATCH, binlog_refused, key_in
 from restore.undo.changes import TableChanges
 from restore.undo.inverse import Action, shown
+from restore.undo.raw import SIZE_BITS
 from restore.undo.unique import unique_indexes
-from restore.undo.verify_rows import PREFIX, drop_stale, unlogged
+from restore.undo.verify_rows import PREFIX, compare, drop_stale, missing_rows, unlogged
 
-STALE_SHOWN = 100
-SCRATCH_ENGINE = os.environ.get("RESTORE_UNDO_SCRATCH_ENGINE", "MyISAM")     # stale rows named per table (the preview refuses on the first)
+T = TypeVar("T")
+STALE_SHOWN = 100     # stale rows named per table (the preview refuses on the first)
+# The scratch copies take no part in any transaction: MyISAM writes them without the undo and
+# redo logs and the buffer pool InnoDB would give them (the table's own engine where it refuses).
+SCRATCH_ENGINE = "MyISAM"
+PART_BYTES = 8 << 20  # images per scratch copy: more go to two, written and compared at once
 
 
 class FastRows:
-    """One table's deleted rows kept whole, written to a scratch copy of the table."""
+    """One table's deleted rows kept whole, written to scratch copies of the table: one, or two
+    (each half of the pieces, in order) written and compared by two sessions at once."""
 
-    def __init__(self, changes: TableChanges) -> None:
-        self.changes = changes
+    def __init__(self, changes: TableChanges, connect: Callable[[], object]) -> None:
+        self.changes, self.connect = changes, connect
         self.schema, self.raw = changes.schema, changes.raw
-        self.name = f"{PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
-        self.scratch = quote_qualified(SCHEMA, self.name)
+        self.parts: list[tuple[str, str]] = []      # (name, quoted ident) of each scratch copy
+        self.counts: list[int] = []
         self.count = 0
 
     def refs(self) -> Iterator[int]:
@@ -53,29 +61,70 @@ class FastRows:
         return self.changes.run_refs()
 
     def fill(self, conn) -> bool:
-        """Write the scratch copy; False when a later write touched one of its keys."""
+        """Write the scratch copies; False when a later write touched one of their keys."""
         schema = self.schema
+        halves = _halves(list(self.refs()))
         with conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(SCHEMA)}")
-            cur.execute(f"CREATE TABLE {self.scratch} LIKE {schema.ident}")
-            try:
-                cur.execute(f"ALTER TABLE {self.scratch} ENGINE={SCRATCH_ENGINE}")
-            except pymysql.MySQLError:
-                pass     # an option or key the engine does not take: the table's own engine then
-            logged = unlogged(cur)
-            try:
-                self.raw.for_table(SCHEMA, self.name).send(conn, self.refs())
-            finally:
-                if logged:
-                    cur.execute("SET SESSION sql_log_bin = 1")
-            cur.execute(f"SELECT COUNT(*) FROM {self.scratch}")
-            self.count = cur.fetchone()[0]
-            keys = list(self.changes.later_keys())
-            for i in range(0, len(keys), BATCH):
-                cur.execute(f"SELECT 1 FROM {self.scratch} WHERE {key_in(conn, schema, keys[i:i + BATCH])} LIMIT 1")
-                if cur.fetchone():
-                    return False
+            for _ in halves:
+                name = f"{PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
+                self.parts.append((name, quote_qualified(SCHEMA, name)))
+                cur.execute(f"CREATE TABLE {self.parts[-1][1]} LIKE {schema.ident}")
+                try:
+                    cur.execute(f"ALTER TABLE {self.parts[-1][1]} ENGINE={SCRATCH_ENGINE}")
+                except pymysql.MySQLError:
+                    pass     # an option or key the engine does not take: the table's own engine then
+
+        def write(c, i: int) -> int:
+            name, ident = self.parts[i]
+            with c.cursor() as cur:
+                logged = unlogged(cur)
+                try:
+                    cur.execute(self.raw.fde_statement())
+                    self.raw.for_table(SCHEMA, name).send(c, iter(halves[i]))
+                finally:
+                    if logged:
+                        cur.execute("SET SESSION sql_log_bin = 1")
+                cur.execute(f"SELECT COUNT(*) FROM {ident}")
+                return cur.fetchone()[0]
+        self.counts = self._at_once(conn, write)
+        self.count = sum(self.counts)
+        keys = list(self.changes.later_keys())
+        with conn.cursor() as cur:
+            for _, ident in self.parts:
+                for i in range(0, len(keys), BATCH):
+                    cur.execute(f"SELECT 1 FROM {ident} WHERE {key_in(conn, schema, keys[i:i + BATCH])} LIMIT 1")
+                    if cur.fetchone():
+                        return False
         return True
+
+    def _at_once(self, conn, job: Callable[[object, int], T]) -> list[T]:
+        """job(session, part) for every scratch copy at once: the first on `conn`, the others each
+        on a session of its own, from a thread (the server runs them on as many cores)."""
+        out: list = [None] * len(self.parts)
+        failed: list[BaseException] = []
+
+        def other(i: int) -> None:
+            try:
+                c = self.connect()
+                try:
+                    out[i] = job(c, i)
+                finally:
+                    c.close()
+            except BaseException as exc:     # handed to the caller
+                failed.append(exc)
+        threads = [threading.Thread(target=other, args=(i,), name="restore-undo-scratch", daemon=True)
+                   for i in range(1, len(self.parts))]
+        for t in threads:
+            t.start()
+        try:
+            out[0] = job(conn, 0)
+        finally:
+            for t in threads:
+                t.join()
+        if failed:
+            raise failed[0]
+        return out
 
     def look(self, conn, digest, stale: list[dict]) -> None:
         """restore.undo.apply.look for these rows: every one an insert, so a row the target holds at
@@ -83,20 +132,36 @@ class FastRows:
         digest.update(b"\0kept whole %d %d" % (self.count, self.raw.crc))
         schema = self.schema
         on = " AND ".join(f"s.{k} = t.{k}" for k in self._key())
+        keys: list[tuple] = []
         with conn.cursor() as cur:
-            cur.execute(f"SELECT {', '.join('s.' + k for k in self._key())} FROM {self.scratch} AS s "
-                        f"JOIN {schema.ident} AS t ON {on} LIMIT {STALE_SHOWN}")
-            keys = [tuple(r) for r in cur.fetchall()]
+            for _, ident in self.parts:
+                cur.execute(f"SELECT {', '.join('s.' + k for k in self._key())} FROM {ident} AS s "
+                            f"JOIN {schema.ident} AS t ON {on} LIMIT {STALE_SHOWN}")
+                keys += [tuple(r) for r in cur.fetchall()]
         if not keys:
             return
-        intended, now = (self.rows(conn, ident, keys) for ident in (self.scratch, schema.ident))
+        intended = {}
+        for _, ident in self.parts:
+            intended.update(self.rows(conn, ident, keys))
+        now = self.rows(conn, schema.ident, keys)
         for key in keys:
             digest.update(repr((key, now.get(key))).encode())
             stale.append({"table": schema.full_name, "key": schema.key_text(intended[key]), "action": "insert",
                           "binlog_end": None, "target": shown(now.get(key))})
 
+    def verify(self, conn, table) -> list[dict]:
+        """restore.undo.verify_rows for these rows: the scratch copies' rows the target does not hold
+        exactly, counted by as many sessions at once; named (compare) only where there are some."""
+        def bad(c, i: int) -> int:
+            with c.cursor() as cur:
+                cur.execute(f"SELECT COUNT(*) {missing_rows(self.schema, self.parts[i][1])}")
+                return cur.fetchone()[0]
+        if not any(self._at_once(conn, bad)):
+            return []
+        with conn.cursor() as cur:
+            return [p for (_, ident), n in zip(self.parts, self.counts) for p in compare(conn, cur, table, ident, n)]
     def rows(self, conn, ident: str, keys: list[tuple]) -> dict[tuple, tuple]:
-        """The rows of `ident` (the scratch copy or the table) at `keys`, by key."""
+        """The rows of `ident` (a scratch copy or the table) at `keys`, by key."""
         schema = self.schema
         with conn.cursor() as cur:
             cur.execute(f"SELECT {schema.select_list()} FROM {ident} WHERE {key_in(conn, schema, keys)}")
@@ -117,15 +182,31 @@ class FastRows:
     def drop(self, conn) -> None:
         try:
             with conn.cursor() as cur:
-                cur.execute(f"DROP TABLE IF EXISTS {self.scratch}")
+                for _, ident in self.parts:
+                    cur.execute(f"DROP TABLE IF EXISTS {ident}")
         except pymysql.MySQLError:
-            pass     # the session is gone: drop_stale removes it on the next undo
+            pass     # the session is gone: drop_stale removes them on the next undo
 
 
-def prepare(conn, changes: dict[str, TableChanges]) -> list[FastRows]:
+def _halves(refs: list[int]) -> list[list[int]]:
+    """The pieces in one part, or in two of about equal bytes when they are many (PART_BYTES)."""
+    sizes = [ref & ((1 << SIZE_BITS) - 1) for ref in refs]
+    total = sum(sizes)
+    if total < PART_BYTES:
+        return [refs]
+    run = 0
+    for i, size in enumerate(sizes):
+        run += size
+        if run * 2 >= total:
+            return [refs[:i + 1], refs[i + 1:]] if i + 1 < len(refs) else [refs]
+    return [refs]
+
+
+def prepare(conn, changes: dict[str, TableChanges], connect: Callable[[], object]) -> list[FastRows]:
     """Each table whose deleted rows are kept whole gets them written to its scratch copy, or split
     into rows (materialize) where that cannot be or a later write touched one of them. Returns the
-    scratch copies, to be dropped at the end (FastRows.drop)."""
+    scratch copies, to be dropped at the end (FastRows.drop). `connect`: another session on the
+    target (a second scratch copy is written and compared from it at the same time)."""
     made: list[FastRows] = []
     swept = False
     for table in changes.values():
@@ -140,7 +221,7 @@ def prepare(conn, changes: dict[str, TableChanges]) -> list[FastRows]:
                     if not swept:
                         drop_stale(conn)     # scratch copies of earlier undos whose process died
                         swept = True
-                    fast = FastRows(table)
+                    fast = FastRows(table, connect)
                     made.append(fast)
                     if not fast.fill(conn):
                         fast = None

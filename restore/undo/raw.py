@@ -38,10 +38,10 @@ from restore.undo.values import TableSchema, decode_row, decode_value
 
 _WRITE_OF = {be.DELETE_ROWS_V1: be.WRITE_ROWS_V1, be.DELETE_ROWS_V2: be.WRITE_ROWS_V2}
 EVENT_BYTES = 64 << 10          # row images per WRITE_ROWS event
-# A kept image is referred to as `offset << _SIZE_BITS | size` in the spill file (an int in the
+# A kept image is referred to as `offset << SIZE_BITS | size` in the spill file (an int in the
 # Store: a million of them copied between its tables cost little), or as its bytes when it is big.
-_SIZE_BITS = 24
-_BIG = 1 << _SIZE_BITS
+SIZE_BITS = 24
+_BIG = 1 << SIZE_BITS
 STATEMENT_BYTES = 2 << 20       # event bytes per BINLOG statement (base64 makes it 4/3 of that on the wire)
 
 
@@ -102,7 +102,7 @@ class RawTable:
             return []
         first = rows[0][0]
         base = self.store.spill(data[first:rows[-1][1]]) - first
-        return [(key, (base + start) << _SIZE_BITS | (stop - start) if stop - start < _BIG else data[start:stop])
+        return [(key, (base + start) << SIZE_BITS | (stop - start) if stop - start < _BIG else data[start:stop])
                 for start, stop, key in rows]
 
     def keep_run(self, event: be.RawEvent) -> int | None:
@@ -116,15 +116,15 @@ class RawTable:
             return 0            # no row: nothing to keep
         body = event.data[start:end]
         self.crc = zlib.crc32(body, self.crc)
-        return self.store.spill(body) << _SIZE_BITS | (end - start)
+        return self.store.spill(body) << SIZE_BITS | (end - start)
 
     def run_rows(self, ref: int, limit: int | None = None) -> list[tuple[tuple, int | bytes]]:
         """The rows of a piece `keep_run` kept, as `keep` gives them (the first `limit` only)."""
-        at, size = ref >> _SIZE_BITS, ref & (_BIG - 1)
+        at, size = ref >> SIZE_BITS, ref & (_BIG - 1)
         data = self.store.spilled(at, size)
         out = []
         for start, stop, key in self._rows(data, 0, size):
-            out.append((key, (at + start) << _SIZE_BITS | (stop - start)))
+            out.append((key, (at + start) << SIZE_BITS | (stop - start)))
             if limit is not None and len(out) >= limit:
                 break
         return out
@@ -138,7 +138,7 @@ class RawTable:
     def image(self, ref: int | bytes) -> bytes:
         if type(ref) is not int:
             return ref
-        return self.store.spilled(ref >> _SIZE_BITS, ref & (_BIG - 1))
+        return self.store.spilled(ref >> SIZE_BITS, ref & (_BIG - 1))
 
     def _rows(self, data: bytes, pos: int, end: int) -> Iterator[tuple[int, int, tuple]]:
         """Where every row image in data[pos:end] starts and ends, and its primary key decoded. A
@@ -240,7 +240,7 @@ class RawTable:
                     n = 0
                 yield ref, 1
                 continue
-            at, size = ref >> _SIZE_BITS, ref & (_BIG - 1)
+            at, size = ref >> SIZE_BITS, ref & (_BIG - 1)
             if n and (at != end or end - start >= EVENT_BYTES):
                 yield self.store.spilled(start, end - start), n
                 n = 0

@@ -43,17 +43,19 @@ def run_undo(binlogs: str | os.PathLike | Dsn, target: Dsn, event: str, *, dry_r
         if auto:     # the transaction the plan would choose as the disaster, named before anything is read
             event = resolve_auto(source, conn)
         with Store() as store:
-            return _run(source, conn, store, event, dry_run=dry_run, preview=preview, hooks=hooks)
+            return _run(source, conn, store, event, dry_run=dry_run, preview=preview, hooks=hooks,
+                        connect=lambda: ap.connect(target))
     finally:
         conn.close()
 
 
-def _run(source, conn, store: Store, event: str, *, dry_run: bool, preview: str | None, hooks: Hooks) -> dict:
+def _run(source, conn, store: Store, event: str, *, dry_run: bool, preview: str | None, hooks: Hooks,
+         connect) -> dict:
     hooks.phase_started("read", None)
     undone, changes = UndoReader(source, event, conn, store).read()
     hooks.phase_finished("read", {"transaction": undone.id, "tables": sorted(changes)})
     hooks.phase_started("preview", None)
-    scratch = prepare(conn, changes)
+    scratch = prepare(conn, changes, connect)
     try:
         return _preview_and_apply(conn, undone, changes, dry_run=dry_run, preview=preview, hooks=hooks)
     finally:

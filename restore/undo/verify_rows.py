@@ -51,8 +51,7 @@ def verify_binlog_rows(conn, table: TableUndo) -> list[dict]:
 
 def _verify(conn, table: TableUndo) -> list[dict]:
     if table.fast is not None:    # written before the preview (restore.undo.fast), dropped by its owner
-        with conn.cursor() as cur:
-            return _compare(conn, cur, table, table.fast.scratch, table.fast.count)
+        return table.fast.verify(conn, table)
     schema = table.schema
     name = f"{PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
     scratch = quote_qualified(SCHEMA, name)
@@ -62,7 +61,7 @@ def _verify(conn, table: TableUndo) -> list[dict]:
         logged = unlogged(cur)
         try:
             want = raw.send(conn, table.raw_inserts())
-            return _compare(conn, cur, table, scratch, want)
+            return compare(conn, cur, table, scratch, want)
         finally:
             try:
                 if logged:
@@ -85,12 +84,19 @@ def unlogged(cur) -> bool:
     return True
 
 
-def _compare(conn, cur, table: TableUndo, scratch: str, want: int) -> list[dict]:
-    schema = table.schema
+def missing_rows(schema, scratch: str) -> str:
+    """FROM ... WHERE: the rows of `scratch` that the table does not hold exactly."""
     stored = [quote_ident(c.name) for c in schema.columns if not c.generated]
     key = [quote_ident(schema.columns[i].name) for i in schema.key]
     on = " AND ".join([f"s.{k} = t.{k}" for k in key] + [f"BINARY s.{c} <=> BINARY t.{c}" for c in stored])
-    missing = f"FROM {scratch} AS s LEFT JOIN {schema.ident} AS t ON {on} WHERE t.{key[0]} IS NULL"
+    return f"FROM {scratch} AS s LEFT JOIN {schema.ident} AS t ON {on} WHERE t.{key[0]} IS NULL"
+
+
+def compare(conn, cur, table: TableUndo, scratch: str, want: int) -> list[dict]:
+    """The rows of `scratch` (`want` of them) that the table does not hold exactly, as verify_binlog_rows reports them."""
+    schema = table.schema
+    key = [quote_ident(schema.columns[i].name) for i in schema.key]
+    missing = missing_rows(schema, scratch)
     cur.execute(f"SELECT COUNT(*), (SELECT COUNT(*) FROM {scratch}) {missing}")
     bad, held = cur.fetchone()
     problems = []
