@@ -102,8 +102,8 @@ def _build() -> _Parser:
             p.add_argument("--restart", action="store_true")
         if name in ("status", "abort", "approve", "reject"):
             p.add_argument("job", nargs="?" if name in ("status", "abort") else None)
-        if name == "choice":
-            p.add_argument("what", nargs="?", choices=("clear",))
+        if name == "choice":   # [clear] [CLUSTER]
+            p.add_argument("words", nargs="*", metavar="[clear] [CLUSTER]")
         if name == "undo":   # SPEC [stage|prod] [CLUSTER], or `approve JOB` (the typed form of *Approve undo*)
             p.add_argument("words", nargs="+", metavar="SPEC [stage|prod] [CLUSTER]")
     backup = groups.add_parser("backup", prog="/backup", add_help=False)
@@ -207,9 +207,19 @@ def _restore(args: argparse.Namespace, user: str, origin: str) -> Command:
             parse_spec(s, option="--skip", allow=("gtid", "filepos"))
     except RestoreError as exc:
         raise CommandError(f"{exc} — {exc.hint}") from None
-    name = "choice clear" if getattr(args, "what", None) == "clear" else args.name
+    name, cluster = args.name, None
+    if name == "choice":
+        name, cluster = _choice(args.words)
     return Command(name, user, origin=origin, stop_before=stop, skips=skips, job=getattr(args, "job", None),
-                   restart=bool(getattr(args, "restart", False)), chosen=chosen)
+                   restart=bool(getattr(args, "restart", False)), chosen=chosen, cluster=cluster)
+
+
+def _choice(words: list[str]) -> tuple[str, str | None]:
+    clear = bool(words) and words[0].lower() == "clear"
+    rest = words[1:] if clear else words
+    if len(rest) > 1:
+        raise CommandError(f"`/restore choice` takes `clear` and then one cluster; got {' '.join(words)!r}")
+    return ("choice clear" if clear else "choice"), (_cluster_name(rest[0]) if rest else None)
 
 
 def _undo(words: list[str], user: str, origin: str) -> Command:

@@ -7,7 +7,7 @@ USAGE = """*restore-bot* — point-in-time restore from dumps + binlog
 `/restore prod [stop=SPEC] [skip=SPEC ...]` — restore production from the plan that passed stage (a second person approves)
 `/restore status [JOB]` · `/restore abort [JOB]` · `/restore history`
 `/restore approve JOB` · `/restore reject JOB` — answer a prod approval request
-`/restore choice [clear]` — the stop and skips chosen with the plan card's or an alert's buttons (used when a command names none) / forget them
+`/restore choice [clear] [CLUSTER]` — the stop and skips chosen with the plan card's or an alert's buttons (used when a command names none) / forget them
 `/restore undo SPEC [prod]` — put back what one DELETE/UPDATE transaction (SPEC: its GTID, FILE:POS, or auto) destroyed, in place on the stage target (or prod), keeping later writes: a preview card first, applied when someone clicks *Approve undo* (on prod: a second person)
 `/restore drill` — restore the newest backup + archived binlogs into a sandbox, to prove they work
 `/restore clusters` — per cluster: newest snapshot, archived binlogs and their lag, the watcher, the last drill

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from bot.config import load_settings
 from handlers.alerts import AlertStore
 from handlers.app import application
@@ -52,3 +54,15 @@ def test_an_alerts_buttons_decide_only_its_own_clusters_plans(tmp_path):
     rec = _Rec()
     app.text("choice clear --cluster billing", "U1", "console", rec)
     assert store.choice("billing") is None and "cleared" in rec.private[0] and store.choice("homepage") is None
+
+
+def test_choice_takes_the_cluster_as_a_word() -> None:
+    from handlers.commands import CommandError, parse
+    assert (parse("/restore choice billing", "U1").name, parse("/restore choice billing", "U1").cluster) == ("choice", "billing")
+    cmd = parse("/restore choice clear homepage", "U1")
+    assert (cmd.name, cmd.cluster) == ("choice clear", "homepage")
+    assert (parse("choice clear", "U1").name, parse("choice clear", "U1").cluster) == ("choice clear", None)
+    with pytest.raises(CommandError, match="two clusters"):
+        parse("choice clear homepage --cluster billing", "U1")
+    with pytest.raises(CommandError, match="one cluster"):
+        parse("choice clear homepage billing", "U1")
