@@ -30,7 +30,7 @@ from restore.mysql.quote import quote_qualified
 from restore.plan.physical_base import BaseSandbox
 from restore.plan.physical_move import datadir_on_this_host, move_tables
 from restore.plan.snapshot import Snapshot
-from restore.replay.verify import table_checksums, verify
+from restore.replay.verify import Verification, verify
 from restore.target import checkpoint
 from restore.target.binlog import init_commands
 
@@ -59,6 +59,7 @@ class _Flow:
         self.plan_id = runner.plan.plan_id
         self.dbs = sorted(runner.plan.databases)
         self.snap: Snapshot = runner.snapshots[0]
+        self.sums: dict[str, tuple[int, int | None]] = {}   # the sandbox's tables once verified
 
     def run(self, state: checkpoint.State | None) -> None:
         r = self.r
@@ -101,14 +102,14 @@ class _Flow:
                             f"into {r.result.target}")
             raise
         r.result.outcome, r.result.verdicts = result.outcome, result.verdicts
+        # What the move must carry: read once, by the sandbox's own verification.
+        self.sums = _sums(result.verification)
         replay = next((p for p in result.phases if p["phase"] == "replay"), {})
         return {**{k: v for k, v in replay.items() if k not in ("phase", "seconds")},
                 "sandbox_verified": len(result.verification.tables) if result.verification else 0}
 
     def _move(self, box: BaseSandbox) -> dict:
-        r, conn = self.r, self.conn
-        with box.connect() as bconn:
-            sums = table_checksums(bconn, self.dbs)
+        r, conn, sums = self.r, self.conn, self.sums
         recorded = _recorded(conn, self.plan_id)
         skip = {t for t, v in recorded.items() if sums.get(t) == v} & _readable(conn, self.dbs)
         datadir = datadir_on_this_host(conn) if r.physical_copy == "auto" else None
@@ -144,7 +145,7 @@ class _Flow:
         result = verify(conn, r.plan.outcome(r.result.outcome))
         r.result.verification = result
         expected = _recorded(conn, self.plan_id)
-        actual = table_checksums(conn, self.dbs)
+        actual = _sums(result)
         differ = sorted(t for t, v in expected.items() if actual.get(t) != v)
         if differ:
             raise VerifyError(
@@ -156,6 +157,11 @@ class _Flow:
             checkpoint.set_phase(conn, self.plan_id, "verified")
             _forget(conn, self.plan_id)
         return {"ok": result.ok, "tables": len(result.tables), "equal_to_sandbox": len(expected)}
+
+
+def _sums(verification: Verification | None) -> dict[str, tuple[int, int | None]]:
+    """{db.table: (rows, CHECKSUM TABLE)} as a verification read them."""
+    return {name: (t.rows, t.checksum) for name, t in (verification.tables if verification else {}).items()}
 
 
 def _ensure(conn) -> None:
