@@ -1,9 +1,10 @@
-"""Two workers (each as on a host of its own, as under two `serve` instances) on one job store on a
-MariaDB server: kill -9 the one running a prod job while it rebuilds in its sandbox, and the other
-takes the job over once its heartbeat is stale, resumes it from the phase recorded on the target,
-removes the dead worker's sandbox and finishes: production equals the source before the disaster
-(CHECKSUM TABLE), the application's writes since are kept aside, and the takeover is in the job's
-thread and the audit log once. Prints the takeover and finish times after the kill."""
+"""Two `restore-bot serve` instances, each as on a host of its own, on one job store on a MariaDB
+server: kill -9 the one running a prod job while the job rebuilds in its sandbox (its serve process and
+worker child at once, as when the host dies), and the other takes the job over once its heartbeat is
+stale, resumes it from the phase recorded on the target, removes the dead worker's sandbox and
+finishes: production equals the source before the disaster (CHECKSUM TABLE), the application's
+writes since are kept aside, and the takeover is in the audit log and the job's Slack thread once.
+Prints the takeover and finish times after the kill."""
 from __future__ import annotations
 
 import os
@@ -13,11 +14,10 @@ import time
 import pytest
 
 from handlers.jobstore import JobState, JobStore
-from restore.mysql.leftovers import OwnedDir
 from tests.support.db import checksums, target_url
 from tests.support.incident_factory import IncidentSpec, each
+from tests.support.serves import serving
 from tests.support.slack_bot import processes_mentioning
-from tests.support.workers import Workers
 from tests.test_worker_ha import _finished, _wait
 
 pytestmark = pytest.mark.mysql
@@ -42,25 +42,22 @@ def shop(tmp_path_factory):
 @pytest.fixture
 def fleet(shop, target, tmp_path):
     """Production on the target server (the application wrote to it after the disaster), the store on
-    it too; stage in a throwaway sandbox. The workers share a private temp dir, as a host's /tmp."""
+    it too; stage in a throwaway sandbox. The instances share a private temp dir, as one host's /tmp:
+    the survivor's sweep can reach the dead one's sandbox there."""
     with target.connect() as conn, conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE {DB} CHARACTER SET utf8mb4")
         for sql in APP_WRITES:
             cur.execute(sql)
     config = tmp_path / "restore-bot.toml"
-    config.write_text(f'[source]\nsnapshots = ["{shop.snapshot}"]\nbinlogs = "{shop.binlog_dir}"\n'
+    config.write_text(f'[slack]\nchannel = "CHA"\n'
+                      f'[source]\nsnapshots = ["{shop.snapshot}"]\nbinlogs = "{shop.binlog_dir}"\n'
                       f'[targets.stage]\ndsn = "sandbox"\n[targets.prod]\ndsn = "{target_url(target)}"\n'
                       f'[store]\nurl = "{target.url}/{DB}"\n[worker]\nconcurrency = 1\n')
-    tmp = OwnedDir("rbp")
-    workers = Workers(config, tmp_path, {"TMPDIR": str(tmp.path)})
     jobs = JobStore(f"{target.url}/{DB}")
     try:
-        yield jobs, workers, str(tmp.path)
+        with serving(config, tmp_path) as (fake, bots):
+            yield jobs, fake, bots
     finally:
-        workers.stop()
-        for pid in processes_mentioning(str(tmp.path)):   # a sandbox server nobody removed
-            os.kill(pid, signal.SIGKILL)
-        tmp.remove()
         jobs.store.dispose()
 
 
@@ -74,31 +71,51 @@ def _rebuilding(jobs: JobStore, job_id: str, tmp: str) -> list[int] | None:
     return servers or None
 
 
-def test_kill_9_of_the_worker_running_a_prod_job_the_other_finishes_it_exact(fleet, shop, target):
-    jobs, workers, tmp = fleet
-    workers.start(), workers.start()
+def _thread(calls, job_id: str) -> list[str]:
+    """The job's Slack thread: the messages posted under its card."""
+    cards = [c.ts for c in calls if c.method == "chat.postMessage" and not c.thread_ts and f"`{job_id}`" in c.text]
+    return [c.text for c in calls if c.method == "chat.postMessage" and c.thread_ts in cards]
+
+
+def test_kill_9_of_the_instance_running_a_prod_job_the_other_finishes_it_exact(fleet, shop, target):
+    jobs, fake, bots = fleet
     stage = _finished(jobs, jobs.create("stage", "stage", "UOPS1").id, 120)
-    assert stage.state == JobState.SUCCEEDED, (stage.error, workers.log_tails())
+    assert stage.state == JobState.SUCCEEDED, (stage.error, [b.log_tail() for b in bots])
     prod = jobs.create("prod", "prod", "UOPS1", plan_id=stage.plan_id, stage_job=stage.id)   # approved
 
-    servers, victim, killed_at = workers.kill_9_when(jobs, prod.id, lambda: _rebuilding(jobs, prod.id, tmp))
-    survivor, = workers.alive()
+    try:
+        servers = _wait(lambda: _rebuilding(jobs, prod.id, bots[0].tmpdir), 120, 0.05)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {jobs.get(prod.id)}, events {jobs.events(prod.id)}\n"
+                             + "\n".join(b.log_tail() for b in bots)) from None
+    victim = jobs.get(prod.id).worker_pid
+    dying = next(b for b in bots if victim in b.worker_pids())
+    killed_at = time.monotonic()
+    os.killpg(dying.proc.pid, signal.SIGKILL)   # the host dies: serve and its worker (the sandbox dies with the job)
+    dying.proc.wait()
+    survivor = next(b for b in bots if b is not dying)
 
     def took_over():
         return time.monotonic() if any(a["action"] == "took over" for a in jobs.audit_log(20)) else None
     takeover = _wait(took_over, 60, 0.1) - killed_at
     done = _finished(jobs, prod.id, 120)
     finished = time.monotonic() - killed_at
-    assert done.state == JobState.SUCCEEDED, (done.error, jobs.events(prod.id), workers.log_tails())
-    assert done.worker_pid == survivor and done.owner.endswith(f":{survivor}")
+    assert done.state == JobState.SUCCEEDED, (done.error, jobs.events(prod.id), survivor.log_tail())
+    assert done.worker_pid in survivor.worker_pids() and done.owner.endswith(f":{done.worker_pid}")
 
     events = jobs.events(prod.id)
     resumed = [e for e in events if e.startswith("↻ resumed on")]
-    assert len(resumed) == 1 and f":{survivor}:" in resumed[0], events
+    assert len(resumed) == 1 and f":{done.worker_pid}:" in resumed[0], events
     assert any("resuming prod job" in e and "fenced" in e for e in events), events   # from the target's record
     assert sum(e.startswith("✔") for e in events) == 1, events
     took = [a for a in jobs.audit_log(100) if a["action"] == "took over"]
     assert [a["job"] for a in took] == [prod.id] and str(victim) in took[0]["detail"], took
+
+    def outcome_posted(calls):
+        thread = _thread(calls, prod.id)
+        return thread if any(m.startswith("✔") for m in thread) else None
+    thread = fake.wait_for(outcome_posted, 30, "the prod job's outcome in its thread")
+    assert len([m for m in thread if m.startswith("↻ resumed on")]) == 1, thread
 
     with target.connect() as conn, conn.cursor() as cur:
         assert checksums(conn, ["shop"]) == shop.before                 # production: exact
@@ -109,7 +126,8 @@ def test_kill_9_of_the_worker_running_a_prod_job_the_other_finishes_it_exact(fle
         assert cur.fetchall() == ()
     # the dead worker's rebuild sandbox: its server gone, its directory removed by the survivor's sweep
     assert not [pid for pid in servers if _alive(pid)]
-    assert not [n for n in os.listdir(tmp) if n.startswith(f"restore-bot-sandbox-{victim}-")], os.listdir(tmp)
+    left = [n for n in os.listdir(bots[0].tmpdir) if n.startswith(f"restore-bot-sandbox-{victim}-")]
+    assert not left, left
     print(f"prod job: kill -9 to taken over {takeover:.1f}s, to finished on the survivor {finished:.1f}s")
 
 

@@ -44,21 +44,40 @@ class Session:
 
 
 def writers(conn, databases: list[str], ours: Collection[int] = ()) -> list[Session]:
-    """Other sessions that could write to `databases`: using one of them, or inside a transaction.
-    `ours`: connection ids of the restore itself (its replay session uses them, in a transaction)."""
+    """Other sessions that could write to `databases`: using one of them, or inside a transaction
+    (except restore-bot's own, in its job store's schema). `ours`: connection ids of the restore
+    itself (its replay session uses them, in a transaction)."""
     with conn.cursor() as cur:
         cur.execute("SELECT CONNECTION_ID()")
         me = cur.fetchone()[0]
         cur.execute("SELECT ID, USER, HOST, DB, COMMAND, TIME FROM information_schema.PROCESSLIST")
         rows = cur.fetchall()
         in_tx = {r[0] for r in _transactions(cur)}
+        stores = _job_stores(cur, {r[3] for r in rows if r[0] in in_tx and r[3] and r[3] not in databases})
     out = []
     for sid, user, host, db, command, seconds in rows:
         if sid == me or sid in ours or user in _IGNORED_USERS or command in ("Binlog Dump", "Daemon", "Killed"):
             continue
-        if db in databases or sid in in_tx:
+        if db in databases or (sid in in_tx and db not in stores):
             out.append(Session(sid, user, host, db, command, int(seconds or 0)))
     return out
+
+
+# restore-bot's own job store on this server ([store] url): the tables only it has. Its instances'
+# sessions there (workers claiming jobs, heartbeats, leases, reporters) hold short transactions all
+# the time: counted as writers, they made a prod restore onto the server holding the store refuse.
+_STORE_TABLES = ("jobs", "events", "leases", "watch_position")
+
+
+def _job_stores(cur, schemas: set[str]) -> set[str]:
+    """Those of `schemas` that hold a restore-bot job store."""
+    if not schemas:
+        return set()
+    marks = ", ".join(["%s"] * len(_STORE_TABLES))
+    cur.execute(f"SELECT TABLE_SCHEMA FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ({', '.join(['%s'] * len(schemas))}) "
+                f"AND TABLE_NAME IN ({marks}) GROUP BY TABLE_SCHEMA HAVING COUNT(*) = %s",
+                (*sorted(schemas), *_STORE_TABLES, len(_STORE_TABLES)))
+    return {r[0] for r in cur.fetchall()}
 
 
 # Either fence needs to see every session (PROCESSLIST shows only our own without PROCESS), and
