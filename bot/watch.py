@@ -56,7 +56,8 @@ class WatcherProcess:
                  databases: tuple[str, ...] = (), rules: DestructiveRules | None = None,
                  on_trouble: Callable[[str], None] | None = None, nice: int = 0) -> None:
         self.positions = positions
-        self.args = (source, positions.store.url, positions.source, tuple(databases), rules or DestructiveRules(), nice)
+        self.args = (source, positions.store.url, positions.source, positions.cluster, tuple(databases),
+                     rules or DestructiveRules(), nice)
         self.nice = nice
         self.on_alert = on_alert
         self.on_trouble = on_trouble or (lambda text: None)
@@ -157,12 +158,12 @@ def set_priority(nice: int) -> str | None:
                 f"priority — give restore-bot CAP_SYS_NICE (docker run --cap-add SYS_NICE) or remove the setting")
 
 
-def _watch_child(messages, control, source: Dsn, store: str, store_source: str, databases, rules,
+def _watch_child(messages, control, source: Dsn, store: str, store_source: str, cluster: str, databases, rules,
                  nice: int = 0) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops us
     if nice and (refused := set_priority(nice)):  # before any other thread: they inherit it
         messages.send(("trouble", refused))
-    watcher = Watcher(source, _ParentPositions(AlertStore(store, store_source), messages),
+    watcher = Watcher(source, _ParentPositions(AlertStore(store, store_source, cluster=cluster), messages),
                       lambda alert: messages.send(("alert", alert)), databases=databases, rules=rules,
                       on_trouble=lambda text: messages.send(("trouble", text)))
 

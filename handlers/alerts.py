@@ -62,15 +62,23 @@ class AlertStore:
         return sqlite3.connect(self.store.path)
 
     # PositionStore for restore.live.watcher.Watcher
+    @property
+    def _position_key(self) -> str:
+        # Two clusters may watch one server (different databases on it): each reads at its own pace.
+        return self.source if self.cluster == DEFAULT_CLUSTER else f"{self.cluster}/{self.source}"
+
     def load(self) -> tuple[str, int] | None:
         w = watch_position.c
         with self.store.read() as db:
-            row = db.execute(sa.select(w.file, w.pos).where(w.source == self.source)).first()
-        return (row[0], int(row[1])) if row else None
+            for key in dict.fromkeys((self._position_key, self.source)):   # a position saved before it was per cluster
+                row = db.execute(sa.select(w.file, w.pos).where(w.source == key)).first()
+                if row:
+                    return row[0], int(row[1])
+        return None
 
     def save(self, file: str, pos: int) -> None:
         with self.store.read() as db:
-            self.store.upsert(db, watch_position, {"source": self.source, "file": file, "pos": pos}, "source")
+            self.store.upsert(db, watch_position, {"source": self._position_key, "file": file, "pos": pos}, "source")
 
     def scoped(self, alert: Alert) -> Alert:
         """The alert with its cluster in its key: two clusters whose servers share a server_id (and

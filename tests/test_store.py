@@ -364,3 +364,17 @@ def test_states_and_kinds_are_the_plain_words_everywhere():
     assert f"{JobState.RUNNING}" == str(JobState.RUNNING) == "running" and f"{JobKind.PROD}" == "prod"
     assert json.dumps({"state": JobState.EXPIRED, "kind": JobKind.DRILL}) == '{"state": "expired", "kind": "drill"}'
     assert {"queued": 1}[JobState.QUEUED] == 1
+
+
+def test_two_clusters_watching_one_server_keep_their_own_positions(tmp_path):
+    path = tmp_path / "jobs.sqlite3"
+    JobStore(path)
+    old = AlertStore(path, "mysql://db:3306")              # a position saved before positions were per cluster
+    old.save("bin.000003", 4000)
+    home = AlertStore(path, "mysql://db:3306", cluster="homepage")
+    wiki = AlertStore(path, "mysql://db:3306", cluster="wiki")
+    assert home.load() == wiki.load() == ("bin.000003", 4000)
+    home.save("bin.000004", 120)
+    assert (home.load(), wiki.load(), old.load()) == (("bin.000004", 120), ("bin.000003", 4000), ("bin.000003", 4000))
+    wiki.save("bin.000003", 9000)
+    assert (home.load(), wiki.load()) == (("bin.000004", 120), ("bin.000003", 9000))
