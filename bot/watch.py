@@ -31,6 +31,8 @@ class ConsoleAlerts:
         if self.store.claim(alert, person):
             lag = max(0.0, alert.detected_at - alert.server_time)
             log.warning("%s\n(seen %.3f s after the statement started)", alert_text(alert, person, self.source), lag)
+            # Said, so no other instance (nor this one after a restart) claims it again to say it twice.
+            self.store.posted(self.store.scoped(alert).key, "log", f"{time.time():.6f}")
 
 
 class WatcherProcess:

@@ -26,3 +26,7 @@ def test_an_alert_is_logged_with_who_is_on_call_and_how_late(tmp_path, caplog):
     text = said[0].getMessage()
     assert "DROP TABLE" in text and "UKIM" in text and "club.log" in text.replace("`", ""), text
     assert "(seen 2." in text and "s after the statement started)" in text, text
+    # Recorded as said: neither another instance nor a restart claims it to say it again.
+    assert store.unposted(now - 60) == [] and not store.claim(alert, "UKIM")
+    alerts(alert)
+    assert len([r for r in caplog.records if r.name == "restore-bot.watch"]) == 1
