@@ -18,7 +18,7 @@ from restore.undo.apply import connect
 from restore.undo.changes import UndoReader
 from restore.undo.store import Store
 from tests.support.db import checksums, copy_binlogs, target_url
-from tests.support.undo_story import history, last_gtid, run, table_rows
+from tests.support.undo_story import history, last_gtid, run, scratch_tables, table_rows
 
 pytestmark = pytest.mark.mysql
 
@@ -142,16 +142,6 @@ def test_deleted_rows_go_back_as_logged_and_a_key_taken_meanwhile_refuses_them_w
     assert len(back) == 3000 and back[3] == (3, "v3", Decimal("0.75"), b"\x00\xff") and back[4][3] is None
 
 
-def _scratch_tables(server) -> list[str]:
-    conn = server.connect()
-    with conn.cursor() as cur:
-        cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '_restore_bot' "
-                    "AND TABLE_NAME LIKE 'undo\\_verify\\_%'")
-        names = [r[0] for r in cur.fetchall()]
-    conn.close()
-    return names
-
-
 def test_every_row_put_back_by_binlog_is_verified_and_one_changed_after_the_commit_is_named(small, monkeypatch):
     """The verification compares every row put back by BINLOG, exactly (a case change that the
     column's collation calls equal too), through a scratch copy that is dropped afterwards; a
@@ -173,7 +163,7 @@ def test_every_row_put_back_by_binlog_is_verified_and_one_changed_after_the_comm
     [problem] = done.verification
     assert problem["table"] == "s.w" and problem["key"] == "id=3777", problem
     assert problem["intended"][1] == "v3777" and problem["target"][1] == "V3777"
-    assert _scratch_tables(small) == []
+    assert scratch_tables(small) == []
     assert len(table_rows(small, "s.w")) == 4000
 
     # a clean undo of a few thousand rows: no problem
@@ -181,7 +171,7 @@ def test_every_row_put_back_by_binlog_is_verified_and_one_changed_after_the_comm
     run(small, ["DELETE FROM s.w"])
     done = api.undo(api.UndoInput(small.binlog_dir, small.dsn, last_gtid(small), dry_run=False))
     assert done.applied and done.tables[0]["rows"]["insert"] == 4000 and not done.verification, done.verification
-    assert _scratch_tables(small) == []
+    assert scratch_tables(small) == []
     assert table_rows(small, "s.w")[3777] == (3777, "V3777", Decimal("944.25"))
 
 

@@ -11,7 +11,7 @@ from restore import api
 from restore.undo import apply as ap
 from restore.undo import fast
 from tests.support.db import checksums
-from tests.support.undo_story import last_gtid, run, table_rows
+from tests.support.undo_story import last_gtid, run, scratch_tables, table_rows
 
 pytestmark = pytest.mark.mysql
 
@@ -27,16 +27,6 @@ def wide(source_factory):
     return source
 
 
-def _scratch_tables(server) -> list[str]:
-    conn = server.connect()
-    with conn.cursor() as cur:
-        cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '_restore_bot' "
-                    "AND TABLE_NAME LIKE 'undo\\_verify\\_%'")
-        names = [r[0] for r in cur.fetchall()]
-    conn.close()
-    return names
-
-
 def test_a_later_write_to_a_deleted_key_splits_the_rows_and_is_a_conflict(wide):
     before = table_rows(wide, "f.w")
     run(wide, ["DELETE FROM f.w"])
@@ -44,7 +34,7 @@ def test_a_later_write_to_a_deleted_key_splits_the_rows_and_is_a_conflict(wide):
     run(wide, ["INSERT INTO f.w VALUES (2000, 'later', NULL, NULL)",        # a deleted key taken again
                "INSERT INTO f.w VALUES (9000, 'new', 1, NULL)"])            # a new one: not the undo's business
     preview = api.undo(api.UndoInput(wide.binlog_dir, wide.dsn, gtid))
-    assert _scratch_tables(wide) == []
+    assert scratch_tables(wide) == []
     [conflict] = preview.conflicts
     assert conflict["key"] == "id=2000" and conflict["later_value"][1] == "later", conflict
     assert preview.tables[0]["rows"]["insert"] == ROWS - 1 and len(preview.tables[0]["later_transactions"]) == 1
@@ -52,7 +42,7 @@ def test_a_later_write_to_a_deleted_key_splits_the_rows_and_is_a_conflict(wide):
     assert done.applied and not done.verification and done.tables[0]["put_back_by"].startswith("BINLOG")
     want = {**before, 2000: (2000, "later", None, None), 9000: (9000, "new", Decimal("1.00"), None)}
     assert table_rows(wide, "f.w") == want
-    assert _scratch_tables(wide) == []
+    assert scratch_tables(wide) == []
 
 
 def test_rows_kept_whole_and_later_traffic_elsewhere_go_back_exactly_with_the_same_preview(wide):
@@ -70,7 +60,7 @@ def test_rows_kept_whole_and_later_traffic_elsewhere_go_back_exactly_with_the_sa
     done = api.undo(api.UndoInput(wide.binlog_dir, wide.dsn, gtid, dry_run=False, preview=preview.preview_id))
     assert done.applied and not done.verification
     assert checksums(wide.connect(), ["f"])["f.w"] == before["f.w"]
-    assert _scratch_tables(wide) == []
+    assert scratch_tables(wide) == []
 
 
 def test_another_change_of_the_table_in_the_transaction_splits_the_rows(wide):
@@ -103,5 +93,5 @@ def test_two_scratch_copies_written_and_compared_at_once_name_a_row_changed_afte
     assert done.applied and done.tables[0]["rows"]["insert"] == ROWS
     [problem] = done.verification
     assert problem["key"] == "id=2900" and problem["intended"][1] == "v2900" and problem["target"][1] == "V2900"
-    assert _scratch_tables(wide) == []
+    assert scratch_tables(wide) == []
     assert len(table_rows(wide, "f.w")) == ROWS

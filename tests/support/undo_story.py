@@ -91,3 +91,14 @@ def table_rows(server, table: str) -> dict:
         rows = cur.fetchall()
     conn.close()
     return {r[0]: tuple(r) for r in rows}
+
+
+def scratch_tables(server) -> list[str]:
+    """The undo verification's scratch copies on `server` (restore.undo.verify_rows, restore.undo.fast)."""
+    conn = server.connect()
+    with conn.cursor() as cur:
+        cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '_restore_bot' "
+                    "AND TABLE_NAME LIKE 'undo\\_verify\\_%'")
+        names = [r[0] for r in cur.fetchall()]
+    conn.close()
+    return names
