@@ -78,6 +78,8 @@ class WatcherProcess:
             Watcher(self.args[0], self.positions, self.on_alert).start_position()
         except RestoreError:
             pass  # the child reports it, and retries
+        except Exception:  # noqa: BLE001 (the store: the child reads it again, reports, and retries)
+            log.warning("watch: reading where to start failed; the watcher process tries again", exc_info=True)
         pause, ends = self.restart_pause, 0   # ends in a row, each soon after its start
         while not self.stopping.is_set():
             started = time.monotonic()

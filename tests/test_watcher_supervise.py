@@ -202,3 +202,30 @@ def test_a_position_the_store_cannot_save_restarts_the_watcher_and_no_alert_is_l
     assert alive and not thread.is_alive()
     assert {a.table for a in alerts} == {"t1", "t2"}, alerts   # t1 read again from the saved position: the store dedupes
     assert len(troubles) == 1 and "database is locked" in troubles[0], troubles
+
+
+class _StoreDownAtStart(AlertStore):
+    """The store does not answer the first time the start position is read."""
+
+    failed = False
+
+    def load(self) -> tuple[str, int] | None:
+        if not self.failed:
+            self.failed = True
+            raise sqlite3.OperationalError("unable to open database file")
+        return super().load()
+
+
+def test_a_store_error_at_the_start_does_not_end_the_watching(tmp_path):
+    store = _StoreDownAtStart(str(tmp_path / "s.sqlite3"), "mysql://root@127.0.0.1:1")
+    store.save("binlog.000001", 4)
+    watcher = WatcherProcess(Dsn.parse("mysql://root@127.0.0.1:1"), store, lambda alert: None)
+    thread = threading.Thread(target=watcher.run_forever, daemon=True)
+    thread.start()
+    try:
+        _until("the watcher process", lambda: watcher.proc is not None and watcher.proc.pid)
+        assert store.failed and thread.is_alive()
+    finally:
+        watcher.stop()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
