@@ -210,7 +210,7 @@ def run_phase(phase: str, sources: list[Source], args, slack: FakeSlack, workdir
         bot = Bot(config, serve_env(slack.api_url, tmpdir), pdir / "serve.log", tmpdir)
         started = time.monotonic()
         bot.start(timeout=60)
-        positions = {s.name: AlertStore(str(pdir / "store.sqlite3"), s.source_key) for s in sources}
+        positions = {s.name: AlertStore(str(pdir / "store.sqlite3"), s.source_key, cluster=s.name) for s in sources}
         deadline = time.monotonic() + 30
         while any(p.load() is None for p in positions.values()) and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -77,8 +77,8 @@ def test_serve_restarts_a_killed_clusters_watcher_and_reports_it_once(tmp_path):
 
             # Both watchers live: each alerts a probe (a new watcher process takes a while to start).
             for name, src in (("a", a), ("b", b)):
-                _until(f"cluster {name}'s start position", lambda s=src: AlertStore(
-                    str(tmp_path / "store.sqlite3"), Dsn.parse(s.url).redacted()).load(), diagnose=log)
+                _until(f"cluster {name}'s start position", lambda s=src, n=name: AlertStore(
+                    str(tmp_path / "store.sqlite3"), Dsn.parse(s.url).redacted(), cluster=n).load(), diagnose=log)
                 with src.connect() as conn, conn.cursor() as cur:
                     cur.execute("DROP TABLE club.probe")
                 fake.wait_for(lambda calls, s=src: _alerts(calls, f"127.0.0.1:{s.port}"), timeout=60,
