@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from restore import api
+from restore.errors import RestoreError
 from restore.undo import apply as ap
 from restore.undo import fast
 from tests.support.db import checksums
@@ -95,3 +96,16 @@ def test_two_scratch_copies_written_and_compared_at_once_name_a_row_changed_afte
     assert problem["key"] == "id=2900" and problem["intended"][1] == "v2900" and problem["target"][1] == "V2900"
     assert scratch_tables(wide) == []
     assert len(table_rows(wide, "f.w")) == ROWS
+
+
+def test_a_row_the_binlog_does_not_explain_at_a_deleted_key_of_the_second_copy_refuses_the_undo(wide, monkeypatch):
+    monkeypatch.setattr(fast, "PART_BYTES", 1000)
+    run(wide, ["DELETE FROM f.w"])
+    gtid = last_gtid(wide)
+    run(wide, ["SET sql_log_bin = 0", "INSERT INTO f.w VALUES (2900, 'written outside the binlog', NULL, NULL)"])
+    preview = api.undo(api.UndoInput(wide.binlog_dir, wide.dsn, gtid))
+    assert [s["key"] for s in preview.stale] == ["id=2900"] and preview.stale[0]["target"][1] == "written outside the binlog"
+    with pytest.raises(RestoreError) as err:
+        api.undo(api.UndoInput(wide.binlog_dir, wide.dsn, gtid, dry_run=False))
+    assert "f.w id=2900" in str(err.value) and "preview again" in err.value.hint
+    assert len(table_rows(wide, "f.w")) == 1 and scratch_tables(wide) == []

@@ -132,12 +132,13 @@ class FastRows:
         digest.update(b"\0kept whole %d %d" % (self.count, self.raw.crc))
         schema = self.schema
         on = " AND ".join(f"s.{k} = t.{k}" for k in self._key())
-        keys: list[tuple] = []
-        with conn.cursor() as cur:
-            for _, ident in self.parts:
-                cur.execute(f"SELECT {', '.join('s.' + k for k in self._key())} FROM {ident} AS s "
+
+        def held(c, i: int) -> list[tuple]:
+            with c.cursor() as cur:
+                cur.execute(f"SELECT {', '.join('s.' + k for k in self._key())} FROM {self.parts[i][1]} AS s "
                             f"JOIN {schema.ident} AS t ON {on} LIMIT {STALE_SHOWN}")
-                keys += [tuple(r) for r in cur.fetchall()]
+                return [tuple(r) for r in cur.fetchall()]
+        keys = [key for part in self._at_once(conn, held) for key in part]
         if not keys:
             return
         intended = {}
