@@ -21,6 +21,9 @@ the table, let the server compare every row with the target's (restore.undo.veri
 The images themselves are not held in memory nor in the SQLite store: each event's images go in
 one piece to a spill file in the undo's scratch directory (restore.undo.store), and the store keeps
 per row `offset << 24 | size` (an int: copying a million of them between its tables is cheap).
+Most often not even per row: `keep_run` keeps an event's images as one such reference without
+looking at any of them, and the server counts and checks them (restore.undo.fast); they are split
+into rows (`run_rows`) only where a later write touches one.
 """
 from __future__ import annotations
 

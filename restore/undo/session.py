@@ -7,8 +7,10 @@ preview), then, unless a dry run, apply in one transaction and verify.
     apply    one transaction, after the same rows were read again FOR UPDATE and found unchanged
     verify   every written row holds its intended image
 
-Every phase before `apply` only reads, so a preview is safe to run again at any time; `apply` is
-one transaction, so it is either done or not at all.
+Every phase before `apply` only reads the user's tables, so a preview is safe to run again at any
+time (the deleted rows kept whole go to scratch copies in `_restore_bot`, outside the binlog where
+the user may: restore.undo.fast; dropped at the end); `apply` is one transaction, so it is either
+done or not at all.
 """
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ rows intended, and one LEFT JOIN on the primary key counts those that have no id
 target, every stored column compared byte for byte (`BINARY s.c <=> BINARY t.c`: a plain `<=>`
 would let a string's collation call 'a' and 'A' equal). A few of the rows found are read to
 report them. The scratch table is always dropped; one left by an undo that died (its pid gone) is
-dropped at the start of the next.
+dropped at the start of the next. Rows kept whole (restore.undo.fast) have their scratch copies
+written before the preview already: the same comparison runs against them.
 """
 from __future__ import annotations
 
