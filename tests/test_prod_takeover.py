@@ -11,9 +11,13 @@ import os
 import signal
 import time
 
+import pymysql
 import pytest
 
 from handlers.jobstore import JobState, JobStore
+from restore import api
+from restore.hooks import NullHooks
+from restore.prod.swap import ProdRestore
 from tests.support.db import checksums, target_url
 from tests.support.incident_factory import IncidentSpec, each
 from tests.support.serves import serving
@@ -137,3 +141,37 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+class _Said(NullHooks):
+    def __init__(self) -> None:
+        self.said: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.said.append(text)
+
+
+def test_a_run_of_the_job_still_working_after_its_takeover_is_ended_by_the_new_one(shop, target):
+    """The first run's instance stalled and lost the job but still holds the job's lock on the
+    target (its session lives): the new run ends that session, then restores exact."""
+    with target.connect() as conn, conn.cursor() as cur:
+        for sql in APP_WRITES:
+            cur.execute(sql)
+    stalled = target.connect()
+    with stalled.cursor() as cur:
+        cur.execute("SELECT GET_LOCK('restore-bot prod r9', 0)")
+        assert cur.fetchone()[0] == 1
+    planned = api.plan(api.PlanInput([str(shop.snapshot)], str(shop.binlog_dir)))
+    hooks = _Said()
+    try:
+        ProdRestore(planned.plan, planned.snapshots, planned.source, target.dsn, job_tag="r9", hooks=hooks,
+                    expected={n: c for n, (_r, c) in shop.before.items()}).run()
+        with pytest.raises(pymysql.err.OperationalError):   # its session was ended
+            with stalled.cursor() as cur:
+                cur.execute("SELECT 1")
+    finally:
+        stalled.close()
+    assert any("an earlier run of prod job r9 still works on the target" in s for s in hooks.said), hooks.said
+    with target.connect() as conn:
+        assert checksums(conn, ["shop"]) == shop.before
+        assert checksums(conn, ["shop__before_r9"])["shop__before_r9.items"][0] == 2

@@ -42,6 +42,8 @@ from restore.target import checkpoint
 from restore.target import fence as fencing
 from restore.target.checkpoint import ProdRecord
 
+_NO_SUCH_THREAD = 1094
+
 
 @dataclass
 class ProdOutcome:
@@ -97,6 +99,7 @@ class ProdRestore:
     def run(self) -> ProdOutcome:
         conn = self.target.connect()
         try:
+            self._hold_job_lock(conn)
             record = checkpoint.load_prod(conn, self.tag)
             if record is not None and record.doc.get("plan_id") != self.plan.plan_id:
                 raise TargetError(f"{self.target.redacted()} holds the record of prod job {self.tag} for plan "
@@ -113,6 +116,37 @@ class ProdRestore:
             return self._phases(conn, record)
         finally:
             conn.close()
+
+    def _hold_job_lock(self, conn) -> None:
+        """One run of this job on the target at a time: a named lock this run's session holds. A run
+        taken over while it still ran (its instance stalled: the job store stopped hearing from it)
+        would carry on beside this one; its session is ended (KILL), which aborts its statement (the
+        swap's RENAME is all or nothing) and stops it. Every phase after is verified by checksums, so
+        what it wrote meanwhile is caught, not swapped in."""
+        name = f"restore-bot prod {self.tag}"
+        with conn.cursor() as cur:
+            cur.execute("SELECT GET_LOCK(%s, 0)", (name,))
+            if cur.fetchone()[0] == 1:
+                return
+            cur.execute("SELECT IS_USED_LOCK(%s)", (name,))
+            holder = cur.fetchone()[0]
+            if holder is not None:
+                self.hooks.message(f"an earlier run of prod job {self.tag} still works on the target (connection "
+                                   f"{holder}): ending its session so that only this run goes on")
+                try:
+                    cur.execute(f"KILL {int(holder)}")
+                except pymysql.err.MySQLError as exc:
+                    if exc.args[0] != _NO_SUCH_THREAD:   # not merely gone on its own meanwhile
+                        raise TargetError(f"an earlier run of prod job {self.tag} holds the lock {name!r} on "
+                                          f"{self.target.redacted()} (connection {holder}), and ending it failed: "
+                                          f"error {exc.args[0]}: {exc.args[-1]}", where=name,
+                                          hint=f"stop the instance running it, or KILL {holder} on the target; "
+                                               "then run the job again") from None
+            cur.execute("SELECT GET_LOCK(%s, 30)", (name,))
+            if cur.fetchone()[0] != 1:
+                raise TargetError(f"another run of prod job {self.tag} still holds the lock {name!r} on "
+                                  f"{self.target.redacted()} after 30 s", where=name,
+                                  hint="stop the other instance running this job, then run the job again")
 
     def _phases(self, conn, record: ProdRecord | None) -> ProdOutcome:
         """The five phases from the first one `record` does not show finished (see the module's docstring)."""
