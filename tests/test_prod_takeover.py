@@ -4,7 +4,8 @@ worker child at once, as when the host dies), and the other takes the job over o
 stale, resumes it from the phase recorded on the target, removes the dead worker's sandbox and
 finishes: production equals the source before the disaster (CHECKSUM TABLE), the application's
 writes since are kept aside, and the takeover is in the audit log and the job's Slack thread once.
-Prints the takeover and finish times after the kill."""
+Prints the takeover and finish times after the kill. And a run taken over while it still worked (its
+instance stalled) is ended by the run that took over, through the job's lock on the target."""
 from __future__ import annotations
 
 import os
