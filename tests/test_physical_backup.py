@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from restore import api
-from restore.errors import RestoreError, SnapshotError
+from restore.errors import RestoreError, SnapshotError, VerifyError
 from restore.hooks import NullHooks
 from restore.mysql.procs import using_path
 from restore.mysql.sandbox import Sandbox
@@ -316,6 +316,37 @@ def test_an_interrupted_copy_by_rows_resumes_per_table(incident, target):
     assert result.resumed and result.ok
     move = next(p for p in result.phases if p["phase"] == "move")
     assert move["physical"]["tables"]["wiki.page"] == "moved by an earlier run", move
+    with target.connect() as conn:
+        assert checksums(conn, ["wiki"]) == {k: v for k, v in incident.before.items() if k.startswith("wiki.")}
+
+
+class _StopBefore(NullHooks):
+    def __init__(self, phase: str) -> None:
+        self.phase = phase
+
+    def phase_started(self, phase: str, total: int | None) -> None:
+        if phase == self.phase:
+            raise KeyboardInterrupt
+
+
+def test_stopped_after_the_move_resumes_at_the_verify_without_a_sandbox(incident, target):
+    """The target records the move as done (phase replayed, each table's checksum): a rerun only
+    verifies, comparing the target's tables with the sandbox's recorded checksums."""
+    planned = api.plan(api.PlanInput([f"wiki={incident.prepared}"], incident.binlogs))
+    with pytest.raises(KeyboardInterrupt):
+        restore(planned.plan, planned.snapshots, planned.source, target.dsn, hooks=_StopBefore("verify"))
+    with target.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT phase FROM _restore_bot.state")
+        assert cur.fetchall() == (("replayed",),)
+        cur.execute("UPDATE wiki.page SET title = 'changed since the move' WHERE id = 1")
+    with pytest.raises(VerifyError, match="wiki.page differ from the verified sandbox"):
+        restore(planned.plan, planned.snapshots, planned.source, target.dsn)
+    with target.connect() as conn, conn.cursor() as cur:
+        cur.execute("UPDATE wiki.page SET title = 'p1' WHERE id = 1")
+    result = restore(planned.plan, planned.snapshots, planned.source, target.dsn)
+    assert result.resumed and result.ok
+    assert [p["phase"] for p in result.phases] == ["prepare", "verify"]
+    assert result.phases[-1]["equal_to_sandbox"] == 2
     with target.connect() as conn:
         assert checksums(conn, ["wiki"]) == {k: v for k, v in incident.before.items() if k.startswith("wiki.")}
 

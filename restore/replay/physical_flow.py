@@ -92,7 +92,7 @@ class _Flow:
         """The plan's binlog range into the sandbox, by the runner's own phases there (its load is
         nothing: the server runs on the backup), verified against the plan's prediction."""
         r = self.r
-        inner = type(r)(r.plan, r.snapshots, r.source, box.dsn, existing="drop", hooks=r.hooks,
+        inner = type(r)(r.plan, r.snapshots, r.source, box.dsn, existing="drop", hooks=_Within(r.hooks),
                         interrupt=r.interrupt, batch_transactions=r.batch_transactions,
                         verdicts=r.given_verdicts, physical_copy=r.physical_copy)
         try:
@@ -157,6 +157,26 @@ class _Flow:
             checkpoint.set_phase(conn, self.plan_id, "verified")
             _forget(conn, self.plan_id)
         return {"ok": result.ok, "tables": len(result.tables), "equal_to_sandbox": len(expected)}
+
+
+class _Within:
+    """The hooks of the run in the sandbox: its progress and messages are the run's, its own phases
+    (prepare, load, replay, verify there) are inside this flow's "replay" and not shown again."""
+
+    def __init__(self, hooks) -> None:
+        self.hooks = hooks
+
+    def phase_started(self, phase: str, total: int | None) -> None:
+        pass
+
+    def phase_finished(self, phase: str, result: dict) -> None:
+        pass
+
+    def progress(self, phase: str, done: int, total: int | None, detail: str = "") -> None:
+        self.hooks.progress(phase, done, total, detail)
+
+    def message(self, text: str) -> None:
+        self.hooks.message(text)
 
 
 def _sums(verification: Verification | None) -> dict[str, tuple[int, int | None]]:
