@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -277,8 +278,12 @@ class Background:
         self.store.audit("restore-bot", f"scheduled {kind}", job.id, f"cluster={cluster}" if cluster else "")
 
     def stop(self) -> None:
-        for role in (*self.watchers.values(), *self.archivers.values()):
-            role.stop()
+        # Side by side: each watcher takes 1.5-2.5 s to stop, and a fleet's, one after another, would
+        # outlast `docker stop`'s 10 s before SIGKILL.
+        roles = [*self.watchers.values(), *self.archivers.values()]
+        if roles:
+            with ThreadPoolExecutor(len(roles), thread_name_prefix="stop") as pool:
+                list(pool.map(lambda role: role.stop(), roles))
         self.scheduler.stop()
         for reporter in self.reporters:
             reporter.stop()
