@@ -125,10 +125,12 @@ class _Flow:
                             (self.plan_id, name, how[:255], *sums[name]))
 
         _ensure(conn)
+        conn.begin()   # the records of what stays, in one step: a kill here keeps the old ones or the new
         with conn.cursor() as cur:
             cur.execute(f"DELETE FROM {_MOVED} WHERE plan_id=%s", (self.plan_id,))
             cur.executemany(f"INSERT INTO {_MOVED} VALUES (%s, %s, 'moved by an earlier run', %s, %s)",
                             [(self.plan_id, t, *sums[t]) for t in sorted(skip)])
+        conn.commit()
         moved = move_tables(box, conn, r.target, self.dbs, datadir=datadir, init=init_commands(r.log_replay),
                             progress=r.hooks.message, skip=skip, on_moved=record)
         r.hooks.message(f"physical backup moved by {moved['path']}: {moved['why']}")
