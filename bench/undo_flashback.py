@@ -9,9 +9,10 @@ disaster, so every undo reads the same amount:
   restore-bot  restore-bot undo --binlogs DIR --target DSN --event GTID --yes --json
 
 `--disaster update` undoes an UPDATE of three columns of every row instead. Both must give back `t`
-with the CHECKSUM TABLE it had before the disaster, and keep the later traffic. Prints the times,
-the ratio (restore-bot / anchor; goal <= 1.0) and each side's peak RSS (each process's VmHWM,
-sampled from /proc every 5 ms while it runs). Exits 1 when a side is not exact, 2 when a tool is
+with the CHECKSUM TABLE it had before the disaster, and keep the later traffic, every round.
+Prints each round's times, each side's median, the ratio of the medians (restore-bot / anchor;
+goal <= 1.0) and each side's peak RSS over the rounds (each process's VmHWM, sampled from /proc
+every 5 ms while it runs); `--profile` adds a cProfile of one more undo, on a third server. Exits 1 when a side is not exact, 2 when a tool is
 missing.
 
     .venv/bin/python bench/undo_flashback.py [--rows 1000000] [--disaster delete|update] [--rounds 3] [--profile]
@@ -95,7 +96,7 @@ def history(box: Sandbox, disaster: str, round_: int) -> dict:
     gtid = _one(box, "SELECT @@gtid_binlog_pos")[0]
     stop = _one(box, "SHOW MASTER STATUS")[1]
     base = 1000 * (round_ + 1)
-    _sql(box, [f"UPDATE u.other SET v = CONCAT(v, ' later {i}') WHERE id = {i}" for i in range(1, 51)]
+    _sql(box, [f"UPDATE u.other SET v = 'later {round_} {i}' WHERE id = {i}" for i in range(1, 51)]
          + [f"INSERT INTO u.other VALUES ({base + i}, 'after the disaster')" for i in range(50)])
     return {"after_traffic": checksums(box), "file": file, "start": int(start), "stop": int(stop), "gtid": gtid}
 
