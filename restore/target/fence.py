@@ -66,7 +66,7 @@ def writers(conn, databases: list[str], ours: Collection[int] = ()) -> list[Sess
 # restore-bot's own job store on this server ([store] url): the tables only it has. Its instances'
 # sessions there (workers claiming jobs, heartbeats, leases, reporters) hold short transactions all
 # the time: counted as writers, they made a prod restore onto the server holding the store refuse.
-_STORE_TABLES = ("jobs", "events", "leases", "watch_position")
+_STORE_TABLES = ("jobs", "events", "leases", "watch_position", "alembic_version")
 
 
 def _job_stores(cur, schemas: set[str]) -> set[str]:
