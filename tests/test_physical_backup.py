@@ -320,6 +320,21 @@ def test_an_interrupted_copy_by_rows_resumes_per_table(incident, target):
         assert checksums(conn, ["wiki"]) == {k: v for k, v in incident.before.items() if k.startswith("wiki.")}
 
 
+def test_restart_after_an_interrupted_move_starts_over(incident, target):
+    """--restart: what the interrupted move left is set aside and its records forgotten; every
+    table is moved again (none is kept from the earlier run)."""
+    planned = api.plan(api.PlanInput([f"wiki={incident.prepared}"], incident.binlogs))
+    with pytest.raises(KeyboardInterrupt):
+        restore(planned.plan, planned.snapshots, planned.source, target.dsn,
+                hooks=_StopAt("wiki: 2 tablespace(s) imported"))
+    result = restore(planned.plan, planned.snapshots, planned.source, target.dsn, restart=True)
+    assert result.ok and not result.resumed and list(result.unfinished_aside) == ["wiki"]
+    move = next(p for p in result.phases if p["phase"] == "move")
+    assert move["kept_from_earlier_run"] == 0 and move["dropped"] == []
+    with target.connect() as conn:
+        assert checksums(conn, ["wiki"]) == {k: v for k, v in incident.before.items() if k.startswith("wiki.")}
+
+
 class _StopBefore(NullHooks):
     def __init__(self, phase: str) -> None:
         self.phase = phase
