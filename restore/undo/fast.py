@@ -40,7 +40,7 @@ from restore.undo.verify_rows import PREFIX, compare, drop_stale, missing_rows, 
 T = TypeVar("T")
 STALE_SHOWN = 100     # stale rows named per table (the preview refuses on the first)
 # The scratch copies take no part in any transaction: MyISAM writes them without the undo and
-# redo logs and the buffer pool InnoDB would give them (the table's own engine where it refuses).
+# redo logs and the buffer pool InnoDB would give them (see _lighten).
 SCRATCH_ENGINE = "MyISAM"
 PART_BYTES = 8 << 20  # images per scratch copy: more go to two, written and compared at once
 
@@ -70,10 +70,7 @@ class FastRows:
                 name = f"{PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
                 self.parts.append((name, quote_qualified(SCHEMA, name)))
                 cur.execute(f"CREATE TABLE {self.parts[-1][1]} LIKE {schema.ident}")
-                try:
-                    cur.execute(f"ALTER TABLE {self.parts[-1][1]} ENGINE={SCRATCH_ENGINE}")
-                except pymysql.MySQLError:
-                    pass     # an option or key the engine does not take: the table's own engine then
+                _lighten(cur, self.parts[-1])
 
         def write(c, i: int) -> int:
             name, ident = self.parts[i]
@@ -187,6 +184,26 @@ class FastRows:
                     cur.execute(f"DROP TABLE IF EXISTS {ident}")
         except pymysql.MySQLError:
             pass     # the session is gone: drop_stale removes them on the next undo
+
+
+def _lighten(cur, part: tuple[str, str]) -> None:
+    """A scratch copy made cheap to write: MyISAM, and no index (nothing looks a row up in it: the
+    comparisons scan it and look the rows up in the table). Each step is left out where the server
+    refuses it (an option or a key MyISAM does not take; an AUTO_INCREMENT column needs its key)."""
+    name, ident = part
+    try:
+        cur.execute(f"ALTER TABLE {ident} ENGINE={SCRATCH_ENGINE}")
+    except pymysql.MySQLError:
+        pass
+    cur.execute("SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s "
+                "AND TABLE_NAME = %s", (SCHEMA, name))
+    drops = ["DROP PRIMARY KEY" if index == "PRIMARY" else f"DROP INDEX {quote_ident(index)}"
+             for (index,) in cur.fetchall()]
+    try:
+        if drops:
+            cur.execute(f"ALTER TABLE {ident} {', '.join(drops)}")
+    except pymysql.MySQLError:
+        pass
 
 
 def _halves(refs: list[int]) -> list[list[int]]:
