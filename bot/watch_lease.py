@@ -22,6 +22,7 @@ from handlers.store_leases import LeaseStore
 
 log = logging.getLogger("restore-bot.watch")
 WATCH_LEASE_SECONDS = 5.0
+RESTART_MAX_SECONDS = 30.0
 ARCHIVE_LEASE_SECONDS = 10.0   # an archiver that lost its host may stall a bit longer: nobody waits for it
 
 
@@ -36,7 +37,7 @@ class LeasedRole:
                  ttl: float | None = None) -> None:
         self.cluster, self.build = cluster, build
         self._lock = threading.Lock()
-        self._running: tuple | None = None   # (runner, helpers, thread) while this instance holds the lease
+        self._running: tuple | None = None   # (runner, helpers, thread, halt) while this instance holds the lease
         self.keeper = LeaseKeeper(LeaseStore(store), f"{self.prefix}:{cluster}", instance_id, ttl or self.default_ttl,
                                   on_acquired=self._start, on_lost=self._stop)
 
@@ -56,18 +57,43 @@ class LeasedRole:
 
     def _start(self) -> None:
         runner, *helpers = self.build()
-        thread = threading.Thread(target=runner.run_forever, name=f"{self.what}-{self.cluster}", daemon=True)
+        thread = threading.Thread(target=self._run, args=(runner,), name=f"{self.what}-{self.cluster}", daemon=True)
         with self._lock:
-            self._running = (runner, helpers, thread)
+            self._running = (runner, helpers, thread, threading.Event())
         thread.start()
         log.info("%s of cluster %s runs here (this instance holds its lease)", self.what, self.cluster)
+
+    def _run(self, runner) -> None:
+        """`runner.run_forever()` until the role stops here. One that raised (a process it could not
+        start, a store it could not reach) is started again after a pause growing to RESTART_MAX_SECONDS,
+        as long as this instance holds the lease: else the cluster would stay unwatched, unarchived,
+        while its lease says someone is on it."""
+        pause = 1.0
+        while True:
+            try:
+                runner.run_forever()
+                return                                      # stopped
+            except Exception:
+                log.exception("%s of cluster %s failed; starting it again in %.0f s", self.what, self.cluster, pause)
+            if self._stopped_event(runner).wait(pause):
+                return
+            pause = min(pause * 2, RESTART_MAX_SECONDS)
+
+    def _stopped_event(self, runner) -> threading.Event:
+        with self._lock:
+            if self._running is None or self._running[0] is not runner:
+                done = threading.Event()
+                done.set()
+                return done
+            return self._running[3]
 
     def _stop(self) -> None:
         with self._lock:
             running, self._running = self._running, None
         if running is None:
             return
-        runner, helpers, thread = running
+        runner, helpers, thread, halt = running
+        halt.set()
         runner.stop()
         thread.join(10)
         for helper in helpers:
