@@ -193,13 +193,16 @@ class BaseSandbox(Sandbox):
         # A throwaway server, never restarted on these files after a crash (the leftovers sweep removes
         # them): the doublewrite buffer (torn pages after a host crash) is not needed, and a commit
         # written to the OS at once (not synced: =2) survives the server's own death, kill -9 included.
-        self.extra_args = [*backup.innodb_options, f"--innodb-buffer-pool-size={memory_for(self.datadir)}",
+        pool = memory_for(self.datadir)
+        self.extra_args = [*backup.innodb_options, f"--innodb-buffer-pool-size={pool}",
                            "--innodb-doublewrite=0", "--innodb-flush-log-at-trx-commit=2"]
         try:
             super().start()
             with self.connect() as conn, conn.cursor() as cur:
                 # A backup of a server restore-bot once restored into holds that run's state, not this one's.
                 cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(CHECKPOINT_SCHEMA)}")
+                if not self.keep:   # the restore's server (the plan's only counts rows)
+                    _warm(cur, self.snap, self.datadir, pool)
         except BaseException as e:
             self._stop(e)
             raise
@@ -221,6 +224,29 @@ class BaseSandbox(Sandbox):
             copy, self._copy = self._copy, None
             if copy is not None:
                 copy.__exit__(None if error is None else type(error), error, None)
+
+
+def _warm(cur, snap: Snapshot, datadir: Path, pool: int) -> None:
+    """Read the snapshot's tables into the buffer pool, each index in order, when they fit in it.
+
+    A server just started on the copy has an empty pool, and the replay then reads each page it
+    touches on its own, one random read at a time (a binlog range touching 1% of the rows reads
+    nearly every page so). An index scan reads the same pages in order, with read-ahead: measured
+    on 4 x 250,000 rows, 0.9 s of scan took the replay from 3.2-4.2 s to 0.4-1.2 s and halved the
+    verify. Only reads; skipped when the tables would not fit (then the pool would evict them again)."""
+    files = [datadir / db / f"{name}.ibd" for db, name in snap.tables]
+    if sum(f.stat().st_size for f in files if f.is_file()) > pool * 0.9:
+        return
+    for db, name in snap.tables:
+        ident = quote_qualified(db, name)
+        try:
+            cur.execute(f"SHOW INDEX FROM {ident}")
+            indexes = sorted({r[2] for r in cur.fetchall()}, key=lambda i: i != "PRIMARY")
+            for index in indexes:
+                cur.execute(f"SELECT COUNT(*) FROM {ident} FORCE INDEX ({quote_ident(index)})")
+                cur.fetchall()
+        except pymysql.err.MySQLError:
+            continue   # not an InnoDB table, or one the replay creates: nothing to warm
 
 
 def _no_flush_at_shutdown(box: Sandbox) -> None:
