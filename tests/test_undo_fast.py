@@ -87,13 +87,15 @@ def test_two_scratch_copies_written_and_compared_at_once_name_a_row_changed_afte
 
     def after_commit(conn, table):
         assert len(table.fast.parts) == 2 and table.fast.counts[0] + table.fast.counts[1] == ROWS
-        run(wide, ["SET sql_log_bin = 0", "UPDATE f.w SET v = 'V2900' WHERE id = 2900"])
+        run(wide, ["SET sql_log_bin = 0", "UPDATE f.w SET v = 'V2900' WHERE id = 2900",
+                   "UPDATE f.w SET d = d + 0.01 WHERE id = 100"])
         return real(conn, table)
     monkeypatch.setattr(ap, "verify_binlog_rows", after_commit)
     done = api.undo(api.UndoInput(wide.binlog_dir, wide.dsn, gtid, dry_run=False))
     assert done.applied and done.tables[0]["rows"]["insert"] == ROWS
-    [problem] = done.verification
-    assert problem["key"] == "id=2900" and problem["intended"][1] == "v2900" and problem["target"][1] == "V2900"
+    first, second = done.verification
+    assert first["key"] == "id=100" and first["intended"][2] == "25.00" and first["target"][2] == "25.01", first
+    assert second["key"] == "id=2900" and second["intended"][1] == "v2900" and second["target"][1] == "V2900"
     assert scratch_tables(wide) == []
     assert len(table_rows(wide, "f.w")) == ROWS
 
