@@ -153,11 +153,12 @@ def _walk(p: Path) -> Iterator[os.DirEntry]:
 
 def memory_for(data: Path) -> int:
     """Bytes of memory for the prepare's redo apply and the throwaway server's buffer pool: the
-    backup's size (so the replay and the verify read each page from disk once), at least the
-    server's usual 128 MiB, at most a quarter of what the host has free and 8 GiB."""
+    backup's size and a quarter more (the replay's new pages, undo), so the replay and the verify
+    read each page from disk once; at least the server's usual 128 MiB, at most a quarter of what
+    the host has free and 8 GiB."""
     size = sum(e.stat().st_size for e in _walk(data))
     cap = min(psutil.virtual_memory().available // 4, 8 << 30)
-    return max(128 << 20, min(size, cap)) >> 20 << 20
+    return max(128 << 20, min(size * 5 // 4, cap)) >> 20 << 20
 
 
 def _prepare(backup: BackupDir, data: Path) -> None:
