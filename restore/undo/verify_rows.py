@@ -85,23 +85,12 @@ def unlogged(cur) -> bool:
     return True
 
 
-# Types whose `<=>` is exact (equal values of one column type are stored alike): compared as they
-# are; every other column as bytes (BINARY), so that a collation never calls 'a' and 'A' equal, nor
-# a float 0 and -0. (BINARY turns a DECIMAL or a DATETIME into text first: a conversion per value
-# and row, on both sides, that these types do not need.)
-_EXACT = {"tinyint", "smallint", "mediumint", "int", "bigint", "decimal", "date", "datetime", "timestamp", "time",
-          "year", "bit"}
-
-
 def missing_rows(schema, scratch: str) -> str:
-    """FROM ... WHERE: the rows of `scratch` that the table does not hold exactly."""
+    """FROM ... WHERE: the rows of `scratch` that the table does not hold exactly (every stored column
+    compared as bytes: BINARY costs little beside the look-up by key, measured at 500,000 rows)."""
+    stored = [quote_ident(c.name) for c in schema.columns if not c.generated]
     key = [quote_ident(schema.columns[i].name) for i in schema.key]
-    same = [f"s.{k} = t.{k}" for k in key]
-    for c in schema.columns:
-        if not c.generated:
-            name = quote_ident(c.name)
-            same.append(f"s.{name} <=> t.{name}" if c.data_type in _EXACT else f"BINARY s.{name} <=> BINARY t.{name}")
-    on = " AND ".join(same)
+    on = " AND ".join([f"s.{k} = t.{k}" for k in key] + [f"BINARY s.{c} <=> BINARY t.{c}" for c in stored])
     return f"FROM {scratch} AS s LEFT JOIN {schema.ident} AS t ON {on} WHERE t.{key[0]} IS NULL"
 
 
