@@ -79,3 +79,13 @@ class ByteProgress:
     def _send(self) -> None:
         line = self.meter.line(self.done, self.total)
         self.hooks.progress(self.phase, self.done, self.total, f"{self.label}: {line}" if self.label else line)
+
+
+def progress_reporter(hooks: Hooks, phase: str, label: str) -> Callable[[int, int | None], None]:
+    """`report(done, total)` for work that says its bytes itself, now and then (a table moved): each
+    call one line to `hooks` as phase `phase`."""
+    meter = Throughput()
+
+    def report(done: int, total: int | None) -> None:
+        hooks.progress(phase, done, total, f"{label}: {meter.line(done, total)}")
+    return report

@@ -208,6 +208,7 @@ def test_restore_into_a_dsn_target_by_rows_when_files_cannot_be_moved(incident, 
     result = restore(planned.plan, planned.snapshots, planned.source, target.dsn, physical_copy="rows", hooks=said)
     assert {"shop.place: rows copied (INSERT)", "shop.orders: rows copied (LOAD DATA)"} <= set(said.lines)
     assert result.ok, result.verification.problems() if result.verification else result
+    _bytes_reported(said, "move", "tables moved")
     with target.connect() as conn:
         assert checksums(conn, DBS) == incident.before
         with conn.cursor() as cur:
@@ -268,9 +269,21 @@ def test_a_backup_whose_redo_log_is_corrupt_is_refused_at_prepare(incident, tmp_
 class _Said(NullHooks):
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.progress_of: dict[str, list[tuple[int, int | None, str]]] = {}
 
     def message(self, text: str) -> None:
         self.lines.append(text)
+
+    def progress(self, phase: str, done: int, total: int | None, detail: str = "") -> None:
+        self.progress_of.setdefault(phase, []).append((done, total, detail))
+
+
+def _bytes_reported(said: _Said, phase: str, label: str) -> None:
+    """The move's progress: bytes from 0 up to all of the tables', growing, each line saying it."""
+    seen = said.progress_of.get(phase, [])
+    assert len(seen) >= 2 and seen[0][0] == 0 and seen[-1][0] == seen[-1][1] > 0, seen
+    assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen), seen
+    assert all(text.startswith(f"{label}: ") for _, _, text in seen) and "(100%)" in seen[-1][2], seen
 
 
 class _StopAt(NullHooks):
@@ -432,5 +445,6 @@ def test_prod_fills_its_shadow_by_rows_when_the_datadir_is_not_here(incident, ta
                           expected=dict(staged.evidence.checksums), hooks=said, shadow_copy="rows").run()
     assert outcome.shadow_copy["path"] == "parallel logical copy" and "not on this host" in outcome.shadow_copy["why"]
     assert "shop.orders: rows copied (LOAD DATA)" in said.lines
+    _bytes_reported(said, "shadow", "shadow copy")
     with target.connect() as conn:
         assert checksums(conn, ["shop"]) == {k: v for k, v in incident.before.items() if k.startswith("shop.")}

@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import subprocess
+import threading
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -56,7 +57,8 @@ def datadir_on_this_host(conn: Connection) -> Path | None:
 def move_tables(box: Sandbox, conn: Connection, target: Dsn, dbs: list[str], *, datadir: Path | None,
                 init: Sequence[str] = (), jobs: int = 4, progress: Callable[[str], None] = lambda _: None,
                 names: dict[str, str] | None = None, objects: bool = True, skip: Collection[str] = (),
-                on_moved: Callable[[str, str], None] = lambda _name, _how: None) -> dict:
+                on_moved: Callable[[str, str], None] = lambda _name, _how: None,
+                on_bytes: Callable[[int, int], None] = lambda _done, _total: None) -> dict:
     """Create `dbs` on the target of `conn` with the tables, views, triggers and routines of `box`
     (a server on a prepared backup copy, or any local sandbox). `datadir`: the target's, when on
     this host (datadir_on_this_host); None copies every table by rows, `jobs` tables at a time,
@@ -65,10 +67,12 @@ def move_tables(box: Sandbox, conn: Connection, target: Dsn, dbs: list[str], *, 
     and routines (their text names the database). `skip`: tables ("db.name") a killed earlier move
     finished, left as they are; `on_moved(name, how)` is called (from any thread) once a table's
     move is complete, so a rerun can skip it. Views, triggers and routines are made again over an
-    earlier run's. Returns {"path", "why", "tables": {name: how}}."""
+    earlier run's. `on_bytes(done, total)`: the tables' bytes (data and indexes) moved so far, after
+    each table. Returns {"path", "why", "tables": {name: how}}."""
     names = names or {}
     how: dict[str, str] = {}
     by_rows: list[tuple[str, str, str]] = []
+    on_moved = _metered(box, dbs, skip, on_moved, on_bytes)
     with box.connect() as src, src.cursor() as scur, conn.cursor() as tcur:
         tcur.execute("SET SESSION foreign_key_checks=0")
         for db in dbs:
@@ -112,6 +116,25 @@ def move_tables(box: Sandbox, conn: Connection, target: Dsn, dbs: list[str], *, 
                        f"{min(jobs, len(by_rows) or 1)} at a time"}
     return {"path": "transportable tablespaces", "tables": how,
             "why": f"the target's datadir {datadir} is on this host; {moved} of {len(how)} tables imported as files"}
+
+
+def _metered(box: Sandbox, dbs: list[str], skip: Collection[str], on_moved: Callable[[str, str], None],
+             on_bytes: Callable[[int, int], None]) -> Callable[[str, str], None]:
+    """`on_moved`, then `on_bytes` with the bytes of the tables moved so far (called from the copy's
+    threads too)."""
+    with box.connect() as src, src.cursor() as cur:
+        cur.execute("SELECT CONCAT(TABLE_SCHEMA, '.', TABLE_NAME), DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES "
+                    f"WHERE TABLE_TYPE='BASE TABLE' AND TABLE_SCHEMA IN ({', '.join(['%s'] * len(dbs))})", tuple(dbs))
+        size = {name: int(n or 0) for name, n in cur.fetchall() if name not in skip}
+    total, done, lock = sum(size.values()), [0], threading.Lock()
+    on_bytes(0, total)
+
+    def moved(name: str, how: str) -> None:
+        on_moved(name, how)
+        with lock:
+            done[0] += size.get(name, 0)
+            on_bytes(done[0], total)
+    return moved
 
 
 def _not_transportable(db: str, name: str, engine: str | None, options: str) -> str:

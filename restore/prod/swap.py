@@ -30,6 +30,7 @@ import pymysql
 
 from restore.errors import TargetError, VerifyError
 from restore.hooks import Hooks, NullHooks
+from restore.meter import progress_reporter
 from restore.mysql.dsn import Dsn
 from restore.mysql.quote import quote_ident
 from restore.plan.physical_base import sandbox_for
@@ -261,7 +262,8 @@ class ProdRestore:
         datadir = datadir_on_this_host(conn) if self.shadow_copy == "auto" else None
         moved = move_tables(self._box, conn, self.target, self.dbs, datadir=datadir,
                             names={db: self.shadow(db) for db in self.dbs}, objects=False,
-                            progress=self.hooks.message)
+                            progress=self.hooks.message,
+                            on_bytes=progress_reporter(self.hooks, "shadow", "shadow copy"))
         self.hooks.message(f"shadow copy filled by {moved['path']}: {moved['why']}")
         if self._shadow_sums(conn) != built:
             raise VerifyError("the shadow copy on the target differs from the verified rebuild",

@@ -26,6 +26,7 @@ from pathlib import Path
 import pymysql
 
 from restore.errors import VerifyError
+from restore.meter import progress_reporter
 from restore.mysql.quote import quote_qualified
 from restore.plan.physical_base import BaseSandbox
 from restore.plan.physical_move import datadir_on_this_host, move_tables
@@ -132,7 +133,8 @@ class _Flow:
                             [(self.plan_id, t, *sums[t]) for t in sorted(skip)])
         conn.commit()
         moved = move_tables(box, conn, r.target, self.dbs, datadir=datadir, init=init_commands(r.log_replay),
-                            progress=r.hooks.message, skip=skip, on_moved=record)
+                            progress=r.hooks.message, skip=skip, on_moved=record,
+                            on_bytes=progress_reporter(r.hooks, "move", "tables moved"))
         r.hooks.message(f"physical backup moved by {moved['path']}: {moved['why']}")
         file, pos = r.plan.end_of(r.result.outcome)
         with conn.cursor() as cur:
