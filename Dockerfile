@@ -18,7 +18,7 @@ COPY pyproject.toml README.md ./
 COPY restore ./restore
 COPY bot ./bot
 COPY handlers ./handlers
-RUN pip install .
+RUN pip install '.[postgres]'
 
 RUN useradd --create-home --uid 10001 restorebot \
  && mkdir -p /var/lib/restore-bot /etc/restore-bot \

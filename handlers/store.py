@@ -151,7 +151,8 @@ def open_store(url_or_path: str | Path | Store, *, durable: bool = True) -> Stor
                 engine = sa.create_engine(url, pool_pre_ping=True, pool_recycle=1800, **options)
             except ModuleNotFoundError as exc:   # psycopg is not a dependency of every install
                 raise StoreFileError(f"store {where}: its database driver is not installed ({exc.name})",
-                                     hint="pip install 'psycopg[binary]>=3.1,<4' for PostgreSQL") from exc
+                                     hint="for PostgreSQL install psycopg 3: pip install 'restore-bot[postgres]' "
+                                          "(from a checkout: pip install '.[postgres]')") from exc
             store = Store(engine, where)
     try:
         migrate(store)
