@@ -198,8 +198,8 @@ def _lighten(cur, part: tuple[str, str]) -> None:
     """A scratch copy made cheap to write: MyISAM, and no index (nothing looks a row up in it: the
     comparisons scan it and look the rows up in the table). One ALTER where the server takes it
     (each ALTER rebuilds the table: the two took ~50 ms a copy, profiled at 200,000 rows); else each
-    step, left out where the server
-    refuses it (an option or a key MyISAM does not take; an AUTO_INCREMENT column needs its key)."""
+    step, left out where the server refuses it (an option or a key MyISAM does not take; an
+    AUTO_INCREMENT column needs its key)."""
     name, ident = part
     cur.execute("SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s "
                 "AND TABLE_NAME = %s", (SCHEMA, name))
