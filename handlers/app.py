@@ -17,8 +17,9 @@ from handlers.restore import RestoreHandler
 def alert_store(settings, store=None, *, instance_id: str | None = None) -> AlertStore:
     """The alert store beside the jobs (`store`: the job store's own Store, else the configured one),
     for the [watch] source (if any)."""
+    named = tuple(getattr(settings, "clusters", None) or ())   # one cluster's view names it (Settings.cluster)
     return AlertStore(store or settings.store, settings.watch.source.redacted() if settings.watch else "-",
-                      instance_id=instance_id)
+                      instance_id=instance_id, cluster=named[0] if len(named) == 1 else None)
 
 
 def application(settings, store: JobStore, access: Access, *, channel: str | None,
