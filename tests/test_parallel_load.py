@@ -204,6 +204,8 @@ def test_killed_load_resumes_with_the_missing_tables(shop):
     with holder.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM shop.items")   # holds its metadata lock: the load's DROP waits
     others = sorted(set(_tables(before)) - {"shop.items"})
+    with target.connect() as conn:
+        earlier = _sessions(conn)   # the shared server's other sessions (other tests' idle pools): not the load's
     proc = subprocess.Popen([sys.executable, "-c", _KILLED, str(target.socket), str(path)], cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE)
     try:
@@ -220,7 +222,7 @@ def test_killed_load_resumes_with_the_missing_tables(shop):
         holder.rollback()
         holder.close()
     with target.connect() as conn:
-        _wait_alone(conn)
+        _wait_alone(conn, earlier)
     report = load_snapshot(target.dsn, Snapshot(str(path)), init=INIT, jobs=2, resume="crash-test")
     assert report.loaded == ["shop.items"] and sorted(report.skipped) == others
     assert _state(target) == before
@@ -253,18 +255,23 @@ def _recorded(conn) -> list[str]:
         return []
 
 
-def _wait_alone(conn) -> None:
-    """The killed clients' server threads are gone (a DROP that waited may still have run)."""
-    deadline = time.monotonic() + 90   # a statement running when its client died ends first: slow on a busy machine
+def _sessions(conn) -> dict[int, tuple]:
     with conn.cursor() as cur:
-        while True:
-            cur.execute("SELECT ID, COMMAND, TIME, STATE, LEFT(INFO, 120) FROM information_schema.PROCESSLIST "
-                        "WHERE ID <> CONNECTION_ID() AND COMMAND NOT IN ('Daemon') AND USER <> 'system user'")
-            left = cur.fetchall()
-            if not left:
-                return
-            assert time.monotonic() < deadline, f"the killed load's connections did not go away: {left}"
-            time.sleep(0.05)
+        cur.execute("SELECT ID, COMMAND, TIME, STATE, LEFT(INFO, 120) FROM information_schema.PROCESSLIST "
+                    "WHERE ID <> CONNECTION_ID() AND COMMAND NOT IN ('Daemon') AND USER <> 'system user'")
+        return {row[0]: row for row in cur.fetchall()}
+
+
+def _wait_alone(conn, earlier: dict[int, tuple]) -> None:
+    """The killed clients' server threads are gone (a DROP that waited may still have run);
+    `earlier`: sessions there before the load started."""
+    deadline = time.monotonic() + 60   # a statement running when its client died ends first: slow on a busy machine
+    while True:
+        left = [row for sid, row in _sessions(conn).items() if sid not in earlier]
+        if not left:
+            return
+        assert time.monotonic() < deadline, f"the killed load's connections did not go away: {left}"
+        time.sleep(0.05)
 
 
 def test_dump_the_splitter_does_not_understand_is_loaded_by_one_client(target, tmp_path):
