@@ -123,7 +123,10 @@ def timed_restore(label: str, snapshot: str, binlogs: Path, before: dict) -> dic
             "exact": exact, "transactions": planned.plan.transactions}
 
 
-def run(tables: int, rows: int, work: Path) -> dict:
+def build(tables: int, rows: int, work: Path, *, disaster: bool = False) -> dict:
+    """A source with `tables` x `rows`, its dump and its mariadb-backup at the same position, traffic
+    after both; `disaster`: then DROP DATABASE. Returns the dump, the backup, a copy of the binlogs
+    and the checksums before the disaster (or at the end of the traffic)."""
     dump, backup, binlogs = work / "dump.sql", work / "backup", work / "binlogs"
     with Sandbox(binlog=True, binlog_format="ROW") as src:
         log(f"source: {tables} tables x {rows} rows")
@@ -135,12 +138,20 @@ def run(tables: int, rows: int, work: Path) -> dict:
         subprocess.run(["mariadb-backup", "--backup", f"--socket={src.socket}", "--user=root",
                         f"--datadir={src.data_path}", f"--target-dir={backup}"], capture_output=True, check=True)
         traffic(src, tables)
-        with src.connect() as conn:
+        with src.connect(autocommit=True) as conn, conn.cursor() as cur:
             before = table_checksums(conn, [DB])
+            if disaster:
+                cur.execute(f"DROP DATABASE {DB}")
         binlogs.mkdir()
         for f in sorted(Path(src.binlog_dir).iterdir()):
             if f.name.startswith("binlog."):
                 shutil.copy2(f, binlogs / f.name)
+    return {"dump": dump, "backup": backup, "binlogs": binlogs, "before": before}
+
+
+def run(tables: int, rows: int, work: Path) -> dict:
+    base = build(tables, rows, work)
+    dump, backup, binlogs, before = base["dump"], base["backup"], base["binlogs"], base["before"]
     sizes = {"dump_bytes": size_of(dump), "backup_bytes": size_of(backup)}
     log(f"dump {sizes['dump_bytes'] / 1e6:.1f} MB, backup {sizes['backup_bytes'] / 1e6:.1f} MB")
     from_dump = timed_restore("dump", str(dump), binlogs, before)

@@ -25,8 +25,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,34 +33,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout even when the package is not installed
 
-from bench.load_parallel import DB, fill, log  # noqa: E402
-from bench.physical_vs_dump import PhaseTimes, Steps, size_of, traffic  # noqa: E402
+from bench.load_parallel import DB, log  # noqa: E402
+from bench.physical_vs_dump import PhaseTimes, Steps, build, size_of  # noqa: E402
 from restore import api  # noqa: E402
 from restore.mysql.sandbox import Sandbox  # noqa: E402
 from restore.plan import physical_base  # noqa: E402
 from restore.replay.verify import table_checksums  # noqa: E402
-
-
-def incident(tables: int, rows: int, work: Path) -> dict:
-    """The dump, the backup, the binlogs and the checksums before the disaster."""
-    dump, backup, binlogs = work / "dump.sql", work / "backup", work / "binlogs"
-    with Sandbox(binlog=True, binlog_format="ROW") as src:
-        log(f"source: {tables} tables x {rows} rows")
-        fill(src, tables, rows)
-        with open(dump, "wb") as fh:
-            subprocess.run(["mariadb-dump", *src.client_args(), "--single-transaction", "--master-data=2", "--gtid",
-                            "--databases", DB], stdout=fh, check=True)
-        subprocess.run(["mariadb-backup", "--backup", f"--socket={src.socket}", "--user=root",
-                        f"--datadir={src.data_path}", f"--target-dir={backup}"], capture_output=True, check=True)
-        traffic(src, tables)
-        with src.connect(autocommit=True) as conn, conn.cursor() as cur:
-            before = table_checksums(conn, [DB])
-            cur.execute(f"DROP DATABASE {DB}")   # the disaster
-        binlogs.mkdir()
-        for f in sorted(Path(src.binlog_dir).iterdir()):
-            if f.name.startswith("binlog."):
-                shutil.copy2(f, binlogs / f.name)
-    return {"dump": dump, "backup": backup, "binlogs": binlogs, "before": before}
 
 
 def timed_prod(label: str, snapshot: Path, binlogs: Path, before: dict) -> dict:
@@ -96,7 +72,7 @@ def timed_prod(label: str, snapshot: Path, binlogs: Path, before: dict) -> dict:
 
 
 def run(tables: int, rows: int, work: Path) -> dict:
-    data = incident(tables, rows, work)
+    data = build(tables, rows, work, disaster=True)
     sizes = {"dump_bytes": size_of(data["dump"]), "backup_bytes": size_of(data["backup"])}
     log(f"dump {sizes['dump_bytes'] / 1e6:.1f} MB, backup {sizes['backup_bytes'] / 1e6:.1f} MB")
     from_dump = timed_prod("dump", data["dump"], data["binlogs"], data["before"])
