@@ -57,17 +57,18 @@ class LeasedRole:
 
     def _start(self) -> None:
         runner, *helpers = self.build()
-        thread = threading.Thread(target=self._run, args=(runner,), name=f"{self.what}-{self.cluster}", daemon=True)
+        halt = threading.Event()
+        thread = threading.Thread(target=self._run, args=(runner, halt), name=f"{self.what}-{self.cluster}", daemon=True)
         with self._lock:
-            self._running = (runner, helpers, thread, threading.Event())
+            self._running = (runner, helpers, thread, halt)
         thread.start()
         log.info("%s of cluster %s runs here (this instance holds its lease)", self.what, self.cluster)
 
-    def _run(self, runner) -> None:
-        """`runner.run_forever()` until the role stops here. One that raised (a process it could not
-        start, a store it could not reach) is started again after a pause growing to RESTART_MAX_SECONDS,
-        as long as this instance holds the lease: else the cluster would stay unwatched, unarchived,
-        while its lease says someone is on it."""
+    def _run(self, runner, halt: threading.Event) -> None:
+        """`runner.run_forever()` until the role stops here (`halt`). One that raised (a process it
+        could not start, a store it could not reach) is started again after a pause growing to
+        RESTART_MAX_SECONDS, as long as this instance holds the lease: else the cluster would stay
+        unwatched, unarchived, while its lease says someone is on it."""
         pause = 1.0
         while True:
             try:
@@ -75,17 +76,9 @@ class LeasedRole:
                 return                                      # stopped
             except Exception:
                 log.exception("%s of cluster %s failed; starting it again in %.0f s", self.what, self.cluster, pause)
-            if self._stopped_event(runner).wait(pause):
+            if halt.wait(pause):
                 return
             pause = min(pause * 2, RESTART_MAX_SECONDS)
-
-    def _stopped_event(self, runner) -> threading.Event:
-        with self._lock:
-            if self._running is None or self._running[0] is not runner:
-                done = threading.Event()
-                done.set()
-                return done
-            return self._running[3]
 
     def _stop(self) -> None:
         with self._lock:
