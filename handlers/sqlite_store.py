@@ -17,6 +17,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Callable
 
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_random
+
 from restore.errors import RestoreError
 
 log = logging.getLogger("restore-handlers.store")
@@ -207,6 +209,23 @@ def _refuse_newer(version: int, path: str) -> None:
                  "a store is never migrated back")
 
 
+_LOCK_WAIT = 30.0   # seconds another process's write lock is waited for
+
+
+def _locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+# Switching a rollback-journal file (one of the releases before WAL) to WAL needs the exclusive
+# lock, and SQLite answers "database is locked" at once, without its busy wait, when two
+# connections each hold the shared lock and want it: every store opening such a file at the same
+# time (bot, worker, watcher) hit that. Waiting and asking again is what the busy wait would do.
+@retry(retry=retry_if_exception(_locked), stop=stop_after_delay(_LOCK_WAIT), wait=wait_random(0.01, 0.1),
+       reraise=True)
+def _to_wal(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+
+
 def connect(path: str, *, durable: bool = True) -> sqlite3.Connection:
     """One connection, as every store opens the file: autocommit (each store statement is its own
     transaction unless the store says BEGIN), WAL so readers never wait for the writer, a 30 s wait
@@ -215,9 +234,9 @@ def connect(path: str, *, durable: bool = True) -> sqlite3.Connection:
     `durable=False` skips the fsync per commit (synchronous=NORMAL): WAL keeps the file consistent,
     a power loss may lose the last commits. The alert path takes that for its latency; what it
     loses is re-read from the binlog."""
-    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    db = sqlite3.connect(path, timeout=_LOCK_WAIT, isolation_level=None)
     try:
-        db.execute("PRAGMA journal_mode=WAL")
+        _to_wal(db)
     except sqlite3.DatabaseError as exc:
         db.close()
         raise StoreFileError(f"store file {path} cannot be opened as SQLite ({exc})",
