@@ -3,7 +3,8 @@
 A dump is, in order: a header of session SETs, then per database a CREATE DATABASE and USE, the
 tables (DROP/CREATE TABLE, LOCK TABLES, DISABLE KEYS, INSERTs, ENABLE KEYS, UNLOCK, then that
 table's triggers), placeholders for views, events and routines; at the very end the real views.
-Each table's own statements touch that table only, so they can run in a connection of their own;
+Each table's own statements touch that table only, so they can run in a connection of their own
+(but for its LOCK TABLES, which would reach the tables naming it by foreign key: left out);
 everything else (triggers, views, routines, events) runs afterwards, in dump order, in one.
 
 The file is scanned once, line by line, and described by byte ranges: nothing but the ranges is
@@ -37,6 +38,10 @@ _KEYS = re.compile(rb"ALTER\s+TABLE\s+\S+\s+(?:DISABLE|ENABLE)\s+KEYS", re.I)
 # --no-autocommit wraps the data in SET @OLD_AUTOCOMMIT=@@AUTOCOMMIT, @@AUTOCOMMIT=0 ... COMMIT; SET AUTOCOMMIT=@OLD_AUTOCOMMIT
 _SECTION_ALSO = re.compile(rb"(?:UNLOCK\s+TABLES|COMMIT|SET\s+(?:@OLD_AUTOCOMMIT\s*=\s*@@AUTOCOMMIT\s*,\s*)?"
                            rb"(?:@@)?autocommit\s*=\s*(?:[01]|@OLD_AUTOCOMMIT))\s*;", re.I)
+# A section's LOCK TABLES t WRITE also needs every table naming t by foreign key locked, on MariaDB
+# even with the checks off: a child created by another client meanwhile makes the next INSERT fail
+# (ERROR 1100). The locks only spare MyISAM key flushes, which DISABLE KEYS mostly does too.
+_LOCKS = re.compile(rb"(?:UN)?LOCK\s+TABLES\b", re.I)
 _DATABASE = re.compile(rb"(CREATE|DROP)\s+(?:DATABASE|SCHEMA)\b", re.I)
 _USE = re.compile(rb"USE\s+" + _ID + rb"\s*;", re.I)
 # Left in dump order for the one client that runs after the tables: session settings, views and
@@ -63,6 +68,7 @@ class Section:
     end: int
     line: int
     drops: bool   # it begins with DROP TABLE IF EXISTS (a half-loaded table is replaced by it)
+    locks: list[tuple[int, int]] = field(default_factory=list)   # its LOCK/UNLOCK TABLES: left out
 
     @property
     def size(self) -> int:
@@ -183,6 +189,8 @@ def split(fh: BinaryIO, named_db: str | None = None) -> Layout:
         if section is not None:
             if _belongs(item, head, section):
                 section.end = item.end
+                if _LOCKS.match(head):
+                    section.locks.append((item.start, item.end))
                 continue
             layout.sections.append(section)
             cursor = section.end

@@ -129,6 +129,17 @@ class Client:
             if count:
                 count(len(data))
 
+    def send_raw_muted(self, fh: BinaryIO, start: int, end: int, muted: Sequence[tuple[int, int]],
+                       count: Callable[[int], None] | None = None) -> None:
+        """send_raw, but each of the `muted` ranges (sorted, inside [start, end)) left out as
+        comments, so the client's line numbers still match the file's."""
+        at = start
+        for s, e in muted:
+            self.send_raw(fh, at, s, count)
+            self.send_lines(fh, s, e, count, muted=[(s, e)])
+            at = e
+        self.send_raw(fh, at, end, count)
+
     def finish(self) -> tuple[int, str]:
         """Close its input, wait for it; (exit code, the end of what it printed on stderr)."""
         try:

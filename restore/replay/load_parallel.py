@@ -173,7 +173,7 @@ class ParallelLoad:
                         prefix += f"DROP TABLE IF EXISTS {quote_ident(section.table)};\n"
                     client.send(prefix.encode())
                     fed.append((before_prefix, client.lines, section))
-                    client.send_raw(fh, section.start, section.end, self._count)
+                    client.send_raw_muted(fh, section.start, section.end, section.locks, self._count)
                     client.send(load_progress.record_sql(self.key, section.db, section.table))
         finally:
             if client is not None:
