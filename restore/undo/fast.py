@@ -12,7 +12,9 @@ answers by key, in a few statements, what the reader would have walked every row
   and go the row-by-row way, conflicts and all (restore.undo.changes.TableChanges.materialize);
 - whether the target holds a row at one of their keys (stale: the preview refuses);
 
-and after the commit every row put back is compared with it (restore.undo.verify_rows).
+and every row put back is compared with it inside the undo's transaction, before its commit: a
+part's rows are compared by another session, reading the uncommitted rows, while the next part is
+put back (a mismatch rolls the undo back).
 
 Used only where the rows can go back by BINLOG at all and the table has no unique index but its
 primary key (a row put back could collide on one: restore.undo.unique looks row by row). Anything
@@ -24,10 +26,12 @@ import os
 import secrets
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import pymysql
 
+from restore.errors import RestoreError
 from restore.mysql.quote import quote_ident, quote_qualified
 from restore.target.checkpoint import SCHEMA
 from restore.undo.apply import BATCH, binlog_refused, key_in
@@ -42,20 +46,25 @@ STALE_SHOWN = 100     # stale rows named per table (the preview refuses on the f
 # The scratch copies take no part in any transaction: MyISAM writes them without the undo and
 # redo logs and the buffer pool InnoDB would give them (see _lighten).
 SCRATCH_ENGINE = "MyISAM"
-PART_BYTES = 8 << 20  # images per scratch copy: more go to two, written and compared at once
+# Images per scratch copy. The parts are written by two sessions at once, and each is compared while
+# the next one is put back: the comparison of the last one is all that is left after the apply.
+PART_BYTES = 8 << 20
+MAX_PARTS = 8
+WRITERS = 2           # sessions writing the scratch copies at once
 
 
 class FastRows:
-    """One table's deleted rows kept whole, written to scratch copies of the table: one, or two
-    (each half of the pieces, in order) written and compared by two sessions at once."""
+    """One table's deleted rows kept whole, written to scratch copies of the table: one, or up to
+    MAX_PARTS (the pieces in order, cut by bytes) written by WRITERS sessions at once."""
 
     def __init__(self, changes: TableChanges, connect: Callable[[], object]) -> None:
         self.changes, self.connect = changes, connect
         self.schema, self.raw = changes.schema, changes.raw
         self.parts: list[tuple[str, str]] = []      # (name, quoted ident) of each scratch copy
+        self.part_refs: list[list[int]] = []        # the pieces each one holds
         self.counts: list[int] = []
         self.count = 0
-        self.sessions: dict[int, object] = {}     # part -> the session of its own (_at_once)
+        self.sessions: dict[int, object] = {}     # writer (1, ...) -> its session (_at_once); 0 is the caller's
 
     def refs(self) -> Iterator[int]:
         """The pieces, in the binlog's order (restore.undo.raw sends them)."""
@@ -64,15 +73,15 @@ class FastRows:
     def fill(self, conn) -> bool:
         """Write the scratch copies; False when a later write touched one of their keys."""
         schema = self.schema
-        halves = _halves(list(self.refs()))
+        self.part_refs = _parts(list(self.refs()))
         with conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(SCHEMA)}")
-        for _ in halves:     # named before any is made: drop() finds every one a session began
+        for _ in self.part_refs:     # named before any is made: drop() finds every one a session began
             name = f"{PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
             self.parts.append((name, quote_qualified(SCHEMA, name)))
 
         def write(c, i: int) -> int:
-            # each session makes its own copy: the two CREATE/ALTERs run at once, as the writes do
+            # each session makes its own copies: their CREATE/ALTERs run at once, as the writes do
             name, ident = self.parts[i]
             with c.cursor() as cur:
                 cur.execute(f"CREATE TABLE {ident} LIKE {schema.ident}")
@@ -80,7 +89,7 @@ class FastRows:
                 logged = unlogged(cur)
                 try:
                     cur.execute(self.raw.fde_statement())
-                    self.raw.for_table(SCHEMA, name).send(c, iter(halves[i]))
+                    self.raw.for_table(SCHEMA, name).send(c, iter(self.part_refs[i]))
                 finally:
                     if logged:
                         cur.execute("SET SESSION sql_log_bin = 1")
@@ -98,26 +107,32 @@ class FastRows:
         return True
 
     def _at_once(self, conn, job: Callable[[object, int], T]) -> list[T]:
-        """job(session, part) for every scratch copy at once: the first on `conn`, the others each
-        on a session of its own, from a thread (the server runs them on as many cores). Those
-        sessions are opened once and kept until drop(): fill, look and verify each use them."""
+        """job(session, part) for every scratch copy, WRITERS sessions at once, each taking every
+        WRITERS-th part: the first on `conn`, the others each on a session of its own, from a
+        thread (the server runs them on as many cores). Those sessions are opened once and kept
+        until drop(): fill and look use them."""
         out: list = [None] * len(self.parts)
         failed: list[BaseException] = []
+        writers = min(WRITERS, len(self.parts))
 
-        def other(i: int) -> None:
-            try:
-                c = self.sessions.get(i)
-                if c is None:
-                    c = self.sessions[i] = self.connect()
+        def turn(c, w: int) -> None:
+            for i in range(w, len(self.parts), writers):
                 out[i] = job(c, i)
+
+        def other(w: int) -> None:
+            try:
+                c = self.sessions.get(w)
+                if c is None:
+                    c = self.sessions[w] = self.connect()
+                turn(c, w)
             except BaseException as exc:     # handed to the caller
                 failed.append(exc)
-        threads = [threading.Thread(target=other, args=(i,), name="restore-undo-scratch", daemon=True)
-                   for i in range(1, len(self.parts))]
+        threads = [threading.Thread(target=other, args=(w,), name="restore-undo-scratch", daemon=True)
+                   for w in range(1, writers)]
         for t in threads:
             t.start()
         try:
-            out[0] = job(conn, 0)
+            turn(conn, 0)
         finally:
             for t in threads:
                 t.join()
@@ -149,17 +164,42 @@ class FastRows:
             stale.append({"table": schema.full_name, "key": schema.key_text(intended[key]), "action": "insert",
                           "binlog_end": None, "target": shown(now.get(key))})
 
-    def verify(self, conn, table) -> list[dict]:
-        """restore.undo.verify_rows for these rows: the scratch copies' rows the target does not hold
-        exactly, counted by as many sessions at once; named (compare) only where there are some."""
-        def bad(c, i: int) -> int:
-            with c.cursor() as cur:
-                cur.execute(f"SELECT COUNT(*) {missing_rows(self.schema, self.parts[i][1])}")
-                return cur.fetchone()[0]
-        if not any(self._at_once(conn, bad)):
-            return []
-        with conn.cursor() as cur:
-            return [p for (_, ident), n in zip(self.parts, self.counts) for p in compare(conn, cur, table, ident, n)]
+    def put_back(self, conn, table) -> None:
+        """Put the rows back on `conn`, inside the undo's transaction, part after part; meanwhile a
+        session of its own, reading uncommitted rows (the apply holds them locked: what it reads is
+        what commits), compares each part already put back with its scratch copy, every stored
+        column as bytes (restore.undo.verify_rows). Raises RestoreError, for the caller to roll
+        back, when a row is not held exactly. (Every row goes in as a new one, else its key stops the
+        statement: restore.undo.apply.binlog_refused; so all held exactly is all put back.)"""
+        checker = self.connect()
+        try:
+            with checker.cursor() as cur:
+                cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ UNCOMMITTED")
+
+            def bad(i: int) -> int:
+                with checker.cursor() as cur:
+                    cur.execute(f"SELECT COUNT(*) {missing_rows(self.schema, self.parts[i][1])}")
+                    return cur.fetchone()[0]
+            with ThreadPoolExecutor(1, thread_name_prefix="restore-undo-verify") as pool:
+                checked = []
+                for i, refs in enumerate(self.part_refs):
+                    self.raw.send(conn, iter(refs))
+                    checked.append(pool.submit(bad, i))
+                found = [f.result() for f in checked]
+            name = self.schema.full_name
+            if not any(found):
+                return
+            with checker.cursor() as cur:
+                problems = [p for (_, ident), n, k in zip(self.parts, self.counts, found) if k
+                            for p in compare(checker, cur, table, ident, n)]
+        finally:
+            checker.close()
+        first = next((p for p in problems if p["key"]), problems[0])
+        raise RestoreError(f"{name}: {sum(found)} row(s) put back are not held as logged (first: {first['key']}, "
+                           f"intended {first['intended']}, held {first['target']}); the undo was rolled back: "
+                           "nothing was changed", where=name,
+                           hint="the table's definition or the server's settings change the rows as they are "
+                                "written: compare the table with the binlog's and put the rows back by hand")
     def rows(self, conn, ident: str, keys: list[tuple]) -> dict[tuple, tuple]:
         """The rows of `ident` (a scratch copy or the table) at `keys`, by key."""
         schema = self.schema
@@ -215,18 +255,19 @@ def _lighten(cur, part: tuple[str, str]) -> None:
             pass
 
 
-def _halves(refs: list[int]) -> list[list[int]]:
-    """The pieces in one part, or in two of about equal bytes when they are many (PART_BYTES)."""
+def _parts(refs: list[int]) -> list[list[int]]:
+    """The pieces in order, cut into parts of about PART_BYTES each (at most MAX_PARTS, at least one)."""
     sizes = [ref & ((1 << SIZE_BITS) - 1) for ref in refs]
-    total = sum(sizes)
-    if total < PART_BYTES:
-        return [refs]
+    n = max(1, min(MAX_PARTS, sum(sizes) // PART_BYTES))
+    share = sum(sizes) / n
+    parts: list[list[int]] = [[]]
     run = 0
-    for i, size in enumerate(sizes):
+    for ref, size in zip(refs, sizes):
+        if run >= share * len(parts) and len(parts) < n:
+            parts.append([])
+        parts[-1].append(ref)
         run += size
-        if run * 2 >= total:
-            return [refs[:i + 1], refs[i + 1:]] if i + 1 < len(refs) else [refs]
-    return [refs]
+    return parts
 
 
 def prepare(conn, changes: dict[str, TableChanges], connect: Callable[[], object]) -> list[FastRows]:

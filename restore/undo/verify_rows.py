@@ -9,7 +9,8 @@ target, every stored column compared byte for byte (`BINARY s.c <=> BINARY t.c`:
 would let a string's collation call 'a' and 'A' equal). A few of the rows found are read to
 report them. The scratch table is always dropped; one left by an undo that died (its pid gone) is
 dropped at the start of the next. Rows kept whole (restore.undo.fast) have their scratch copies
-written before the preview already: the same comparison runs against them.
+written before the preview already: the same comparison runs against them, inside the undo's
+transaction.
 """
 from __future__ import annotations
 
@@ -51,8 +52,6 @@ def verify_binlog_rows(conn, table: TableUndo) -> list[dict]:
 
 
 def _verify(conn, table: TableUndo) -> list[dict]:
-    if table.fast is not None:    # written before the preview (restore.undo.fast), dropped by its owner
-        return table.fast.verify(conn, table)
     schema = table.schema
     name = f"{PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
     scratch = quote_qualified(SCHEMA, name)
@@ -85,13 +84,25 @@ def unlogged(cur) -> bool:
     return True
 
 
+# Types whose values compare exactly as themselves: integers, DECIMAL, dates and times with their
+# fractions. Compared as bytes they are first made strings: a fifth of the comparison's time at
+# 1,000,000 rows. Everything else goes as bytes: strings (a collation calls 'a' and 'A' equal),
+# floats (-0 and 0 are equal as numbers), TIMESTAMP (compared in the session's time zone).
+_EXACT_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "bigint", "decimal", "year", "bit",
+                          "date", "time", "datetime"})
+
+
 def missing_rows(schema, scratch: str) -> str:
-    """FROM ... WHERE: the rows of `scratch` that the table does not hold exactly (every stored column
-    compared as bytes: BINARY costs little beside the look-up by key, measured at 500,000 rows)."""
-    stored = [quote_ident(c.name) for c in schema.columns if not c.generated]
+    """FROM ... WHERE: the rows of `scratch` that the table does not hold exactly, every stored column
+    compared (_EXACT_TYPES as themselves, the others as bytes)."""
     key = [quote_ident(schema.columns[i].name) for i in schema.key]
-    on = " AND ".join([f"s.{k} = t.{k}" for k in key] + [f"BINARY s.{c} <=> BINARY t.{c}" for c in stored])
-    return f"FROM {scratch} AS s LEFT JOIN {schema.ident} AS t ON {on} WHERE t.{key[0]} IS NULL"
+    same = [f"s.{k} = t.{k}" for k in key]
+    for c in schema.columns:
+        if not c.generated:
+            name = quote_ident(c.name)
+            same.append(f"s.{name} <=> t.{name}" if c.data_type in _EXACT_TYPES
+                        else f"BINARY s.{name} <=> BINARY t.{name}")
+    return f"FROM {scratch} AS s LEFT JOIN {schema.ident} AS t ON {' AND '.join(same)} WHERE t.{key[0]} IS NULL"
 
 
 def compare(conn, cur, table: TableUndo, scratch: str, want: int) -> list[dict]:
