@@ -88,8 +88,11 @@ class Client:
         self._err = tempfile.TemporaryFile()
         init_command = [f"--init-command={';'.join(init)}"] if init else []
         with client_options(dsn) as (option, fds):
+            # A dump without SET NAMES (mariadb-dump --compact) is in the dump tool's default, utf8mb4;
+            # the client's own default (utf8mb3 here) refuses its 4-byte characters. A dump's own SET
+            # NAMES still decides.
             self.proc = subprocess.Popen([client_binary(), option, "--binary-mode", "--max-allowed-packet=1G",
-                                          *init_command],
+                                          "--default-character-set=utf8mb4", *init_command],
                                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._err,
                                          pass_fds=fds, preexec_fn=die_with_parent())
         self.lines = 0          # lines sent so far: maps the client's "at line N" back to the dump
