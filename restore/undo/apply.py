@@ -258,8 +258,9 @@ def binlog_refused(cur, table: TableUndo) -> str | None:
 def _insert_raw(cur, table: TableUndo) -> None:
     """The rows kept as logged, as BINLOG statements of WRITE_ROWS events (restore.undo.raw). The
     server refuses a key taken (no overwrite: STRICT); that every row went in as a new one is
-    checked by the table's row count, inside the transaction."""
-    if table.fast is not None:     # the pieces kept whole: compared with their scratch copies meanwhile
+    checked inside the transaction: by the table's row count, or, for the pieces kept whole, by
+    comparing every row with its scratch copy while the next part goes in (restore.undo.fast)."""
+    if table.fast is not None:
         table.fast.put_back(cur.connection, table)
         return
     ident = table.schema.ident
