@@ -10,7 +10,7 @@ import pytest
 from restore import api
 from restore.errors import RestoreError
 from restore.undo import apply as ap
-from restore.undo import fast
+from restore.undo import fast, fast_apply
 from tests.support.db import checksums
 from tests.support.undo_story import last_gtid, run, scratch_tables, table_rows
 
@@ -77,21 +77,25 @@ def test_another_change_of_the_table_in_the_transaction_splits_the_rows(wide):
     assert checksums(wide.connect(), ["f"])["f.w"] == before["f.w"]
 
 
-def test_parts_compared_while_the_next_is_put_back_name_a_row_not_held_and_roll_the_undo_back(wide, monkeypatch):
-    """Past PART_BYTES the pieces go to several scratch copies, written by two sessions at once,
-    and each part is compared by another session, reading the transaction's uncommitted rows,
-    while the next part is put back. Rows that are not held as logged when compared (changed here
-    by the apply's own session, inside its transaction) are named, and the undo is rolled back."""
+@pytest.mark.parametrize("by", ["sums", "key"])
+def test_rows_not_held_as_logged_before_the_commit_are_named_and_roll_the_undo_back(wide, monkeypatch, by):
+    """Past PART_BYTES the pieces go to several scratch copies, written by two sessions at once.
+    Before the commit every row is checked: by the table's checksum against the copies' (`sums`,
+    the table holding no more rows than go back), or part by part by another session reading the
+    uncommitted rows while the next part goes in (`key`). Rows changed by the apply's own session
+    inside its transaction are named, and the undo is rolled back."""
     monkeypatch.setattr(fast, "PART_BYTES", 10000)
+    if by == "key":
+        monkeypatch.setattr(fast_apply, "SCAN_FACTOR", -1)
     run(wide, ["DELETE FROM f.w"])
     gtid = last_gtid(wide)
-    real = fast.FastRows.put_back
+    real = ap.put_back
     seen = {}
 
-    def tampered(self, conn, table):
-        seen["parts"] = [len(refs) for refs in self.part_refs]
-        assert sum(self.counts) == ROWS and len(self.parts) == len(self.part_refs)
-        send = self.raw.send
+    def tampered(rows, conn, table):
+        seen["parts"] = [len(refs) for refs in rows.part_refs]
+        assert sum(rows.counts) == ROWS and len(rows.parts) == len(rows.part_refs)
+        send = rows.raw.send
 
         def send_then_change(c, refs):
             n = send(c, refs)
@@ -100,9 +104,9 @@ def test_parts_compared_while_the_next_is_put_back_name_a_row_not_held_and_roll_
                     cur.execute("UPDATE f.w SET v = 'V2900' WHERE id = 2900")
                     cur.execute("UPDATE f.w SET d = d + 0.01 WHERE id = 100")
             return n
-        self.raw.send = send_then_change
-        return real(self, conn, table)
-    monkeypatch.setattr(fast.FastRows, "put_back", tampered)
+        rows.raw.send = send_then_change
+        return real(rows, conn, table)
+    monkeypatch.setattr(ap, "put_back", tampered)
     with pytest.raises(RestoreError) as err:
         api.undo(api.UndoInput(wide.binlog_dir, wide.dsn, gtid, dry_run=False))
     assert len(seen["parts"]) >= 3 and all(seen["parts"]), seen
@@ -111,10 +115,23 @@ def test_parts_compared_while_the_next_is_put_back_name_a_row_not_held_and_roll_
     assert "rolled back" in message
     assert table_rows(wide, "f.w") == {} and scratch_tables(wide) == []
 
-    monkeypatch.setattr(fast.FastRows, "put_back", real)   # untouched: every part compared, all exact
+    monkeypatch.setattr(ap, "put_back", real)   # untouched: every row checked, all exact
     done = api.undo(api.UndoInput(wide.binlog_dir, wide.dsn, gtid, dry_run=False))
     assert done.applied and not done.verification and done.tables[0]["rows"]["insert"] == ROWS
     assert len(table_rows(wide, "f.w")) == ROWS and scratch_tables(wide) == []
+
+
+def test_a_table_holding_many_more_rows_than_go_back_is_checked_by_key(wide, monkeypatch):
+    """A whole-table checksum would scan far more rows than go back: the rows are compared by key
+    instead, and the table's own checksum is never taken."""
+    run(wide, ["DELETE FROM f.w WHERE id <= 100"])
+    gtid = last_gtid(wide)
+    sums = []
+    real = fast_apply._checksum
+    monkeypatch.setattr(fast_apply, "_checksum", lambda conn, ident: sums.append(ident) or real(conn, ident))
+    done = api.undo(api.UndoInput(wide.binlog_dir, wide.dsn, gtid, dry_run=False))
+    assert done.applied and not done.verification and done.tables[0]["rows"]["insert"] == 100
+    assert sums == [] and len(table_rows(wide, "f.w")) == ROWS
 
 
 def test_a_row_the_binlog_does_not_explain_at_a_deleted_key_of_the_second_copy_refuses_the_undo(wide, monkeypatch):

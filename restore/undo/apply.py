@@ -22,6 +22,7 @@ from restore.errors import RestoreError
 from restore.mysql.quote import quote_ident, quote_qualified
 from restore.target.binlog import ACCESS_DENIED
 from restore.target.checkpoint import SCHEMA
+from restore.undo.fast_apply import put_back
 from restore.undo.inverse import Action, TableUndo, shown
 from restore.undo.store import dumps, key_value
 from restore.undo.values import SESSION_SQL, TableSchema
@@ -259,9 +260,9 @@ def _insert_raw(cur, table: TableUndo) -> None:
     """The rows kept as logged, as BINLOG statements of WRITE_ROWS events (restore.undo.raw). The
     server refuses a key taken (no overwrite: STRICT); that every row went in as a new one is
     checked inside the transaction: by the table's row count, or, for the pieces kept whole, by
-    comparing every row with its scratch copy while the next part goes in (restore.undo.fast)."""
+    checking every row against its scratch copy (restore.undo.fast_apply)."""
     if table.fast is not None:
-        table.fast.put_back(cur.connection, table)
+        put_back(table.fast, cur.connection, table)
         return
     ident = table.schema.ident
     cur.execute(f"SELECT COUNT(*) FROM {ident}")
@@ -376,7 +377,7 @@ def verify(conn, tables: list[TableUndo], by_binlog: set[str] = frozenset()) -> 
     without a key holds as many identical rows as intended. Rows put back by BINLOG (`by_binlog`
     tables) are compared by the server, all of them, with a scratch copy the same statements
     write (restore.undo.verify_rows); those kept whole were compared before the commit already
-    (restore.undo.fast.FastRows.put_back)."""
+    (restore.undo.fast_apply)."""
     problems = []
     for table in tables:
         schema = table.schema

@@ -12,9 +12,8 @@ answers by key, in a few statements, what the reader would have walked every row
   and go the row-by-row way, conflicts and all (restore.undo.changes.TableChanges.materialize);
 - whether the target holds a row at one of their keys (stale: the preview refuses);
 
-and every row put back is compared with it inside the undo's transaction, before its commit: a
-part's rows are compared by another session, reading the uncommitted rows, while the next part is
-put back (a mismatch rolls the undo back).
+and every row put back is checked against them inside the undo's transaction, before its commit
+(restore.undo.fast_apply).
 
 Used only where the rows can go back by BINLOG at all and the table has no unique index but its
 primary key (a row put back could collide on one: restore.undo.unique looks row by row). Anything
@@ -26,12 +25,10 @@ import os
 import secrets
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import pymysql
 
-from restore.errors import RestoreError
 from restore.mysql.quote import quote_ident, quote_qualified
 from restore.target.checkpoint import SCHEMA
 from restore.undo.apply import BATCH, binlog_refused, key_in
@@ -39,16 +36,18 @@ from restore.undo.changes import TableChanges
 from restore.undo.inverse import Action, shown
 from restore.undo.raw import SIZE_BITS
 from restore.undo.unique import unique_indexes
-from restore.undo.verify_rows import PREFIX, compare, drop_stale, missing_rows, unlogged
+from restore.undo.verify_rows import PREFIX, drop_stale, unlogged
 
 T = TypeVar("T")
 STALE_SHOWN = 100     # stale rows named per table (the preview refuses on the first)
 # The scratch copies take no part in any transaction: MyISAM writes them without the undo and
 # redo logs and the buffer pool InnoDB would give them (see _lighten).
 SCRATCH_ENGINE = "MyISAM"
-# Images per scratch copy. The parts are written by two sessions at once, and each is compared while
-# the next one is put back: the comparison of the last one is all that is left after the apply.
-PART_BYTES = 8 << 20
+# Images per scratch copy. The parts are written by two sessions at once and, where they are compared
+# by key, each while the next one is put back (restore.undo.fast_apply). Each part costs its DDL
+# and a pause of the apply between parts: at 1,000,000 rows (~50 MB) one part put back in 2.6-3.1 s,
+# six in 2.9-3.5 s, and two writers wrote no faster than one.
+PART_BYTES = 32 << 20
 MAX_PARTS = 8
 WRITERS = 2           # sessions writing the scratch copies at once
 
@@ -164,42 +163,6 @@ class FastRows:
             stale.append({"table": schema.full_name, "key": schema.key_text(intended[key]), "action": "insert",
                           "binlog_end": None, "target": shown(now.get(key))})
 
-    def put_back(self, conn, table) -> None:
-        """Put the rows back on `conn`, inside the undo's transaction, part after part; meanwhile a
-        session of its own, reading uncommitted rows (the apply holds them locked: what it reads is
-        what commits), compares each part already put back with its scratch copy, every stored
-        column as bytes (restore.undo.verify_rows). Raises RestoreError, for the caller to roll
-        back, when a row is not held exactly. (Every row goes in as a new one, else its key stops the
-        statement: restore.undo.apply.binlog_refused; so all held exactly is all put back.)"""
-        checker = self.connect()
-        try:
-            with checker.cursor() as cur:
-                cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ UNCOMMITTED")
-
-            def bad(i: int) -> int:
-                with checker.cursor() as cur:
-                    cur.execute(f"SELECT COUNT(*) {missing_rows(self.schema, self.parts[i][1])}")
-                    return cur.fetchone()[0]
-            with ThreadPoolExecutor(1, thread_name_prefix="restore-undo-verify") as pool:
-                checked = []
-                for i, refs in enumerate(self.part_refs):
-                    self.raw.send(conn, iter(refs))
-                    checked.append(pool.submit(bad, i))
-                found = [f.result() for f in checked]
-            name = self.schema.full_name
-            if not any(found):
-                return
-            with checker.cursor() as cur:
-                problems = [p for (_, ident), n, k in zip(self.parts, self.counts, found) if k
-                            for p in compare(checker, cur, table, ident, n)]
-        finally:
-            checker.close()
-        first = next((p for p in problems if p["key"]), problems[0])
-        raise RestoreError(f"{name}: {sum(found)} row(s) put back are not held as logged (first: {first['key']}, "
-                           f"intended {first['intended']}, held {first['target']}); the undo was rolled back: "
-                           "nothing was changed", where=name,
-                           hint="the table's definition or the server's settings change the rows as they are "
-                                "written: compare the table with the binlog's and put the rows back by hand")
     def rows(self, conn, ident: str, keys: list[tuple]) -> dict[tuple, tuple]:
         """The rows of `ident` (a scratch copy or the table) at `keys`, by key."""
         schema = self.schema
@@ -236,20 +199,22 @@ class FastRows:
 
 def _lighten(cur, part: tuple[str, str]) -> None:
     """A scratch copy made cheap to write: MyISAM, and no index (nothing looks a row up in it: the
-    comparisons scan it and look the rows up in the table). One ALTER where the server takes it
-    (each ALTER rebuilds the table: the two took ~50 ms a copy, profiled at 200,000 rows); else each
-    step, left out where the server refuses it (an option or a key MyISAM does not take; an
-    AUTO_INCREMENT column needs its key)."""
+    comparisons scan it and look the rows up in the table), with the live checksum MyISAM keeps as
+    it writes (CHECKSUM=1: read at no cost, restore.undo.fast_apply). One ALTER where the server
+    takes it (each ALTER rebuilds the table: the two took ~50 ms a copy, profiled at 200,000 rows);
+    else each step, left out where the server refuses it (an option or a key MyISAM does not take;
+    an AUTO_INCREMENT column needs its key)."""
     name, ident = part
     cur.execute("SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s "
                 "AND TABLE_NAME = %s", (SCHEMA, name))
     drops = ["DROP PRIMARY KEY" if index == "PRIMARY" else f"DROP INDEX {quote_ident(index)}"
              for (index,) in cur.fetchall()]
-    for steps in ([f"ENGINE={SCRATCH_ENGINE}", *drops], [f"ENGINE={SCRATCH_ENGINE}"], drops):
+    engine = [f"ENGINE={SCRATCH_ENGINE}", "CHECKSUM=1"]
+    for steps in ([*engine, *drops], engine, drops):
         try:
             if steps:
                 cur.execute(f"ALTER TABLE {ident} {', '.join(steps)}")
-                if len(steps) == 1 + len(drops):
+                if len(steps) == len(engine) + len(drops):
                     return     # all of it in the first ALTER
         except pymysql.MySQLError:
             pass
