@@ -59,8 +59,7 @@ def gap(tmp_path_factory):
         (purged / "binlog.000001").unlink()
         with src.connect() as conn, conn.cursor() as cur:   # the live source purges it too
             cur.execute("PURGE BINARY LOGS TO 'binlog.000002'")
-            live = target_url(src)
-            yield {"snap": snap, "full": full, "purged": purged, "before": before, "live": live}
+        yield {"snap": snap, "full": full, "purged": purged, "before": before, "live": target_url(src)}
 
 
 def test_missing_older_file_is_refused_before_anything_is_written(gap, target, cli):

@@ -26,10 +26,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from bot.alert_client import AlertSlackClient
 from handlers import alerts as alerts_module
 from handlers import sqlite_store
+from handlers import store as store_module
 from handlers.alerts import AlertPoster, AlertStore, Oncall
 from handlers.jobstore import JobState, JobStore
 from handlers.sqlite_store import StoreFileError
-from handlers.store import MIGRATIONS_DIR, _driver_url, head, open_store
+from handlers.store import MIGRATIONS_DIR, Store, _driver_url, head, open_store
 from handlers.store_leader import Heartbeats, SharedScheduler
 from handlers.store_leases import LeaseStore
 from tests.support.alert_samples import alert_at
@@ -50,12 +51,14 @@ def pg_server():
 
 
 @pytest.fixture(params=["mariadb", "postgresql"])
-def store_url(request):
+def store_url(request, monkeypatch):
     """An empty database on a MariaDB test server or a throwaway PostgreSQL one, as `[store] url`
-    names it; dropped afterwards."""
+    names it; dropped afterwards, after every store a test opened meanwhile is disposed."""
+    opened = _recorded_stores(monkeypatch)
     if request.param == "postgresql":
         server = request.getfixturevalue("pg_server")
         yield server.fresh_database(DB)
+        _dispose(opened)
         server.admin(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
         return
     target = request.getfixturevalue("target")
@@ -63,8 +66,30 @@ def store_url(request):
         cur.execute(f"DROP DATABASE IF EXISTS {DB}")
         cur.execute(f"CREATE DATABASE {DB} CHARACTER SET utf8mb4")
     yield f"{target.url}/{DB}"
+    _dispose(opened)
     with target.connect() as conn, conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {DB}")
+
+
+def _recorded_stores(monkeypatch: pytest.MonkeyPatch) -> list[Store]:
+    """The stores open_store makes from now on. A JobStore, AlertStore or LeaseStore a test just
+    drops keeps its engine's pooled sessions open until a garbage collection (the engine sits in
+    reference cycles): on the `target` server the whole suite shares, where other tests count the
+    sessions, unless the test's stores are disposed when it ends."""
+    opened: list[Store] = []
+
+    class Recorded(Store):
+        def __init__(self, *args, **kw) -> None:
+            super().__init__(*args, **kw)
+            opened.append(self)
+
+    monkeypatch.setattr(store_module, "Store", Recorded)
+    return opened
+
+
+def _dispose(stores: list[Store]) -> None:
+    for store in stores:
+        store.dispose()   # again for one the test disposed itself: its fresh pool is empty
 
 
 @contextlib.contextmanager
