@@ -43,11 +43,11 @@ STALE_SHOWN = 100     # stale rows named per table (the preview refuses on the f
 # The scratch copies take no part in any transaction: MyISAM writes them without the undo and
 # redo logs and the buffer pool InnoDB would give them (see _lighten).
 SCRATCH_ENGINE = "MyISAM"
-# Images per scratch copy. The parts are written by two sessions at once and, where they are compared
-# by key, each while the next one is put back (restore.undo.fast_apply). Each part costs its DDL
-# and a pause of the apply between parts: at 1,000,000 rows (~50 MB) one part put back in 2.6-3.1 s,
-# six in 2.9-3.5 s, and two writers wrote no faster than one.
-PART_BYTES = 32 << 20
+# Images per scratch copy. The parts are written by WRITERS sessions at once (as many parts for each)
+# and, where they are compared by key, each while the next one is put back (restore.undo.fast_apply).
+# Each part costs its DDL: at 1,000,000 rows (~50 MB) two parts were written in 0.67-0.77 s against
+# 0.89-1.10 s for one, and six put back 0.3 s slower than one.
+PART_BYTES = 16 << 20
 MAX_PARTS = 8
 WRITERS = 2           # sessions writing the scratch copies at once
 
@@ -221,9 +221,12 @@ def _lighten(cur, part: tuple[str, str]) -> None:
 
 
 def _parts(refs: list[int]) -> list[list[int]]:
-    """The pieces in order, cut into parts of about PART_BYTES each (at most MAX_PARTS, at least one)."""
+    """The pieces in order, cut into parts of about PART_BYTES each: at least one, at most MAX_PARTS,
+    and past WRITERS a multiple of it (each writer as much to write)."""
     sizes = [ref & ((1 << SIZE_BITS) - 1) for ref in refs]
     n = max(1, min(MAX_PARTS, sum(sizes) // PART_BYTES))
+    if n > WRITERS:
+        n -= n % WRITERS
     share = sum(sizes) / n
     parts: list[list[int]] = [[]]
     run = 0
