@@ -102,14 +102,14 @@ def _scratch_sum(conn, fast: FastRows) -> int | None:
 
 def _table_sum(conn, fast: FastRows) -> int | None:
     """The table's checksum before the rows go in, or None where comparing by key is cheaper."""
-    schema = fast.schema
-    with conn.cursor() as cur:
-        cur.execute("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
-                    (schema.db, schema.name))
-        row = cur.fetchone()
-    if row is None or row[0] is None or row[0] > SCAN_FACTOR * fast.count:
+    limit = SCAN_FACTOR * fast.count
+    if limit < 0:
         return None
-    return _checksum(conn, schema.ident)
+    with conn.cursor() as cur:   # counted, not estimated (a table's statistics may be far behind), up to the limit
+        cur.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM {fast.schema.ident} LIMIT {limit + 1}) AS t")
+        if cur.fetchone()[0] > limit:
+            return None
+    return _checksum(conn, fast.schema.ident)
 
 
 def _checksum(conn, ident: str) -> int | None:
