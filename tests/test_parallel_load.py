@@ -397,7 +397,7 @@ def test_a_parent_loaded_under_lock_tables_while_its_child_is_created(target, tm
         cur.execute("CREATE TABLE shop.parent (id INT PRIMARY KEY, pad VARCHAR(40))")
         for n in range(4):
             cur.execute(f"CREATE TABLE shop.child{n} (id INT PRIMARY KEY, p INT, FOREIGN KEY (p) REFERENCES shop.parent (id))")
-        cur.executemany("INSERT INTO shop.parent VALUES (%s, %s)", [(i, f"row {i}") for i in range(20000)])
+        cur.executemany("INSERT INTO shop.parent VALUES (%s, %s)", [(i, f"row {i}") for i in range(6000)])
         for n in range(4):
             cur.executemany(f"INSERT INTO shop.child{n} VALUES (%s, %s)", [(i, i) for i in range(10)])
         conn.commit()
