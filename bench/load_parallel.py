@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))  # run from a checkout even when the package is no
 
 from restore.mysql.sandbox import Sandbox  # noqa: E402
 from restore.plan.snapshot import Snapshot  # noqa: E402
-from restore.replay.load_progress import Throughput  # noqa: E402
+from restore.meter import Throughput  # noqa: E402
 from restore.replay.loader import default_jobs, load_snapshot  # noqa: E402
 
 DB = "sbtest"

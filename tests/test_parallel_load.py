@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from restore.errors import SnapshotError
+from restore.meter import Throughput
 from restore.plan.snapshot import Snapshot
 from restore.replay import load_progress
 from restore.replay.dump_split import Unsplittable, split
-from restore.replay.load_progress import Throughput
 from restore.replay.loader import load_snapshot
 from tests.support.db import checksums, clean, dump, q, schemas
 

@@ -1,4 +1,4 @@
-"""What a parallel load has finished, kept on the target, and how fast it goes.
+"""What a parallel load has finished, kept on the target.
 
 Each table's record is written by the client that loaded it, right after the table's last
 statement, so a record means the table is whole: a killed load resumes with the tables that have
@@ -8,7 +8,6 @@ the restore's checkpoint (restore.target.checkpoint), keyed by the caller's resu
 """
 from __future__ import annotations
 
-from restore.meter import Throughput  # noqa: F401  (where the runner and the benches take it from)
 from restore.mysql.quote import quote_ident, quote_qualified
 from restore.target.checkpoint import SCHEMA
 

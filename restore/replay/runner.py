@@ -27,6 +27,7 @@ from pymysql.constants import CLIENT
 
 from restore.errors import TargetError, VerifyError
 from restore.hooks import Hooks, NullHooks
+from restore.meter import Throughput
 from restore.mysql.dsn import Dsn
 from restore.mysql.flavor import Flavor
 from restore.plan.physical_base import in_place, physical_bytes
@@ -35,7 +36,6 @@ from restore.plan.scope import Scope
 from restore.plan.snapshot import Snapshot
 from restore.replay.applier import Applier
 from restore.replay import load_progress
-from restore.replay.load_progress import Throughput
 from restore.replay.loader import load_snapshot
 from restore.replay.physical_flow import run_physical_into_dsn
 from restore.replay.verify import Verification, verify
