@@ -25,12 +25,11 @@ from restore.mysql.leftovers import OwnedDir
 from restore.mysql.procs import die_with_parent
 from restore.plan.physical import SYSTEM_DATABASES, read_backup_dir
 from restore.plan.physical_base import backup_tool
-from restore.plan.physical_stream import compress_into, is_stream, mirror
+from restore.plan.physical_stream import SUFFIX as STREAM, compress_into, is_stream, mirror
 from restore.plan.snapshot import read_snapshot
 from restore.replay.loader import client_options
 
-PHYSICAL = "-physical"   # a physical backup's directory name ends so: STAMP-physical
-STREAM = ".mbstream.zst"  # ... and a compressed one's file: STAMP-physical.mbstream.zst
+PHYSICAL = "-physical"   # a physical backup: the directory STAMP-physical, or compressed STAMP-physical + STREAM
 PARTIAL = ".partial"
 
 
