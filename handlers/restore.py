@@ -232,8 +232,9 @@ class RestoreHandler:
 
     def _choice_clear(self, cmd: Command, reply: Reply) -> None:
         """`/restore choice clear` forgets the saved stop and skips (the bot decides again)."""
-        had = self.store.clear_choice(self._cluster(cmd).name or DEFAULT_CLUSTER)
-        self.store.audit(cmd.user, "cleared choice", None)
+        name = self._cluster(cmd).name
+        had = self.store.clear_choice(name or DEFAULT_CLUSTER)
+        self.store.audit(cmd.user, "cleared choice", None, f"cluster={name}" if name else "")
         if had:
             reply.say(say.choice_cleared(cmd.user))
         else:

@@ -453,3 +453,8 @@ def test_a_choice_made_on_one_clusters_plan_card_decides_only_that_clusters_plan
         rec = _Rec()
         app.text(f"plan {name}", "U1", "console", rec)
         assert rec.job.args["stop_before"] == stop and rec.job.args["cluster"] == name, (name, rec.job.args)
+    rec = _Rec()
+    app.text("choice clear billing", "U1", "console", rec)   # forgotten for billing only, and said so in the audit
+    assert store.choice("billing") is None
+    cleared = [e for e in store.audit_log() if e["action"] == "cleared choice"]
+    assert [e["detail"] for e in cleared] == ["cluster=billing"], cleared
